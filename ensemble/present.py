@@ -1,0 +1,84 @@
+"""Presentation for the CLI: rich tables for people, JSON/CSV/Markdown for scripts. No arithmetic."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+from rich.table import Table
+
+from ensemble.metric import ScoreParts
+
+SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested",
+                 "in_sample", "gap", "test"}
+SHORT = {"cv_testlike": "cv tl", "submission": "sub", "rank": "#", "public": "pub", "private": "priv"}
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+PART_DIGITS = {"auc": 3, "brier": 3, "ece": 3, "delta": 3}
+
+
+def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> Table:
+    """A compact rich table of a DataFrame (fits 80 columns): numbers right-aligned, missing as '–'."""
+    from rich import box
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+                  header_style="bold")
+    for col in frame.columns:
+        numeric = col in SCORE_COLUMNS or pd.api.types.is_numeric_dtype(frame[col])
+        table.add_column(SHORT.get(col, col), justify="right" if numeric else "left",
+                         overflow="fold", no_wrap=numeric)
+    for row in frame.itertuples(index=False):
+        cells = []
+        for col, v in zip(frame.columns, row):
+            cells.append(SHORT.get(v, v) if isinstance(v, str) else fmt(v, PART_DIGITS.get(col, digits)))
+        table.add_row(*cells)
+    return table
+
+
+def text_output(frame: pd.DataFrame, fmt_name: str, extra: dict | None = None) -> str:
+    """JSON, CSV or Markdown text of a frame (and optional extra JSON fields)."""
+    if fmt_name == "json":
+        rows = json.loads(frame.to_json(orient="records"))
+        return json.dumps({"rows": rows, **(extra or {})}, indent=2) + "\n"
+    if fmt_name == "csv":
+        return frame.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str):
+    """The board as a rich renderable (table) or text (json/csv/md)."""
+    if fmt_name != "table":
+        return text_output(frame, fmt_name, {"cv_public_correlation": correlation} if fmt_name == "json" else None)
+    from rich.console import Group
+    from rich.text import Text
+
+    if frame.empty:
+        return Text("no runs or submissions yet: `ens import`, `ens finetune` or `ens stack` make them")
+    shown = frame.drop(columns=["cv_testlike"]) if frame["cv_testlike"].isna().all() else frame
+    parts = [frame_table(shown, title="runs and submissions (lower is better)")]
+    if correlation:
+        parts.append(Text(f"CV vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "
+                          f"Spearman {correlation['spearman']:.3f}"))
+    return Group(*parts)
+
+
+def score_table(parts: ScoreParts, per_label: dict[str, dict[str, float]], fmt_name: str):
+    """The metric and its parts, overall and per label."""
+    rows = [{"label": label, **values} for label, values in per_label.items()]
+    rows.append({"label": "mean", "auc": parts.auc, "brier": parts.brier, "ece": parts.ece})
+    frame = pd.DataFrame(rows, columns=["label", "auc", "brier", "ece"])
+    if fmt_name in ("csv", "md"):
+        return text_output(frame, fmt_name) + f"score {parts.score:.6f}\n"
+    return frame_table(frame, title=f"score {parts.score:.6f} (lower is better)", digits=6)

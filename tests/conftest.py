@@ -1,0 +1,48 @@
+"""Shared fixtures: every test runs in its own temp workspace, never touching real runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+LABELS = ["fake", "real"]
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh workspace folder, also the current directory and $ENS_WORKSPACE."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.setenv("ENS_WORKSPACE", str(ws))
+    monkeypatch.delenv("ENS_DEBUG", raising=False)
+    monkeypatch.chdir(ws)
+    return ws
+
+
+@pytest.fixture
+def csv_competition(tmp_path: Path) -> Path:
+    """A competition folder with CSVs only (no audio): 40 train rows (single label), 12 test rows."""
+    root = tmp_path / "comp"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    train_ids = [f"TRAIN_{i:03d}" for i in range(40)]
+    labels = np.where(np.arange(40) % 2 == 0, "fake", "real")
+    pd.DataFrame({"id": train_ids, "path": [f"./train/{i}.ogg" for i in train_ids], "label": labels}).to_csv(root / "train.csv", index=False)
+    test_ids = [f"TEST_{i:03d}" for i in rng.permutation(12)]
+    pd.DataFrame({"id": test_ids, "path": [f"./test/{i}.ogg" for i in test_ids]}).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"id": test_ids, "fake": 0.5, "real": 0.5}).to_csv(root / "sample_submission.csv", index=False)
+    return root
+
+
+def write_predictions(path: Path, ids: list[str], values: np.ndarray, fold: np.ndarray | None = None) -> Path:
+    """A prediction CSV (id, [fold], fake, real)."""
+    frame = pd.DataFrame({"id": ids})
+    if fold is not None:
+        frame["fold"] = fold
+    for j, label in enumerate(LABELS):
+        frame[label] = values[:, j]
+    frame.to_csv(path, index=False)
+    return path

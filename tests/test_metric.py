@@ -1,0 +1,109 @@
+"""The competition metric against an independent implementation of the organisers' code, and edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import mean_squared_error, roc_auc_score
+
+from ensemble.metric import SCORERS, MetricError, competition_score, ece_per_column, get_scorer
+from ensemble.errors import EnsError
+
+
+def organisers_ece(y, p, n_bins=10):
+    """The organisers' ECE, written as they wrote it."""
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+    bin_totals = np.histogram(p, bins=np.linspace(0, 1, n_bins + 1), density=False)[0]
+    bin_weights = (bin_totals / len(p))[bin_totals > 0]
+    return np.sum(bin_weights * np.abs(prob_true - prob_pred))
+
+
+def organisers_score(y, p):
+    aucs = [roc_auc_score(y[:, j], p[:, j]) for j in range(y.shape[1])]
+    briers = [mean_squared_error(y[:, j], p[:, j]) for j in range(y.shape[1])]
+    eces = [organisers_ece(y[:, j], p[:, j]) for j in range(y.shape[1])]
+    return 0.5 * (1 - np.mean(aucs)) + 0.25 * np.mean(briers) + 0.25 * np.mean(eces)
+
+
+def test_hand_derived_golden_value():
+    # AUC 3/4; Brier 0.675/4; ECE: edge values 0.1 and 0.8 fall in the lower bin for calibration_curve
+    # and the upper one for the histogram; four non-empty bins each: 0.25 * (0.1 + 0.65 + 0.45 + 0.2)
+    y = np.array([[0], [0], [1], [1]])
+    p = np.array([[0.1], [0.45], [0.35], [0.8]])
+    parts = competition_score(y, p)
+    assert parts.auc == pytest.approx(0.75, abs=1e-15)
+    assert parts.brier == pytest.approx(0.16875, abs=1e-15)
+    assert parts.ece == pytest.approx(0.35, abs=1e-15)
+    assert parts.score == pytest.approx(0.2546875, abs=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_equals_organisers_on_random_data(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 3000))
+    y = rng.integers(0, 2, size=(n, 2))
+    p = rng.random((n, 2)) ** rng.uniform(0.3, 3)
+    assert abs(competition_score(y, p).score - organisers_score(y, p)) < 1e-12
+
+
+@pytest.mark.parametrize(
+    "p",
+    [
+        [0.0, 0.0, 1.0, 1.0, 0.5, 0.5],            # exact 0 and 1
+        [0.0, 0.3, 0.6, 0.7, 0.95, 1.0],           # 0.3 is below its edge, 0.6 and 0.7 above theirs
+        [0.01, 0.02, 0.03, 0.97, 0.98, 0.99],      # empty middle bins
+        [0.5, 0.5, 0.5, 0.5, 0.5, 0.5],            # one bin, all tied (AUC 0.5)
+        [0.1, 0.15, 0.12, 0.18, 0.11, 0.13],       # one histogram bin vs two calibration bins: broadcasts
+    ],
+)
+def test_edge_cases_equal_organisers(p):
+    y = np.array([[0], [1], [0], [1], [1], [0]])
+    p = np.array(p)[:, None]
+    assert abs(competition_score(y, p).score - organisers_score(y, p)) < 1e-12
+
+
+def test_mismatched_bin_counts_raise_like_the_organisers():
+    # 0.1, 0.4 and 0.8 sit on edges: 3 calibration bins against 4 histogram bins
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    with pytest.raises(ValueError):
+        organisers_ece(y, p)
+    with pytest.raises(MetricError, match="bin edges"):
+        ece_per_column(y, p, ["fake"])
+
+
+def test_one_class_column_is_an_error_naming_it():
+    y = np.array([[0, 1], [0, 0], [0, 1]])
+    p = np.full((3, 2), 0.4)
+    with pytest.raises(MetricError, match="'fake'|fake"):
+        competition_score(y, p, ["fake", "real"])
+
+
+def test_rejects_out_of_range_probabilities():
+    with pytest.raises(MetricError, match=r"\[0, 1\]"):
+        competition_score(np.array([0, 1]), np.array([0.2, 1.2]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.2, 5.0))
+def test_auc_unchanged_by_monotone_map(seed, power):
+    rng = np.random.default_rng(seed)
+    y = np.r_[0, 1, rng.integers(0, 2, 60)]
+    p = rng.random(62)
+    a = competition_score(y, p).auc
+    b = competition_score(y, p**power).auc
+    assert abs(a - b) < 1e-12
+
+
+def test_scorers_know_their_direction():
+    assert not get_scorer("competition").greater_is_better
+    assert get_scorer("auc").greater_is_better
+    assert get_scorer("competition").is_better(0.1, 0.2)
+    assert get_scorer("auc").is_better(0.9, 0.8)
+    y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.6, 0.3])
+    assert SCORERS["logloss"](y, p) == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.6, 0.7])))
+    with pytest.raises(EnsError, match="competition"):
+        get_scorer("nope")
