@@ -153,6 +153,162 @@ def board_cmd(
         console().print(output)
 
 
+def _parse_folds(value: str | None) -> list[int] | None:
+    if not value:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        fail(f"--fold takes fold numbers separated by commas (e.g. 0,2), got {value!r}")
+
+
+@command("finetune")
+def finetune_cmd(
+    model: Annotated[str, typer.Argument(help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
+    data: DataOpt = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: from MODEL).")] = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="Number of folds when the shared folds file is created (default 5).")] = None,
+    fold: Annotated[Optional[str], typer.Option("--fold", help="Run only these folds, e.g. 0,2 (spread folds over machines).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per fold.")] = 5,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 16,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Steps per update (default: effective batch 128).")] = None,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Clip length the model sees (crop/pad; longer clips are windowed at inference).")] = 5.0,
+    augment: Annotated[str, typer.Option("--augment", help="'default', 'none', or a list such as mix,noise,gain,shift.")] = "default",
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these options (command-line values win).")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
+    unfreeze: Annotated[bool, typer.Option("--unfreeze-feature-encoder", help="Also train the convolutional feature encoder.")] = False,
+    workspace: WorkspaceOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
+    from ensemble.finetune import FinetuneOptions, finetune
+    from ensemble.progress import event_printer
+
+    ws, comp = _context(workspace, data)
+    values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
+                  batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
+                  device=device, seed=seed, freeze_feature_encoder=not unfreeze)
+    if config is not None:
+        values = _merge_config(config, values, ctx=click_context())
+    opts = FinetuneOptions(**values)
+    with event_printer(console()) as show:
+        run = finetune(ws, comp, opts, force=force, progress=show)
+    if run is None:
+        typer.echo(f"folds done for {opts.run_name}; run the other folds (or copy their fold folders) to finish the run")
+        return
+    metrics = run.manifest["metrics"]
+    parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
+    typer.echo(f"run {run.name}: CV {metrics['cv']['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}, "
+               f"ONNX parity {parity:.2e} → {run.dir}")
+
+
+def click_context():
+    import click
+
+    return click.get_current_context()
+
+
+def _merge_config(path: Path, values: dict, ctx) -> dict:
+    """Options from a TOML file, overridden by options given on the command line."""
+    import tomllib
+
+    from ensemble.errors import ConfigError
+
+    try:
+        with open(path, "rb") as f:
+            stored = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    stored = {k.replace("-", "_"): v for k, v in stored.items()}
+    unknown = sorted(set(stored) - set(values))
+    if unknown:
+        raise ConfigError(f"{path}: unknown option {unknown[0]!r}; accepted: {', '.join(sorted(values))}")
+    from click.core import ParameterSource
+
+    merged = dict(values)
+    for key, value in stored.items():
+        param = "fold" if key == "only_folds" else key
+        if ctx.get_parameter_source(param) != ParameterSource.COMMANDLINE:
+            merged[key] = value
+    return merged
+
+
+@command("oof")
+def oof_cmd(
+    run: Annotated[str, typer.Argument(help="Run whose ONNX folds to run.")],
+    data: DataOpt = None,
+    split: Annotated[str, typer.Option("--split", help="train, test, testlike or all.")] = "all",
+    provider: Annotated[str, typer.Option("--provider", help="auto (CUDA when available), cuda or cpu.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per ONNX Runtime call.")] = 8,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Re-predict a run with ONNX Runtime (OOF from the fold that never saw each row), replacing its files."""
+    from ensemble.oof import SPLITS, run_oof
+    from ensemble.progress import event_printer
+
+    if split != "all" and split not in SPLITS:
+        fail(f"--split must be one of all, {', '.join(SPLITS)}; got {split!r}")
+    ws, comp = _context(workspace, data)
+    with event_printer(console()) as show:
+        diffs = run_oof(ws, comp, run, SPLITS if split == "all" else (split,), provider, batch_size, progress=show)
+    for name, diff in diffs.items():
+        typer.echo(f"{run} {name}: max |p_onnx - p_previous| = {diff:.2e}")
+
+
+def _parse_params(items: list[str]) -> dict:
+    """`--param key=value` pairs; values parsed as JSON where they can be (numbers, lists, true/false)."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--param takes key=value, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+@command("stack")
+def stack_cmd(
+    runs: Annotated[list[str], typer.Argument(help="Runs to blend (names in models/).")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Stacking method: mean, logit, rank, weighted, hillclimb, flip, logreg, lgbm (an unknown name lists the registered ones).")] = "mean",
+    name: Annotated[Optional[str], typer.Option("--name", help="Submission name (default: <method>-<runs>).")] = None,
+    calibrate: Annotated[str, typer.Option("--calibrate", help="auto (chosen by nested score), none, temperature, platt, isotonic or beta.")] = "auto",
+    test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, or an assumed prior such as 0.4.")] = "none",
+    fit_on: Annotated[str, typer.Option("--fit-on", help="auto (test-like when every run has it), testlike, clean or both.")] = "auto",
+    param: Annotated[list[str], typer.Option("--param", help="Method parameter key=value (repeatable), e.g. n_bags=20.")] = [],
+    compare: Annotated[bool, typer.Option("--compare", help="Score every method side by side; writes nothing unless --write.")] = False,
+    write: Annotated[bool, typer.Option("--write", help="With --compare: write the best method as a submission.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for bagging, bootstrap and LightGBM.")] = 0,
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
+    from ensemble.blend import compare_methods, default_name, stack_runs
+    from ensemble.present import compare_table, stack_summary
+    from ensemble.submission import submission_frame, write_submission
+
+    ws, comp = _context(workspace, data)
+    params = _parse_params(param)
+    if compare:
+        rows = compare_methods(ws, comp, runs, calibrate=calibrate, fit_on=fit_on, seed=seed)
+        console().print(compare_table(rows))
+        if not write:
+            return
+        method, params = rows[0]["method"], {}
+    result, sidecar = stack_runs(ws, comp, runs, method, params=params, calibrate=calibrate, test_prior=test_prior,
+                                 fit_on=fit_on, seed=seed)
+    out = write_submission(ws, name or default_name(method, runs), submission_frame(result.test, comp), comp,
+                           sidecar, force=force)
+    console().print(stack_summary(out, result))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -10,9 +10,10 @@ from rich.table import Table
 
 from ensemble.metric import ScoreParts
 
-SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested",
+SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested", "clean", "test-like", "in-sample", "gain", "s",
                  "in_sample", "gap", "test"}
-SHORT = {"cv_testlike": "cv tl", "submission": "sub", "rank": "#", "public": "pub", "private": "priv"}
+HEADERS = {"cv_testlike": "cv tl", "rank": "#", "public": "pub", "private": "priv"}
+VALUES = {"submission": "sub"}
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -23,7 +24,7 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-PART_DIGITS = {"auc": 3, "brier": 3, "ece": 3, "delta": 3}
+PART_DIGITS = {"auc": 3, "brier": 3, "ece": 3, "delta": 3, "gap": 3, "gain": 3, "s": 1}
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> Table:
@@ -34,12 +35,12 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) 
                   header_style="bold")
     for col in frame.columns:
         numeric = col in SCORE_COLUMNS or pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(SHORT.get(col, col), justify="right" if numeric else "left",
-                         overflow="fold", no_wrap=numeric)
+        table.add_column(HEADERS.get(col, col), justify="right" if numeric else "left",
+                         overflow="fold", no_wrap=numeric or col == "method")
     for row in frame.itertuples(index=False):
         cells = []
         for col, v in zip(frame.columns, row):
-            cells.append(SHORT.get(v, v) if isinstance(v, str) else fmt(v, PART_DIGITS.get(col, digits)))
+            cells.append(VALUES.get(v, v) if isinstance(v, str) else fmt(v, PART_DIGITS.get(col, digits)))
         table.add_row(*cells)
     return table
 
@@ -81,4 +82,33 @@ def score_table(parts: ScoreParts, per_label: dict[str, dict[str, float]], fmt_n
     frame = pd.DataFrame(rows, columns=["label", "auc", "brier", "ece"])
     if fmt_name in ("csv", "md"):
         return text_output(frame, fmt_name) + f"score {parts.score:.6f}\n"
-    return frame_table(frame, title=f"score {parts.score:.6f} (lower is better)", digits=6)
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(Text(f"score {parts.score:.6f} (lower is better)"), frame_table(frame, digits=6))
+
+
+def compare_table(rows: list[dict]) -> Table:
+    """`ens stack --compare`: every method's nested score and parts, best first."""
+    frame = pd.DataFrame(rows)
+    keep = [c for c in ("method", "score", "auc", "brier", "ece", "score_clean", "score_testlike", "in_sample", "gap",
+                        "gain", "seconds") if c in frame.columns]
+    if "score_testlike" not in frame.columns:
+        keep.remove("score_clean")  # without test-like rows the clean score is the nested score
+    frame = frame[keep].rename(columns={"score": "nested", "score_clean": "clean", "score_testlike": "test-like",
+                                        "in_sample": "in-sample", "seconds": "s"})
+    return frame_table(frame, title="stack methods, nested CV (lower is better)")
+
+
+def stack_summary(path, result) -> str:
+    """One or two lines about the written submission and its honest score."""
+    lines = [f"wrote {path}"]
+    for what, parts in (("nested CV", result.nested), ("test-like nested CV", result.nested_testlike),
+                        ("in-sample", result.in_sample)):
+        if parts is not None:
+            lines.append(f"  {what}: {parts.score:.5f} (AUC {parts.auc:.4f}, Brier {parts.brier:.4f}, ECE {parts.ece:.4f})")
+    if result.gain:
+        g = result.gain
+        lines.append(f"  gain over best single run: {g['gain']:+.5f} [{g['lo']:+.5f}, {g['hi']:+.5f}]")
+    lines.extend(f"  warning: {w}" for w in result.warnings)
+    return "\n".join(lines)

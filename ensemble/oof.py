@@ -1,0 +1,109 @@
+"""`ens oof`: a run's ONNX folds in ONNX Runtime → the run's OOF, test and test-like predictions.
+
+Each fold model predicts only what it never trained on (its held-out rows and test-like clips) plus
+the whole test set, with the same windowing and preprocessing as `finetune` (rebuilt from the ONNX
+metadata, so no torch weights are needed). The run's files are replaced atomically and run.json
+records the provider and the largest difference to the predictions they replace.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ensemble.competition import Competition
+from ensemble.errors import ContractError
+from ensemble.fold_job import HOP_FRACTION, _frame
+from ensemble.folds import load_folds
+from ensemble.io import read_json
+from ensemble.provenance import now_iso
+from ensemble.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, load_run, write_manifest, write_run_file
+from ensemble.scoring import cv_metrics, score_frame
+from ensemble.testlike_set import TESTLIKE_FILE as CLIPS_FILE
+from ensemble.workspace import Workspace
+
+SPLITS = ("train", "test", "testlike")
+
+
+def _predict_split(model, waves, count: int, max_seconds: float, batch_size: int,
+                   emit: Callable[[dict], None], stage: str) -> np.ndarray:
+    from ensemble.inference import onnx_predictor, predict_clips
+
+    n = int(round(max_seconds * model.sampling_rate))
+    return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), onnx_predictor(model, model.preprocess),
+                         batch_size, progress=lambda d, t: emit({"stage": stage, "done": d, "total": t}))
+
+
+def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...] = SPLITS, provider: str = "auto",
+            batch_size: int = 8, progress: Callable[[dict], None] | None = None) -> dict[str, float]:
+    """Re-predict `splits` with ONNX Runtime; returns the max |Δp| against the files replaced."""
+    from ensemble.audio.load import WaveStore, load_audio
+    from ensemble.audio.testlike import render_testlike
+    from ensemble.backbones.ort import OnnxClassifier
+
+    emit = progress or (lambda event: None)
+    run = load_run(ws, name)
+    manifest = run.manifest
+    if manifest.get("kind") != "finetune":
+        raise ContractError(f"run {name!r} has no ONNX folds (it was {manifest.get('kind', '?')}ed)")
+    folds = load_folds(ws)
+    labels, max_seconds = comp.labels, float(manifest["options"]["max_seconds"])
+    clips = pd.read_parquet(ws.models_dir / CLIPS_FILE) if "testlike" in splits else None
+    paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
+    test_paths = comp.test.set_index(comp.test["id"].astype(str))["path"]
+    frames: dict[str, list[pd.DataFrame]] = {s: [] for s in splits}
+    used_provider, stores = None, {}
+    row_of = {rid: i for i, rid in enumerate(folds["id"])}
+    for info in manifest["folds"]:
+        k = int(info["fold"])
+        model = OnnxClassifier(run.dir / info["onnx"]["path"], provider=provider)
+        used_provider, sr = model.provider, model.sampling_rate
+        held = folds[folds["fold"] == k]
+        if sr not in stores:
+            stores[sr] = WaveStore([comp.audio_path(paths[i]) for i in folds["id"]], sr)
+        store = stores[sr]
+        if "train" in splits:
+            waves = (store[row_of[i]] for i in held["id"])
+            frames["train"].append(_frame(held["id"], k, _predict_split(model, waves, len(held), max_seconds, batch_size,
+                                                                        emit, f"fold {k} train"), labels))
+        if "test" in splits:
+            waves = (load_audio(comp.audio_path(test_paths[i]), sr) for i in comp.test_ids)
+            frames["test"].append(_frame(comp.test_ids, k, _predict_split(model, waves, len(comp.test_ids), max_seconds,
+                                                                          batch_size, emit, f"fold {k} test"), labels))
+        if "testlike" in splits:
+            own = clips[clips["fold"] == k]
+            waves = (render_testlike(r, lambda rid: store[row_of[rid]], sr) for r in own["recipe"])
+            frames["testlike"].append(_frame(own["id"], k, _predict_split(model, waves, len(own), max_seconds,
+                                                                          batch_size, emit, f"fold {k} test-like"), labels))
+    return _write(run, comp, folds, clips, frames, used_provider)
+
+
+def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, provider: str) -> dict[str, float]:
+    """Replace the run's files with the ONNX Runtime predictions; record the largest change."""
+    from ensemble.runs import validate_oof, validate_test
+
+    filename = {"train": OOF_FILE, "test": TEST_FILE, "testlike": TESTLIKE_FILE}
+    manifest = read_json(run.dir / MANIFEST_FILE)
+    diffs = {}
+    for split, parts in frames.items():
+        new = pd.concat(parts, ignore_index=True)
+        old = pd.read_parquet(run.dir / filename[split])
+        if split == "train":
+            validate_oof(new, comp.labels, folds, f"{run.name} ONNX OOF")
+        elif split == "test":
+            validate_test(new, comp.labels, comp.test_ids, f"{run.name} ONNX test")
+        keys = ["id", "fold"]
+        merged = old.merge(new, on=keys, suffixes=("_old", ""), validate="one_to_one")
+        if len(merged) != len(new):
+            raise ContractError(f"{run.dir / filename[split]}: rows differ from the ONNX predictions")
+        diffs[split] = float(max(np.abs(merged[f"{c}_old"] - merged[c]).max() for c in comp.labels))
+        manifest["files"][filename[split]] = write_run_file(new, run.dir, filename[split])
+        if split == "train":
+            manifest["metrics"].update(cv_metrics(new, folds, comp.labels))
+        if split == "testlike":
+            manifest["metrics"]["cv_testlike"] = score_frame(new, clips, comp.labels).as_dict()
+    manifest["onnxruntime"] = {"provider": provider, "predicted": now_iso(), "max_abs_diff_to_previous": diffs}
+    write_manifest(run.dir, manifest)
+    return diffs
