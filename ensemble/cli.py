@@ -170,7 +170,7 @@ def finetune_cmd(
     folds: Annotated[Optional[int], typer.Option("--folds", help="Number of folds when the shared folds file is created (default 5).")] = None,
     fold: Annotated[Optional[str], typer.Option("--fold", help="Run only these folds, e.g. 0,2 (spread folds over machines).")] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per fold.")] = 5,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 3e-5,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="AdamW learning rate (default 3e-5; 1e-3 for named configs trained from scratch).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 16,
     grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Steps per update (default: effective batch 128).")] = None,
     max_seconds: Annotated[float, typer.Option("--max-seconds", help="Clip length the model sees (crop/pad; longer clips are windowed at inference).")] = 5.0,
@@ -178,6 +178,7 @@ def finetune_cmd(
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these options (command-line values win).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
+    testlike_per_fold: Annotated[Optional[int], typer.Option("--testlike-per-fold", help="Test-like clips per fold when the shared set is first built (default: about half a fold, 50–2000).")] = None,
     unfreeze: Annotated[bool, typer.Option("--unfreeze-feature-encoder", help="Also train the convolutional feature encoder.")] = False,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
@@ -189,7 +190,7 @@ def finetune_cmd(
     ws, comp = _context(workspace, data)
     values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
-                  device=device, seed=seed, freeze_feature_encoder=not unfreeze)
+                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=not unfreeze)
     if config is not None:
         values = _merge_config(config, values, ctx=click_context())
     opts = FinetuneOptions(**values)
@@ -307,6 +308,30 @@ def stack_cmd(
     out = write_submission(ws, name or default_name(method, runs), submission_frame(result.test, comp), comp,
                            sidecar, force=force)
     console().print(stack_summary(out, result))
+
+
+@command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's competition data and workspace.")] = Path("demo"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the generated audio and the models.")] = 0,
+    force: ForceOpt = False,
+) -> None:
+    """Run the whole pipeline on generated demo audio: fine-tune, ONNX, stack --compare, submit, score."""
+    from ensemble.demo_run import run_demo
+    from ensemble.present import compare_table, frame_table
+    from ensemble.progress import event_printer
+
+    with event_printer(console()) as show:
+        result = run_demo(out, force=force, seed=seed, progress=show)
+    out_console = console()
+    out_console.print(compare_table(result.compare))
+    out_console.print(frame_table(result.scores, title="runs and submission: CV vs score on the demo's answer key"))
+    runs = result.scores[result.scores["kind"] == "run"]
+    best_run = runs.loc[runs["test"].idxmin()]
+    sub = result.scores[result.scores["kind"] == "submission"].iloc[0]
+    typer.echo(f"best single run {best_run['name']}: {best_run['test']:.4f} on the answer key; "
+               f"stacked {sub['name']}: {sub['test']:.4f} ({sub['test'] - best_run['test']:+.4f})")
+    typer.echo(f"workspace: {result.workspace} (try: ens board -w {result.workspace})")
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ class FinetuneOptions:
     folds: int | None = None
     only_folds: list[int] | None = None
     epochs: int = 5
-    lr: float = 3e-5
+    lr: float | None = None  # None: 3e-5 for pretrained checkpoints, 1e-3 for named (random) configs
     batch_size: int = 16
     grad_accum: int | None = None
     max_seconds: float = 5.0

@@ -43,12 +43,40 @@ def _frame(ids, fold: int, probs: np.ndarray, labels: list[str]) -> pd.DataFrame
     return frame
 
 
-def _train_config(ctx: FoldContext, fold: int):
+MIN_UPDATES_PER_EPOCH = 8
+SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tuning rate
+
+
+def default_lr(model: str) -> float:
+    from ensemble.backbones.families import NAMED_CONFIGS
+
+    return SCRATCH_LR if model in NAMED_CONFIGS else 3e-5
+
+
+def _train_config(ctx: FoldContext, fold: int, batches_per_epoch: int):
+    """Effective batch 128 by accumulation, fewer where an epoch would give under 8 optimizer updates."""
     from ensemble.backbones.train import TrainConfig
 
     o = ctx.opts
-    return TrainConfig(lr=o.lr, epochs=o.epochs, batch_size=o.batch_size, grad_accum=o.grad_accum,
+    accum = o.grad_accum or max(1, min(-(-128 // o.batch_size), batches_per_epoch // MIN_UPDATES_PER_EPOCH))
+    return TrainConfig(lr=o.lr or default_lr(o.model), epochs=o.epochs, batch_size=o.batch_size, grad_accum=accum,
                        freeze_feature_encoder=o.freeze_feature_encoder, device=o.device, seed=o.seed + fold)
+
+
+def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Callable[[dict], None]:
+    """fit_fold's events → progress events: a bar per epoch, a line per finished epoch."""
+    def relay(event: dict) -> None:
+        kind = event.get("event")
+        if kind == "step":
+            ctx.emit({"stage": f"train epoch {event['epoch']}", "fold": fold, "done": event["samples"],
+                      "total": rows_per_epoch})
+        elif kind == "epoch":
+            ctx.emit({"stage": "epoch", "fold": fold, "epoch": event["epoch"], "train_loss": event["train_loss"],
+                      "val_score": event["val_score"], "best_epoch": event["best_epoch"]})
+        else:
+            ctx.emit({"stage": kind or "train", "fold": fold, **{k: v for k, v in event.items() if k != "event"}})
+
+    return relay
 
 
 def run_fold(ctx: FoldContext, fold: int) -> dict:
@@ -78,12 +106,11 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     augment = AugmentConfig.from_spec(opts.augment)
     sampler = ExampleSampler(train_store, train_idx, targets, n, augment, seed=opts.seed * 1000 + fold,
                              background=background)
-    config = _train_config(ctx, fold)
-    device = resolve_device(config.device)
     batch = max(1, opts.batch_size)
+    config = _train_config(ctx, fold, sampler.n_batches(batch))
+    device = resolve_device(config.device)
 
     def predict(waves_of, count: int, stage: str) -> np.ndarray:
-        ctx.emit({"stage": stage, "fold": fold, "total": count})
         return predict_clips(waves_of, count, n, hop, torch_predictor(classifier, device), batch,
                              progress=lambda d, t: ctx.emit({"stage": f"{stage}_progress", "fold": fold, "done": d, "total": t}))
 
@@ -101,7 +128,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     ctx.emit({"stage": "fold_start", "fold": fold, "train_rows": int(train_idx.size), "held_out": int(held_idx.size),
               "batches_per_epoch": sampler.n_batches(batch)})
     result = fit_fold(classifier, batches, validate, config, fold_dir / "checkpoint",
-                      progress=lambda event: ctx.emit({**event, "fold": fold}))
+                      progress=_relay(ctx, fold, int(train_idx.size)), micro_batches_per_epoch=sampler.n_batches(batch))
     train_seconds = time.perf_counter() - started
 
     held_ids = ctx.folds["id"].to_numpy()[held_idx]
@@ -125,7 +152,8 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
         "fold": fold, "model": classifier.describe(), "train_rows": int(train_idx.size),
         "held_out_rows": int(held_idx.size), "testlike_clips": int(len(own_clips)),
         "best_epoch": result.best_epoch, "best_val_score": result.best_score, "history": result.history,
-        "samples_per_second": result.samples_per_second, "device": str(device), "augment": augment.to_dict(),
+        "samples_per_second": result.samples_per_s, "device": result.device, "precision": result.precision,
+        "train_config": config.as_dict(), "augment": augment.to_dict(),
         "onnx": onnx_info, "files": hashes,
         "seconds": {"train": round(train_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     }
@@ -141,11 +169,11 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
 
 def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list[np.ndarray]) -> dict:
     """ONNX export with metadata, then parity against torch on clips of another length."""
-    from ensemble.backbones.onnx_export import export_onnx, measure_parity, standard_metadata
+    from ensemble.backbones.onnx_export import export_onnx, measure_parity
     from ensemble.io import file_sha256
 
     path = fold_dir / "model.onnx"
-    metadata = {**standard_metadata(classifier), "run": ctx.run_dir.name, "fold": str(fold)}
+    metadata = {"run_id": ctx.run_dir.name, "fold": str(fold), "max_seconds": str(ctx.opts.max_seconds)}
     export_onnx(classifier, path, metadata)
     parity = measure_parity(classifier, path, probe)
     return {"path": f"fold{fold}/model.onnx", "sha256": file_sha256(path), "parity_max_abs_diff": parity,

@@ -31,21 +31,30 @@ def event_printer(console) -> Iterator[Callable[[dict], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bars:
-        tasks: dict[str, int] = {}
+    bars = Progress(*columns, console=console, transient=True)
+    tasks: dict[str, int] = {}
+    started = False
 
-        def show(event: dict) -> None:
-            if "done" in event and "total" in event:
-                label = event.get("stage", "")
-                if "fold" in event:
-                    label = f"fold {event['fold']} {label}"
-                label = label.replace("_progress", "").replace("_", " ")
-                if label not in tasks:
-                    tasks[label] = bars.add_task(label, total=event["total"])
-                bars.update(tasks[label], completed=event["done"], total=event["total"])
-                if event["done"] >= event["total"]:
-                    bars.remove_task(tasks.pop(label))
-            elif event.get("stage") not in QUIET_STAGES:
-                bars.console.print(_describe(event), highlight=False)
+    def show(event: dict) -> None:
+        nonlocal started
+        if "done" in event and "total" in event:
+            if not started:  # the live display starts with the first bar, so early errors print cleanly
+                bars.start()
+                started = True
+            label = event.get("stage", "")
+            if "fold" in event:
+                label = f"fold {event['fold']} {label}"
+            label = label.replace("_progress", "").replace("_", " ")
+            if label not in tasks:
+                tasks[label] = bars.add_task(label, total=event["total"])
+            bars.update(tasks[label], completed=event["done"], total=event["total"])
+            if event["done"] >= event["total"]:
+                bars.remove_task(tasks.pop(label))
+        elif event.get("stage") not in QUIET_STAGES:
+            bars.console.print(_describe(event), highlight=False)
 
+    try:
         yield show
+    finally:
+        if started:
+            bars.stop()

@@ -1,0 +1,193 @@
+"""Inference and fine-tuning throughput of a base-size audio backbone, side by side.
+
+CPU (default): ONNX Runtime vs PyTorch eager, clips/s on `--seconds`-long 16 kHz clips at each batch size,
+with the ratio ORT / torch. The model is `base-wav2vec2` (the real base config, random init: weights do
+not change the speed).
+
+    .venv/bin/python bench/bench_inference.py                 # CPU, batch 1 and 8
+    .venv/bin/python bench/bench_inference.py --device cuda   # GPU: torch inference + bf16 fine-tuning
+
+CUDA mode needs only torch, transformers, numpy and this repo: torch inference clips/s (fp32 and bf16
+autocast) and fine-tuning samples/s (bf16 autocast, frozen feature encoder, AdamW), with the achieved
+fraction of the GPU's dense bf16 peak. FLOPs per sample are counted with torch's FlopCounterMode on the
+real model (forward for inference; forward + backward for a training step, so the frozen encoder's missing
+weight gradients are accounted for); the peak comes from a small table or `--peak-tflops`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ensemble.backbones.model import build_classifier  # noqa: E402
+
+LABELS = ["fake", "real"]
+# Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets; "with sparsity" figures halved).
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
+                    "L4": 121.0, "A10": 125.0, "RTX 4090": 165.0}
+
+
+def clips(n: int, seconds: float, sr: int = 16000) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [(rng.standard_normal(int(seconds * sr)) * 0.1).astype(np.float32) for _ in range(n)]
+
+
+def timed(fn, iters: int, warmup: int = 1, sync=lambda: None) -> float:
+    """Median seconds per call after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def versions() -> str:
+    import torch
+    import transformers
+
+    parts = [f"python {platform.python_version()}", f"torch {torch.__version__}",
+             f"transformers {transformers.__version__}", f"numpy {np.__version__}"]
+    try:
+        import onnxruntime
+
+        parts.append(f"onnxruntime {onnxruntime.__version__}")
+    except ImportError:
+        pass
+    return ", ".join(parts)
+
+
+def bench_cpu(args: argparse.Namespace) -> None:
+    import torch
+
+    from ensemble.backbones.onnx_export import export_onnx
+    from ensemble.backbones.ort import OnnxClassifier
+
+    torch.set_num_threads(args.threads)
+    clf = build_classifier(args.model, LABELS)
+    clf.module.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        t0 = time.perf_counter()
+        export_onnx(clf, path, {"run_id": "bench"})
+        export_s = time.perf_counter() - t0
+        ort_model = OnnxClassifier(path, provider="cpu", threads=args.threads)
+        print(f"machine: {platform.machine()} {platform.processor() or ''}, {args.threads} threads; {versions()}")
+        print(f"model: {args.model} ({clf.describe()['n_params'] / 1e6:.1f} M params), {args.seconds:g}-s clips, "
+              f"export {export_s:.0f} s")
+        print(f"{'batch':>5} {'torch clips/s':>14} {'onnxruntime clips/s':>20} {'ORT/torch':>10}")
+        for batch in args.batch_sizes:
+            inputs = clf.preprocess(clips(batch, args.seconds))
+            tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+
+            def run_torch() -> None:
+                with torch.inference_mode():
+                    clf.module(**tensors)
+
+            t_torch = timed(run_torch, args.iters)
+            t_ort = timed(lambda: ort_model.predict_proba(inputs), args.iters)
+            print(f"{batch:>5} {batch / t_torch:>14.2f} {batch / t_ort:>20.2f} {t_torch / t_ort:>10.2f}")
+
+
+def peak_tflops(name: str, given: float | None) -> float | None:
+    if given:
+        return given
+    for key, value in PEAK_BF16_TFLOPS.items():  # most specific names first
+        if key in name:
+            return value
+    return None
+
+
+def flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def bench_cuda(args: argparse.Namespace) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    name = torch.cuda.get_device_name(0)
+    peak = peak_tflops(name, args.peak_tflops)
+    clf = build_classifier(args.model, LABELS)
+    module = clf.module.to("cuda")
+    sync = torch.cuda.synchronize
+    print(f"machine: {name}, peak bf16 dense {peak or '?'} TFLOP/s; {versions()}")
+    print(f"model: {args.model} ({clf.describe()['n_params'] / 1e6:.1f} M params), {args.seconds:g}-s clips")
+
+    batch = args.gpu_batch
+    inputs = {k: torch.from_numpy(v).cuda() for k, v in clf.preprocess(clips(batch, args.seconds)).items()}
+    module.eval()
+    with torch.inference_mode():
+        fwd_flops = flops(lambda: module(**inputs)) / batch
+    print(f"{'mode':<28} {'batch':>5} {'items/s':>10} {'TFLOP/s':>9} {'of peak':>8}")
+
+    def report(mode: str, seconds: float, per_item_flops: float) -> None:
+        rate = batch / seconds
+        tflops = rate * per_item_flops / 1e12
+        share = f"{tflops / peak:.1%}" if peak else "?"
+        print(f"{mode:<28} {batch:>5} {rate:>10.1f} {tflops:>9.1f} {share:>8}")
+
+    for label, dtype in (("inference fp32", None), ("inference bf16 autocast", torch.bfloat16)):
+        def infer() -> None:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float32,
+                                                        enabled=dtype is not None):
+                module(**inputs)
+        report(label, timed(infer, args.iters * 5, warmup=3, sync=sync), fwd_flops)
+
+    clf.freeze_feature_encoder()
+    module.train()
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=3e-5)
+    targets = torch.randint(0, 2, (batch, len(LABELS)), device="cuda").float()
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = module(**inputs)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def fwd_bwd() -> None:
+        logits = module(**inputs)
+        torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets).backward()
+        optimizer.zero_grad(set_to_none=True)
+
+    train_flops = flops(fwd_bwd) / batch
+    report("fine-tune bf16 (frozen enc.)", timed(step, args.iters * 5, warmup=3, sync=sync), train_flops)
+    print(f"FLOPs per {args.seconds:g}-s clip: forward {fwd_flops / 1e9:.1f} G, "
+          f"training step {train_flops / 1e9:.1f} G")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--model", default="base-wav2vec2")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    parser.add_argument("--iters", type=int, default=2, help="timed iterations per measurement (CPU)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gpu-batch", type=int, default=32)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU")
+    args = parser.parse_args()
+    bench_cpu(args) if args.device == "cpu" else bench_cuda(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""What differs between the audio backbones ens fine-tunes, and named configs for random-init models.
+
+`FAMILIES` is keyed by `config.model_type`. Per family it records the input kind (raw waveform or
+spectrogram features from the feature extractor), whether the model takes an attention mask, and how
+to freeze its feature encoder. The attention-mask rule follows the original checkpoints: models whose
+conv feature encoder uses group norm (`feat_extract_norm == "group"`, e.g. wav2vec2-base, hubert-base)
+were trained on zero-padded batches without a mask and must not get one; layer-norm ones should.
+
+`NAMED_CONFIGS` builds randomly initialised models by name (tests, offline use, benchmarks); hubs are
+not needed for them. This module imports nothing heavy at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ensemble.errors import ConfigError
+
+WAVEFORM = "waveform"
+SPECTROGRAM = "spectrogram"
+
+# The model types whose `...ForSequenceClassification` wraps a conv feature encoder on raw audio.
+_WAV2VEC2_LIKE = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat", "sew", "sew-d")
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one architecture is fed and frozen.
+
+    `mask_rule`: "always", "never", or "layer-norm" (only when `config.feat_extract_norm == "layer"`).
+    `freeze`: what `freeze_feature_encoder` freezes, in words (for the manifest and the docs).
+    `default_lr`: a sensible learning rate (pretrained transformers 3e-5; the CNN is trained from scratch).
+    """
+
+    model_type: str
+    input_kind: str
+    mask_rule: str
+    freeze: str
+    default_lr: float = 3e-5
+
+    def takes_attention_mask(self, config: Any) -> bool:
+        """Whether a model with this config should be given an attention mask."""
+        if self.mask_rule == "always":
+            return True
+        if self.mask_rule == "never":
+            return False
+        return getattr(config, "feat_extract_norm", "layer") == "layer"
+
+
+FAMILIES: dict[str, Family] = {
+    **{t: Family(t, WAVEFORM, "layer-norm", "conv feature encoder (`freeze_feature_encoder()`)")
+       for t in _WAV2VEC2_LIKE},
+    # data2vec-audio's conv encoder always uses layer norm (its config has no feat_extract_norm).
+    "data2vec-audio": Family("data2vec-audio", WAVEFORM, "always",
+                             "conv feature encoder (`freeze_feature_encoder()`)"),
+    # AST has no conv encoder: its analogue is the patch embedding of the log-mel spectrogram.
+    "audio-spectrogram-transformer": Family("audio-spectrogram-transformer", SPECTROGRAM, "never",
+                                            "patch embedding (`embeddings.patch_embeddings`)"),
+    # The log-mel front end has no parameters (fixed DFT and mel kernels): nothing to freeze.
+    "logmel-cnn": Family("logmel-cnn", WAVEFORM, "never", "nothing (the log-mel front end is fixed)", 1e-3),
+}
+
+
+def get_family(model_type: str) -> Family:
+    """The family for a `config.model_type`; unknown types raise ConfigError listing the known ones."""
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise ConfigError(
+            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(FAMILIES))}"
+        ) from None
+
+
+def freeze_feature_encoder(module: Any, model_type: str) -> None:
+    """Freeze the family's feature encoder in place (see `Family.freeze`); other weights stay trainable."""
+    if model_type in _WAV2VEC2_LIKE:
+        module.freeze_feature_encoder()
+    elif model_type == "audio-spectrogram-transformer":
+        for p in module.audio_spectrogram_transformer.embeddings.patch_embeddings.parameters():
+            p.requires_grad = False
+    elif model_type != "logmel-cnn":
+        raise ConfigError(f"model_type {model_type!r} has no feature-encoder freezing rule")
+
+
+# ---- named configs: randomly initialised models ---------------------------------------------------
+
+_TINY_CONV = dict(conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 8), conv_bias=False)
+_TINY_TRANSFORMER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                         classifier_proj_size=16, mask_time_length=2, layerdrop=0.0)
+
+
+def _hf(config_class: str, **kwargs: Any) -> Callable[[], Any]:
+    def make() -> Any:
+        import transformers
+
+        return getattr(transformers, config_class)(**kwargs)
+
+    return make
+
+
+NAMED_CONFIGS: dict[str, Callable[[], Any]] = {
+    # Group-norm encoders, like the base checkpoints (no attention mask).
+    "tiny-wav2vec2": _hf("Wav2Vec2Config", feat_extract_norm="group", **_TINY_CONV, **_TINY_TRANSFORMER),
+    "tiny-hubert": _hf("HubertConfig", feat_extract_norm="group", **_TINY_CONV, **_TINY_TRANSFORMER),
+    "tiny-unispeech-sat": _hf("UniSpeechSatConfig", feat_extract_norm="group", **_TINY_CONV,
+                              **_TINY_TRANSFORMER),
+    "tiny-sew": _hf("SEWConfig", feat_extract_norm="group", squeeze_factor=2, **_TINY_CONV,
+                    **{k: v for k, v in _TINY_TRANSFORMER.items() if k != "classifier_proj_size"},
+                    classifier_proj_size=16),
+    # Layer-norm encoders, like the large checkpoints (attention mask).
+    "tiny-wavlm": _hf("WavLMConfig", feat_extract_norm="layer", num_buckets=16, max_bucket_distance=64,
+                      **_TINY_CONV, **_TINY_TRANSFORMER),
+    # Its positional embedding is a stack of `num_conv_pos_embeddings` conv layers: keep two.
+    "tiny-data2vec-audio": _hf("Data2VecAudioConfig", **_TINY_CONV,
+                               **{**_TINY_TRANSFORMER, "num_conv_pos_embeddings": 2}, conv_pos_kernel_size=15),
+    # 5.12 s of 10-ms frames, 32 mel bins: 2 x 50 patches.
+    "tiny-ast": _hf("ASTConfig", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=37, max_length=512, num_mel_bins=32),
+    # The real base size (95M parameters), random init: for benchmarks.
+    "base-wav2vec2": _hf("Wav2Vec2Config", feat_extract_norm="group"),
+    "logmel-cnn": lambda: __import__("ensemble.backbones.logmel", fromlist=["LogMelConfig"]).LogMelConfig(),
+}
+
+
+def named_config(name: str) -> Any:
+    """A fresh config object for a named random-init model."""
+    try:
+        return NAMED_CONFIGS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown named config {name!r}; named configs: {', '.join(NAMED_CONFIGS)}") from None

@@ -1,0 +1,212 @@
+"""`build_classifier`: one multi-label audio classifier from a named config, a local folder or a hub id.
+
+The `Classifier` bundles a torch module whose `forward(**inputs)` returns logits `(batch, labels)` (one
+sigmoid per label; the caller computes BCE, since the library heads hard-code other losses), its
+preprocessing (`preprocess`, the same for training and for torch and ONNX inference) and what the manifest
+needs to explain it. `save`/`load` write a self-contained folder: `ens_classifier.json` (labels, family,
+preprocessing), `config.json` and `model.safetensors`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ensemble.backbones.families import NAMED_CONFIGS, Family, get_family, named_config
+from ensemble.backbones.preprocess import RAW, Preprocessor, from_extractor
+from ensemble.errors import ConfigError
+
+MANIFEST = "ens_classifier.json"
+
+
+def _logits_module(model: Any, takes_mask: bool) -> Any:
+    """Wrap a transformers classifier so `forward(input_values[, attention_mask])` returns logits."""
+    from torch import nn
+
+    class LogitsOnly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_values: Any, attention_mask: Any = None) -> Any:
+            if takes_mask:
+                return self.model(input_values=input_values, attention_mask=attention_mask).logits
+            return self.model(input_values=input_values).logits
+
+    return LogitsOnly()
+
+
+class Classifier:
+    """A multi-label audio classifier: `.module`, `.preprocess`, `.labels`, `.sampling_rate`, `.family`."""
+
+    def __init__(self, module: Any, model_ref: str, labels: list[str], model_type: str,
+                 preprocessor: Preprocessor, config: dict[str, Any]) -> None:
+        self.module = module
+        self.model_ref = model_ref
+        self.labels = list(labels)
+        self.family = model_type
+        self.preprocessor = preprocessor
+        self.config = json.loads(json.dumps(config, default=str))  # JSON-clean, as the manifest stores it
+
+    @property
+    def family_info(self) -> Family:
+        return get_family(self.family)
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.preprocessor.sampling_rate
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.preprocessor.input_names
+
+    def preprocess(self, waves: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Mono waveforms at `sampling_rate` → padded numpy inputs for `module(**inputs)`."""
+        return self.preprocessor(waves)
+
+    def freeze_feature_encoder(self) -> None:
+        from ensemble.backbones.families import freeze_feature_encoder
+
+        freeze_feature_encoder(self._inner(), self.family)
+
+    def _inner(self) -> Any:
+        return getattr(self.module, "model", self.module)
+
+    def describe(self) -> dict[str, Any]:
+        params = list(self.module.parameters())
+        return {"model_ref": self.model_ref, "model_type": self.family, "labels": self.labels,
+                "sampling_rate": self.sampling_rate, "input_names": self.input_names,
+                "input_kind": self.family_info.input_kind, "config": self.config,
+                "n_params": int(sum(p.numel() for p in params)),
+                "n_trainable": int(sum(p.numel() for p in params if p.requires_grad))}
+
+    def save(self, directory: Path) -> None:
+        """Write the classifier to `directory` atomically (a sibling temp folder, then renames)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(self.config, indent=1, sort_keys=True))
+        manifest = {"model_ref": self.model_ref, "labels": self.labels, "model_type": self.family,
+                    "preprocessor": self.preprocessor.to_dict()}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        _replace_dir(tmp, directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> "Classifier":
+        """Rebuild a classifier written by `save` (no hub access)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not (directory / MANIFEST).is_file():
+            raise ConfigError(f"{directory} holds no {MANIFEST}; expected a folder written by Classifier.save")
+        manifest = json.loads((directory / MANIFEST).read_text())
+        config = json.loads((directory / "config.json").read_text())
+        preprocessor = Preprocessor.from_dict(manifest["preprocessor"])
+        module = _module_from_config(manifest["model_type"], config, preprocessor.takes_attention_mask)
+        module.load_state_dict(load_file(str(directory / "model.safetensors")))
+        if hasattr(module, "model"):
+            config = module.model.config.to_dict()
+        return cls(module, manifest["model_ref"], manifest["labels"], manifest["model_type"], preprocessor, config)
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _module_from_config(model_type: str, config: dict[str, Any], takes_mask: bool) -> Any:
+    if model_type == "logmel-cnn":
+        from ensemble.backbones.logmel import LogMelCNN, LogMelConfig
+
+        return LogMelCNN(LogMelConfig.from_dict(config))
+    from transformers import AutoModelForAudioClassification
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    hf_config = CONFIG_MAPPING[model_type].from_dict(config)
+    return _logits_module(AutoModelForAudioClassification.from_config(hf_config), takes_mask)
+
+
+def _label_maps(labels: list[str]) -> dict[str, Any]:
+    return {"num_labels": len(labels), "problem_type": "multi_label_classification",
+            "id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}}
+
+
+def _named_extractor(model_type: str, config: Any, takes_mask: bool) -> Any:
+    import transformers
+
+    if model_type == "audio-spectrogram-transformer":
+        return transformers.ASTFeatureExtractor(num_mel_bins=config.num_mel_bins, max_length=config.max_length)
+    return transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                                 do_normalize=True, return_attention_mask=takes_mask)
+
+
+def build_classifier(model_ref: str, labels: list[str], seed: int = 0) -> Classifier:
+    """A classifier with a fresh `len(labels)`-way sigmoid head; weights seeded by `seed` where random."""
+    import torch
+
+    if not labels or len(set(labels)) != len(labels):
+        raise ConfigError(f"labels must be non-empty and unique; got {labels!r}")
+    torch.manual_seed(seed)
+    if model_ref in NAMED_CONFIGS:
+        return _build_named(model_ref, labels)
+    if Path(model_ref).is_dir() and (Path(model_ref) / MANIFEST).is_file():
+        clf = Classifier.load(Path(model_ref))
+        if clf.labels != list(labels):
+            raise ConfigError(f"{model_ref} was trained for labels {clf.labels}; asked for {labels}")
+        return clf
+    return _build_pretrained(model_ref, labels)
+
+
+def _build_named(name: str, labels: list[str]) -> Classifier:
+    config = named_config(name)
+    family = get_family(config.model_type)
+    if config.model_type == "logmel-cnn":
+        from ensemble.backbones.logmel import LogMelCNN
+
+        config.num_labels, config.id2label = len(labels), dict(enumerate(labels))
+        pre = Preprocessor(RAW, config.sampling_rate, False)
+        return Classifier(LogMelCNN(config), name, labels, "logmel-cnn", pre, config.to_dict())
+    from transformers import AutoModelForAudioClassification
+
+    for key, value in _label_maps(labels).items():
+        setattr(config, key, value)
+    takes_mask = family.takes_attention_mask(config)
+    model = AutoModelForAudioClassification.from_config(config)
+    pre = from_extractor(_named_extractor(config.model_type, config, takes_mask), takes_mask)
+    return Classifier(_logits_module(model, takes_mask), name, labels, config.model_type, pre, config.to_dict())
+
+
+def _build_pretrained(model_ref: str, labels: list[str]) -> Classifier:
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
+
+    try:
+        config = AutoConfig.from_pretrained(model_ref)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model {model_ref!r} is not a named config ({', '.join(NAMED_CONFIGS)}), a local model folder "
+            f"or a reachable hub id: {str(exc).splitlines()[0]}"
+        ) from None
+    family = get_family(config.model_type)
+    takes_mask = family.takes_attention_mask(config)
+    model = AutoModelForAudioClassification.from_pretrained(model_ref, ignore_mismatched_sizes=True,
+                                                            **_label_maps(labels))
+    extractor = AutoFeatureExtractor.from_pretrained(model_ref)
+    pre = from_extractor(extractor, takes_mask)
+    return Classifier(_logits_module(model, takes_mask), model_ref, labels, config.model_type, pre,
+                      model.config.to_dict())

@@ -1,0 +1,118 @@
+"""`ens demo`: the whole pipeline on embedded audio, in a couple of minutes on a laptop CPU.
+
+Generates a small competition folder (`ensemble.demo.synth`), fine-tunes two model families (a tiny
+wav2vec2-style transformer on the waveform and the log-mel CNN), adds a label-flipped copy of one
+of them (the kind of run `flip` must catch), re-predicts with ONNX Runtime, compares every stacking
+method by nested CV, writes the best as a submission and scores everything on the answer key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from ensemble.competition import Competition
+from ensemble.errors import ExistsError
+from ensemble.workspace import Workspace
+
+Progress = Callable[[dict], None]
+
+DEMO_MODELS = (
+    # (run name, model, options): small enough for 2 CPU cores, different enough to disagree
+    ("w2v-tiny", "tiny-wav2vec2", {"epochs": 3, "lr": 2e-3, "batch_size": 16, "grad_accum": 1}),
+    ("cnn", "logmel-cnn", {"epochs": 4, "lr": 3e-3, "batch_size": 16, "grad_accum": 1}),
+)
+FLIPPED = "cnn-flipped"
+
+
+@dataclass
+class DemoResult:
+    workspace: Path
+    data: Path
+    submission: Path
+    compare: list[dict]
+    scores: pd.DataFrame  # name, kind, cv, cv_testlike, test (score on the answer key)
+
+
+def _swap_columns(frame: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """A run that confused its columns: fake and real swapped (a mistake `flip` must catch)."""
+    out = frame.copy()
+    out[labels] = frame[labels[::-1]].to_numpy()
+    return out
+
+
+def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str, tmp: Path) -> None:
+    """Import a copy of `source` with swapped label columns (OOF and test)."""
+    from ensemble.importer import import_run
+    from ensemble.runs import load_run
+    from ensemble.stack_inputs import mean_of_logits
+
+    run = load_run(ws, source)
+    oof = _swap_columns(run.oof(), comp.labels)
+    test = run.test()
+    wide = pd.DataFrame({"id": comp.test_ids})
+    for label in comp.labels:
+        wide[label] = mean_of_logits(test.pivot(index="id", columns="fold", values=label).loc[comp.test_ids].to_numpy(), 1)
+    tmp.mkdir(parents=True, exist_ok=True)
+    oof.to_csv(tmp / f"{name}-oof.csv", index=False)
+    _swap_columns(wide, comp.labels).to_csv(tmp / f"{name}-test.csv", index=False)
+    import_run(ws, comp, name, tmp / f"{name}-test.csv", tmp / f"{name}-oof.csv", force=True)
+
+
+def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress | None = None) -> DemoResult:
+    """Generate, fine-tune, re-predict with ONNX Runtime, stack, submit and score; everything under `out`."""
+    from ensemble.blend import compare_methods, stack_runs
+    from ensemble.demo.synth import generate_competition
+    from ensemble.finetune import FinetuneOptions, finetune
+    from ensemble.oof import run_oof
+    from ensemble.submission import submission_frame, write_submission
+
+    emit = progress or (lambda event: None)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExistsError(f"{out} exists and is not empty; pass --force to replace the demo there")
+    if force and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    data = out / "competition"
+    emit({"stage": "generating demo audio", "folder": str(data)})
+    generate_competition(data, seed=seed, progress=lambda d, t: emit({"stage": "audio", "done": d, "total": t}))
+    ws = Workspace((out / "workspace").resolve())
+    comp = Competition.load(ws.data_dir(data))
+    for name, model, options in DEMO_MODELS:
+        emit({"stage": "fine-tuning", "run": name, "model": model})
+        finetune(ws, comp, FinetuneOptions(model=model, name=name, folds=3, seed=seed, **options), progress=emit)
+        emit({"stage": "onnx runtime", "run": name})
+        run_oof(ws, comp, name, progress=emit)
+    add_flipped_run(ws, comp, "cnn", FLIPPED, out / "imports")
+    runs = [name for name, _, _ in DEMO_MODELS] + [FLIPPED]
+    emit({"stage": "comparing stack methods", "runs": ", ".join(runs)})
+    rows = compare_methods(ws, comp, runs, seed=seed)
+    best = rows[0]["method"]
+    result, sidecar = stack_runs(ws, comp, runs, best, seed=seed)
+    submission = write_submission(ws, f"demo-{best}", submission_frame(result.test, comp), comp, sidecar, force=True)
+    return DemoResult(ws.root, data, submission, rows, score_all(ws, comp, data / "test_answers.csv"))
+
+
+def score_all(ws: Workspace, comp: Competition, answers: Path) -> pd.DataFrame:
+    """Every run (folds aggregated) and submission scored on the answer key, beside its CV scores."""
+    from ensemble.board import board_frame
+    from ensemble.runs import load_run
+    from ensemble.scoring import read_answers, score_frame
+    from ensemble.stack_inputs import test_tensor
+
+    truth, labels = read_answers(answers, comp.labels)
+    frame = board_frame(ws)
+    test_scores = []
+    for row in frame.itertuples():
+        if row.kind == "run":
+            probs = test_tensor([load_run(ws, row.name)], comp)[:, 0, :]
+            pred = pd.DataFrame(probs, columns=labels).assign(id=comp.test_ids.to_numpy())
+        else:
+            pred = pd.read_csv(ws.submissions_dir / f"{row.name}.csv", dtype={"id": str})
+        test_scores.append(score_frame(pred, truth, labels).score)
+    return frame.assign(test=test_scores)[["name", "kind", "method", "cv", "cv_testlike", "test"]]

@@ -1,0 +1,151 @@
+"""Blender contract, input checks and the registry of stacking methods.
+
+A blender follows scikit-learn's estimator rules: `__init__` only stores parameters, `fit(P, y)`
+validates, learns state ending in `_` and returns `self`, `predict(P)` returns `(rows, labels)`
+probabilities and raises `NotFittedError` before `fit`. Tensors are `(rows, runs, labels)`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from ensemble.errors import ConfigError, DataError, EnsError, NotFittedError
+
+LOGIT_EPS = 1e-6
+
+
+def logit(p: np.ndarray, eps: float = LOGIT_EPS) -> np.ndarray:
+    """Log-odds of probabilities clipped to [eps, 1 − eps] (so 0 and 1 stay finite)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function."""
+    from scipy.special import expit
+
+    return expit(np.asarray(z, dtype=np.float64))
+
+
+def check_tensor(P: Any, name: str = "P") -> np.ndarray:
+    """Validate a `(rows, runs, labels)` probability tensor and return it as float64."""
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim != 3:
+        raise DataError(f"{name} must have shape (rows, runs, labels); got {P.ndim} dimensions {P.shape}")
+    if 0 in P.shape:
+        raise DataError(f"{name} is empty: shape {P.shape}")
+    if not np.isfinite(P).all():
+        raise DataError(f"{name} holds NaN or infinite values; probabilities in [0, 1] are accepted")
+    if P.min() < 0 or P.max() > 1:
+        raise DataError(f"{name} holds values outside [0, 1] (min {P.min():.4g}, max {P.max():.4g})")
+    return P
+
+
+def check_targets(y: Any, P: np.ndarray, name: str = "y") -> np.ndarray:
+    """Validate `(rows, labels)` 0/1 targets matching tensor `P`."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1 and P.shape[2] == 1:
+        y = y[:, None]
+    if y.shape != (P.shape[0], P.shape[2]):
+        raise DataError(f"{name} must have shape (rows, labels) = {(P.shape[0], P.shape[2])}; got {y.shape}")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise DataError(f"{name} must hold only 0/1 targets")
+    return y
+
+
+def check_folds(folds: Any, n_rows: int, name: str = "folds") -> np.ndarray:
+    """Validate per-row integer fold ids."""
+    folds = np.asarray(folds)
+    if folds.shape != (n_rows,):
+        raise DataError(f"{name} must have shape ({n_rows},); got {folds.shape}")
+    if not np.issubdtype(folds.dtype, np.integer):
+        raise DataError(f"{name} must hold integer fold ids; got dtype {folds.dtype}")
+    return folds
+
+
+class Blender:
+    """Base class: combine `(rows, runs, labels)` probabilities into `(rows, labels)` probabilities."""
+
+    name: str = "blender"
+    needs_targets: bool = True
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters and their current values."""
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+
+    def set_params(self, **params: Any) -> "Blender":
+        valid = self.get_params()
+        for key, value in params.items():
+            if key not in valid:
+                raise ConfigError(f"{self.name} has no parameter {key!r}; valid: {', '.join(valid) or 'none'}")
+            setattr(self, key, value)
+        return self
+
+    def fit(self, P: np.ndarray, y: np.ndarray | None = None, folds: np.ndarray | None = None) -> "Blender":
+        """Learn from OOF tensor `P` and targets `y`; `folds` lets a method stop early on inner folds."""
+        P = check_tensor(P)
+        if y is None:
+            if self.needs_targets:
+                raise DataError(f"method {self.name!r} needs targets y to fit; got None")
+        else:
+            y = check_targets(y, P)
+        if folds is not None:
+            folds = check_folds(folds, P.shape[0])
+        self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
+        self._fit(P, y, folds)
+        return self
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        """Blend `P` `(rows, runs, labels)` into `(rows, labels)` probabilities in [0, 1]."""
+        if not hasattr(self, "n_runs_"):
+            raise NotFittedError(f"{self.name} blender is not fitted; call fit(P, y) first")
+        P = check_tensor(P)
+        if P.shape[1:] != (self.n_runs_, self.n_labels_):
+            raise DataError(
+                f"P has {P.shape[1]} runs and {P.shape[2]} labels; the blender was fitted on "
+                f"{self.n_runs_} runs and {self.n_labels_} labels"
+            )
+        return np.clip(self._predict(P), 0.0, 1.0)
+
+    def recipe(self) -> dict[str, Any]:
+        """Learned state worth storing in a submission's sidecar (JSON-serialisable)."""
+        return {}
+
+    def _fit(self, P: np.ndarray, y: np.ndarray | None, folds: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _predict(self, P: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+BLENDERS: dict[str, type[Blender]] = {}
+B = TypeVar("B", bound=type[Blender])
+
+
+def register(name: str) -> Callable[[B], B]:
+    """Class decorator adding a blender to `BLENDERS` under `name`."""
+
+    def deco(cls: B) -> B:
+        cls.name = name
+        BLENDERS[name] = cls
+        return cls
+
+    return deco
+
+
+def make_blender(name: str, **params: Any) -> Blender:
+    """A new blender registered under `name`; an unknown name or parameter lists the valid ones."""
+    if name not in BLENDERS:
+        raise EnsError(f"unknown stacking method {name!r}; choose one of: {', '.join(BLENDERS)}")
+    cls = BLENDERS[name]
+    valid = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+    unknown = [k for k in params if k not in valid]
+    if unknown:
+        raise ConfigError(
+            f"method {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(valid) or 'none'}"
+        )
+    return cls(**params)

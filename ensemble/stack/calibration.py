@@ -1,0 +1,241 @@
+"""Per-label calibrators: strictly increasing maps from a blend's probability to a calibrated one.
+
+AUC is half the metric and unchanged by a strictly increasing map, so ranking (the blend) and
+calibration are separate steps: blend first, then calibrate each label with one of
+
+- `temperature`: sigmoid(a·z + b) on the logit z (temperature 1/a with a bias), a > 0;
+- `platt`: sigmoid(a·p + b) on the probability with Platt's smoothed targets, a > 0;
+- `beta`: sigmoid(a·ln p − b·ln(1 − p) + c) with a, b ≥ 0 (Kull et al. 2017);
+- `isotonic`: isotonic regression on z. It is a step function and would create ties (changing AUC),
+  so ties are broken by the raw score: the output is (1 − 1e-4)·iso(z) + 1e-4·sigmoid(z), strictly
+  increasing; Brier and ECE move by at most 1e-4;
+- `none`: identity.
+
+Slopes are kept ≥ 1e-3 so every map is strictly increasing: AUC stays the same up to float ties
+(sigmoid saturates at 1.0 beyond z ≈ 37, which a calibrated blend does not reach in practice).
+`auto` picks per label the calibrator with the best cross-validated competition score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ensemble.errors import ConfigError
+from ensemble.stack.base import sigmoid
+
+CAL_EPS = 1e-12
+MIN_SLOPE = 1e-3
+ISO_MIX = 1e-4
+CALIBRATORS = ("none", "temperature", "platt", "isotonic", "beta")
+
+
+def cal_logit(p: np.ndarray) -> np.ndarray:
+    """Logit with a tight clip, so calibration does not merge distinct small probabilities."""
+    p = np.clip(p, CAL_EPS, 1 - CAL_EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 50) -> np.ndarray:
+    """Newton's method for logistic regression with intercept; `X` `(rows, d)`, targets `t` in [0, 1].
+
+    Returns `(d + 1,)` coefficients, the intercept last. Small and exact: calibrators have 1–2 inputs.
+    """
+    A = np.column_stack([X, np.ones(len(X))])
+    w = np.zeros(A.shape[1])
+    reg = l2 * len(X) * np.eye(A.shape[1])
+    reg[-1, -1] = 0.0
+    for _ in range(n_iter):
+        p = sigmoid(A @ w)
+        g = A.T @ (p - t) + reg @ w
+        H = (A * (p * (1 - p))[:, None]).T @ A + reg + 1e-9 * np.eye(A.shape[1])
+        step = np.linalg.solve(H, g)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w
+
+
+def _fit_intercept(x: np.ndarray, t: np.ndarray, slope: float) -> float:
+    """Best intercept for sigmoid(slope·x + b) with the slope fixed."""
+    b = 0.0
+    for _ in range(50):
+        p = sigmoid(slope * x + b)
+        h = float((p * (1 - p)).sum()) + 1e-9
+        step = float((p - t).sum()) / h
+        b -= step
+        if abs(step) < 1e-10:
+            break
+    return b
+
+
+class Calibrator:
+    """A strictly increasing map fitted on 1-D probabilities `p` and 0/1 targets `y`."""
+
+    name = "none"
+
+    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+        return self
+
+    def predict(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(p, dtype=np.float64)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+class _LinearLogistic(Calibrator):
+    """sigmoid(a·f(p) + b) with a ≥ MIN_SLOPE."""
+
+    def _feature(self, p: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        return y
+
+    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+        x, t = self._feature(p), self._targets(y)
+        a, b = fit_logistic(x[:, None], t)
+        if a < MIN_SLOPE:
+            a, b = MIN_SLOPE, _fit_intercept(x, t, MIN_SLOPE)
+        self.a_, self.b_ = float(a), float(b)
+        return self
+
+    def predict(self, p: np.ndarray) -> np.ndarray:
+        return sigmoid(self.a_ * self._feature(p) + self.b_)
+
+    def params(self) -> dict[str, Any]:
+        return {"a": self.a_, "b": self.b_}
+
+
+class TemperatureCalibrator(_LinearLogistic):
+    name = "temperature"
+
+    def _feature(self, p: np.ndarray) -> np.ndarray:
+        return cal_logit(p)
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": 1.0 / self.a_, "bias": self.b_}
+
+
+class PlattCalibrator(_LinearLogistic):
+    name = "platt"
+
+    def _feature(self, p: np.ndarray) -> np.ndarray:
+        return np.asarray(p, dtype=np.float64)
+
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        n_pos = y.sum()
+        n_neg = len(y) - n_pos
+        return np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+
+class BetaCalibrator(Calibrator):
+    name = "beta"
+
+    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+        F = self._features(p)
+        keep = [0, 1]
+        w = fit_logistic(F, y)
+        while any(w[k] < 0 for k in range(len(keep))) and keep:
+            keep.pop(int(np.argmin(w[: len(keep)])))
+            w = fit_logistic(F[:, keep], y) if keep else None
+        coef = np.zeros(3)
+        if keep:
+            coef[keep] = w[:-1]
+            coef[2] = w[-1]
+        if not keep or coef[:2].max() < MIN_SLOPE:
+            coef[:] = [MIN_SLOPE, 0.0, 0.0]
+            coef[2] = _fit_intercept(F[:, 0], y, MIN_SLOPE)
+        self.coef_ = coef
+        return self
+
+    @staticmethod
+    def _features(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, CAL_EPS, 1 - CAL_EPS)
+        return np.column_stack([np.log(p), -np.log1p(-p)])
+
+    def predict(self, p: np.ndarray) -> np.ndarray:
+        return sigmoid(self._features(p) @ self.coef_[:2] + self.coef_[2])
+
+    def params(self) -> dict[str, Any]:
+        return {"a": float(self.coef_[0]), "b": float(self.coef_[1]), "c": float(self.coef_[2])}
+
+
+class IsotonicCalibrator(Calibrator):
+    name = "isotonic"
+
+    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+        from sklearn.isotonic import IsotonicRegression
+
+        self.iso_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(cal_logit(p), y)
+        return self
+
+    def predict(self, p: np.ndarray) -> np.ndarray:
+        z = cal_logit(p)
+        return (1 - ISO_MIX) * self.iso_.predict(z) + ISO_MIX * sigmoid(z)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "thresholds": self.iso_.X_thresholds_.round(6).tolist(),
+            "values": self.iso_.y_thresholds_.round(6).tolist(),
+            "mix": ISO_MIX,
+        }
+
+
+_CLASSES = {c.name: c for c in (Calibrator, TemperatureCalibrator, PlattCalibrator, IsotonicCalibrator, BetaCalibrator)}
+
+
+def make_calibrator(name: str) -> Calibrator:
+    """A new calibrator by name; an unknown name lists the valid ones."""
+    if name not in _CLASSES:
+        raise ConfigError(f"unknown calibrator {name!r}; choose one of: {', '.join(CALIBRATORS)}, auto")
+    return _CLASSES[name]()
+
+
+def check_calibrate(name: str) -> str:
+    if name != "auto" and name not in _CLASSES:
+        raise ConfigError(f"unknown calibrator {name!r}; choose one of: {', '.join(CALIBRATORS)}, auto")
+    return name
+
+
+def cv_calibrator_scores(p: np.ndarray, y: np.ndarray, folds: np.ndarray) -> dict[str, float]:
+    """Competition score of each calibrator on 1-D `p`, cross-validated over `folds`."""
+    from ensemble.stack.hillclimb import column_scores
+
+    out = np.empty((len(p), len(CALIBRATORS)))
+    for k in np.unique(folds):
+        test = folds == k
+        train = ~test
+        for c, name in enumerate(CALIBRATORS):
+            if y[train].min() == y[train].max():
+                out[test, c] = p[test]
+            else:
+                out[test, c] = make_calibrator(name).fit(p[train], y[train]).predict(p[test])
+    return dict(zip(CALIBRATORS, column_scores(y, out).tolist()))
+
+
+def fit_calibrators(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str) -> tuple[list[Calibrator], list[dict]]:
+    """Fit one calibrator per label on blend `S` `(rows, labels)`; `auto` chooses by CV over `folds`."""
+    check_calibrate(method)
+    cals, notes = [], []
+    for j in range(S.shape[1]):
+        name, scores = method, None
+        if method == "auto":
+            if len(np.unique(folds)) >= 2 and y[:, j].min() != y[:, j].max():
+                scores = cv_calibrator_scores(S[:, j], y[:, j], folds)
+                name = min(scores, key=scores.get)
+            else:
+                name = "temperature"
+        cal = make_calibrator(name)
+        if y[:, j].min() != y[:, j].max():
+            cal.fit(S[:, j], y[:, j])
+        else:
+            cal = make_calibrator("none")
+        cals.append(cal)
+        note = {"label": j, "calibrator": cal.name, "params": cal.params()}
+        if scores is not None:
+            note["cv_scores"] = {k: round(v, 6) for k, v in scores.items()}
+        notes.append(note)
+    return cals, notes

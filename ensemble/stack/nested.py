@@ -1,0 +1,152 @@
+"""Honest scores: the whole pipeline (blender + calibrator) cross-validated over the runs' folds.
+
+For outer fold k the pipeline is fitted on rows with fold ≠ k only, and predicts fold k. Inside that
+fit, the calibrator is fitted on inner out-of-fold blend predictions (the blender refitted on the
+training part's other folds) and `auto` picks it by cross-validation over those inner folds, so
+neither the blend nor its calibration ever sees fold k. Methods that learn nothing from targets
+(`mean`, `logit`, `rank`) skip the inner refits: their in-sample blend is already honest.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ensemble.metric import brier_per_column, competition_score, ece_per_column
+from ensemble.stack.base import Blender, check_folds, check_targets, check_tensor
+from ensemble.stack.calibration import Calibrator, check_calibrate, fit_calibrators
+
+BlenderFactory = Callable[[], Blender]
+Progress = Callable[[str], None]
+
+
+class FitCache:
+    """Blenders fitted on the fit set minus a set of folds, each fitted once.
+
+    Outer fold k's inner refit without fold f trains on the same rows as outer fold f's refit
+    without k, and the final pipeline's inner refits are the outer fits: 1 + K + K(K−1)/2 fits
+    instead of 1 + K + K² for the whole nested run.
+    """
+
+    def __init__(self, factory: BlenderFactory, P: np.ndarray, y: np.ndarray, folds: np.ndarray) -> None:
+        self.factory, self.P, self.y, self.folds = factory, P, y, folds
+        self.fits: dict[frozenset, Blender] = {}
+
+    def rows(self, excluded: frozenset) -> np.ndarray:
+        return ~np.isin(self.folds, list(excluded)) if excluded else np.ones(len(self.folds), dtype=bool)
+
+    def get(self, excluded: frozenset) -> Blender:
+        if excluded not in self.fits:
+            keep = self.rows(excluded)
+            self.fits[excluded] = self.factory().fit(self.P[keep], self.y[keep], folds=self.folds[keep])
+        return self.fits[excluded]
+
+
+class StackPipeline:
+    """Blender then per-label calibrator, fitted together on `(P, y, folds)`."""
+
+    def __init__(self, factory: BlenderFactory, calibrate: str = "auto") -> None:
+        self.factory = factory
+        self.calibrate = check_calibrate(calibrate)
+
+    def fit(self, P: np.ndarray, y: np.ndarray, folds: np.ndarray) -> "StackPipeline":
+        return self.fit_cached(FitCache(self.factory, P, y, folds), frozenset())
+
+    def fit_cached(self, cache: FitCache, excluded: frozenset) -> "StackPipeline":
+        """Fit on the cache's rows outside the `excluded` folds, reusing blenders fitted before."""
+        train = cache.rows(excluded)
+        P, y, folds = cache.P[train], cache.y[train], cache.folds[train]
+        self.blender_ = cache.get(excluded)
+        if self.calibrate == "none":
+            self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
+            self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
+            return self
+        inner = np.unique(folds)
+        if self.blender_.needs_targets and len(inner) >= 2:
+            S = np.empty((P.shape[0], P.shape[2]))
+            for f in inner:
+                rows = folds == f
+                S[rows] = cache.get(excluded | {f}).predict(P[rows])
+        else:
+            S = self.blender_.predict(P)
+        self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate)
+        return self
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        S = self.blender_.predict(P)
+        out = np.column_stack([c.predict(S[:, j]) for j, c in enumerate(self.calibrators_)])
+        return np.clip(out, 0.0, 1.0)
+
+
+def nested_predict(
+    factory: BlenderFactory,
+    fit_set: tuple[np.ndarray, np.ndarray, np.ndarray],
+    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    calibrate: str = "auto",
+    progress: Progress | None = None,
+    cache: FitCache | None = None,
+) -> dict[str, np.ndarray]:
+    """Out-of-fold predictions for each eval set `(P, folds)`, the pipeline fitted on `fit_set` rows of other folds."""
+    P, y, folds = fit_set
+    cache = cache or FitCache(factory, P, y, folds)
+    out = {name: np.empty((Pe.shape[0], P.shape[2])) for name, (Pe, _) in eval_sets.items()}
+    all_folds = np.unique(np.concatenate([folds] + [f for _, f in eval_sets.values()]))
+    for k in all_folds:
+        pipe = StackPipeline(factory, calibrate).fit_cached(cache, frozenset({k}))
+        for name, (Pe, fe) in eval_sets.items():
+            rows = fe == k
+            if rows.any():
+                out[name][rows] = pipe.predict(Pe[rows])
+        if progress:
+            progress(f"outer fold {k} done")
+    return out
+
+
+def nested_cv_predict(
+    factory: BlenderFactory, P: np.ndarray, y: np.ndarray, folds: np.ndarray, *, calibrate: str = "auto"
+) -> np.ndarray:
+    """Nested out-of-fold predictions `(rows, labels)`: fold k predicted by a pipeline fitted without it."""
+    P = check_tensor(P)
+    y = check_targets(y, P)
+    folds = check_folds(folds, P.shape[0])
+    return nested_predict(factory, (P, y, folds), {"oof": (P, folds)}, calibrate)["oof"]
+
+
+def run_scores(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Competition score of every run `(runs,)` on raw probabilities (exact metric, one sort per label)."""
+    from ensemble.stack.hillclimb import fast_auc
+
+    per_label = []
+    for j in range(y.shape[1]):
+        C, t = P[:, :, j], y[:, j]
+        Y = np.broadcast_to(t[:, None], C.shape)
+        per_label.append(0.5 * (1 - fast_auc(t, C)) + 0.25 * brier_per_column(Y, C) + 0.25 * ece_per_column(Y, C))
+    return np.mean(per_label, axis=0)
+
+
+def best_single_run(P: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
+    """Index of the run with the best raw OOF competition score, and every run's score."""
+    scores = run_scores(P, y)
+    return int(np.argmin(scores)), scores
+
+
+def gain_interval(
+    y: np.ndarray, p_blend: np.ndarray, p_single: np.ndarray, n_boot: int = 100, alpha: float = 0.05, seed: int = 0
+) -> dict[str, float]:
+    """Score of the single run minus score of the blend (positive: the blend is better), with a
+    percentile bootstrap interval (both scored on the same replicates, see `bootstrap.py`)."""
+    from ensemble.stack.bootstrap import multinomial_counts, weighted_label_score
+
+    gain = competition_score(y, p_single).score - competition_score(y, p_blend).score
+    rng = np.random.default_rng(seed)
+    boots = []
+    for start in range(0, n_boot, 20):
+        counts = multinomial_counts(len(y), min(20, n_boot - start), rng)
+        diff = sum(weighted_label_score(p_single[:, j], y[:, j], counts)
+                   - weighted_label_score(p_blend[:, j], y[:, j], counts) for j in range(y.shape[1]))
+        boots.append(diff / y.shape[1])
+    b = np.concatenate(boots) if boots else np.array([])
+    b = b[np.isfinite(b)]
+    lo, hi = np.quantile(b, [alpha / 2, 1 - alpha / 2]) if b.size else (np.nan, np.nan)
+    return {"gain": float(gain), "lo": float(lo), "hi": float(hi), "n_boot": int(b.size), "alpha": alpha}

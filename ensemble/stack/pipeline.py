@@ -1,0 +1,238 @@
+"""The stacker's entry points for the CLI: `stack` (one method → test predictions + honest scores + recipe)
+and `compare` (every method side by side).
+
+Where to fit (`fit_on`): 'clean' OOF rows, 'testlike' rows (mixed, noised clips built from each fold's
+held-out rows; closer to the test set), 'both', or 'auto' (= testlike when given). Whatever the fit
+set, both evaluation sets are scored by the same outer folds: rows of fold k are predicted by a
+pipeline that never saw a row of fold k. The test-like score is the one to trust when present.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ensemble.errors import ConfigError, DataError, EnsError
+from ensemble.metric import MetricError, ScoreParts, competition_score
+from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
+from ensemble.stack.calibration import check_calibrate
+from ensemble.stack.nested import FitCache, Progress, StackPipeline, best_single_run, gain_interval, nested_predict
+from ensemble.stack.prior import adapt_prior, sensitivity_table
+
+FIT_ON = ("auto", "clean", "testlike", "both")
+
+
+@dataclass
+class StackResult:
+    """Everything `ens stack` writes or shows for one method."""
+
+    test: np.ndarray                       # (test_rows, labels) final probabilities
+    oof: np.ndarray | None                 # (rows, labels) nested OOF predictions on the clean rows
+    oof_testlike: np.ndarray | None        # (rows_tl, labels) nested predictions on the test-like rows
+    nested: ScoreParts | None              # clean rows
+    nested_testlike: ScoreParts | None     # test-like rows (the one to trust when present)
+    in_sample: ScoreParts | None           # fitted on the fit set and scored on it
+    optimism: float | None                 # nested − in-sample score on the fit set (≥ 0 means optimism)
+    gain: dict[str, Any] | None            # best single run's score − blend's, with bootstrap interval
+    recipe: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    sensitivity: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Data:
+    P: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    tl: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+
+
+def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl) -> _Data:
+    P = check_tensor(P_oof, "P_oof")
+    y = check_targets(y, P)
+    folds = check_folds(folds, P.shape[0])
+    if len(np.unique(folds)) < 2:
+        raise DataError(f"folds must hold at least 2 fold ids for nested CV; got {np.unique(folds).tolist()}")
+    tl = None
+    given = [a is not None for a in (P_tl, y_tl, folds_tl)]
+    if any(given) and not all(given):
+        raise ConfigError("test-like data needs P_tl, y_tl and folds_tl together")
+    if all(given):
+        Pt = check_tensor(P_tl, "P_tl")
+        if Pt.shape[1:] != P.shape[1:]:
+            raise DataError(f"P_tl has runs × labels {Pt.shape[1:]}; the OOF tensor has {P.shape[1:]}")
+        ft = check_folds(folds_tl, Pt.shape[0], "folds_tl")
+        unknown = np.setdiff1d(ft, folds)
+        if unknown.size:
+            raise DataError(f"folds_tl holds fold ids {unknown.tolist()} absent from the OOF folds")
+        tl = (Pt, check_targets(y_tl, Pt, "y_tl"), ft)
+    return _Data(P, y, folds, tl)
+
+
+def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    if fit_on not in FIT_ON:
+        raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}; got {fit_on!r}")
+    if fit_on == "auto":
+        fit_on = "testlike" if data.tl is not None else "clean"
+    if fit_on in ("testlike", "both") and data.tl is None:
+        raise ConfigError(f"fit_on={fit_on!r} needs test-like OOF (P_tl, y_tl, folds_tl); none given")
+    clean = (data.P, data.y, data.folds)
+    if fit_on == "clean":
+        return fit_on, clean
+    if fit_on == "testlike":
+        return fit_on, data.tl
+    return fit_on, tuple(np.concatenate([a, b]) for a, b in zip(clean, data.tl))
+
+
+def _factory(method: str, params: dict | None, seed: int) -> Callable:
+    params = dict(params or {})
+    probe = make_blender(method, **params)
+    if "seed" in probe.get_params() and "seed" not in params:
+        params["seed"] = seed
+    return lambda: make_blender(method, **params)
+
+
+def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str) -> ScoreParts | None:
+    try:
+        return competition_score(y, p)
+    except MetricError as err:
+        warnings.append(f"{what}: {err}")
+        return None
+
+
+def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, progress) -> tuple[StackPipeline, dict]:
+    """Nested and in-sample scores of one method, and the pipeline fitted on the whole fit set."""
+    factory = _factory(method, params, seed)
+    fit_on, (Pf, yf, ff) = _fit_set(data, fit_on)
+    evals = {"clean": (data.P, data.folds)}
+    if data.tl is not None:
+        evals["testlike"] = (data.tl[0], data.tl[2])
+    warnings: list[str] = []
+    cache = FitCache(factory, Pf, yf, ff)
+    oof = nested_predict(factory, (Pf, yf, ff), evals, calibrate, progress, cache)
+    final = StackPipeline(factory, calibrate).fit_cached(cache, frozenset())
+    nested = {"clean": _score(data.y, oof["clean"], warnings, "nested clean score")}
+    if data.tl is not None:
+        nested["testlike"] = _score(data.tl[1], oof["testlike"], warnings, "nested test-like score")
+    fit_oof = {"clean": oof["clean"], "testlike": oof.get("testlike")}
+    p_fit = fit_oof[fit_on] if fit_on != "both" else np.concatenate([oof["clean"], oof["testlike"]])
+    in_sample = _score(yf, final.predict(Pf), warnings, "in-sample score")
+    nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set")
+    trust = "testlike" if data.tl is not None else "clean"
+    Pt, yt = (data.tl[0], data.tl[1]) if trust == "testlike" else (data.P, data.y)
+    best, singles = best_single_run(Pt, yt)
+    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed)
+    gain.update(best_run=best, best_run_score=float(singles[best]), on=trust)
+    return final, {
+        "fit_on": fit_on, "oof": oof, "nested": nested, "in_sample": in_sample, "p_fit": p_fit, "y_fit": yf,
+        "optimism": None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score,
+        "gain": gain, "warnings": warnings,
+    }
+
+
+def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labels: Sequence[str]) -> dict:
+    blender = final.blender_
+    return {
+        "method": method, "params": blender.get_params(), "labels": list(labels), "fit_on": fit_on,
+        "calibrate": calibrate, "blender": blender.recipe(),
+        "calibrators": [{**c, "label": labels[c["label"]]} for c in final.calibration_],
+        "decisions": getattr(blender, "decisions_", []),
+    }
+
+
+def _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start) -> StackResult:
+    blender = _factory(method, params, seed)()
+    if blender.needs_targets:
+        usable = [n for n, c in BLENDERS.items() if not c.needs_targets]
+        raise EnsError(f"method {method!r} needs OOF predictions with targets; runs without OOF can use: "
+                       f"{', '.join(usable)}")
+    if calibrate not in ("auto", "none"):
+        raise ConfigError(f"calibrate={calibrate!r} needs OOF predictions; without them use 'none'")
+    if str(test_prior) != "none":
+        raise ConfigError(f"test_prior={test_prior!r} needs OOF predictions; without them use 'none'")
+    blender.fit(P_test, None)
+    recipe = {"method": method, "params": blender.get_params(), "labels": list(labels), "fit_on": "test",
+              "calibrate": "none", "blender": blender.recipe(), "calibrators": [], "decisions": []}
+    warnings = ["no OOF predictions: fitted on the test tensor, not calibrated, no CV score"]
+    return StackResult(blender.predict(P_test), None, None, None, None, None, None, None, recipe, warnings,
+                       seconds=time.perf_counter() - start)
+
+
+def single_threaded_blas(func: Callable) -> Callable:
+    """Run `func` with one BLAS thread: the stacker's matrices are thin, and BLAS threads fighting over
+    2 shared cores made small L-BFGS fits 10× slower."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@single_threaded_blas
+def stack(
+    P_oof: np.ndarray | None, y: np.ndarray | None, folds: np.ndarray | None, P_test: np.ndarray, *,
+    method: str, params: dict | None = None, calibrate: str = "auto", test_prior: str | float = "none",
+    fit_on: str = "auto", P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None,
+    folds_tl: np.ndarray | None = None, labels: Sequence[str], seed: int = 0, n_boot: int = 100,
+    progress: Progress | None = None,
+) -> StackResult:
+    """Blend, calibrate and prior-adapt test predictions with `method`; score it by nested CV."""
+    start = time.perf_counter()
+    check_calibrate(calibrate)
+    P_test = check_tensor(P_test, "P_test")
+    labels = list(labels)
+    if len(labels) != P_test.shape[2]:
+        raise DataError(f"labels names {len(labels)} columns but P_test has {P_test.shape[2]} labels")
+    if P_oof is None:
+        return _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start)
+    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl)
+    if P_test.shape[1:] != data.P.shape[1:]:
+        raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
+    final, ev = _evaluate(method, params, data, calibrate, fit_on, seed, n_boot, progress)
+    prior = adapt_prior(final.predict(P_test), ev["p_fit"], ev["y_fit"], test_prior, labels)
+    recipe = _recipe(method, final, ev["fit_on"], calibrate, labels)
+    recipe["prior"] = prior.recipe()
+    sens = sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels)
+    return StackResult(
+        test=prior.p_test, oof=ev["oof"]["clean"], oof_testlike=ev["oof"].get("testlike"),
+        nested=ev["nested"]["clean"], nested_testlike=ev["nested"].get("testlike"), in_sample=ev["in_sample"],
+        optimism=ev["optimism"], gain=ev["gain"], recipe=recipe, warnings=ev["warnings"] + prior.warnings,
+        sensitivity=sens, seconds=time.perf_counter() - start,
+    )
+
+
+@single_threaded_blas
+def compare(
+    P_oof: np.ndarray, y: np.ndarray, folds: np.ndarray, *, methods: Sequence[str] | None = None,
+    calibrate: str = "auto", fit_on: str = "auto", P_tl: np.ndarray | None = None,
+    y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = 100,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """One row per method: trusted nested score and parts, clean/test-like scores, in-sample, gap, gain, seconds."""
+    check_calibrate(calibrate)
+    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl)
+    rows = []
+    for method in methods or list(BLENDERS):
+        start = time.perf_counter()
+        _, ev = _evaluate(method, None, data, calibrate, fit_on, seed, n_boot, None)
+        trusted = ev["nested"].get("testlike") or ev["nested"]["clean"]
+        row = {"method": method, **({k: getattr(trusted, k) for k in ("score", "auc", "brier", "ece")} if trusted else {})}
+        row["score_clean"] = ev["nested"]["clean"].score if ev["nested"]["clean"] else None
+        if data.tl is not None:
+            row["score_testlike"] = ev["nested"]["testlike"].score if ev["nested"]["testlike"] else None
+        row["in_sample"] = ev["in_sample"].score if ev["in_sample"] else None
+        row.update(gap=ev["optimism"], gain=ev["gain"]["gain"], gain_lo=ev["gain"]["lo"], gain_hi=ev["gain"]["hi"],
+                   seconds=time.perf_counter() - start)
+        rows.append(row)
+        if progress:
+            progress(f"{method}: {row.get('score')}")
+    return rows

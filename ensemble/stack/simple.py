@@ -1,0 +1,140 @@
+"""Simple blends: mean of probabilities, mean of logits, mean of ranks, and fitted weights."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ensemble.errors import ConfigError
+from ensemble.metric import competition_score
+from ensemble.stack.base import Blender, logit, register, sigmoid
+
+
+@register("mean")
+class MeanBlender(Blender):
+    """Mean of the runs' probabilities."""
+
+    needs_targets = False
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, P, y, folds) -> None:
+        pass
+
+    def _predict(self, P: np.ndarray) -> np.ndarray:
+        return P.mean(axis=1)
+
+
+@register("logit")
+class LogitBlender(Blender):
+    """Mean of the runs' logits (probabilities clipped to [1e-6, 1 − 1e-6]), mapped back by the sigmoid."""
+
+    needs_targets = False
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, P, y, folds) -> None:
+        pass
+
+    def _predict(self, P: np.ndarray) -> np.ndarray:
+        return sigmoid(logit(P).mean(axis=1))
+
+
+@register("rank")
+class RankBlender(Blender):
+    """Mean of normalised ranks, ties averaged.
+
+    Each run's column is ranked against the data it was fitted on (its empirical CDF with mid-ranks):
+    a value v maps to (#{fit < v} + #{fit == v} / 2) / n_fit, which on the fit rows themselves equals
+    (average rank − 0.5) / n. Test rows are therefore placed on the OOF scale, not ranked among
+    themselves, so OOF and test blends are comparable; fitted on the test tensor (`fit(P_test, None)`
+    for runs without OOF) it ranks the test rows among themselves. The output lies in (0, 1) but is
+    no calibrated probability: calibrate it afterwards.
+    """
+
+    needs_targets = False
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, P, y, folds) -> None:
+        self.sorted_ = np.sort(P, axis=0)
+
+    def _predict(self, P: np.ndarray) -> np.ndarray:
+        n = self.sorted_.shape[0]
+        total = np.zeros((P.shape[0], P.shape[2]))
+        for r in range(P.shape[1]):
+            for j in range(P.shape[2]):
+                ref = np.ascontiguousarray(self.sorted_[:, r, j])
+                order = np.argsort(P[:, r, j])
+                values = P[order, r, j]  # sorted needles: searchsorted walks memory in order
+                lo = np.searchsorted(ref, values, side="left")
+                hi = np.searchsorted(ref, values, side="right")
+                total[order, j] += (lo + hi) / (2.0 * n)
+        return total / P.shape[1]
+
+
+def _softmax(theta: np.ndarray) -> np.ndarray:
+    e = np.exp(theta - theta.max())
+    return e / e.sum()
+
+
+def _fit_weights_logloss(Z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Simplex weights minimising log loss of sigmoid(Z @ w); Z `(rows, runs)` logits."""
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w = _softmax(theta)
+        z = Z @ w
+        # log(1 + e^z) − y·z, stable
+        ll = np.logaddexp(0.0, z) - y * z
+        g = Z.T @ (sigmoid(z) - y) / len(y)
+        return float(ll.mean()), w * (g - w @ g)
+
+    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 200})
+    return _softmax(res.x)
+
+
+def _fit_weights_score(Z: np.ndarray, y: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Simplex weights minimising the competition score (non-smooth: Powell from `start`)."""
+
+    def loss(theta: np.ndarray) -> float:
+        return competition_score(y[:, None], sigmoid(Z @ _softmax(theta))[:, None]).score
+
+    res = minimize(loss, np.log(np.maximum(start, 1e-6)), method="Powell", options={"maxiter": 20, "xtol": 1e-3})
+    return _softmax(res.x)
+
+
+@register("weighted")
+class WeightedBlender(Blender):
+    """Per-label non-negative weights summing to 1 on the runs' logits, fitted on OOF.
+
+    `objective="logloss"` (smooth, fast, default) or `"competition"` (the competition score, refined by
+    Powell from the log-loss weights on at most `max_rows` rows).
+    """
+
+    def __init__(self, objective: str = "logloss", max_rows: int = 20000, seed: int = 0) -> None:
+        self.objective = objective
+        self.max_rows = max_rows
+        self.seed = seed
+
+    def _fit(self, P, y, folds) -> None:
+        if self.objective not in ("logloss", "competition"):
+            raise ConfigError(f"weighted: objective must be 'logloss' or 'competition'; got {self.objective!r}")
+        Z = logit(P)
+        weights = []
+        for j in range(P.shape[2]):
+            w = _fit_weights_logloss(Z[:, :, j], y[:, j])
+            if self.objective == "competition":
+                rng = np.random.default_rng(self.seed)
+                idx = np.sort(rng.permutation(len(y))[: self.max_rows])
+                w = _fit_weights_score(Z[idx, :, j], y[idx, j], w)
+            weights.append(w)
+        self.weights_ = np.stack(weights, axis=1)  # (runs, labels)
+
+    def _predict(self, P: np.ndarray) -> np.ndarray:
+        return sigmoid(np.einsum("nrl,rl->nl", logit(P), self.weights_))
+
+    def recipe(self) -> dict:
+        return {"weights": self.weights_.T.round(6).tolist()}

@@ -1,0 +1,160 @@
+"""`ens finetune` and `ens oof` end to end on a small generated competition (real models, ONNX, ORT)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ensemble.cli import app
+from ensemble.competition import Competition
+from ensemble.demo import generate_competition
+from ensemble.finetune import FinetuneOptions, finetune
+from ensemble.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+FAST = dict(folds=3, epochs=1, batch_size=8, max_seconds=1.0, testlike_per_fold=6)
+
+
+@pytest.fixture(scope="module")
+def competition(tmp_path_factory) -> Path:
+    return generate_competition(tmp_path_factory.mktemp("comp") / "data", n_train=48, n_test=9, n_unlabeled=3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, competition) -> Path:
+    """A workspace with one finished tiny-wav2vec2 run, made through the CLI."""
+    ws = tmp_path_factory.mktemp("ws")
+    result = runner.invoke(app, ["finetune", "tiny-wav2vec2", "--data", str(competition), "--folds", "3", "--epochs", "1",
+                                 "--batch-size", "8", "--max-seconds", "1", "--testlike-per-fold", "6", "--name", "w2v",
+                                 "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    assert "ONNX parity" in result.output
+    return ws
+
+
+def test_finetune_writes_the_run_contract(finished, competition):
+    comp = Competition.load(competition)
+    run = finished / "models" / "w2v"
+    manifest = json.loads((run / "run.json").read_text())
+    assert sorted(p.name for p in run.glob("fold*/model.onnx")) == ["model.onnx"] * 3
+    oof = pd.read_parquet(run / "oof.parquet")
+    assert sorted(oof["id"]) == sorted(comp.train["id"]) and oof["id"].is_unique
+    test = pd.read_parquet(run / "test.parquet")
+    assert len(test) == 3 * len(comp.test_ids) and set(test.groupby("fold")["id"].nunique()) == {len(comp.test_ids)}
+    folds = pd.read_parquet(finished / "models" / "folds.parquet")
+    assert (oof.set_index("id").loc[folds["id"], "fold"].to_numpy() == folds["fold"].to_numpy()).all()
+    assert set(manifest["metrics"]["cv"]) == {"score", "auc", "brier", "ece"}
+    assert manifest["metrics"]["cv_testlike"]["score"] > 0
+    assert len(manifest["metrics"]["per_fold"]) == 3
+    for fold in manifest["folds"]:
+        assert fold["onnx"]["parity_max_abs_diff"] <= 1e-4
+    assert manifest["data"]["train.csv"] and manifest["versions"]["torch"] and manifest["folds_fingerprint"]
+    assert (run / "oof_testlike.parquet").is_file()
+
+
+def test_oof_with_onnx_runtime_reproduces_the_predictions(finished, competition, tmp_path):
+    ws = tmp_path / "copy"
+    shutil.copytree(finished, ws)
+    before = {f: pd.read_parquet(ws / "models" / "w2v" / f) for f in ("oof.parquet", "test.parquet")}
+    result = runner.invoke(app, ["oof", "w2v", "--provider", "cpu", "-w", str(ws), "--data", str(competition)])
+    assert result.exit_code == 0, result.output
+    for name, old in before.items():
+        new = pd.read_parquet(ws / "models" / "w2v" / name)
+        merged = old.merge(new, on=["id", "fold"], suffixes=("_torch", "_onnx"))
+        assert len(merged) == len(old) == len(new)
+        for label in ("fake", "real"):
+            assert np.abs(merged[f"{label}_torch"] - merged[f"{label}_onnx"]).max() <= 1e-4
+    manifest = json.loads((ws / "models" / "w2v" / "run.json").read_text())
+    assert manifest["onnxruntime"]["provider"] == "CPUExecutionProvider"
+    assert max(manifest["onnxruntime"]["max_abs_diff_to_previous"].values()) <= 1e-4
+
+
+def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, monkeypatch):
+    """Spy on every training example and every test-like clip a fold model predicts."""
+    import ensemble.audio.augment as augment
+    import ensemble.fold_job as fold_job
+
+    used: dict[int, set[int]] = {}
+    original = augment.ExampleSampler.epoch
+
+    def spy_epoch(self, epoch, batch_size):
+        for waves, y, sources in original(self, epoch, batch_size):
+            used.setdefault(self.seed % 1000, set()).update(i for s in sources for i in s)
+            yield waves, y, sources
+
+    monkeypatch.setattr(augment.ExampleSampler, "epoch", spy_epoch)
+    rendered: dict[int, list[str]] = {}
+    import ensemble.audio.testlike as testlike
+
+    real_render = testlike.render_testlike
+
+    def spy_render(recipe, load, sr):
+        rendered.setdefault(spy_render.fold, []).append(recipe)
+        return real_render(recipe, load, sr)
+
+    monkeypatch.setattr(testlike, "render_testlike", spy_render)
+    real_run_fold = fold_job.run_fold
+
+    def run_fold(ctx, fold):
+        spy_render.fold = fold
+        return real_run_fold(ctx, fold)
+
+    monkeypatch.setattr(fold_job, "run_fold", run_fold)
+    ws, comp = Workspace(tmp_path / "ws"), Competition.load(competition)
+    run = finetune(ws, comp, FinetuneOptions(model="logmel-cnn", name="cnn", **FAST, augment="default,p_mix=0.9"))
+    folds = pd.read_parquet(ws.models_dir / "folds.parquet")
+    clips = pd.read_parquet(ws.models_dir / "testlike.parquet")
+    oof = run.oof()
+    for k in range(3):
+        held = set(np.flatnonzero(folds["fold"].to_numpy() == k))
+        assert used[k] and not used[k] & held, f"fold {k} trained on its held-out rows"
+        assert set(oof[oof["fold"] == k]["id"]) == set(folds["id"].to_numpy()[sorted(held)])
+        held_ids = set(folds["id"].to_numpy()[sorted(held)])
+        own = clips[clips["fold"] == k]
+        assert sorted(rendered[k]) == sorted(own["recipe"])
+        for sources in own["sources"]:
+            assert set(json.loads(sources)) <= held_ids
+    assert any(len(json.loads(s)) == 2 for s in clips["sources"])  # mixtures really happen
+
+
+def test_interrupted_run_resumes_to_the_same_predictions(competition, tmp_path):
+    comp = Competition.load(competition)
+    opts = dict(model="logmel-cnn", name="cnn", **{**FAST, "epochs": 2})
+    straight = finetune(Workspace(tmp_path / "a"), comp, FinetuneOptions(**opts))
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(event):
+        if event.get("stage") == "epoch" and event["fold"] == 1 and event["epoch"] == 0:
+            raise Stop
+
+    ws = Workspace(tmp_path / "b")
+    with pytest.raises(Stop):
+        finetune(ws, comp, FinetuneOptions(**opts), progress=interrupt)
+    assert (ws.run_dir("cnn") / "fold0" / "fold.json").is_file()
+    assert not (ws.run_dir("cnn") / "fold1" / "fold.json").is_file()
+    events = []
+    resumed = finetune(ws, comp, FinetuneOptions(**opts), progress=events.append)
+    assert {"stage": "fold_skipped", "fold": 0} in events
+    assert any(e.get("stage") == "resume" for e in events)
+    for name in ("oof", "test", "oof_testlike"):
+        a, b = getattr(straight, name)(), getattr(resumed, name)()
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_resume_with_other_options_is_refused(competition, tmp_path):
+    comp = Competition.load(competition)
+    ws = Workspace(tmp_path / "ws")
+    finetune(ws, comp, FinetuneOptions(model="logmel-cnn", name="cnn", only_folds=[0], **FAST))
+    result = runner.invoke(app, ["finetune", "logmel-cnn", "--name", "cnn", "--fold", "1", "--folds", "3",
+                                 "--epochs", "2", "--batch-size", "8", "--max-seconds", "1", "--testlike-per-fold", "6", "-w", str(ws.root),
+                                 "--data", str(competition)])
+    assert result.exit_code == 1 and "epochs" in result.output and result.output.startswith("Error: ")
