@@ -9,17 +9,22 @@ from ensemble.io import read_json
 from ensemble.runs import MANIFEST_FILE
 from ensemble.workspace import Workspace
 
-COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta"]
+COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
+           "in_sample", "gap", "gain", "gain_lo", "gain_hi"]
+DETAIL = ["in_sample", "gap", "gain", "gain_lo", "gain_hi"]  # in json/csv/md; too wide for the table
 
 
 def _row(name: str, kind: str, method: str, metrics: dict, board: dict) -> dict:
     cv = metrics.get("cv") or {}
     testlike = metrics.get("cv_testlike") or {}
+    gain = metrics.get("gain") or {}
     return {
         "name": name, "kind": kind, "method": method,
         "cv": cv.get("score"), "auc": cv.get("auc"), "brier": cv.get("brier"), "ece": cv.get("ece"),
         "cv_testlike": testlike.get("score"),
         "public": board.get("public"), "private": board.get("private"),
+        "in_sample": (metrics.get("in_sample") or {}).get("score"), "gap": metrics.get("optimism"),
+        "gain": gain.get("gain"), "gain_lo": gain.get("lo"), "gain_hi": gain.get("hi"),
     }
 
 

@@ -179,7 +179,7 @@ def finetune_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
     testlike_per_fold: Annotated[Optional[int], typer.Option("--testlike-per-fold", help="Test-like clips per fold when the shared set is first built (default: about half a fold, 50–2000).")] = None,
-    unfreeze: Annotated[bool, typer.Option("--unfreeze-feature-encoder", help="Also train the convolutional feature encoder.")] = False,
+    freeze: Annotated[Optional[bool], typer.Option("--freeze-feature-encoder/--train-feature-encoder", help="Freeze the convolutional feature encoder (default: frozen for pretrained checkpoints, trained for named configs).")] = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
 ) -> None:
@@ -190,7 +190,7 @@ def finetune_cmd(
     ws, comp = _context(workspace, data)
     values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
-                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=not unfreeze)
+                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
     if config is not None:
         values = _merge_config(config, values, ctx=click_context())
     opts = FinetuneOptions(**values)

@@ -48,7 +48,7 @@ class FinetuneOptions:
     device: str = "auto"
     seed: int = 0
     testlike_per_fold: int | None = None
-    freeze_feature_encoder: bool = True
+    freeze_feature_encoder: bool | None = None  # None: freeze pretrained encoders, train random ones
     extra: dict = field(default_factory=dict)
 
     @property

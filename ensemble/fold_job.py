@@ -48,6 +48,7 @@ SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tun
 
 
 def default_lr(model: str) -> float:
+    """3e-5 fine-tunes a pretrained checkpoint; a named config starts from random weights."""
     from ensemble.backbones.families import NAMED_CONFIGS
 
     return SCRATCH_LR if model in NAMED_CONFIGS else 3e-5
@@ -59,8 +60,11 @@ def _train_config(ctx: FoldContext, fold: int, batches_per_epoch: int):
 
     o = ctx.opts
     accum = o.grad_accum or max(1, min(-(-128 // o.batch_size), batches_per_epoch // MIN_UPDATES_PER_EPOCH))
+    from ensemble.backbones.families import NAMED_CONFIGS
+
+    freeze = o.freeze_feature_encoder if o.freeze_feature_encoder is not None else o.model not in NAMED_CONFIGS
     return TrainConfig(lr=o.lr or default_lr(o.model), epochs=o.epochs, batch_size=o.batch_size, grad_accum=accum,
-                       freeze_feature_encoder=o.freeze_feature_encoder, device=o.device, seed=o.seed + fold)
+                       freeze_feature_encoder=freeze, device=o.device, seed=o.seed + fold)
 
 
 def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Callable[[dict], None]:

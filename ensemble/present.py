@@ -67,7 +67,10 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str):
 
     if frame.empty:
         return Text("no runs or submissions yet: `ens import`, `ens finetune` or `ens stack` make them")
-    shown = frame.drop(columns=["cv_testlike"]) if frame["cv_testlike"].isna().all() else frame
+    from ensemble.board import DETAIL
+
+    shown = frame.drop(columns=DETAIL)
+    shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown
     parts = [frame_table(shown, title="runs and submissions (lower is better)")]
     if correlation:
         parts.append(Text(f"CV vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "

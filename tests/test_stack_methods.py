@@ -76,3 +76,10 @@ def test_hillclimb_weights_from_counts_sum_to_one(runs):
     hc = make_blender("hillclimb", n_bags=2).fit(runs.P, runs.y)
     assert np.allclose(hc.weights_.sum(axis=0), 1) and (hc.weights_ >= 0).all()
     assert hc.weights_[1].max() == 0  # the inverted run never helps
+
+
+def test_lgbm_still_splits_on_a_small_fit_set():
+    d = make_runs(300, 50, n_runs=4, seed=13)
+    r = stack(d.P, d.y, d.folds, d.P_test, method="lgbm", labels=["fake", "real"], n_boot=5)
+    assert r.nested.auc > 0.85
+    assert all(n > 1 for n in r.recipe["blender"]["best_iterations"])

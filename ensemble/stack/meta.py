@@ -93,10 +93,13 @@ class LGBMBlender(Blender):
         self.num_threads = num_threads
         self.seed = seed
 
-    def _params(self) -> dict:
+    def _params(self, n_train: int) -> dict:
+        # a leaf needs min_child_samples rows: on small fit sets (a few hundred test-like clips) cap it
+        # at a tenth of the rows so trees can still split
+        min_leaf = max(5, min(self.min_child_samples, n_train // 10))
         return {
             "objective": "binary", "num_leaves": self.num_leaves, "max_depth": self.max_depth,
-            "learning_rate": self.learning_rate, "min_data_in_leaf": self.min_child_samples,
+            "learning_rate": self.learning_rate, "min_data_in_leaf": min_leaf,
             "lambda_l2": self.reg_lambda, "max_bin": 63, "num_threads": self.num_threads,
             "seed": self.seed, "deterministic": True, "force_col_wise": True, "verbose": -1,
         }
@@ -115,7 +118,7 @@ class LGBMBlender(Blender):
             train_set = lgb.Dataset(X[~valid], t[~valid], free_raw_data=True)
             valid_set = lgb.Dataset(X[valid], t[valid], reference=train_set)
             booster = lgb.train(
-                self._params(), train_set, num_boost_round=self.n_estimators, valid_sets=[valid_set],
+                self._params(int((~valid).sum())), train_set, num_boost_round=self.n_estimators, valid_sets=[valid_set],
                 callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
             )
             self.models_.append(booster)

@@ -6,7 +6,7 @@
   prediction, q = (mean test positive rate − FPR) / (TPR − FPR). Used as a cross-check only.
 - The adjustment adds logit(q) − logit(π) to each logit: strictly increasing, so AUC is unchanged.
 - A sensitivity table (score on OOF when a prior q is assumed) and a shift check (two-sample KS
-  statistic between OOF and test predictions) tell the user how much the choice matters.
+  statistic above 0.1 with p < 0.01 between OOF and test predictions) tell the user how much the choice matters.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from ensemble.metric import MetricError, auc_per_column, brier_per_column, ece_p
 from ensemble.stack.base import sigmoid
 from ensemble.stack.calibration import cal_logit
 
-KS_WARN = 0.1
+KS_WARN = 0.1      # warn on a shift this large (statistic) …
+KS_PVALUE = 0.01   # … that is also unlikely by chance (small test sets)
 DISAGREE_WARN = 0.05
 
 
@@ -55,11 +56,12 @@ def bbse_prior(p_oof: np.ndarray, y_oof: np.ndarray, p_test: np.ndarray, thresho
     return float(np.clip(((p_test >= threshold).mean() - fpr) / (tpr - fpr), 0.0, 1.0))
 
 
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov statistic."""
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Two-sample Kolmogorov–Smirnov statistic and its p-value."""
     from scipy.stats import ks_2samp
 
-    return float(ks_2samp(a, b).statistic)
+    res = ks_2samp(a, b)
+    return float(res.statistic), float(res.pvalue)
 
 
 def sensitivity_table(y: np.ndarray, p: np.ndarray, priors_train: Sequence[float],
@@ -125,10 +127,11 @@ def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: 
     train = [float(y_oof[:, j].mean()) for j in range(L)]
     em = [em_prior(p_test[:, j], train[j]) for j in range(L)]
     bbse = [bbse_prior(p_oof[:, j], y_oof[:, j], p_test[:, j]) for j in range(L)]
-    ks = [ks_statistic(p_oof[:, j], p_test[:, j]) for j in range(L)]
+    ks_p = [ks_statistic(p_oof[:, j], p_test[:, j]) for j in range(L)]
+    ks = [k for k, _ in ks_p]
     warnings = []
     for j in range(L):
-        if ks[j] > KS_WARN:
+        if ks[j] > KS_WARN and ks_p[j][1] < KS_PVALUE:
             warnings.append(f"label {names[j]}: test predictions differ from OOF (KS {ks[j]:.3f} > {KS_WARN}); "
                             "the test set looks shifted")
         if np.isfinite(bbse[j]) and abs(em[j] - bbse[j]) > DISAGREE_WARN:

@@ -1,0 +1,174 @@
+"""`ens report`: figures and page from a workspace built through import, stack, submission and leaderboard."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import LABELS, write_predictions
+from ensemble.blend import stack_runs
+from ensemble.competition import Competition
+from ensemble.errors import EnsError, ExistsError
+from ensemble.folds import load_folds
+from ensemble.importer import import_run
+from ensemble.io import write_parquet
+from ensemble.report import fold_scores, logit_correlation, quantile_bins, reliability_bins, write_report
+from ensemble.runs import TESTLIKE_FILE, load_run, write_run_file
+from ensemble.stack_inputs import TESTLIKE_FILE as CLIPS_FILE
+from ensemble.submission import record_leaderboard, submission_frame, write_submission
+from ensemble.workspace import Workspace
+
+N_FOLDS = 4
+
+
+def _predictions(y: np.ndarray, strength: float, seed: int) -> np.ndarray:
+    """Noisy probabilities that rank the targets better the larger `strength` is."""
+    rng = np.random.default_rng(seed)
+    z = strength * (2 * y - 1) + rng.normal(size=y.shape)
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.fixture
+def built(tmp_path: Path, csv_competition: Path, workspace: Path) -> Workspace:
+    """Three imported runs with OOF (one also with test-like OOF), two submissions, leaderboard scores."""
+    ws = Workspace.resolve(workspace)
+    comp = Competition.load(ws.data_dir(csv_competition))
+    train = pd.read_csv(csv_competition / "train.csv")["id"].tolist()
+    fold = (np.arange(len(train)) // 2) % N_FOLDS  # both classes in every fold
+    y = comp.targets
+    test_ids = comp.test_ids.tolist()
+    for k, (name, strength) in enumerate([("w2v", 2.0), ("cnn", 1.0), ("hubert", 0.5)]):
+        oof = write_predictions(tmp_path / f"{name}_oof.csv", train, _predictions(y, strength, k), fold)
+        test = write_predictions(tmp_path / f"{name}_test.csv", test_ids, np.random.default_rng(k).random((len(test_ids), 2)))
+        import_run(ws, comp, name, test, oof)
+    # test-like OOF for one run, written like `ens oof` writes it
+    clips = pd.DataFrame({"id": [f"TL_{i:03d}" for i in range(24)], "fold": np.arange(24) % N_FOLDS})
+    y_tl = np.random.default_rng(9).integers(0, 2, (24, 2))
+    for j, label in enumerate(LABELS):
+        clips[label] = y_tl[:, j]
+    write_parquet(clips.assign(recipe="{}"), ws.models_dir / CLIPS_FILE)
+    tl = clips[["id", "fold"]].copy()
+    tl[LABELS] = _predictions(y_tl.astype(float), 1.0, 5)
+    write_run_file(tl, ws.run_dir("w2v"), TESTLIKE_FILE)
+    for name, method, runs, public, private in [("blend-mean", "mean", ["w2v", "cnn"], 0.21, 0.23),
+                                                ("blend-logit", "logit", ["w2v", "cnn", "hubert"], 0.19, None)]:
+        result, sidecar = stack_runs(ws, comp, runs, method)
+        write_submission(ws, name, submission_frame(result.test, comp), comp, sidecar)
+        record_leaderboard(ws, name, public, private)
+    return ws
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_report_writes_readable_figures_and_a_page_linking_each(built: Workspace):
+    out = write_report(built, built.root / "report")
+    assert out == built.root / "report"
+    figures = sorted(p.name for p in out.glob("*.png"))
+    assert figures == sorted([
+        "reliability-run-w2v.png", "reliability-run-cnn.png", "reliability-run-hubert.png",
+        "reliability-sub-blend-mean.png", "reliability-sub-blend-logit.png",
+        "correlation.png", "fold-scores.png", "cv-vs-leaderboard.png"])
+    for name in figures:
+        width, height = png_size(out / name)
+        assert 400 <= width <= 2500 and 300 <= height <= 1500, (name, width, height)
+    md, page = (out / "index.md").read_text(), (out / "index.html").read_text()
+    assert sorted(re.findall(r"\]\(([^)]+\.png)\)", md)) == figures
+    assert sorted(set(re.findall(r'src="([^"]+\.png)"', page))) == figures
+    assert "test-like clips (w2v)" in md and "reproduces its CSV" in md
+    # nothing left behind by the staging folder
+    assert [p.name for p in built.root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_report_of_chosen_runs_without_leaderboard_scores_says_so(tmp_path, csv_competition, workspace):
+    ws = Workspace.resolve(workspace)
+    comp = Competition.load(ws.data_dir(csv_competition))
+    train = comp.train["id"].tolist()
+    for k, name in enumerate(["a", "b"]):
+        oof = write_predictions(tmp_path / f"{name}.csv", train, _predictions(comp.targets, 1.0, k), (np.arange(40) // 2) % 2)
+        test = write_predictions(tmp_path / f"{name}_t.csv", comp.test_ids.tolist(), np.full((12, 2), 0.5))
+        import_run(ws, comp, name, test, oof)
+    out = write_report(ws, tmp_path / "r", runs=["a"])
+    assert sorted(p.name for p in out.glob("*.png")) == ["fold-scores.png", "reliability-run-a.png"]
+    md = (out / "index.md").read_text()
+    assert "No submission has a public leaderboard score" in md and "One run only" in md
+
+
+def test_report_replaces_an_earlier_report_but_never_another_folder(built: Workspace, tmp_path: Path):
+    out = write_report(built, tmp_path / "r", restack=False)
+    (out / "stale.png").write_bytes(b"old")
+    write_report(built, out, restack=False)
+    assert not (out / "stale.png").exists() and (out / "index.html").is_file()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    with pytest.raises(ExistsError, match="not an ens report"):
+        write_report(built, other, restack=False)
+    assert (other / "mine.txt").read_text() == "keep me"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (write_report(built, empty, restack=False) / "index.md").is_file()
+
+
+def test_report_without_runs_is_a_clear_error(workspace):
+    with pytest.raises(EnsError, match="no runs with OOF predictions"):
+        write_report(Workspace.resolve(workspace), workspace / "report")
+
+
+def test_report_data_matches_numpy(built: Workspace):
+    folds = load_folds(built)
+    runs = [load_run(built, n) for n in ("w2v", "cnn", "hubert")]
+    oof = np.stack([r.oof().set_index("id").loc[folds["id"], LABELS].to_numpy() for r in runs], axis=1)
+    corr = logit_correlation(oof)
+    z = np.log(oof) - np.log1p(-oof)
+    for j in range(len(LABELS)):
+        np.testing.assert_allclose(corr[j], np.corrcoef(z[:, :, j].T), atol=1e-12)
+    assert fold_scores(runs[0]) == [f["score"] for f in runs[0].manifest["metrics"]["per_fold"]]
+    assert len(fold_scores(runs[0])) == N_FOLDS
+
+
+def test_reliability_bins_follow_the_metric_bins():
+    p = np.array([0.05, 0.1, 0.15, 0.55, 0.95, 1.0])
+    y = np.array([0, 1, 0, 1, 1, 1])
+    mean_p, frac, count = reliability_bins(y, p)
+    # 0.1 sits on an inner edge: the metric's calibration bins put it in the lower bin
+    np.testing.assert_allclose(mean_p, [0.075, 0.15, 0.55, 0.975])
+    np.testing.assert_allclose(frac, [0.5, 0.0, 1.0, 1.0])
+    assert count.tolist() == [2, 1, 1, 2]
+
+
+def test_quantile_bins_hold_equal_counts_in_prediction_order():
+    p = np.linspace(0.4, 0.6, 20)
+    y = (np.arange(20) >= 10).astype(float)
+    mean_p, frac = quantile_bins(y, p)
+    np.testing.assert_allclose(mean_p, p.reshape(10, 2).mean(axis=1))
+    assert frac.tolist() == [0.0] * 5 + [1.0] * 5
+
+
+def test_a_submission_its_recipe_does_not_reproduce_is_named_not_drawn(built: Workspace):
+    comp = Competition.load(built.data_dir())
+    sidecar = json.loads((built.submissions_dir / "blend-mean.json").read_text())
+    edited = submission_frame(np.full((len(comp.test_ids), 2), 0.3), comp)
+    write_submission(built, "blend-mean", edited, comp, {k: sidecar[k] for k in ("recipe", "metrics")}, force=True)
+    out = write_report(built, built.root / "report")
+    assert not (out / "reliability-sub-blend-mean.png").exists()
+    assert (out / "reliability-sub-blend-logit.png").is_file()
+    assert "'blend-mean': re-running its recipe does not reproduce its CSV" in (out / "index.md").read_text()
+
+
+def test_report_tells_progress_of_the_restacks(built: Workspace, tmp_path: Path):
+    events: list[dict] = []
+    write_report(built, tmp_path / "r", runs=["cnn", "w2v"], progress=events.append)
+    # only blend-mean was stacked from these two runs alone
+    assert events == [{"stage": "report_restack", "done": 0, "total": 1}, {"stage": "report_restack", "done": 1, "total": 1}]
+    assert (tmp_path / "r" / "reliability-sub-blend-mean.png").is_file()
+    assert not (tmp_path / "r" / "reliability-sub-blend-logit.png").exists()
