@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -332,6 +331,27 @@ def demo_cmd(
     typer.echo(f"best single run {best_run['name']}: {best_run['test']:.4f} on the answer key; "
                f"stacked {sub['name']}: {sub['test']:.4f} ({sub['test'] - best_run['test']:+.4f})")
     typer.echo(f"workspace: {result.workspace} (try: ens board -w {result.workspace})")
+
+
+@command("report")
+def report_cmd(
+    runs: Annotated[Optional[list[str]], typer.Argument(help="Runs to show (default: every run with OOF).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the figures and index.html (default: <workspace>/report); an earlier report there is replaced.")] = None,
+    restack: Annotated[bool, typer.Option("--restack/--no-restack", help="Re-run each submission stacked from these runs to draw its reliability diagram.")] = True,
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """PNG figures and a page: reliability diagrams, logit correlations, fold spread, CV vs leaderboard."""
+    from ensemble.progress import event_printer
+    from ensemble.report import write_report
+    from ensemble.workspace import Workspace
+
+    ws = Workspace.resolve(workspace)
+    if data is not None:
+        ws.data_dir(data)
+    with event_printer(console()) as show:
+        folder = write_report(ws, out, runs or None, restack=restack, progress=show)
+    typer.echo(f"report: {folder / 'index.html'}")
 
 
 def main() -> None:

@@ -21,9 +21,10 @@ from ensemble.workspace import Workspace
 Progress = Callable[[dict], None]
 
 DEMO_MODELS = (
-    # (run name, model, options): small enough for 2 CPU cores, different enough to disagree
-    ("w2v-tiny", "tiny-wav2vec2", {"epochs": 3, "lr": 2e-3, "batch_size": 16, "grad_accum": 1}),
-    ("cnn", "logmel-cnn", {"epochs": 4, "lr": 3e-3, "batch_size": 16, "grad_accum": 1}),
+    # (run name, model, options): small enough for 2 CPU cores, different enough to disagree; 2-s crops in
+    # training, 2-s windows pooled over the 5-s test clips
+    ("w2v-tiny", "tiny-wav2vec2", {"epochs": 6, "lr": 5e-4, "batch_size": 16, "grad_accum": 1, "max_seconds": 2.0}),
+    ("cnn", "logmel-cnn", {"epochs": 6, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_seconds": 2.0}),
 )
 FLIPPED = "cnn-flipped"
 
@@ -38,28 +39,29 @@ class DemoResult:
 
 
 def _swap_columns(frame: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """A run that confused its columns: fake and real swapped (a mistake `flip` must catch)."""
+    """Predictions whose label columns are swapped: the mistake `flip` must catch."""
     out = frame.copy()
     out[labels] = frame[labels[::-1]].to_numpy()
     return out
 
 
-def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str, tmp: Path) -> None:
-    """Import a copy of `source` with swapped label columns (OOF and test)."""
-    from ensemble.importer import import_run
-    from ensemble.runs import load_run
-    from ensemble.stack_inputs import mean_of_logits
+def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str) -> None:
+    """A copy of run `source` with fake/real swapped in every prediction file (no ONNX folds)."""
+    from ensemble.io import read_json
+    from ensemble.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, write_manifest, write_run_file
+    from ensemble.scoring import cv_metrics, score_frame
 
-    run = load_run(ws, source)
-    oof = _swap_columns(run.oof(), comp.labels)
-    test = run.test()
-    wide = pd.DataFrame({"id": comp.test_ids})
-    for label in comp.labels:
-        wide[label] = mean_of_logits(test.pivot(index="id", columns="fold", values=label).loc[comp.test_ids].to_numpy(), 1)
-    tmp.mkdir(parents=True, exist_ok=True)
-    oof.to_csv(tmp / f"{name}-oof.csv", index=False)
-    _swap_columns(wide, comp.labels).to_csv(tmp / f"{name}-test.csv", index=False)
-    import_run(ws, comp, name, tmp / f"{name}-test.csv", tmp / f"{name}-oof.csv", force=True)
+    src, dst = ws.run_dir(source), ws.run_dir(name)
+    dst.mkdir(parents=True, exist_ok=True)
+    manifest = read_json(src / MANIFEST_FILE)
+    frames = {f: _swap_columns(pd.read_parquet(src / f), comp.labels) for f in (OOF_FILE, TEST_FILE, TESTLIKE_FILE)}
+    manifest.pop("folds", None)
+    metrics = cv_metrics(frames[OOF_FILE], pd.read_parquet(ws.models_dir / "folds.parquet"), comp.labels)
+    metrics["cv_testlike"] = score_frame(frames[TESTLIKE_FILE], pd.read_parquet(ws.models_dir / "testlike.parquet"),
+                                         comp.labels).as_dict()
+    manifest.update(name=name, kind="derived", derived_from=source, transform="label columns swapped", metrics=metrics,
+                    files={f: write_run_file(frame, dst, f) for f, frame in frames.items()})
+    write_manifest(dst, manifest)
 
 
 def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress | None = None) -> DemoResult:
@@ -88,7 +90,7 @@ def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress |
         finetune(ws, comp, FinetuneOptions(model=model, name=name, folds=3, seed=seed, **options), progress=emit)
         emit({"stage": "onnx runtime", "run": name})
         run_oof(ws, comp, name, progress=emit)
-    add_flipped_run(ws, comp, "cnn", FLIPPED, out / "imports")
+    add_flipped_run(ws, comp, "cnn", FLIPPED)
     runs = [name for name, _, _ in DEMO_MODELS] + [FLIPPED]
     emit({"stage": "comparing stack methods", "runs": ", ".join(runs)})
     rows = compare_methods(ws, comp, runs, seed=seed)

@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ class FoldContext:
     comp: Competition
     folds: pd.DataFrame
     testlike: pd.DataFrame
-    opts: "FinetuneOptions"  # noqa: F821 (ensemble.finetune)
+    opts: Any  # ensemble.finetune.FinetuneOptions (that module imports this one)
     run_dir: Path
     emit: Callable[[dict], None]
 
