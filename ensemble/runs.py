@@ -80,15 +80,10 @@ def validate_test(df: pd.DataFrame, labels: list[str], test_ids: pd.Series, sour
     dup = df[df.duplicated(["id", "fold"])]
     if len(dup):
         raise DataError(f"{source}: duplicate row for id {dup['id'].iloc[0]!r} fold {dup['fold'].iloc[0]}")
-    want = set(test_ids)
+    from ensemble.competition import check_same_ids
+
     for fold, part in df.groupby("fold", sort=True):
-        have = set(part["id"])
-        if have != want:
-            extra = sorted(have - want)
-            if extra:
-                raise DataError(f"{source}: id {extra[0]!r} is not a test id")
-            missing = sorted(want - have)
-            raise DataError(f"{source}: fold {fold} has no prediction for test id {missing[0]!r}")
+        check_same_ids(part["id"], test_ids, f"{source} (fold {fold})", "the test ids")
 
 
 @dataclass

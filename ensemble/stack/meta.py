@@ -17,6 +17,14 @@ def _features(P: np.ndarray, j: int, all_labels: bool) -> np.ndarray:
     return Z.reshape(Z.shape[0], -1) if all_labels else Z[:, :, j]
 
 
+def _per_label(models: list, P: np.ndarray, predict, all_labels: bool) -> np.ndarray:
+    """Each label's model on its features; a float stands for a label with one class in the fit data."""
+    out = np.empty((P.shape[0], P.shape[2]))
+    for j, model in enumerate(models):
+        out[:, j] = model if isinstance(model, float) else predict(j, model, _features(P, j, all_labels))
+    return out
+
+
 @register("logreg")
 class LogRegBlender(Blender):
     """L2 logistic regression per label on the runs' logits."""
@@ -38,13 +46,7 @@ class LogRegBlender(Blender):
             self.models_.append(model.fit(_features(P, j, self.all_labels), y[:, j]))
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
-        out = np.empty((P.shape[0], P.shape[2]))
-        for j, model in enumerate(self.models_):
-            if isinstance(model, float):
-                out[:, j] = model
-            else:
-                out[:, j] = model.predict_proba(_features(P, j, self.all_labels))[:, 1]
-        return out
+        return _per_label(self.models_, P, lambda j, model, X: model.predict_proba(X)[:, 1], self.all_labels)
 
     def recipe(self) -> dict:
         return {
@@ -125,14 +127,10 @@ class LGBMBlender(Blender):
             self.best_iterations_.append(int(booster.best_iteration or self.n_estimators))
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
-        out = np.empty((P.shape[0], P.shape[2]))
-        for j, model in enumerate(self.models_):
-            if isinstance(model, float):
-                out[:, j] = model
-            else:
-                X = _features(P, j, self.all_labels)
-                out[:, j] = model.predict(X, num_iteration=self.best_iterations_[j], num_threads=self.num_threads)
-        return out
+        def predict(j, booster, X):
+            return booster.predict(X, num_iteration=self.best_iterations_[j], num_threads=self.num_threads)
+
+        return _per_label(self.models_, P, predict, self.all_labels)
 
     def recipe(self) -> dict:
         return {"best_iterations": self.best_iterations_}
