@@ -34,7 +34,9 @@ class StackInputs:
 
 
 def mean_of_logits(probs: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Aggregate fold models' probabilities as the mean of their logits."""
+    """Aggregate fold models' probabilities as the mean of their logits (one fold: unchanged)."""
+    if probs.shape[axis] == 1:
+        return np.take(probs, 0, axis=axis)
     p = np.clip(probs, _EPS, 1 - _EPS)
     z = np.log(p) - np.log1p(-p)
     return 1.0 / (1.0 + np.exp(-z.mean(axis=axis)))
