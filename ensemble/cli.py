@@ -163,6 +163,7 @@ def _parse_folds(value: str | None) -> list[int] | None:
 
 @command("finetune")
 def finetune_cmd(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
     data: DataOpt = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: from MODEL).")] = None,
@@ -191,7 +192,7 @@ def finetune_cmd(
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
                   device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
     if config is not None:
-        values = _merge_config(config, values, ctx=click_context())
+        values = _merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
     with event_printer(console()) as show:
         run = finetune(ws, comp, opts, force=force, progress=show)
@@ -202,12 +203,6 @@ def finetune_cmd(
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
     typer.echo(f"run {run.name}: CV {metrics['cv']['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}, "
                f"ONNX parity {parity:.2e} → {run.dir}")
-
-
-def click_context():
-    import click
-
-    return click.get_current_context()
 
 
 def _merge_config(path: Path, values: dict, ctx) -> dict:
@@ -227,12 +222,11 @@ def _merge_config(path: Path, values: dict, ctx) -> dict:
     unknown = sorted(set(stored) - set(values))
     if unknown:
         raise ConfigError(f"{path}: unknown option {unknown[0]!r}; accepted: {', '.join(sorted(values))}")
-    from click.core import ParameterSource
-
     merged = dict(values)
     for key, value in stored.items():
-        param = "fold" if key == "only_folds" else key
-        if ctx.get_parameter_source(param) != ParameterSource.COMMANDLINE:
+        param = {"only_folds": "fold", "freeze_feature_encoder": "freeze"}.get(key, key)
+        source = ctx.get_parameter_source(param)
+        if source is None or source.name != "COMMANDLINE":
             merged[key] = value
     return merged
 

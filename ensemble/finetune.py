@@ -11,7 +11,7 @@ are assembled.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -89,11 +89,13 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     emit = progress or (lambda event: None)
     folds = ensure_folds(ws, comp, opts.folds, opts.seed)
     n_folds = int(folds["fold"].nunique())
+    opts = replace(opts, folds=n_folds)  # resumed and merged calls need not repeat --folds
     todo = sorted(set(opts.only_folds)) if opts.only_folds else list(range(n_folds))
     bad = [k for k in todo if not 0 <= k < n_folds]
     if bad:
         raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
     clips = ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed)
+    opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
     run_dir = ws.run_dir(opts.run_name)
     _check_options(run_dir, opts, force)
     context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit)

@@ -49,3 +49,29 @@ def test_unknown_method_lists_the_registered_ones(csv_competition, tmp_path):
     from ensemble.stack import BLENDERS
 
     assert all(name in result.output for name in BLENDERS), result.output
+
+
+def test_finetune_config_file_errors_are_one_line(csv_competition, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('epochs = 2\nlearning_rate = 0.1\n')
+    result = CliRunner().invoke(app, ["finetune", "tiny-wav2vec2", "--config", str(config), "--data", str(csv_competition)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "learning_rate" in result.output and "lr" in result.output
+    config.write_text("epochs = [")
+    result = CliRunner().invoke(app, ["finetune", "tiny-wav2vec2", "--config", str(config), "--data", str(csv_competition)])
+    assert result.exit_code == 1 and "not valid TOML" in result.output
+
+
+def test_finetune_config_values_yield_to_the_command_line():
+    import click
+
+    from ensemble.cli import _merge_config, finetune_cmd
+
+    command = click.Command("finetune", params=[click.Option(["--epochs"], type=int, default=5),
+                                                click.Option(["--lr"], type=float, default=None)])
+    with command.make_context("finetune", ["--epochs", "3"]) as ctx:
+        path = Path(ctx.ensure_object(dict).setdefault("path", "/tmp/ens-config-test.toml"))
+        path.write_text("epochs = 9\nlr = 0.01\n")
+        merged = _merge_config(path, {"epochs": 3, "lr": None}, ctx)
+    assert merged == {"epochs": 3, "lr": 0.01}
+    assert finetune_cmd.__doc__
