@@ -285,7 +285,7 @@ def stack_cmd(
 ) -> None:
     """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
     from ensemble.blend import compare_methods, default_name, stack_runs
-    from ensemble.present import compare_table, stack_summary
+    from ensemble.present import compare_table, prior_table, stack_summary
     from ensemble.submission import submission_frame, write_submission
 
     ws, comp = _context(workspace, data)
@@ -301,6 +301,8 @@ def stack_cmd(
     out = write_submission(ws, name or default_name(method, runs), submission_frame(result.test, comp), comp,
                            sidecar, force=force)
     console().print(stack_summary(out, result))
+    if test_prior != "none" and (table := prior_table(result)) is not None:
+        console().print(table)
 
 
 @command("demo")

@@ -115,3 +115,19 @@ def stack_summary(path, result) -> str:
         lines.append(f"  gain over best single run: {g['gain']:+.5f} [{g['lo']:+.5f}, {g['hi']:+.5f}]")
     lines.extend(f"  warning: {w}" for w in result.warnings)
     return "\n".join(lines)
+
+
+def prior_table(result) -> Table | None:
+    """Estimated test priors per label and the OOF score at each assumed prior (`--test-prior`)."""
+    prior = result.recipe.get("prior") or {}
+    if not result.sensitivity or not prior:
+        return None
+    frame = pd.DataFrame(result.sensitivity).pivot(index="prior", columns="label", values="score").reset_index()
+    from rich.console import Group
+    from rich.text import Text
+
+    labels = result.recipe.get("labels", [])
+    lines = [f"test prior of {label}: train {prior['prior_train'][j]:.3f}, EM {prior['prior_em'][j]:.3f}, "
+             f"BBSE {prior['prior_bbse'][j]:.3f}, used {fmt(prior['prior_used'][j], 3) if prior.get('prior_used') else '–'}"
+             for j, label in enumerate(labels)]
+    return Group(Text("\n".join(lines)), frame_table(frame, title="OOF score vs prior", digits=4))
