@@ -19,6 +19,9 @@ class Workspace:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
     @classmethod
     def resolve(cls, root: Path | str | None = None) -> "Workspace":
         """`root`, else `$ENS_WORKSPACE`, else the current directory."""
