@@ -23,8 +23,8 @@ Progress = Callable[[dict], None]
 DEMO_MODELS = (
     # (run name, model, options): small enough for 2 CPU cores, different enough to disagree; 2-s crops in
     # training, 2-s windows pooled over the 5-s test clips
-    ("w2v-tiny", "tiny-wav2vec2", {"epochs": 6, "lr": 5e-4, "batch_size": 16, "grad_accum": 1, "max_seconds": 2.0}),
-    ("cnn", "logmel-cnn", {"epochs": 6, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_seconds": 2.0}),
+    ("w2v-tiny", "tiny-wav2vec2", {"epochs": 10, "lr": 5e-4, "batch_size": 16, "grad_accum": 1, "max_seconds": 2.0}),
+    ("cnn", "logmel-cnn", {"epochs": 10, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_seconds": 2.0}),
 )
 FLIPPED = "cnn-flipped"
 

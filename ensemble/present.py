@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ensemble.metric import ScoreParts
 
-SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested", "clean", "test-like", "in-sample", "gain", "s",
+SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested", "clean", "in-smp", "gain", "s",
                  "in_sample", "gap", "test"}
 HEADERS = {"cv_testlike": "cv tl", "rank": "#", "public": "pub", "private": "priv"}
 VALUES = {"submission": "sub"}
@@ -24,7 +24,7 @@ def fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
-PART_DIGITS = {"auc": 3, "brier": 3, "ece": 3, "delta": 3, "gap": 3, "gain": 3, "s": 1}
+PART_DIGITS = {"auc": 3, "brier": 3, "ece": 3, "delta": 3, "gap": 3, "gain": 3, "s": 1, "clean": 3, "in-smp": 3}
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> Table:
@@ -92,15 +92,19 @@ def score_table(parts: ScoreParts, per_label: dict[str, dict[str, float]], fmt_n
 
 
 def compare_table(rows: list[dict]) -> Table:
-    """`ens stack --compare`: every method's nested score and parts, best first."""
+    """`ens stack --compare`: every method's nested score and parts, best first.
+
+    `nested` is the score to trust: on test-like rows when the runs have them (then `clean` is the nested
+    score on the clean train rows), else on the clean rows.
+    """
     frame = pd.DataFrame(rows)
-    keep = [c for c in ("method", "score", "auc", "brier", "ece", "score_clean", "score_testlike", "in_sample", "gap",
-                        "gain", "seconds") if c in frame.columns]
+    keep = ["method", "score", "auc", "brier", "ece", "score_clean", "in_sample", "gap", "gain", "seconds"]
     if "score_testlike" not in frame.columns:
         keep.remove("score_clean")  # without test-like rows the clean score is the nested score
-    frame = frame[keep].rename(columns={"score": "nested", "score_clean": "clean", "score_testlike": "test-like",
-                                        "in_sample": "in-sample", "seconds": "s"})
-    return frame_table(frame, title="stack methods, nested CV (lower is better)")
+    frame = frame[keep].rename(columns={"score": "nested", "score_clean": "clean", "in_sample": "in-smp",
+                                        "seconds": "s"})
+    where = "test-like rows" if "score_testlike" in frame.columns or "clean" in frame.columns else "OOF rows"
+    return frame_table(frame, title=f"stack methods, nested CV on {where} (lower is better)")
 
 
 def stack_summary(path, result) -> str:
