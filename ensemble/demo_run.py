@@ -21,10 +21,10 @@ from ensemble.workspace import Workspace
 Progress = Callable[[dict], None]
 
 DEMO_MODELS = (
-    # (run name, model, options): small enough for 2 CPU cores, different enough to disagree; 2-s crops in
-    # training, 2-s windows pooled over the 5-s test clips
-    ("w2v-tiny", "tiny-wav2vec2", {"epochs": 10, "lr": 5e-4, "batch_size": 16, "grad_accum": 1, "max_seconds": 2.0}),
-    ("cnn", "logmel-cnn", {"epochs": 10, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_seconds": 2.0}),
+    # (run name, model, options): small enough for 2 CPU cores, different enough to disagree; 1.5-s crops in
+    # training, 1.5-s windows pooled over the 5-s test clips
+    ("w2v-tiny", "tiny-wav2vec2", {"epochs": 8, "lr": 1e-3, "batch_size": 16, "grad_accum": 1, "max_seconds": 1.5}),
+    ("cnn", "logmel-cnn", {"epochs": 15, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_seconds": 1.5}),
 )
 FLIPPED = "cnn-flipped"
 
