@@ -36,7 +36,8 @@ class FoldContext:
     emit: Callable[[dict], None]
 
 
-def _frame(ids, fold: int, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
+def prediction_frame(ids, fold: int, probs: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """The Parquet contract's rows for one fold: `id`, `fold`, one probability column per label."""
     frame = pd.DataFrame({"id": list(ids), "fold": np.full(len(ids), fold, dtype=np.int64)})
     for j, label in enumerate(labels):
         frame[label] = probs[:, j].astype(np.float64)
@@ -136,15 +137,15 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     train_seconds = time.perf_counter() - started
 
     held_ids = ctx.folds["id"].to_numpy()[held_idx]
-    oof = _frame(held_ids, fold, predict((train_store[i] for i in held_idx), len(held_idx), "predict_oof"), labels)
+    oof = prediction_frame(held_ids, fold, predict((train_store[i] for i in held_idx), len(held_idx), "predict_oof"), labels)
     test_paths = comp.test.set_index(comp.test["id"].astype(str))["path"]
     test_store = WaveStore([comp.audio_path(test_paths[i]) for i in comp.test_ids], sr, cache=False)
-    test = _frame(comp.test_ids, fold, predict((test_store[i] for i in range(len(test_store))), len(test_store),
+    test = prediction_frame(comp.test_ids, fold, predict((test_store[i] for i in range(len(test_store))), len(test_store),
                                                "predict_test"), labels)
     own_clips = ctx.testlike[ctx.testlike["fold"] == fold]
     row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
     renders = (render_testlike(r, lambda rid: train_store[row_of[rid]], sr) for r in own_clips["recipe"])
-    testlike = _frame(own_clips["id"], fold, predict(renders, len(own_clips), "predict_testlike"), labels)
+    testlike = prediction_frame(own_clips["id"], fold, predict(renders, len(own_clips), "predict_testlike"), labels)
 
     from ensemble.audio.clip import fit_length
 

@@ -7,7 +7,7 @@ the mean of its windows' logits. Clips are streamed, so a 50k-clip test set neve
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -73,8 +73,3 @@ def onnx_predictor(model, preprocess: Callable[[list[np.ndarray]], dict]) -> Bat
         return model.predict_proba(preprocess(list(batch)))
 
     return predict
-
-
-def iter_waves(load: Callable[[int], np.ndarray], indices: Sequence[int]) -> Iterable[np.ndarray]:
-    """Lazily load waves by index."""
-    return (load(int(i)) for i in indices)

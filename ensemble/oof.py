@@ -15,7 +15,7 @@ import pandas as pd
 
 from ensemble.competition import Competition
 from ensemble.errors import ContractError
-from ensemble.fold_job import HOP_FRACTION, _frame
+from ensemble.fold_job import HOP_FRACTION, prediction_frame
 from ensemble.folds import load_folds
 from ensemble.io import read_json
 from ensemble.provenance import now_iso
@@ -64,19 +64,20 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
         if sr not in stores:
             stores[sr] = WaveStore([comp.audio_path(paths[i]) for i in folds["id"]], sr)
         store = stores[sr]
+
+        def predict(split: str, ids, waves, count: int) -> None:
+            probs = _predict_split(model, waves, count, max_seconds, batch_size, emit, f"fold {k} {split}")
+            frames[split].append(prediction_frame(ids, k, probs, labels))
+
         if "train" in splits:
-            waves = (store[row_of[i]] for i in held["id"])
-            frames["train"].append(_frame(held["id"], k, _predict_split(model, waves, len(held), max_seconds, batch_size,
-                                                                        emit, f"fold {k} train"), labels))
+            predict("train", held["id"], (store[row_of[i]] for i in held["id"]), len(held))
         if "test" in splits:
             waves = (load_audio(comp.audio_path(test_paths[i]), sr) for i in comp.test_ids)
-            frames["test"].append(_frame(comp.test_ids, k, _predict_split(model, waves, len(comp.test_ids), max_seconds,
-                                                                          batch_size, emit, f"fold {k} test"), labels))
+            predict("test", comp.test_ids, waves, len(comp.test_ids))
         if "testlike" in splits:
             own = clips[clips["fold"] == k]
             waves = (render_testlike(r, lambda rid: store[row_of[rid]], sr) for r in own["recipe"])
-            frames["testlike"].append(_frame(own["id"], k, _predict_split(model, waves, len(own), max_seconds,
-                                                                          batch_size, emit, f"fold {k} test-like"), labels))
+            predict("testlike", own["id"], waves, len(own))
     return _write(run, comp, folds, clips, frames, used_provider)
 
 

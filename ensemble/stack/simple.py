@@ -10,9 +10,8 @@ from ensemble.metric import competition_score
 from ensemble.stack.base import Blender, logit, register, sigmoid
 
 
-@register("mean")
-class MeanBlender(Blender):
-    """Mean of the runs' probabilities."""
+class _FixedBlend(Blender):
+    """A blend with nothing to learn: fitting only marks it fitted."""
 
     needs_targets = False
 
@@ -21,22 +20,19 @@ class MeanBlender(Blender):
 
     def _fit(self, P, y, folds) -> None:
         pass
+
+
+@register("mean")
+class MeanBlender(_FixedBlend):
+    """Mean of the runs' probabilities."""
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
         return P.mean(axis=1)
 
 
 @register("logit")
-class LogitBlender(Blender):
+class LogitBlender(_FixedBlend):
     """Mean of the runs' logits (probabilities clipped to [1e-6, 1 − 1e-6]), mapped back by the sigmoid."""
-
-    needs_targets = False
-
-    def __init__(self) -> None:
-        pass
-
-    def _fit(self, P, y, folds) -> None:
-        pass
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
         return sigmoid(logit(P).mean(axis=1))
