@@ -47,7 +47,8 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     run = load_run(ws, name)
     manifest = run.manifest
     if manifest.get("kind") != "finetune":
-        raise ContractError(f"run {name!r} has no ONNX folds (it was {manifest.get('kind', '?')}ed)")
+        raise ContractError(f"run {name!r} has no ONNX folds to run (its kind is {manifest.get('kind', '?')!r}; "
+                            "only runs made by `ens finetune` have them)")
     folds = load_folds(ws)
     labels, max_seconds = comp.labels, float(manifest["options"]["max_seconds"])
     clips = pd.read_parquet(ws.models_dir / CLIPS_FILE) if "testlike" in splits else None

@@ -31,12 +31,16 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) 
     """A compact rich table of a DataFrame (fits 80 columns): numbers right-aligned, missing as '–'."""
     from rich import box
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0, 0, 0), pad_edge=False,
                   header_style="bold")
     for col in frame.columns:
         numeric = col in SCORE_COLUMNS or pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(HEADERS.get(col, col), justify="right" if numeric else "left",
-                         overflow="fold", no_wrap=numeric or col == "method")
+        if col == "method":  # the least important text: cut it first
+            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=10)
+        elif col == "name":  # long names fold onto a second line rather than squeeze the numbers
+            table.add_column(col, overflow="fold", min_width=8)
+        else:
+            table.add_column(HEADERS.get(col, col), justify="right" if numeric else "left", no_wrap=True)
     for row in frame.itertuples(index=False):
         cells = []
         for col, v in zip(frame.columns, row):
@@ -71,7 +75,7 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str):
 
     shown = frame.drop(columns=DETAIL)
     shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown
-    parts = [frame_table(shown, title="runs and submissions (lower is better)")]
+    parts = [frame_table(shown, title="runs and submissions (lower is better)", digits=3)]
     if correlation:
         parts.append(Text(f"CV vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "
                           f"Spearman {correlation['spearman']:.3f}"))
