@@ -320,7 +320,7 @@ def demo_cmd(
         result = run_demo(out, force=force, seed=seed, progress=show)
     out_console = console()
     out_console.print(compare_table(result.compare))
-    out_console.print(frame_table(result.scores, title="runs and submission: CV vs score on the demo's answer key"))
+    out_console.print(frame_table(result.scores, title="scores on the demo's answer key"))
     runs = result.scores[result.scores["kind"] == "run"]
     best_run = runs.loc[runs["test"].idxmin()]
     sub = result.scores[result.scores["kind"] == "submission"].iloc[0]
