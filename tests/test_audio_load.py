@@ -103,3 +103,16 @@ def test_store_len_index_errors_and_durations(stereo_files):
     assert calls[-1] == (3, 3)
     np.testing.assert_allclose(before, [1.5, 1.5, 1.5], atol=1e-3)
     np.testing.assert_allclose(store.duration_seconds(), before, atol=1e-3)  # from the cache
+
+
+def test_cache_is_bounded_and_evicts_the_least_recently_used(stereo_files):
+    store = WaveStore(stereo_files, 16000)
+    one = store[0].nbytes
+    bounded = WaveStore(stereo_files, 16000, max_bytes=one * 2)
+    first = bounded[0]
+    bounded[1]
+    assert bounded[0] is first  # cached, and now the most recently used
+    bounded[2]  # over budget: evicts item 1, the least recently used
+    assert bounded[0] is first
+    assert set(bounded._waves) <= {0, 2} and bounded._bytes <= one * 2
+    np.testing.assert_array_equal(bounded[1], store[1])
