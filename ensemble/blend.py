@@ -6,19 +6,19 @@ from typing import Any, Callable
 
 from ensemble.competition import Competition
 from ensemble.errors import ConfigError
-from ensemble.runs import MANIFEST_FILE, load_run
-from ensemble.stack_inputs import StackInputs, gather
+from ensemble.runs import MANIFEST_FILE, Run, load_run
+from ensemble.stack_inputs import gather
 from ensemble.workspace import Workspace
 
 
-def load_inputs(ws: Workspace, comp: Competition, run_names: list[str]) -> StackInputs:
-    """The named runs, checked compatible and aligned."""
+def load_runs(ws: Workspace, run_names: list[str]) -> list[Run]:
+    """The named runs, each named once."""
     if not run_names:
         raise ConfigError("name at least one run to stack (see `ens board` for the runs there are)")
     dup = sorted({n for n in run_names if run_names.count(n) > 1})
     if dup:
         raise ConfigError(f"run {dup[0]!r} is named twice")
-    return gather(ws, comp, [load_run(ws, name) for name in run_names])
+    return [load_run(ws, name) for name in run_names]
 
 
 def default_name(method: str, run_names: list[str]) -> str:
@@ -41,13 +41,14 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
     """Stack the runs with one method; returns (StackResult, sidecar dict for the submission)."""
     from ensemble.stack.pipeline import stack
 
-    inputs = load_inputs(ws, comp, run_names)
+    runs = load_runs(ws, run_names)
+    inputs = gather(ws, comp, runs)
     result = stack(inputs.oof, inputs.y, inputs.folds, inputs.test, method=method, params=params,
                    calibrate=calibrate, test_prior=_prior_mode(test_prior), fit_on=fit_on,
                    P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
                    labels=comp.labels, seed=seed, progress=progress)
     sidecar = {
-        "recipe": {**result.recipe, "method": method, "runs": _run_hashes(ws, run_names), "seed": seed,
+        "recipe": {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed,
                    "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on},
         "metrics": {"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
                     "in_sample": _scores(result.in_sample), "optimism": result.optimism, "gain": result.gain},
@@ -65,15 +66,11 @@ def _prior_mode(value: str) -> str | float:
         raise ConfigError(f"--test-prior must be em, none or a number in (0, 1); got {value!r}") from None
 
 
-def _run_hashes(ws: Workspace, run_names: list[str]) -> list[dict[str, Any]]:
-    from ensemble.io import file_sha256, read_json
+def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
+    from ensemble.io import file_sha256
 
-    out = []
-    for name in run_names:
-        manifest_path = ws.run_dir(name) / MANIFEST_FILE
-        out.append({"run": name, "manifest_sha256": file_sha256(manifest_path),
-                    "files": read_json(manifest_path).get("files", {})})
-    return out
+    return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / MANIFEST_FILE),
+             "files": run.manifest.get("files", {})} for run in runs]
 
 
 def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, methods: list[str] | None = None,
@@ -81,7 +78,7 @@ def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, m
     """Every method (or `methods`) scored by nested CV on the same folds, best first."""
     from ensemble.stack.pipeline import compare
 
-    inputs = load_inputs(ws, comp, run_names)
+    inputs = gather(ws, comp, load_runs(ws, run_names))
     if inputs.oof is None:
         raise ConfigError("--compare needs OOF predictions for every run (import them with --oof)")
     rows = compare(inputs.oof, inputs.y, inputs.folds, methods=methods, calibrate=calibrate, fit_on=fit_on,

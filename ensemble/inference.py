@@ -12,14 +12,10 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ensemble.audio.clip import windows
+from ensemble.probability import logit, sigmoid
 
 BatchPredict = Callable[[np.ndarray], np.ndarray]  # (batch, n) waves -> (batch, labels) probabilities
 _EPS = 1e-7
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p.astype(np.float64), _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p)
 
 
 def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, predict: BatchPredict,
@@ -32,7 +28,7 @@ def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, p
 
     def flush() -> None:
         probs = predict(np.stack(pending))
-        for owner, z in zip(owners, _logit(probs)):
+        for owner, z in zip(owners, logit(probs, _EPS)):
             sums[owner] = sums.get(owner, 0) + z
         pending.clear()
         owners.clear()
@@ -53,7 +49,7 @@ def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, p
     if done != n_clips:
         raise ValueError(f"expected {n_clips} clips, got {done}")
     z = np.stack([sums[i] / counts[i] for i in range(n_clips)])
-    return 1.0 / (1.0 + np.exp(-z))
+    return sigmoid(z)
 
 
 def torch_predictor(classifier, device: str) -> BatchPredict:

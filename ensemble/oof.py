@@ -17,11 +17,10 @@ from ensemble.competition import Competition
 from ensemble.errors import ContractError
 from ensemble.fold_job import HOP_FRACTION, prediction_frame
 from ensemble.folds import load_folds
-from ensemble.io import read_json
 from ensemble.provenance import now_iso
-from ensemble.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, load_run, write_manifest, write_run_file
+from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, load_run, write_manifest, write_run_file
 from ensemble.scoring import cv_metrics, score_frame
-from ensemble.testlike_set import TESTLIKE_FILE as CLIPS_FILE
+from ensemble.testlike_set import load_testlike
 from ensemble.workspace import Workspace
 
 SPLITS = ("train", "test", "testlike")
@@ -51,7 +50,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
                             "only runs made by `ens finetune` have them)")
     folds = load_folds(ws)
     labels, max_seconds = comp.labels, float(manifest["options"]["max_seconds"])
-    clips = pd.read_parquet(ws.models_dir / CLIPS_FILE) if "testlike" in splits else None
+    clips = load_testlike(ws) if "testlike" in splits else None
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
     test_paths = comp.test.set_index(comp.test["id"].astype(str))["path"]
     frames: dict[str, list[pd.DataFrame]] = {s: [] for s in splits}
@@ -87,7 +86,7 @@ def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, pro
     from ensemble.runs import validate_oof, validate_test
 
     filename = {"train": OOF_FILE, "test": TEST_FILE, "testlike": TESTLIKE_FILE}
-    manifest = read_json(run.dir / MANIFEST_FILE)
+    manifest = run.manifest
     diffs = {}
     for split, parts in frames.items():
         new = pd.concat(parts, ignore_index=True)

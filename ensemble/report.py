@@ -23,14 +23,14 @@ import pandas as pd
 
 from ensemble.errors import ConfigError, ContractError, EnsError, ExistsError
 from ensemble.folds import load_folds
-from ensemble.io import read_csv, read_parquet
+from ensemble.io import read_csv
 from ensemble.runs import Run, check_compatible, load_run
-from ensemble.stack_inputs import TESTLIKE_FILE
 from ensemble.report_plots import Series, plot_correlation, plot_cv_vs_leaderboard, plot_fold_scores, plot_reliability
+from ensemble.probability import logit
+from ensemble.testlike_set import load_testlike
 from ensemble.workspace import Workspace
 
 REPORT_DIR = "report"
-_EPS = 1e-6
 _REPORT_FILES = {"index.md", "index.html"}
 
 
@@ -48,8 +48,7 @@ class Section:
 
 def logit_correlation(oof: np.ndarray) -> np.ndarray:
     """Pearson correlation of the runs' OOF logits per label: `(rows, runs, labels)` → `(labels, runs, runs)`."""
-    p = np.clip(np.asarray(oof, dtype=np.float64), _EPS, 1 - _EPS)
-    z = np.log(p) - np.log1p(-p)
+    z = logit(oof)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.stack([np.atleast_2d(np.corrcoef(z[:, :, j], rowvar=False)) for j in range(z.shape[2])])
 
@@ -87,8 +86,7 @@ def _run_series(ws: Workspace, runs: list[Run]) -> tuple[np.ndarray, dict[str, l
     folds = load_folds(ws)
     y = folds[labels].to_numpy(dtype=np.float64)
     oof = np.stack([_aligned(r.oof(), folds["id"], labels) for r in runs], axis=1)
-    clips_path = ws.models_dir / TESTLIKE_FILE
-    clips = read_parquet(clips_path) if clips_path.is_file() else None
+    clips = load_testlike(ws)
     series: dict[str, list[Series]] = {}
     for i, run in enumerate(runs):
         series[run.name] = [Series("OOF (clean train clips)", "OOF", y, oof[:, i, :])]
@@ -132,7 +130,7 @@ def stacked_series(ws: Workspace, name: str, sidecar: dict) -> list[Series]:
     if result.oof is not None:
         out.append(Series("nested OOF (clean train clips)", "OOF", folds[comp.labels].to_numpy(dtype=np.float64), result.oof))
     if result.oof_testlike is not None:
-        clips = read_parquet(ws.models_dir / TESTLIKE_FILE)
+        clips = load_testlike(ws)
         out.append(Series("nested test-like OOF", "test-like", clips[comp.labels].to_numpy(dtype=np.float64), result.oof_testlike))
     if not out:
         raise EnsError(f"submission {name!r}: its runs have no OOF, so it has no nested OOF either")

@@ -10,12 +10,11 @@ import pandas as pd
 from ensemble.competition import Competition
 from ensemble.errors import ContractError
 from ensemble.folds import load_folds
-from ensemble.io import read_parquet
+from ensemble.probability import logit, sigmoid
 from ensemble.runs import Run, check_compatible
+from ensemble.testlike_set import load_testlike
 from ensemble.workspace import Workspace
 
-TESTLIKE_FILE = "testlike.parquet"
-_EPS = 1e-6
 
 
 @dataclass
@@ -37,9 +36,7 @@ def mean_of_logits(probs: np.ndarray, axis: int = 0) -> np.ndarray:
     """Aggregate fold models' probabilities as the mean of their logits (one fold: unchanged)."""
     if probs.shape[axis] == 1:
         return np.take(probs, 0, axis=axis)
-    p = np.clip(probs, _EPS, 1 - _EPS)
-    z = np.log(p) - np.log1p(-p)
-    return 1.0 / (1.0 + np.exp(-z.mean(axis=axis)))
+    return sigmoid(logit(probs).mean(axis=axis))
 
 
 def test_tensor(runs: list[Run], comp: Competition) -> np.ndarray:
@@ -70,8 +67,8 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
     inputs.oof = _aligned([r.oof() for r in runs], folds["id"], comp.labels)
     inputs.y = folds[comp.labels].to_numpy(dtype=np.float64)
     inputs.folds = folds["fold"].to_numpy()
-    if all(r.has_testlike for r in runs) and (ws.models_dir / TESTLIKE_FILE).is_file():
-        clips = read_parquet(ws.models_dir / TESTLIKE_FILE)
+    clips = load_testlike(ws)
+    if all(r.has_testlike for r in runs) and clips is not None:
         inputs.testlike = _aligned([r.oof_testlike() for r in runs], clips["id"], comp.labels)
         inputs.y_testlike = clips[comp.labels].to_numpy(dtype=np.float64)
         inputs.folds_testlike = clips["fold"].to_numpy()

@@ -30,12 +30,11 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     from ensemble.audio.load import audio_duration
     from ensemble.audio.testlike import build_testlike_recipes
 
-    path = ws.models_dir / TESTLIKE_FILE
-    if path.is_file():
-        clips = read_parquet(path)
+    clips = load_testlike(ws)
+    if clips is not None:
         unknown = set(clips["fold"]) - set(folds["fold"])
         if unknown:
-            raise ContractError(f"{path}: made for other folds (fold {sorted(unknown)[0]} is unknown)")
+            raise ContractError(f"{ws.models_dir / TESTLIKE_FILE}: made for other folds (fold {sorted(unknown)[0]} is unknown)")
         return clips
     n_folds = int(folds["fold"].nunique())
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
@@ -44,8 +43,14 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
         ids=folds["id"].tolist(), targets=folds[comp.labels].to_numpy(dtype=np.float64),
         folds=folds["fold"].to_numpy(), labels=comp.labels, durations=durations,
         per_fold=per_fold or default_per_fold(len(folds), n_folds), seed=seed, seconds=seconds)
-    write_parquet(clips, path)
+    write_parquet(clips, ws.models_dir / TESTLIKE_FILE)
     return clips
+
+
+def load_testlike(ws: Workspace) -> pd.DataFrame | None:
+    """The workspace's test-like recipes (id, fold, label columns, recipe), or None before any run made them."""
+    path = ws.models_dir / TESTLIKE_FILE
+    return read_parquet(path) if path.is_file() else None
 
 
 def testlike_fingerprint(clips: pd.DataFrame) -> str:

@@ -21,7 +21,7 @@ from ensemble.io import write_parquet
 from ensemble.report import fold_scores, logit_correlation, write_report
 from ensemble.report_plots import quantile_bins, reliability_bins
 from ensemble.runs import TESTLIKE_FILE, load_run, write_run_file
-from ensemble.stack_inputs import TESTLIKE_FILE as CLIPS_FILE
+from ensemble.testlike_set import TESTLIKE_FILE as CLIPS_FILE
 from ensemble.submission import record_leaderboard, submission_frame, write_submission
 from ensemble.workspace import Workspace
 

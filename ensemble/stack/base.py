@@ -14,20 +14,7 @@ import numpy as np
 
 from ensemble.errors import ConfigError, DataError, EnsError, NotFittedError
 
-LOGIT_EPS = 1e-6
-
-
-def logit(p: np.ndarray, eps: float = LOGIT_EPS) -> np.ndarray:
-    """Log-odds of probabilities clipped to [eps, 1 − eps] (so 0 and 1 stay finite)."""
-    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
-    return np.log(p) - np.log1p(-p)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """Numerically stable logistic function."""
-    from scipy.special import expit
-
-    return expit(np.asarray(z, dtype=np.float64))
+from ensemble.probability import logit, sigmoid  # noqa: F401  (the stackers import them from here)
 
 
 def check_tensor(P: Any, name: str = "P") -> np.ndarray:

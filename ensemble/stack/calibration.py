@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.errors import ConfigError
+from ensemble.probability import logit
 from ensemble.stack.base import sigmoid
 
 CAL_EPS = 1e-12
@@ -33,8 +34,7 @@ CALIBRATORS = ("none", "temperature", "platt", "isotonic", "beta")
 
 def cal_logit(p: np.ndarray) -> np.ndarray:
     """Logit with a tight clip, so calibration does not merge distinct small probabilities."""
-    p = np.clip(p, CAL_EPS, 1 - CAL_EPS)
-    return np.log(p) - np.log1p(-p)
+    return logit(p, CAL_EPS)
 
 
 def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 50) -> np.ndarray:
