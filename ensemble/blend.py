@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ensemble.competition import Competition
 from ensemble.errors import ConfigError
 from ensemble.runs import MANIFEST_FILE, Run, load_run
 from ensemble.stack_inputs import gather
 from ensemble.workspace import Workspace
+
+if TYPE_CHECKING:
+    from ensemble.stack.pipeline import Comparison
 
 
 def load_runs(ws: Workspace, run_names: list[str]) -> list[Run]:
@@ -37,19 +40,32 @@ def _scores(parts) -> dict | None:
 
 def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, params: dict | None = None,
                calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto", seed: int = 0,
-               progress: Callable | None = None):
-    """Stack the runs with one method; returns (StackResult, sidecar dict for the submission)."""
+               comparison: Comparison | None = None, progress: Callable | None = None):
+    """Stack the runs with one method; returns (StackResult, sidecar dict for the submission).
+
+    `method="auto"` (or a `comparison` already made) writes what the decision rule chooses
+    (`ensemble.stack.decide`): the best single run unless a blend or calibration credibly beats it.
+    """
     from ensemble.stack.pipeline import stack
 
     runs = load_runs(ws, run_names)
     inputs = gather(ws, comp, runs)
+    decision = None
+    if method == "auto" or comparison is not None:
+        comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed)
+        chosen = comparison.chosen
+        method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
+        decision = comparison.decision.as_dict(comparison.candidates)
     result = stack(inputs.oof, inputs.y, inputs.folds, inputs.test, method=method, params=params,
                    calibrate=calibrate, test_prior=_prior_mode(test_prior), fit_on=fit_on,
                    P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
                    labels=comp.labels, seed=seed, progress=progress)
+    recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed,
+              "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on}
+    if decision is not None:
+        recipe["decision"] = decision
     sidecar = {
-        "recipe": {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed,
-                   "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on},
+        "recipe": recipe,
         "metrics": {"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
                     "in_sample": _scores(result.in_sample), "optimism": result.optimism, "gain": result.gain},
         "warnings": result.warnings, "prior_sensitivity": result.sensitivity, "seconds": round(result.seconds, 3),
@@ -74,19 +90,27 @@ def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, methods: list[str] | None = None,
-                    calibrate: str = "auto", fit_on: str = "auto", seed: int = 0) -> list[dict]:
-    """Every method (or `methods`) scored by nested CV on the same folds, best first."""
+                    calibrate: str = "auto", fit_on: str = "auto", seed: int = 0) -> Comparison:
+    """Every candidate (each run, raw and calibrated, and each method) by nested CV on the same folds,
+    and the decision of which to write."""
+    inputs = gather(ws, comp, load_runs(ws, run_names))
+    return _compare(inputs, run_names, calibrate, fit_on, seed, methods)
+
+
+def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: int,
+             methods: list[str] | None = None) -> Comparison:
     from ensemble.stack.pipeline import compare
 
-    inputs = gather(ws, comp, load_runs(ws, run_names))
     if inputs.oof is None:
-        raise ConfigError("--compare needs OOF predictions for every run (import them with --oof)")
-    rows = compare(inputs.oof, inputs.y, inputs.folds, methods=methods, calibrate=calibrate, fit_on=fit_on,
-                   P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike, seed=seed)
-    return sorted(rows, key=lambda r: (r.get("score") is None, r.get("score") or 0.0))
+        raise ConfigError("choosing a method (--compare, --method auto) needs OOF predictions for every run "
+                          "(import them with --oof)")
+    return compare(inputs.oof, inputs.y, inputs.folds, run_names=run_names, methods=methods, calibrate=calibrate,
+                   fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
+                   seed=seed)
 
 
 def method_names() -> list[str]:
-    from ensemble.stack.base import BLENDERS
+    """The blend methods `--method` takes besides `auto` and `single`."""
+    from ensemble.stack.decide import blend_methods
 
-    return list(BLENDERS)
+    return blend_methods()

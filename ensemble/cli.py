@@ -270,14 +270,14 @@ def _parse_params(items: list[str]) -> dict:
 @command("stack")
 def stack_cmd(
     runs: Annotated[list[str], typer.Argument(help="Runs to blend (names in models/).")],
-    method: Annotated[str, typer.Option("--method", "-m", help="Stacking method: mean, logit, rank, weighted, hillclimb, flip, logreg, lgbm (an unknown name lists the registered ones).")] = "mean",
+    method: Annotated[str, typer.Option("--method", "-m", help="auto (the best single run unless a blend or calibration credibly beats it), mean, logit, rank, weighted, hillclimb, flip, logreg, lgbm, or single (one run, --param run=INDEX).")] = "mean",
     name: Annotated[Optional[str], typer.Option("--name", help="Submission name (default: <method>-<runs>).")] = None,
-    calibrate: Annotated[str, typer.Option("--calibrate", help="auto (chosen by nested score), none, temperature, platt, isotonic or beta.")] = "auto",
+    calibrate: Annotated[str, typer.Option("--calibrate", help="auto (a calibrator only where it credibly beats none), none, temperature, platt, isotonic or beta.")] = "auto",
     test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, or an assumed prior such as 0.4.")] = "none",
     fit_on: Annotated[str, typer.Option("--fit-on", help="auto (test-like when every run has it), testlike, clean or both.")] = "auto",
     param: Annotated[list[str], typer.Option("--param", help="Method parameter key=value (repeatable), e.g. n_bags=20.")] = [],
-    compare: Annotated[bool, typer.Option("--compare", help="Score every method side by side; writes nothing unless --write.")] = False,
-    write: Annotated[bool, typer.Option("--write", help="With --compare: write the best method as a submission.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Score every run (raw and calibrated) and every method side by side; writes nothing unless --write.")] = False,
+    write: Annotated[bool, typer.Option("--write", help="With --compare: write what the decision rule chooses (as --method auto).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for bagging, bootstrap and LightGBM.")] = 0,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
@@ -290,17 +290,20 @@ def stack_cmd(
 
     ws, comp = _context(workspace, data)
     params = _parse_params(param)
-    if compare:
-        rows = compare_methods(ws, comp, runs, calibrate=calibrate, fit_on=fit_on, seed=seed)
-        console().print(compare_table(rows))
-        if not write:
-            return
-        method, params = rows[0]["method"], {}
+    comparison = None
+    if compare or method == "auto":
+        comparison = compare_methods(ws, comp, runs, calibrate=calibrate, fit_on=fit_on, seed=seed)
+        if compare:
+            console().print(compare_table(comparison))
+            if not write:
+                typer.echo(f"would write {comparison.chosen.name} (--write, or --method auto)")
+                return
+        method = "auto"
     result, sidecar = stack_runs(ws, comp, runs, method, params=params, calibrate=calibrate, test_prior=test_prior,
-                                 fit_on=fit_on, seed=seed)
+                                 fit_on=fit_on, seed=seed, comparison=comparison)
     out = write_submission(ws, name or default_name(method, runs), submission_frame(result.test, comp), comp,
                            sidecar, force=force)
-    console().print(stack_summary(out, result))
+    console().print(stack_summary(out, result, sidecar["recipe"].get("decision")))
     if test_prior != "none" and (table := prior_table(result)) is not None:
         console().print(table)
 
@@ -325,7 +328,8 @@ def demo_cmd(
     best_run = runs.loc[runs["test"].idxmin()]
     sub = result.scores[result.scores["kind"] == "submission"].iloc[0]
     typer.echo(f"best single run {best_run['name']}: {best_run['test']:.4f} on the answer key; "
-               f"stacked {sub['name']}: {sub['test']:.4f} ({sub['test'] - best_run['test']:+.4f})")
+               f"written {sub['name']} ({result.compare.chosen.name}): {sub['test']:.4f} "
+               f"({sub['test'] - best_run['test']:+.4f})")
     typer.echo(f"workspace: {result.workspace} (try: ens board -w {result.workspace})")
 
 

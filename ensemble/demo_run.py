@@ -3,20 +3,23 @@
 Generates a small competition folder (`ensemble.demo.synth`), fine-tunes two model families (a tiny
 wav2vec2-style transformer on the waveform and the log-mel CNN), adds a label-flipped copy of one
 of them (the kind of run `flip` must catch), re-predicts with ONNX Runtime, compares every stacking
-method by nested CV, writes the best as a submission and scores everything on the answer key.
+candidate by nested CV, writes what the decision rule chooses and scores everything on the answer key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
 from ensemble.competition import Competition
 from ensemble.errors import ExistsError
 from ensemble.workspace import Workspace
+
+if TYPE_CHECKING:
+    from ensemble.stack.pipeline import Comparison
 
 Progress = Callable[[dict], None]
 
@@ -34,7 +37,7 @@ class DemoResult:
     workspace: Path
     data: Path
     submission: Path
-    compare: list[dict]
+    compare: Comparison  # every candidate and the decision the submission follows
     scores: pd.DataFrame  # name, kind, cv, cv_testlike, test (score on the answer key)
 
 
@@ -94,11 +97,10 @@ def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress |
     add_flipped_run(ws, comp, "cnn", FLIPPED)
     runs = [name for name, _, _ in DEMO_MODELS] + [FLIPPED]
     emit({"stage": "comparing stack methods", "runs": ", ".join(runs)})
-    rows = compare_methods(ws, comp, runs, seed=seed)
-    best = rows[0]["method"]
-    result, sidecar = stack_runs(ws, comp, runs, best, seed=seed)
-    submission = write_submission(ws, f"demo-{best}", submission_frame(result.test, comp), comp, sidecar, force=True)
-    return DemoResult(ws.root, data, submission, rows, score_all(ws, comp, data / "test_answers.csv"))
+    comparison = compare_methods(ws, comp, runs, seed=seed)
+    result, sidecar = stack_runs(ws, comp, runs, "auto", seed=seed, comparison=comparison)
+    submission = write_submission(ws, "demo-auto", submission_frame(result.test, comp), comp, sidecar, force=True)
+    return DemoResult(ws.root, data, submission, comparison, score_all(ws, comp, data / "test_answers.csv"))
 
 
 def score_all(ws: Workspace, comp: Competition, answers: Path) -> pd.DataFrame:

@@ -95,25 +95,38 @@ def score_table(parts: ScoreParts, per_label: dict[str, dict[str, float]], fmt_n
     return Group(Text(f"score {parts.score:.6f} (lower is better)"), frame_table(frame, digits=6))
 
 
-def compare_table(rows: list[dict]) -> Table:
-    """`ens stack --compare`: every method's nested score and parts, best first.
+def compare_table(comparison):
+    """`ens stack --compare`: every candidate's nested score and parts, best first, with a legend.
 
     `nested` is the score to trust: on test-like rows when the runs have them (then `clean` is the nested
     score on the clean train rows), else on the clean rows.
     """
+    from rich.console import Group
+    from rich.text import Text
+
+    rows = [{**r, "method": ("* " if r["chosen"] else "") + r["method"]} for r in comparison.sorted_rows()]
     frame = pd.DataFrame(rows)
     keep = ["method", "score", "auc", "brier", "ece", "score_clean", "in_sample", "gap", "gain", "seconds"]
-    if "score_testlike" not in frame.columns:
+    testlike = "score_testlike" in frame.columns
+    if not testlike:
         keep.remove("score_clean")  # without test-like rows the clean score is the nested score
     frame = frame[keep].rename(columns={"score": "nested", "score_clean": "clean", "in_sample": "in-smp",
                                         "seconds": "s"})
-    where = "test-like rows" if "score_testlike" in frame.columns or "clean" in frame.columns else "OOF rows"
-    return frame_table(frame, title=f"stack methods, nested CV on {where} (lower is better)")
+    where = "test-like rows" if testlike else "OOF rows"
+    legend = ("nested: score of the pipeline on rows it never saw (lower is better)"
+              + ("; clean: the same on the clean train rows" if testlike else "")
+              + "; in-smp: fitted and scored on the same rows; gap = nested − in-smp (optimism);"
+              " gain: best single run's nested score − this one (positive is better); s: seconds."
+              " run:X is run X alone, +cal calibrated; * is what --write writes.")
+    table = frame_table(frame, title=f"candidates, nested CV on {where}")
+    return Group(table, Text(legend, style="dim"), Text(f"decision: {comparison.decision.rule}"))
 
 
-def stack_summary(path, result) -> str:
-    """One or two lines about the written submission and its honest score."""
+def stack_summary(path, result, decision: dict | None = None) -> str:
+    """The written submission: its honest scores, what was chosen and why, the calibrators and the prior."""
     lines = [f"wrote {path}"]
+    if decision:
+        lines.append(f"  chosen: {decision['chosen']} ({decision['rule']})")
     for what, parts in (("nested CV", result.nested), ("test-like nested CV", result.nested_testlike),
                         ("in-sample", result.in_sample)):
         if parts is not None:
@@ -121,6 +134,19 @@ def stack_summary(path, result) -> str:
     if result.gain:
         g = result.gain
         lines.append(f"  gain over best single run: {g['gain']:+.5f} [{g['lo']:+.5f}, {g['hi']:+.5f}]")
+    recipe = result.recipe
+    blender = recipe.get("blender") or {}
+    if "weights" in blender:
+        lines.append(f"  weights per label (runs in order): {blender['weights']}")
+    if "coef" in blender:
+        lines.append(f"  coefficients per label (runs in order): {blender['coef']}")
+    cals = ", ".join(f"{c['label']}: {c['calibrator']}" for c in recipe.get("calibrators", []))
+    if cals:
+        lines.append(f"  calibrators: {cals}")
+    prior = recipe.get("prior") or {}
+    if prior.get("mode", "none") != "none":
+        used = ", ".join(f"{label} {q:.3f}" for label, q in zip(recipe.get("labels", []), prior["prior_used"]))
+        lines.append(f"  test prior used: {used}")
     lines.extend(f"  warning: {w}" for w in result.warnings)
     return "\n".join(lines)
 

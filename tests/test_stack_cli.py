@@ -96,3 +96,17 @@ def test_compare_writes_only_when_asked(two_runs, workspace):
     assert not list((workspace / "submissions").glob("*.csv")) if (workspace / "submissions").exists() else True
     assert ens("stack", "r0", "r1", "--compare", "--write").exit_code == 0
     assert len(list((workspace / "submissions").glob("*.csv"))) == 1
+
+
+def test_method_auto_writes_the_candidate_the_decision_chose(two_runs, workspace):
+    ids, tests = two_runs
+    result = ens("stack", "r0", "r1", "--method", "auto", "--name", "au")
+    assert result.exit_code == 0, result.output
+    decision = json.loads((workspace / "submissions" / "au.json").read_text())["recipe"]["decision"]
+    best = decision["baseline"]
+    assert decision["chosen"] == best  # 12 rows cannot show that a blend helps
+    assert f"chosen: {best} (best single run {best} kept" in result.output
+    np.testing.assert_array_equal(submission(workspace, "au")[LABELS].to_numpy(), tests[int(best[-1])])
+    compared = ens("stack", "r0", "r1", "--compare")
+    assert f"* {best}" in compared.output and f"would write {best}" in compared.output
+    assert "(positive is better)" in compared.output  # the legend

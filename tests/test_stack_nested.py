@@ -76,9 +76,12 @@ def test_testlike_set_is_scored_and_fitted_on():
     assert r.nested_testlike is not None and r.oof_testlike.shape == (300, 2)
     both = stack(d.P, d.y, d.folds, d.P_test, method="logit", fit_on="both", **kw)
     assert both.recipe["fit_on"] == "both"
-    rows = compare(d.P, d.y, d.folds, methods=["mean", "logreg"], P_tl=tl.P, y_tl=tl.y, folds_tl=tl.folds, n_boot=10)
-    assert [r["method"] for r in rows] == ["mean", "logreg"]
+    rows = compare(d.P, d.y, d.folds, methods=["mean", "logreg"], P_tl=tl.P, y_tl=tl.y, folds_tl=tl.folds,
+                   n_boot=10).rows
+    runs = [f"run:run{r}" for r in range(3)]
+    assert [r["method"] for r in rows] == runs + [f"{name}+cal" for name in runs] + ["mean", "logreg"]
     assert all(r["score"] == r["score_testlike"] for r in rows)
+    assert sum(r["chosen"] for r in rows) == 1
 
 
 def test_test_only_runs():

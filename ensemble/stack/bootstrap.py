@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.metric import N_BINS
+from ensemble.metric import N_BINS, competition_score
 
 
 def multinomial_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -45,3 +45,23 @@ def weighted_label_score(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np
     onehot[np.arange(len(p)), bins] = y - p
     ece = np.abs(counts @ onehot).sum(axis=1) / total
     return 0.5 * (1 - weighted_auc(p, y, counts)) + 0.25 * brier + 0.25 * ece
+
+
+def gain_interval(
+    y: np.ndarray, p_new: np.ndarray, p_base: np.ndarray, n_boot: int = 100, alpha: float = 0.05, seed: int = 0
+) -> dict[str, float]:
+    """Score of the baseline minus score of the candidate `(rows, labels)` (positive: the candidate is
+    better), with a percentile bootstrap interval: both scored on the same replicates, so the interval
+    is that of the paired difference."""
+    gain = competition_score(y, p_base).score - competition_score(y, p_new).score
+    rng = np.random.default_rng(seed)
+    boots = []
+    for start in range(0, n_boot, 20):
+        counts = multinomial_counts(len(y), min(20, n_boot - start), rng)
+        diff = sum(weighted_label_score(p_base[:, j], y[:, j], counts)
+                   - weighted_label_score(p_new[:, j], y[:, j], counts) for j in range(y.shape[1]))
+        boots.append(diff / y.shape[1])
+    b = np.concatenate(boots) if boots else np.array([])
+    b = b[np.isfinite(b)]
+    lo, hi = np.quantile(b, [alpha / 2, 1 - alpha / 2]) if b.size else (np.nan, np.nan)
+    return {"gain": float(gain), "lo": float(lo), "hi": float(hi), "n_boot": int(b.size), "alpha": alpha}

@@ -13,7 +13,9 @@ calibration are separate steps: blend first, then calibrate each label with one 
 
 Slopes are kept ≥ 1e-3 so every map is strictly increasing: AUC stays the same up to float ties
 (sigmoid saturates at 1.0 beyond z ≈ 37, which a calibrated blend does not reach in practice).
-`auto` picks per label the calibrator with the best cross-validated competition score.
+`auto` picks per label the calibrator with the best cross-validated competition score, and keeps it only
+when its gain over `none` is credibly positive (else `none`: a calibrator that cannot be shown to help on
+held-out rows is not applied).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ CAL_EPS = 1e-12
 MIN_SLOPE = 1e-3
 ISO_MIX = 1e-4
 CALIBRATORS = ("none", "temperature", "platt", "isotonic", "beta")
+AUTO_ALPHA, AUTO_BOOT = 0.05, 100  # `auto` keeps a calibrator only when its gain interval is above zero
 
 
 def cal_logit(p: np.ndarray) -> np.ndarray:
@@ -200,10 +203,8 @@ def check_calibrate(name: str) -> str:
     return name
 
 
-def cv_calibrator_scores(p: np.ndarray, y: np.ndarray, folds: np.ndarray) -> dict[str, float]:
-    """Competition score of each calibrator on 1-D `p`, cross-validated over `folds`."""
-    from ensemble.stack.hillclimb import column_scores
-
+def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """`(rows, calibrators)`: each calibrator's predictions for 1-D `p`, cross-validated over `folds`."""
     out = np.empty((len(p), len(CALIBRATORS)))
     for k in np.unique(folds):
         test = folds == k
@@ -213,29 +214,47 @@ def cv_calibrator_scores(p: np.ndarray, y: np.ndarray, folds: np.ndarray) -> dic
                 out[test, c] = p[test]
             else:
                 out[test, c] = make_calibrator(name).fit(p[train], y[train]).predict(p[test])
-    return dict(zip(CALIBRATORS, column_scores(y, out).tolist()))
+    return out
+
+
+def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0) -> tuple[str, dict]:
+    """`auto`: the calibrator with the best cross-validated score, kept only when its gain over `none`
+    is credibly positive (paired bootstrap interval above zero, Bonferroni over the calibrators);
+    else `none`. Returns the name and what decided it."""
+    from ensemble.stack.bootstrap import gain_interval
+    from ensemble.stack.hillclimb import column_scores
+
+    if len(np.unique(folds)) < 2 or y.min() == y.max():
+        return "none", {"rule": "none: too few folds or one class, so no calibrator can be shown to help"}
+    oof = cv_calibrator_predictions(p, y, folds)
+    scores = dict(zip(CALIBRATORS, column_scores(y, oof).tolist()))
+    best = min(scores, key=scores.get)
+    note: dict[str, Any] = {"cv_scores": {k: round(v, 6) for k, v in scores.items()}}
+    if best == "none":
+        return "none", {**note, "rule": "none: no calibrator scores better in cross-validation"}
+    alpha = AUTO_ALPHA / (len(CALIBRATORS) - 1)
+    g = gain_interval(y[:, None], oof[:, [CALIBRATORS.index(best)]], p[:, None], n_boot=AUTO_BOOT, alpha=alpha,
+                      seed=seed)
+    note["gain"] = {k: round(g[k], 6) for k in ("gain", "lo", "hi")}
+    if g["lo"] > 0:
+        return best, {**note, "rule": f"{best}: gain over none {g['gain']:+.4f}, interval above zero"}
+    return "none", {**note, "rule": f"none: {best}'s gain {g['gain']:+.4f} [{g['lo']:+.4f}, {g['hi']:+.4f}] "
+                                    "reaches zero"}
 
 
 def fit_calibrators(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str) -> tuple[list[Calibrator], list[dict]]:
-    """Fit one calibrator per label on blend `S` `(rows, labels)`; `auto` chooses by CV over `folds`."""
+    """Fit one calibrator per label on blend `S` `(rows, labels)`; `auto` chooses by `choose_calibrator`."""
     check_calibrate(method)
     cals, notes = [], []
     for j in range(S.shape[1]):
-        name, scores = method, None
+        name, note = method, {}
         if method == "auto":
-            if len(np.unique(folds)) >= 2 and y[:, j].min() != y[:, j].max():
-                scores = cv_calibrator_scores(S[:, j], y[:, j], folds)
-                name = min(scores, key=scores.get)
-            else:
-                name = "temperature"
+            name, note = choose_calibrator(S[:, j], y[:, j], folds)
         cal = make_calibrator(name)
         if y[:, j].min() != y[:, j].max():
             cal.fit(S[:, j], y[:, j])
         else:
             cal = make_calibrator("none")
         cals.append(cal)
-        note = {"label": j, "calibrator": cal.name, "params": cal.params()}
-        if scores is not None:
-            note["cv_scores"] = {k: round(v, 6) for k, v in scores.items()}
-        notes.append(note)
+        notes.append({"label": j, "calibrator": cal.name, "params": cal.params(), **note})
     return cals, notes

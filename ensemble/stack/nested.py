@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ensemble.metric import brier_per_column, competition_score, ece_per_column
+from ensemble.metric import brier_per_column, ece_per_column
 from ensemble.stack.base import Blender, check_folds, check_targets, check_tensor
 from ensemble.stack.calibration import Calibrator, check_calibrate, fit_calibrators
 
@@ -129,24 +129,3 @@ def best_single_run(P: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
     """Index of the run with the best raw OOF competition score, and every run's score."""
     scores = run_scores(P, y)
     return int(np.argmin(scores)), scores
-
-
-def gain_interval(
-    y: np.ndarray, p_blend: np.ndarray, p_single: np.ndarray, n_boot: int = 100, alpha: float = 0.05, seed: int = 0
-) -> dict[str, float]:
-    """Score of the single run minus score of the blend (positive: the blend is better), with a
-    percentile bootstrap interval (both scored on the same replicates, see `bootstrap.py`)."""
-    from ensemble.stack.bootstrap import multinomial_counts, weighted_label_score
-
-    gain = competition_score(y, p_single).score - competition_score(y, p_blend).score
-    rng = np.random.default_rng(seed)
-    boots = []
-    for start in range(0, n_boot, 20):
-        counts = multinomial_counts(len(y), min(20, n_boot - start), rng)
-        diff = sum(weighted_label_score(p_single[:, j], y[:, j], counts)
-                   - weighted_label_score(p_blend[:, j], y[:, j], counts) for j in range(y.shape[1]))
-        boots.append(diff / y.shape[1])
-    b = np.concatenate(boots) if boots else np.array([])
-    b = b[np.isfinite(b)]
-    lo, hi = np.quantile(b, [alpha / 2, 1 - alpha / 2]) if b.size else (np.nan, np.nan)
-    return {"gain": float(gain), "lo": float(lo), "hi": float(hi), "n_boot": int(b.size), "alpha": alpha}

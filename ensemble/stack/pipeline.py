@@ -20,7 +20,9 @@ from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metric import MetricError, ScoreParts, competition_score
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
-from ensemble.stack.nested import FitCache, Progress, StackPipeline, best_single_run, gain_interval, nested_predict
+from ensemble.stack.decide import Candidate, Decision, candidates, decide
+from ensemble.stack.bootstrap import gain_interval
+from ensemble.stack.nested import FitCache, Progress, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.prior import adapt_prior, sensitivity_table
 
 FIT_ON = ("auto", "clean", "testlike", "both")
@@ -210,29 +212,65 @@ def stack(
     )
 
 
+@dataclass
+class Comparison:
+    """Every candidate scored by nested CV, and the decision of what to write."""
+
+    candidates: list[Candidate]
+    rows: list[dict[str, Any]]        # one per candidate, in candidate order
+    decision: Decision
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.candidates[self.decision.chosen]
+
+    def sorted_rows(self) -> list[dict[str, Any]]:
+        """Rows best first by the trusted nested score (unscored last)."""
+        return sorted(self.rows, key=lambda r: (r.get("score") is None, r.get("score") or 0.0))
+
+
 @single_threaded_blas
 def compare(
-    P_oof: np.ndarray, y: np.ndarray, folds: np.ndarray, *, methods: Sequence[str] | None = None,
-    calibrate: str = "auto", fit_on: str = "auto", P_tl: np.ndarray | None = None,
-    y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = 100,
-    progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """One row per method: trusted nested score and parts, clean/test-like scores, in-sample, gap, gain, seconds."""
+    P_oof: np.ndarray, y: np.ndarray, folds: np.ndarray, *, run_names: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None, calibrate: str = "auto", fit_on: str = "auto",
+    P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
+    seed: int = 0, n_boot: int = 100, progress: Progress | None = None,
+) -> Comparison:
+    """Every candidate (each run raw and calibrated, each method) by nested CV, and the one to write.
+
+    A row holds the trusted nested score and parts, the clean/test-like scores, in-sample score, gap,
+    gain over the best single run with its interval, seconds, and whether the decision chose it.
+    """
     check_calibrate(calibrate)
     data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl)
-    rows = []
-    for method in methods or list(BLENDERS):
+    names = list(run_names) if run_names is not None else [f"run{r}" for r in range(data.P.shape[1])]
+    if len(names) != data.P.shape[1]:
+        raise DataError(f"run_names names {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
+    cands = candidates(names, methods, calibrate)
+    trust = "testlike" if data.tl is not None else "clean"
+    rows, trusted, clean = [], [], []
+    for cand in cands:
         start = time.perf_counter()
-        _, ev = _evaluate(method, None, data, calibrate, fit_on, seed, n_boot, None)
-        trusted = ev["nested"].get("testlike") or ev["nested"]["clean"]
-        row = {"method": method, **({k: getattr(trusted, k) for k in ("score", "auc", "brier", "ece")} if trusted else {})}
-        row["score_clean"] = ev["nested"]["clean"].score if ev["nested"]["clean"] else None
-        if data.tl is not None:
-            row["score_testlike"] = ev["nested"]["testlike"].score if ev["nested"]["testlike"] else None
-        row["in_sample"] = ev["in_sample"].score if ev["in_sample"] else None
-        row.update(gap=ev["optimism"], gain=ev["gain"]["gain"], gain_lo=ev["gain"]["lo"], gain_hi=ev["gain"]["hi"],
-                   seconds=time.perf_counter() - start)
-        rows.append(row)
+        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, n_boot, None)
+        trusted.append(ev["oof"][trust])
+        clean.append(ev["oof"]["clean"])
+        rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
         if progress:
-            progress(f"{method}: {row.get('score')}")
-    return rows
+            progress(f"{cand.name}: {rows[-1].get('score')}")
+    y_trusted = data.tl[1] if data.tl is not None else data.y
+    other = (clean, data.y) if data.tl is not None else (None, None)
+    decision = decide(cands, [r.get("score") for r in rows], trusted, y_trusted, *other, seed=seed)
+    for i, row in enumerate(rows):
+        row["chosen"] = i == decision.chosen
+    return Comparison(cands, rows, decision)
+
+
+def _compare_row(cand: Candidate, ev: dict, data: _Data) -> dict[str, Any]:
+    trusted = ev["nested"].get("testlike") or ev["nested"]["clean"]
+    row = {"method": cand.name, **({k: getattr(trusted, k) for k in ("score", "auc", "brier", "ece")} if trusted else {})}
+    row["score_clean"] = ev["nested"]["clean"].score if ev["nested"]["clean"] else None
+    if data.tl is not None:
+        row["score_testlike"] = ev["nested"]["testlike"].score if ev["nested"]["testlike"] else None
+    row["in_sample"] = ev["in_sample"].score if ev["in_sample"] else None
+    row.update(gap=ev["optimism"], gain=ev["gain"]["gain"], gain_lo=ev["gain"]["lo"], gain_hi=ev["gain"]["hi"])
+    return row

@@ -5,6 +5,11 @@
 - BBSE (Lipton et al. 2018), binary form: with OOF true/false positive rates of the thresholded
   prediction, q = (mean test positive rate − FPR) / (TPR − FPR). Used as a cross-check only.
 - The adjustment adds logit(q) − logit(π) to each logit: strictly increasing, so AUC is unchanged.
+- `em` adapts a label only when the estimate can be trusted, and otherwise leaves it (one warning line):
+  EM and BBSE agree within DISAGREE_WARN, neither lies near 0 or 1, and the test predictions look like a
+  label shift: their distribution is the mixture q·F₁ + (1 − q)·F₀ of the OOF class-conditional
+  distributions (KS distance within its sampling noise). Covariate shift (noisier test audio) breaks
+  that, and there EM's estimate is an artefact. The odds move by at most MAX_LOGIT_SHIFT in logit.
 - A sensitivity table (score on OOF when a prior q is assumed) and a shift check (two-sample KS
   statistic above 0.1 with p < 0.01 between OOF and test predictions) tell the user how much the choice matters.
 """
@@ -23,7 +28,10 @@ from ensemble.stack.calibration import cal_logit
 
 KS_WARN = 0.1      # warn on a shift this large (statistic) …
 KS_PVALUE = 0.01   # … that is also unlikely by chance (small test sets)
-DISAGREE_WARN = 0.05
+DISAGREE_WARN = 0.05  # EM and BBSE further apart than this: the estimate is not trusted
+EDGE = 0.02           # an estimate within this of 0 or 1 is not trusted
+MAX_LOGIT_SHIFT = 2.0  # the most an estimated prior may move the odds: a factor of e² ≈ 7.4
+MIXTURE_KS_C = 1.63    # KS critical constant at α = 0.01
 
 
 def _prior_logit(q: float) -> float:
@@ -99,9 +107,11 @@ class PriorResult:
     ks: list[float]
     p_test: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    fallback: dict[str, str] = field(default_factory=dict)  # label → why its EM estimate was not applied
 
     def recipe(self) -> dict:
-        return {k: getattr(self, k) for k in ("mode", "prior_train", "prior_em", "prior_bbse", "prior_used", "ks")}
+        keys = ("mode", "prior_train", "prior_em", "prior_bbse", "prior_used", "ks", "fallback")
+        return {k: getattr(self, k) for k in keys}
 
 
 def _parse_mode(mode: str | float | Sequence[float], n_labels: int) -> tuple[str, list[float] | None]:
@@ -118,9 +128,44 @@ def _parse_mode(mode: str | float | Sequence[float], n_labels: int) -> tuple[str
     return "value", values
 
 
+def mixture_ks(p_oof: np.ndarray, y_oof: np.ndarray, p_test: np.ndarray, q: float) -> tuple[float, float]:
+    """KS distance between the test predictions and the label-shift mixture q·F₁ + (1 − q)·F₀ of the OOF
+    class-conditional distributions, and the distance sampling noise alone reaches at α = 0.01."""
+    pos, neg = np.sort(p_oof[y_oof == 1]), np.sort(p_oof[y_oof == 0])
+    grid = np.sort(p_test)
+    test_cdf = np.arange(1, len(grid) + 1) / len(grid)
+    mix = q * np.searchsorted(pos, grid, side="right") / len(pos) + (1 - q) * np.searchsorted(neg, grid, side="right") / len(neg)
+    mix_left = q * np.searchsorted(pos, grid, side="left") / len(pos) + (1 - q) * np.searchsorted(neg, grid, side="left") / len(neg)
+    distance = float(max(np.abs(test_cdf - mix).max(), np.abs(test_cdf - 1 / len(grid) - mix_left).max()))
+    n_ref = 1.0 / (q**2 / len(pos) + (1 - q) ** 2 / len(neg))
+    return distance, MIXTURE_KS_C * float(np.sqrt(1 / len(grid) + 1 / n_ref))
+
+
+def untrusted_reason(em: float, bbse: float, train: float, mixture: tuple[float, float]) -> str | None:
+    """Why an EM prior estimate should not be applied, or None when it can be."""
+    if not np.isfinite(bbse):
+        return f"BBSE cannot cross-check EM's {em:.3f} (the predictions barely separate the classes)"
+    if abs(em - bbse) > DISAGREE_WARN:
+        return f"EM prior {em:.3f} and BBSE prior {bbse:.3f} disagree"
+    if min(em, bbse) < EDGE or max(em, bbse) > 1 - EDGE:
+        return f"the estimate ({em:.3f}) lies at the edge of [0, 1]"
+    distance, noise = mixture
+    if distance > noise:
+        return (f"the test predictions are no reweighting of the OOF ones (KS {distance:.3f} > {noise:.3f}): "
+                "covariate shift, not label shift")
+    return None
+
+
+def bounded_prior(q: float, train: float) -> float:
+    """`q`, moved back towards `train` so the odds change by at most MAX_LOGIT_SHIFT."""
+    shift = np.clip(_prior_logit(q) - _prior_logit(train), -MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+    return float(sigmoid(_prior_logit(train) + shift))
+
+
 def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: str | float | Sequence[float],
                 labels: Sequence[str] | None = None) -> PriorResult:
-    """Estimate test priors (EM, BBSE), warn on shift or disagreement, and apply `mode` ('em', 'none', value)."""
+    """Estimate test priors (EM, BBSE), warn on shift, and apply `mode`: 'none', a given value, or 'em'
+    where the estimate can be trusted (else the label is left as it is, with a warning)."""
     L = y_oof.shape[1]
     kind, values = _parse_mode(mode, L)
     names = list(labels) if labels else [str(j) for j in range(L)]
@@ -129,14 +174,18 @@ def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: 
     bbse = [bbse_prior(p_oof[:, j], y_oof[:, j], p_test[:, j]) for j in range(L)]
     ks_p = [ks_statistic(p_oof[:, j], p_test[:, j]) for j in range(L)]
     ks = [k for k, _ in ks_p]
-    warnings = []
-    for j in range(L):
-        if ks[j] > KS_WARN and ks_p[j][1] < KS_PVALUE:
-            warnings.append(f"label {names[j]}: test predictions differ from OOF (KS {ks[j]:.3f} > {KS_WARN}); "
-                            "the test set looks shifted")
-        if np.isfinite(bbse[j]) and abs(em[j] - bbse[j]) > DISAGREE_WARN:
-            warnings.append(f"label {names[j]}: EM prior {em[j]:.3f} and BBSE prior {bbse[j]:.3f} disagree")
-    used = train if kind == "none" else em if kind == "em" else values
-    out = np.column_stack([p_test[:, j] if kind == "none" else adjust_prior(p_test[:, j], train[j], used[j])
-                           for j in range(L)])
-    return PriorResult(kind, train, em, bbse, list(used), ks, np.clip(out, 0.0, 1.0), warnings)
+    warnings = [f"label {names[j]}: test predictions differ from OOF (KS {ks[j]:.3f} > {KS_WARN}); "
+                "the test set looks shifted" for j in range(L) if ks[j] > KS_WARN and ks_p[j][1] < KS_PVALUE]
+    fallback: dict[str, str] = {}
+    used = list(train) if kind == "none" else list(values) if kind == "value" else []
+    if kind == "em":
+        for j in range(L):
+            reason = untrusted_reason(em[j], bbse[j], train[j], mixture_ks(p_oof[:, j], y_oof[:, j], p_test[:, j], em[j]))
+            if reason:
+                fallback[names[j]] = reason
+            used.append(train[j] if reason else bounded_prior(em[j], train[j]))
+        if fallback:
+            warnings.append("test prior not adapted for " + "; ".join(f"{k}: {v}" for k, v in fallback.items()))
+    out = np.column_stack([p_test[:, j] if used[j] == train[j] and kind != "value"
+                           else adjust_prior(p_test[:, j], train[j], used[j]) for j in range(L)])
+    return PriorResult(kind, train, em, bbse, used, ks, np.clip(out, 0.0, 1.0), warnings, fallback)

@@ -134,3 +134,23 @@ class WeightedBlender(Blender):
 
     def recipe(self) -> dict:
         return {"weights": self.weights_.T.round(6).tolist()}
+
+
+@register("single")
+class SingleRunBlender(Blender):
+    """One run's probabilities unchanged: the best single run as a candidate every blend must beat."""
+
+    needs_targets = False
+
+    def __init__(self, run: int = 0) -> None:
+        self.run = run
+
+    def _fit(self, P, y, folds) -> None:
+        if not isinstance(self.run, (int, np.integer)) or not 0 <= self.run < P.shape[1]:
+            raise ConfigError(f"single: run must be an index in 0..{P.shape[1] - 1}; got {self.run!r}")
+
+    def _predict(self, P: np.ndarray) -> np.ndarray:
+        return P[:, self.run, :]
+
+    def recipe(self) -> dict:
+        return {"run": int(self.run)}

@@ -1,0 +1,119 @@
+"""What ens writes when it chooses for the user: the best single run, unless something credibly beats it.
+
+The candidates are every run on its own (raw, and calibrated), and every blend method. The baseline is
+the run with the best raw score on the trusted rows (test-like when the runs have them, else clean).
+A challenger replaces it only when
+
+1. its nested-CV gain over the baseline on the trusted rows is credibly positive: the lower end of the
+   paired bootstrap interval is above zero, at a level corrected for the number of challengers
+   (Bonferroni), since the best of many noisy gains is positive by chance alone; and
+2. it is not credibly worse on the other rows (the clean ones, when test-like rows are trusted): the
+   upper end of that interval is not below zero.
+
+Among the challengers that pass, the best trusted score wins. Why: on real data the simulated test-like
+set is imperfect, and a blend or calibrator that "wins" by a hair has fitted its quirks; a team loses
+nothing by keeping its best run when ens cannot show that a blend helps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ensemble.stack.base import BLENDERS
+from ensemble.stack.bootstrap import gain_interval
+
+ALPHA = 0.05
+N_BOOT = 200
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to make the submission: a method with its parameters and calibration."""
+
+    name: str                 # shown in tables: `mean`, `run:cnn`, `run:cnn+cal`
+    method: str
+    calibrate: str
+    params: dict = field(default_factory=dict, hash=False)
+    run: str | None = None    # the run, for single-run candidates
+
+    @property
+    def is_raw_run(self) -> bool:
+        return self.run is not None and self.calibrate == "none"
+
+
+def blend_methods() -> list[str]:
+    """Every registered method that blends runs (`single` passes one run through)."""
+    return [name for name in BLENDERS if name != "single"]
+
+
+def candidates(run_names: Sequence[str], methods: Sequence[str] | None = None,
+               calibrate: str = "auto") -> list[Candidate]:
+    """Each run raw, each run calibrated (unless `calibrate` is 'none'), then each blend method."""
+    out = [Candidate(f"run:{name}", "single", "none", {"run": r}, name) for r, name in enumerate(run_names)]
+    if calibrate != "none":
+        out += [Candidate(f"run:{name}+cal", "single", calibrate, {"run": r}, name)
+                for r, name in enumerate(run_names)]
+    return out + [Candidate(m, m, calibrate) for m in (methods or blend_methods())]
+
+
+@dataclass
+class Decision:
+    """The chosen candidate, the baseline it had to beat, and the rule that decided, in words."""
+
+    chosen: int
+    baseline: int
+    rule: str
+    tests: list[dict[str, Any]]   # per candidate: gain interval on trusted (and other) rows, passed
+
+    def as_dict(self, cands: Sequence[Candidate]) -> dict[str, Any]:
+        return {"chosen": cands[self.chosen].name, "baseline": cands[self.baseline].name, "rule": self.rule,
+                "tests": [{"candidate": c.name, **t} for c, t in zip(cands, self.tests)]}
+
+
+def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: Sequence[np.ndarray],
+           y_trusted: np.ndarray, other: Sequence[np.ndarray] | None = None, y_other: np.ndarray | None = None,
+           alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0) -> Decision:
+    """Apply the rule above; `scores` are the trusted nested scores, `trusted`/`other` the nested
+    predictions `(rows, labels)` of each candidate on the trusted and the other rows."""
+    score = np.array([np.inf if s is None or not np.isfinite(s) else s for s in scores])
+    raw = [i for i, c in enumerate(cands) if c.is_raw_run]
+    if not raw:
+        raise ValueError("the candidates must include at least one raw run")
+    base = min(raw, key=lambda i: score[i])
+    challengers = [i for i in range(len(cands)) if i != base and np.isfinite(score[i])]
+    level = alpha / max(1, len(challengers))
+    tests: list[dict[str, Any]] = [{} for _ in cands]
+    for i in challengers:
+        g = gain_interval(y_trusted, trusted[i], trusted[base], n_boot=n_boot, alpha=level, seed=seed)
+        test = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level}
+        passed = bool(g["lo"] > 0)
+        if other is not None and passed:
+            h = gain_interval(y_other, other[i], other[base], n_boot=n_boot, alpha=alpha, seed=seed)
+            test.update(other_gain=h["gain"], other_lo=h["lo"], other_hi=h["hi"])
+            passed = bool(h["hi"] >= 0)
+        tests[i] = {**test, "passed": passed}
+    winners = [i for i in challengers if tests[i]["passed"]]
+    chosen = min(winners, key=lambda i: score[i]) if winners else base
+    return Decision(chosen, base, _rule(cands, tests, base, chosen, level, other is not None), tests)
+
+
+def _rule(cands: Sequence[Candidate], tests: list[dict], base: int, chosen: int, level: float,
+          has_other: bool) -> str:
+    conf = f"{100 * (1 - level):.1f} % interval"
+    if chosen != base:
+        t = tests[chosen]
+        other = ", not worse on the clean rows" if has_other else ""
+        return (f"{cands[chosen].name} beats the best single run {cands[base].name}: gain {t['gain']:+.4f} "
+                f"[{t['lo']:+.4f}, {t['hi']:+.4f}] ({conf}){other}")
+    tried = [i for i, t in enumerate(tests) if t]
+    if not tried:
+        return f"best single run {cands[base].name} kept: nothing else to compare"
+    best = max(tried, key=lambda i: tests[i]["gain"])
+    t = tests[best]
+    why = ("worse on the clean rows" if t["lo"] > 0 else f"its interval [{t['lo']:+.4f}, {t['hi']:+.4f}] "
+           f"({conf}) reaches zero")
+    return (f"best single run {cands[base].name} kept: no candidate beats it credibly (closest: "
+            f"{cands[best].name}, gain {t['gain']:+.4f}, {why})")

@@ -1,0 +1,158 @@
+"""Do no harm: what ens chooses for the user falls back to doing nothing unless held-out rows show it helps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ensemble.metric import competition_score
+from ensemble.stack import stack
+from ensemble.stack.base import sigmoid
+from ensemble.stack.calibration import choose_calibrator, fit_calibrators
+from ensemble.stack.decide import Candidate, candidates, decide
+from ensemble.stack.pipeline import compare
+from ensemble.stack.prior import adapt_prior, bounded_prior, untrusted_reason
+from ensemble.stack.synthetic import make_runs
+
+LABELS = ["fake", "real"]
+
+
+def _calibrated(n: int, prior: float, rng, scale: float = 1.0):
+    """Targets and exact posteriors (optionally with logits scaled: over/under-confident)."""
+    y = (rng.random(n) < prior).astype(float)
+    x = rng.standard_normal(n) + (2 * y - 1)
+    return y, sigmoid(scale * (2 * x + np.log(prior / (1 - prior))))
+
+
+def _cands() -> list[Candidate]:
+    return candidates(["a", "b"], ["mean"], calibrate="none")
+
+
+def test_candidates_list_every_run_raw_and_calibrated_before_the_methods():
+    names = [c.name for c in candidates(["a", "b"], ["mean", "logreg"])]
+    assert names == ["run:a", "run:b", "run:a+cal", "run:b+cal", "mean", "logreg"]
+    assert [c.name for c in candidates(["a"], ["mean"], calibrate="none")] == ["run:a", "mean"]
+
+
+def test_a_blend_whose_gain_interval_crosses_zero_is_not_chosen():
+    rng = np.random.default_rng(0)
+    y, p = _calibrated(400, 0.5, rng)
+    # the "blend" is the best run plus a little noise: a better score here by chance, not credibly
+    noisy = sigmoid(np.log(p / (1 - p)) + rng.normal(0, 0.05, p.shape))
+    preds = [p[:, None], (0.5 + 0 * p)[:, None], noisy[:, None]]
+    scores = [competition_score(y[:, None], q).score for q in preds]
+    scores[2] = scores[0] - 1e-4  # nominally the best
+    d = decide(_cands(), scores, preds, y[:, None])
+    assert d.baseline == 0 and d.chosen == 0
+    assert d.tests[2]["lo"] <= 0 and not d.tests[2]["passed"]
+    assert "kept" in d.rule and "run:a" in d.rule
+
+
+def test_a_blend_that_credibly_beats_the_best_run_is_chosen():
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.5).astype(float)
+    weak = [sigmoid(0.8 * (2 * y - 1) + rng.standard_normal(len(y))) for _ in range(2)]
+    strong = sigmoid(2.0 * (2 * y - 1) + 0.5 * rng.standard_normal(len(y)))
+    preds = [weak[0][:, None], weak[1][:, None], strong[:, None]]
+    scores = [competition_score(y[:, None], q).score for q in preds]
+    d = decide(_cands(), scores, preds, y[:, None])
+    assert d.chosen == 2 and d.tests[2]["lo"] > 0
+    assert d.rule.startswith("mean beats the best single run")
+
+
+def test_a_challenger_credibly_worse_on_the_clean_rows_is_not_chosen():
+    rng = np.random.default_rng(2)
+    y = (rng.random(2000) < 0.5).astype(float)
+    weak = sigmoid(0.8 * (2 * y - 1) + rng.standard_normal(len(y)))[:, None]
+    strong = sigmoid(2.0 * (2 * y - 1) + 0.5 * rng.standard_normal(len(y)))[:, None]
+    trusted = [weak, weak, strong]
+    other = [strong, strong, weak]  # the challenger is far worse on the other rows
+    scores = [competition_score(y[:, None], q).score for q in trusted]
+    d = decide(_cands(), scores, trusted, y[:, None], other, y[:, None])
+    assert d.tests[2]["lo"] > 0 and d.tests[2]["other_hi"] < 0
+    assert d.chosen == d.baseline and "worse on the clean rows" in d.rule
+
+
+def test_compare_keeps_the_best_run_when_runs_are_interchangeable():
+    d = make_runs(600, 50, n_runs=3, strength=[1.0, 1.0, 1.0], rho=0.95, seed=4)
+    c = compare(d.P, d.y, d.folds, methods=["mean", "logit"], calibrate="none", n_boot=10)
+    assert c.chosen.is_raw_run
+    assert [r["chosen"] for r in c.rows].count(True) == 1
+
+
+def test_calibrate_auto_keeps_none_for_calibrated_predictions_and_fixes_overconfident_ones():
+    rng = np.random.default_rng(3)
+    folds = np.arange(3000) % 5
+    y, p = _calibrated(3000, 0.4, rng)
+    name, note = choose_calibrator(p, y, folds)
+    assert name == "none", note
+    y, p = _calibrated(3000, 0.4, rng, scale=4.0)
+    name, note = choose_calibrator(p, y, folds)
+    assert name != "none" and note["gain"]["lo"] > 0
+    cals, notes = fit_calibrators(p[:, None], y[:, None], folds, "auto")
+    assert notes[0]["calibrator"] == name and "interval above zero" in notes[0]["rule"]
+
+
+def test_calibrate_auto_without_folds_does_nothing():
+    rng = np.random.default_rng(5)
+    y, p = _calibrated(500, 0.4, rng, scale=4.0)
+    name, note = choose_calibrator(p, y, np.zeros(500, dtype=int))
+    assert name == "none" and "too few folds" in note["rule"]
+
+
+def _shifted(prior_test: float, rng, n: int = 20000):
+    y_oof, p_oof = _calibrated(n, 0.3, rng)
+    y_test = (rng.random(n) < prior_test).astype(float)
+    x = rng.standard_normal(n) + (2 * y_test - 1)
+    return p_oof, y_oof, sigmoid(2 * x + np.log(0.3 / 0.7))
+
+
+def test_em_prior_falls_back_under_covariate_shift():
+    rng = np.random.default_rng(6)
+    p_oof, y_oof, p_test = _shifted(0.3, rng)
+    # noisier test audio: the same class mix, predictions squeezed towards the middle and shifted down;
+    # EM and BBSE agree (0.18) yet the test predictions are no reweighting of the OOF ones
+    c = np.log(0.3 / 0.7)
+    squeezed = sigmoid(0.7 * (np.log(p_test / (1 - p_test)) - c) + c - 0.3)
+    res = adapt_prior(squeezed[:, None], p_oof[:, None], y_oof[:, None], "em", labels=["fake"])
+    assert abs(res.prior_em[0] - res.prior_bbse[0]) < 0.05
+    assert "covariate shift" in res.fallback["fake"] and res.prior_used == res.prior_train
+    np.testing.assert_array_equal(res.p_test[:, 0], squeezed)
+    assert any(w.startswith("test prior not adapted for fake") for w in res.warnings)
+
+
+def test_em_prior_is_not_trusted_at_the_edges_or_without_bbse():
+    assert "edge" in untrusted_reason(0.99, 0.985, 0.3, (0.0, 1.0))
+    assert "edge" in untrusted_reason(0.01, 0.015, 0.3, (0.0, 1.0))
+    assert "BBSE cannot" in untrusted_reason(0.4, float("nan"), 0.3, (0.0, 1.0))
+    assert untrusted_reason(0.4, 0.41, 0.3, (0.01, 0.02)) is None
+
+
+def test_em_prior_falls_back_when_em_and_bbse_disagree():
+    rng = np.random.default_rng(7)
+    p_oof, y_oof, p_test = _shifted(0.6, rng)
+    # a classifier that is wrong at the threshold: BBSE's confusion rates no longer describe the test
+    y_bad = y_oof.copy()
+    y_bad[: len(y_bad) // 3] = 1 - y_bad[: len(y_bad) // 3]
+    res = adapt_prior(p_test[:, None], p_oof[:, None], y_bad[:, None], "em", labels=["fake"])
+    assert abs(res.prior_em[0] - res.prior_bbse[0]) > 0.05
+    assert "disagree" in res.fallback["fake"] and res.prior_used == res.prior_train
+
+
+def test_em_prior_is_applied_to_a_true_label_shift_and_bounded():
+    rng = np.random.default_rng(8)
+    p_oof, y_oof, p_test = _shifted(0.6, rng)
+    res = adapt_prior(p_test[:, None], p_oof[:, None], y_oof[:, None], "em", labels=["fake"])
+    assert not res.fallback and abs(res.prior_used[0] - 0.6) < 0.03
+    assert bounded_prior(0.999, 0.3) == pytest.approx(sigmoid(np.log(0.3 / 0.7) + 2.0))
+    assert bounded_prior(0.6, 0.3) == pytest.approx(0.6)
+
+
+def test_stack_with_em_never_moves_predictions_it_cannot_trust():
+    d = make_runs(2000, 2000, n_runs=3, seed=9)
+    squeezed = sigmoid(0.4 * np.log(d.P_test / (1 - d.P_test)) + 1.0)
+    kw = dict(method="logit", labels=LABELS, calibrate="none", n_boot=5)
+    em = stack(d.P, d.y, d.folds, squeezed, test_prior="em", **kw)
+    none = stack(d.P, d.y, d.folds, squeezed, test_prior="none", **kw)
+    assert set(em.recipe["prior"]["fallback"]) == set(LABELS)
+    np.testing.assert_array_equal(em.test, none.test)
