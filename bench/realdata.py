@@ -2,10 +2,11 @@
 
     python bench/realdata.py --data ../shared/data/voices-dev --out /tmp/realdata [--quick]
 
-Fine-tunes each model family k-fold (ONNX, OOF, test-like OOF), stacks them with every method, writes
-each method's submission and prints side by side: each run's CV, test-like CV and test score, every
-stack method's nested-CV and test score, and the gain of the best stack over the best single run and
-over `mean`. Nothing here is tuned to the answers: they are read only to score at the end.
+Fine-tunes each model family k-fold (ONNX, OOF, test-like OOF), then scores every candidate the decision
+rule weighs (each run raw and calibrated, each blend method) by nested CV and on the answers, side by
+side: the Spearman rank correlation between the two, the written pick (`--method auto`, with and without
+`--test-prior em`) against the best single run and `mean`, and each run's test ECE raw and calibrated.
+Nothing here is tuned to the answers: they are read only to score at the end.
 See bench/realdata.md for the recipe and the numbers measured.
 """
 
@@ -18,12 +19,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ensemble.blend import compare_methods, method_names, stack_runs
+from ensemble.blend import compare_methods, stack_runs
 from ensemble.competition import Competition
-from ensemble.demo_run import score_all
 from ensemble.finetune import FinetuneOptions, finetune
 from ensemble.provenance import package_versions
 from ensemble.submission import submission_frame, write_submission
+from ensemble.scoring import read_answers, score_frame
 from ensemble.workspace import Workspace
 
 FAMILIES = {
@@ -58,35 +59,52 @@ def main() -> None:
         seconds[name] = time.perf_counter() - t0
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
     runs = list(FAMILIES)
-    rows = compare_methods(ws, comp, runs)
-    for method in method_names():
-        result, sidecar = stack_runs(ws, comp, runs, method)
-        write_submission(ws, f"stack-{method}", submission_frame(result.test, comp), comp, sidecar, force=True)
-    scores = score_all(ws, comp, args.data / "test_answers.csv")
-    print_tables(scores, rows, time.perf_counter() - started)
+    comparison = compare_methods(ws, comp, runs)
+    truth, labels = read_answers(args.data / "test_answers.csv", comp.labels)
+    rows = []
+    for cand, row in zip(comparison.candidates, comparison.rows):
+        result, _ = stack_runs(ws, comp, runs, cand.method, params=cand.params, calibrate=cand.calibrate)
+        rows.append(_row(cand.name, row, result.test, comp, truth, labels))
+    for prior in ("none", "em"):
+        result, sidecar = stack_runs(ws, comp, runs, "auto", test_prior=prior, comparison=comparison)
+        write_submission(ws, f"auto-prior-{prior}", submission_frame(result.test, comp), comp, sidecar, force=True)
+        rows.append(_row(f"written (auto, prior {prior})", {}, result.test, comp, truth, labels))
+    print_tables(pd.DataFrame(rows), comparison, time.perf_counter() - started)
 
 
-def print_tables(scores: pd.DataFrame, compare_rows: list[dict], seconds: float) -> None:
+def _row(name: str, compared: dict, pred, comp: Competition, truth: pd.DataFrame, labels: list[str]) -> dict:
+    """One candidate: its nested scores (trusted and clean) beside its score on the answers."""
+    frame = submission_frame(pred, comp)
+    test = score_frame(frame, truth, labels)
+    return {"candidate": name, "nested": compared.get("score"), "clean": compared.get("score_clean"),
+            "test": test.score, "test_ece": test.ece, "chosen": bool(compared.get("chosen"))}
+
+
+def print_tables(table: pd.DataFrame, comparison, seconds: float) -> None:
+    from scipy.stats import spearmanr
+
     pd.set_option("display.width", 120)
-    runs = scores[scores["kind"] == "run"]
-    subs = scores[scores["kind"] == "submission"].copy()
-    nested = {r["method"]: r for r in compare_rows}
-    subs["method"] = subs["name"].str.removeprefix("stack-")
-    subs["nested_clean"] = subs["method"].map(lambda m: nested.get(m, {}).get("score_clean"))
     print(f"\n{platform.platform()}, python {platform.python_version()}, "
           + ", ".join(f"{k} {v}" for k, v in package_versions().items() if k in ("torch", "transformers", "onnxruntime", "lightgbm")))
-    print(f"total {seconds / 60:.1f} min\n\nruns (lower is better)")
-    print(runs[["name", "method", "cv", "cv_testlike", "test"]].to_string(index=False, float_format="%.4f"))
-    print("\nstack methods: nested CV (test-like, clean) and test score")
-    print(subs[["method", "cv_testlike", "nested_clean", "test"]].sort_values("cv_testlike")
-          .to_string(index=False, float_format="%.4f"))
-    best_stack = subs.loc[subs["cv_testlike"].astype(float).idxmin()]
-    best_run = runs.loc[runs["cv_testlike"].astype(float).idxmin()]
-    mean = subs[subs["method"] == "mean"].iloc[0]
-    print(f"\nbest stack by test-like nested CV: {best_stack['method']} (test {best_stack['test']:.4f}); "
-          f"best single run by test-like CV: {best_run['name']} (test {best_run['test']:.4f}); mean: {mean['test']:.4f}")
-    print(f"gain of the chosen stack: {best_run['test'] - best_stack['test']:+.4f} over the best single run, "
-          f"{mean['test'] - best_stack['test']:+.4f} over mean (positive = better)")
+    print(f"total {seconds / 60:.1f} min\n\ncandidates: trusted nested CV, clean nested CV, score on the answers (lower is better)")
+    print(table.sort_values("nested", na_position="last").to_string(index=False, float_format="%.4f"))
+    scored = table.dropna(subset=["nested"])
+    rho = spearmanr(scored["nested"], scored["test"]).statistic
+    print(f"\nSpearman rank correlation, trusted nested CV vs test, over {len(scored)} candidates: {rho:+.3f}")
+    raw = scored[scored["candidate"].str.startswith("run:") & ~scored["candidate"].str.endswith("+cal")]
+    baseline = raw.loc[raw["nested"].idxmin()]
+    oracle = raw.loc[raw["test"].idxmin()]
+    mean = scored[scored["candidate"] == "mean"].iloc[0]
+    print(f"decision: {comparison.decision.rule}")
+    for _, w in table[table["candidate"].str.startswith("written")].iterrows():
+        print(f"{w['candidate']}: test {w['test']:.4f}; vs the best single run by CV ({baseline['candidate']}, "
+              f"{baseline['test']:.4f}) {baseline['test'] - w['test']:+.4f}; vs the best run on the answers "
+              f"({oracle['candidate']}, {oracle['test']:.4f}) {oracle['test'] - w['test']:+.4f}; vs mean "
+              f"({mean['test']:.4f}) {mean['test'] - w['test']:+.4f} (positive = better)")
+    for _, r in raw.iterrows():
+        cal = scored[scored["candidate"] == r["candidate"] + "+cal"].iloc[0]
+        print(f"{r['candidate']}: test ECE raw {r['test_ece']:.4f}, calibrated (auto) {cal['test_ece']:.4f}; "
+              f"test score {r['test']:.4f} → {cal['test']:.4f}")
 
 
 if __name__ == "__main__":

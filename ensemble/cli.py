@@ -86,6 +86,7 @@ def import_cmd(
     name: Annotated[str, typer.Argument(help="Name of the new run.")],
     test: Annotated[Path, typer.Option("--test", help="Test predictions: CSV with id and the label columns.")],
     oof: Annotated[Optional[Path], typer.Option("--oof", help="Out-of-fold predictions for train ids (CSV, optional `fold` column).")] = None,
+    testlike: Annotated[Optional[Path], typer.Option("--testlike", help="Predictions for the workspace's test-like clips (CSV with id and the label columns; see `ens testlike export`). Needs --oof.")] = None,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
@@ -94,7 +95,7 @@ def import_cmd(
     from ensemble.importer import import_run
 
     ws, comp = _context(workspace, data)
-    run = import_run(ws, comp, name, test, oof, force=force)
+    run = import_run(ws, comp, name, test, oof, force=force, testlike_csv=testlike)
     cv = (run.manifest.get("metrics") or {}).get("cv")
     tail = f" (CV {cv['score']:.5f})" if cv else " (no OOF: can be averaged, not learned from)"
     typer.echo(f"imported run {name} into {run.dir}{tail}")

@@ -14,8 +14,10 @@ from ensemble.errors import DataError
 from ensemble.folds import FOLDS_FILE, ensure_folds, folds_fingerprint, load_folds
 from ensemble.io import file_sha256, read_csv, write_parquet
 from ensemble.provenance import now_iso, package_versions
-from ensemble.runs import OOF_FILE, TEST_FILE, Run, load_run, validate_oof, validate_test, write_manifest, write_run_file
-from ensemble.scoring import cv_metrics
+from ensemble.runs import (OOF_FILE, TEST_FILE, TESTLIKE_FILE as TESTLIKE_OOF_FILE, Run, load_run, validate_oof,
+                           validate_test, write_manifest, write_run_file)
+from ensemble.scoring import cv_metrics, score_frame
+from ensemble.testlike_set import TESTLIKE_FILE, load_testlike, testlike_fingerprint
 from ensemble.submission import check_submission_table, read_submission_csv
 from ensemble.workspace import Workspace, check_overwrite
 
@@ -23,16 +25,23 @@ IMPORTED_FOLD = -1  # test predictions not tied to one fold model
 
 
 def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_csv: Path | None = None,
-               force: bool = False) -> Run:
-    """Validate the CSVs, then write the run folder (built aside, moved into place at the end)."""
+               force: bool = False, testlike_csv: Path | None = None) -> Run:
+    """Validate the CSVs, then write the run folder (built aside, moved into place at the end).
+
+    `testlike_csv` holds predictions for the workspace's test-like clips (`ens testlike export`), so an
+    imported run is judged, blended and calibrated on them like a fine-tuned one.
+    """
     run_dir = ws.run_dir(name)
     check_overwrite(run_dir, force, "run")
+    if testlike_csv is not None and oof_csv is None:
+        raise DataError("--testlike needs --oof too: test-like predictions are used only beside OOF ones")
     test = read_submission_csv(test_csv, comp)
     check_same_ids(test["id"], comp.test_ids, test_csv, comp.root / "sample_submission.csv")
     test = test.set_index("id").loc[comp.test_ids].reset_index()
     test.insert(1, "fold", IMPORTED_FOLD)
     validate_test(test, comp.labels, comp.test_ids, test_csv)
     oof, folds = _read_oof(ws, comp, oof_csv) if oof_csv is not None else (None, None)
+    testlike, clips = _read_testlike(ws, comp, testlike_csv) if testlike_csv is not None else (None, None)
 
     manifest = {
         "name": name, "kind": "import", "created": now_iso(), "labels": comp.labels,
@@ -49,6 +58,11 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
             manifest["files"][OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
             manifest["folds_fingerprint"] = folds_fingerprint(folds)
             manifest["metrics"] = cv_metrics(oof, folds, comp.labels)
+        if testlike is not None:
+            manifest["source"]["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
+            manifest["files"][TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
+            manifest["testlike_fingerprint"] = testlike_fingerprint(clips)
+            manifest["metrics"]["cv_testlike"] = score_frame(testlike, clips, comp.labels).as_dict()
         write_manifest(staging, manifest)
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -77,6 +91,22 @@ def _read_oof(ws: Workspace, comp: Competition, oof_csv: Path) -> tuple[pd.DataF
         folds = load_folds(ws)
     validate_oof(oof, comp.labels, folds, oof_csv)
     return oof, folds
+
+
+def _read_testlike(ws: Workspace, comp: Competition, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions for exactly the workspace's test-like clips, each given its clip's fold."""
+    clips = load_testlike(ws)
+    if clips is None:
+        raise DataError(f"{ws.models_dir / TESTLIKE_FILE}: no test-like clips in this workspace yet; they are made "
+                        "by the first `ens finetune` (then `ens testlike export DIR` writes them as audio)")
+    raw = read_csv(path)
+    if "fold" in raw.columns:
+        raise DataError(f"{path}: unexpected column 'fold'; a test-like clip's fold comes from {TESTLIKE_FILE}")
+    frame = check_submission_table(raw, comp, path)
+    check_same_ids(frame["id"], clips["id"].astype(str), path, ws.models_dir / TESTLIKE_FILE)
+    frame.insert(1, "fold", clips.set_index("id").loc[frame["id"], "fold"].to_numpy(dtype=np.int64))
+    validate_oof(frame, comp.labels, clips[["id", "fold"]], path)
+    return frame, clips
 
 
 def _folds_from(oof: pd.DataFrame, comp: Competition) -> pd.DataFrame:

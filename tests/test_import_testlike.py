@@ -1,0 +1,58 @@
+"""`ens import --testlike`: predictions made elsewhere for the workspace's test-like clips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from conftest import LABELS, write_predictions
+from ensemble.cli import app
+from ensemble.io import write_parquet
+
+runner = CliRunner()
+
+
+def ens(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _testlike_clips(workspace) -> pd.DataFrame:
+    """The workspace's test-like recipes, made from its shared folds as `ens finetune` makes them."""
+    from ensemble.audio.testlike import build_testlike_recipes
+
+    folds = pd.read_parquet(workspace / "models" / "folds.parquet")
+    clips = build_testlike_recipes(
+        ids=folds["id"].tolist(), targets=folds[LABELS].to_numpy(dtype=float), folds=folds["fold"].to_numpy(),
+        labels=LABELS, durations=np.full(len(folds), 3.0), per_fold=8, seed=0)
+    write_parquet(clips, workspace / "models" / "testlike.parquet")
+    return clips
+
+
+def test_imported_testlike_predictions_are_stacked_on(tmp_path, csv_competition, workspace):
+    ids = pd.read_csv(csv_competition / "sample_submission.csv")["id"].tolist()
+    train = pd.read_csv(csv_competition / "train.csv")
+    rng = np.random.default_rng(0)
+    oof = write_predictions(tmp_path / "oof.csv", train["id"].tolist(), rng.random((len(train), 2)))
+    test = write_predictions(tmp_path / "test.csv", ids, rng.random((len(ids), 2)))
+    no_clips = ens("import", "a", "--test", test, "--oof", oof, "--testlike", oof, "--data", csv_competition)
+    assert no_clips.exit_code == 1 and "no test-like clips in this workspace yet" in no_clips.output
+    assert ens("import", "a", "--test", test, "--oof", oof, "--data", csv_competition).exit_code == 0
+    clips = _testlike_clips(workspace)
+    truth = clips[LABELS].to_numpy(dtype=float)
+    tl = write_predictions(tmp_path / "tl.csv", clips["id"].tolist()[::-1], np.clip(truth[::-1] * 0.8 + 0.1, 0, 1))
+    result = ens("import", "b", "--test", test, "--oof", oof, "--testlike", tl)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((workspace / "models" / "b" / "run.json").read_text())
+    assert manifest["metrics"]["cv_testlike"]["auc"] == 1.0
+    stored = pd.read_parquet(workspace / "models" / "b" / "oof_testlike.parquet").set_index("id")
+    assert (stored.loc[clips["id"], "fold"].to_numpy() == clips["fold"].to_numpy()).all()
+
+    wrong = write_predictions(tmp_path / "wrong.csv", clips["id"].tolist()[1:], truth[1:])
+    bad = ens("import", "c", "--test", test, "--oof", oof, "--testlike", wrong)
+    assert bad.exit_code == 1 and "id 'TL_00000' from" in bad.output and "is missing (1 missing ids)" in bad.output
+    assert not (workspace / "models" / "c").exists()
+    alone = ens("import", "d", "--test", test, "--testlike", tl)
+    assert alone.exit_code == 1 and "--testlike needs --oof" in alone.output
