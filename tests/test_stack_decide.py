@@ -156,3 +156,32 @@ def test_stack_with_em_never_moves_predictions_it_cannot_trust():
     none = stack(d.P, d.y, d.folds, squeezed, test_prior="none", **kw)
     assert set(em.recipe["prior"]["fallback"]) == set(LABELS)
     np.testing.assert_array_equal(em.test, none.test)
+
+
+def _conditions(n: int, share_noisy: float, rng):
+    """Rows from a clean condition (calibrated posteriors) and a noisy one (logits ×4: over-confident)."""
+    y = (rng.random(n) < 0.5).astype(float)
+    noisy = rng.random(n) < share_noisy
+    z = 2 * (rng.standard_normal(n) + (2 * y - 1))
+    return y, sigmoid(np.where(noisy, 4 * z, z)), noisy
+
+
+def test_density_ratio_weights_recover_the_target_calibrator():
+    rng = np.random.default_rng(10)
+    # test-like rows are 10 % noisy, the real test 90 %: weights = target share / source share
+    y_tl, p_tl, noisy = _conditions(4000, 0.1, rng)
+    w = np.where(noisy, 0.9 / 0.1, 0.1 / 0.9)
+    y_test, p_test, _ = _conditions(4000, 0.9, rng)
+    y_oof, p_oof, _ = _conditions(1000, 0.1, rng)
+    folds_tl, folds = np.arange(4000) % 4, np.arange(1000) % 4
+    kw = dict(method="single", calibrate="temperature", labels=["fake"], n_boot=5,
+              P_tl=p_tl[:, None, None], y_tl=y_tl[:, None], folds_tl=folds_tl)
+    plain = stack(p_oof[:, None, None], y_oof[:, None], folds, p_test[:, None, None], **kw)
+    weighted = stack(p_oof[:, None, None], y_oof[:, None], folds, p_test[:, None, None], w_tl=w, **kw)
+    t_plain = plain.recipe["calibrators"][0]["params"]["temperature"]
+    t_weighted = weighted.recipe["calibrators"][0]["params"]["temperature"]
+    assert t_plain < 1.6 < 3.0 < t_weighted  # the noisy condition needs a temperature near 4
+    truth = y_test[:, None]
+    assert competition_score(truth, weighted.test).score < competition_score(truth, plain.test).score - 0.01
+    # the weighted nested score is the score of the weighted rows, not of the rows as they come
+    assert weighted.nested_testlike.score != pytest.approx(plain.nested_testlike.score, abs=1e-3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.metric import N_BINS, competition_score
+from ensemble.metric import N_BINS, MetricError, ScoreParts, competition_score
 
 
 def multinomial_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,8 +32,8 @@ def weighted_auc(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray
         return (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
 
 
-def weighted_label_score(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """0.5·(1 − AUC) + 0.25·Brier + 0.25·ECE of one label column in each replicate.
+def weighted_label_parts(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """AUC, Brier and ECE of one label column in each replicate (row weights `counts` `(n_boot, rows)`).
 
     ECE is Σ_bins |Σ w·(y − p)| / Σ w with calibration_curve's bins (equal to the metric's unless a
     probability sits exactly on an inner bin edge).
@@ -44,20 +44,45 @@ def weighted_label_score(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np
     onehot = np.zeros((len(p), N_BINS))
     onehot[np.arange(len(p)), bins] = y - p
     ece = np.abs(counts @ onehot).sum(axis=1) / total
-    return 0.5 * (1 - weighted_auc(p, y, counts)) + 0.25 * brier + 0.25 * ece
+    return weighted_auc(p, y, counts), brier, ece
+
+
+def weighted_label_score(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """0.5·(1 − AUC) + 0.25·Brier + 0.25·ECE of one label column in each replicate."""
+    auc, brier, ece = weighted_label_parts(p, y, counts)
+    return 0.5 * (1 - auc) + 0.25 * brier + 0.25 * ece
+
+
+def weighted_score(y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> ScoreParts:
+    """The competition score of `(rows, labels)` predictions with row weights (None: the exact metric).
+
+    Density-ratio weights make the test-like rows stand for the real test's mix of conditions.
+    """
+    if weights is None:
+        return competition_score(y, p)
+    parts = np.array([[float(v[0]) for v in weighted_label_parts(p[:, j], y[:, j], weights[None, :])]
+                      for j in range(y.shape[1])])
+    if not np.isfinite(parts).all():
+        raise MetricError("a label column holds one class: AUC is undefined")
+    auc, brier, ece = parts.mean(axis=0)
+    return ScoreParts(score=float(0.5 * (1 - auc) + 0.25 * brier + 0.25 * ece), auc=float(auc), brier=float(brier),
+                      ece=float(ece))
 
 
 def gain_interval(
-    y: np.ndarray, p_new: np.ndarray, p_base: np.ndarray, n_boot: int = 100, alpha: float = 0.05, seed: int = 0
+    y: np.ndarray, p_new: np.ndarray, p_base: np.ndarray, n_boot: int = 100, alpha: float = 0.05, seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Score of the baseline minus score of the candidate `(rows, labels)` (positive: the candidate is
     better), with a percentile bootstrap interval: both scored on the same replicates, so the interval
-    is that of the paired difference."""
-    gain = competition_score(y, p_base).score - competition_score(y, p_new).score
+    is that of the paired difference. Row `weights` multiply each replicate's counts."""
+    gain = weighted_score(y, p_base, weights).score - weighted_score(y, p_new, weights).score
     rng = np.random.default_rng(seed)
     boots = []
     for start in range(0, n_boot, 20):
         counts = multinomial_counts(len(y), min(20, n_boot - start), rng)
+        if weights is not None:
+            counts = counts * weights[None, :]
         diff = sum(weighted_label_score(p_base[:, j], y[:, j], counts)
                    - weighted_label_score(p_new[:, j], y[:, j], counts) for j in range(y.shape[1]))
         boots.append(diff / y.shape[1])

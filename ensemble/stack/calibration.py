@@ -41,19 +41,21 @@ def cal_logit(p: np.ndarray) -> np.ndarray:
     return logit(p, CAL_EPS)
 
 
-def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 50) -> np.ndarray:
+def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 50,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Newton's method for logistic regression with intercept; `X` `(rows, d)`, targets `t` in [0, 1].
 
     Returns `(d + 1,)` coefficients, the intercept last. Small and exact: calibrators have 1–2 inputs.
     """
     A = np.column_stack([X, np.ones(len(X))])
+    s = np.ones(len(X)) if sample_weight is None else sample_weight
     w = np.zeros(A.shape[1])
-    reg = l2 * len(X) * np.eye(A.shape[1])
+    reg = l2 * s.sum() * np.eye(A.shape[1])
     reg[-1, -1] = 0.0
     for _ in range(n_iter):
         p = sigmoid(A @ w)
-        g = A.T @ (p - t) + reg @ w
-        H = (A * (p * (1 - p))[:, None]).T @ A + reg + 1e-9 * np.eye(A.shape[1])
+        g = A.T @ (s * (p - t)) + reg @ w
+        H = (A * (s * p * (1 - p))[:, None]).T @ A + reg + 1e-9 * np.eye(A.shape[1])
         step = np.linalg.solve(H, g)
         w -= step
         if np.abs(step).max() < 1e-10:
@@ -61,13 +63,14 @@ def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 5
     return w
 
 
-def _fit_intercept(x: np.ndarray, t: np.ndarray, slope: float) -> float:
+def _fit_intercept(x: np.ndarray, t: np.ndarray, slope: float, sample_weight: np.ndarray | None = None) -> float:
     """Best intercept for sigmoid(slope·x + b) with the slope fixed."""
+    s = np.ones(len(x)) if sample_weight is None else sample_weight
     b = 0.0
     for _ in range(50):
         p = sigmoid(slope * x + b)
-        h = float((p * (1 - p)).sum()) + 1e-9
-        step = float((p - t).sum()) / h
+        h = float((s * p * (1 - p)).sum()) + 1e-9
+        step = float((s * (p - t)).sum()) / h
         b -= step
         if abs(step) < 1e-10:
             break
@@ -79,7 +82,7 @@ class Calibrator:
 
     name = "none"
 
-    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+    def fit(self, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "Calibrator":
         return self
 
     def predict(self, p: np.ndarray) -> np.ndarray:
@@ -98,11 +101,11 @@ class _LinearLogistic(Calibrator):
     def _targets(self, y: np.ndarray) -> np.ndarray:
         return y
 
-    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+    def fit(self, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "Calibrator":
         x, t = self._feature(p), self._targets(y)
-        a, b = fit_logistic(x[:, None], t)
+        a, b = fit_logistic(x[:, None], t, sample_weight=sample_weight)
         if a < MIN_SLOPE:
-            a, b = MIN_SLOPE, _fit_intercept(x, t, MIN_SLOPE)
+            a, b = MIN_SLOPE, _fit_intercept(x, t, MIN_SLOPE, sample_weight)
         self.a_, self.b_ = float(a), float(b)
         return self
 
@@ -138,20 +141,20 @@ class PlattCalibrator(_LinearLogistic):
 class BetaCalibrator(Calibrator):
     name = "beta"
 
-    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+    def fit(self, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "Calibrator":
         F = self._features(p)
         keep = [0, 1]
-        w = fit_logistic(F, y)
+        w = fit_logistic(F, y, sample_weight=sample_weight)
         while any(w[k] < 0 for k in range(len(keep))) and keep:
             keep.pop(int(np.argmin(w[: len(keep)])))
-            w = fit_logistic(F[:, keep], y) if keep else None
+            w = fit_logistic(F[:, keep], y, sample_weight=sample_weight) if keep else None
         coef = np.zeros(3)
         if keep:
             coef[keep] = w[:-1]
             coef[2] = w[-1]
         if not keep or coef[:2].max() < MIN_SLOPE:
             coef[:] = [MIN_SLOPE, 0.0, 0.0]
-            coef[2] = _fit_intercept(F[:, 0], y, MIN_SLOPE)
+            coef[2] = _fit_intercept(F[:, 0], y, MIN_SLOPE, sample_weight)
         self.coef_ = coef
         return self
 
@@ -170,10 +173,11 @@ class BetaCalibrator(Calibrator):
 class IsotonicCalibrator(Calibrator):
     name = "isotonic"
 
-    def fit(self, p: np.ndarray, y: np.ndarray) -> "Calibrator":
+    def fit(self, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "Calibrator":
         from sklearn.isotonic import IsotonicRegression
 
-        self.iso_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(cal_logit(p), y)
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        self.iso_ = iso.fit(cal_logit(p), y, sample_weight=sample_weight)
         return self
 
     def predict(self, p: np.ndarray) -> np.ndarray:
@@ -204,31 +208,39 @@ def check_calibrate(name: str) -> str:
     return name
 
 
-def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray,
+                              sample_weight: np.ndarray | None = None) -> np.ndarray:
     """`(rows, calibrators)`: each calibrator's predictions for 1-D `p`, cross-validated over `folds`."""
     out = np.empty((len(p), len(CALIBRATORS)))
     for k in np.unique(folds):
         test = folds == k
         train = ~test
+        w = None if sample_weight is None else sample_weight[train]
         for c, name in enumerate(CALIBRATORS):
             if y[train].min() == y[train].max():
                 out[test, c] = p[test]
             else:
-                out[test, c] = make_calibrator(name).fit(p[train], y[train]).predict(p[test])
+                out[test, c] = make_calibrator(name).fit(p[train], y[train], w).predict(p[test])
     return out
 
 
-def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0) -> tuple[str, dict]:
+def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0,
+                      sample_weight: np.ndarray | None = None) -> tuple[str, dict]:
     """`auto`: the calibrator with the best cross-validated score, kept only when its gain over `none`
     is credibly positive (paired bootstrap interval above zero, Bonferroni over the calibrators);
-    else `none`. Returns the name and what decided it."""
-    from ensemble.stack.bootstrap import gain_interval
+    else `none`. Rows count by `sample_weight` (density-ratio weights) in fits and scores.
+    Returns the name and what decided it."""
+    from ensemble.stack.bootstrap import gain_interval, weighted_label_score
     from ensemble.stack.hillclimb import column_scores
 
     if len(np.unique(folds)) < 2 or y.min() == y.max():
         return "none", {"rule": "none: too few folds or one class, so no calibrator can be shown to help"}
-    oof = cv_calibrator_predictions(p, y, folds)
-    scores = dict(zip(CALIBRATORS, column_scores(y, oof).tolist()))
+    oof = cv_calibrator_predictions(p, y, folds, sample_weight)
+    if sample_weight is None:
+        values = column_scores(y, oof)
+    else:
+        values = np.array([weighted_label_score(oof[:, c], y, sample_weight[None, :])[0] for c in range(oof.shape[1])])
+    scores = dict(zip(CALIBRATORS, values.tolist()))
     best = min(scores, key=scores.get)
     note: dict[str, Any] = {"cv_scores": {k: round(v, 6) for k, v in scores.items()}}
     if best == "none":
@@ -238,7 +250,7 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
     if len(p) > AUTO_BOOT_ROWS:  # a subsample widens the interval (errs towards none) and bounds the cost
         rows = np.sort(np.random.default_rng(seed).choice(len(p), AUTO_BOOT_ROWS, replace=False))
     g = gain_interval(y[rows, None], oof[rows][:, [CALIBRATORS.index(best)]], p[rows, None], n_boot=AUTO_BOOT,
-                      alpha=alpha, seed=seed)
+                      alpha=alpha, seed=seed, weights=None if sample_weight is None else sample_weight[rows])
     note["gain"] = {k: round(g[k], 6) for k in ("gain", "lo", "hi")}
     if g["lo"] > 0:
         return best, {**note, "rule": f"{best}: gain over none {g['gain']:+.4f}, interval above zero"}
@@ -246,17 +258,18 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
                                     "reaches zero"}
 
 
-def fit_calibrators(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str) -> tuple[list[Calibrator], list[dict]]:
+def fit_calibrators(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str,
+                    sample_weight: np.ndarray | None = None) -> tuple[list[Calibrator], list[dict]]:
     """Fit one calibrator per label on blend `S` `(rows, labels)`; `auto` chooses by `choose_calibrator`."""
     check_calibrate(method)
     cals, notes = [], []
     for j in range(S.shape[1]):
         name, note = method, {}
         if method == "auto":
-            name, note = choose_calibrator(S[:, j], y[:, j], folds)
+            name, note = choose_calibrator(S[:, j], y[:, j], folds, sample_weight=sample_weight)
         cal = make_calibrator(name)
         if y[:, j].min() != y[:, j].max():
-            cal.fit(S[:, j], y[:, j])
+            cal.fit(S[:, j], y[:, j], sample_weight)
         else:
             cal = make_calibrator("none")
         cals.append(cal)

@@ -75,9 +75,10 @@ class Decision:
 
 def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: Sequence[np.ndarray],
            y_trusted: np.ndarray, other: Sequence[np.ndarray] | None = None, y_other: np.ndarray | None = None,
-           alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0) -> Decision:
+           alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0, weights: np.ndarray | None = None) -> Decision:
     """Apply the rule above; `scores` are the trusted nested scores, `trusted`/`other` the nested
-    predictions `(rows, labels)` of each candidate on the trusted and the other rows."""
+    predictions `(rows, labels)` of each candidate on the trusted and the other rows; `weights`
+    (density ratios) weigh the trusted rows."""
     score = np.array([np.inf if s is None or not np.isfinite(s) else s for s in scores])
     raw = [i for i, c in enumerate(cands) if c.is_raw_run]
     if not raw:
@@ -87,7 +88,7 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
     level = alpha / max(1, len(challengers))
     tests: list[dict[str, Any]] = [{} for _ in cands]
     for i in challengers:
-        g = gain_interval(y_trusted, trusted[i], trusted[base], n_boot=n_boot, alpha=level, seed=seed)
+        g = gain_interval(y_trusted, trusted[i], trusted[base], n_boot=n_boot, alpha=level, seed=seed, weights=weights)
         test = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level}
         passed = bool(g["lo"] > 0)
         if other is not None and passed:

@@ -29,8 +29,9 @@ class FitCache:
     instead of 1 + K + K² for the whole nested run.
     """
 
-    def __init__(self, factory: BlenderFactory, P: np.ndarray, y: np.ndarray, folds: np.ndarray) -> None:
-        self.factory, self.P, self.y, self.folds = factory, P, y, folds
+    def __init__(self, factory: BlenderFactory, P: np.ndarray, y: np.ndarray, folds: np.ndarray,
+                 weights: np.ndarray | None = None) -> None:
+        self.factory, self.P, self.y, self.folds, self.weights = factory, P, y, folds, weights
         self.fits: dict[frozenset, Blender] = {}
 
     def rows(self, excluded: frozenset) -> np.ndarray:
@@ -44,7 +45,8 @@ class FitCache:
 
 
 class StackPipeline:
-    """Blender then per-label calibrator, fitted together on `(P, y, folds)`."""
+    """Blender then per-label calibrator, fitted together on `(P, y, folds)`; the calibrators count rows by
+    the cache's weights (density ratios of test-like rows) where it has them, the blenders do not."""
 
     def __init__(self, factory: BlenderFactory, calibrate: str = "auto") -> None:
         self.factory = factory
@@ -70,7 +72,8 @@ class StackPipeline:
                 S[rows] = cache.get(excluded | {f}).predict(P[rows])
         else:
             S = self.blender_.predict(P)
-        self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate)
+        w = None if cache.weights is None else cache.weights[train]
+        self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w)
         return self
 
     def predict(self, P: np.ndarray) -> np.ndarray:
@@ -125,7 +128,13 @@ def run_scores(P: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.mean(per_label, axis=0)
 
 
-def best_single_run(P: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
-    """Index of the run with the best raw OOF competition score, and every run's score."""
-    scores = run_scores(P, y)
+def best_single_run(P: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[int, np.ndarray]:
+    """Index of the run with the best raw OOF competition score (rows weighted when `weights`), and every
+    run's score."""
+    if weights is None:
+        scores = run_scores(P, y)
+    else:
+        from ensemble.stack.bootstrap import weighted_score
+
+        scores = np.array([weighted_score(y, P[:, r, :], weights).score for r in range(P.shape[1])])
     return int(np.argmin(scores)), scores

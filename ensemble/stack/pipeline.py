@@ -17,11 +17,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ensemble.errors import ConfigError, DataError, EnsError
-from ensemble.metric import MetricError, ScoreParts, competition_score
+from ensemble.metric import MetricError, ScoreParts
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
 from ensemble.stack.decide import Candidate, Decision, candidates, decide
-from ensemble.stack.bootstrap import gain_interval
+from ensemble.stack.bootstrap import gain_interval, weighted_score
 from ensemble.stack.nested import FitCache, Progress, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.prior import adapt_prior, sensitivity_table
 
@@ -52,9 +52,22 @@ class _Data:
     y: np.ndarray
     folds: np.ndarray
     tl: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    w_tl: np.ndarray | None = None  # density-ratio weight per test-like row (mean 1), or None
+
+    @property
+    def trusted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """`(P, y, weights)` of the rows whose score to trust: test-like when given, else clean."""
+        return (self.tl[0], self.tl[1], self.w_tl) if self.tl is not None else (self.P, self.y, None)
 
 
-def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl) -> _Data:
+def _check_weights(w_tl, n_rows: int) -> np.ndarray:
+    w = np.asarray(w_tl, dtype=np.float64)
+    if w.shape != (n_rows,) or not np.isfinite(w).all() or (w <= 0).any():
+        raise DataError(f"w_tl must hold one positive, finite weight per test-like row ({n_rows},); got shape {w.shape}")
+    return w / w.mean()
+
+
+def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None) -> _Data:
     P = check_tensor(P_oof, "P_oof")
     y = check_targets(y, P)
     folds = check_folds(folds, P.shape[0])
@@ -73,10 +86,13 @@ def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl) -> _Data:
         if unknown.size:
             raise DataError(f"folds_tl holds fold ids {unknown.tolist()} absent from the OOF folds")
         tl = (Pt, check_targets(y_tl, Pt, "y_tl"), ft)
-    return _Data(P, y, folds, tl)
+    if w_tl is not None and tl is None:
+        raise ConfigError("w_tl weighs test-like rows; none given")
+    return _Data(P, y, folds, tl, None if w_tl is None else _check_weights(w_tl, tl[0].shape[0]))
 
 
-def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray | None]:
+    """The rows blenders and calibrators are fitted on, and their weights (None: all equal)."""
     if fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}; got {fit_on!r}")
     if fit_on == "auto":
@@ -85,10 +101,11 @@ def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarra
         raise ConfigError(f"fit_on={fit_on!r} needs test-like OOF (P_tl, y_tl, folds_tl); none given")
     clean = (data.P, data.y, data.folds)
     if fit_on == "clean":
-        return fit_on, clean
+        return fit_on, clean, None
     if fit_on == "testlike":
-        return fit_on, data.tl
-    return fit_on, tuple(np.concatenate([a, b]) for a, b in zip(clean, data.tl))
+        return fit_on, data.tl, data.w_tl
+    weights = None if data.w_tl is None else np.concatenate([np.ones(len(data.y)), data.w_tl])
+    return fit_on, tuple(np.concatenate([a, b]) for a, b in zip(clean, data.tl)), weights
 
 
 def _factory(method: str, params: dict | None, seed: int) -> Callable:
@@ -99,9 +116,10 @@ def _factory(method: str, params: dict | None, seed: int) -> Callable:
     return lambda: make_blender(method, **params)
 
 
-def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str) -> ScoreParts | None:
+def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str,
+           weights: np.ndarray | None = None) -> ScoreParts | None:
     try:
-        return competition_score(y, p)
+        return weighted_score(y, p, weights)
     except MetricError as err:
         warnings.append(f"{what}: {err}")
         return None
@@ -110,28 +128,29 @@ def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str) -> Scor
 def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, progress) -> tuple[StackPipeline, dict]:
     """Nested and in-sample scores of one method, and the pipeline fitted on the whole fit set."""
     factory = _factory(method, params, seed)
-    fit_on, (Pf, yf, ff) = _fit_set(data, fit_on)
+    fit_on, (Pf, yf, ff), wf = _fit_set(data, fit_on)
     evals = {"clean": (data.P, data.folds)}
     if data.tl is not None:
         evals["testlike"] = (data.tl[0], data.tl[2])
     warnings: list[str] = []
-    cache = FitCache(factory, Pf, yf, ff)
+    cache = FitCache(factory, Pf, yf, ff, wf)
     oof = nested_predict(factory, (Pf, yf, ff), evals, calibrate, progress, cache)
     final = StackPipeline(factory, calibrate).fit_cached(cache, frozenset())
     nested = {"clean": _score(data.y, oof["clean"], warnings, "nested clean score")}
     if data.tl is not None:
-        nested["testlike"] = _score(data.tl[1], oof["testlike"], warnings, "nested test-like score")
+        nested["testlike"] = _score(data.tl[1], oof["testlike"], warnings, "nested test-like score", data.w_tl)
     fit_oof = {"clean": oof["clean"], "testlike": oof.get("testlike")}
     p_fit = fit_oof[fit_on] if fit_on != "both" else np.concatenate([oof["clean"], oof["testlike"]])
-    in_sample = _score(yf, final.predict(Pf), warnings, "in-sample score")
-    nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set")
+    in_sample = _score(yf, final.predict(Pf), warnings, "in-sample score", wf)
+    nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", wf)
     trust = "testlike" if data.tl is not None else "clean"
-    Pt, yt = (data.tl[0], data.tl[1]) if trust == "testlike" else (data.P, data.y)
-    best, singles = best_single_run(Pt, yt)
-    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed)
+    Pt, yt, wt = data.trusted
+    best, singles = best_single_run(Pt, yt, wt)
+    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt)
     gain.update(best_run=best, best_run_score=float(singles[best]), on=trust)
     return final, {
         "fit_on": fit_on, "oof": oof, "nested": nested, "in_sample": in_sample, "p_fit": p_fit, "y_fit": yf,
+        "weighted": wf is not None,
         "optimism": None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score,
         "gain": gain, "warnings": warnings,
     }
@@ -184,8 +203,8 @@ def stack(
     P_oof: np.ndarray | None, y: np.ndarray | None, folds: np.ndarray | None, P_test: np.ndarray, *,
     method: str, params: dict | None = None, calibrate: str = "auto", test_prior: str | float = "none",
     fit_on: str = "auto", P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None,
-    folds_tl: np.ndarray | None = None, labels: Sequence[str], seed: int = 0, n_boot: int = 100,
-    progress: Progress | None = None,
+    folds_tl: np.ndarray | None = None, w_tl: np.ndarray | None = None, labels: Sequence[str], seed: int = 0,
+    n_boot: int = 100, progress: Progress | None = None,
 ) -> StackResult:
     """Blend, calibrate and prior-adapt test predictions with `method`; score it by nested CV."""
     start = time.perf_counter()
@@ -196,7 +215,7 @@ def stack(
         raise DataError(f"labels names {len(labels)} columns but P_test has {P_test.shape[2]} labels")
     if P_oof is None:
         return _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start)
-    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl)
+    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl)
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     final, ev = _evaluate(method, params, data, calibrate, fit_on, seed, n_boot, progress)
@@ -234,7 +253,7 @@ def compare(
     P_oof: np.ndarray, y: np.ndarray, folds: np.ndarray, *, run_names: Sequence[str] | None = None,
     methods: Sequence[str] | None = None, calibrate: str = "auto", fit_on: str = "auto",
     P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
-    seed: int = 0, n_boot: int = 100, progress: Progress | None = None,
+    w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = 100, progress: Progress | None = None,
 ) -> Comparison:
     """Every candidate (each run raw and calibrated, each method) by nested CV, and the one to write.
 
@@ -242,7 +261,7 @@ def compare(
     gain over the best single run with its interval, seconds, and whether the decision chose it.
     """
     check_calibrate(calibrate)
-    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl)
+    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl)
     names = list(run_names) if run_names is not None else [f"run{r}" for r in range(data.P.shape[1])]
     if len(names) != data.P.shape[1]:
         raise DataError(f"run_names names {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
@@ -257,9 +276,10 @@ def compare(
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
         if progress:
             progress(f"{cand.name}: {rows[-1].get('score')}")
-    y_trusted = data.tl[1] if data.tl is not None else data.y
+    _, y_trusted, w_trusted = data.trusted
     other = (clean, data.y) if data.tl is not None else (None, None)
-    decision = decide(cands, [r.get("score") for r in rows], trusted, y_trusted, *other, seed=seed)
+    decision = decide(cands, [r.get("score") for r in rows], trusted, y_trusted, *other, seed=seed,
+                      weights=w_trusted)
     for i, row in enumerate(rows):
         row["chosen"] = i == decision.chosen
     return Comparison(cands, rows, decision)
