@@ -87,6 +87,7 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     from ensemble.fold_job import FoldContext, run_fold
 
     emit = progress or (lambda event: None)
+    check_competition_audio(ws, comp, emit)
     folds = ensure_folds(ws, comp, opts.folds, opts.seed)
     n_folds = int(folds["fold"].nunique())
     opts = replace(opts, folds=n_folds)  # resumed and merged calls need not repeat --folds
@@ -110,6 +111,18 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
         emit({"stage": "partial", "missing": missing})
         return None
     return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
+
+
+def check_competition_audio(ws: Workspace, comp: Competition, emit: Progress,
+                            splits: tuple[str, ...] = ("train", "test", "unlabeled")) -> None:
+    """Every audio file opens, decodes and has a sane rate and length, before any compute is spent."""
+    from ensemble.audio.check import CACHE_NAME, check_audio_files, competition_audio
+
+    files = competition_audio(comp, splits)
+    started = time.perf_counter()
+    probed = check_audio_files(files, ws.models_dir / CACHE_NAME)
+    emit({"stage": "audio_checked", "files": len(files), "probed": probed,
+          "seconds": round(time.perf_counter() - started, 2)})
 
 
 def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
