@@ -68,11 +68,11 @@ def command(*args, **kwargs) -> Callable:
 
 
 def _context(workspace: Path | None, data: Path | None):
-    from ensemble.competition import Competition
+    from ensemble.competition import open_competition
     from ensemble.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    return ws, Competition.load(ws.data_dir(data))
+    return ws, open_competition(ws, data)
 
 
 def console():
@@ -344,7 +344,9 @@ def report_cmd(
 
     ws = Workspace.resolve(workspace)
     if data is not None:
-        ws.data_dir(data)
+        from ensemble.competition import open_competition
+
+        open_competition(ws, data)
     with event_printer(console()) as show:
         folder = write_report(ws, out, runs or None, restack=restack, progress=show)
     typer.echo(f"report: {folder / 'index.html'}")
