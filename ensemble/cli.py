@@ -67,12 +67,13 @@ def command(*args, **kwargs) -> Callable:
     return decorate
 
 
-def _context(workspace: Path | None, data: Path | None):
+def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = ()):
+    """The workspace and its validated competition folder (with the audio of `audio` splits checked)."""
     from ensemble.competition import open_competition
     from ensemble.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    return ws, open_competition(ws, data)
+    return ws, open_competition(ws, data, audio)
 
 
 def console():
@@ -187,7 +188,11 @@ def finetune_cmd(
     from ensemble.finetune import FinetuneOptions, finetune
     from ensemble.progress import event_printer
 
-    ws, comp = _context(workspace, data)
+    from ensemble.workspace import check_name
+
+    if name is not None:
+        check_name(name, "run")  # before the folder is checked or anything written
+    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
                   device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
@@ -246,9 +251,12 @@ def oof_cmd(
 
     if split != "all" and split not in SPLITS:
         fail(f"--split must be one of all, {', '.join(SPLITS)}; got {split!r}")
-    ws, comp = _context(workspace, data)
+    from ensemble.audio.check import audio_splits
+
+    splits = SPLITS if split == "all" else (split,)
+    ws, comp = _context(workspace, data, audio=audio_splits(splits))
     with event_printer(console()) as show:
-        diffs = run_oof(ws, comp, run, SPLITS if split == "all" else (split,), provider, batch_size, progress=show)
+        diffs = run_oof(ws, comp, run, splits, provider, batch_size, progress=show)
     for name, diff in diffs.items():
         typer.echo(f"{run} {name}: max |p_onnx - p_previous| = {diff:.2e}")
 
@@ -288,6 +296,10 @@ def stack_cmd(
     from ensemble.present import compare_table, prior_table, stack_summary
     from ensemble.submission import submission_frame, write_submission
 
+    from ensemble.workspace import check_name
+
+    if name is not None:
+        check_name(name, "submission")  # before any compute is spent
     ws, comp = _context(workspace, data)
     params = _parse_params(param)
     if compare:
@@ -298,7 +310,7 @@ def stack_cmd(
         method, params = rows[0]["method"], {}
     result, sidecar = stack_runs(ws, comp, runs, method, params=params, calibrate=calibrate, test_prior=test_prior,
                                  fit_on=fit_on, seed=seed)
-    out = write_submission(ws, name or default_name(method, runs), submission_frame(result.test, comp), comp,
+    out = write_submission(ws, name if name is not None else default_name(method, runs), submission_frame(result.test, comp), comp,
                            sidecar, force=force)
     console().print(stack_summary(out, result))
     if test_prior != "none" and (table := prior_table(result)) is not None:

@@ -186,10 +186,15 @@ def check_same_ids(ids: pd.Series, expected: pd.Series, source: Path | str, refe
         raise DataError(f"{source}: id {missing[0]!r} from {reference} is missing ({len(missing)} missing ids)")
 
 
-def open_competition(ws, data: Path | str | None = None) -> Competition:
-    """The workspace's competition folder (`data` overrides it), validated; `data` is remembered in
-    `ens.toml` only once it validated, so a bad folder is never remembered."""
+def open_competition(ws, data: Path | str | None = None, audio: tuple[str, ...] = ()) -> Competition:
+    """The workspace's competition folder (`data` overrides it), validated: its CSVs, and the audio of
+    the `audio` splits (train, test, unlabeled) for commands that read it. `data` is remembered in
+    `ens.toml` only once the folder validated, so a bad folder is never remembered."""
     comp = Competition.load(ws.data_dir(data, remember=False)).validate()
+    if audio:
+        from ensemble.audio.check import check_competition_audio
+
+        check_competition_audio(ws, comp, audio)
     if data is not None:
         ws.remember_data(comp.root)
     return comp

@@ -17,6 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
+from ensemble.audio.check import check_competition_audio
 from ensemble.competition import Competition
 from ensemble.errors import ConfigError, ExistsError
 from ensemble.folds import ensure_folds, folds_fingerprint
@@ -53,7 +54,7 @@ class FinetuneOptions:
 
     @property
     def run_name(self) -> str:
-        return self.name or Path(self.model.rstrip("/")).name.replace("/", "-")
+        return self.name if self.name is not None else Path(self.model.rstrip("/")).name.replace("/", "-")
 
     def identity(self) -> dict:
         """The options that must match for a resumed or merged run (not the fold subset)."""
@@ -87,7 +88,8 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     from ensemble.fold_job import FoldContext, run_fold
 
     emit = progress or (lambda event: None)
-    check_competition_audio(ws, comp, emit)
+    ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
+    check_competition_audio(ws, comp, progress=emit)
     folds = ensure_folds(ws, comp, opts.folds, opts.seed)
     n_folds = int(folds["fold"].nunique())
     opts = replace(opts, folds=n_folds)  # resumed and merged calls need not repeat --folds
@@ -111,18 +113,6 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
         emit({"stage": "partial", "missing": missing})
         return None
     return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
-
-
-def check_competition_audio(ws: Workspace, comp: Competition, emit: Progress,
-                            splits: tuple[str, ...] = ("train", "test", "unlabeled")) -> None:
-    """Every audio file opens, decodes and has a sane rate and length, before any compute is spent."""
-    from ensemble.audio.check import CACHE_NAME, check_audio_files, competition_audio
-
-    files = competition_audio(comp, splits)
-    started = time.perf_counter()
-    probed = check_audio_files(files, ws.models_dir / CACHE_NAME)
-    emit({"stage": "audio_checked", "files": len(files), "probed": probed,
-          "seconds": round(time.perf_counter() - started, 2)})
 
 
 def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import soundfile as sf
 
@@ -120,3 +122,23 @@ def competition_audio(comp, splits: tuple[str, ...] = ("train", "test", "unlabel
     if "unlabeled" in splits:
         files += [AudioFile("unlabeled_data", p.stem, os.path.relpath(p, comp.root), p) for p in comp.unlabeled_paths()]
     return files
+
+
+ALL_SPLITS = ("train", "test", "unlabeled")
+
+
+def audio_splits(prediction_splits) -> tuple[str, ...]:
+    """The audio `ens oof` reads for its splits: test-like clips are rendered from train audio."""
+    wanted = {"train": "train", "test": "test", "testlike": "train"}
+    return tuple(sorted({wanted[s] for s in prediction_splits}))
+
+
+def check_competition_audio(ws, comp, splits: tuple[str, ...] = ALL_SPLITS,
+                            progress: Callable[[dict], None] | None = None) -> None:
+    """Every audio file of `comp` in `splits` is usable, checked before any compute (cached in `ws`)."""
+    files = competition_audio(comp, splits)
+    started = time.perf_counter()
+    probed = check_audio_files(files, ws.models_dir / CACHE_NAME)
+    if progress is not None and probed:
+        progress({"stage": "audio_checked", "files": len(files), "probed": probed,
+                  "seconds": round(time.perf_counter() - started, 2)})
