@@ -187,18 +187,16 @@ def finetune_cmd(
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
     from ensemble.finetune import FinetuneOptions, finetune
     from ensemble.progress import event_printer
-
     from ensemble.workspace import check_name
 
-    if name is not None:
-        check_name(name, "run")  # before the folder is checked or anything written
-    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
                   device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
     if config is not None:
         values = _merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
+    check_name(opts.run_name, "run")  # options first, then the folder and its audio, then compute
+    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
         run = finetune(ws, comp, opts, force=force, progress=show)
     if run is None:
