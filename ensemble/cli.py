@@ -67,12 +67,13 @@ def command(*args, **kwargs) -> Callable:
     return decorate
 
 
-def _context(workspace: Path | None, data: Path | None):
-    from ensemble.competition import Competition
+def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = ()):
+    """The workspace and its validated competition folder (with the audio of `audio` splits checked)."""
+    from ensemble.competition import open_competition
     from ensemble.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    return ws, Competition.load(ws.data_dir(data))
+    return ws, open_competition(ws, data, audio)
 
 
 def console():
@@ -187,14 +188,16 @@ def finetune_cmd(
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
     from ensemble.finetune import FinetuneOptions, finetune
     from ensemble.progress import event_printer
+    from ensemble.workspace import check_name
 
-    ws, comp = _context(workspace, data)
     values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
                   device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
     if config is not None:
         values = _merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
+    check_name(opts.run_name, "run")  # options first, then the folder and its audio, then compute
+    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
         run = finetune(ws, comp, opts, force=force, progress=show)
     if run is None:
@@ -247,9 +250,12 @@ def oof_cmd(
 
     if split != "all" and split not in SPLITS:
         fail(f"--split must be one of all, {', '.join(SPLITS)}; got {split!r}")
-    ws, comp = _context(workspace, data)
+    from ensemble.audio.check import audio_splits
+
+    splits = SPLITS if split == "all" else (split,)
+    ws, comp = _context(workspace, data, audio=audio_splits(splits))
     with event_printer(console()) as show:
-        diffs = run_oof(ws, comp, run, SPLITS if split == "all" else (split,), provider, batch_size, progress=show)
+        diffs = run_oof(ws, comp, run, splits, provider, batch_size, progress=show)
     for name, diff in diffs.items():
         typer.echo(f"{run} {name}: max |p_onnx - p_previous| = {diff:.2e}")
 
@@ -288,7 +294,10 @@ def stack_cmd(
     from ensemble.blend import compare_methods, default_name, stack_runs
     from ensemble.present import compare_table, prior_table, stack_summary
     from ensemble.submission import submission_frame, write_submission
+    from ensemble.workspace import check_name
 
+    if name is not None:
+        check_name(name, "submission")  # before any compute is spent
     ws, comp = _context(workspace, data)
     params = _parse_params(param)
     comparison = None
@@ -302,7 +311,7 @@ def stack_cmd(
         method = "auto"
     result, sidecar = stack_runs(ws, comp, runs, method, params=params, calibrate=calibrate, test_prior=test_prior,
                                  fit_on=fit_on, seed=seed, comparison=comparison)
-    out = write_submission(ws, name or default_name(method, runs), submission_frame(result.test, comp), comp,
+    out = write_submission(ws, name if name is not None else default_name(method, runs), submission_frame(result.test, comp), comp,
                            sidecar, force=force)
     console().print(stack_summary(out, result, sidecar["recipe"].get("decision")))
     if test_prior != "none" and (table := prior_table(result)) is not None:
@@ -349,7 +358,9 @@ def report_cmd(
 
     ws = Workspace.resolve(workspace)
     if data is not None:
-        ws.data_dir(data)
+        from ensemble.competition import open_competition
+
+        open_competition(ws, data)
     with event_printer(console()) as show:
         folder = write_report(ws, out, runs or None, restack=restack, progress=show)
     typer.echo(f"report: {folder / 'index.html'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,31 @@ def check_ids(ids: pd.Series, source: Path | str) -> None:
         raise DataError(f"{source}: duplicate id {dup.iloc[0]!r}")
 
 
+def check_rows(df: pd.DataFrame, source: Path | str) -> None:
+    """A CSV with a header and no rows is refused before anything is fitted on it."""
+    if df.empty:
+        raise DataError(f"{source}: no rows, only a header; expected one row per clip")
+
+
+def check_paths(df: pd.DataFrame, root: Path, source: Path | str) -> None:
+    """Every `path` is relative and resolves (symlinks followed) inside the competition folder `root`.
+
+    A CSV is input from strangers: `../../etc/passwd`, `/home/x/a.ogg` or a symlink out of the folder
+    would have ens read (and train on) files the user never meant to hand it.
+    """
+    inside = os.path.realpath(root)
+    for rid, rel in zip(df["id"], df["path"]):
+        if not isinstance(rel, str) or not rel.strip():
+            raise DataError(f"{source}: id {rid!r} has an empty path; expected a path relative to {root}")
+        if os.path.isabs(rel):
+            raise DataError(f"{source}: id {rid!r} has the absolute path {rel!r}; "
+                            f"expected a path relative to the competition folder {root}")
+        real = os.path.realpath(os.path.join(inside, rel))
+        if os.path.commonpath([inside, real]) != inside:
+            raise DataError(f"{source}: id {rid!r} has path {rel!r}, which resolves to {real}, outside the "
+                            f"competition folder {root}; paths must stay inside it")
+
+
 @dataclass
 class Competition:
     """A competition folder as DESIGN.md describes it; `sample_submission.csv` defines the labels."""
@@ -47,6 +73,7 @@ class Competition:
         path = root / "sample_submission.csv"
         sample = read_csv(path)
         require_columns(sample, ["id"], path)
+        check_rows(sample, path)
         check_ids(sample["id"], path)
         if len(sample.columns) < 2:
             raise DataError(f"{path}: no label columns besides 'id'")
@@ -68,9 +95,11 @@ class Competition:
         path = self.root / "train.csv"
         df = read_csv(path)
         require_columns(df, ["id", "path"], path)
+        check_rows(df, path)
         check_ids(df["id"], path)
         if "label" not in df.columns:
             require_columns(df, self.labels, path)
+        check_paths(df, self.root, path)
         return df
 
     @cached_property
@@ -84,9 +113,17 @@ class Competition:
         path = self.root / "test.csv"
         df = read_csv(path)
         require_columns(df, ["id", "path"], path)
+        check_rows(df, path)
         check_ids(df["id"], path)
         check_same_ids(df["id"], self.test_ids, path, self.root / "sample_submission.csv")
+        check_paths(df, self.root, path)
         return df
+
+    def validate(self) -> "Competition":
+        """Check every CSV now (columns, ids, labels, paths), not when a later step first reads it."""
+        self.targets
+        self.test
+        return self
 
     @property
     def groups(self) -> np.ndarray | None:
@@ -103,6 +140,10 @@ class Competition:
 
     def fingerprint(self) -> dict[str, str]:
         """Hashes of the CSVs and of the audio list (names and sizes): runs on other data never blend."""
+        return dict(self._fingerprint)
+
+    @cached_property
+    def _fingerprint(self) -> dict[str, str]:
         files = {name: self.root / name for name in ("train.csv", "test.csv", "sample_submission.csv")}
         prints = {name: file_sha256(p) for name, p in files.items() if p.is_file()}
         digest = hashlib.sha256()
@@ -143,3 +184,17 @@ def check_same_ids(ids: pd.Series, expected: pd.Series, source: Path | str, refe
             raise DataError(f"{source}: id {extra[0]!r} is not in {reference} ({len(extra)} unknown ids)")
         missing = sorted(want - have)
         raise DataError(f"{source}: id {missing[0]!r} from {reference} is missing ({len(missing)} missing ids)")
+
+
+def open_competition(ws, data: Path | str | None = None, audio: tuple[str, ...] = ()) -> Competition:
+    """The workspace's competition folder (`data` overrides it), validated: its CSVs, and the audio of
+    the `audio` splits (train, test, unlabeled) for commands that read it. `data` is remembered in
+    `ens.toml` only once the folder validated, so a bad folder is never remembered."""
+    comp = Competition.load(ws.data_dir(data, remember=False)).validate()
+    if audio:
+        from ensemble.audio.check import check_competition_audio
+
+        check_competition_audio(ws, comp, audio)
+    if data is not None:
+        ws.remember_data(comp.root)
+    return comp

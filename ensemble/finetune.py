@@ -17,6 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
+from ensemble.audio.check import check_competition_audio
 from ensemble.competition import Competition
 from ensemble.errors import ConfigError, ExistsError
 from ensemble.folds import ensure_folds, folds_fingerprint
@@ -53,7 +54,7 @@ class FinetuneOptions:
 
     @property
     def run_name(self) -> str:
-        return self.name or Path(self.model.rstrip("/")).name.replace("/", "-")
+        return self.name if self.name is not None else Path(self.model.rstrip("/")).name.replace("/", "-")
 
     def identity(self) -> dict:
         """The options that must match for a resumed or merged run (not the fold subset)."""
@@ -87,6 +88,8 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     from ensemble.fold_job import FoldContext, run_fold
 
     emit = progress or (lambda event: None)
+    ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
+    check_competition_audio(ws, comp, progress=emit)
     folds = ensure_folds(ws, comp, opts.folds, opts.seed)
     n_folds = int(folds["fold"].nunique())
     opts = replace(opts, folds=n_folds)  # resumed and merged calls need not repeat --folds

@@ -12,7 +12,7 @@ import pandas as pd
 from ensemble.competition import Competition, check_same_ids
 from ensemble.errors import DataError
 from ensemble.folds import FOLDS_FILE, ensure_folds, folds_fingerprint, load_folds
-from ensemble.io import file_sha256, read_csv, write_parquet
+from ensemble.io import file_sha256, read_csv, umask_mode, write_parquet
 from ensemble.provenance import now_iso, package_versions
 from ensemble.runs import (OOF_FILE, TEST_FILE, TESTLIKE_FILE as TESTLIKE_OOF_FILE, Run, load_run, validate_oof,
                            validate_test, write_manifest, write_run_file)
@@ -51,6 +51,7 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     }
     ws.models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=ws.models_dir))
+    staging.chmod(umask_mode(directory=True))
     try:
         manifest["files"][TEST_FILE] = write_run_file(test, staging, TEST_FILE)
         if oof is not None:

@@ -22,6 +22,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, umask_mode(directory=False))  # mkstemp makes it 0600; teammates should read outputs
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -107,3 +108,14 @@ def frame_sha256(df: pd.DataFrame) -> str:
     digest.update(json.dumps(list(map(str, df.columns))).encode())
     digest.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
     return digest.hexdigest()
+
+
+def umask_mode(directory: bool) -> int:
+    """The mode `open`/`mkdir` would give under the current umask (0666/0777 & ~umask).
+
+    `tempfile.mkstemp`/`mkdtemp` create private (0600/0700) entries whatever the umask; files and run
+    folders renamed into place from them get this mode instead, so a shared machine's team can read them.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask

@@ -48,6 +48,9 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     if manifest.get("kind") != "finetune":
         raise ContractError(f"run {name!r} has no ONNX folds to run (its kind is {manifest.get('kind', '?')!r}; "
                             "only runs made by `ens finetune` have them)")
+    from ensemble.audio.check import audio_splits, check_competition_audio
+
+    check_competition_audio(ws, comp, audio_splits(splits), progress=emit)
     folds = load_folds(ws)
     labels, max_seconds = comp.labels, float(manifest["options"]["max_seconds"])
     clips = load_testlike(ws) if "testlike" in splits else None

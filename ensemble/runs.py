@@ -143,17 +143,35 @@ def write_manifest(run_dir: Path, manifest: dict) -> None:
     write_json(manifest, run_dir / MANIFEST_FILE)
 
 
-def check_compatible(runs: list[Run]) -> None:
-    """Runs blend only when they share labels, folds and data; the first mismatch is named."""
-    first = runs[0]
-    for run in runs[1:]:
-        for key, what in (("labels", "label columns"), ("folds_fingerprint", "folds"), ("data", "data")):
-            a, b = first.manifest.get(key), run.manifest.get(key)
-            if key == "data":
-                a = {k: v for k, v in (a or {}).items() if k in ("test.csv", "sample_submission.csv", "train.csv")}
-                b = {k: v for k, v in (b or {}).items() if k in a}
-                a = {k: v for k, v in a.items() if k in b}
-            if key == "folds_fingerprint" and (a is None or b is None):
-                continue
-            if a != b:
-                raise ContractError(f"runs {first.name!r} and {run.name!r} were made on different {what}; they cannot be blended")
+DATA_KEYS = ("train.csv", "test.csv", "sample_submission.csv", "audio")
+
+
+def check_compatible(runs: list[Run], data: dict[str, str] | None = None, folds: str | None = None,
+                     labels: list[str] | None = None) -> None:
+    """Runs blend only when each was made on the same labels, folds and data; the first mismatch is named.
+
+    With `data` (the competition's fingerprints), `folds` (the workspace's folds fingerprint) and
+    `labels`, every run is checked against the current competition, a lone run included; without
+    them, against the first run. Only fingerprints both sides recorded are compared.
+    """
+    current = data is not None
+    where = "the competition folder" if current else f"run {runs[0].name!r}"
+    ref_labels = labels if labels is not None else runs[0].labels
+    ref_data = data if current else runs[0].manifest.get("data") or {}
+    ref_folds = folds if current else runs[0].manifest.get("folds_fingerprint")
+    for run in runs if current else runs[1:]:
+        if run.labels != ref_labels:
+            raise ContractError(f"run {run.name!r} has label columns {run.labels}; {where} has {ref_labels}: "
+                                "runs with different label columns cannot be blended")
+        made_on = run.manifest.get("data") or {}
+        for key in DATA_KEYS:
+            if key in made_on and key in ref_data and made_on[key] != ref_data[key]:
+                raise ContractError(
+                    f"run {run.name!r} was made on different data than {where}: {key} differs "
+                    f"(sha256 {made_on[key][:12]}… vs {ref_data[key][:12]}…); re-run or re-import it on the current data")
+        run_folds = run.manifest.get("folds_fingerprint")
+        if run_folds is not None and (ref_folds is not None or current) and run_folds != ref_folds:
+            target = f"the workspace's folds (models/folds.parquet)" if current else where
+            ref = f"{ref_folds[:12]}…" if ref_folds else "none: the workspace has no folds file"
+            raise ContractError(f"run {run.name!r} was made on different folds than {target} "
+                                f"(fingerprint {run_folds[:12]}… vs {ref}); it cannot be blended with them")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition
-from ensemble.errors import ContractError
-from ensemble.folds import load_folds
+from ensemble.competition import Competition, check_same_ids
+from ensemble.errors import DataError
+from ensemble.folds import FOLDS_FILE, folds_fingerprint, load_folds
 from ensemble.probability import logit, sigmoid
-from ensemble.runs import Run, check_compatible
+from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, check_compatible, validate_oof, validate_test
 from ensemble.testlike_set import load_testlike
 from ensemble.workspace import Workspace
 
@@ -44,6 +45,7 @@ def test_tensor(runs: list[Run], comp: Competition) -> np.ndarray:
     out = np.empty((len(comp.test_ids), len(runs), len(comp.labels)))
     for r, run in enumerate(runs):
         frame = run.test()
+        validate_test(frame, comp.labels, comp.test_ids, run.dir / TEST_FILE)
         for j, label in enumerate(comp.labels):
             wide = frame.pivot(index="id", columns="fold", values=label).loc[comp.test_ids]
             out[:, r, j] = mean_of_logits(wide.to_numpy(dtype=np.float64), axis=1)
@@ -54,22 +56,42 @@ def _aligned(frames: list[pd.DataFrame], ids: pd.Series, labels: list[str]) -> n
     return np.stack([f.set_index("id").loc[ids, labels].to_numpy(dtype=np.float64) for f in frames], axis=1)
 
 
+def _check_testlike(frame: pd.DataFrame, clips: pd.DataFrame, source: Path) -> None:
+    """One row per shared test-like clip, no more, no less."""
+    dup = frame["id"][frame["id"].duplicated()]
+    if len(dup):
+        raise DataError(f"{source}: duplicate id {dup.iloc[0]!r}")
+    check_same_ids(frame["id"], clips["id"].astype(str), source, "models/testlike.parquet")
+
+
+def current_folds_fingerprint(ws: Workspace) -> str | None:
+    """Fingerprint of the workspace's folds file, or None before any run made it."""
+    return folds_fingerprint(load_folds(ws)) if (ws.models_dir / FOLDS_FILE).is_file() else None
+
+
 def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
-    """Load and align every run; OOF parts only when every run has them."""
-    check_compatible(runs)
-    for run in runs:
-        if run.labels != comp.labels:
-            raise ContractError(f"run {run.name!r} has labels {run.labels}; the competition has {comp.labels}")
+    """Load and align every run; OOF parts only when every run has them.
+
+    Every run, a lone one too, must have been made on the competition's current data and the
+    workspace's folds; every file must hold exactly the rows its contract says.
+    """
+    check_compatible(runs, data=comp.fingerprint(), folds=current_folds_fingerprint(ws), labels=comp.labels)
     inputs = StackInputs(runs=[r.name for r in runs], labels=comp.labels, test=test_tensor(runs, comp))
     if not all(r.has_oof for r in runs):
         return inputs
     folds = load_folds(ws)
-    inputs.oof = _aligned([r.oof() for r in runs], folds["id"], comp.labels)
+    frames = [r.oof() for r in runs]
+    for run, frame in zip(runs, frames):
+        validate_oof(frame, comp.labels, folds, run.dir / OOF_FILE)
+    inputs.oof = _aligned(frames, folds["id"], comp.labels)
     inputs.y = folds[comp.labels].to_numpy(dtype=np.float64)
     inputs.folds = folds["fold"].to_numpy()
     clips = load_testlike(ws)
     if all(r.has_testlike for r in runs) and clips is not None:
-        inputs.testlike = _aligned([r.oof_testlike() for r in runs], clips["id"], comp.labels)
+        frames = [r.oof_testlike() for r in runs]
+        for run, frame in zip(runs, frames):
+            _check_testlike(frame, clips, run.dir / TESTLIKE_FILE)
+        inputs.testlike = _aligned(frames, clips["id"].astype(str), comp.labels)
         inputs.y_testlike = clips[comp.labels].to_numpy(dtype=np.float64)
         inputs.folds_testlike = clips["fold"].to_numpy()
     return inputs

@@ -52,13 +52,14 @@ class Workspace:
             return []
         return sorted(p.stem for p in self.submissions_dir.glob("*.csv") if p.with_suffix(".json").is_file())
 
-    def data_dir(self, override: Path | str | None = None) -> Path:
-        """The competition folder: `override` (remembered for next time) or the one in `ens.toml`."""
+    def data_dir(self, override: Path | str | None = None, remember: bool = True) -> Path:
+        """The competition folder: `override` (remembered when `remember`) or the one in `ens.toml`."""
         if override is not None:
             path = Path(override).resolve()
             if not path.is_dir():
                 raise DataError(f"{override}: competition folder not found")
-            self._remember_data(path)
+            if remember:
+                self.remember_data(path)
             return path
         config = self.root / CONFIG_NAME
         if config.is_file():
@@ -68,7 +69,8 @@ class Workspace:
                 return Path(stored)
         raise ConfigError("no competition folder: pass --data DIR once (the workspace remembers it)")
 
-    def _remember_data(self, path: Path) -> None:
+    def remember_data(self, path: Path) -> None:
+        """Store the competition folder in `ens.toml` (call it once the folder validated)."""
         from ensemble.io import atomic_path
 
         self.root.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,13 @@ mono or stereo), stereo mixed to mono by the mean of the channels, soxr 'HQ' res
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -26,14 +30,41 @@ def _check_rate(sr: int) -> int:
 
 
 def _open_error(path: Path, err: Exception) -> DataError:
+    """Why `path` cannot be read: missing, a folder, or present but not decodable.
+
+    libsndfile's own reason is not passed on: for a corrupt file it may say "File does not exist or
+    is not a regular file" although the file is there.
+    """
     if not path.exists():
-        return DataError(f"audio file {path} does not exist")
+        return DataError(f"audio file {path} not found")
     if path.is_dir():
         return DataError(f"audio path {path} is a folder, not an audio file")
-    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return DataError(
-        f"cannot decode audio file {path} ({reason}); accepted: formats libsndfile reads (wav, flac, ogg, …)"
-    )
+    return DataError(f"audio file {path} cannot be decoded (corrupt or truncated); "
+                     "accepted: formats libsndfile reads (wav, flac, ogg, …)")
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 around a decode: libvorbis/mpg123 print to it on corrupt input.
+
+    The reason is reported once, as a DataError; the C libraries' chatter would only confuse it.
+    """
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError):
+            pass
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def resample(wave: np.ndarray, sr_in: int, sr: int) -> np.ndarray:
@@ -53,7 +84,8 @@ def load_audio(path: Path, sr: int) -> np.ndarray:
     sr = _check_rate(sr)
     path = Path(path)
     try:
-        data, sr_in = sf.read(str(path), dtype="float32", always_2d=True)
+        with quiet_stderr():
+            data, sr_in = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # libsndfile raises LibsndfileError/RuntimeError/TypeError by case
         raise _open_error(path, err) from err
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
@@ -66,7 +98,8 @@ def audio_duration(path: Path) -> float:
     """Duration of `path` in seconds from its header (no decode); `DataError` if unreadable."""
     path = Path(path)
     try:
-        info = sf.info(str(path))
+        with quiet_stderr():
+            info = sf.info(str(path))
     except Exception as err:
         raise _open_error(path, err) from err
     return float(info.frames) / float(info.samplerate)

@@ -21,6 +21,7 @@ import numpy as np
 from ensemble.backbones.families import NAMED_CONFIGS, Family, get_family, named_config
 from ensemble.backbones.preprocess import RAW, Preprocessor, from_extractor
 from ensemble.errors import ConfigError
+from ensemble.io import umask_mode
 
 MANIFEST = "ens_classifier.json"
 
@@ -93,6 +94,7 @@ class Classifier:
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp.chmod(umask_mode(directory=True))
         state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(self.config, indent=1, sort_keys=True))

@@ -29,6 +29,7 @@ import numpy as np
 
 from ensemble.backbones.model import Classifier
 from ensemble.errors import ConfigError
+from ensemble.io import umask_mode
 
 OUTPUT_NAME = "probabilities"
 
@@ -108,6 +109,7 @@ def export_onnx(classifier: Classifier, path: Path, metadata: dict[str, str]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp_name, umask_mode(directory=False))
     try:
         with _quiet(), torch.no_grad():
             program = torch.onnx.export(module, args, dynamo=True, input_names=names,

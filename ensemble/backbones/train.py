@@ -11,6 +11,7 @@ seeded by its epoch too, and the optimizer, schedule and loss-scaler states are 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,11 +20,12 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ensemble.backbones.model import Classifier, _replace_dir
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, DataError
 
 Batches = Callable[[int], Iterable[tuple[np.ndarray, np.ndarray]]]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+TRAINER_KEYS = frozenset({"optimizer", "scheduler", "scaler", "history", "best_epoch", "best_score"})
 
 
 @dataclass
@@ -214,7 +216,7 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     last, best = checkpoint_dir / "last", checkpoint_dir / "best"
     if (last / "trainer.pt").is_file():
         classifier.module.load_state_dict(load_file(str(last / "model.safetensors"), device=device))
-        trainer.restore(torch.load(last / "trainer.pt", map_location=device, weights_only=False))
+        trainer.restore(load_trainer_state(last / "trainer.pt", device))
         if progress:
             progress({"event": "resume", "epoch": len(trainer.history)})
     start = time.perf_counter()
@@ -244,6 +246,30 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     classifier.module.eval()
     return FitResult(trainer.best_epoch, trainer.best_score, trainer.history, seconds,
                      trained / seconds if seconds > 0 else 0.0, best, device, precision)
+
+
+def load_trainer_state(path: Path, device: str) -> dict[str, Any]:
+    """The saved optimizer/schedule/scaler state, unpickled with `weights_only=True`.
+
+    Fold folders are copied between machines, so `trainer.pt` is untrusted: a full unpickle would run
+    whatever code a crafted file names. Only tensors and plain containers load; anything else is refused.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        reason = (f"it names the Python object {found.group(1)}, which could run code when loaded" if found
+                  else "not a checkpoint of tensors and plain values")
+        raise DataError(f"{path}: refused to load the trainer state: {reason}; "
+                        f"delete {path.parent.parent} to restart this fold") from None
+    if not isinstance(state, dict) or not TRAINER_KEYS <= set(state):
+        raise DataError(f"{path}: not a trainer state (expected keys {', '.join(sorted(TRAINER_KEYS))}); "
+                        f"delete {path.parent.parent} to restart this fold")
+    return state
 
 
 def _seed_epoch(seed: int, epoch: int) -> None:
