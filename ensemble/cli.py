@@ -257,7 +257,8 @@ def oof_cmd(
     with event_printer(console()) as show:
         diffs = run_oof(ws, comp, run, splits, provider, batch_size, progress=show)
     for name, diff in diffs.items():
-        typer.echo(f"{run} {name}: max |p_onnx - p_previous| = {diff:.2e}")
+        change = "new test-like clips, nothing to compare" if diff != diff else f"max |p_onnx - p_previous| = {diff:.2e}"
+        typer.echo(f"{run} {name}: {change}")
 
 
 def _parse_params(items: list[str]) -> dict:

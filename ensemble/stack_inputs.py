@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 
 from ensemble.competition import Competition, check_same_ids
-from ensemble.errors import DataError
+from ensemble.errors import ContractError, DataError
 from ensemble.folds import FOLDS_FILE, folds_fingerprint, load_folds
 from ensemble.probability import logit, sigmoid
 from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, check_compatible, validate_oof, validate_test
-from ensemble.testlike_set import load_testlike
+from ensemble.testlike_set import load_testlike, testlike_fingerprint
 from ensemble.workspace import Workspace
 
 
@@ -89,7 +89,12 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
     clips = load_testlike(ws)
     if all(r.has_testlike for r in runs) and clips is not None:
         frames = [r.oof_testlike() for r in runs]
+        current = testlike_fingerprint(clips)
         for run, frame in zip(runs, frames):
+            made_for = run.manifest.get("testlike_fingerprint")
+            if made_for is not None and made_for != current:
+                raise ContractError(f"run {run.name!r} predicted other test-like clips than models/testlike.parquet "
+                                    f"holds now; re-predict them with `ens oof {run.name} --split testlike`")
             _check_testlike(frame, clips, run.dir / TESTLIKE_FILE)
         inputs.testlike = _aligned(frames, clips["id"].astype(str), comp.labels)
         inputs.y_testlike = clips[comp.labels].to_numpy(dtype=np.float64)
