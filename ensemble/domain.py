@@ -19,7 +19,7 @@ from ensemble.errors import ConfigError, DataError
 WARN_AUC = 0.65
 N_FOLDS = 5
 N_BOOT = 200
-WEIGHT_CLIP = (0.05, 20.0)  # density ratios outside this range are clipped before normalising
+WEIGHT_CLIP = (0.05, 20.0)  # weights (relative to their mean) outside this range are clipped
 
 
 @dataclass(frozen=True)
@@ -144,5 +144,8 @@ def density_ratio_weights(sim: np.ndarray, real: np.ndarray, rows: np.ndarray, s
     y = np.r_[np.zeros(len(sim)), np.ones(len(real))]
     p = _model(seed).fit(x, y).predict_proba(rows)[:, 1]
     ratio = p / np.maximum(1.0 - p, 1e-12) * (len(sim) / len(real))
-    w = np.clip(ratio, *WEIGHT_CLIP)
-    return w / w.mean()
+    w = ratio / ratio.mean()
+    for _ in range(10):  # clip relative to the mean, renormalise, until both hold
+        w = np.clip(w, *WEIGHT_CLIP)
+        w = w / w.mean()
+    return w

@@ -24,7 +24,7 @@ from ensemble.errors import DataError
 
 MIN_REAL = 50
 MAX_REAL = 400
-FIT_CLIPS = 150
+FIT_CLIPS = 80
 STATIONARY_DB = 3.0  # frame-dB spread below which a quiet second is noise, not a speech pause
 LEVEL_QUANTILES = 21
 GRID: dict[str, list] = {
@@ -44,6 +44,7 @@ class RealAudio:
     """Statistics of real unlabeled clips and the background envelopes found in them."""
 
     stats: np.ndarray  # (clips, len(STAT_NAMES))
+    band_limit_hz: float  # half the median sample rate of the real files
     backgrounds: list[dict]  # {"source": file name, "envelope": dB at nuisance.ENVELOPE_HZ}
     sources: list[str]
 
@@ -86,7 +87,19 @@ def analyse_real(paths: Sequence[Path], background_ok: Sequence[bool], seed: int
             if np.sqrt(np.mean(segment.astype(np.float64) ** 2)) > 1e-6:
                 backgrounds.append({"source": Path(paths[i]).name, "envelope": spectrum_envelope(segment, ANALYSIS_SR)})
     matrix = np.stack(stats) if stats else np.zeros((0, len(STAT_NAMES)))
-    return RealAudio(stats=matrix, backgrounds=backgrounds, sources=[Path(paths[i]).name for i in pick])
+    rates = [audio_rate(paths[i]) for i in pick]
+    return RealAudio(stats=matrix, band_limit_hz=float(np.median(rates)) / 2 if rates else 0.0,
+                     backgrounds=backgrounds, sources=[Path(paths[i]).name for i in pick])
+
+
+def audio_rate(path: Path) -> int:
+    """A file's sample rate from its header."""
+    import soundfile as sf
+
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except Exception as err:
+        raise DataError(f"{path}: cannot read the audio header ({err})") from None
 
 
 def level_quantiles(stats: np.ndarray, k: int = LEVEL_QUANTILES) -> tuple[float, ...]:
@@ -98,7 +111,7 @@ def level_quantiles(stats: np.ndarray, k: int = LEVEL_QUANTILES) -> tuple[float,
 Render = Callable[[GeneratorParams, list[dict]], np.ndarray]
 
 
-def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: int = 2,
+def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: int = 1,
                   start: GeneratorParams | None = None,
                   progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Coordinate search over GRID minimising the domain AUC of rendered vs real statistics.
@@ -109,7 +122,8 @@ def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: 
     from ensemble.domain import domain_auc
 
     started = time.perf_counter()
-    params = (start or GeneratorParams()).with_(level_quantiles=level_quantiles(real.stats))
+    params = (start or GeneratorParams()).with_(level_quantiles=level_quantiles(real.stats),
+                                                band_limit_hz=real.band_limit_hz)
     grid = {k: v for k, v in GRID.items() if k != "p_background" or real.backgrounds}
     total, done = passes * sum(len(v) for v in grid.values()), 0
     cache: dict[str, float] = {}
@@ -121,7 +135,7 @@ def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: 
         return cache[key]
 
     best = auc_start = score(params)
-    history = [{"step": "start (levels quantile-matched)", "auc": auc_start}]
+    history = [{"step": "start (levels quantile-matched, band limit of the files)", "auc": auc_start}]
     for _ in range(passes):
         for name, values in grid.items():
             for value in values:

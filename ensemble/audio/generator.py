@@ -50,6 +50,7 @@ class GeneratorParams:
     lowpass_hz: tuple[float, float] = (3500.0, 7800.0)
     p_codec: float = 0.3
     codec_compression: tuple[float, float] = (0.0, 0.45)
+    band_limit_hz: float = 0.0  # the real files' own band limit (Nyquist of their rate); 0: none
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -141,7 +142,7 @@ def draw_nuisances(params: GeneratorParams, rng: np.random.Generator, voiced: bo
         level = float(np.interp(u[11], np.linspace(0, 1, q.size), q))
     else:
         level = _lerp(p.level_db, u[11])
-    return {"reverb": reverb, "noise": noise, "tilt_db_per_oct": round(_lerp(p.tilt_db_per_oct, u[8]), 3),
+    return {"reverb": reverb, "noise": noise, "band_limit_hz": p.band_limit_hz or None, "tilt_db_per_oct": round(_lerp(p.tilt_db_per_oct, u[8]), 3),
             "lowpass_hz": lowpass, "codec": codec, "level_db": round(level, 3)}
 
 
@@ -188,6 +189,7 @@ def render_v2(rec: dict[str, Any], load: Callable[[str], np.ndarray], sr: int) -
     x = x + noise * np.float32(dsp.noise_scale(signal, 1.0, nz["snr_db"]))
     x = nuisance.spectral_tilt(x, rec["tilt_db_per_oct"], sr)
     x = nuisance.butter_lowpass(x, rec["lowpass_hz"], sr) if rec["lowpass_hz"] else x
+    x = nuisance.butter_lowpass(x, rec["band_limit_hz"], sr) if rec.get("band_limit_hz") else x
     x = soft_limit(dsp.set_level(x[None], np.array([rec["level_db"]])), rec["level_db"])
     if rec.get("codec"):
         x = dsp.vorbis(x, sr, rec["codec"]["compression"])
