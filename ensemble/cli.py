@@ -367,6 +367,36 @@ def report_cmd(
     typer.echo(f"report: {folder / 'index.html'}")
 
 
+testlike_app = typer.Typer(help="The simulated test-like set: how test-like it is.", no_args_is_help=True)
+app.add_typer(testlike_app, name="testlike")
+
+
+@testlike_app.command("check")
+@handles_errors
+def testlike_check_cmd(
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+    clips: Annotated[int, typer.Option("--clips", help="Test-like and real clips compared (each side).")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the samples and the classifier's folds.")] = 0,
+) -> None:
+    """Domain check: cross-validated AUC of a classifier telling rendered test-like clips from the real
+    test (and unlabeled) clips on per-clip audio statistics (0.5: indistinguishable), the statistics
+    that differ most, and a warning above the threshold. Recorded in models/testlike.json."""
+    from ensemble.testlike_set import check_testlike
+
+    ws, comp = _context(workspace, data)
+    check = check_testlike(ws, comp, clips, seed)
+    low, high = check.auc_interval
+    typer.echo(f"domain AUC {check.auc:.3f} (95% {low:.3f}–{high:.3f}, fold std {check.auc_fold_std:.3f}; "
+               f"{check.n_simulated} test-like vs {check.n_real} real clips)")
+    typer.echo(f"{'statistic':<18} {'real − test-like (SMD)':>22}")
+    for stat, smd in check.top(5):
+        typer.echo(f"{stat:<18} {smd:>+22.2f}")
+    if check.warn:
+        typer.echo(f"warning: domain AUC {check.auc:.3f} > {check.threshold:.2f}: the test-like set is easy to tell "
+                   "from the test; its scores and calibrators may not carry over", err=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -88,6 +88,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     """Train and evaluate fold `fold`; writes `fold<k>/` (predictions, model.onnx, fold.json)."""
     from ensemble.audio.augment import AugmentConfig, ExampleSampler
     from ensemble.audio.load import WaveStore
+    from ensemble.audio.nuisance import stable_half
     from ensemble.audio.testlike import render_testlike
     from ensemble.backbones.model import build_classifier
     from ensemble.backbones.train import fit_fold, resolve_device
@@ -103,7 +104,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     hop = max(1, int(n * HOP_FRACTION))
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
     train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr)
-    unlabeled = comp.unlabeled_paths()
+    unlabeled = [p for p in comp.unlabeled_paths() if stable_half(p) == 0]  # the other half: test-like backgrounds
     background = WaveStore(unlabeled, sr) if unlabeled else None
     in_fold = ctx.folds["fold"].to_numpy() == fold
     train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)

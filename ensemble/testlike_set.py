@@ -4,19 +4,30 @@ Train clips are clean and single-voice, the test is not. Each fold's held-out ro
 5-second clips with 0–2 voices, noise, gain and band limits; a run predicts a fold's clips with the
 fold model that never saw their sources. Recipes are stored, not audio: rendering is deterministic
 at any sample rate, so every run (whatever its model's rate) sees the same clips.
+
+When the competition ships at least `MIN_REAL` real unlabeled clips (test clips and `unlabeled_data/`),
+the generator is fitted to them (`ensemble.testlike_fit`) and every recipe row gets a density-ratio
+`weight` (mean 1; `ensemble.domain.density_ratio_weights`) for covariate-shift-corrected fitting and
+scoring. `models/testlike.json` records the parameters, why they were (not) fitted, the fit's cost and
+the domain check (`load_domain_check`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from ensemble.competition import Competition
-from ensemble.errors import ContractError
-from ensemble.io import frame_sha256, read_parquet, write_parquet
+from ensemble.errors import ContractError, DataError
+from ensemble.io import frame_sha256, read_json, read_parquet, write_json, write_parquet
 from ensemble.workspace import Workspace
 
 TESTLIKE_FILE = "testlike.parquet"
+META_FILE = "testlike.json"
+CHECK_CLIPS = 300
 
 
 def default_per_fold(n_train: int, n_folds: int) -> int:
@@ -24,11 +35,39 @@ def default_per_fold(n_train: int, n_folds: int) -> int:
     return int(min(2000, max(50, n_train // n_folds // 2)))
 
 
+def real_clips(comp: Competition) -> tuple[list[Path], list[bool]]:
+    """The competition's real unlabeled clips (test, then `unlabeled_data/`) and, per clip, whether it
+    may give a test-like background (test clips, and the unlabeled hash half training does not use)."""
+    from ensemble.audio.nuisance import stable_half
+
+    test = [comp.audio_path(p) for p in comp.test["path"]] if (comp.root / "test.csv").is_file() else []
+    unlabeled = comp.unlabeled_paths()
+    return test + unlabeled, [True] * len(test) + [stable_half(p) == 1 for p in unlabeled]
+
+
+def _sources(comp: Competition, folds: pd.DataFrame) -> tuple[dict, Callable[[str], np.ndarray]]:
+    """Recipe-builder arguments for the shared folds, and a loader of train waves at the analysis rate."""
+    from ensemble.audio.load import WaveStore, audio_duration
+    from ensemble.audio.stats import ANALYSIS_SR
+
+    paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
+    files = [comp.audio_path(paths[i]) for i in folds["id"].astype(str)]
+    store = WaveStore(files, ANALYSIS_SR)
+    row = {str(i): k for k, i in enumerate(folds["id"])}
+    args = dict(ids=folds["id"].astype(str).tolist(), targets=folds[comp.labels].to_numpy(dtype=np.float64),
+                folds=folds["fold"].to_numpy(), labels=comp.labels, durations=[audio_duration(f) for f in files])
+    return args, lambda rid: store[row[rid]]
+
+
 def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_fold: int | None = None,
-                    seed: int = 0, seconds: float = 5.0) -> pd.DataFrame:
-    """Load the workspace's test-like recipes, or build them once from the shared folds."""
-    from ensemble.audio.load import audio_duration
-    from ensemble.audio.testlike import build_testlike_recipes
+                    seed: int = 0, seconds: float = 5.0, fit: bool = True) -> pd.DataFrame:
+    """Load the workspace's test-like recipes, or build them once from the shared folds.
+
+    With `fit` and enough real unlabeled audio the generator is fitted to it first; otherwise the
+    default parameters are used and the reason is recorded in `models/testlike.json`.
+    """
+    from ensemble.audio.generator import GeneratorParams
+    from ensemble.audio.testlike import RECIPE_VERSION, build_testlike_recipes
 
     clips = load_testlike(ws)
     if clips is not None:
@@ -36,21 +75,116 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
         if unknown:
             raise ContractError(f"{ws.models_dir / TESTLIKE_FILE}: made for other folds (fold {sorted(unknown)[0]} is unknown)")
         return clips
+    args, load = _sources(comp, folds)
     n_folds = int(folds["fold"].nunique())
-    paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
-    durations = [audio_duration(comp.audio_path(paths[i])) for i in folds["id"]]
-    clips = build_testlike_recipes(
-        ids=folds["id"].tolist(), targets=folds[comp.labels].to_numpy(dtype=np.float64),
-        folds=folds["fold"].to_numpy(), labels=comp.labels, durations=durations,
-        per_fold=per_fold or default_per_fold(len(folds), n_folds), seed=seed, seconds=seconds)
+    paths, background_ok = real_clips(comp)
+    meta: dict = {"recipe_version": RECIPE_VERSION, "seed": int(seed), "n_real": len(paths), "fitted": False}
+    params, backgrounds, real = GeneratorParams(), [], None
+    if not fit:
+        meta["reason"] = "fit switched off"
+    elif len(paths) < _min_real():
+        meta["reason"] = f"{len(paths)} real unlabeled clips (test + unlabeled_data/); the fit needs at least {_min_real()}"
+    else:
+        params, backgrounds, real = _fit(args, load, paths, background_ok, seed, meta)
+    clips = build_testlike_recipes(**args, per_fold=per_fold or default_per_fold(len(folds), n_folds), seed=seed,
+                                   seconds=seconds, params=params, backgrounds=backgrounds)
+    clips["weight"] = 1.0
+    if real is not None:
+        _weigh_and_check(clips, load, real, seed, meta)
+    meta["params"] = params.to_dict()
     write_parquet(clips, ws.models_dir / TESTLIKE_FILE)
+    write_json(meta, ws.models_dir / META_FILE)
     return clips
 
 
+def _min_real() -> int:
+    from ensemble.testlike_fit import MIN_REAL
+
+    return MIN_REAL
+
+
+def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict):
+    from ensemble.testlike_fit import analyse_real, fit_generator, recipe_renderer
+
+    real = analyse_real(paths, background_ok, seed=seed)
+    result = fit_generator(recipe_renderer(**args, load=load, seed=seed), real, seed=seed)
+    meta.update(fitted=True, reason=f"fitted to {len(real.stats)} real clips", n_backgrounds=len(real.backgrounds),
+                fit=result.to_dict())
+    return result.params, real.backgrounds, real
+
+
+def _weigh_and_check(clips: pd.DataFrame, load, real, seed: int, meta: dict) -> None:
+    """Density-ratio weights for every recipe row and the domain check of a sample, in place / in meta."""
+    from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
+    from ensemble.audio.testlike import render_testlike
+    from ensemble.domain import domain_check, density_ratio_weights
+
+    stats = stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in clips["recipe"])
+    clips["weight"] = density_ratio_weights(stats, real.stats, stats, seed=seed)
+    sample = np.random.default_rng(seed).permutation(len(stats))[:CHECK_CLIPS]
+    meta["domain_check"] = domain_check(stats[sample], real.stats, seed=seed).to_dict()
+    w = clips["weight"].to_numpy()
+    meta["weights"] = {"min": float(w.min()), "max": float(w.max()), "ess": float(w.sum() ** 2 / (w**2).sum())}
+
+
 def load_testlike(ws: Workspace) -> pd.DataFrame | None:
-    """The workspace's test-like recipes (id, fold, label columns, recipe), or None before any run made them."""
+    """The workspace's test-like recipes (id, fold, label columns, recipe, weight), or None before any run made them."""
     path = ws.models_dir / TESTLIKE_FILE
     return read_parquet(path) if path.is_file() else None
+
+
+def testlike_weights(clips: pd.DataFrame) -> np.ndarray:
+    """Density-ratio weight per test-like row (mean 1); ones for sets made before weights existed."""
+    if "weight" not in clips.columns:
+        return np.ones(len(clips))
+    w = clips["weight"].to_numpy(dtype=np.float64)
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise DataError(f"{TESTLIKE_FILE}: column 'weight' holds non-positive or non-finite values")
+    return w
+
+
+def load_testlike_meta(ws: Workspace) -> dict | None:
+    """`models/testlike.json`: generator parameters, fit, weights summary and domain check, or None."""
+    path = ws.models_dir / META_FILE
+    return read_json(path) if path.is_file() else None
+
+
+def load_domain_check(ws: Workspace) -> dict | None:
+    """The latest domain check of the workspace's test-like set (`DomainCheck.to_dict()`), or None."""
+    meta = load_testlike_meta(ws)
+    return (meta or {}).get("domain_check")
+
+
+def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS, seed: int = 0):
+    """Domain check of the workspace's test-like set against the real clips; recorded in testlike.json.
+
+    Builds the shared folds and test-like set first when the workspace has none (as `ens finetune`
+    would). Returns the `DomainCheck`.
+    """
+    from ensemble.audio.load import load_audio
+    from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
+    from ensemble.audio.testlike import render_testlike
+    from ensemble.domain import domain_check
+    from ensemble.errors import ConfigError
+    from ensemble.folds import ensure_folds
+
+    if not isinstance(n_clips, int) or n_clips < 10:
+        raise ConfigError(f"--clips {n_clips!r} is invalid; accepted: an integer ≥ 10")
+    paths, _ = real_clips(comp)
+    if not paths:
+        raise DataError(f"{comp.root}: no test clips (test.csv rows or unlabeled_data/) to compare the test-like set with")
+    folds = ensure_folds(ws, comp, None, seed)
+    clips = ensure_testlike(ws, comp, folds, seed=seed)
+    rng = np.random.default_rng(seed)
+    rows = clips.iloc[np.sort(rng.permutation(len(clips))[:n_clips])]
+    _, load = _sources(comp, folds)
+    sim = stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in rows["recipe"])
+    real = stats_matrix(load_audio(paths[i], ANALYSIS_SR) for i in np.sort(rng.permutation(len(paths))[:n_clips]))
+    check = domain_check(sim, real, seed=seed)
+    meta = load_testlike_meta(ws) or {}
+    meta["domain_check"] = check.to_dict()
+    write_json(meta, ws.models_dir / META_FILE)
+    return check
 
 
 def testlike_fingerprint(clips: pd.DataFrame) -> str:

@@ -3,8 +3,11 @@
 Clean single-voice validation near 99 % says nothing about a noisy two-voice test. Once per
 dataset, `build_testlike_recipes` writes recipes (`models/testlike.parquet`): each clip mixes 0, 1
 or 2 voices taken only from one fold's held-out rows, with offsets, levels, reverberation, noise at a
-random SNR, a band limit or lossy coding, and a level. Every run renders the same clips at its own sample rate with
-`render_testlike` and predicts them with the fold model that never saw their sources.
+random SNR, a spectral tilt, a band limit or lossy coding, and a level, drawn from `GeneratorParams`
+(defaults, or fitted to the unlabeled test audio by `ensemble.testlike_fit`) with nuisances kept
+apart from the training augmentation's (`ensemble.audio.nuisance`). Every run renders the same
+clips at its own sample rate with `render_testlike` and predicts them with the fold model that never
+saw their sources. Version-1 recipes (one simulator shared with training) still render.
 """
 
 from __future__ import annotations
@@ -16,19 +19,15 @@ import numpy as np
 import pandas as pd
 
 from ensemble.audio import dsp
+from ensemble.audio.generator import VERSION as RECIPE_VERSION
+from ensemble.audio.generator import GeneratorParams, clip_rng, draw_nuisances, n_voices, render_v2
 from ensemble.errors import ConfigError, DataError
 
-RECIPE_VERSION = 1
-VOICE_PROBS = (0.15, 0.5, 0.35)  # 0, 1, 2 voices (voices-dev test: ~16 % of clips hold no voice)
+SUPPORTED_VERSIONS = (1, RECIPE_VERSION)
+VOICE_PROBS = GeneratorParams().voice_probs  # 0, 1, 2 voices (voices-dev test: ~16 % of clips hold no voice)
 SPEECH_DB = -26.0  # level of the first voice (dBFS RMS); also sets the noise of clips with no voice
-SECOND_VOICE_DB = (-8.0, 8.0)
-SNR_DB = (-5.0, 20.0)
-LEVEL_DB = (-28.0, -14.0)  # final RMS level in dBFS (voices-dev test: −30…−14)
+SECOND_VOICE_DB = GeneratorParams().second_voice_db
 MIN_VISIBLE_S = 1.0
-P_REVERB, RT60_S, DRR_DB = 0.3, (0.2, 0.8), (-3.0, 10.0)
-# Each clip is band-limited, lossy-coded (Ogg Vorbis) or left as is ("low-pass or low-bitrate coding").
-P_LOWPASS, LOWPASS_HZ = 0.4, (4000.0, 5512.5, 8000.0)
-P_CODEC, CODEC_COMPRESSION = 0.3, (0.5, 1.0)
 
 
 def _check_inputs(ids, targets, folds, labels, durations, per_fold, seed, seconds, voice_probs):
@@ -53,10 +52,14 @@ def _check_inputs(ids, targets, folds, labels, durations, per_fold, seed, second
         raise ConfigError(f"seed={seed!r} is invalid; accepted: a non-negative integer")
     if not (seconds > 0):
         raise ConfigError(f"seconds={seconds!r} is invalid; accepted: > 0")
+    return targets.astype(np.float32), folds.astype(np.int64), durations, _check_probs(voice_probs)
+
+
+def _check_probs(voice_probs) -> np.ndarray:
     probs = np.asarray(voice_probs, dtype=np.float64)
     if probs.shape != (3,) or (probs < 0).any() or not np.isclose(probs.sum(), 1.0):
         raise ConfigError(f"voice_probs={voice_probs!r} is invalid; accepted: 3 probabilities summing to 1")
-    return targets.astype(np.float32), folds.astype(np.int64), durations, probs
+    return probs
 
 
 def _pick_rows(rows: np.ndarray, patterns: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
@@ -72,7 +75,7 @@ def _pick_rows(rows: np.ndarray, patterns: np.ndarray, k: int, rng: np.random.Ge
     return chosen
 
 
-def _recipe(ids, durations, chosen, seconds, rng) -> dict[str, Any]:
+def _recipe(ids, durations, chosen, seconds, rng, nuis) -> dict[str, Any]:
     voices = []
     for k, row in enumerate(chosen):
         length = float(durations[row])
@@ -80,33 +83,7 @@ def _recipe(ids, durations, chosen, seconds, rng) -> dict[str, Any]:
         level = SPEECH_DB + (rng.uniform(*SECOND_VOICE_DB) if k else 0.0)
         offset = rng.uniform(-(length - visible), seconds - visible)
         voices.append({"id": str(ids[row]), "offset_s": round(offset, 4), "level_db": round(level, 3)})
-    reverb = None
-    if voices and rng.random() < P_REVERB:
-        reverb = {
-            "rt60_s": round(rng.uniform(*RT60_S), 4),
-            "drr_db": round(rng.uniform(*DRR_DB), 3),
-            "seed": int(rng.integers(2**31)),
-        }
-    noise = {
-        "kind": dsp.NOISE_KINDS[rng.integers(len(dsp.NOISE_KINDS))],
-        "snr_db": round(rng.uniform(*SNR_DB), 3),
-        "seed": int(rng.integers(2**31)),
-    }
-    band, lowpass, codec = rng.random(), None, None
-    if band < P_LOWPASS:
-        lowpass = float(LOWPASS_HZ[rng.integers(len(LOWPASS_HZ))])
-    elif band < P_LOWPASS + P_CODEC:
-        codec = {"compression": round(rng.uniform(*CODEC_COMPRESSION), 3)}
-    return {
-        "version": RECIPE_VERSION,
-        "seconds": float(seconds),
-        "voices": voices,
-        "reverb": reverb,
-        "noise": noise,
-        "lowpass_hz": lowpass,
-        "codec": codec,
-        "level_db": round(rng.uniform(*LEVEL_DB), 3),
-    }
+    return {"version": RECIPE_VERSION, "seconds": float(seconds), "voices": voices, **nuis}
 
 
 def build_testlike_recipes(
@@ -118,7 +95,9 @@ def build_testlike_recipes(
     per_fold: int,
     seed: int,
     seconds: float = 5.0,
-    voice_probs: Sequence[float] = VOICE_PROBS,
+    voice_probs: Sequence[float] | None = None,
+    params: GeneratorParams | None = None,
+    backgrounds: Sequence[dict] = (),
 ) -> pd.DataFrame:
     """Recipes for `per_fold` test-like clips per fold, each made only from that fold's held-out rows.
 
@@ -126,21 +105,28 @@ def build_testlike_recipes(
     `durations` each id's length in seconds (to place voices). Columns: `id` (TL_00000, …), `fold`,
     the label columns (max over the sources), `n_voices`, `sources` (JSON list of train ids) and
     `recipe` (JSON: everything `render_testlike` needs, in seconds and dB, with per-clip seeds).
+    `params` are the generator's distributions (default `GeneratorParams()`; `voice_probs` overrides
+    theirs); `backgrounds` are real background envelopes (`{"source", "envelope"}`) for noise.
     """
+    params = params or GeneratorParams()
+    if voice_probs is not None:
+        _check_probs(voice_probs)
+        params = params.with_(voice_probs=tuple(voice_probs))
     ids = [str(i) for i in ids]
     targets, folds, durations, probs = _check_inputs(
-        ids, targets, folds, labels, durations, per_fold, seed, seconds, voice_probs
+        ids, targets, folds, labels, durations, per_fold, seed, seconds, params.voice_probs
     )
     patterns = np.array(["".join(str(int(v)) for v in row) for row in targets > 0.5])
     records = []
     for fold in np.unique(folds):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(fold)]))
         rows = np.flatnonzero(folds == fold)
-        for _ in range(per_fold):
-            k = min(int(rng.choice(3, p=probs)), rows.size)
+        for i in range(per_fold):
+            stream = clip_rng(seed, fold, i)
+            k = min(n_voices(params, stream.random()), rows.size)
             chosen = _pick_rows(rows, patterns[rows], k, rng)
             y = targets[chosen].max(axis=0) if chosen else np.zeros(len(labels), np.float32)
-            recipe = _recipe(ids, durations, chosen, seconds, rng)
+            recipe = _recipe(ids, durations, chosen, seconds, rng, draw_nuisances(params, stream, bool(chosen), backgrounds))
             records.append(
                 {
                     "fold": int(fold),
@@ -161,9 +147,10 @@ def _parse(recipe: dict | str) -> dict[str, Any]:
             recipe = json.loads(recipe)
         except json.JSONDecodeError as err:
             raise DataError(f"test-like recipe is not valid JSON ({err.msg})") from None
-    if not isinstance(recipe, dict) or recipe.get("version") != RECIPE_VERSION:
+    if not isinstance(recipe, dict) or recipe.get("version") not in SUPPORTED_VERSIONS:
         version = recipe.get("version") if isinstance(recipe, dict) else None
-        raise DataError(f"test-like recipe version {version!r} is not supported; accepted: {RECIPE_VERSION}")
+        raise DataError(f"test-like recipe version {version!r} is not supported; accepted: "
+                        f"{', '.join(map(str, SUPPORTED_VERSIONS))} (rebuild models/testlike.parquet with this ens)")
     return recipe
 
 
@@ -173,6 +160,8 @@ def render_testlike(recipe: dict | str, load: Callable[[str], np.ndarray], sr: i
     Deterministic: the same recipe, waves and rate give the same samples.
     """
     rec = _parse(recipe)
+    if rec["version"] == RECIPE_VERSION:
+        return render_v2(rec, load, sr)
     n = int(round(rec["seconds"] * sr))
     x = np.zeros((1, n), dtype=np.float32)
     for voice in rec["voices"]:
@@ -188,7 +177,7 @@ def render_testlike(recipe: dict | str, load: Callable[[str], np.ndarray], sr: i
     nz = rec["noise"]
     noise = dsp.colored_noise([nz["kind"]], n, np.random.default_rng(nz["seed"]))
     signal = dsp.power(x)
-    signal = np.where(signal > 1e-10, signal, 10 ** (SPEECH_DB / 10))
+    signal = np.where(signal > 1e-10, signal, 10 ** (SPEECH_DB / 10))  # version 1: the training blocks
     x = x + noise * dsp.noise_scale(signal, 1.0, np.array([nz["snr_db"]])).astype(np.float32)[:, None]
     cutoff = rec["lowpass_hz"] if rec["lowpass_hz"] is not None else np.nan
     x = dsp.lowpass(x, np.array([cutoff]), sr)

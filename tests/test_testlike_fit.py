@@ -1,0 +1,179 @@
+"""Domain check, fitted generator, density-ratio weights, disjoint nuisances and `ens testlike check`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from ensemble import testlike_fit
+from ensemble.audio import nuisance
+from ensemble.audio.generator import GeneratorParams
+from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats, stats_matrix
+from ensemble.audio.testlike import build_testlike_recipes, render_testlike
+from ensemble.cli import app
+from ensemble.domain import density_ratio_weights, domain_check
+from ensemble.errors import ConfigError
+
+LABELS = ["fake", "real"]
+N = 24
+
+
+def voices():
+    rng = np.random.default_rng(0)
+    ids = [f"TRAIN_{i:03d}" for i in range(N)]
+    y = np.zeros((N, 2))
+    y[np.arange(N), np.arange(N) % 2] = 1
+    durations = rng.uniform(0.8, 3.0, N)
+
+    def load(train_id):
+        i = ids.index(train_id)
+        t = np.arange(int(durations[i] * ANALYSIS_SR)) / ANALYSIS_SR
+        return (0.3 * np.sin(2 * np.pi * (140 + 15 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+    return dict(ids=ids, targets=y, folds=np.arange(N) % 3, labels=LABELS, durations=durations), load
+
+
+FAST = dict(p_codec=0.0, p_reverb=0.0)  # the slow blocks (Vorbis, room) add nothing to what these tests pin
+
+
+def render_stats(params, seed, n=60, backgrounds=()):
+    source, load = voices()
+    frame = build_testlike_recipes(**source, per_fold=n // 3, seed=seed, params=params.with_(**FAST),
+                                   backgrounds=backgrounds, seconds=2.0)
+    return frame, stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in frame["recipe"])
+
+
+def test_clip_stats_are_finite_and_fast():
+    wave = np.random.default_rng(0).standard_normal(5 * ANALYSIS_SR).astype(np.float32) * 0.05
+    stats = clip_stats(wave)
+    assert stats.shape == (len(STAT_NAMES),) and np.isfinite(stats).all()
+    assert clip_stats(np.zeros(100, np.float32)).shape == stats.shape
+
+
+def test_domain_check_same_generator_is_near_chance_and_different_ones_separate():
+    _, a = render_stats(GeneratorParams(), seed=1, n=60)
+    _, b = render_stats(GeneratorParams(), seed=2, n=60)
+    same = domain_check(a, b)
+    assert abs(same.auc - 0.5) < 0.15 and not same.warn
+    _, noisy = render_stats(GeneratorParams(snr_db=(-5.0, -5.0), noise_alpha=(0.25, 0.3)), seed=2, n=60)
+    _, clean = render_stats(GeneratorParams(snr_db=(40.0, 40.0)), seed=2, n=60)
+    far = domain_check(clean, noisy)
+    assert far.auc > 0.9 and far.warn
+    assert far.auc_interval[0] <= far.auc <= far.auc_interval[1]
+    assert far.top(1)[0][0] in STAT_NAMES and len(far.differences) == len(STAT_NAMES)
+
+
+def test_density_ratio_weights_up_weight_target_like_clips():
+    _, noisy = render_stats(GeneratorParams(snr_db=(-5.0, 0.0)), seed=3)
+    _, clean = render_stats(GeneratorParams(snr_db=(30.0, 40.0)), seed=3)
+    _, target = render_stats(GeneratorParams(snr_db=(-5.0, 0.0)), seed=4)
+    sim = np.concatenate([noisy, clean])
+    w = density_ratio_weights(sim, target, sim)
+    assert np.isfinite(w).all() and (w > 0).all() and w.mean() == pytest.approx(1.0)
+    assert w[: len(noisy)].mean() > 3 * w[len(noisy):].mean()
+
+
+def test_fitted_generator_is_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setattr(testlike_fit, "GRID", {"snr_db": [(-5.0, 20.0), (20.0, 35.0)], "p_background": [0.0, 1.0]})
+    _, load = voices()
+    target = GeneratorParams(snr_db=(25.0, 35.0))
+    frame, _ = render_stats(target, seed=9, n=30)
+    paths = []
+    for i, recipe in enumerate(frame["recipe"]):
+        paths.append(tmp_path / f"TEST_{i:02d}.wav")
+        sf.write(paths[-1], render_testlike(recipe, load, ANALYSIS_SR), ANALYSIS_SR)
+    source, load = voices()
+    results = []
+    for _ in range(2):
+        real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0)
+        fit = testlike_fit.fit_generator(testlike_fit.recipe_renderer(**source, load=load, n_clips=30), real,
+                                         start=GeneratorParams(**FAST))
+        recipes = build_testlike_recipes(**source, per_fold=5, seed=0, params=fit.params, backgrounds=real.backgrounds)
+        results.append((fit, recipes))
+    (fit, recipes), (again, recipes_again) = results
+    assert fit.params == again.params and fit.history == again.history
+    pd.testing.assert_frame_equal(recipes, recipes_again)
+    assert fit.params.snr_db == (20.0, 35.0)  # found the high SNR the target was rendered at
+    assert fit.params.band_limit_hz == ANALYSIS_SR / 2 and len(fit.params.level_quantiles) == testlike_fit.LEVEL_QUANTILES
+
+
+def test_test_like_nuisances_are_disjoint_from_training():
+    train = nuisance.training_nuisances()
+    recipes = []
+    for params in [GeneratorParams()] + [GeneratorParams().with_(**{k: v}) for k, grid in testlike_fit.GRID.items()
+                                         for v in grid]:
+        frame = build_testlike_recipes(**voices()[0], per_fold=20, seed=5, params=params,
+                                       backgrounds=[{"source": "x.ogg", "envelope": [0.0] * len(nuisance.ENVELOPE_HZ)}])
+        recipes += [json.loads(r) for r in frame["recipe"]]
+    alphas = [r["noise"]["alpha"] for r in recipes if r["noise"]["kind"] == "tilt"]
+    assert alphas and min(abs(a - b) for a in alphas for b in train["noise_alphas"]) >= nuisance.ALPHA_GAP - 1e-9
+    cutoffs = [r["lowpass_hz"] for r in recipes if r["lowpass_hz"]]
+    assert cutoffs and all(abs(c - b) >= nuisance.CUTOFF_GAP * b - 0.1 for c in cutoffs for b in train["lowpass_hz"])
+    compression = [r["codec"]["compression"] for r in recipes if r["codec"]]
+    assert compression and max(compression) < train["codec_compression"][0]
+    assert {r["noise"]["kind"] for r in recipes} == {"tilt", "background"}
+    assert train["reverb_family"] == "exponential" and all("damping_hz" in r["reverb"] for r in recipes if r["reverb"])
+    names = [f"UNLABEL_{i:05d}.ogg" for i in range(40)]
+    assert {nuisance.stable_half(n) for n in names} == {0, 1}  # training uses half 0, test-like half 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"codec_compression": (0.3, 0.7)}, "codec_compression"),
+    ({"noise_alpha": (0.9, 1.1)}, "noise_alpha"),
+    ({"lowpass_hz": (3900.0, 4100.0)}, "lowpass_hz"),
+    ({"p_reverb": 1.5}, "p_reverb"),
+])
+def test_generator_params_refuse_training_conditions(change, message):
+    with pytest.raises(ConfigError, match=message):
+        GeneratorParams(**change)
+
+
+def test_old_recipes_still_render_and_unknown_versions_fail():
+    _, load = voices()
+    v1 = {"version": 1, "seconds": 1.0, "voices": [], "reverb": None, "lowpass_hz": None, "codec": None,
+          "level_db": -20.0, "noise": {"kind": "pink", "snr_db": 10.0, "seed": 3}}
+    assert render_testlike(v1, load, 8000).shape == (8000,)
+    from ensemble.errors import DataError
+
+    with pytest.raises(DataError, match="version 3 is not supported.*rebuild"):
+        render_testlike({**v1, "version": 3}, load, 8000)
+
+
+@pytest.fixture(scope="module")
+def tiny_comp(tmp_path_factory):
+    from ensemble.demo import generate_competition
+
+    return generate_competition(tmp_path_factory.mktemp("tl") / "data", n_train=24, n_test=12, n_unlabeled=4,
+                                sr=8000, seed=3, workers=1)
+
+
+def test_cli_check_prints_the_auc_and_records_it(tiny_comp, workspace):
+    result = CliRunner().invoke(app, ["testlike", "check", "--data", str(tiny_comp), "--clips", "12"])
+    assert result.exit_code == 0, result.output
+    assert "domain AUC" in result.output and "statistic" in result.output
+    from ensemble.testlike_set import load_domain_check, load_testlike, load_testlike_meta
+    from ensemble.workspace import Workspace
+
+    ws = Workspace.resolve(workspace)
+    check = load_domain_check(ws)
+    assert 0.0 <= check["auc"] <= 1.0 and check["n_real"] == 12
+    meta = load_testlike_meta(ws)
+    assert meta["fitted"] is False and "at least 50" in meta["reason"]  # 16 real clips: default parameters
+    assert (load_testlike(ws)["weight"] == 1.0).all()
+
+
+def test_cli_check_without_test_clips_is_one_error_line(tiny_comp, tmp_path):
+    comp = tmp_path / "notest"
+    shutil.copytree(tiny_comp, comp)
+    (comp / "test.csv").unlink()
+    shutil.rmtree(comp / "unlabeled_data")
+    result = CliRunner().invoke(app, ["testlike", "check", "--data", str(comp)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "no test clips" in lines[0]
