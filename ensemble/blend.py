@@ -8,6 +8,7 @@ from ensemble.competition import Competition
 from ensemble.errors import ConfigError
 from ensemble.runs import MANIFEST_FILE, Run, load_run
 from ensemble.stack_inputs import gather
+from ensemble.testlike_set import load_domain_check
 from ensemble.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -59,9 +60,10 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
     result = stack(inputs.oof, inputs.y, inputs.folds, inputs.test, method=method, params=params,
                    calibrate=calibrate, test_prior=_prior_mode(test_prior), fit_on=fit_on,
                    P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
-                   labels=comp.labels, seed=seed, progress=progress)
+                   w_tl=inputs.w_testlike, labels=comp.labels, seed=seed, progress=progress)
     recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed,
-              "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on}
+              "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on,
+              "testlike_weighting": inputs.weighting}
     if decision is not None:
         recipe["decision"] = decision
     sidecar = {
@@ -69,6 +71,7 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
         "metrics": {"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
                     "in_sample": _scores(result.in_sample), "optimism": result.optimism, "gain": result.gain},
         "warnings": result.warnings, "prior_sensitivity": result.sensitivity, "seconds": round(result.seconds, 3),
+        "testlike_domain": load_domain_check(ws),
     }
     return result, sidecar
 
@@ -106,7 +109,7 @@ def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: in
                           "(import them with --oof)")
     return compare(inputs.oof, inputs.y, inputs.folds, run_names=run_names, methods=methods, calibrate=calibrate,
                    fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
-                   seed=seed)
+                   w_tl=inputs.w_testlike, seed=seed)
 
 
 def method_names() -> list[str]:

@@ -25,7 +25,7 @@ from ensemble.io import read_json
 from ensemble.provenance import machine, now_iso, package_versions
 from ensemble.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, load_run, write_manifest, write_run_file
 from ensemble.scoring import cv_metrics, score_frame
-from ensemble.testlike_set import ensure_testlike, testlike_fingerprint
+from ensemble.testlike_set import ensure_testlike, load_domain_check, testlike_fingerprint
 from ensemble.workspace import Workspace
 
 Progress = Callable[[dict], None]
@@ -135,7 +135,8 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
         "name": run_dir.name, "kind": "finetune", "created": now_iso(), "labels": comp.labels,
         "source": {"model_ref": opts.model, "model": fold_info[0].get("model", {})},
         "options": asdict(opts), "folds_fingerprint": folds_fingerprint(folds), "n_folds": n_folds,
-        "testlike_fingerprint": testlike_fingerprint(clips), "data": comp.fingerprint(),
+        "testlike_fingerprint": testlike_fingerprint(clips), "testlike_domain": load_domain_check(ws),
+        "data": comp.fingerprint(),
         "metrics": metrics, "folds": fold_info, "versions": package_versions(), "machine": machine(),
         "seconds": {"total_this_call": round(seconds, 2), "folds": [f.get("seconds") for f in fold_info]},
         "files": {name: write_run_file(frame, run_dir, name)

@@ -13,9 +13,12 @@ from ensemble.errors import ContractError, DataError
 from ensemble.folds import FOLDS_FILE, folds_fingerprint, load_folds
 from ensemble.probability import logit, sigmoid
 from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, check_compatible, validate_oof, validate_test
-from ensemble.testlike_set import load_testlike, testlike_fingerprint
+from ensemble.testlike_set import load_testlike, testlike_fingerprint, testlike_weights
 from ensemble.workspace import Workspace
 
+
+
+MIN_WEIGHT_ESS = 0.25
 
 
 @dataclass
@@ -31,6 +34,8 @@ class StackInputs:
     testlike: np.ndarray | None = None  # (test-like rows, runs, labels)
     y_testlike: np.ndarray | None = None
     folds_testlike: np.ndarray | None = None
+    w_testlike: np.ndarray | None = None  # density-ratio weights, when the set has usable ones
+    weighting: str = "none"               # why the test-like rows are (not) weighted
 
 
 def mean_of_logits(probs: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -99,4 +104,16 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
         inputs.testlike = _aligned(frames, clips["id"].astype(str), comp.labels)
         inputs.y_testlike = clips[comp.labels].to_numpy(dtype=np.float64)
         inputs.folds_testlike = clips["fold"].to_numpy()
+        inputs.w_testlike, inputs.weighting = usable_weights(testlike_weights(clips))
     return inputs
+
+
+def usable_weights(w: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """Density-ratio weights, or None where they are all equal or concentrated on a few rows (an
+    effective sample under MIN_WEIGHT_ESS of the rows makes every weighted score noise)."""
+    if np.allclose(w, w[0]):
+        return None, "none: the test-like set has no density-ratio weights"
+    share = float(w.sum() ** 2 / (w**2).sum()) / len(w)
+    if share < MIN_WEIGHT_ESS:
+        return None, f"none: the weights' effective sample is {share:.0%} of the rows (< {MIN_WEIGHT_ESS:.0%})"
+    return w, f"density ratio (effective sample {share:.0%} of the rows)"

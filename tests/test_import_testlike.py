@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from conftest import LABELS, write_predictions
@@ -56,3 +57,38 @@ def test_imported_testlike_predictions_are_stacked_on(tmp_path, csv_competition,
     assert not (workspace / "models" / "c").exists()
     alone = ens("import", "d", "--test", test, "--testlike", tl)
     assert alone.exit_code == 1 and "--testlike needs --oof" in alone.output
+
+
+def test_usable_weights_fall_back_to_none_when_equal_or_concentrated():
+    from ensemble.stack_inputs import usable_weights
+
+    assert usable_weights(np.ones(100))[0] is None
+    spiky = np.r_[np.full(99, 0.01), 99.0]
+    w, why = usable_weights(spiky / spiky.mean())
+    assert w is None and "effective sample is 1%" in why
+    spread = np.linspace(0.5, 1.5, 100)
+    w, why = usable_weights(spread)
+    assert w is spread and why.startswith("density ratio (effective sample 92%")
+
+
+def test_stack_weighs_testlike_rows_by_the_sets_weights(tmp_path, csv_competition, workspace):
+    ids = pd.read_csv(csv_competition / "sample_submission.csv")["id"].tolist()
+    train = pd.read_csv(csv_competition / "train.csv")
+    rng = np.random.default_rng(1)
+    oof = write_predictions(tmp_path / "oof.csv", train["id"].tolist(), rng.random((len(train), 2)))
+    test = write_predictions(tmp_path / "test.csv", ids, rng.random((len(ids), 2)))
+    assert ens("import", "a", "--test", test, "--oof", oof, "--data", csv_competition).exit_code == 0
+    clips = _testlike_clips(workspace)
+    tl = write_predictions(tmp_path / "tl.csv", clips["id"].tolist(), rng.random((len(clips), 2)))
+    assert ens("import", "b", "--test", test, "--oof", oof, "--testlike", tl, "--force").exit_code == 0
+    sidecars = {}
+    for weighted in (False, True):
+        clips["weight"] = np.linspace(0.5, 1.5, len(clips)) if weighted else 1.0
+        write_parquet(clips, workspace / "models" / "testlike.parquet")
+        name = f"w{int(weighted)}"
+        assert ens("stack", "b", "--method", "mean", "--calibrate", "none", "--name", name).exit_code == 0
+        sidecars[weighted] = json.loads((workspace / "submissions" / f"{name}.json").read_text())
+    assert sidecars[False]["recipe"]["testlike_weighting"].startswith("none")
+    assert sidecars[True]["recipe"]["testlike_weighting"].startswith("density ratio")
+    scores = [s["metrics"]["cv_testlike"]["score"] for s in sidecars.values()]
+    assert scores[0] != pytest.approx(scores[1], abs=1e-6)
