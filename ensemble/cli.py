@@ -397,6 +397,24 @@ def testlike_check_cmd(
                    "from the test; its scores and calibrators may not carry over", err=True)
 
 
+@testlike_app.command("export")
+@handles_errors
+def testlike_export_cmd(
+    out: Annotated[Path, typer.Argument(help="Folder for <id>.wav files and ids.csv.")],
+    rate: Annotated[int, typer.Option("--rate", help="Sample rate of the WAV files (Hz).")] = 16000,
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Write the workspace's test-like clips as WAV files (+ ids.csv) for models made outside ens; their
+    predictions come back with `ens import NAME --test … --oof … --testlike PREDS.csv`."""
+    from ensemble.testlike_set import export_testlike
+
+    ws, comp = _context(workspace, data)
+    folder = export_testlike(ws, comp, out, rate, force)
+    typer.echo(f"wrote {len(list(folder.glob('*.wav')))} test-like clips at {rate} Hz and ids.csv → {folder}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

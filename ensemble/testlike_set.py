@@ -189,3 +189,47 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
 
 def testlike_fingerprint(clips: pd.DataFrame) -> str:
     return frame_sha256(clips[["id", "fold", "recipe"]])
+
+
+def export_testlike(ws: Workspace, comp: Competition, out: Path, sr: int = 16000, force: bool = False) -> Path:
+    """Render the workspace's test-like clips as float WAV files `<id>.wav` plus `ids.csv` (id, path),
+    so models made outside ens can predict them (`ens import --testlike`). Built aside, moved at the end."""
+    import shutil
+    import tempfile
+
+    import soundfile as sf
+
+    from ensemble.audio.load import WaveStore
+    from ensemble.audio.testlike import render_testlike
+    from ensemble.errors import ConfigError
+    from ensemble.folds import load_folds
+    from ensemble.workspace import check_name, check_overwrite
+
+    if not isinstance(sr, int) or not 1000 <= sr <= 384_000:
+        raise ConfigError(f"--rate {sr!r} is invalid; accepted: an integer sample rate in 1000–384000 Hz")
+    clips = load_testlike(ws)
+    if clips is None:
+        raise DataError(f"{ws.models_dir / TESTLIKE_FILE}: no test-like clips in this workspace yet; "
+                        "the first `ens finetune` (or `ens testlike check`) makes them")
+    out = Path(out)
+    check_overwrite(out, force, "folder")
+    for clip_id in clips["id"].astype(str):
+        check_name(clip_id, "test-like clip")
+    folds = load_folds(ws)
+    paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
+    store = WaveStore([comp.audio_path(paths[i]) for i in folds["id"].astype(str)], sr)
+    row = {str(i): k for k, i in enumerate(folds["id"])}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for clip_id, recipe in zip(clips["id"].astype(str), clips["recipe"]):
+            wave = render_testlike(recipe, lambda rid: store[row[rid]], sr)
+            sf.write(staging / f"{clip_id}.wav", wave, sr, subtype="FLOAT")
+        index = pd.DataFrame({"id": clips["id"].astype(str), "path": [f"{i}.wav" for i in clips["id"].astype(str)]})
+        index.to_csv(staging / "ids.csv", index=False)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

@@ -179,3 +179,31 @@ def test_cli_check_without_test_clips_is_one_error_line(tiny_comp, tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0] == f"Error: {comp / 'test.csv'}: file not found"
     assert not (Path.cwd() / "models").exists()  # nothing built before the folder failed
+
+
+def test_cli_export_writes_every_clip_as_rendered(tiny_comp, workspace, tmp_path):
+    from ensemble.audio.load import load_audio
+    from ensemble.audio.testlike import render_testlike
+    from ensemble.testlike_set import load_testlike
+    from ensemble.workspace import Workspace
+
+    none_yet = CliRunner().invoke(app, ["testlike", "export", str(tmp_path / "x"), "--data", str(tiny_comp)])
+    assert none_yet.exit_code == 1 and "no test-like clips in this workspace yet" in none_yet.output
+    assert CliRunner().invoke(app, ["testlike", "check", "--data", str(tiny_comp), "--clips", "12"]).exit_code == 0
+    out = tmp_path / "clips"
+    result = CliRunner().invoke(app, ["testlike", "export", str(out), "--rate", "8000"])
+    assert result.exit_code == 0, result.output
+    clips = load_testlike(Workspace.resolve(workspace))
+    index = pd.read_csv(out / "ids.csv", dtype=str)
+    assert index["id"].tolist() == clips["id"].astype(str).tolist()
+    assert sorted(p.name for p in out.glob("*.wav")) == sorted(index["path"])
+    train = pd.read_csv(tiny_comp / "train.csv", dtype={"id": str}).set_index("id")["path"]
+    def load(rid: str) -> np.ndarray:
+        return load_audio(tiny_comp / train[rid], 8000)
+
+    first = clips.iloc[0]
+    wave, sr = sf.read(out / f"{first['id']}.wav", dtype="float32")
+    assert sr == 8000
+    np.testing.assert_array_equal(wave, render_testlike(first["recipe"], load, 8000))
+    again = CliRunner().invoke(app, ["testlike", "export", str(out)])
+    assert again.exit_code == 1 and "--force" in again.output
