@@ -150,7 +150,6 @@ def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, prog
     gain.update(best_run=best, best_run_score=float(singles[best]), on=trust)
     return final, {
         "fit_on": fit_on, "oof": oof, "nested": nested, "in_sample": in_sample, "p_fit": p_fit, "y_fit": yf,
-        "weighted": wf is not None,
         "optimism": None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score,
         "gain": gain, "warnings": warnings,
     }
