@@ -286,10 +286,12 @@ def stack_cmd(
     """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
     from ensemble.blend import compare_methods, default_name, stack_runs
     from ensemble.present import compare_table, prior_table, stack_summary
-    from ensemble.submission import submission_frame, write_submission
+    from ensemble.submission import check_free, submission_frame, write_submission
 
     ws, comp = _context(workspace, data)
     params = _parse_params(param)
+    if not compare:
+        check_free(ws, name or default_name(method, runs), force)  # before seconds of stacking
     if compare:
         rows = compare_methods(ws, comp, runs, calibrate=calibrate, fit_on=fit_on, seed=seed)
         console().print(compare_table(rows))
@@ -300,7 +302,9 @@ def stack_cmd(
                                  fit_on=fit_on, seed=seed)
     out = write_submission(ws, name or default_name(method, runs), submission_frame(result.test, comp), comp,
                            sidecar, force=force)
-    console().print(stack_summary(out, result))
+    for note in out.cleaned:
+        typer.echo(f"warning: {note}", err=True)
+    console().print(stack_summary(out.csv, result))
     if test_prior != "none" and (table := prior_table(result)) is not None:
         console().print(table)
 

@@ -97,7 +97,7 @@ def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress |
     rows = compare_methods(ws, comp, runs, seed=seed)
     best = rows[0]["method"]
     result, sidecar = stack_runs(ws, comp, runs, best, seed=seed)
-    submission = write_submission(ws, f"demo-{best}", submission_frame(result.test, comp), comp, sidecar, force=True)
+    submission = write_submission(ws, f"demo-{best}", submission_frame(result.test, comp), comp, sidecar, force=True).csv
     return DemoResult(ws.root, data, submission, rows, score_all(ws, comp, data / "test_answers.csv"))
 
 
