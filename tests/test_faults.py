@@ -235,3 +235,57 @@ def test_two_writers_of_one_name_exactly_one_wins(ws, tmp_path, reference):
         assert sidecar["recipe"]["method"] == winners[0] and sidecar["csv_sha256"] == sha256(csv)
         assert csv.read_bytes() == reference[winners[0]]
         assert not tmp_litter(fresh / "submissions")
+
+
+# ------------------------------------------------------------------------------------------- finetune
+
+FINETUNE = ["finetune", "logmel-cnn", "--folds", "2", "--epochs", "1", "--batch-size", "8", "--max-seconds", "1",
+            "--testlike-per-fold", "2", "--augment", "none", "--name", "cnn"]
+FINETUNE_RENAMES = 12  # checkpoint best/last (3), model.onnx, 3 fold files, fold.json, 3 run files, run.json
+# every rename costs a fine-tune (~10-30 s on 2 busy cores): the suite kills at three that stand for the
+# others (a checkpoint saved, fold files without fold.json, run files without run.json);
+# ENS_FAULTS=all kills at each of them
+KILL_POINTS = range(1, FINETUNE_RENAMES + 1) if os.environ.get("ENS_FAULTS") == "all" else (3, 8, 12)
+
+
+@pytest.fixture(scope="module")
+def finetune_template(tmp_path_factory) -> Path:
+    """A workspace whose run `cnn` has fold 1 done, so `--fold 0` trains one fold and then assembles the run."""
+    from ensemble.demo import generate_competition
+
+    root = tmp_path_factory.mktemp("ftfaults")
+    data = generate_competition(root / "data", n_train=24, n_test=6, n_unlabeled=0, seed=5)
+    done = run([*FINETUNE, "--fold", "1", "--data", data, "-w", root / "ws"])
+    assert done.returncode == 0, done.stderr
+    return root / "ws"
+
+
+@pytest.fixture(scope="module")
+def finetune_reference(finetune_template, tmp_path_factory) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """An unkilled `--fold 0`: the run's predictions, and the renames it did."""
+    ws = tmp_path_factory.mktemp("ftref") / "ws"
+    shutil.copytree(finetune_template, ws)
+    done = renames([*FINETUNE, "--fold", "0", "-w", ws], ws.parent)
+    return {f: pd.read_parquet(ws / "models" / "cnn" / f) for f in ("oof.parquet", "test.parquet")}, done
+
+
+def test_finetune_rename_count_is_the_one_the_kills_cover(finetune_reference):
+    names = [Path(line.split()[1]).name for line in finetune_reference[1]]
+    assert len(names) == FINETUNE_RENAMES, names
+    assert names[-1] == "run.json"  # the manifest is the run's commit point
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", KILL_POINTS)
+def test_finetune_killed_at_rename_n_resumes_to_the_same_predictions(n, finetune_template, finetune_reference, tmp_path):
+    ws = tmp_path / "ftws"
+    shutil.copytree(finetune_template, ws)
+    killed = run([*FINETUNE, "--fold", "0", "-w", ws], kill_at=n)
+    assert killed.returncode == -signal.SIGKILL
+    board = CliRunner().invoke(app, ["board", "--format", "json", "-w", str(ws)])
+    assert board.exit_code == 0 and json.loads(board.output)["rows"] == []  # run.json comes last
+    again = run([*FINETUNE, "--fold", "0", "-w", ws])
+    assert again.returncode == 0, again.stderr
+    assert not tmp_litter(ws), tmp_litter(ws)
+    for name, expected in finetune_reference[0].items():
+        pd.testing.assert_frame_equal(pd.read_parquet(ws / "models" / "cnn" / name), expected)
