@@ -32,8 +32,8 @@ from ensemble.io import TMP_NAME
 REPO = Path(__file__).resolve().parents[1]
 RENAMES = ("replace", "rename", "link")
 KILLER = """
-import os, signal, sys
-kill_at, log = int(sys.argv[1]), sys.argv[2]
+import os, signal, sys, time
+kill_at, log, pause = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 calls = [0]
 def wrap(real):
     def patched(*args, **kwargs):
@@ -41,13 +41,15 @@ def wrap(real):
         if log:
             with open(log, "a") as f:
                 f.write(f"{real.__name__} {args[-1]}\\n")
+        if calls[0] == 1:
+            time.sleep(pause)
         if calls[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **kwargs)
     return patched
 for name in ("replace", "rename", "link"):
     setattr(os, name, wrap(getattr(os, name)))
-sys.argv = ["ens", *sys.argv[3:]]
+sys.argv = ["ens", *sys.argv[4:]]
 from ensemble.cli import main
 main()
 """
@@ -60,9 +62,10 @@ def child_env() -> dict:
     return env
 
 
-def spawn(args: list, kill_at: int = 0, log: Path | None = None) -> subprocess.Popen:
-    """`ens ARGS…` as a child that kills itself at rename number `kill_at` (0: never)."""
-    cmd = [sys.executable, "-c", KILLER, str(kill_at), str(log or ""), *map(str, args)]
+def spawn(args: list, kill_at: int = 0, log: Path | None = None, pause: float = 0.0) -> subprocess.Popen:
+    """`ens ARGS…` as a child that kills itself at rename number `kill_at` (0: never), pausing `pause`
+    seconds before its first rename (to hold a writer inside its critical section)."""
+    cmd = [sys.executable, "-c", KILLER, str(kill_at), str(log or ""), str(pause), *map(str, args)]
     return subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -219,10 +222,12 @@ def test_stack_killed_at_random_moments(ws, tmp_path, reference):
 
 
 def test_two_writers_of_one_name_exactly_one_wins(ws, tmp_path, reference):
+    # each writer pauses 2 s before its first rename (the sidecar's), so without exclusive creation
+    # both would pass the exists check before either commits
     for round_ in range(3):
         fresh = tmp_path / f"race{round_}"
         shutil.copytree(ws, fresh)
-        procs = {method: spawn(stack_args(fresh, method)) for method in ("mean", "logit")}
+        procs = {method: spawn(stack_args(fresh, method), pause=2.0) for method in ("mean", "logit")}
         results = {method: (proc.wait(timeout=300), proc.stderr.read()) for method, proc in procs.items()}
         winners = [m for m, (rc, _) in results.items() if rc == 0]
         assert len(winners) == 1, results
@@ -235,6 +240,26 @@ def test_two_writers_of_one_name_exactly_one_wins(ws, tmp_path, reference):
         assert sidecar["recipe"]["method"] == winners[0] and sidecar["csv_sha256"] == sha256(csv)
         assert csv.read_bytes() == reference[winners[0]]
         assert not tmp_litter(fresh / "submissions")
+
+
+def test_lone_files_and_temp_litter_are_removed_with_a_warning(ws):
+    """What a killed writer (or an older ens, which wrote the CSV first) left is not a submission."""
+    subs = ws / "submissions"
+    subs.mkdir()
+    (subs / "sub.csv").write_text("id,fake,real\n")
+    (subs / ".other.json.k3j_x9a0.tmp").write_text("{")
+    (subs / "notes.tmp").write_text("mine")  # not atomic_path's pattern: kept
+    assert board_names(ws) == []
+    result = CliRunner().invoke(app, [str(a) for a in stack_args(ws)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: removed {subs / 'sub.csv'}: it had no sidecar (left by a killed or failed writer)" in result.output
+    assert f"warning: removed 1 temp file(s) killed writers left in {subs}" in result.output
+    assert sorted(p.name for p in subs.iterdir()) == [".lock", "notes.tmp", "sub.csv", "sub.json"]
+    (subs / "sub.csv").unlink()  # now a lone sidecar
+    result = CliRunner().invoke(app, [str(a) for a in stack_args(ws)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: removed {subs / 'sub.json'}: it had no CSV (left by a killed or failed writer)" in result.output
+    assert check_pair_or_nothing(ws)
 
 
 # ------------------------------------------------------------------------------------------- finetune
