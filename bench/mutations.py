@@ -81,6 +81,18 @@ MUTATIONS = [
     Mutation("readers accept a lone sidecar", "ensemble/submission.py",
              "    if not (meta.is_file() and csv.is_file()):", "    if not meta.is_file():",
              ("tests/test_faults.py::test_stack_killed_at_every_rename",)),
+    Mutation("ens stack checks the name only after stacking", "ensemble/cli.py",
+             "        check_free(ws, name or default_name(method, runs), force)", "        pass",
+             ("tests/test_bad_inputs_stack.py", "-k", "refused-before")),
+    Mutation("ens oof leaves temp litter in the run folder", "ensemble/oof.py",
+             "        sweep_tmp(run.dir)  # a killed", "        pass  # a killed",
+             ("tests/test_finetune.py::test_oof_with_onnx_runtime_reproduces_the_predictions",)),
+    Mutation("finetune redoes a fold over its temp litter", "ensemble/finetune.py",
+             "        sweep_tmp(run_dir / f\"fold{k}\")", "        pass",
+             ("tests/test_faults.py::test_finetune_killed_at_rename_n_resumes_to_the_same_predictions[8]",)),
+    Mutation("finetune resumes over the run folder's temp litter", "ensemble/finetune.py",
+             "        sweep_tmp(run_dir)  # a killed", "        pass  # a killed",
+             ("tests/test_faults.py::test_finetune_killed_at_rename_n_resumes_to_the_same_predictions[12]",)),
 ]
 
 

@@ -102,7 +102,7 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
     with exclusive(run_lock(ws.models_dir, run_dir.name)):
         _check_options(run_dir, opts, force)
-        sweep_tmp(run_dir)
+        sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these
     context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit)
     started = time.perf_counter()
     for k in todo:
@@ -116,7 +116,6 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
         emit({"stage": "partial", "missing": missing})
         return None
     with exclusive(run_lock(ws.models_dir, run_dir.name)):  # folds finished elsewhere may assemble too
-        sweep_tmp(run_dir)
         return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
 
 

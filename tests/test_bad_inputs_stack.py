@@ -195,6 +195,8 @@ CASES = [
          r"submission name '\.s' is not valid: use letters, digits, '-', '_', '\.', '\+'"),
     Case("stack: existing submission", lambda c: ["stack", "r0", "r1", "--name", "s"],
          rf"submission 's' already exists in {SUBS}; pass --force to replace it"),
+    Case("stack: existing submission, refused before the runs are read", lambda c: ["stack", "r0", "gone", "--name", "s"],
+         rf"submission 's' already exists in {SUBS}; pass --force to replace it"),
     Case("stack: runs on different folds", edit_manifest("r1", lambda m: m.update(folds_fingerprint="other")),
          r"runs 'r0' and 'r1' were made on different folds; they cannot be blended"),
     # ens stack: broken artifacts
