@@ -50,7 +50,7 @@ MUTATIONS = [
     Mutation("fold test predictions averaged as probabilities", "ensemble/stack_inputs.py",
              "    return sigmoid(logit(probs).mean(axis=axis))",
              "    return probs.mean(axis=axis)",
-             ("tests/", "-k", "mean_of_logits or fold_aggregation or aggregate")),
+             ("tests/", "-k", "fold_aggregation or mean_of_fold_logits")),
     Mutation("validate_submission drops the row-order check", "ensemble/submission.py",
              "    if order.any():", "    if False:",
              ("tests/test_import_score_board.py::test_submission_rows_must_be_in_sample_order",)),
