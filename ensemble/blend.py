@@ -49,8 +49,11 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
     """
     from ensemble.stack.pipeline import stack
 
+    prior = _prior_mode(test_prior)
+    _check_method(method)
     runs = load_runs(ws, run_names)
     inputs = gather(ws, comp, runs)
+    _check_options(runs, inputs, calibrate, prior, fit_on)
     decision = None
     if method == "auto" or comparison is not None:
         comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed)
@@ -58,7 +61,7 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
         method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
         decision = comparison.decision.as_dict(comparison.candidates)
     result = stack(inputs.oof, inputs.y, inputs.folds, inputs.test, method=method, params=params,
-                   calibrate=calibrate, test_prior=_prior_mode(test_prior), fit_on=fit_on,
+                   calibrate=calibrate, test_prior=prior, fit_on=fit_on,
                    P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
                    w_tl=inputs.w_testlike, labels=comp.labels, seed=seed, progress=progress)
     recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed,
@@ -76,13 +79,37 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
     return result, sidecar
 
 
+def _check_method(method: str) -> None:
+    from ensemble.stack.base import BLENDERS
+
+    if method != "auto" and method not in BLENDERS:
+        raise ConfigError(f"unknown stacking method {method!r}; choose one of: auto, {', '.join(BLENDERS)}")
+
+
+def _check_options(runs: list[Run], inputs, calibrate: str, prior: str | float, fit_on: str) -> None:
+    """Options that need OOF or test-like OOF, refused with the runs that lack them (before any fitting)."""
+    wants_oof = [f"--test-prior {prior}"] if prior != "none" else []
+    wants_oof += [f"--calibrate {calibrate}"] if calibrate not in ("auto", "none") else []
+    if inputs.oof is None and wants_oof:
+        lacking = ", ".join(repr(r.name) for r in runs if not r.has_oof)
+        raise ConfigError(f"{wants_oof[0]} needs OOF predictions for every run; runs without: {lacking} "
+                          "(import them with --oof, or leave the option out)")
+    if fit_on in ("testlike", "both") and inputs.testlike is None:
+        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike) or "every run"
+        raise ConfigError(f"--fit-on {fit_on} needs test-like OOF (oof_testlike.parquet, made by `ens finetune`) "
+                          f"for every run; runs without: {lacking} (use --fit-on auto or clean)")
+
+
 def _prior_mode(value: str) -> str | float:
     if value in ("em", "none"):
         return value
     try:
-        return float(value)
+        prior = float(value)
     except ValueError:
-        raise ConfigError(f"--test-prior must be em, none or a number in (0, 1); got {value!r}") from None
+        prior = float("nan")
+    if not 0 < prior < 1:  # NaN fails too
+        raise ConfigError(f"--test-prior must be em, none or a number in (0, 1); got {value!r}")
+    return prior
 
 
 def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:

@@ -294,27 +294,32 @@ def stack_cmd(
     """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
     from ensemble.blend import compare_methods, default_name, stack_runs
     from ensemble.present import compare_table, prior_table, stack_summary
-    from ensemble.submission import submission_frame, write_submission
+    from ensemble.submission import check_free, submission_frame, write_submission
     from ensemble.workspace import check_name
 
     if name is not None:
         check_name(name, "submission")  # before any compute is spent
     ws, comp = _context(workspace, data)
     params = _parse_params(param)
+    if compare:
+        method = "auto"
+    out_name = name if name is not None else default_name(method, runs)
+    if not compare or write:
+        check_free(ws, out_name, force)  # before seconds of stacking
     comparison = None
-    if compare or method == "auto":
+    if method == "auto":
         comparison = compare_methods(ws, comp, runs, calibrate=calibrate, fit_on=fit_on, seed=seed)
         if compare:
             console().print(compare_table(comparison))
             if not write:
                 typer.echo(f"would write {comparison.chosen.name} (--write, or --method auto)")
                 return
-        method = "auto"
     result, sidecar = stack_runs(ws, comp, runs, method, params=params, calibrate=calibrate, test_prior=test_prior,
                                  fit_on=fit_on, seed=seed, comparison=comparison)
-    out = write_submission(ws, name if name is not None else default_name(method, runs), submission_frame(result.test, comp), comp,
-                           sidecar, force=force)
-    console().print(stack_summary(out, result, sidecar["recipe"].get("decision")))
+    out = write_submission(ws, out_name, submission_frame(result.test, comp), comp, sidecar, force=force)
+    for note in out.cleaned:
+        typer.echo(f"warning: {note}", err=True)
+    console().print(stack_summary(out.csv, result, sidecar["recipe"].get("decision")))
     if test_prior != "none" and (table := prior_table(result)) is not None:
         console().print(table)
 

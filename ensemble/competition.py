@@ -171,7 +171,9 @@ def targets_from_frame(df: pd.DataFrame, labels: list[str], source: Path | str) 
     bad = ~np.isin(block, (0.0, 1.0))
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise DataError(f"{source}: id {df['id'].iloc[i]!r} column {labels[j]!r} is {df[labels[j]].iloc[i]!r}; expected 0 or 1")
+        cell = df[labels[j]].iloc[i]
+        cell = cell.item() if hasattr(cell, "item") else cell  # 0.5, not np.float64(0.5)
+        raise DataError(f"{source}: id {df['id'].iloc[i]!r} column {labels[j]!r} is {cell!r}; expected 0 or 1")
     return block
 
 

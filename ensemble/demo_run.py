@@ -99,7 +99,7 @@ def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress |
     emit({"stage": "comparing stack methods", "runs": ", ".join(runs)})
     comparison = compare_methods(ws, comp, runs, seed=seed)
     result, sidecar = stack_runs(ws, comp, runs, "auto", seed=seed, comparison=comparison)
-    submission = write_submission(ws, "demo-auto", submission_frame(result.test, comp), comp, sidecar, force=True)
+    submission = write_submission(ws, "demo-auto", submission_frame(result.test, comp), comp, sidecar, force=True).csv
     return DemoResult(ws.root, data, submission, comparison, score_all(ws, comp, data / "test_answers.csv"))
 
 

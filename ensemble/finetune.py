@@ -21,7 +21,8 @@ from ensemble.audio.check import check_competition_audio
 from ensemble.competition import Competition
 from ensemble.errors import ConfigError, ExistsError
 from ensemble.folds import ensure_folds, folds_fingerprint
-from ensemble.io import read_json
+from ensemble.io import read_json, sweep_tmp
+from ensemble.locking import exclusive, run_lock
 from ensemble.provenance import machine, now_iso, package_versions
 from ensemble.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, load_run, write_manifest, write_run_file
 from ensemble.scoring import cv_metrics, score_frame
@@ -88,31 +89,36 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     from ensemble.fold_job import FoldContext, run_fold
 
     emit = progress or (lambda event: None)
-    ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
+    run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_competition_audio(ws, comp, progress=emit)
-    folds = ensure_folds(ws, comp, opts.folds, opts.seed)
-    n_folds = int(folds["fold"].nunique())
-    opts = replace(opts, folds=n_folds)  # resumed and merged calls need not repeat --folds
-    todo = sorted(set(opts.only_folds)) if opts.only_folds else list(range(n_folds))
-    bad = [k for k in todo if not 0 <= k < n_folds]
-    if bad:
-        raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
-    clips = ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed)
+    with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
+        sweep_tmp(ws.models_dir)
+        folds = ensure_folds(ws, comp, opts.folds, opts.seed)
+        n_folds = int(folds["fold"].nunique())
+        opts = replace(opts, folds=n_folds)  # resumed and merged calls need not repeat --folds
+        todo = sorted(set(opts.only_folds)) if opts.only_folds else list(range(n_folds))
+        bad = [k for k in todo if not 0 <= k < n_folds]
+        if bad:
+            raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
+        clips = ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed)
     opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
-    run_dir = ws.run_dir(opts.run_name)
-    _check_options(run_dir, opts, force)
+    with exclusive(run_lock(ws.models_dir, run_dir.name)):
+        _check_options(run_dir, opts, force)
+        sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these
     context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit)
     started = time.perf_counter()
     for k in todo:
         if (run_dir / f"fold{k}" / "fold.json").is_file():
             emit({"stage": "fold_skipped", "fold": k})
             continue
+        sweep_tmp(run_dir / f"fold{k}")  # this process redoes fold k: what is there is a killed writer's
         run_fold(context, k)
     missing = [k for k in range(n_folds) if not (run_dir / f"fold{k}" / "fold.json").is_file()]
     if missing:
         emit({"stage": "partial", "missing": missing})
         return None
-    return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
+    with exclusive(run_lock(ws.models_dir, run_dir.name)):  # folds finished elsewhere may assemble too
+        return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
 
 
 def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,27 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+# `atomic_path`'s temp names: "." + target name + "." + mkstemp's 8 random characters + ".tmp"
+TMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def sweep_tmp(folder: Path) -> list[Path]:
+    """Remove the temp files killed writers left in `folder` (not below it); returns the paths removed.
+
+    Only call it where no live writer can be using `folder`: under the folder's lock, or for a fold
+    folder that this process is about to redo.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if TMP_NAME.match(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def _write(path: Path, writer: Callable[[Path], None]) -> Path:
     with atomic_path(path) as tmp:
         writer(tmp)
@@ -44,7 +66,12 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """Write a CSV atomically; floats in full precision so files are byte-stable and lossless."""
-    return _write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.17g", lineterminator="\n"))
+    return _write(path, lambda tmp: csv_to(df, tmp))
+
+
+def csv_to(df: pd.DataFrame, path: Path) -> None:
+    """The CSV bytes every ens CSV has (full-precision floats, "\\n" line ends), written to `path` as is."""
+    df.to_csv(path, index=False, float_format="%.17g", lineterminator="\n")
 
 
 def write_json(obj: Any, path: Path) -> Path:

@@ -17,6 +17,8 @@ from ensemble.competition import Competition
 from ensemble.errors import ContractError
 from ensemble.fold_job import HOP_FRACTION, prediction_frame
 from ensemble.folds import load_folds
+from ensemble.io import sweep_tmp
+from ensemble.locking import exclusive, run_lock
 from ensemble.provenance import now_iso
 from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, load_run, write_manifest, write_run_file
 from ensemble.scoring import cv_metrics, score_frame
@@ -81,7 +83,9 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
             own = clips[clips["fold"] == k]
             waves = (render_testlike(r, lambda rid: store[row_of[rid]], sr) for r in own["recipe"])
             predict("testlike", own["id"], waves, len(own))
-    return _write(run, comp, folds, clips, frames, used_provider)
+    with exclusive(run_lock(ws.models_dir, run.name)):
+        sweep_tmp(run.dir)  # a killed `ens oof` or `ens finetune` left these
+        return _write(run, comp, folds, clips, frames, used_provider)
 
 
 def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, provider: str) -> dict[str, float]:

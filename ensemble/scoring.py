@@ -50,6 +50,9 @@ def score_file(path: Path, answers_path: Path) -> tuple[ScoreParts, dict[str, di
     answers, labels = read_answers(answers_path)
     pred = read_csv(path)
     require_columns(pred, ["id", *labels], path)
+    extra = [c for c in pred.columns if c not in ("id", *labels)]
+    if extra:  # scoring fewer columns than the file holds would hide a wrong answer key
+        raise DataError(f"{path}: column {extra[0]!r} has no answers in {answers_path} (its label columns: {', '.join(labels)})")
     check_ids(pred["id"], path)
     check_same_ids(pred["id"], answers["id"], path, answers_path)
     check_probabilities(pred, labels, path)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ensemble.competition import Competition, check_ids, check_same_ids, require_columns
-from ensemble.errors import DataError
-from ensemble.io import read_csv, read_json, write_csv, write_json
+from ensemble.errors import DataError, ExistsError
+from ensemble.io import atomic_path, csv_to, file_sha256, read_csv, read_json, sweep_tmp, write_json
+from ensemble.locking import exclusive
 from ensemble.provenance import now_iso, package_versions
 from ensemble.runs import check_probabilities
-from ensemble.workspace import Workspace, check_name, check_overwrite
+from ensemble.workspace import Workspace, check_name
 
 
 def submission_frame(pred: np.ndarray, comp: Competition) -> pd.DataFrame:
@@ -44,39 +46,96 @@ def submission_paths(ws: Workspace, name: str) -> tuple[Path, Path]:
     return csv, csv.with_suffix(".json")
 
 
-def write_submission(ws: Workspace, name: str, frame: pd.DataFrame, comp: Competition, sidecar: dict, force: bool = False) -> Path:
-    """Validate, then write the CSV and its sidecar atomically; refuse to overwrite without `force`."""
+@dataclass(frozen=True)
+class Written:
+    """A submission just written, and what was tidied on the way (files killed writers left)."""
+
+    csv: Path
+    sidecar: Path
+    cleaned: list[str] = field(default_factory=list)
+
+
+def _lock(ws: Workspace) -> Path:
+    return ws.submissions_dir / ".lock"
+
+
+def _exists_error(ws: Workspace, name: str) -> ExistsError:
+    return ExistsError(f"submission {name!r} already exists in {ws.submissions_dir}; pass --force to replace it")
+
+
+def check_free(ws: Workspace, name: str, force: bool = False) -> None:
+    """Fail early (before any compute) on a bad name or an existing submission; `write_submission` checks again."""
     csv, meta = submission_paths(ws, name)
-    check_overwrite(csv, force, "submission")
+    if csv.is_file() and meta.is_file() and not force:
+        raise _exists_error(ws, name)
+
+
+def tidy(ws: Workspace, name: str) -> list[str]:
+    """Under the lock: remove temp litter and a lone CSV or sidecar of `name`; returns what was removed.
+
+    The sidecar is written first and the CSV last, so a lone file is what a killed writer left (or a
+    file put there by hand, which is not a submission either): the pair is the submission.
+    """
+    notes = []
+    swept = sweep_tmp(ws.submissions_dir)
+    if swept:
+        notes.append(f"removed {len(swept)} temp file(s) killed writers left in {ws.submissions_dir}")
+    csv, meta = submission_paths(ws, name)
+    if csv.is_file() != meta.is_file():
+        lone, twin = (csv, "sidecar") if csv.is_file() else (meta, "CSV")
+        lone.unlink()
+        notes.append(f"removed {lone}: it had no {twin} (left by a killed or failed writer)")
+    return notes
+
+
+def write_submission(ws: Workspace, name: str, frame: pd.DataFrame, comp: Competition, sidecar: dict,
+                     force: bool = False) -> Written:
+    """Validate, then write the sidecar and the CSV as a pair; refuse to replace a submission without `force`.
+
+    Under the submissions lock, so of two writers of one name exactly one wins. The CSV's rename is the
+    commit point: a writer killed at any moment leaves the whole old pair, the whole new one, or neither
+    plus litter that the next writer removes. The sidecar records the CSV's SHA-256.
+    """
+    csv, meta = submission_paths(ws, name)
     validate_submission(frame, comp, csv)
     sidecar = {"name": name, "created": now_iso(), "versions": package_versions(), "leaderboard": {}, **sidecar}
-    write_csv(frame, csv)
-    write_json(sidecar, meta)
-    return csv
+    with exclusive(_lock(ws)):
+        cleaned = tidy(ws, name)
+        if csv.is_file():
+            if not force:
+                raise _exists_error(ws, name)
+            csv.unlink()  # un-commit first: from here a kill leaves a lone sidecar, which the next writer removes
+        with atomic_path(csv) as tmp:
+            csv_to(frame, tmp)
+            write_json({**sidecar, "csv_sha256": file_sha256(tmp)}, meta)
+    return Written(csv, meta, cleaned)
 
 
 def read_sidecar(ws: Workspace, name: str) -> dict:
+    """A submission's sidecar; a submission exists only as a pair (CSV and sidecar)."""
     csv, meta = submission_paths(ws, name)
-    if not meta.is_file():
+    if not (meta.is_file() and csv.is_file()):
         known = ", ".join(ws.submission_names()) or "none yet"
         raise DataError(f"submission {name!r} not found in {ws.submissions_dir} (submissions: {known})")
     return read_json(meta)
 
 
 def record_leaderboard(ws: Workspace, name: str, public: float | None, private: float | None) -> dict:
-    """Store leaderboard scores in the submission's sidecar; returns the updated sidecar."""
+    """Store leaderboard scores in the submission's sidecar (under the submissions lock); returns it."""
     if public is None and private is None:
         raise DataError("give --public and/or --private")
-    sidecar = read_sidecar(ws, Path(name).stem if name.endswith((".csv", ".json")) else name)
-    board = dict(sidecar.get("leaderboard") or {})
+    name = Path(name).stem if name.endswith((".csv", ".json")) else name
+    scores = {}
     for key, value in (("public", public), ("private", private)):
         if value is not None:
             if not np.isfinite(value):
                 raise DataError(f"--{key} must be a finite number, got {value}")
-            board[key] = float(value)
-    board["recorded"] = now_iso()
-    sidecar["leaderboard"] = board
-    write_json(sidecar, submission_paths(ws, sidecar["name"])[1])
+            scores[key] = float(value)
+    read_sidecar(ws, name)  # an unknown name fails before the lock file is made
+    with exclusive(_lock(ws)):
+        sidecar = read_sidecar(ws, name)
+        sidecar["leaderboard"] = {**(sidecar.get("leaderboard") or {}), **scores, "recorded": now_iso()}
+        write_json(sidecar, submission_paths(ws, name)[1])
     return sidecar
 
 

@@ -62,16 +62,18 @@ def test_finetune_config_file_errors_are_one_line(csv_competition, tmp_path):
     assert result.exit_code == 1 and "not valid TOML" in result.output
 
 
-def test_finetune_config_values_yield_to_the_command_line():
-    import click
+def test_finetune_config_values_yield_to_the_command_line(csv_competition, tmp_path, monkeypatch):
+    """The real `finetune --config` wiring: file values fill what the command line left out, and a value
+    typed on the command line wins even when it equals the default."""
+    import ensemble.finetune
 
-    from ensemble.cli import _merge_config, finetune_cmd
-
-    command = click.Command("finetune", params=[click.Option(["--epochs"], type=int, default=5),
-                                                click.Option(["--lr"], type=float, default=None)])
-    with command.make_context("finetune", ["--epochs", "3"]) as ctx:
-        path = Path(ctx.ensure_object(dict).setdefault("path", "/tmp/ens-config-test.toml"))
-        path.write_text("epochs = 9\nlr = 0.01\n")
-        merged = _merge_config(path, {"epochs": 3, "lr": None}, ctx)
-    assert merged == {"epochs": 3, "lr": 0.01}
-    assert finetune_cmd.__doc__
+    seen = []
+    monkeypatch.setattr(ensemble.finetune, "finetune", lambda ws, comp, opts, **kw: seen.append(opts))  # stop before training
+    config = tmp_path / "run.toml"
+    config.write_text('epochs = 9\nlr = 0.01\nbatch-size = 4\nonly_folds = [1]\naugment = "none"\n')
+    result = CliRunner().invoke(app, ["finetune", "tiny-wav2vec2", "--config", str(config), "--epochs", "3",
+                                      "--batch-size", "16", "--data", str(csv_competition)])
+    assert result.exit_code == 0, result.output
+    (opts,) = seen
+    assert (opts.epochs, opts.lr, opts.batch_size, opts.only_folds, opts.augment) == (3, 0.01, 16, [1], "none")
+    assert (opts.model, opts.max_seconds, opts.seed) == ("tiny-wav2vec2", 5.0, 0)  # untouched defaults

@@ -63,8 +63,11 @@ def test_oof_with_onnx_runtime_reproduces_the_predictions(finished, competition,
     ws = tmp_path / "copy"
     shutil.copytree(finished, ws)
     before = {f: pd.read_parquet(ws / "models" / "w2v" / f) for f in ("oof.parquet", "test.parquet")}
+    litter = ws / "models" / "w2v" / ".oof.parquet.a1b2c3d4.tmp"  # what an `ens oof` killed mid-write leaves
+    litter.write_bytes(b"PAR1")
     result = runner.invoke(app, ["oof", "w2v", "--provider", "cpu", "-w", str(ws), "--data", str(competition)])
     assert result.exit_code == 0, result.output
+    assert not litter.exists()
     for name, old in before.items():
         new = pd.read_parquet(ws / "models" / "w2v" / name)
         merged = old.merge(new, on=["id", "fold"], suffixes=("_torch", "_onnx"))

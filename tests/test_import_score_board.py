@@ -102,8 +102,8 @@ def test_bad_import_inputs_give_one_clear_line_and_no_output(case, tmp_path, csv
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert message in lines[0], (what, lines[0])
-    assert not (workspace / "models" / "bad").exists()
-    assert not [p for p in (workspace / "models").glob(".*")] if (workspace / "models").exists() else True
+    left = sorted(str(p.relative_to(workspace)) for p in workspace.rglob("*"))
+    assert set(left) <= {"ens.toml"}, left  # at most the remembered --data: no run, no staging folder
 
 
 @pytest.mark.parametrize("case", range(8))
@@ -158,3 +158,41 @@ def test_lb_and_board(tmp_path, csv_competition, workspace):
     md = ens("board", "--format", "md").output
     assert md.startswith("| rank | name |")
     assert ens("lb", "nope", "--public", 1).output.startswith("Error: submission 'nope' not found")
+
+
+def test_submission_rows_must_be_in_sample_order(csv_competition, workspace):
+    """The same ids in another order is not the sample submission: refused, naming the first row that differs."""
+    from ensemble.competition import Competition
+    from ensemble.errors import DataError
+    from ensemble.submission import submission_frame, write_submission
+    from ensemble.workspace import Workspace
+
+    comp = Competition.load(csv_competition)
+    frame = submission_frame(np.full((12, 2), 0.5), comp)
+    ids = frame["id"].tolist()
+    swapped = frame.iloc[[1, 0, *range(2, 12)]].reset_index(drop=True)
+    sample = csv_competition / "sample_submission.csv"
+    with pytest.raises(DataError, match=f"^{workspace / 'submissions' / 's.csv'}: row 2 holds id {ids[1]!r}; "
+                                        f"{sample} has {ids[0]!r} there$"):
+        write_submission(Workspace.resolve(), "s", swapped, comp, {})
+    assert not (workspace / "submissions").exists()
+
+
+def test_board_ranks_by_the_test_like_score_where_there_is_one(csv_competition, workspace):
+    """cv_testlike is the score to trust; a row without one is ranked by its clean CV score."""
+    from ensemble.competition import Competition
+    from ensemble.submission import submission_frame, write_submission
+    from ensemble.workspace import Workspace
+
+    ws, comp = Workspace.resolve(), Competition.load(csv_competition)
+    cases = {"a": (0.10, 0.40), "b": (0.30, 0.20), "c": (0.25, None)}  # name: (clean CV, test-like CV)
+    for name, (cv, testlike) in cases.items():
+        metrics = {"cv": {"score": cv, "auc": 0.9, "brier": 0.1, "ece": 0.05}}
+        if testlike is not None:
+            metrics["cv_testlike"] = {"score": testlike, "auc": 0.8, "brier": 0.2, "ece": 0.1}
+        write_submission(ws, name, submission_frame(np.full((12, 2), 0.5), comp), comp,
+                         {"recipe": {"method": "mean"}, "metrics": metrics})
+    rows = json.loads(ens("board", "--format", "json").output)["rows"]
+    # keys: a 0.40 (test-like), b 0.20 (test-like), c 0.25 (clean) -> b, c, a
+    assert [(r["name"], r["rank"]) for r in rows] == [("b", 1), ("c", 2), ("a", 3)]
+    assert [r["delta"] for r in rows] == pytest.approx([0.0, 0.05, 0.20], abs=1e-12)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import rankdata
 from typer.testing import CliRunner
 
 from conftest import LABELS, write_predictions
@@ -57,15 +56,17 @@ def test_mean_of_imported_runs_is_the_plain_mean(two_runs, workspace):
 
 def test_rank_blend_averages_ties(two_runs, workspace, tmp_path, csv_competition):
     ids, tests = two_runs
-    # test-only runs: rank is fitted on the test tensor itself, so ranks are the test's own mid-ranks
+    # test-only runs: rank is fitted on the test tensor itself, so ranks are the test's own mid-ranks.
+    # 12 rows, each run's column takes 2 or 3 values (4 or 8 rows each): mid-ranks 2.5, 6.5, 8.5, 10.5,
+    # scaled by (r - 0.5) / 12 to 2/12, 6/12, 8/12, 10/12; the blend is the mean over the two runs.
+    # fake: run 0 (.2 .6 .6) -> 2 8 8, run 1 (.4 .2 .8) -> 6 2 10; real: run 0 (.8 .4 .3) -> 10 6 2,
+    # run 1 (.6 .9 .3) -> 6 10 2 (all /12)
     for k, test in enumerate(tests):
         assert ens("import", f"t{k}", "--test", tmp_path / f"test{k}.csv").exit_code == 0
     assert ens("stack", "t0", "t1", "--method", "rank", "--name", "rk").exit_code == 0
     got = submission(workspace, "rk")[LABELS].to_numpy()
-    n = len(ids)
-    expected = np.mean([(rankdata(t, axis=0) - 0.5) / n for t in tests], axis=0)
-    order_got, order_expected = rankdata(got, axis=0), rankdata(expected, axis=0)
-    np.testing.assert_array_equal(order_got, order_expected)  # same order, ties kept as ties
+    by_hand = np.array([[(2 + 6) / 24, (10 + 6) / 24], [(8 + 2) / 24, (6 + 10) / 24], [(8 + 10) / 24, (2 + 2) / 24]])
+    np.testing.assert_allclose(got, np.tile(by_hand, (4, 1)), rtol=0, atol=1e-15)
 
 
 def test_submissions_are_byte_stable(two_runs, workspace):
@@ -93,7 +94,7 @@ def test_compare_writes_only_when_asked(two_runs, workspace):
     assert result.exit_code == 0, result.output
     for method in ("mean", "hillclimb", "flip", "lgbm"):
         assert method in result.output
-    assert not list((workspace / "submissions").glob("*.csv")) if (workspace / "submissions").exists() else True
+    assert not (workspace / "submissions").exists()  # --compare alone writes nothing
     assert ens("stack", "r0", "r1", "--compare", "--write").exit_code == 0
     assert len(list((workspace / "submissions").glob("*.csv"))) == 1
 
@@ -110,3 +111,16 @@ def test_method_auto_writes_the_candidate_the_decision_chose(two_runs, workspace
     compared = ens("stack", "r0", "r1", "--compare")
     assert f"* {best}" in compared.output and f"would write {best}" in compared.output
     assert "(positive is better)" in compared.output  # the legend
+
+
+def test_numeric_test_prior_shifts_every_logit_by_hand(two_runs, workspace):
+    """`--test-prior 0.3` always applies: logit(p) + logit(0.3) - logit(train prior 0.5), AUC kept."""
+    assert ens("stack", "r0", "r1", "--calibrate", "none", "--name", "plain").exit_code == 0
+    result = ens("stack", "r0", "r1", "--calibrate", "none", "--test-prior", "0.3", "--name", "shifted")
+    assert result.exit_code == 0, result.output
+    plain = submission(workspace, "plain")[LABELS].to_numpy()
+    shifted = submission(workspace, "shifted")[LABELS].to_numpy()
+    odds = plain / (1 - plain) * (0.3 / 0.7) / (0.5 / 0.5)  # train prior of both labels: 20 of 40 rows
+    np.testing.assert_allclose(shifted, odds / (1 + odds), rtol=0, atol=1e-12)
+    sidecar = json.loads((workspace / "submissions" / "shifted.json").read_text())
+    assert sidecar["recipe"]["test_prior"] == "0.3" and sidecar["recipe"]["prior"]["prior_used"] == [0.3, 0.3]
