@@ -73,7 +73,7 @@ class AugmentConfig:
             if f.name.startswith("p_") and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ConfigError(f"augment {f.name}={value!r} is invalid; accepted: a probability in [0, 1]")
         for name in ("snr_db", "floor_snr_db", "mix_gain_db", "level_db", "rt60_s", "drr_db", "codec_compression"):
-            lo, hi = _pair(name, getattr(self, name))
+            lo, hi = check_pair(name, getattr(self, name))
             object.__setattr__(self, name, (lo, hi))
         kinds = tuple(self.noise_kinds)
         bad = [k for k in kinds if k not in dsp.NOISE_KINDS]
@@ -133,13 +133,14 @@ def _valid() -> str:
     return ", ".join(ITEMS) + " or field=value"
 
 
-def _pair(name: str, value: Any) -> tuple[float, float]:
+def check_pair(name: str, value: Any, what: str = "augment") -> tuple[float, float]:
+    """A finite (low, high) range with low ≤ high; `what` names the settings in the error."""
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"augment {name}={value!r} is invalid; accepted: a (low, high) pair") from None
+        raise ConfigError(f"{what} {name}={value!r} is invalid; accepted: a (low, high) pair") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-        raise ConfigError(f"augment {name}={value!r} is invalid; accepted: finite low ≤ high")
+        raise ConfigError(f"{what} {name}={value!r} is invalid; accepted: finite low ≤ high")
     return lo, hi
 
 

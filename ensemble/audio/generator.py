@@ -91,13 +91,9 @@ class GeneratorParams:
 
 
 def _pair(name: str, value: Any) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"test-like parameter {name}={value!r} is invalid; accepted: a (low, high) pair") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-        raise ConfigError(f"test-like parameter {name}={value!r} is invalid; accepted: finite low ≤ high")
-    return lo, hi
+    from ensemble.audio.augment import check_pair
+
+    return check_pair(name, value, "test-like parameter")
 
 
 def _train_cutoffs() -> list[float]:

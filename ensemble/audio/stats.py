@@ -20,23 +20,23 @@ STAT_NAMES = (
 _EPS = 1e-10
 
 
-def frames(wave: np.ndarray) -> np.ndarray:
-    """Hann-windowed frames `(n_frames, FRAME)` of a wave at ANALYSIS_SR (short waves zero-padded)."""
+def _frame_view(wave: np.ndarray) -> np.ndarray:
+    """Overlapping frames `(n_frames, FRAME)` of a wave, as a view (short waves zero-padded)."""
     wave = np.asarray(wave, dtype=np.float32).ravel()
     if wave.size < FRAME:
         wave = np.pad(wave, (0, FRAME - wave.size))
     n = 1 + (wave.size - FRAME) // HOP
-    view = np.lib.stride_tricks.as_strided(wave, (n, FRAME), (wave.strides[0] * HOP, wave.strides[0]))
-    return view * np.hanning(FRAME).astype(np.float32)
+    return np.lib.stride_tricks.as_strided(wave, (n, FRAME), (wave.strides[0] * HOP, wave.strides[0]))
+
+
+def frames(wave: np.ndarray) -> np.ndarray:
+    """Hann-windowed frames `(n_frames, FRAME)` of a wave at ANALYSIS_SR (short waves zero-padded)."""
+    return _frame_view(wave) * np.hanning(FRAME).astype(np.float32)
 
 
 def frame_db(wave: np.ndarray) -> np.ndarray:
     """RMS level of each (unwindowed) frame in dB, `(n_frames,)`."""
-    wave = np.asarray(wave, dtype=np.float32).ravel()
-    if wave.size < FRAME:
-        wave = np.pad(wave, (0, FRAME - wave.size))
-    n = 1 + (wave.size - FRAME) // HOP
-    view = np.lib.stride_tricks.as_strided(wave, (n, FRAME), (wave.strides[0] * HOP, wave.strides[0]))
+    view = _frame_view(wave)
     return 10.0 * np.log10(np.mean(np.square(view, dtype=np.float64), axis=1) + _EPS)
 
 
