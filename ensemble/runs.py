@@ -129,7 +129,12 @@ def load_run(ws: Workspace, name: str) -> Run:
     if not (folder / MANIFEST_FILE).is_file():
         known = ", ".join(ws.run_names()) or "none yet"
         raise DataError(f"run {name!r} not found in {ws.models_dir} (runs: {known})")
-    return Run(name=name, dir=folder, manifest=read_json(folder / MANIFEST_FILE))
+    manifest = read_json(folder / MANIFEST_FILE)
+    labels = manifest.get("labels") if isinstance(manifest, dict) else None
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise DataError(f"{folder / MANIFEST_FILE}: 'labels' must be a list of label column names; "
+                        f"got {labels!r}")
+    return Run(name=name, dir=folder, manifest=manifest)
 
 
 def write_run_file(df: pd.DataFrame, run_dir: Path, filename: str) -> str:

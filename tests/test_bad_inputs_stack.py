@@ -204,6 +204,8 @@ CASES = [
          r"/\S+/models/r1/oof\.parquet: not a readable Parquet file \(.*Parquet magic bytes not found.*\)"),
     Case("stack: corrupted run.json", break_file("r1", "run.json", b'{"labels": ["fake", '),
          r"/\S+/models/r1/run\.json: not valid JSON \(Expecting value at line 1\)"),
+    Case("stack: run.json without labels", edit_manifest("r1", lambda m: m.pop("labels")),
+         r"/\S+/models/r1/run\.json: 'labels' must be a list of label column names; got None"),
     Case("stack: oof.parquet probability 2", edit_parquet("r0", "oof.parquet", lambda f: with_cell(f, 5, "fake", 2.0)),
          r"/\S+/models/r0/oof\.parquet: id 'TRAIN_[0-9]{3}' column 'fake' is 2\.0; expected a probability in \[0, 1\]"),
     Case("stack: oof.parquet without fold", edit_parquet("r0", "oof.parquet", lambda f: f.drop(columns="fold")),
