@@ -27,7 +27,7 @@ def fmt(value, digits: int = 4) -> str:
 PART_DIGITS = {"auc": 3, "brier": 3, "ece": 3, "delta": 3, "gap": 3, "gain": 3, "s": 1, "clean": 3, "in-smp": 3}
 
 
-def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) -> Table:
+def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4, method_width: int = 10) -> Table:
     """A compact rich table of a DataFrame (fits 80 columns): numbers right-aligned, missing as '–'."""
     from rich import box
 
@@ -36,7 +36,7 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4) 
     for col in frame.columns:
         numeric = col in SCORE_COLUMNS or pd.api.types.is_numeric_dtype(frame[col])
         if col == "method":  # the least important text: cut it first
-            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=10)
+            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=method_width)
         elif col == "name":  # long names fold onto a second line rather than squeeze the numbers
             table.add_column(col, overflow="fold", min_width=8)
         else:
@@ -118,7 +118,7 @@ def compare_table(comparison):
               + "; in-smp: fitted and scored on the same rows; gap = nested − in-smp (optimism);"
               " gain: best single run's nested score − this one (positive is better); s: seconds."
               " run:X is run X alone, +cal calibrated; * is what --write writes.")
-    table = frame_table(frame, title=f"candidates, nested CV on {where}")
+    table = frame_table(frame, title=f"candidates, nested CV on {where}", method_width=18)
     return Group(table, Text(legend, style="dim"), Text(f"decision: {comparison.decision.rule}"))
 
 

@@ -185,3 +185,13 @@ def test_density_ratio_weights_recover_the_target_calibrator():
     assert competition_score(truth, weighted.test).score < competition_score(truth, plain.test).score - 0.01
     # the weighted nested score is the score of the weighted rows, not of the rows as they come
     assert weighted.nested_testlike.score != pytest.approx(plain.nested_testlike.score, abs=1e-3)
+
+
+def test_a_candidate_identical_to_the_baseline_is_not_tested():
+    rng = np.random.default_rng(11)
+    y, p = _calibrated(300, 0.5, rng)
+    preds = [p[:, None], (0.4 + 0.2 * p)[:, None], p[:, None].copy()]
+    scores = [competition_score(y[:, None], q).score for q in preds]
+    d = decide(_cands(), scores, preds, y[:, None])
+    assert d.tests[2] == {"same_as_baseline": True, "passed": False}
+    assert "closest: run:b" in d.rule

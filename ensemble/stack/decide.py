@@ -88,6 +88,9 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
     level = alpha / max(1, len(challengers))
     tests: list[dict[str, Any]] = [{} for _ in cands]
     for i in challengers:
+        if np.array_equal(trusted[i], trusted[base]):  # e.g. the baseline "calibrated" by `none`
+            tests[i] = {"same_as_baseline": True, "passed": False}
+            continue
         g = gain_interval(y_trusted, trusted[i], trusted[base], n_boot=n_boot, alpha=level, seed=seed, weights=weights)
         test = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level}
         passed = bool(g["lo"] > 0)
@@ -109,7 +112,7 @@ def _rule(cands: Sequence[Candidate], tests: list[dict], base: int, chosen: int,
         other = ", not worse on the clean rows" if has_other else ""
         return (f"{cands[chosen].name} beats the best single run {cands[base].name}: gain {t['gain']:+.4f} "
                 f"[{t['lo']:+.4f}, {t['hi']:+.4f}] ({conf}){other}")
-    tried = [i for i, t in enumerate(tests) if t]
+    tried = [i for i, t in enumerate(tests) if "gain" in t]
     if not tried:
         return f"best single run {cands[base].name} kept: nothing else to compare"
     best = max(tried, key=lambda i: tests[i]["gain"])
