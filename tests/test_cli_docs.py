@@ -62,17 +62,20 @@ def test_finetune_config_file_errors_are_one_line(csv_competition, tmp_path):
     assert result.exit_code == 1 and "not valid TOML" in result.output
 
 
-def test_finetune_config_values_yield_to_the_command_line(csv_competition, tmp_path, monkeypatch):
+def test_finetune_config_values_yield_to_the_command_line(tmp_path, monkeypatch):
     """The real `finetune --config` wiring: file values fill what the command line left out, and a value
     typed on the command line wins even when it equals the default."""
     import ensemble.finetune
+    from ensemble.demo.synth import generate_competition
+
+    competition = generate_competition(tmp_path / "comp", n_train=12, n_test=3, n_unlabeled=0, seed=1)  # audio is checked
 
     seen = []
     monkeypatch.setattr(ensemble.finetune, "finetune", lambda ws, comp, opts, **kw: seen.append(opts))  # stop before training
     config = tmp_path / "run.toml"
     config.write_text('epochs = 9\nlr = 0.01\nbatch-size = 4\nonly_folds = [1]\naugment = "none"\n')
     result = CliRunner().invoke(app, ["finetune", "tiny-wav2vec2", "--config", str(config), "--epochs", "3",
-                                      "--batch-size", "16", "--data", str(csv_competition)])
+                                      "--batch-size", "16", "--data", str(competition)])
     assert result.exit_code == 0, result.output
     (opts,) = seen
     assert (opts.epochs, opts.lr, opts.batch_size, opts.only_folds, opts.augment) == (3, 0.01, 16, [1], "none")
