@@ -138,9 +138,3 @@ def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: in
                    fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
                    w_tl=inputs.w_testlike, seed=seed)
 
-
-def method_names() -> list[str]:
-    """The blend methods `--method` takes besides `auto` and `single`."""
-    from ensemble.stack.decide import blend_methods
-
-    return blend_methods()
