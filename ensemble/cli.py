@@ -379,6 +379,7 @@ app.add_typer(testlike_app, name="testlike")
 @testlike_app.command("check")
 @handles_errors
 def testlike_check_cmd(
+    runs: Annotated[Optional[list[str]], typer.Argument(help="Runs whose predictions to check too (test-like vs test clips).")] = None,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
     clips: Annotated[int, typer.Option("--clips", help="Test-like and real clips compared (each side).")] = 300,
@@ -386,20 +387,26 @@ def testlike_check_cmd(
 ) -> None:
     """Domain check: cross-validated AUC of a classifier telling rendered test-like clips from the real
     test (and unlabeled) clips on per-clip audio statistics (0.5: indistinguishable), the statistics
-    that differ most, and a warning above the threshold. Recorded in models/testlike.json."""
-    from ensemble.testlike_set import check_testlike
+    that differ most, and a warning above the threshold; with RUNS, the same on the runs' predictions.
+    Recorded in models/testlike.json."""
+    from ensemble.testlike_set import check_predictions, check_testlike
 
     ws, comp = _context(workspace, data)
-    check = check_testlike(ws, comp, clips, seed)
+    _show_domain_check(check_testlike(ws, comp, clips, seed), "statistic", "clips")
+    if runs:
+        _show_domain_check(check_predictions(ws, comp, runs, seed), "run:label logit", "predictions")
+
+
+def _show_domain_check(check, feature: str, what: str) -> None:
     low, high = check.auc_interval
-    typer.echo(f"domain AUC {check.auc:.3f} (95% {low:.3f}–{high:.3f}, fold std {check.auc_fold_std:.3f}; "
+    typer.echo(f"domain AUC on {what} {check.auc:.3f} (95% {low:.3f}–{high:.3f}, fold std {check.auc_fold_std:.3f}; "
                f"{check.n_simulated} test-like vs {check.n_real} real clips)")
-    typer.echo(f"{'statistic':<18} {'real − test-like (SMD)':>22}")
+    typer.echo(f"{feature:<18} {'real − test-like (SMD)':>22}")
     for stat, smd in check.top(5):
         typer.echo(f"{stat:<18} {smd:>+22.2f}")
     if check.warn:
-        typer.echo(f"warning: domain AUC {check.auc:.3f} > {check.threshold:.2f}: the test-like set is easy to tell "
-                   "from the test; its scores and calibrators may not carry over", err=True)
+        typer.echo(f"warning: domain AUC on {what} {check.auc:.3f} > {check.threshold:.2f}: the test-like set is easy "
+                   "to tell from the test; its scores and calibrators may not carry over", err=True)
 
 
 @testlike_app.command("export")

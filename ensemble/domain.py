@@ -4,12 +4,15 @@ A logistic regression on standardised per-clip statistics (`ensemble.audio.stats
 rendered test-like clips (class 0) from real test / unlabeled clips (class 1); its stratified 5-fold
 cross-validated AUC says how far the simulation is from the test (0.5: indistinguishable). The same
 classifier gives density-ratio weights p/(1−p) that up-weight the test-like clips that look real
-(covariate-shift correction for blenders, calibrators and nested scores).
+(covariate-shift correction for blenders, calibrators and nested scores). Run on the runs' predictions
+instead of audio statistics (`ensemble.testlike_set.check_predictions`), it asks whether the models see
+the test-like clips as they see the test clips.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -54,11 +57,11 @@ class DomainCheck:
         return out
 
 
-def _check(sim: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check(sim: np.ndarray, real: np.ndarray, names: Sequence[str] = STAT_NAMES) -> tuple[np.ndarray, np.ndarray]:
     sim, real = np.asarray(sim, np.float64), np.asarray(real, np.float64)
     for name, x in (("simulated", sim), ("real", real)):
-        if x.ndim != 2 or x.shape[1] != len(STAT_NAMES):
-            raise DataError(f"{name} statistics have shape {x.shape}; accepted: (clips, {len(STAT_NAMES)})")
+        if x.ndim != 2 or x.shape[1] != len(names):
+            raise DataError(f"{name} statistics have shape {x.shape}; accepted: (clips, {len(names)})")
         if x.shape[0] < N_FOLDS:
             raise DataError(f"{x.shape[0]} {name} clips; accepted: at least {N_FOLDS} for {N_FOLDS}-fold CV")
         if not np.isfinite(x).all():
@@ -74,20 +77,22 @@ def _model(seed: int):
     return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
 
 
-def standardized_differences(sim: np.ndarray, real: np.ndarray) -> list[tuple[str, float]]:
+def standardized_differences(sim: np.ndarray, real: np.ndarray,
+                             names: Sequence[str] = STAT_NAMES) -> list[tuple[str, float]]:
     """(statistic, (mean_real − mean_sim) / pooled std), largest |difference| first."""
     pooled = np.sqrt(0.5 * (sim.var(axis=0) + real.var(axis=0))) + 1e-12
     smd = (real.mean(axis=0) - sim.mean(axis=0)) / pooled
     order = np.argsort(-np.abs(smd), kind="stable")
-    return [(STAT_NAMES[i], round(float(smd[i]), 4)) for i in order]
+    return [(names[i], round(float(smd[i]), 4)) for i in order]
 
 
-def domain_oof(sim: np.ndarray, real: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def domain_oof(sim: np.ndarray, real: np.ndarray, seed: int = 0,
+               names: Sequence[str] = STAT_NAMES) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Out-of-fold P(real) for every row of [sim; real], the 0/1 domain labels and the per-fold AUCs."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
-    sim, real = _check(sim, real)
+    sim, real = _check(sim, real, names)
     x = np.concatenate([sim, real])
     y = np.r_[np.zeros(len(sim)), np.ones(len(real))]
     p = np.zeros(len(y))
@@ -98,13 +103,15 @@ def domain_oof(sim: np.ndarray, real: np.ndarray, seed: int = 0) -> tuple[np.nda
     return p, y, aucs
 
 
-def domain_check(sim: np.ndarray, real: np.ndarray, seed: int = 0, threshold: float = WARN_AUC) -> DomainCheck:
-    """Cross-validated domain AUC of simulated vs real statistics `(clips, len(STAT_NAMES))` each."""
+def domain_check(sim: np.ndarray, real: np.ndarray, seed: int = 0, threshold: float = WARN_AUC,
+                 names: Sequence[str] = STAT_NAMES) -> DomainCheck:
+    """Cross-validated domain AUC of simulated vs real features `(clips, len(names))` each (by default the
+    per-clip audio statistics)."""
     from sklearn.metrics import roc_auc_score
 
     if not 0.5 <= threshold <= 1.0:
         raise ConfigError(f"threshold={threshold!r} is invalid; accepted: an AUC in [0.5, 1]")
-    p, y, aucs = domain_oof(sim, real, seed)
+    p, y, aucs = domain_oof(sim, real, seed, names)
     auc = float(roc_auc_score(y, p))
     rng = np.random.default_rng(seed)
     boot = []
@@ -116,7 +123,7 @@ def domain_check(sim: np.ndarray, real: np.ndarray, seed: int = 0, threshold: fl
     return DomainCheck(auc=round(auc, 4), auc_fold_std=round(float(np.std(aucs)), 4),
                        auc_interval=(round(float(low), 4), round(float(high), 4)),
                        n_simulated=len(sim), n_real=len(real),
-                       differences=standardized_differences(np.asarray(sim, float), np.asarray(real, float)),
+                       differences=standardized_differences(np.asarray(sim, float), np.asarray(real, float), names),
                        threshold=threshold)
 
 

@@ -187,6 +187,43 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     return check
 
 
+def check_predictions(ws: Workspace, comp: Competition, run_names: list[str], seed: int = 0):
+    """Domain check on the runs' predictions: can a classifier tell the logits (and their sizes) the fold
+    models give the test-like clips from those they give the real test clips? Each test clip is taken from one fold model
+    drawn at random (seeded), as each test-like clip comes from one. Recorded in testlike.json."""
+    from ensemble.blend import load_runs
+    from ensemble.domain import domain_check
+    from ensemble.errors import ConfigError
+    from ensemble.probability import logit
+    from ensemble.stack_inputs import gather
+
+    runs = load_runs(ws, run_names)
+    inputs = gather(ws, comp, runs)
+    if inputs.testlike is None:
+        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike) or "every run"
+        raise ConfigError(f"the prediction check needs test-like predictions for every run; runs without: {lacking}")
+    rng = np.random.default_rng(seed)
+    real = np.empty(inputs.test.shape)
+    for r, run in enumerate(runs):
+        per_fold = {f: part.set_index("id").loc[comp.test_ids, comp.labels].to_numpy(dtype=np.float64)
+                    for f, part in run.test().groupby("fold", sort=True)}
+        folds = np.array(sorted(per_fold))
+        pick = folds[rng.integers(0, len(folds), len(comp.test_ids))]
+        real[:, r, :] = np.stack([per_fold[f][i] for i, f in enumerate(pick)])
+    names = [f"{run.name}:{label}" for run in runs for label in comp.labels]
+    names += [f"|{name}|" for name in names]  # confidence: a linear classifier cannot see spread in the logit
+
+    def features(P: np.ndarray) -> np.ndarray:
+        z = logit(P).reshape(len(P), -1)
+        return np.hstack([z, np.abs(z)])
+
+    check = domain_check(features(inputs.testlike), features(real), seed=seed, names=names)
+    meta = load_testlike_meta(ws) or {}
+    meta["prediction_check"] = {**check.to_dict(), "runs": list(run_names)}
+    write_json(meta, ws.models_dir / META_FILE)
+    return check
+
+
 def testlike_fingerprint(clips: pd.DataFrame) -> str:
     return frame_sha256(clips[["id", "fold", "recipe"]])
 

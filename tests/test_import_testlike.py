@@ -92,3 +92,29 @@ def test_stack_weighs_testlike_rows_by_the_sets_weights(tmp_path, csv_competitio
     assert sidecars[True]["recipe"]["testlike_weighting"].startswith("density ratio")
     scores = [s["metrics"]["cv_testlike"]["score"] for s in sidecars.values()]
     assert scores[0] != pytest.approx(scores[1], abs=1e-6)
+
+
+def test_prediction_check_tells_squashed_test_predictions_from_testlike_ones(tmp_path, csv_competition, workspace):
+    from ensemble.competition import Competition
+    from ensemble.testlike_set import check_predictions, load_testlike_meta
+    from ensemble.workspace import Workspace
+
+    ids = pd.read_csv(csv_competition / "sample_submission.csv")["id"].tolist()
+    train = pd.read_csv(csv_competition / "train.csv")
+    rng = np.random.default_rng(2)
+    oof = write_predictions(tmp_path / "oof.csv", train["id"].tolist(), rng.random((len(train), 2)))
+    test = write_predictions(tmp_path / "test.csv", ids, rng.random((len(ids), 2)))
+    assert ens("import", "seed", "--test", test, "--oof", oof, "--data", csv_competition).exit_code == 0
+    clips = _testlike_clips(workspace)
+    tl = write_predictions(tmp_path / "tl.csv", clips["id"].tolist(), rng.uniform(0.05, 0.95, (len(clips), 2)))
+    alike = write_predictions(tmp_path / "alike.csv", ids, rng.uniform(0.05, 0.95, (len(ids), 2)))
+    squashed = write_predictions(tmp_path / "sq.csv", ids, rng.uniform(0.48, 0.52, (len(ids), 2)))
+    ws, comp = Workspace(workspace), Competition.load(csv_competition)
+    aucs = {}
+    for name, csv in (("alike", alike), ("squashed", squashed)):
+        assert ens("import", name, "--test", csv, "--oof", oof, "--testlike", tl).exit_code == 0
+        check = check_predictions(ws, comp, [name])
+        aucs[name] = check.auc
+    assert aucs["squashed"] > 0.9 and aucs["alike"] < aucs["squashed"] - 0.2
+    assert load_testlike_meta(ws)["prediction_check"]["runs"] == ["squashed"]
+    assert check.top(1)[0][0] in ("|squashed:fake|", "|squashed:real|")  # less confident on the test

@@ -207,3 +207,25 @@ def test_cli_export_writes_every_clip_as_rendered(tiny_comp, workspace, tmp_path
     np.testing.assert_array_equal(wave, render_testlike(first["recipe"], load, 8000))
     again = CliRunner().invoke(app, ["testlike", "export", str(out)])
     assert again.exit_code == 1 and "--force" in again.output
+
+
+def test_cli_check_with_runs_checks_their_predictions_too(tiny_comp, workspace, tmp_path):
+    from ensemble.testlike_set import load_testlike
+    from ensemble.workspace import Workspace
+
+    assert CliRunner().invoke(app, ["testlike", "check", "--data", str(tiny_comp), "--clips", "12"]).exit_code == 0
+    clips = load_testlike(Workspace.resolve(workspace))
+    rng = np.random.default_rng(0)
+    frames = {"oof": pd.read_csv(tiny_comp / "train.csv", dtype=str)["id"],
+              "test": pd.read_csv(tiny_comp / "sample_submission.csv", dtype=str)["id"],
+              "tl": clips["id"].astype(str)}
+    for name, ids in frames.items():
+        pd.DataFrame({"id": ids, "fake": rng.random(len(ids)), "real": rng.random(len(ids))}).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    imported = CliRunner().invoke(app, ["import", "r", "--test", str(tmp_path / "test.csv"), "--oof",
+                                        str(tmp_path / "oof.csv"), "--testlike", str(tmp_path / "tl.csv")])
+    assert imported.exit_code == 0, imported.output
+    result = CliRunner().invoke(app, ["testlike", "check", "r", "--clips", "12"])
+    assert result.exit_code == 0, result.output
+    assert "domain AUC on clips" in result.output and "domain AUC on predictions" in result.output
+    assert "run:label logit" in result.output
