@@ -1,11 +1,12 @@
-"""Domain AUC of the default vs the fitted test-like generator on a real competition folder.
+"""Domain AUC of the default vs the fitted test-like generators on a real competition folder.
 
 The real unlabeled clips (test + unlabeled_data/) are split in two halves by a seeded permutation:
-the generator is fitted to half A, and both generators are then judged against half B with fresh
+the generator is fitted to half A (the density-ratio fit `ratio_generator` that `ensure_testlike(fit=True)`
+uses, and with --coordinate also the older coordinate search), and all are then judged against half B with fresh
 render seeds (N test-like vs up to N real clips), so the fit's selection does not flatter it. No
 labels and no answer key are read.
 
-    python bench/testlike_domain.py ../shared/data/voices-dev [--clips 300] [--seed 0]
+    python bench/testlike_domain.py ../shared/data/voices-dev [--clips 300] [--seed 0] [--coordinate]
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ def main() -> None:
     from ensemble.audio.stats import ANALYSIS_SR
     from ensemble.competition import Competition
     from ensemble.domain import domain_check
-    from ensemble.testlike_fit import analyse_real, fit_generator, recipe_renderer
+    from ensemble.testlike_fit import (RATIO_POOL, analyse_real, fit_generator, pool_renderer, ratio_generator,
+                                       recipe_renderer)
     from ensemble.testlike_set import real_clips
 
     parser = argparse.ArgumentParser()
     parser.add_argument("data")
     parser.add_argument("--clips", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--coordinate", action="store_true", help="also run the (slow) coordinate search")
     args = parser.parse_args()
     comp = Competition.load(args.data)
     ids = comp.train["id"].astype(str).tolist()
@@ -42,18 +45,23 @@ def main() -> None:
     real_a, real_b = (analyse_real([paths[i] for i in h], [ok[i] for i in h], seed=args.seed, max_clips=args.clips)
                       for h in halves)
     started = time.perf_counter()
-    fit = fit_generator(recipe_renderer(**source, seed=args.seed), real_a, seed=args.seed)
-    fit_s = time.perf_counter() - started
+    ratio = ratio_generator(pool_renderer(**source, n_clips=RATIO_POOL, seed=args.seed), real_a, seed=args.seed)
+    print(f"ratio fit: {time.perf_counter() - started:.0f} s on this machine")
+    candidates = [("default", GeneratorParams()), ("ratio", ratio)]
+    if args.coordinate:
+        started = time.perf_counter()
+        fit = fit_generator(recipe_renderer(**source, seed=args.seed), real_a, seed=args.seed)
+        print(f"coordinate fit: {time.perf_counter() - started:.0f} s; trajectory (fit half, {len(real_a.stats)} real clips):")
+        for step in fit.history:
+            print(f"  {step['step']:<60} AUC {step['auc']:.3f}")
+        candidates.append(("coord", fit.params))
     judge = recipe_renderer(**source, n_clips=args.clips, seed=args.seed + 7)
-    print(f"fit: {fit_s:.0f} s on this machine; trajectory (fit half, {len(real_a.stats)} real clips):")
-    for step in fit.history:
-        print(f"  {step['step']:<60} AUC {step['auc']:.3f}")
-    for name, params in (("default", GeneratorParams()), ("fitted", fit.params)):
+    for name, params in candidates:
         check = domain_check(judge(params, real_a.backgrounds), real_b.stats, seed=args.seed)
         low, high = check.auc_interval
         top = ", ".join(f"{s} {d:+.2f}" for s, d in check.top(5))
         print(f"{name:8s} AUC {check.auc:.3f} (95% {low:.3f}-{high:.3f}, fold std {check.auc_fold_std:.3f}) top: {top}")
-    print("fitted params:", fit.params.to_dict())
+    print("ratio-fitted params:", ratio.to_dict())
 
 
 if __name__ == "__main__":

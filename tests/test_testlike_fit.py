@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -102,6 +103,37 @@ def test_fitted_generator_is_deterministic(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(recipes, recipes_again)
     assert fit.params.snr_db == (20.0, 35.0)  # found the high SNR the target was rendered at
     assert fit.params.band_limit_hz == ANALYSIS_SR / 2 and len(fit.params.level_quantiles) == testlike_fit.LEVEL_QUANTILES
+
+
+
+def test_ratio_fit_moves_towards_the_real_clips_and_is_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setattr(testlike_fit, "RATIO_PRIOR", {**testlike_fit.RATIO_PRIOR, **FAST})
+    _, load = voices()
+    frame, _ = render_stats(GeneratorParams(snr_db=(30.0, 40.0)), seed=9, n=30)
+    paths = []
+    for i, recipe in enumerate(frame["recipe"]):
+        paths.append(tmp_path / f"TEST_{i:02d}.wav")
+        sf.write(paths[-1], render_testlike(recipe, load, ANALYSIS_SR), ANALYSIS_SR)
+    source, load = voices()
+    real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0)
+    fits = [testlike_fit.ratio_generator(testlike_fit.pool_renderer(**source, load=load, n_clips=60), real,
+                                         start=GeneratorParams(**FAST), rounds=2) for _ in range(2)]
+    assert fits[0] == fits[1]
+    fit = fits[0]
+    assert len(fit.snr_quantiles) == testlike_fit.MATCH_QUANTILES and np.median(fit.snr_quantiles) > 15.0
+    assert math.isclose(sum(fit.voice_probs), 1.0) and fit.band_limit_hz == ANALYSIS_SR / 2
+    recipes = [json.loads(r) for r in build_testlike_recipes(**source, per_fold=10, seed=0, params=fit)["recipe"]]
+    train = nuisance.training_nuisances()
+    cutoffs = [r["lowpass_hz"] for r in recipes if r["lowpass_hz"]]
+    assert all(abs(c - b) >= nuisance.CUTOFF_GAP * b - 0.1 for c in cutoffs for b in train["lowpass_hz"])
+    assert all(fit.snr_quantiles[0] <= r["noise"]["snr_db"] <= fit.snr_quantiles[-1] for r in recipes)
+
+
+def test_default_recipes_are_unchanged_by_the_quantile_options():
+    source, _ = voices()
+    base = build_testlike_recipes(**source, per_fold=5, seed=1)
+    same = build_testlike_recipes(**source, per_fold=5, seed=1, params=GeneratorParams(min_visible_s=1.0))
+    pd.testing.assert_frame_equal(base, same)
 
 
 def test_test_like_nuisances_are_disjoint_from_training():

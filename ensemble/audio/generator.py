@@ -51,6 +51,9 @@ class GeneratorParams:
     p_codec: float = 0.3
     codec_compression: tuple[float, float] = (0.0, 0.45)
     band_limit_hz: float = 0.0  # the real files' own band limit (Nyquist of their rate); 0: none
+    snr_quantiles: tuple[float, ...] = ()  # replaces snr_db when given (inverse CDF, dB)
+    lowpass_quantiles: tuple[float, ...] = ()  # replaces lowpass_hz when given (Hz; banned cut-offs moved out)
+    tilt_quantiles: tuple[float, ...] = ()  # replaces tilt_db_per_oct when given (dB/octave)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -63,10 +66,11 @@ class GeneratorParams:
         if len(probs) != 3 or min(probs) < 0 or not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
             raise ConfigError(f"test-like parameter voice_probs={probs!r} is invalid; accepted: 3 probabilities summing to 1")
         object.__setattr__(self, "voice_probs", probs)
-        q = tuple(float(v) for v in self.level_quantiles)
-        if q and (len(q) < 2 or any(b < a for a, b in zip(q, q[1:]))):
-            raise ConfigError("test-like parameter level_quantiles is invalid; accepted: ≥ 2 increasing dB values")
-        object.__setattr__(self, "level_quantiles", q)
+        for name in ("level_quantiles", "snr_quantiles", "lowpass_quantiles", "tilt_quantiles"):
+            q = tuple(float(v) for v in getattr(self, name))
+            if q and (len(q) < 2 or any(b < a for a, b in zip(q, q[1:]))):
+                raise ConfigError(f"test-like parameter {name} is invalid; accepted: ≥ 2 increasing values")
+            object.__setattr__(self, name, q)
         lo, hi = self.codec_compression
         if lo < nuisance.CODEC_RANGE[0] or hi > nuisance.CODEC_RANGE[1]:
             raise ConfigError(f"test-like parameter codec_compression={self.codec_compression!r} overlaps the "
@@ -120,7 +124,7 @@ def draw_nuisances(params: GeneratorParams, rng: np.random.Generator, voiced: bo
     if voiced and u[0] < p.p_reverb:
         reverb = {"rt60_s": round(_lerp(p.rt60_s, u[1]), 4), "drr_db": round(_lerp(p.drr_db, u[2]), 3),
                   "damping_hz": round(_lerp(p.damping_hz, u[3]), 1), "seed": int(seeds[0])}
-    snr = round(_lerp(p.snr_db, u[7]), 3)
+    snr = round(_quantile(p.snr_quantiles, u[7]) if p.snr_quantiles else _lerp(p.snr_db, u[7]), 3)
     if backgrounds and u[4] < p.p_background:
         bg = backgrounds[int(u[6] * len(backgrounds)) % len(backgrounds)]
         noise = {"kind": "background", "source": bg["source"], "envelope": bg["envelope"],
@@ -130,16 +134,29 @@ def draw_nuisances(params: GeneratorParams, rng: np.random.Generator, voiced: bo
         noise = {"kind": "tilt", "alpha": round(alpha, 4), "snr_db": snr, "seed": int(seeds[1])}
     lowpass = codec = None
     if u[9] < p.p_lowpass:
-        lowpass = round(nuisance.draw_allowed(u[10], *p.lowpass_hz, _train_cutoffs(), nuisance.CUTOFF_GAP, "lowpass_hz"), 1)
+        if p.lowpass_quantiles:
+            lowpass = round(_outside(_quantile(p.lowpass_quantiles, u[10]), _train_cutoffs(), nuisance.CUTOFF_GAP), 1)
+        else:
+            lowpass = round(nuisance.draw_allowed(u[10], *p.lowpass_hz, _train_cutoffs(), nuisance.CUTOFF_GAP, "lowpass_hz"), 1)
     elif u[9] < p.p_lowpass + p.p_codec * (1 - p.p_lowpass):
         codec = {"compression": round(_lerp(p.codec_compression, u[10]), 3)}
-    if p.level_quantiles:
-        q = np.asarray(p.level_quantiles)
-        level = float(np.interp(u[11], np.linspace(0, 1, q.size), q))
-    else:
-        level = _lerp(p.level_db, u[11])
-    return {"reverb": reverb, "noise": noise, "band_limit_hz": p.band_limit_hz or None, "tilt_db_per_oct": round(_lerp(p.tilt_db_per_oct, u[8]), 3),
+    level = _quantile(p.level_quantiles, u[11]) if p.level_quantiles else _lerp(p.level_db, u[11])
+    tilt = _quantile(p.tilt_quantiles, u[8]) if p.tilt_quantiles else _lerp(p.tilt_db_per_oct, u[8])
+    return {"reverb": reverb, "noise": noise, "band_limit_hz": p.band_limit_hz or None, "tilt_db_per_oct": round(tilt, 3),
             "lowpass_hz": lowpass, "codec": codec, "level_db": round(level, 3)}
+
+
+def _quantile(q: tuple[float, ...], u: float) -> float:
+    """Inverse CDF through evenly spaced quantiles (quantile matching)."""
+    return float(np.interp(u, np.linspace(0, 1, len(q)), q))
+
+
+def _outside(value: float, banned, gap: float) -> float:
+    """`value` moved to the nearer edge of any banned interval (b ± gap·b) it falls in."""
+    for b in banned:
+        if abs(value - b) < gap * b:
+            return b - gap * b if value < b else b + gap * b
+    return value
 
 
 def _lerp(pair: tuple[float, float], u: float) -> float:

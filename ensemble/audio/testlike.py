@@ -75,11 +75,11 @@ def _pick_rows(rows: np.ndarray, patterns: np.ndarray, k: int, rng: np.random.Ge
     return chosen
 
 
-def _recipe(ids, durations, chosen, seconds, rng, nuis) -> dict[str, Any]:
+def _recipe(ids, durations, chosen, seconds, rng, nuis, min_visible_s: float = MIN_VISIBLE_S) -> dict[str, Any]:
     voices = []
     for k, row in enumerate(chosen):
         length = float(durations[row])
-        visible = min(length, MIN_VISIBLE_S, seconds)
+        visible = min(length, min_visible_s, seconds)
         level = SPEECH_DB + (rng.uniform(*SECOND_VOICE_DB) if k else 0.0)
         offset = rng.uniform(-(length - visible), seconds - visible)
         voices.append({"id": str(ids[row]), "offset_s": round(offset, 4), "level_db": round(level, 3)})
@@ -126,7 +126,8 @@ def build_testlike_recipes(
             k = min(n_voices(params, stream.random()), rows.size)
             chosen = _pick_rows(rows, patterns[rows], k, rng)
             y = targets[chosen].max(axis=0) if chosen else np.zeros(len(labels), np.float32)
-            recipe = _recipe(ids, durations, chosen, seconds, rng, draw_nuisances(params, stream, bool(chosen), backgrounds))
+            recipe = _recipe(ids, durations, chosen, seconds, rng, draw_nuisances(params, stream, bool(chosen), backgrounds),
+                             params.min_visible_s)
             records.append(
                 {
                     "fold": int(fold),
