@@ -71,14 +71,19 @@ def test_usable_weights_fall_back_to_none_when_equal_or_concentrated():
     assert w is spread and why.startswith("density ratio (effective sample 92%")
 
 
-def test_stack_weighs_testlike_rows_by_the_sets_weights(tmp_path, csv_competition, workspace):
+def _workspace_with_clips(tmp_path, csv_competition, workspace, rng):
+    """A first imported run (it makes the shared folds), the test-like clips, and its OOF and test CSVs."""
     ids = pd.read_csv(csv_competition / "sample_submission.csv")["id"].tolist()
     train = pd.read_csv(csv_competition / "train.csv")
-    rng = np.random.default_rng(1)
     oof = write_predictions(tmp_path / "oof.csv", train["id"].tolist(), rng.random((len(train), 2)))
     test = write_predictions(tmp_path / "test.csv", ids, rng.random((len(ids), 2)))
-    assert ens("import", "a", "--test", test, "--oof", oof, "--data", csv_competition).exit_code == 0
-    clips = _testlike_clips(workspace)
+    assert ens("import", "seed", "--test", test, "--oof", oof, "--data", csv_competition).exit_code == 0
+    return ids, oof, test, _testlike_clips(workspace)
+
+
+def test_stack_weighs_testlike_rows_by_the_sets_weights(tmp_path, csv_competition, workspace):
+    rng = np.random.default_rng(1)
+    ids, oof, test, clips = _workspace_with_clips(tmp_path, csv_competition, workspace, rng)
     tl = write_predictions(tmp_path / "tl.csv", clips["id"].tolist(), rng.random((len(clips), 2)))
     assert ens("import", "b", "--test", test, "--oof", oof, "--testlike", tl, "--force").exit_code == 0
     sidecars = {}
@@ -99,13 +104,8 @@ def test_prediction_check_tells_squashed_test_predictions_from_testlike_ones(tmp
     from ensemble.testlike_set import check_predictions, load_testlike_meta
     from ensemble.workspace import Workspace
 
-    ids = pd.read_csv(csv_competition / "sample_submission.csv")["id"].tolist()
-    train = pd.read_csv(csv_competition / "train.csv")
     rng = np.random.default_rng(2)
-    oof = write_predictions(tmp_path / "oof.csv", train["id"].tolist(), rng.random((len(train), 2)))
-    test = write_predictions(tmp_path / "test.csv", ids, rng.random((len(ids), 2)))
-    assert ens("import", "seed", "--test", test, "--oof", oof, "--data", csv_competition).exit_code == 0
-    clips = _testlike_clips(workspace)
+    ids, oof, _, clips = _workspace_with_clips(tmp_path, csv_competition, workspace, rng)
     tl = write_predictions(tmp_path / "tl.csv", clips["id"].tolist(), rng.uniform(0.05, 0.95, (len(clips), 2)))
     alike = write_predictions(tmp_path / "alike.csv", ids, rng.uniform(0.05, 0.95, (len(ids), 2)))
     squashed = write_predictions(tmp_path / "sq.csv", ids, rng.uniform(0.48, 0.52, (len(ids), 2)))
