@@ -24,7 +24,7 @@ import pandas as pd
 
 from ensemble.competition import Competition
 from ensemble.errors import ContractError, DataError
-from ensemble.io import frame_sha256, read_json, read_parquet, write_json, write_parquet
+from ensemble.io import frame_sha256, read_json, read_parquet, umask_mode, write_json, write_parquet
 from ensemble.workspace import Workspace
 
 TESTLIKE_FILE = "testlike.parquet"
@@ -47,18 +47,26 @@ def real_clips(comp: Competition) -> tuple[list[Path], list[bool]]:
     return test + unlabeled, [True] * len(test) + [stable_half(p) == 1 for p in unlabeled]
 
 
+def train_loader(comp: Competition, folds: pd.DataFrame, sr: int) -> Callable[[str], np.ndarray]:
+    """`load(train_id)`: a train clip's wave at `sr` (decoded once), as test-like rendering needs it."""
+    from ensemble.audio.load import WaveStore
+
+    paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
+    store = WaveStore([comp.audio_path(paths[i]) for i in folds["id"].astype(str)], sr)
+    row = {str(i): k for k, i in enumerate(folds["id"])}
+    return lambda rid: store[row[rid]]
+
+
 def _sources(comp: Competition, folds: pd.DataFrame) -> tuple[dict, Callable[[str], np.ndarray]]:
     """Recipe-builder arguments for the shared folds, and a loader of train waves at the analysis rate."""
-    from ensemble.audio.load import WaveStore, audio_duration
+    from ensemble.audio.load import audio_duration
     from ensemble.audio.stats import ANALYSIS_SR
 
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
     files = [comp.audio_path(paths[i]) for i in folds["id"].astype(str)]
-    store = WaveStore(files, ANALYSIS_SR)
-    row = {str(i): k for k, i in enumerate(folds["id"])}
     args = dict(ids=folds["id"].astype(str).tolist(), targets=folds[comp.labels].to_numpy(dtype=np.float64),
                 folds=folds["fold"].to_numpy(), labels=comp.labels, durations=[audio_duration(f) for f in files])
-    return args, lambda rid: store[row[rid]]
+    return args, train_loader(comp, folds, ANALYSIS_SR)
 
 
 def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_fold: int | None = None,
@@ -183,7 +191,7 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     clips = ensure_testlike(ws, comp, folds, seed=seed)
     rng = np.random.default_rng(seed)
     rows = clips.iloc[np.sort(rng.permutation(len(clips))[:n_clips])]
-    _, load = _sources(comp, folds)
+    load = train_loader(comp, folds, ANALYSIS_SR)
     sim = stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in rows["recipe"])
     real = stats_matrix(load_audio(paths[i], ANALYSIS_SR) for i in np.sort(rng.permutation(len(paths))[:n_clips]))
     check = domain_check(sim, real, seed=seed)
@@ -242,7 +250,6 @@ def export_testlike(ws: Workspace, comp: Competition, out: Path, sr: int = 16000
 
     import soundfile as sf
 
-    from ensemble.audio.load import WaveStore
     from ensemble.audio.testlike import render_testlike
     from ensemble.errors import ConfigError
     from ensemble.folds import load_folds
@@ -258,15 +265,13 @@ def export_testlike(ws: Workspace, comp: Competition, out: Path, sr: int = 16000
     check_overwrite(out, force, "folder")
     for clip_id in clips["id"].astype(str):
         check_name(clip_id, "test-like clip")
-    folds = load_folds(ws)
-    paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
-    store = WaveStore([comp.audio_path(paths[i]) for i in folds["id"].astype(str)], sr)
-    row = {str(i): k for k, i in enumerate(folds["id"])}
+    load = train_loader(comp, load_folds(ws), sr)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(umask_mode(directory=True))  # mkdtemp's 0700 would keep teammates out
     try:
         for clip_id, recipe in zip(clips["id"].astype(str), clips["recipe"]):
-            wave = render_testlike(recipe, lambda rid: store[row[rid]], sr)
+            wave = render_testlike(recipe, load, sr)
             sf.write(staging / f"{clip_id}.wav", wave, sr, subtype="FLOAT")
         index = pd.DataFrame({"id": clips["id"].astype(str), "path": [f"{i}.wav" for i in clips["id"].astype(str)]})
         index.to_csv(staging / "ids.csv", index=False)

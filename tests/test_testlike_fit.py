@@ -226,6 +226,9 @@ def test_cli_export_writes_every_clip_as_rendered(tiny_comp, workspace, tmp_path
     result = CliRunner().invoke(app, ["testlike", "export", str(out), "--rate", "8000"])
     assert result.exit_code == 0, result.output
     clips = load_testlike(Workspace.resolve(workspace))
+    from ensemble.io import umask_mode
+
+    assert out.stat().st_mode & 0o777 == umask_mode(directory=True)  # readable by the team, not mkdtemp's 0700
     index = pd.read_csv(out / "ids.csv", dtype=str)
     assert index["id"].tolist() == clips["id"].astype(str).tolist()
     assert sorted(p.name for p in out.glob("*.wav")) == sorted(index["path"])
