@@ -20,7 +20,7 @@ from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metric import MetricError, ScoreParts
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
-from ensemble.stack.decide import Candidate, Decision, candidates, decide
+from ensemble.stack.decide import N_BOOT, Candidate, Decision, candidates, decide
 from ensemble.stack.bootstrap import gain_interval, weighted_score
 from ensemble.stack.nested import FitCache, Progress, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.prior import adapt_prior, sensitivity_table
@@ -252,12 +252,13 @@ def compare(
     P_oof: np.ndarray, y: np.ndarray, folds: np.ndarray, *, run_names: Sequence[str] | None = None,
     methods: Sequence[str] | None = None, calibrate: str = "auto", fit_on: str = "auto",
     P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
-    w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = 100, progress: Progress | None = None,
+    w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = N_BOOT, progress: Progress | None = None,
 ) -> Comparison:
     """Every candidate (each run raw and calibrated, each method) by nested CV, and the one to write.
 
     A row holds the trusted nested score and parts, the clean/test-like scores, in-sample score, gap,
-    gain over the best single run with its interval, seconds, and whether the decision chose it.
+    gain over the best single run (its interval is in `decision.tests`), seconds, and whether the
+    decision chose it.
     """
     check_calibrate(calibrate)
     data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl)
@@ -269,7 +270,8 @@ def compare(
     rows, trusted, clean = [], [], []
     for cand in cands:
         start = time.perf_counter()
-        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, n_boot, None)
+        # n_boot=0: the gain intervals are the decision's (below), not bootstrapped twice
+        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, 0, None)
         trusted.append(ev["oof"][trust])
         clean.append(ev["oof"]["clean"])
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
@@ -277,7 +279,7 @@ def compare(
             progress(f"{cand.name}: {rows[-1].get('score')}")
     _, y_trusted, w_trusted = data.trusted
     other = (clean, data.y) if data.tl is not None else (None, None)
-    decision = decide(cands, [r.get("score") for r in rows], trusted, y_trusted, *other, seed=seed,
+    decision = decide(cands, [r.get("score") for r in rows], trusted, y_trusted, *other, n_boot=n_boot, seed=seed,
                       weights=w_trusted)
     for i, row in enumerate(rows):
         row["chosen"] = i == decision.chosen
@@ -291,5 +293,5 @@ def _compare_row(cand: Candidate, ev: dict, data: _Data) -> dict[str, Any]:
     if data.tl is not None:
         row["score_testlike"] = ev["nested"]["testlike"].score if ev["nested"]["testlike"] else None
     row["in_sample"] = ev["in_sample"].score if ev["in_sample"] else None
-    row.update(gap=ev["optimism"], gain=ev["gain"]["gain"], gain_lo=ev["gain"]["lo"], gain_hi=ev["gain"]["hi"])
+    row.update(gap=ev["optimism"], gain=ev["gain"]["gain"])
     return row
