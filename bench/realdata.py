@@ -44,11 +44,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("realdata-workspace"), help="workspace to create")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one epoch per family (a smoke run)")
+    parser.add_argument("--rebuild-testlike", choices=("default", "fit"),
+                        help="remake the test-like set (default or fitted generator) of a trained workspace and "
+                             "re-predict the runs' test-like clips with their ONNX folds; no training")
     args = parser.parse_args()
 
     started = time.perf_counter()
     ws = Workspace(args.out.resolve())
     comp = Competition.load(ws.data_dir(args.data))
+    if args.rebuild_testlike:
+        rebuild_testlike(ws, comp, fit=args.rebuild_testlike == "fit")
     seconds = {}
     for name, (model, options) in FAMILIES.items():
         if name in ws.run_names():
@@ -70,6 +75,23 @@ def main() -> None:
         write_submission(ws, f"auto-prior-{prior}", submission_frame(result.test, comp), comp, sidecar, force=True)
         rows.append(_row(f"written (auto, prior {prior})", {}, result.test, comp, truth, labels))
     print_tables(pd.DataFrame(rows), comparison, time.perf_counter() - started)
+
+
+def rebuild_testlike(ws: Workspace, comp: Competition, fit: bool) -> None:
+    """A new test-like set for the workspace's folds, then every run's test-like predictions remade."""
+    from ensemble.folds import load_folds
+    from ensemble.oof import run_oof
+    from ensemble.testlike_set import META_FILE, TESTLIKE_FILE, ensure_testlike
+
+    for name in (TESTLIKE_FILE, META_FILE):
+        (ws.models_dir / name).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    ensure_testlike(ws, comp, load_folds(ws), per_fold=None, fit=fit)
+    print(f"test-like set rebuilt ({'fitted' if fit else 'default'} generator): {time.perf_counter() - t0:.0f} s", flush=True)
+    for name in FAMILIES:
+        t0 = time.perf_counter()
+        run_oof(ws, comp, name, splits=("testlike",), provider="cpu")
+        print(f"{name}: test-like re-predicted in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def _row(name: str, compared: dict, pred, comp: Competition, truth: pd.DataFrame, labels: list[str]) -> dict:

@@ -25,7 +25,7 @@ def main() -> None:
     from ensemble.domain import domain_check
     from ensemble.testlike_fit import (RATIO_POOL, analyse_real, fit_generator, pool_renderer, ratio_generator,
                                        recipe_renderer)
-    from ensemble.testlike_set import real_clips
+    from ensemble.testlike_set import background_loader, real_clips
 
     parser = argparse.ArgumentParser()
     parser.add_argument("data")
@@ -38,11 +38,13 @@ def main() -> None:
     files = [comp.audio_path(p) for p in comp.train["path"]]
     store, row = WaveStore(files, ANALYSIS_SR), {i: k for k, i in enumerate(ids)}
     source = dict(ids=ids, targets=comp.targets, folds=np.arange(len(ids)) % 5, labels=comp.labels,
-                  durations=[audio_duration(f) for f in files], load=lambda i: store[row[i]])
+                  durations=[audio_duration(f) for f in files], load=lambda i: store[row[i]],
+                  load_background=background_loader(comp, ANALYSIS_SR))
     paths, ok = real_clips(comp)
     perm = np.random.default_rng(args.seed + 123).permutation(len(paths))
     halves = [perm[: len(perm) // 2], perm[len(perm) // 2 :]]
-    real_a, real_b = (analyse_real([paths[i] for i in h], [ok[i] for i in h], seed=args.seed, max_clips=args.clips)
+    real_a, real_b = (analyse_real([paths[i] for i in h], [ok[i] for i in h], seed=args.seed, max_clips=args.clips,
+                                   root=comp.root)
                       for h in halves)
     started = time.perf_counter()
     ratio = ratio_generator(pool_renderer(**source, n_clips=RATIO_POOL, seed=args.seed), real_a, seed=args.seed)

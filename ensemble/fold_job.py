@@ -91,6 +91,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     from ensemble.audio.nuisance import stable_half
     from ensemble.audio.testlike import render_testlike
     from ensemble.backbones.model import build_classifier
+    from ensemble.testlike_set import background_loader
     from ensemble.backbones.train import fit_fold, resolve_device
     from ensemble.inference import predict_clips, torch_predictor
 
@@ -145,7 +146,8 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
                                                "predict_test"), labels)
     own_clips = ctx.testlike[ctx.testlike["fold"] == fold]
     row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
-    renders = (render_testlike(r, lambda rid: train_store[row_of[rid]], sr) for r in own_clips["recipe"])
+    load_background = background_loader(comp, sr)
+    renders = (render_testlike(r, lambda rid: train_store[row_of[rid]], sr, load_background) for r in own_clips["recipe"])
     testlike = prediction_frame(own_clips["id"], fold, predict(renders, len(own_clips), "predict_testlike"), labels)
 
     from ensemble.audio.clip import fit_length

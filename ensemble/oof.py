@@ -22,7 +22,7 @@ from ensemble.locking import exclusive, run_lock
 from ensemble.provenance import now_iso
 from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, load_run, write_manifest, write_run_file
 from ensemble.scoring import cv_metrics, score_frame
-from ensemble.testlike_set import load_testlike, testlike_fingerprint
+from ensemble.testlike_set import background_loader, load_testlike, testlike_fingerprint
 from ensemble.workspace import Workspace
 
 SPLITS = ("train", "test", "testlike")
@@ -81,7 +81,8 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
             predict("test", comp.test_ids, waves, len(comp.test_ids))
         if "testlike" in splits:
             own = clips[clips["fold"] == k]
-            waves = (render_testlike(r, lambda rid: store[row_of[rid]], sr) for r in own["recipe"])
+            load_background = background_loader(comp, sr)
+            waves = (render_testlike(r, lambda rid: store[row_of[rid]], sr, load_background) for r in own["recipe"])
             predict("testlike", own["id"], waves, len(own))
     with exclusive(run_lock(ws.models_dir, run.name)):
         sweep_tmp(run.dir)  # a killed `ens oof` or `ens finetune` left these

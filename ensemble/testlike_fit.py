@@ -23,13 +23,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ensemble.audio.generator import GeneratorParams
-from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats, quiet_window
+from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats
 from ensemble.errors import DataError
 
 MIN_REAL = 50
 MAX_REAL = 400
 FIT_CLIPS = 80
-STATIONARY_DB = 3.0  # frame-dB spread below which a quiet second is noise, not a speech pause
+MIN_BACKGROUND_S = 1.0  # shortest voice-free stretch kept as a background
+MAX_BACKGROUND_S = 5.0
 LEVEL_QUANTILES = 21
 GRID: dict[str, list] = {
     "snr_db": [(-5.0, 20.0), (0.0, 25.0), (5.0, 30.0), (-5.0, 10.0), (10.0, 35.0)],
@@ -69,31 +70,48 @@ class FitResult:
 
 
 def analyse_real(paths: Sequence[Path], background_ok: Sequence[bool], seed: int = 0,
-                 max_clips: int = MAX_REAL) -> RealAudio:
+                 max_clips: int = MAX_REAL, root: Path | None = None) -> RealAudio:
     """Load up to `max_clips` real clips (a seeded sample) at ANALYSIS_SR: statistics and backgrounds.
 
-    `background_ok[i]` says whether clip i may serve as a background (not a training background).
+    `background_ok[i]` says whether clip i may serve as a background (not a training background). A
+    background is the clip's longest stretch that the voice-activity detector finds voice-free (with a
+    margin, `ensemble.audio.vad`) when it lasts at least `MIN_BACKGROUND_S`; it is named by its path
+    relative to `root` (the competition folder) and rendered from the audio itself.
     """
+    from ensemble.audio import vad
     from ensemble.audio.load import load_audio
-    from ensemble.audio.nuisance import spectrum_envelope
 
     if len(paths) != len(background_ok):
         raise DataError(f"{len(paths)} real clips but {len(background_ok)} background flags")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.permutation(len(paths))[:max_clips])
-    stats, backgrounds = [], []
-    for i in pick:
-        wave = load_audio(paths[i], ANALYSIS_SR)
-        stats.append(clip_stats(wave))
-        start, spread = quiet_window(wave)
-        if background_ok[i] and spread < STATIONARY_DB and wave.size >= start + ANALYSIS_SR // 2:
-            segment = wave[start : start + ANALYSIS_SR]
-            if np.sqrt(np.mean(segment.astype(np.float64) ** 2)) > 1e-6:
-                backgrounds.append({"source": Path(paths[i]).name, "envelope": spectrum_envelope(segment, ANALYSIS_SR)})
-    matrix = np.stack(stats) if stats else np.zeros((0, len(STAT_NAMES)))
+    waves = [load_audio(paths[i], ANALYSIS_SR) for i in pick]
+    candidates = [k for k, i in enumerate(pick) if background_ok[i]]
+    probs = dict(zip(candidates, vad.speech_probs([_at_vad_rate(waves[k]) for k in candidates])))
+    backgrounds = []
+    for k, i in enumerate(pick):
+        if k not in probs:
+            continue
+        start, length = vad.longest_run(vad.voice_free(probs[k]))
+        seconds = min(length * vad.CHUNK_S, MAX_BACKGROUND_S)
+        if seconds < MIN_BACKGROUND_S:
+            continue
+        lo = int(start * vad.CHUNK_S * ANALYSIS_SR)
+        segment = waves[k][lo : lo + int(seconds * ANALYSIS_SR)]
+        if segment.size and np.sqrt(np.mean(segment.astype(np.float64) ** 2)) > 1e-6:
+            source = Path(paths[i]).relative_to(root).as_posix() if root is not None else Path(paths[i]).name
+            backgrounds.append({"source": source, "start_s": round(start * vad.CHUNK_S, 4), "seconds": round(seconds, 4)})
+    matrix = np.stack([clip_stats(w) for w in waves]) if waves else np.zeros((0, len(STAT_NAMES)))
     rates = [audio_rate(paths[i]) for i in pick]
     return RealAudio(stats=matrix, band_limit_hz=float(np.median(rates)) / 2 if rates else 0.0,
                      backgrounds=backgrounds, sources=[Path(paths[i]).name for i in pick])
+
+
+def _at_vad_rate(wave: np.ndarray) -> np.ndarray:
+    from ensemble.audio import vad
+    from ensemble.audio.load import resample
+
+    return wave if ANALYSIS_SR == vad.SR else resample(wave, ANALYSIS_SR, vad.SR)
 
 
 def audio_rate(path: Path) -> int:
@@ -157,7 +175,7 @@ def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: 
 
 def recipe_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, labels: list[str],
                     durations: Sequence[float], load: Callable[[str], np.ndarray], n_clips: int = FIT_CLIPS,
-                    seed: int = 0) -> Render:
+                    seed: int = 0, load_background: Callable[[str], np.ndarray] | None = None) -> Render:
     """A `render_stats` for `fit_generator`: about `n_clips` recipes (same seeds for every candidate),
     rendered at ANALYSIS_SR with `load(train_id)`, reduced to their statistics."""
     from ensemble.audio.stats import stats_matrix
@@ -168,7 +186,7 @@ def recipe_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, 
     def render_stats(params: GeneratorParams, backgrounds: list[dict]) -> np.ndarray:
         frame = build_testlike_recipes(ids, targets, folds, labels, durations, per_fold, seed,
                                        params=params, backgrounds=backgrounds)
-        return stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in frame["recipe"])
+        return stats_matrix(render_testlike(r, load, ANALYSIS_SR, load_background) for r in frame["recipe"])
 
     return render_stats
 
@@ -177,14 +195,15 @@ MATCH_QUANTILES = 21  # quantiles the ratio fit keeps per matched nuisance
 RATIO_ROUNDS = 3
 RATIO_POOL = 600
 RATIO_PRIOR = dict(snr_db=(-10.0, 40.0), p_lowpass=0.5, lowpass_hz=(2500.0, 7800.0), tilt_db_per_oct=(-8.0, 4.0),
-                   p_reverb=0.5, p_codec=0.4, p_background=0.5, voice_probs=(1 / 3, 1 / 3, 1 / 3))
+                   p_reverb=0.5, p_codec=0.4, p_background=0.5, voice_probs=(1 / 3, 1 / 3, 1 / 3),
+                   voice_fill=(0.0, 1.0))
 
 PoolRender = Callable[[GeneratorParams, list[dict]], tuple[list[dict], np.ndarray]]
 
 
 def pool_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, labels: list[str],
                   durations: Sequence[float], load: Callable[[str], np.ndarray], n_clips: int = RATIO_POOL,
-                  seed: int = 0) -> PoolRender:
+                  seed: int = 0, load_background: Callable[[str], np.ndarray] | None = None) -> PoolRender:
     """Like `recipe_renderer`, but also returns each clip's recipe (to read its drawn nuisances)."""
     import json
 
@@ -197,7 +216,7 @@ def pool_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, la
         frame = build_testlike_recipes(ids, targets, folds, labels, durations, per_fold, seed,
                                        params=params, backgrounds=backgrounds)
         recipes = [json.loads(r) for r in frame["recipe"]]
-        return recipes, stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in recipes)
+        return recipes, stats_matrix(render_testlike(r, load, ANALYSIS_SR, load_background) for r in recipes)
 
     return render
 
@@ -242,21 +261,25 @@ def ratio_generator(render_pool: PoolRender, real: RealAudio, start: GeneratorPa
 
 def _reweight(render_pool: PoolRender, real: RealAudio, params: GeneratorParams, seed: int,
               fit_voices: bool) -> GeneratorParams:
+    from ensemble.audio.testlike import n_tracks
     from ensemble.domain import density_ratio_weights
 
     recipes, pool = render_pool(params, real.backgrounds)
     w = density_ratio_weights(pool, real.stats, pool, seed=seed)
-    voices = np.array([len(r["voices"]) for r in recipes])
+    voices = np.array([n_tracks(r) for r in recipes])
     lowpass = np.array([bool(r["lowpass_hz"]) for r in recipes])
     out: dict = dict(snr_quantiles=_weighted_quantiles([r["noise"]["snr_db"] for r in recipes], w),
                      tilt_quantiles=_weighted_quantiles([r["tilt_db_per_oct"] for r in recipes], w),
                      p_lowpass=_share(lowpass, w),
                      p_codec=_share([bool(r["codec"]) for r in recipes], w, among=~lowpass),
                      p_reverb=_share([r["reverb"] is not None for r in recipes], w, among=voices > 0))
+    fills = [(f, wi) for r, wi in zip(recipes, w) for f in r.get("fill", [])]
+    if len(fills) >= 2:
+        out["fill_quantiles"] = _weighted_quantiles([f for f, _ in fills], [wi for _, wi in fills])
     if lowpass.sum() >= 2:
         out["lowpass_quantiles"] = _weighted_quantiles([r["lowpass_hz"] for r in recipes if r["lowpass_hz"]], w[lowpass])
     if real.backgrounds:
-        out["p_background"] = _share([r["noise"]["kind"] == "background" for r in recipes], w)
+        out["p_background"] = _share([r["noise"]["kind"] in ("background", "real") for r in recipes], w)
     if fit_voices:
         probs = np.array([_share(voices == k, w) for k in range(3)])
         out["voice_probs"] = tuple(float(v) for v in probs / probs.sum())

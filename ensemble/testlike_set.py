@@ -57,6 +57,23 @@ def train_loader(comp: Competition, folds: pd.DataFrame, sr: int) -> Callable[[s
     return lambda rid: store[row[rid]]
 
 
+def background_loader(comp: Competition, sr: int) -> Callable[[str], np.ndarray]:
+    """`load_background(source)`: a real clip of the competition folder (path relative to it) at `sr`,
+    decoded once; what test-like recipes with real backgrounds need to render."""
+    from functools import lru_cache
+
+    from ensemble.audio.load import load_audio
+
+    @lru_cache(maxsize=None)
+    def load(source: str) -> np.ndarray:
+        path = (comp.root / source).resolve()
+        if not path.is_relative_to(comp.root.resolve()):
+            raise DataError(f"test-like background {source!r} lies outside the competition folder")
+        return load_audio(path, sr)
+
+    return load
+
+
 def _sources(comp: Competition, folds: pd.DataFrame) -> tuple[dict, Callable[[str], np.ndarray]]:
     """Recipe-builder arguments for the shared folds, and a loader of train waves at the analysis rate."""
     from ensemble.audio.load import audio_duration
@@ -81,6 +98,7 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     (`bench/testlike_domain.py`).
     """
     from ensemble.audio.generator import GeneratorParams
+    from ensemble.audio.stats import ANALYSIS_SR
     from ensemble.audio.testlike import RECIPE_VERSION, build_testlike_recipes
 
     clips = load_testlike(ws)
@@ -99,12 +117,12 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     elif len(paths) < _min_real():
         meta["reason"] = f"{len(paths)} real unlabeled clips (test + unlabeled_data/); the fit needs at least {_min_real()}"
     else:
-        params, backgrounds, real = _fit(args, load, paths, background_ok, seed, meta)
+        params, backgrounds, real = _fit(args, load, paths, background_ok, seed, meta, comp)
     clips = build_testlike_recipes(**args, per_fold=per_fold or default_per_fold(len(folds), n_folds), seed=seed,
                                    seconds=seconds, params=params, backgrounds=backgrounds)
     clips["weight"] = 1.0
     if real is not None:
-        _weigh_and_check(clips, load, real, seed, meta)
+        _weigh_and_check(clips, load, background_loader(comp, ANALYSIS_SR), real, seed, meta)
     meta["params"] = params.to_dict()
     write_parquet(clips, ws.models_dir / TESTLIKE_FILE)
     write_json(meta, ws.models_dir / META_FILE)
@@ -117,25 +135,27 @@ def _min_real() -> int:
     return MIN_REAL
 
 
-def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict):
+def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Competition):
+    from ensemble.audio.stats import ANALYSIS_SR
     from ensemble.testlike_fit import RATIO_POOL, RATIO_ROUNDS, analyse_real, pool_renderer, ratio_generator
 
-    real = analyse_real(paths, background_ok, seed=seed)
+    real = analyse_real(paths, background_ok, seed=seed, root=comp.root)
     started = time.perf_counter()
-    params = ratio_generator(pool_renderer(**args, load=load, n_clips=RATIO_POOL, seed=seed), real, seed=seed)
+    params = ratio_generator(pool_renderer(**args, load=load, n_clips=RATIO_POOL, seed=seed,
+                                           load_background=background_loader(comp, ANALYSIS_SR)), real, seed=seed)
     meta.update(fitted=True, reason=f"fitted to {len(real.stats)} real clips", n_backgrounds=len(real.backgrounds),
                 fit={"method": f"density-ratio reweighting of a {RATIO_POOL}-clip pool, {RATIO_ROUNDS} rounds",
                      "seconds": round(time.perf_counter() - started, 2)})
     return params, real.backgrounds, real
 
 
-def _weigh_and_check(clips: pd.DataFrame, load, real, seed: int, meta: dict) -> None:
+def _weigh_and_check(clips: pd.DataFrame, load, load_background, real, seed: int, meta: dict) -> None:
     """Density-ratio weights for every recipe row and the domain check of a sample, in place / in meta."""
     from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
     from ensemble.audio.testlike import render_testlike
     from ensemble.domain import domain_check, density_ratio_weights
 
-    stats = stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in clips["recipe"])
+    stats = stats_matrix(render_testlike(r, load, ANALYSIS_SR, load_background) for r in clips["recipe"])
     clips["weight"] = density_ratio_weights(stats, real.stats, stats, seed=seed)
     sample = np.random.default_rng(seed).permutation(len(stats))[:CHECK_CLIPS]
     meta["domain_check"] = domain_check(stats[sample], real.stats, seed=seed).to_dict()
@@ -192,7 +212,7 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     rng = np.random.default_rng(seed)
     rows = clips.iloc[np.sort(rng.permutation(len(clips))[:n_clips])]
     load = train_loader(comp, folds, ANALYSIS_SR)
-    sim = stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in rows["recipe"])
+    sim = stats_matrix(render_testlike(r, load, ANALYSIS_SR, background_loader(comp, ANALYSIS_SR)) for r in rows["recipe"])
     real = stats_matrix(load_audio(paths[i], ANALYSIS_SR) for i in np.sort(rng.permutation(len(paths))[:n_clips]))
     check = domain_check(sim, real, seed=seed)
     meta = load_testlike_meta(ws) or {}
@@ -265,13 +285,13 @@ def export_testlike(ws: Workspace, comp: Competition, out: Path, sr: int = 16000
     check_overwrite(out, force, "folder")
     for clip_id in clips["id"].astype(str):
         check_name(clip_id, "test-like clip")
-    load = train_loader(comp, load_folds(ws), sr)
+    load, load_background = train_loader(comp, load_folds(ws), sr), background_loader(comp, sr)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(umask_mode(directory=True))  # mkdtemp's 0700 would keep teammates out
     try:
         for clip_id, recipe in zip(clips["id"].astype(str), clips["recipe"]):
-            wave = render_testlike(recipe, load, sr)
+            wave = render_testlike(recipe, load, sr, load_background)
             sf.write(staging / f"{clip_id}.wav", wave, sr, subtype="FLOAT")
         index = pd.DataFrame({"id": clips["id"].astype(str), "path": [f"{i}.wav" for i in clips["id"].astype(str)]})
         index.to_csv(staging / "ids.csv", index=False)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from ensemble.audio import dsp
-from ensemble.audio.testlike import build_testlike_recipes, render_testlike, render_testlike_set
+from ensemble.audio.generator import GeneratorParams
+from ensemble.audio.testlike import build_testlike_recipes, n_tracks, render_testlike, render_testlike_set
 from ensemble.errors import ConfigError, DataError
 
 LABELS = ["fake", "real"]
@@ -60,9 +61,31 @@ def test_sources_come_only_from_the_recipes_fold(frame, data):
     fold_of = dict(zip(ids, folds))
     for row in frame.itertuples():
         sources = json.loads(row.sources)
-        assert [v["id"] for v in json.loads(row.recipe)["voices"]] == sources
+        recipe = json.loads(row.recipe)
+        assert [v["id"] for v in recipe["voices"]] == sources
         assert all(fold_of[s] == row.fold for s in sources)
-        assert len(set(sources)) == len(sources) == row.n_voices
+        assert len(set(sources)) == len(sources) >= row.n_voices == n_tracks(recipe)
+
+
+def test_a_voice_is_a_track_of_same_label_utterances_filling_its_share(data):
+    ids, y, folds, durations = data
+    label = {i: tuple(t) for i, t in zip(ids, y)}
+    durations = np.full(N_ROWS, 0.8)  # short utterances, as voices-dev's ~1.3-s train clips
+    spans = {}
+    for fill in (0.1, 0.9):
+        params = GeneratorParams(voice_fill=(fill, fill), voice_probs=(0.0, 1.0, 0.0))
+        frame = build_testlike_recipes(ids, y, folds, LABELS, durations, per_fold=20, seed=3, params=params)
+        covered = []
+        for recipe in map(json.loads, frame["recipe"]):
+            voices = recipe["voices"]
+            assert len({label[v["id"]] for v in voices}) == 1  # one voice keeps one label
+            mask = np.zeros(500, bool)
+            for v in voices:
+                mask[max(0, int(v["offset_s"] * 100)) : max(0, int((v["offset_s"] + 0.8) * 100))] = True
+            covered.append(mask.mean())
+            assert recipe["fill"] == [fill]
+        spans[fill] = np.mean(covered)
+    assert spans[0.1] < 0.17 and spans[0.9] > 0.6  # the share drawn is the share filled (less the pauses)
 
 
 def test_labels_are_the_max_over_the_sources(frame, data):

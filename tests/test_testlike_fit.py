@@ -51,6 +51,32 @@ def render_stats(params, seed, n=60, backgrounds=()):
     return frame, stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in frame["recipe"])
 
 
+def folder_loader(root: Path):
+    """`load_background` for clips written under `root` at ANALYSIS_SR."""
+    from ensemble.audio.load import load_audio
+
+    return lambda source: load_audio(root / source, ANALYSIS_SR)
+
+
+def synthetic_voice(seconds: float, sr: int = ANALYSIS_SR) -> np.ndarray:
+    """A voiced, vowel-like signal (saw-tooth source through moving formants, syllable-rate envelope)
+    that the voice-activity detector hears as speech."""
+    import scipy.signal
+
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    source = scipy.signal.sawtooth(2 * np.pi * np.cumsum(120.0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / sr)
+    out = np.zeros(n)
+    seg = n // 6
+    for k, formants in enumerate([(700, 1200, 2600), (300, 2200, 3000), (500, 900, 2400)] * 2):
+        part = source[k * seg : (k + 1) * seg]
+        for fc in formants:
+            b, a = scipy.signal.iirpeak(fc, 8, sr)
+            out[k * seg : (k + 1) * seg] += scipy.signal.lfilter(b, a, part)
+    out *= 0.5 * (1 - np.cos(2 * np.pi * 4 * t))
+    return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
 def test_clip_stats_are_finite_and_fast():
     wave = np.random.default_rng(0).standard_normal(5 * ANALYSIS_SR).astype(np.float32) * 0.05
     stats = clip_stats(wave)
@@ -93,9 +119,10 @@ def test_fitted_generator_is_deterministic(tmp_path, monkeypatch):
     source, load = voices()
     results = []
     for _ in range(2):
-        real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0)
-        fit = testlike_fit.fit_generator(testlike_fit.recipe_renderer(**source, load=load, n_clips=30), real,
-                                         start=GeneratorParams(**FAST))
+        real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0, root=tmp_path)
+        fit = testlike_fit.fit_generator(testlike_fit.recipe_renderer(**source, load=load, n_clips=30,
+                                                                      load_background=folder_loader(tmp_path)),
+                                         real, start=GeneratorParams(**FAST))
         recipes = build_testlike_recipes(**source, per_fold=5, seed=0, params=fit.params, backgrounds=real.backgrounds)
         results.append((fit, recipes))
     (fit, recipes), (again, recipes_again) = results
@@ -115,9 +142,10 @@ def test_ratio_fit_moves_towards_the_real_clips_and_is_deterministic(tmp_path, m
         paths.append(tmp_path / f"TEST_{i:02d}.wav")
         sf.write(paths[-1], render_testlike(recipe, load, ANALYSIS_SR), ANALYSIS_SR)
     source, load = voices()
-    real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0)
-    fits = [testlike_fit.ratio_generator(testlike_fit.pool_renderer(**source, load=load, n_clips=60), real,
-                                         start=GeneratorParams(**FAST), rounds=2) for _ in range(2)]
+    real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0, root=tmp_path)
+    fits = [testlike_fit.ratio_generator(testlike_fit.pool_renderer(**source, load=load, n_clips=60,
+                                                                    load_background=folder_loader(tmp_path)),
+                                         real, start=GeneratorParams(**FAST), rounds=2) for _ in range(2)]
     assert fits[0] == fits[1]
     fit = fits[0]
     assert len(fit.snr_quantiles) == testlike_fit.MATCH_QUANTILES and np.median(fit.snr_quantiles) > 15.0
@@ -264,3 +292,48 @@ def test_cli_check_with_runs_checks_their_predictions_too(tiny_comp, workspace, 
     assert result.exit_code == 0, result.output
     assert "domain AUC on clips" in result.output and "domain AUC on predictions" in result.output
     assert "run:label logit" in result.output
+
+
+def test_backgrounds_are_voice_free_stretches_of_real_clips(tmp_path):
+    """A real clip with a voice in 1–3 s gives its voice-free end as background (never the voice, nor
+    the VAD margin around it); a clip voiced throughout gives none; the background renders from the file."""
+    from ensemble.audio import vad
+
+    rng = np.random.default_rng(0)
+    noise = lambda s: (0.01 * rng.standard_normal(int(s * ANALYSIS_SR))).astype(np.float32)  # noqa: E731
+    voiced_middle = noise(5.0)
+    voiced_middle[ANALYSIS_SR : 3 * ANALYSIS_SR] += synthetic_voice(2.0)
+    voiced_all = noise(5.0) + np.tile(synthetic_voice(2.5), 2)
+    (tmp_path / "test").mkdir()
+    paths = [tmp_path / "test" / "a.wav", tmp_path / "test" / "b.wav"]
+    for path, wave in zip(paths, [voiced_middle, voiced_all]):
+        sf.write(path, wave, ANALYSIS_SR)
+    real = testlike_fit.analyse_real(paths, [True, True], seed=0, root=tmp_path)
+    assert [bg["source"] for bg in real.backgrounds] == ["test/a.wav"]
+    bg = real.backgrounds[0]
+    assert bg["start_s"] >= 3.0 + vad.MARGIN_S - vad.CHUNK_S and bg["seconds"] >= testlike_fit.MIN_BACKGROUND_S
+    stretch = voiced_middle[int(bg["start_s"] * ANALYSIS_SR) : int((bg["start_s"] + bg["seconds"]) * ANALYSIS_SR)]
+    assert vad.speech_probs([stretch])[0].max() < vad.VOICE_PROB  # no voice in it per the VAD
+    assert vad.speech_probs([voiced_middle])[0][int(1.5 / vad.CHUNK_S) : int(2.5 / vad.CHUNK_S)].min() > 0.5
+    assert not testlike_fit.analyse_real(paths, [False, True], seed=0, root=tmp_path).backgrounds  # flag honoured
+
+    source, load = voices()
+    params = GeneratorParams(p_background=1.0, **FAST)
+    frame = build_testlike_recipes(**source, per_fold=3, seed=1, params=params, backgrounds=real.backgrounds, seconds=2.0)
+    recipe = json.loads(frame["recipe"].iloc[0])
+    assert recipe["noise"]["kind"] == "real" and recipe["noise"]["source"] == "test/a.wav"
+    first = render_testlike(recipe, load, ANALYSIS_SR, folder_loader(tmp_path))
+    np.testing.assert_array_equal(first, render_testlike(recipe, load, ANALYSIS_SR, folder_loader(tmp_path)))
+    from ensemble.errors import DataError
+
+    with pytest.raises(DataError, match="real background 'test/a.wav'"):
+        render_testlike(recipe, load, ANALYSIS_SR)
+
+
+def test_loop_background_is_unit_rms_and_continuous():
+    segment = np.sin(2 * np.pi * 3 * np.arange(1000) / 1000) + 0.5  # DC removed, no jump at the joins
+    out = nuisance.loop_background(segment, 5000, np.random.default_rng(0))
+    assert out.shape == (5000,) and np.sqrt(np.mean(out.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-4)
+    assert np.abs(np.diff(out)).max() < 0.05
+    with pytest.raises(ConfigError, match="empty or constant"):
+        nuisance.loop_background(np.ones(100), 500, np.random.default_rng(0))

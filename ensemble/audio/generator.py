@@ -16,12 +16,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ensemble.audio import dsp, nuisance
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, DataError
 
 VERSION = 2
 SPEECH_DB = -26.0
 _PAIRS = ("second_voice_db", "level_db", "snr_db", "noise_alpha", "tilt_db_per_oct", "rt60_s", "drr_db",
-          "damping_hz", "lowpass_hz", "codec_compression")
+          "damping_hz", "lowpass_hz", "codec_compression", "voice_fill", "gap_s")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class GeneratorParams:
     snr_quantiles: tuple[float, ...] = ()  # replaces snr_db when given (inverse CDF, dB)
     lowpass_quantiles: tuple[float, ...] = ()  # replaces lowpass_hz when given (Hz; banned cut-offs moved out)
     tilt_quantiles: tuple[float, ...] = ()  # replaces tilt_db_per_oct when given (dB/octave)
+    voice_fill: tuple[float, float] = (0.2, 0.9)  # share of the clip one voice's utterances span
+    fill_quantiles: tuple[float, ...] = ()  # replaces voice_fill when given (share of the clip)
+    gap_s: tuple[float, float] = (0.05, 0.6)  # pause between a voice's consecutive utterances
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -66,11 +69,15 @@ class GeneratorParams:
         if len(probs) != 3 or min(probs) < 0 or not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
             raise ConfigError(f"test-like parameter voice_probs={probs!r} is invalid; accepted: 3 probabilities summing to 1")
         object.__setattr__(self, "voice_probs", probs)
-        for name in ("level_quantiles", "snr_quantiles", "lowpass_quantiles", "tilt_quantiles"):
+        for name in ("level_quantiles", "snr_quantiles", "lowpass_quantiles", "tilt_quantiles", "fill_quantiles"):
             q = tuple(float(v) for v in getattr(self, name))
             if q and (len(q) < 2 or any(b < a for a, b in zip(q, q[1:]))):
                 raise ConfigError(f"test-like parameter {name} is invalid; accepted: ≥ 2 increasing values")
             object.__setattr__(self, name, q)
+        if not (0.0 <= self.voice_fill[0] and self.voice_fill[1] <= 1.0) or min(self.fill_quantiles, default=0) < 0 \
+                or max(self.fill_quantiles, default=0) > 1 or self.gap_s[0] < 0:
+            raise ConfigError(f"test-like parameters voice_fill={self.voice_fill!r} / fill_quantiles / gap_s={self.gap_s!r} "
+                              "are invalid; accepted: shares in [0, 1], gaps ≥ 0 s")
         lo, hi = self.codec_compression
         if lo < nuisance.CODEC_RANGE[0] or hi > nuisance.CODEC_RANGE[1]:
             raise ConfigError(f"test-like parameter codec_compression={self.codec_compression!r} overlaps the "
@@ -109,6 +116,11 @@ def clip_rng(seed: int, fold: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(fold), int(index), 1]))
 
 
+def voice_fill(params: GeneratorParams, u: float) -> float:
+    """Share of the clip one voice's utterances should span, from a uniform u (inverse CDF)."""
+    return _quantile(params.fill_quantiles, u) if params.fill_quantiles else _lerp(params.voice_fill, u)
+
+
 def n_voices(params: GeneratorParams, u: float) -> int:
     """Number of voices from a uniform u (inverse CDF of voice_probs)."""
     return int(np.searchsorted(np.cumsum(params.voice_probs), u, side="right").clip(0, 2))
@@ -127,8 +139,12 @@ def draw_nuisances(params: GeneratorParams, rng: np.random.Generator, voiced: bo
     snr = round(_quantile(p.snr_quantiles, u[7]) if p.snr_quantiles else _lerp(p.snr_db, u[7]), 3)
     if backgrounds and u[4] < p.p_background:
         bg = backgrounds[int(u[6] * len(backgrounds)) % len(backgrounds)]
-        noise = {"kind": "background", "source": bg["source"], "envelope": bg["envelope"],
-                 "snr_db": snr, "seed": int(seeds[1])}
+        if "envelope" in bg:  # spectral envelope of a real quiet stretch (older fits)
+            noise = {"kind": "background", "source": bg["source"], "envelope": bg["envelope"],
+                     "snr_db": snr, "seed": int(seeds[1])}
+        else:  # a voice-free stretch of a real clip, looped
+            noise = {"kind": "real", "source": bg["source"], "start_s": bg["start_s"], "seconds": bg["seconds"],
+                     "snr_db": snr, "seed": int(seeds[1])}
     else:
         alpha = nuisance.draw_allowed(u[5], *p.noise_alpha, nuisance.TRAIN_ALPHAS.values(), nuisance.ALPHA_GAP, "noise_alpha")
         noise = {"kind": "tilt", "alpha": round(alpha, 4), "snr_db": snr, "seed": int(seeds[1])}
@@ -177,8 +193,13 @@ def soft_limit(x: np.ndarray, level_db: float, knee: float = 0.5) -> np.ndarray:
     return dsp.limit_peak(x.astype(np.float32))
 
 
-def render_v2(rec: dict[str, Any], load: Callable[[str], np.ndarray], sr: int) -> np.ndarray:
-    """Render a version-2 recipe to float32 `(round(seconds·sr),)`; deterministic."""
+def render_v2(rec: dict[str, Any], load: Callable[[str], np.ndarray], sr: int,
+              load_background: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
+    """Render a version-2 recipe to float32 `(round(seconds·sr),)`; deterministic.
+
+    `load_background(source)` gives a real clip (path relative to the competition folder) at `sr`,
+    for recipes whose noise is a stretch of real audio.
+    """
     n = int(round(rec["seconds"] * sr))
     x = np.zeros(n, dtype=np.float32)
     for voice in rec["voices"]:
@@ -193,7 +214,14 @@ def render_v2(rec: dict[str, Any], load: Callable[[str], np.ndarray], sr: int) -
         x = dsp.convolve_rows(x[None], [ir])[0]
     nz = rec["noise"]
     rng = np.random.default_rng(nz["seed"])
-    if nz["kind"] == "background":
+    if nz["kind"] == "real":
+        if load_background is None:
+            raise DataError(f"test-like recipe uses the real background {nz['source']!r}; rendering it needs "
+                            "the competition folder's audio (load_background)")
+        wave = np.asarray(load_background(nz["source"]), np.float32).ravel()
+        lo = int(round(nz["start_s"] * sr))
+        noise = nuisance.loop_background(wave[lo : lo + int(round(nz["seconds"] * sr))], n, rng)
+    elif nz["kind"] == "background":
         noise = nuisance.envelope_noise(nz["envelope"], n, sr, rng)
     else:
         noise = nuisance.tilt_noise(nz["alpha"], n, rng)

@@ -126,6 +126,19 @@ def spectrum_envelope(wave: np.ndarray, sr: int) -> list[float]:
     return [round(v - top, 2) for v in out]
 
 
+def loop_background(segment: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS `(n,)` float32 from a real background stretch: tiled forwards and backwards (no
+    clicks at the joins), starting at a random point, so a short stretch fills any length."""
+    seg = np.asarray(segment, np.float64).ravel()
+    if seg.size < 2 or not np.any(seg != seg[0]):
+        raise ConfigError(f"background stretch of {seg.size} samples is empty or constant")
+    seg = seg - seg.mean()
+    cycle = np.concatenate([seg, seg[::-1]])
+    start = int(rng.integers(cycle.size))
+    idx = (start + np.arange(n)) % cycle.size
+    return _unit(cycle[idx])
+
+
 def butter_lowpass(x: np.ndarray, cutoff_hz: float, sr: int, order: int = 8) -> np.ndarray:
     """Zero-phase Butterworth low-pass of a 1-D wave (unchanged at or above Nyquist), float32."""
     if not cutoff_hz or cutoff_hz >= 0.98 * sr / 2:

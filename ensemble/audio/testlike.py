@@ -20,14 +20,13 @@ import pandas as pd
 
 from ensemble.audio import dsp
 from ensemble.audio.generator import VERSION as RECIPE_VERSION
-from ensemble.audio.generator import GeneratorParams, clip_rng, draw_nuisances, n_voices, render_v2
+from ensemble.audio.generator import GeneratorParams, clip_rng, draw_nuisances, n_voices, render_v2, voice_fill
 from ensemble.errors import ConfigError, DataError
 
 SUPPORTED_VERSIONS = (1, RECIPE_VERSION)
 VOICE_PROBS = GeneratorParams().voice_probs  # 0, 1, 2 voices (voices-dev test: ~16 % of clips hold no voice)
 SPEECH_DB = -26.0  # level of the first voice (dBFS RMS); also sets the noise of clips with no voice
 SECOND_VOICE_DB = GeneratorParams().second_voice_db
-MIN_VISIBLE_S = 1.0
 
 
 def _check_inputs(ids, targets, folds, labels, durations, per_fold, seed, seconds, voice_probs):
@@ -75,15 +74,53 @@ def _pick_rows(rows: np.ndarray, patterns: np.ndarray, k: int, rng: np.random.Ge
     return chosen
 
 
-def _recipe(ids, durations, chosen, seconds, rng, nuis, min_visible_s: float = MIN_VISIBLE_S) -> dict[str, Any]:
-    voices = []
+def _track(first: int, rows: np.ndarray, patterns: np.ndarray, durations: np.ndarray, used: set[int],
+           span_s: float, gap_s: tuple[float, float], rng: np.random.Generator) -> list[tuple[int, float]]:
+    """One voice: `first`, then more unused rows of the same label pattern (so the voice's label holds)
+    until the utterances and pauses span `span_s`. Returns (row, start within the track in s)."""
+    track, end = [(first, 0.0)], float(durations[first])
+    used.add(first)
+    while end < span_s:
+        pool = rows[(patterns[rows] == patterns[first]) & ~np.isin(rows, list(used))]
+        if pool.size == 0:
+            break
+        row = int(pool[rng.integers(pool.size)])
+        start = end + float(rng.uniform(*gap_s))
+        track.append((row, start))
+        used.add(row)
+        end = start + float(durations[row])
+    return track
+
+
+def _recipe(ids, durations, chosen, seconds, rng, nuis, params: GeneratorParams, rows: np.ndarray,
+            patterns: np.ndarray, fills: np.ndarray) -> dict[str, Any]:
+    """Voices as tracks of same-label utterances filling a drawn share of the clip, placed at random.
+
+    A track longer than the clip shows a random window of it; utterances entirely outside are dropped.
+    A track of one utterance keeps at least `min_visible_s` of it inside (it may hang over an edge).
+    """
+    voices, spans = [], []
+    used = set(chosen)
     for k, row in enumerate(chosen):
-        length = float(durations[row])
-        visible = min(length, min_visible_s, seconds)
-        level = SPEECH_DB + (rng.uniform(*SECOND_VOICE_DB) if k else 0.0)
-        offset = rng.uniform(-(length - visible), seconds - visible)
-        voices.append({"id": str(ids[row]), "offset_s": round(offset, 4), "level_db": round(level, 3)})
-    return {"version": RECIPE_VERSION, "seconds": float(seconds), "voices": voices, **nuis}
+        level = SPEECH_DB + (rng.uniform(*params.second_voice_db) if k else 0.0)
+        span = float(voice_fill(params, fills[k])) * seconds
+        track = _track(row, rows, patterns, durations, used, span, params.gap_s, rng)
+        length = track[-1][1] + float(durations[track[-1][0]])
+        if len(track) == 1:
+            visible = min(length, params.min_visible_s, seconds)
+            start = rng.uniform(-(length - visible), seconds - visible)
+        else:
+            start = rng.uniform(min(0.0, seconds - length), max(0.0, seconds - length))
+        kept = [(r, start + t) for r, t in track if start + t < seconds and start + t + durations[r] > 0]
+        spans.append(round(span / seconds, 4))
+        for r, offset in kept or [(track[0][0], start)]:
+            voices.append({"id": str(ids[r]), "offset_s": round(offset, 4), "level_db": round(level, 3), "track": k})
+    return {"version": RECIPE_VERSION, "seconds": float(seconds), "voices": voices, "fill": spans, **nuis}
+
+
+def n_tracks(recipe: dict) -> int:
+    """The number of voices (tracks) in a recipe; recipes without tracks hold one utterance per voice."""
+    return len({v.get("track", i) for i, v in enumerate(recipe["voices"])})
 
 
 def build_testlike_recipes(
@@ -117,6 +154,7 @@ def build_testlike_recipes(
         ids, targets, folds, labels, durations, per_fold, seed, seconds, params.voice_probs
     )
     patterns = np.array(["".join(str(int(v)) for v in row) for row in targets > 0.5])
+    row_of = {rid: k for k, rid in enumerate(ids)}
     records = []
     for fold in np.unique(folds):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(fold)]))
@@ -125,15 +163,16 @@ def build_testlike_recipes(
             stream = clip_rng(seed, fold, i)
             k = min(n_voices(params, stream.random()), rows.size)
             chosen = _pick_rows(rows, patterns[rows], k, rng)
-            y = targets[chosen].max(axis=0) if chosen else np.zeros(len(labels), np.float32)
-            recipe = _recipe(ids, durations, chosen, seconds, rng, draw_nuisances(params, stream, bool(chosen), backgrounds),
-                             params.min_visible_s)
+            nuis = draw_nuisances(params, stream, bool(chosen), backgrounds)
+            recipe = _recipe(ids, durations, chosen, seconds, rng, nuis, params, rows, patterns, stream.random(2))
+            sources = [v["id"] for v in recipe["voices"]]
+            y = targets[[row_of[s] for s in sources]].max(axis=0) if sources else np.zeros(len(labels), np.float32)
             records.append(
                 {
                     "fold": int(fold),
                     **{label: int(v > 0.5) for label, v in zip(labels, y)},
                     "n_voices": len(chosen),
-                    "sources": json.dumps([ids[r] for r in chosen]),
+                    "sources": json.dumps(sources),
                     "recipe": json.dumps(recipe, sort_keys=True),
                 }
             )
@@ -155,14 +194,16 @@ def _parse(recipe: dict | str) -> dict[str, Any]:
     return recipe
 
 
-def render_testlike(recipe: dict | str, load: Callable[[str], np.ndarray], sr: int) -> np.ndarray:
-    """Render one recipe to float32 `(round(seconds·sr),)`; `load(train_id)` gives a wave at `sr`.
+def render_testlike(recipe: dict | str, load: Callable[[str], np.ndarray], sr: int,
+                    load_background: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
+    """Render one recipe to float32 `(round(seconds·sr),)`; `load(train_id)` gives a wave at `sr`,
+    `load_background(source)` a real clip of the competition folder (for real backgrounds).
 
     Deterministic: the same recipe, waves and rate give the same samples.
     """
     rec = _parse(recipe)
     if rec["version"] == RECIPE_VERSION:
-        return render_v2(rec, load, sr)
+        return render_v2(rec, load, sr, load_background)
     n = int(round(rec["seconds"] * sr))
     x = np.zeros((1, n), dtype=np.float32)
     for voice in rec["voices"]:
@@ -193,13 +234,14 @@ def render_testlike_set(
     load: Callable[[str], np.ndarray],
     sr: int,
     progress: Callable[[int, int], None] | None = None,
+    load_background: Callable[[str], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Render every recipe of a test-like frame, `(rows, seconds·sr)` float32 in frame order."""
     if "recipe" not in frame.columns:
         raise DataError("test-like frame has no 'recipe' column")
     waves = []
     for i, recipe in enumerate(frame["recipe"]):
-        waves.append(render_testlike(recipe, load, sr))
+        waves.append(render_testlike(recipe, load, sr, load_background))
         if progress is not None:
             progress(i + 1, len(frame))
     lengths = {w.size for w in waves}
