@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--coordinate", action="store_true", help="also run the (slow) coordinate search")
+    parser.add_argument("--fit-voices", action="store_true", help="let the fit move the voice-count shares too")
     args = parser.parse_args()
     comp = Competition.load(args.data)
     ids = comp.train["id"].astype(str).tolist()
@@ -47,7 +48,8 @@ def main() -> None:
                                    root=comp.root)
                       for h in halves)
     started = time.perf_counter()
-    ratio = ratio_generator(pool_renderer(**source, n_clips=RATIO_POOL, seed=args.seed), real_a, seed=args.seed)
+    ratio = ratio_generator(pool_renderer(**source, n_clips=RATIO_POOL, seed=args.seed), real_a, seed=args.seed,
+                            fit_voices=args.fit_voices)
     print(f"ratio fit: {time.perf_counter() - started:.0f} s on this machine")
     candidates = [("default", GeneratorParams()), ("ratio", ratio)]
     if args.coordinate:

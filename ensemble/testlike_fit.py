@@ -238,7 +238,7 @@ def _share(mask, weights, among=None) -> float:
 
 
 def ratio_generator(render_pool: PoolRender, real: RealAudio, start: GeneratorParams | None = None,
-                    seed: int = 0, rounds: int = RATIO_ROUNDS, fit_voices: bool = True) -> GeneratorParams:
+                    seed: int = 0, rounds: int = RATIO_ROUNDS, fit_voices: bool = False) -> GeneratorParams:
     """Fit the nuisance distributions by density-ratio reweighting of a wide-prior pool.
 
     A pool of clips is rendered from broad distributions (`RATIO_PRIOR`); a domain classifier between
