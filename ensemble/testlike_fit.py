@@ -30,6 +30,8 @@ MIN_REAL = 50
 MAX_REAL = 400
 FIT_CLIPS = 80
 MIN_BACKGROUND_S = 1.0  # shortest voice-free stretch kept as a background
+SILENT_SHARE = 0.9  # a real clip at least this voice-free (per the VAD) counts as holding no voice
+MIN_SILENT = 5  # voice-free real clips needed to fit their own level distribution
 MAX_BACKGROUND_S = 5.0
 LEVEL_QUANTILES = 21
 GRID: dict[str, list] = {
@@ -49,6 +51,7 @@ class RealAudio:
     """Statistics of real unlabeled clips and the background envelopes found in them."""
 
     stats: np.ndarray  # (clips, len(STAT_NAMES))
+    silent: np.ndarray  # (clips,) bool: the voice-activity detector hears no voice in the clip
     band_limit_hz: float  # half the median sample rate of the real files
     backgrounds: list[dict]  # {"source": file name, "envelope": dB at nuisance.ENVELOPE_HZ}
     sources: list[str]
@@ -86,11 +89,11 @@ def analyse_real(paths: Sequence[Path], background_ok: Sequence[bool], seed: int
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.permutation(len(paths))[:max_clips])
     waves = [load_audio(paths[i], ANALYSIS_SR) for i in pick]
-    candidates = [k for k, i in enumerate(pick) if background_ok[i]]
-    probs = dict(zip(candidates, vad.speech_probs([_at_vad_rate(waves[k]) for k in candidates])))
+    probs = vad.speech_probs([_at_vad_rate(w) for w in waves])
+    silent = np.array([vad.voice_free(p).mean() >= SILENT_SHARE for p in probs], dtype=bool)
     backgrounds = []
     for k, i in enumerate(pick):
-        if k not in probs:
+        if not background_ok[i]:
             continue
         start, length = vad.longest_run(vad.voice_free(probs[k]))
         seconds = min(length * vad.CHUNK_S, MAX_BACKGROUND_S)
@@ -103,7 +106,7 @@ def analyse_real(paths: Sequence[Path], background_ok: Sequence[bool], seed: int
             backgrounds.append({"source": source, "start_s": round(start * vad.CHUNK_S, 4), "seconds": round(seconds, 4)})
     matrix = np.stack([clip_stats(w) for w in waves]) if waves else np.zeros((0, len(STAT_NAMES)))
     rates = [audio_rate(paths[i]) for i in pick]
-    return RealAudio(stats=matrix, band_limit_hz=float(np.median(rates)) / 2 if rates else 0.0,
+    return RealAudio(stats=matrix, silent=silent, band_limit_hz=float(np.median(rates)) / 2 if rates else 0.0,
                      backgrounds=backgrounds, sources=[Path(paths[i]).name for i in pick])
 
 
@@ -130,6 +133,16 @@ def level_quantiles(stats: np.ndarray, k: int = LEVEL_QUANTILES) -> tuple[float,
     return tuple(round(float(v), 3) for v in np.quantile(levels, np.linspace(0, 1, k)))
 
 
+def matched_levels(real: RealAudio) -> dict:
+    """Level quantiles of the voiced real clips, and of the voice-free ones (per the VAD) for clips
+    without a voice when there are at least MIN_SILENT of them: noise alone is quieter than speech."""
+    silent = real.silent
+    if silent.sum() < MIN_SILENT or (~silent).sum() < MIN_SILENT:
+        return {"level_quantiles": level_quantiles(real.stats), "silent_level_quantiles": ()}
+    return {"level_quantiles": level_quantiles(real.stats[~silent]),
+            "silent_level_quantiles": level_quantiles(real.stats[silent])}
+
+
 Render = Callable[[GeneratorParams, list[dict]], np.ndarray]
 
 
@@ -144,8 +157,7 @@ def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: 
     from ensemble.domain import domain_auc
 
     started = time.perf_counter()
-    params = (start or GeneratorParams()).with_(level_quantiles=level_quantiles(real.stats),
-                                                band_limit_hz=real.band_limit_hz)
+    params = (start or GeneratorParams()).with_(**matched_levels(real), band_limit_hz=real.band_limit_hz)
     grid = {k: v for k, v in GRID.items() if k != "p_background" or real.backgrounds}
     total, done = passes * sum(len(v) for v in grid.values()), 0
     cache: dict[str, float] = {}
@@ -193,10 +205,10 @@ def recipe_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, 
 
 MATCH_QUANTILES = 21  # quantiles the ratio fit keeps per matched nuisance
 RATIO_ROUNDS = 3
-RATIO_POOL = 600
+RATIO_POOL = 1200
 RATIO_PRIOR = dict(snr_db=(-10.0, 40.0), p_lowpass=0.5, lowpass_hz=(2500.0, 7800.0), tilt_db_per_oct=(-8.0, 4.0),
                    p_reverb=0.5, p_codec=0.4, p_background=0.5, voice_probs=(1 / 3, 1 / 3, 1 / 3),
-                   voice_fill=(0.0, 1.0))
+                   voice_fill=(0.0, 1.0), noise_alpha=(0.25, 2.75))
 
 PoolRender = Callable[[GeneratorParams, list[dict]], tuple[list[dict], np.ndarray]]
 
@@ -249,8 +261,7 @@ def ratio_generator(render_pool: PoolRender, real: RealAudio, start: GeneratorPa
     """
     from ensemble.domain import density_ratio_weights
 
-    params = (start or GeneratorParams()).with_(level_quantiles=level_quantiles(real.stats),
-                                                band_limit_hz=real.band_limit_hz)
+    params = (start or GeneratorParams()).with_(**matched_levels(real), band_limit_hz=real.band_limit_hz)
     prior = {k: v for k, v in RATIO_PRIOR.items() if (k != "p_background" or real.backgrounds)
              and (k != "voice_probs" or fit_voices)}
     params = params.with_(**prior)
@@ -276,6 +287,10 @@ def _reweight(render_pool: PoolRender, real: RealAudio, params: GeneratorParams,
     fills = [(f, wi) for r, wi in zip(recipes, w) for f in r.get("fill", [])]
     if len(fills) >= 2:
         out["fill_quantiles"] = _weighted_quantiles([f for f, _ in fills], [wi for _, wi in fills])
+    tilt_noise = np.array([r["noise"]["kind"] == "tilt" for r in recipes])
+    if tilt_noise.sum() >= 2:
+        out["alpha_quantiles"] = _weighted_quantiles([r["noise"]["alpha"] for r in recipes if r["noise"]["kind"] == "tilt"],
+                                                     w[tilt_noise])
     if lowpass.sum() >= 2:
         out["lowpass_quantiles"] = _weighted_quantiles([r["lowpass_hz"] for r in recipes if r["lowpass_hz"]], w[lowpass])
     if real.backgrounds:

@@ -54,6 +54,8 @@ class GeneratorParams:
     snr_quantiles: tuple[float, ...] = ()  # replaces snr_db when given (inverse CDF, dB)
     lowpass_quantiles: tuple[float, ...] = ()  # replaces lowpass_hz when given (Hz; banned cut-offs moved out)
     tilt_quantiles: tuple[float, ...] = ()  # replaces tilt_db_per_oct when given (dB/octave)
+    alpha_quantiles: tuple[float, ...] = ()  # replaces noise_alpha when given (training's colours moved out)
+    silent_level_quantiles: tuple[float, ...] = ()  # levels of clips without a voice (real voice-free clips')
     voice_fill: tuple[float, float] = (0.2, 0.9)  # share of the clip one voice's utterances span
     fill_quantiles: tuple[float, ...] = ()  # replaces voice_fill when given (share of the clip)
     gap_s: tuple[float, float] = (0.05, 0.6)  # pause between a voice's consecutive utterances
@@ -69,7 +71,8 @@ class GeneratorParams:
         if len(probs) != 3 or min(probs) < 0 or not math.isclose(sum(probs), 1.0, abs_tol=1e-6):
             raise ConfigError(f"test-like parameter voice_probs={probs!r} is invalid; accepted: 3 probabilities summing to 1")
         object.__setattr__(self, "voice_probs", probs)
-        for name in ("level_quantiles", "snr_quantiles", "lowpass_quantiles", "tilt_quantiles", "fill_quantiles"):
+        for name in ("level_quantiles", "snr_quantiles", "lowpass_quantiles", "tilt_quantiles", "fill_quantiles",
+                     "alpha_quantiles", "silent_level_quantiles"):
             q = tuple(float(v) for v in getattr(self, name))
             if q and (len(q) < 2 or any(b < a for a, b in zip(q, q[1:]))):
                 raise ConfigError(f"test-like parameter {name} is invalid; accepted: ≥ 2 increasing values")
@@ -137,7 +140,7 @@ def draw_nuisances(params: GeneratorParams, rng: np.random.Generator, voiced: bo
         reverb = {"rt60_s": round(_lerp(p.rt60_s, u[1]), 4), "drr_db": round(_lerp(p.drr_db, u[2]), 3),
                   "damping_hz": round(_lerp(p.damping_hz, u[3]), 1), "seed": int(seeds[0])}
     snr = round(_quantile(p.snr_quantiles, u[7]) if p.snr_quantiles else _lerp(p.snr_db, u[7]), 3)
-    if backgrounds and u[4] < p.p_background:
+    if backgrounds and (u[4] < p.p_background or not voiced):  # noise alone: real noise when there is some
         bg = backgrounds[int(u[6] * len(backgrounds)) % len(backgrounds)]
         if "envelope" in bg:  # spectral envelope of a real quiet stretch (older fits)
             noise = {"kind": "background", "source": bg["source"], "envelope": bg["envelope"],
@@ -146,7 +149,11 @@ def draw_nuisances(params: GeneratorParams, rng: np.random.Generator, voiced: bo
             noise = {"kind": "real", "source": bg["source"], "start_s": bg["start_s"], "seconds": bg["seconds"],
                      "snr_db": snr, "seed": int(seeds[1])}
     else:
-        alpha = nuisance.draw_allowed(u[5], *p.noise_alpha, nuisance.TRAIN_ALPHAS.values(), nuisance.ALPHA_GAP, "noise_alpha")
+        if p.alpha_quantiles:
+            alpha = _outside(_quantile(p.alpha_quantiles, u[5]), nuisance.TRAIN_ALPHAS.values(), nuisance.ALPHA_GAP)
+        else:
+            alpha = nuisance.draw_allowed(u[5], *p.noise_alpha, nuisance.TRAIN_ALPHAS.values(), nuisance.ALPHA_GAP,
+                                          "noise_alpha")
         noise = {"kind": "tilt", "alpha": round(alpha, 4), "snr_db": snr, "seed": int(seeds[1])}
     lowpass = codec = None
     if u[9] < p.p_lowpass:
@@ -156,7 +163,8 @@ def draw_nuisances(params: GeneratorParams, rng: np.random.Generator, voiced: bo
             lowpass = round(nuisance.draw_allowed(u[10], *p.lowpass_hz, _train_cutoffs(), nuisance.CUTOFF_GAP, "lowpass_hz"), 1)
     elif u[9] < p.p_lowpass + p.p_codec * (1 - p.p_lowpass):
         codec = {"compression": round(_lerp(p.codec_compression, u[10]), 3)}
-    level = _quantile(p.level_quantiles, u[11]) if p.level_quantiles else _lerp(p.level_db, u[11])
+    levels = p.level_quantiles if voiced or not p.silent_level_quantiles else p.silent_level_quantiles
+    level = _quantile(levels, u[11]) if levels else _lerp(p.level_db, u[11])
     tilt = _quantile(p.tilt_quantiles, u[8]) if p.tilt_quantiles else _lerp(p.tilt_db_per_oct, u[8])
     return {"reverb": reverb, "noise": noise, "band_limit_hz": p.band_limit_hz or None, "tilt_db_per_oct": round(tilt, 3),
             "lowpass_hz": lowpass, "codec": codec, "level_db": round(level, 3)}
@@ -168,10 +176,12 @@ def _quantile(q: tuple[float, ...], u: float) -> float:
 
 
 def _outside(value: float, banned, gap: float) -> float:
-    """`value` moved to the nearer edge of any banned interval (b ± gap·b) it falls in."""
+    """`value` moved to the nearer edge of any banned interval it falls in: b ± gap·b for frequencies,
+    b ± gap for small values (≤ 10, noise colours), as `nuisance.allowed_intervals` cuts them."""
     for b in banned:
-        if abs(value - b) < gap * b:
-            return b - gap * b if value < b else b + gap * b
+        half = gap if abs(b) <= 10 else gap * b
+        if abs(value - b) < half:
+            return b - half if value < b else b + half
     return value
 
 
