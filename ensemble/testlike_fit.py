@@ -1,16 +1,16 @@
 """Fit the test-like generator to the competition's unlabeled test audio (no labels used).
 
-Levels are quantile-matched: the fitted generator draws each clip's level from the real clips'
-level distribution. `ratio_generator` (what `ensure_testlike(fit=True)` uses) fits the rest by
-density-ratio reweighting: a pool of clips is rendered from broad nuisance distributions, a domain
-classifier between pool and real statistics weighs each pool clip by how real it looks, and the
-generator then draws SNR, low-pass cut-off and tilt from the weighted quantiles of the pool's draws
-and the voice-count, reverberation, low-pass, coding and background shares from the weighted shares;
-a few rounds repeat this from the previous round's fit. On voices-dev it lowered the held-out domain
-AUC from 0.83 to 0.73–0.79 (mostly by drawing more two-voice clips; `bench/testlike_domain.py`).
-`fit_generator`, an older seeded coordinate search over small grids that minimises the domain AUC,
-did not lower it on held-out clips. Backgrounds are the quietest stationary second of real clips
-(test clips and the test-like hash half of `unlabeled_data/`), kept as spectral envelopes.
+Real clips are analysed once (`analyse_real`): per-clip statistics, which clips hold no voice and the
+longest voice-free stretch of each (Silero VAD, `ensemble.audio.vad`) — those stretches become
+backgrounds, rendered from the real audio itself. Levels are quantile-matched (voiced and voice-free
+clips apart). `ratio_generator` (what `ensure_testlike` uses) fits the rest by density-ratio
+reweighting: a pool of clips is rendered from broad distributions, a domain classifier between pool
+and real statistics weighs each pool clip by how real it looks, and the generator then draws the share
+of the clip a voice fills, SNR, low-pass cut-off, tilt and noise colour from the weighted quantiles of
+the pool's draws, and the reverberation, low-pass, coding and background shares from the weighted
+shares; a few rounds repeat this from the previous round's fit. The voice-count shares stay fixed (the
+audio statistics cannot tell more voices from more speech, and moving them shifts the set's label
+mix). `fit_generator`, an older seeded coordinate search over small grids, is kept for comparison.
 """
 
 from __future__ import annotations
@@ -255,9 +255,10 @@ def ratio_generator(render_pool: PoolRender, real: RealAudio, start: GeneratorPa
 
     A pool of clips is rendered from broad distributions (`RATIO_PRIOR`); a domain classifier between
     the pool's and the real clips' statistics gives each pool clip the weight p/(1−p) (how real it
-    looks). The fitted generator draws SNR, low-pass cut-off and tilt from the weighted quantiles of
-    the pool's draws, and takes the voice count, reverberation, low-pass, coding and background shares
-    from the weighted shares — the prior reweighted towards the real clips (importance resampling).
+    looks). The fitted generator draws voice fill, SNR, low-pass cut-off, tilt and noise colour from the
+    weighted quantiles of the pool's draws, and takes the reverberation, low-pass, coding and background
+    shares (and with `fit_voices` the voice count) from the weighted shares — the prior reweighted
+    towards the real clips (importance resampling).
     """
     from ensemble.domain import density_ratio_weights
 

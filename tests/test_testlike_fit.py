@@ -225,7 +225,7 @@ def test_cli_check_prints_the_auc_and_records_it(tiny_comp, workspace):
     check = load_domain_check(ws)
     assert 0.0 <= check["auc"] <= 1.0 and check["n_real"] == 12
     meta = load_testlike_meta(ws)
-    assert meta["fitted"] is False and meta["reason"] == "fit switched off"  # the default
+    assert meta["fitted"] is False and meta["reason"].startswith("16 real unlabeled clips")  # too few to fit
     assert (load_testlike(ws)["weight"] == 1.0).all()
 
 
@@ -337,3 +337,24 @@ def test_loop_background_is_unit_rms_and_continuous():
     assert np.abs(np.diff(out)).max() < 0.05
     with pytest.raises(ConfigError, match="empty or constant"):
         nuisance.loop_background(np.ones(100), 500, np.random.default_rng(0))
+
+
+def test_voiceless_clips_take_real_noise_and_the_voice_free_clips_levels():
+    stats = np.zeros((20, len(STAT_NAMES)))
+    stats[:, STAT_NAMES.index("level_db")] = np.r_[np.full(14, -20.0), np.full(6, -40.0)]
+    real = testlike_fit.RealAudio(stats=stats, silent=np.r_[np.zeros(14, bool), np.ones(6, bool)],
+                                  band_limit_hz=8000.0, backgrounds=[], sources=[])
+    levels = testlike_fit.matched_levels(real)
+    assert set(levels["level_quantiles"]) == {-20.0} and set(levels["silent_level_quantiles"]) == {-40.0}
+    few = testlike_fit.RealAudio(stats=stats, silent=np.r_[np.zeros(17, bool), np.ones(3, bool)],
+                                 band_limit_hz=8000.0, backgrounds=[], sources=[])
+    assert testlike_fit.matched_levels(few)["silent_level_quantiles"] == ()  # too few to fit apart
+    params = GeneratorParams(p_background=0.0, **levels, **FAST)
+    background = [{"source": "test/x.wav", "start_s": 0.0, "seconds": 2.0}]
+    frame = build_testlike_recipes(**voices()[0], per_fold=30, seed=2, params=params, backgrounds=background)
+    recipes = [json.loads(r) for r in frame["recipe"]]
+    silent = [r for r in recipes if not r["voices"]]
+    voiced = [r for r in recipes if r["voices"]]
+    assert silent and voiced
+    assert all(r["noise"]["kind"] == "real" and r["level_db"] == -40.0 for r in silent)
+    assert all(r["noise"]["kind"] == "tilt" and r["level_db"] == -20.0 for r in voiced)  # p_background=0

@@ -2,9 +2,11 @@
 
 Clean single-voice validation near 99 % says nothing about a noisy two-voice test. Once per
 dataset, `build_testlike_recipes` writes recipes (`models/testlike.parquet`): each clip mixes 0, 1
-or 2 voices taken only from one fold's held-out rows, with offsets, levels, reverberation, noise at a
-random SNR, a spectral tilt, a band limit or lossy coding, and a level, drawn from `GeneratorParams`
-(defaults, or fitted to the unlabeled test audio by `ensemble.testlike_fit`) with nuisances kept
+or 2 voices taken only from one fold's held-out rows — a voice is a track of one or more utterances
+of the same label, with pauses, spanning a drawn share of the clip (train clips are often much
+shorter than the test's 5 s) — with offsets, levels, reverberation, noise at a random SNR
+(synthetic, or a voice-free stretch of a real clip), a spectral tilt, a band limit or lossy coding,
+and a level, drawn from `GeneratorParams` (defaults, or fitted to the unlabeled test audio by `ensemble.testlike_fit`) with nuisances kept
 apart from the training augmentation's (`ensemble.audio.nuisance`). Every run renders the same
 clips at its own sample rate with `render_testlike` and predicts them with the fold model that never
 saw their sources. Version-1 recipes (one simulator shared with training) still render.
