@@ -23,7 +23,7 @@ def main() -> None:
     from ensemble.audio.stats import ANALYSIS_SR
     from ensemble.competition import Competition
     from ensemble.domain import domain_check
-    from ensemble.testlike_fit import (RATIO_POOL, analyse_real, fit_generator, pool_renderer, ratio_generator,
+    from ensemble.testlike_fit import (analyse_real, fit_generator, pool_renderer, pool_size, ratio_generator,
                                        recipe_renderer)
     from ensemble.testlike_set import background_loader, real_clips
 
@@ -48,8 +48,8 @@ def main() -> None:
                                    root=comp.root)
                       for h in halves)
     started = time.perf_counter()
-    ratio = ratio_generator(pool_renderer(**source, n_clips=RATIO_POOL, seed=args.seed), real_a, seed=args.seed,
-                            fit_voices=args.fit_voices)
+    pool = pool_renderer(**source, n_clips=pool_size(len(real_a.stats)), seed=args.seed)
+    ratio = ratio_generator(pool, real_a, seed=args.seed, fit_voices=args.fit_voices)
     print(f"ratio fit: {time.perf_counter() - started:.0f} s on this machine")
     candidates = [("default", GeneratorParams()), ("ratio", ratio)]
     if args.coordinate:

@@ -206,6 +206,12 @@ def recipe_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, 
 MATCH_QUANTILES = 21  # quantiles the ratio fit keeps per matched nuisance
 RATIO_ROUNDS = 3
 RATIO_POOL = 1200
+POOL_PER_REAL = 3  # pool clips per real clip: the weights cannot be sharper than the real sample allows
+
+
+def pool_size(n_real: int) -> int:
+    """Clips in the fit's pool: POOL_PER_REAL per real clip analysed, at most RATIO_POOL (cost)."""
+    return int(min(RATIO_POOL, POOL_PER_REAL * max(int(n_real), 1)))
 RATIO_PRIOR = dict(snr_db=(-10.0, 40.0), p_lowpass=0.5, lowpass_hz=(2500.0, 7800.0), tilt_db_per_oct=(-8.0, 4.0),
                    p_reverb=0.5, p_codec=0.4, p_background=0.5, voice_probs=(1 / 3, 1 / 3, 1 / 3),
                    voice_fill=(0.0, 1.0), noise_alpha=(0.25, 2.75))

@@ -137,14 +137,15 @@ def _min_real() -> int:
 
 def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Competition):
     from ensemble.audio.stats import ANALYSIS_SR
-    from ensemble.testlike_fit import RATIO_POOL, RATIO_ROUNDS, analyse_real, pool_renderer, ratio_generator
+    from ensemble.testlike_fit import RATIO_ROUNDS, analyse_real, pool_renderer, pool_size, ratio_generator
 
     real = analyse_real(paths, background_ok, seed=seed, root=comp.root)
     started = time.perf_counter()
-    params = ratio_generator(pool_renderer(**args, load=load, n_clips=RATIO_POOL, seed=seed,
+    pool = pool_size(len(real.stats))
+    params = ratio_generator(pool_renderer(**args, load=load, n_clips=pool, seed=seed,
                                            load_background=background_loader(comp, ANALYSIS_SR)), real, seed=seed)
     meta.update(fitted=True, reason=f"fitted to {len(real.stats)} real clips", n_backgrounds=len(real.backgrounds),
-                fit={"method": f"density-ratio reweighting of a {RATIO_POOL}-clip pool, {RATIO_ROUNDS} rounds",
+                fit={"method": f"density-ratio reweighting of a {pool}-clip pool, {RATIO_ROUNDS} rounds",
                      "seconds": round(time.perf_counter() - started, 2)})
     return params, real.backgrounds, real
 
