@@ -147,7 +147,8 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     own_clips = ctx.testlike[ctx.testlike["fold"] == fold]
     row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
     load_background = background_loader(comp, sr)
-    renders = (render_testlike(r, lambda rid: train_store[row_of[rid]], sr, load_background) for r in own_clips["recipe"])
+    renders = (render_testlike(r, lambda rid: train_store[row_of[rid]], sr, load_background)
+               for r in own_clips["recipe"])
     testlike = prediction_frame(own_clips["id"], fold, predict(renders, len(own_clips), "predict_testlike"), labels)
 
     from ensemble.audio.clip import fit_length

@@ -103,7 +103,8 @@ def analyse_real(paths: Sequence[Path], background_ok: Sequence[bool], seed: int
         segment = waves[k][lo : lo + int(seconds * ANALYSIS_SR)]
         if segment.size and np.sqrt(np.mean(segment.astype(np.float64) ** 2)) > 1e-6:
             source = Path(paths[i]).relative_to(root).as_posix() if root is not None else Path(paths[i]).name
-            backgrounds.append({"source": source, "start_s": round(start * vad.CHUNK_S, 4), "seconds": round(seconds, 4)})
+            backgrounds.append({"source": source, "start_s": round(start * vad.CHUNK_S, 4),
+                                "seconds": round(seconds, 4)})
     matrix = np.stack([clip_stats(w) for w in waves]) if waves else np.zeros((0, len(STAT_NAMES)))
     rates = [audio_rate(paths[i]) for i in pick]
     return RealAudio(stats=matrix, silent=silent, band_limit_hz=float(np.median(rates)) / 2 if rates else 0.0,
@@ -296,8 +297,8 @@ def _reweight(render_pool: PoolRender, real: RealAudio, params: GeneratorParams,
         out["fill_quantiles"] = _weighted_quantiles([f for f, _ in fills], [wi for _, wi in fills])
     tilt_noise = np.array([r["noise"]["kind"] == "tilt" for r in recipes])
     if tilt_noise.sum() >= 2:
-        out["alpha_quantiles"] = _weighted_quantiles([r["noise"]["alpha"] for r in recipes if r["noise"]["kind"] == "tilt"],
-                                                     w[tilt_noise])
+        alphas = [r["noise"]["alpha"] for r in recipes if r["noise"]["kind"] == "tilt"]
+        out["alpha_quantiles"] = _weighted_quantiles(alphas, w[tilt_noise])
     if lowpass.sum() >= 2:
         out["lowpass_quantiles"] = _weighted_quantiles([r["lowpass_hz"] for r in recipes if r["lowpass_hz"]], w[lowpass])
     if real.backgrounds:

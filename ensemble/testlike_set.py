@@ -6,10 +6,10 @@ fold model that never saw their sources. Recipes are stored, not audio: renderin
 at any sample rate, so every run (whatever its model's rate) sees the same clips.
 
 When the competition ships at least `MIN_REAL` real unlabeled clips (test clips and `unlabeled_data/`)
-and the fit is not switched off, the generator is fitted to them (`ensemble.testlike_fit`) and every recipe row gets a density-ratio
-`weight` (mean 1; `ensemble.domain.density_ratio_weights`) for covariate-shift-corrected fitting and
-scoring. `models/testlike.json` records the parameters, why they were (not) fitted, the fit's cost and
-the domain check (`load_domain_check`).
+and the fit is not switched off, the generator is fitted to them (`ensemble.testlike_fit`) and every
+recipe row gets a density-ratio `weight` (mean 1; `ensemble.domain.density_ratio_weights`) for
+covariate-shift-corrected fitting and scoring. `models/testlike.json` records the parameters, why they
+were (not) fitted, the fit's cost and the domain check (`load_domain_check`).
 """
 
 from __future__ import annotations

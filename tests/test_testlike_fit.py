@@ -319,7 +319,8 @@ def test_backgrounds_are_voice_free_stretches_of_real_clips(tmp_path):
 
     source, load = voices()
     params = GeneratorParams(p_background=1.0, **FAST)
-    frame = build_testlike_recipes(**source, per_fold=3, seed=1, params=params, backgrounds=real.backgrounds, seconds=2.0)
+    frame = build_testlike_recipes(**source, per_fold=3, seed=1, params=params, backgrounds=real.backgrounds,
+                                   seconds=2.0)
     recipe = json.loads(frame["recipe"].iloc[0])
     assert recipe["noise"]["kind"] == "real" and recipe["noise"]["source"] == "test/a.wav"
     first = render_testlike(recipe, load, ANALYSIS_SR, folder_loader(tmp_path))

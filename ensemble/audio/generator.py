@@ -79,7 +79,8 @@ class GeneratorParams:
             object.__setattr__(self, name, q)
         if not (0.0 <= self.voice_fill[0] and self.voice_fill[1] <= 1.0) or min(self.fill_quantiles, default=0) < 0 \
                 or max(self.fill_quantiles, default=0) > 1 or self.gap_s[0] < 0:
-            raise ConfigError(f"test-like parameters voice_fill={self.voice_fill!r} / fill_quantiles / gap_s={self.gap_s!r} "
+            raise ConfigError(f"test-like parameters voice_fill={self.voice_fill!r} / fill_quantiles / "
+                              f"gap_s={self.gap_s!r} "
                               "are invalid; accepted: shares in [0, 1], gaps ≥ 0 s")
         lo, hi = self.codec_compression
         if lo < nuisance.CODEC_RANGE[0] or hi > nuisance.CODEC_RANGE[1]:

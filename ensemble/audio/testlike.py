@@ -6,8 +6,9 @@ or 2 voices taken only from one fold's held-out rows — a voice is a track of o
 of the same label, with pauses, spanning a drawn share of the clip (train clips are often much
 shorter than the test's 5 s) — with offsets, levels, reverberation, noise at a random SNR
 (synthetic, or a voice-free stretch of a real clip), a spectral tilt, a band limit or lossy coding,
-and a level, drawn from `GeneratorParams` (defaults, or fitted to the unlabeled test audio by `ensemble.testlike_fit`) with nuisances kept
-apart from the training augmentation's (`ensemble.audio.nuisance`). Every run renders the same
+and a level, drawn from `GeneratorParams` (defaults, or fitted to the unlabeled test audio by
+`ensemble.testlike_fit`) with nuisances kept apart from the training augmentation's
+(`ensemble.audio.nuisance`). Every run renders the same
 clips at its own sample rate with `render_testlike` and predicts them with the fold model that never
 saw their sources. Version-1 recipes (one simulator shared with training) still render.
 """
