@@ -98,9 +98,9 @@ def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, mo
 
     real_render = testlike.render_testlike
 
-    def spy_render(recipe, load, sr):
+    def spy_render(recipe, load, sr, *rest):
         rendered.setdefault(spy_render.fold, []).append(recipe)
-        return real_render(recipe, load, sr)
+        return real_render(recipe, load, sr, *rest)
 
     monkeypatch.setattr(testlike, "render_testlike", spy_render)
     real_run_fold = fold_job.run_fold
@@ -124,7 +124,7 @@ def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, mo
         assert sorted(rendered[k]) == sorted(own["recipe"])
         for sources in own["sources"]:
             assert set(json.loads(sources)) <= held_ids
-    assert any(len(json.loads(s)) == 2 for s in clips["sources"])  # mixtures really happen
+    assert (clips["n_voices"] == 2).any()  # mixtures really happen
 
 
 def test_interrupted_run_resumes_to_the_same_predictions(competition, tmp_path):
