@@ -94,8 +94,8 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     them first (`testlike_fit.ratio_generator`: voices filling a fitted share of the clip, voice-free
     stretches of real clips as backgrounds, levels quantile-matched, the rest by density-ratio
     reweighting); otherwise the default parameters are used and the reason is recorded in
-    `models/testlike.json`. On voices-dev the fit takes 1–2 minutes on 2 cores and brings the
-    held-out domain AUC from 0.73 to about 0.60 (`bench/testlike_domain.py`).
+    `models/testlike.json`. On voices-dev (900 real clips) the fit takes a few minutes on 2 cores and
+    the held-out domain AUC is about 0.60 (0.83 with the earlier generator; `bench/testlike_domain.py`).
     """
     from ensemble.audio.generator import GeneratorParams
     from ensemble.audio.stats import ANALYSIS_SR
