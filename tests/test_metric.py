@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import mean_squared_error, roc_auc_score
 
-from ensemble.metric import SCORERS, MetricError, competition_score, ece_per_column, get_scorer
+from ensemble.metrics.dacon import MetricError, competition_score, ece_per_column
+from ensemble.metrics.scorer import SCORERS, get_scorer
 from ensemble.errors import EnsError
 
 

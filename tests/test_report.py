@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 
 from conftest import LABELS, write_predictions
-from ensemble.blend import stack_runs
-from ensemble.competition import Competition
+from ensemble.commands.stack import stack_runs
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import EnsError, ExistsError
-from ensemble.folds import load_folds
-from ensemble.importer import import_run
-from ensemble.io import write_parquet
-from ensemble.report import fold_scores, logit_correlation, write_report
-from ensemble.report_plots import quantile_bins, reliability_bins
-from ensemble.runs import TESTLIKE_FILE, load_run, write_run_file
-from ensemble.testlike_set import TESTLIKE_FILE as CLIPS_FILE
-from ensemble.submission import record_leaderboard, submission_frame, write_submission
-from ensemble.workspace import Workspace
+from ensemble.artifacts.folds import load_folds
+from ensemble.commands.import_ import import_run
+from ensemble.artifacts.io import write_parquet
+from ensemble.commands.report import fold_scores, logit_correlation, write_report
+from ensemble.plots import quantile_bins, reliability_bins
+from ensemble.artifacts.runs import TESTLIKE_FILE, load_run, write_run_file
+from ensemble.artifacts.testlike_set import TESTLIKE_FILE as CLIPS_FILE
+from ensemble.artifacts.submission import record_leaderboard, submission_frame, write_submission
+from ensemble.artifacts.workspace import Workspace
 
 N_FOLDS = 4
 

@@ -80,7 +80,7 @@ def check_audio_files(files: list[AudioFile], cache: Path | None = None) -> int:
 
     Raises one DataError listing the first few problems and their count.
     """
-    from ensemble.io import write_json
+    from ensemble.artifacts.io import write_json
 
     known = _read_cache(cache)
     good: dict[str, list[int]] = {}

@@ -22,7 +22,8 @@ from typing import Sequence
 import numpy as np
 
 from ensemble.errors import ConfigError
-from ensemble.metric import MetricError, auc_per_column, brier_per_column, ece_per_column
+from ensemble.metrics.dacon import MetricError
+from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.stack.base import sigmoid
 from ensemble.stack.calibration import cal_logit
 
@@ -74,24 +75,18 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def sensitivity_table(y: np.ndarray, p: np.ndarray, priors_train: Sequence[float],
                       grid: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                      labels: Sequence[str] | None = None) -> list[dict]:
+                      labels: Sequence[str] | None = None, scorer: Scorer = COMPETITION) -> list[dict]:
     """Per label and assumed prior q: the OOF label score after adjusting the posteriors to q."""
     rows = []
     for j in range(y.shape[1]):
         name = labels[j] if labels else str(j)
-        t = y[:, j : j + 1]
-        try:
-            auc = float(auc_per_column(t, p[:, j : j + 1])[0])  # the adjustment is monotone: AUC is fixed
-        except MetricError:
-            continue
         for q in grid:
             a = adjust_prior(p[:, j], priors_train[j], q)[:, None]
             try:
-                brier, ece = float(brier_per_column(t, a)[0]), float(ece_per_column(t, a)[0])
+                score = float(scorer.per_label(y[:, j : j + 1], a)[0])
             except MetricError:
                 continue
-            score = 0.5 * (1 - auc) + 0.25 * brier + 0.25 * ece
-            rows.append({"label": name, "prior": float(q), "score": score, "brier": brier, "ece": ece})
+            rows.append({"label": name, "prior": float(q), "score": score})
     return rows
 
 

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 from rich.table import Table
 
-from ensemble.metric import ScoreParts
+from ensemble.metrics.dacon import ScoreParts
 
 SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested", "clean", "in-smp", "gain", "s",
                  "in_sample", "gap", "test"}
@@ -71,7 +71,7 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str):
 
     if frame.empty:
         return Text("no runs or submissions yet: `ens import`, `ens finetune` or `ens stack` make them")
-    from ensemble.board import DETAIL
+    from ensemble.commands.board import DETAIL
 
     shown = frame.drop(columns=DETAIL)
     shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown

@@ -13,24 +13,24 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import ContractError
-from ensemble.fold_job import HOP_FRACTION, prediction_frame
-from ensemble.folds import load_folds
-from ensemble.io import sweep_tmp
-from ensemble.locking import exclusive, run_lock
-from ensemble.provenance import now_iso
-from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, load_run, write_manifest, write_run_file
-from ensemble.scoring import cv_metrics, score_frame
-from ensemble.testlike_set import load_testlike, testlike_fingerprint
-from ensemble.workspace import Workspace
+from ensemble.commands.fold_job import HOP_FRACTION, prediction_frame
+from ensemble.artifacts.folds import load_folds
+from ensemble.artifacts.io import sweep_tmp
+from ensemble.artifacts.locking import exclusive, run_lock
+from ensemble.artifacts.provenance import now_iso
+from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, load_run, write_manifest, write_run_file
+from ensemble.metrics.frames import cv_metrics, score_frame
+from ensemble.artifacts.testlike_set import load_testlike, testlike_fingerprint
+from ensemble.artifacts.workspace import Workspace
 
 SPLITS = ("train", "test", "testlike")
 
 
 def _predict_split(model, waves, count: int, max_seconds: float, batch_size: int,
                    emit: Callable[[dict], None], stage: str) -> np.ndarray:
-    from ensemble.inference import onnx_predictor, predict_clips
+    from ensemble.backbones.predict import onnx_predictor, predict_clips
 
     n = int(round(max_seconds * model.sampling_rate))
     return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), onnx_predictor(model, model.preprocess),
@@ -41,7 +41,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
             batch_size: int = 8, progress: Callable[[dict], None] | None = None) -> dict[str, float]:
     """Re-predict `splits` with ONNX Runtime; returns the max |Δp| against the files replaced."""
     from ensemble.audio.load import WaveStore, load_audio
-    from ensemble.audio.testlike import render_testlike
+    from ensemble.audio.testlike_render import render_testlike
     from ensemble.backbones.ort import OnnxClassifier
 
     emit = progress or (lambda event: None)
@@ -90,7 +90,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
 
 def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, provider: str) -> dict[str, float]:
     """Replace the run's files with the ONNX Runtime predictions; record the largest change."""
-    from ensemble.runs import validate_oof, validate_test
+    from ensemble.artifacts.runs import validate_oof, validate_test
 
     filename = {"train": OOF_FILE, "test": TEST_FILE, "testlike": TESTLIKE_FILE}
     manifest = run.manifest

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import ContractError, DataError
-from ensemble.io import frame_sha256, read_parquet, write_parquet
-from ensemble.workspace import Workspace
+from ensemble.artifacts.io import frame_sha256, read_parquet, write_parquet
+from ensemble.artifacts.workspace import Workspace
 
 FOLDS_FILE = "folds.parquet"
 DEFAULT_FOLDS = 5

@@ -4,7 +4,7 @@ Clean single-voice validation near 99 % says nothing about a noisy two-voice tes
 dataset, `build_testlike_recipes` writes recipes (`models/testlike.parquet`): each clip mixes 0, 1
 or 2 voices taken only from one fold's held-out rows, with offsets, levels, reverberation, noise at a
 random SNR, a spectral tilt, a band limit or lossy coding, and a level, drawn from `GeneratorParams`
-(defaults, or fitted to the unlabeled test audio by `ensemble.testlike_fit`) with nuisances kept
+(defaults, or fitted to the unlabeled test audio by `ensemble.audio.testlike_fit`) with nuisances kept
 apart from the training augmentation's (`ensemble.audio.nuisance`). Every run renders the same
 clips at its own sample rate with `render_testlike` and predicts them with the fold model that never
 saw their sources. Version-1 recipes (one simulator shared with training) still render.

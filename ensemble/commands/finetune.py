@@ -18,16 +18,16 @@ from typing import Callable
 import pandas as pd
 
 from ensemble.audio.check import check_competition_audio
-from ensemble.competition import Competition
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import ConfigError, ExistsError
-from ensemble.folds import ensure_folds, folds_fingerprint
-from ensemble.io import read_json, sweep_tmp
-from ensemble.locking import exclusive, run_lock
-from ensemble.provenance import machine, now_iso, package_versions
-from ensemble.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, load_run, write_manifest, write_run_file
-from ensemble.scoring import cv_metrics, score_frame
-from ensemble.testlike_set import ensure_testlike, load_domain_check, testlike_fingerprint
-from ensemble.workspace import Workspace
+from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
+from ensemble.artifacts.io import read_json, sweep_tmp
+from ensemble.artifacts.locking import exclusive, run_lock
+from ensemble.artifacts.provenance import machine, now_iso, package_versions
+from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, load_run, write_manifest, write_run_file
+from ensemble.metrics.frames import cv_metrics, score_frame
+from ensemble.artifacts.testlike_set import ensure_testlike, load_domain_check, testlike_fingerprint
+from ensemble.artifacts.workspace import Workspace
 
 Progress = Callable[[dict], None]
 OPTIONS_FILE = "options.json"
@@ -64,7 +64,7 @@ class FinetuneOptions:
 
 def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
     """A new run, a resumable one with the same options, or an overwrite with --force."""
-    from ensemble.io import write_json
+    from ensemble.artifacts.io import write_json
 
     saved = run_dir / OPTIONS_FILE
     if (run_dir / MANIFEST_FILE).is_file() and not force and not opts.only_folds:
@@ -86,7 +86,7 @@ def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
 def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
              progress: Progress | None = None) -> Run | None:
     """Run (or resume) the requested folds; returns the run once every fold is done, else None."""
-    from ensemble.fold_job import FoldContext, run_fold
+    from ensemble.commands.fold_job import FoldContext, run_fold
 
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
@@ -128,7 +128,7 @@ def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
 def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.DataFrame, opts: FinetuneOptions,
              run_dir: Path, seconds: float) -> Run:
     """Merge the folds' predictions into the run's Parquet files and write run.json."""
-    from ensemble.runs import validate_oof, validate_test
+    from ensemble.artifacts.runs import validate_oof, validate_test
 
     n_folds = int(folds["fold"].nunique())
     fold_info = [read_json(run_dir / f"fold{k}" / "fold.json") for k in range(n_folds)]

@@ -15,11 +15,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition
-from ensemble.io import write_json
-from ensemble.metric import MetricError, competition_score
-from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, write_run_file
-from ensemble.workspace import Workspace
+from ensemble.artifacts.competition import Competition
+from ensemble.artifacts.io import write_json
+from ensemble.metrics.dacon import MetricError, competition_score
+from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, write_run_file
+from ensemble.artifacts.workspace import Workspace
 
 PARITY_SECONDS = 3.3  # parity is measured on clips of another length than training used
 HOP_FRACTION = 0.5
@@ -31,7 +31,7 @@ class FoldContext:
     comp: Competition
     folds: pd.DataFrame
     testlike: pd.DataFrame
-    opts: Any  # ensemble.finetune.FinetuneOptions (that module imports this one)
+    opts: Any  # ensemble.commands.finetune.FinetuneOptions (that module imports this one)
     run_dir: Path
     emit: Callable[[dict], None]
 
@@ -89,10 +89,10 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     from ensemble.audio.augment import AugmentConfig, ExampleSampler
     from ensemble.audio.load import WaveStore
     from ensemble.audio.nuisance import stable_half
-    from ensemble.audio.testlike import render_testlike
+    from ensemble.audio.testlike_render import render_testlike
     from ensemble.backbones.model import build_classifier
     from ensemble.backbones.train import fit_fold, resolve_device
-    from ensemble.inference import predict_clips, torch_predictor
+    from ensemble.backbones.predict import predict_clips, torch_predictor
 
     started = time.perf_counter()
     comp, opts, labels = ctx.comp, ctx.opts, ctx.comp.labels
@@ -176,7 +176,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
 def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list[np.ndarray]) -> dict:
     """ONNX export with metadata, then parity against torch on clips of another length."""
     from ensemble.backbones.onnx_export import export_onnx, measure_parity
-    from ensemble.io import file_sha256
+    from ensemble.artifacts.io import file_sha256
 
     path = fold_dir / "model.onnx"
     metadata = {"run_id": ctx.run_dir.name, "fold": str(fold), "max_seconds": str(ctx.opts.max_seconds)}

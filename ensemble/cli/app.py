@@ -69,8 +69,8 @@ def command(*args, **kwargs) -> Callable:
 
 def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = ()):
     """The workspace and its validated competition folder (with the audio of `audio` splits checked)."""
-    from ensemble.competition import open_competition
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.competition import open_competition
+    from ensemble.artifacts.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
     return ws, open_competition(ws, data, audio)
@@ -93,7 +93,7 @@ def import_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Turn prediction CSVs made elsewhere into a run that can be blended (and learned from, with --oof)."""
-    from ensemble.importer import import_run
+    from ensemble.commands.import_ import import_run
 
     ws, comp = _context(workspace, data)
     run = import_run(ws, comp, name, test, oof, force=force, testlike_csv=testlike)
@@ -109,13 +109,13 @@ def score_cmd(
     format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Score a submission against an answer key with the competition metric (lower is better)."""
-    from ensemble.scoring import score_file
+    from ensemble.commands.score import score_file
 
     parts, per_label = score_file(file, answers)
     if format == Format.json:
         typer.echo(json.dumps({**parts.as_dict(), "labels": per_label}, indent=2))
         return
-    from ensemble.present import score_table
+    from ensemble.cli.present import score_table
 
     console().print(score_table(parts, per_label, format.value))
 
@@ -128,8 +128,8 @@ def lb_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Record leaderboard scores for a submission (stored in its JSON sidecar)."""
-    from ensemble.submission import record_leaderboard
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.submission import record_leaderboard
+    from ensemble.artifacts.workspace import Workspace
 
     sidecar = record_leaderboard(Workspace.resolve(workspace), Path(submission).stem, public, private)
     board = sidecar["leaderboard"]
@@ -142,9 +142,9 @@ def board_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Compare runs and submissions: CV score and its parts, recorded leaderboard scores, rank."""
-    from ensemble.board import board_frame, cv_public_correlation
-    from ensemble.present import board_output
-    from ensemble.workspace import Workspace
+    from ensemble.commands.board import board_frame, cv_public_correlation
+    from ensemble.cli.present import board_output
+    from ensemble.artifacts.workspace import Workspace
 
     frame = board_frame(Workspace.resolve(workspace))
     output = board_output(frame, cv_public_correlation(frame), format.value)
@@ -186,9 +186,9 @@ def finetune_cmd(
     force: ForceOpt = False,
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
-    from ensemble.finetune import FinetuneOptions, finetune
+    from ensemble.commands.finetune import FinetuneOptions, finetune
     from ensemble.progress import event_printer
-    from ensemble.workspace import check_name
+    from ensemble.artifacts.workspace import check_name
 
     values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
@@ -245,7 +245,7 @@ def oof_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Re-predict a run with ONNX Runtime (OOF from the fold that never saw each row), replacing its files."""
-    from ensemble.oof import SPLITS, run_oof
+    from ensemble.commands.oof import SPLITS, run_oof
     from ensemble.progress import event_printer
 
     if split != "all" and split not in SPLITS:
@@ -292,10 +292,10 @@ def stack_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
-    from ensemble.blend import compare_methods, default_name, stack_runs
-    from ensemble.present import compare_table, prior_table, stack_summary
-    from ensemble.submission import check_free, submission_frame, write_submission
-    from ensemble.workspace import check_name
+    from ensemble.commands.stack import compare_methods, default_name, stack_runs
+    from ensemble.cli.present import compare_table, prior_table, stack_summary
+    from ensemble.artifacts.submission import check_free, submission_frame, write_submission
+    from ensemble.artifacts.workspace import check_name
 
     if name is not None:
         check_name(name, "submission")  # before any compute is spent
@@ -331,8 +331,8 @@ def demo_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Run the whole pipeline on generated demo audio: fine-tune, ONNX, stack --compare, submit, score."""
-    from ensemble.demo_run import run_demo
-    from ensemble.present import compare_table, frame_table
+    from ensemble.commands.demo import run_demo
+    from ensemble.cli.present import compare_table, frame_table
     from ensemble.progress import event_printer
 
     with event_printer(console()) as show:
@@ -359,12 +359,12 @@ def report_cmd(
 ) -> None:
     """PNG figures and a page: reliability diagrams, logit correlations, fold spread, CV vs leaderboard."""
     from ensemble.progress import event_printer
-    from ensemble.report import write_report
-    from ensemble.workspace import Workspace
+    from ensemble.commands.report import write_report
+    from ensemble.artifacts.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
     if data is not None:
-        from ensemble.competition import open_competition
+        from ensemble.artifacts.competition import open_competition
 
         open_competition(ws, data)
     with event_printer(console()) as show:
@@ -389,7 +389,7 @@ def testlike_check_cmd(
     test (and unlabeled) clips on per-clip audio statistics (0.5: indistinguishable), the statistics
     that differ most, and a warning above the threshold; with RUNS, the same on the runs' predictions.
     Recorded in models/testlike.json."""
-    from ensemble.testlike_set import check_predictions, check_testlike
+    from ensemble.artifacts.testlike_set import check_predictions, check_testlike
 
     ws, comp = _context(workspace, data)
     _show_domain_check(check_testlike(ws, comp, clips, seed), "statistic", "clips")
@@ -420,7 +420,7 @@ def testlike_export_cmd(
 ) -> None:
     """Write the workspace's test-like clips as WAV files (+ ids.csv) for models made outside ens; their
     predictions come back with `ens import NAME --test … --oof … --testlike PREDS.csv`."""
-    from ensemble.testlike_set import export_testlike
+    from ensemble.artifacts.testlike_set import export_testlike
 
     ws, comp = _context(workspace, data)
     folder = export_testlike(ws, comp, out, rate, force)

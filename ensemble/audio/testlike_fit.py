@@ -123,7 +123,7 @@ def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: 
     `render_stats(params, backgrounds)` renders the fit's clips (same recipe seeds every time) and
     returns their statistics. Ties keep the current value, so the result is stable and seeded.
     """
-    from ensemble.domain import domain_auc
+    from ensemble.audio.domain import domain_auc
 
     started = time.perf_counter()
     params = (start or GeneratorParams()).with_(level_quantiles=level_quantiles(real.stats),
@@ -161,7 +161,7 @@ def recipe_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, 
     """A `render_stats` for `fit_generator`: about `n_clips` recipes (same seeds for every candidate),
     rendered at ANALYSIS_SR with `load(train_id)`, reduced to their statistics."""
     from ensemble.audio.stats import stats_matrix
-    from ensemble.audio.testlike import build_testlike_recipes, render_testlike
+    from ensemble.audio.testlike_render import build_testlike_recipes, render_testlike
 
     per_fold = max(1, -(-int(n_clips) // len(np.unique(folds))))
 
@@ -189,7 +189,7 @@ def pool_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, la
     import json
 
     from ensemble.audio.stats import stats_matrix
-    from ensemble.audio.testlike import build_testlike_recipes, render_testlike
+    from ensemble.audio.testlike_render import build_testlike_recipes, render_testlike
 
     per_fold = max(1, -(-int(n_clips) // len(np.unique(folds))))
 
@@ -228,7 +228,7 @@ def ratio_generator(render_pool: PoolRender, real: RealAudio, start: GeneratorPa
     the pool's draws, and takes the voice count, reverberation, low-pass, coding and background shares
     from the weighted shares — the prior reweighted towards the real clips (importance resampling).
     """
-    from ensemble.domain import density_ratio_weights
+    from ensemble.audio.domain import density_ratio_weights
 
     params = (start or GeneratorParams()).with_(level_quantiles=level_quantiles(real.stats),
                                                 band_limit_hz=real.band_limit_hz)
@@ -242,7 +242,7 @@ def ratio_generator(render_pool: PoolRender, real: RealAudio, start: GeneratorPa
 
 def _reweight(render_pool: PoolRender, real: RealAudio, params: GeneratorParams, seed: int,
               fit_voices: bool) -> GeneratorParams:
-    from ensemble.domain import density_ratio_weights
+    from ensemble.audio.domain import density_ratio_weights
 
     recipes, pool = render_pool(params, real.backgrounds)
     w = density_ratio_weights(pool, real.stats, pool, seed=seed)

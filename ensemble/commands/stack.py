@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ensemble.competition import Competition
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import ConfigError
-from ensemble.runs import MANIFEST_FILE, Run, load_run
-from ensemble.stack_inputs import gather
-from ensemble.testlike_set import load_domain_check
-from ensemble.workspace import Workspace
+from ensemble.artifacts.runs import MANIFEST_FILE, Run, load_run
+from ensemble.stack.inputs import gather
+from ensemble.artifacts.testlike_set import load_domain_check
+from ensemble.artifacts.workspace import Workspace
 
 if TYPE_CHECKING:
     from ensemble.stack.pipeline import Comparison
@@ -113,7 +113,7 @@ def _prior_mode(value: str) -> str | float:
 
 
 def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
-    from ensemble.io import file_sha256
+    from ensemble.artifacts.io import file_sha256
 
     return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / MANIFEST_FILE),
              "files": run.manifest.get("files", {})} for run in runs]

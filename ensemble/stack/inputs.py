@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition, check_same_ids
+from ensemble.artifacts.competition import Competition, check_same_ids
 from ensemble.errors import ContractError, DataError
-from ensemble.folds import FOLDS_FILE, folds_fingerprint, load_folds
+from ensemble.artifacts.folds import FOLDS_FILE, folds_fingerprint, load_folds
 from ensemble.probability import logit, sigmoid
-from ensemble.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, check_compatible, validate_oof, validate_test
-from ensemble.testlike_set import load_testlike, testlike_fingerprint, testlike_weights
-from ensemble.workspace import Workspace
+from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, check_compatible, validate_oof, validate_test
+from ensemble.artifacts.testlike_set import load_testlike, testlike_fingerprint, testlike_weights
+from ensemble.artifacts.workspace import Workspace
 
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.errors import DataError
-from ensemble.io import file_sha256, read_csv
+from ensemble.artifacts.io import file_sha256, read_csv
 
 AUDIO_SUFFIXES = {".ogg", ".wav", ".flac", ".mp3", ".opus", ".aiff", ".aif"}
 

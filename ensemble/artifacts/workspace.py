@@ -71,7 +71,7 @@ class Workspace:
 
     def remember_data(self, path: Path) -> None:
         """Store the competition folder in `ens.toml` (call it once the folder validated)."""
-        from ensemble.io import atomic_path
+        from ensemble.artifacts.io import atomic_path
 
         self.root.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.root / CONFIG_NAME) as tmp:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.metric import N_BINS, ece_per_column
+from ensemble.metrics.dacon import N_BINS, ece_per_column
 
 _EDGES = np.linspace(0.0, 1.0, N_BINS + 1)
 

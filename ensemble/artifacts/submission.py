@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition, check_ids, check_same_ids, require_columns
+from ensemble.artifacts.competition import Competition, check_ids, check_same_ids, require_columns
 from ensemble.errors import DataError, ExistsError
-from ensemble.io import atomic_path, csv_to, file_sha256, read_csv, read_json, sweep_tmp, write_json
-from ensemble.locking import exclusive
-from ensemble.provenance import now_iso, package_versions
-from ensemble.runs import check_probabilities
-from ensemble.workspace import Workspace, check_name
+from ensemble.artifacts.io import atomic_path, csv_to, file_sha256, read_csv, read_json, sweep_tmp, write_json
+from ensemble.artifacts.locking import exclusive
+from ensemble.artifacts.provenance import now_iso, package_versions
+from ensemble.artifacts.runs import check_probabilities
+from ensemble.artifacts.workspace import Workspace, check_name
 
 
 def submission_frame(pred: np.ndarray, comp: Competition) -> pd.DataFrame:

@@ -6,8 +6,8 @@ fold model that never saw their sources. Recipes are stored, not audio: renderin
 at any sample rate, so every run (whatever its model's rate) sees the same clips.
 
 When asked (`fit=True`) and the competition ships at least `MIN_REAL` real unlabeled clips (test clips
-and `unlabeled_data/`), the generator is fitted to them (`ensemble.testlike_fit`) and every recipe row gets a density-ratio
-`weight` (mean 1; `ensemble.domain.density_ratio_weights`) for covariate-shift-corrected fitting and
+and `unlabeled_data/`), the generator is fitted to them (`ensemble.audio.testlike_fit`) and every recipe row gets a density-ratio
+`weight` (mean 1; `ensemble.audio.domain.density_ratio_weights`) for covariate-shift-corrected fitting and
 scoring. `models/testlike.json` records the parameters, why they were (not) fitted, the fit's cost and
 the domain check (`load_domain_check`).
 """
@@ -22,10 +22,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import ContractError, DataError
-from ensemble.io import frame_sha256, read_json, read_parquet, umask_mode, write_json, write_parquet
-from ensemble.workspace import Workspace
+from ensemble.artifacts.io import frame_sha256, read_json, read_parquet, umask_mode, write_json, write_parquet
+from ensemble.artifacts.workspace import Workspace
 
 TESTLIKE_FILE = "testlike.parquet"
 META_FILE = "testlike.json"
@@ -81,7 +81,7 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     (`bench/testlike_domain.py`).
     """
     from ensemble.audio.generator import GeneratorParams
-    from ensemble.audio.testlike import RECIPE_VERSION, build_testlike_recipes
+    from ensemble.audio.testlike_render import RECIPE_VERSION, build_testlike_recipes
 
     clips = load_testlike(ws)
     if clips is not None:
@@ -112,13 +112,13 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
 
 
 def _min_real() -> int:
-    from ensemble.testlike_fit import MIN_REAL
+    from ensemble.audio.testlike_fit import MIN_REAL
 
     return MIN_REAL
 
 
 def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict):
-    from ensemble.testlike_fit import RATIO_POOL, RATIO_ROUNDS, analyse_real, pool_renderer, ratio_generator
+    from ensemble.audio.testlike_fit import RATIO_POOL, RATIO_ROUNDS, analyse_real, pool_renderer, ratio_generator
 
     real = analyse_real(paths, background_ok, seed=seed)
     started = time.perf_counter()
@@ -132,8 +132,8 @@ def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict):
 def _weigh_and_check(clips: pd.DataFrame, load, real, seed: int, meta: dict) -> None:
     """Density-ratio weights for every recipe row and the domain check of a sample, in place / in meta."""
     from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
-    from ensemble.audio.testlike import render_testlike
-    from ensemble.domain import domain_check, density_ratio_weights
+    from ensemble.audio.testlike_render import render_testlike
+    from ensemble.audio.domain import domain_check, density_ratio_weights
 
     stats = stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in clips["recipe"])
     clips["weight"] = density_ratio_weights(stats, real.stats, stats, seed=seed)
@@ -179,10 +179,10 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     """
     from ensemble.audio.load import load_audio
     from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
-    from ensemble.audio.testlike import render_testlike
-    from ensemble.domain import domain_check
+    from ensemble.audio.testlike_render import render_testlike
+    from ensemble.audio.domain import domain_check
     from ensemble.errors import ConfigError
-    from ensemble.folds import ensure_folds
+    from ensemble.artifacts.folds import ensure_folds
 
     if not isinstance(n_clips, int) or n_clips < 10:
         raise ConfigError(f"--clips {n_clips!r} is invalid; accepted: an integer ≥ 10")
@@ -205,11 +205,11 @@ def check_predictions(ws: Workspace, comp: Competition, run_names: list[str], se
     """Domain check on the runs' predictions: can a classifier tell the logits (and their sizes) the fold
     models give the test-like clips from those they give the real test clips? Each test clip is taken from one fold model
     drawn at random (seeded), as each test-like clip comes from one. Recorded in testlike.json."""
-    from ensemble.blend import load_runs
-    from ensemble.domain import domain_check
+    from ensemble.commands.stack import load_runs
+    from ensemble.audio.domain import domain_check
     from ensemble.errors import ConfigError
     from ensemble.probability import logit
-    from ensemble.stack_inputs import gather
+    from ensemble.stack.inputs import gather
 
     runs = load_runs(ws, run_names)
     inputs = gather(ws, comp, runs)
@@ -250,10 +250,10 @@ def export_testlike(ws: Workspace, comp: Competition, out: Path, sr: int = 16000
 
     import soundfile as sf
 
-    from ensemble.audio.testlike import render_testlike
+    from ensemble.audio.testlike_render import render_testlike
     from ensemble.errors import ConfigError
-    from ensemble.folds import load_folds
-    from ensemble.workspace import check_name, check_overwrite
+    from ensemble.artifacts.folds import load_folds
+    from ensemble.artifacts.workspace import check_name, check_overwrite
 
     if not isinstance(sr, int) or not 1000 <= sr <= 384_000:
         raise ConfigError(f"--rate {sr!r} is invalid; accepted: an integer sample rate in 1000–384000 Hz")

@@ -1,4 +1,4 @@
-"""Scores of prediction frames against known answers: a run's CV overall and per fold, a file vs a key."""
+"""`ens score`: a submission CSV against an answer key, validated like a submission first."""
 
 from __future__ import annotations
 
@@ -7,29 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import check_ids, check_same_ids, require_columns, targets_from_frame
+from ensemble.artifacts.competition import check_ids, check_same_ids, require_columns, targets_from_frame
+from ensemble.artifacts.io import read_csv
+from ensemble.artifacts.runs import check_probabilities
 from ensemble.errors import DataError
-from ensemble.io import read_csv
-from ensemble.metric import MetricError, ScoreParts, competition_score
-from ensemble.runs import check_probabilities
-
-
-def score_frame(pred: pd.DataFrame, truth: pd.DataFrame, labels: list[str]) -> ScoreParts:
-    """Competition score of `pred` against `truth`, matched by id (order does not matter)."""
-    aligned = pred.set_index("id").loc[truth["id"], labels].to_numpy(dtype=np.float64)
-    return competition_score(truth[labels].to_numpy(dtype=np.float64), aligned, labels)
-
-
-def cv_metrics(oof: pd.DataFrame, truth: pd.DataFrame, labels: list[str]) -> dict:
-    """CV score of an OOF frame overall and per fold (None where a fold is not scorable)."""
-    per_fold = []
-    for fold, part in oof.groupby("fold", sort=True):
-        try:
-            parts = score_frame(part, truth[truth["id"].isin(part["id"])], labels).as_dict()
-        except MetricError:
-            parts = None
-        per_fold.append({"fold": int(fold), **(parts or {})})
-    return {"cv": score_frame(oof, truth, labels).as_dict(), "per_fold": per_fold}
+from ensemble.metrics.dacon import ScoreParts, auc_per_column, brier_per_column, ece_per_column
+from ensemble.metrics.frames import score_frame
 
 
 def read_answers(path: Path, labels: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -45,8 +28,6 @@ def read_answers(path: Path, labels: list[str] | None = None) -> tuple[pd.DataFr
 
 def score_file(path: Path, answers_path: Path) -> tuple[ScoreParts, dict[str, dict[str, float]]]:
     """Score a submission CSV against an answer key; validated like a submission first."""
-    from ensemble.metric import auc_per_column, brier_per_column, ece_per_column
-
     answers, labels = read_answers(answers_path)
     pred = read_csv(path)
     require_columns(pred, ["id", *labels], path)

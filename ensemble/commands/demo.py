@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from ensemble.competition import Competition
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import ExistsError
-from ensemble.workspace import Workspace
+from ensemble.artifacts.workspace import Workspace
 
 if TYPE_CHECKING:
     from ensemble.stack.pipeline import Comparison
@@ -50,11 +50,11 @@ def _swap_columns(frame: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
 
 def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str) -> None:
     """A copy of run `source` with fake/real swapped in every prediction file (no ONNX folds)."""
-    from ensemble.folds import load_folds
-    from ensemble.io import read_json
-    from ensemble.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, write_manifest, write_run_file
-    from ensemble.scoring import cv_metrics, score_frame
-    from ensemble.testlike_set import load_testlike
+    from ensemble.artifacts.folds import load_folds
+    from ensemble.artifacts.io import read_json
+    from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, write_manifest, write_run_file
+    from ensemble.metrics.frames import cv_metrics, score_frame
+    from ensemble.artifacts.testlike_set import load_testlike
 
     src, dst = ws.run_dir(source), ws.run_dir(name)
     dst.mkdir(parents=True, exist_ok=True)
@@ -70,11 +70,11 @@ def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str) ->
 
 def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress | None = None) -> DemoResult:
     """Generate, fine-tune, re-predict with ONNX Runtime, stack, submit and score; everything under `out`."""
-    from ensemble.blend import compare_methods, stack_runs
+    from ensemble.commands.stack import compare_methods, stack_runs
     from ensemble.demo.synth import generate_competition
-    from ensemble.finetune import FinetuneOptions, finetune
-    from ensemble.oof import run_oof
-    from ensemble.submission import submission_frame, write_submission
+    from ensemble.commands.finetune import FinetuneOptions, finetune
+    from ensemble.commands.oof import run_oof
+    from ensemble.artifacts.submission import submission_frame, write_submission
 
     emit = progress or (lambda event: None)
     out = Path(out)
@@ -105,10 +105,11 @@ def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress |
 
 def score_all(ws: Workspace, comp: Competition, answers: Path) -> pd.DataFrame:
     """Every run (folds aggregated) and submission scored on the answer key, beside its CV scores."""
-    from ensemble.board import board_frame
-    from ensemble.runs import load_run
-    from ensemble.scoring import read_answers, score_frame
-    from ensemble.stack_inputs import test_tensor
+    from ensemble.commands.board import board_frame
+    from ensemble.artifacts.runs import load_run
+    from ensemble.commands.score import read_answers
+    from ensemble.metrics.frames import score_frame
+    from ensemble.stack.inputs import test_tensor
 
     truth, labels = read_answers(answers, comp.labels)
     frame = board_frame(ws)

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 
 from ensemble.errors import ConfigError, ContractError, EnsError, ExistsError
-from ensemble.folds import load_folds
-from ensemble.io import read_csv
-from ensemble.runs import Run, check_compatible, load_run
-from ensemble.report_plots import Series, plot_correlation, plot_cv_vs_leaderboard, plot_fold_scores, plot_reliability
+from ensemble.artifacts.folds import load_folds
+from ensemble.artifacts.io import read_csv
+from ensemble.artifacts.runs import Run, check_compatible, load_run
+from ensemble.plots import Series, plot_correlation, plot_cv_vs_leaderboard, plot_fold_scores, plot_reliability
 from ensemble.probability import logit
-from ensemble.testlike_set import load_testlike
-from ensemble.workspace import Workspace
+from ensemble.artifacts.testlike_set import load_testlike
+from ensemble.artifacts.workspace import Workspace
 
 REPORT_DIR = "report"
 _REPORT_FILES = {"index.md", "index.html"}
@@ -102,10 +102,10 @@ def stacked_series(ws: Workspace, name: str, sidecar: dict) -> list[Series]:
     Submissions do not store their OOF; re-running the recorded stack (same runs, method, parameters,
     seed) gives it. Raises EnsError naming what stops that (changed run, missing data folder, …).
     """
-    from ensemble.blend import stack_runs
-    from ensemble.competition import Competition
-    from ensemble.io import file_sha256
-    from ensemble.submission import submission_paths
+    from ensemble.commands.stack import stack_runs
+    from ensemble.artifacts.competition import Competition
+    from ensemble.artifacts.io import file_sha256
+    from ensemble.artifacts.submission import submission_paths
 
     recipe = sidecar.get("recipe") or {}
     if "method" not in recipe or not recipe.get("runs"):
@@ -213,8 +213,8 @@ def _run_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Section]
 
 def _submission_sections(ws: Workspace, runs: list[Run], folder: Path, restack: bool,
                          progress: Callable[[dict], None] | None) -> list[Section]:
-    from ensemble.board import board_frame, cv_public_correlation
-    from ensemble.submission import read_sidecar
+    from ensemble.commands.board import board_frame, cv_public_correlation
+    from ensemble.artifacts.submission import read_sidecar
 
     chosen = {r.name for r in runs}
     todo = []

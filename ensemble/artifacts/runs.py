@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ensemble.errors import ContractError, DataError
-from ensemble.io import file_sha256, read_json, read_parquet, write_json, write_parquet
-from ensemble.workspace import Workspace
+from ensemble.artifacts.io import file_sha256, read_json, read_parquet, write_json, write_parquet
+from ensemble.artifacts.workspace import Workspace
 
 OOF_FILE = "oof.parquet"
 TEST_FILE = "test.parquet"
@@ -80,7 +80,7 @@ def validate_test(df: pd.DataFrame, labels: list[str], test_ids: pd.Series, sour
     dup = df[df.duplicated(["id", "fold"])]
     if len(dup):
         raise DataError(f"{source}: duplicate row for id {dup['id'].iloc[0]!r} fold {dup['fold'].iloc[0]}")
-    from ensemble.competition import check_same_ids
+    from ensemble.artifacts.competition import check_same_ids
 
     for fold, part in df.groupby("fold", sort=True):
         check_same_ids(part["id"], test_ids, f"{source} (fold {fold})", "the test ids")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ensemble.io import read_json
-from ensemble.runs import MANIFEST_FILE
-from ensemble.workspace import Workspace
+from ensemble.artifacts.io import read_json
+from ensemble.artifacts.runs import MANIFEST_FILE
+from ensemble.artifacts.workspace import Workspace
 
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
            "in_sample", "gap", "gain", "gain_lo", "gain_hi"]

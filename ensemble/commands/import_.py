@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.competition import Competition, check_same_ids
+from ensemble.artifacts.competition import Competition, check_same_ids
 from ensemble.errors import DataError
-from ensemble.folds import FOLDS_FILE, ensure_folds, folds_fingerprint, load_folds
-from ensemble.io import file_sha256, read_csv, umask_mode, write_parquet
-from ensemble.provenance import now_iso, package_versions
-from ensemble.runs import (OOF_FILE, TEST_FILE, TESTLIKE_FILE as TESTLIKE_OOF_FILE, Run, load_run, validate_oof,
+from ensemble.artifacts.folds import FOLDS_FILE, ensure_folds, folds_fingerprint, load_folds
+from ensemble.artifacts.io import file_sha256, read_csv, umask_mode, write_parquet
+from ensemble.artifacts.provenance import now_iso, package_versions
+from ensemble.artifacts.runs import (OOF_FILE, TEST_FILE, TESTLIKE_FILE as TESTLIKE_OOF_FILE, Run, load_run, validate_oof,
                            validate_test, write_manifest, write_run_file)
-from ensemble.scoring import cv_metrics, score_frame
-from ensemble.testlike_set import TESTLIKE_FILE, load_testlike, testlike_fingerprint
-from ensemble.submission import check_submission_table, read_submission_csv
-from ensemble.workspace import Workspace, check_overwrite
+from ensemble.metrics.frames import cv_metrics, score_frame
+from ensemble.artifacts.testlike_set import TESTLIKE_FILE, load_testlike, testlike_fingerprint
+from ensemble.artifacts.submission import check_submission_table, read_submission_csv
+from ensemble.artifacts.workspace import Workspace, check_overwrite
 
 IMPORTED_FOLD = -1  # test predictions not tied to one fold model
 

@@ -1,0 +1,5 @@
+"""The `ens` command line."""
+
+from ensemble.cli.app import app
+
+__all__ = ["app"]
