@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.metrics.dacon import N_BINS, ece_per_column
+from ensemble.metrics.dacon import EDGES, N_BINS, calibration_bins, ece_per_column
 
-_EDGES = np.linspace(0.0, 1.0, N_BINS + 1)
 
 @dataclass
 class Series:
@@ -23,21 +22,6 @@ class Series:
     short: str  # for the ECE in panel titles
     y: np.ndarray
     p: np.ndarray
-
-
-def reliability_bins(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean prediction, fraction of positives and row count per non-empty bin, for one label.
-
-    The metric's bins (10 uniform, an inner-edge value goes to the lower bin as in `calibration_curve`),
-    so the picture shows what the ECE term scores.
-    """
-    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
-    which = np.searchsorted(_EDGES[1:-1], p)
-    count = np.bincount(which, minlength=N_BINS)
-    keep = count > 0
-    mean_p = np.bincount(which, weights=p, minlength=N_BINS)[keep] / count[keep]
-    frac = np.bincount(which, weights=y, minlength=N_BINS)[keep] / count[keep]
-    return mean_p, frac, count[keep]
 
 
 def quantile_bins(y: np.ndarray, p: np.ndarray, n_bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray]:
@@ -80,12 +64,12 @@ def plot_reliability(path: Path, title: str, labels: list[str], series: list[Ser
         eces = []
         for k, s in enumerate(series):
             colour = _COLOURS[k % len(_COLOURS)]
-            mean_p, frac, count = reliability_bins(s.y[:, j], s.p[:, j])
+            mean_p, frac, count = calibration_bins(s.y[:, j], s.p[:, j])
             eces.append(f"{s.short} {ece_per_column(s.y[:, [j]], s.p[:, [j]], [label])[0]:.3f}")
             ax.plot(mean_p, frac, "-", color=colour, lw=1.5, label=f"{s.name}, {len(s.y):,} rows" if j == 0 else None)
             ax.scatter(mean_p, frac, s=12 + 150 * count / count.max(), color=colour, zorder=3)
             ax.plot(*quantile_bins(s.y[:, j], s.p[:, j]), ":", marker=".", color=colour, lw=1.2, alpha=0.8)
-            hist.hist(s.p[:, j], bins=_EDGES, histtype="step", lw=1.5, color=colour)
+            hist.hist(s.p[:, j], bins=EDGES, histtype="step", lw=1.5, color=colour)
         if j == 0:
             ax.plot([], [], ":", marker=".", color="grey", label="dotted: 10 equal-count bins")
         ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), ylabel="fraction of positives",
@@ -94,7 +78,7 @@ def plot_reliability(path: Path, title: str, labels: list[str], series: list[Ser
         ax.grid(alpha=0.3)
         hist.set(xlabel="predicted probability (10 bins)", ylabel="rows")
         hist.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
-        counts = np.concatenate([np.histogram(s.p[:, j], bins=_EDGES)[0] for s in series])
+        counts = np.concatenate([np.histogram(s.p[:, j], bins=EDGES)[0] for s in series])
         if counts.max() >= 100 * counts[counts > 0].min():  # rows crowd the end bins: log keeps the middle visible
             hist.set(yscale="log", ylabel="rows (log scale)")
             hist.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))

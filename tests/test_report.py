@@ -19,7 +19,8 @@ from ensemble.artifacts.folds import load_folds
 from ensemble.commands.import_ import import_run
 from ensemble.artifacts.io import write_parquet
 from ensemble.commands.report import fold_scores, logit_correlation, write_report
-from ensemble.plots import quantile_bins, reliability_bins
+from ensemble.metrics.dacon import calibration_bins
+from ensemble.plots import quantile_bins
 from ensemble.artifacts.runs import TESTLIKE_FILE, load_run, write_run_file
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE as CLIPS_FILE
 from ensemble.artifacts.submission import record_leaderboard, submission_frame, write_submission
@@ -137,10 +138,10 @@ def test_report_data_matches_numpy(built: Workspace):
     assert len(fold_scores(runs[0])) == N_FOLDS
 
 
-def test_reliability_bins_follow_the_metric_bins():
+def test_calibration_bins_follow_the_metric_bins():
     p = np.array([0.05, 0.1, 0.15, 0.55, 0.95, 1.0])
     y = np.array([0, 1, 0, 1, 1, 1])
-    mean_p, frac, count = reliability_bins(y, p)
+    mean_p, frac, count = calibration_bins(y, p)
     # 0.1 sits on an inner edge: the metric's calibration bins put it in the lower bin
     np.testing.assert_allclose(mean_p, [0.075, 0.15, 0.55, 0.975])
     np.testing.assert_allclose(frac, [0.5, 0.0, 1.0, 1.0])

@@ -25,6 +25,7 @@ import numpy as np
 from ensemble.audio.generator import GeneratorParams
 from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats, quiet_window
 from ensemble.errors import DataError
+from ensemble.progress import Progress, emit
 
 MIN_REAL = 50
 MAX_REAL = 400
@@ -117,7 +118,7 @@ Render = Callable[[GeneratorParams, list[dict]], np.ndarray]
 
 def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: int = 1,
                   start: GeneratorParams | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> FitResult:
+                  progress: Progress | None = None) -> FitResult:
     """Coordinate search over GRID minimising the domain AUC of rendered vs real statistics.
 
     `render_stats(params, backgrounds)` renders the fit's clips (same recipe seeds every time) and
@@ -149,8 +150,7 @@ def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: 
                 if auc < best:
                     params, best = candidate, auc
                     history.append({"step": f"{name}={value}", "auc": auc})
-                if progress is not None:
-                    progress(done, total)
+                emit(progress, "fit", done=done, total=total)
     return FitResult(params=params, auc_start=auc_start, auc_fitted=best, history=history,
                      seconds=time.perf_counter() - started)
 

@@ -22,6 +22,7 @@ from ensemble.audio import dsp
 from ensemble.audio.generator import VERSION as RECIPE_VERSION
 from ensemble.audio.generator import GeneratorParams, clip_rng, draw_nuisances, n_voices, render_v2
 from ensemble.errors import ConfigError, DataError
+from ensemble.progress import Progress, emit
 
 SUPPORTED_VERSIONS = (1, RECIPE_VERSION)
 VOICE_PROBS = GeneratorParams().voice_probs  # 0, 1, 2 voices (voices-dev test: ~16 % of clips hold no voice)
@@ -192,7 +193,7 @@ def render_testlike_set(
     frame: pd.DataFrame,
     load: Callable[[str], np.ndarray],
     sr: int,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Render every recipe of a test-like frame, `(rows, seconds·sr)` float32 in frame order."""
     if "recipe" not in frame.columns:
@@ -200,8 +201,7 @@ def render_testlike_set(
     waves = []
     for i, recipe in enumerate(frame["recipe"]):
         waves.append(render_testlike(recipe, load, sr))
-        if progress is not None:
-            progress(i + 1, len(frame))
+        emit(progress, "render", done=i + 1, total=len(frame))
     lengths = {w.size for w in waves}
     if len(lengths) > 1:
         raise DataError(f"test-like recipes have different lengths {sorted(lengths)}; accepted: one length")

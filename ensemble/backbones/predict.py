@@ -13,13 +13,14 @@ import numpy as np
 
 from ensemble.audio.clip import windows
 from ensemble.probability import logit, sigmoid
+from ensemble.progress import Progress, emit
 
 BatchPredict = Callable[[np.ndarray], np.ndarray]  # (batch, n) waves -> (batch, labels) probabilities
 _EPS = 1e-7
 
 
 def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, predict: BatchPredict,
-                  batch_size: int, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  batch_size: int, progress: Progress | None = None) -> np.ndarray:
     """Probabilities `(n_clips, labels)` for a stream of waves, windows pooled by mean logit."""
     pending: list[np.ndarray] = []
     owners: list[int] = []
@@ -42,8 +43,7 @@ def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, p
             if len(pending) == batch_size:
                 flush()
         done = i + 1
-        if progress is not None:
-            progress(done, n_clips)
+        emit(progress, "predict", done=done, total=n_clips)
     if pending:
         flush()
     if done != n_clips:

@@ -187,7 +187,7 @@ def finetune_cmd(
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
     from ensemble.commands.finetune import FinetuneOptions, finetune
-    from ensemble.progress import event_printer
+    from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
     values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
@@ -246,7 +246,7 @@ def oof_cmd(
 ) -> None:
     """Re-predict a run with ONNX Runtime (OOF from the fold that never saw each row), replacing its files."""
     from ensemble.commands.oof import SPLITS, run_oof
-    from ensemble.progress import event_printer
+    from ensemble.cli.progress import event_printer
 
     if split != "all" and split not in SPLITS:
         fail(f"--split must be one of all, {', '.join(SPLITS)}; got {split!r}")
@@ -292,35 +292,28 @@ def stack_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
-    from ensemble.commands.stack import compare_methods, default_name, stack_runs
-    from ensemble.cli.present import compare_table, prior_table, stack_summary
-    from ensemble.artifacts.submission import check_free, submission_frame, write_submission
     from ensemble.artifacts.workspace import check_name
+    from ensemble.cli.present import compare_table, prior_table, stack_summary
+    from ensemble.cli.progress import event_printer
+    from ensemble.commands.stack import run_stack
 
     if name is not None:
         check_name(name, "submission")  # before any compute is spent
     ws, comp = _context(workspace, data)
     params = _parse_params(param)
+    with event_printer(console()) as show:
+        done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
+                         test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
+                         progress=show)
     if compare:
-        method = "auto"
-    out_name = name if name is not None else default_name(method, runs)
-    if not compare or write:
-        check_free(ws, out_name, force)  # before seconds of stacking
-    comparison = None
-    if method == "auto":
-        comparison = compare_methods(ws, comp, runs, calibrate=calibrate, fit_on=fit_on, seed=seed)
-        if compare:
-            console().print(compare_table(comparison))
-            if not write:
-                typer.echo(f"would write {comparison.chosen.name} (--write, or --method auto)")
-                return
-    result, sidecar = stack_runs(ws, comp, runs, method, params=params, calibrate=calibrate, test_prior=test_prior,
-                                 fit_on=fit_on, seed=seed, comparison=comparison)
-    out = write_submission(ws, out_name, submission_frame(result.test, comp), comp, sidecar, force=force)
-    for note in out.cleaned:
+        console().print(compare_table(done.comparison))
+        if done.written is None:
+            typer.echo(f"would write {done.comparison.chosen.name} (--write, or --method auto)")
+            return
+    for note in done.written.cleaned:
         typer.echo(f"warning: {note}", err=True)
-    console().print(stack_summary(out.csv, result, sidecar["recipe"].get("decision")))
-    if test_prior != "none" and (table := prior_table(result)) is not None:
+    console().print(stack_summary(done.written.csv, done.result, done.sidecar["recipe"].get("decision")))
+    if test_prior != "none" and (table := prior_table(done.result)) is not None:
         console().print(table)
 
 
@@ -333,7 +326,7 @@ def demo_cmd(
     """Run the whole pipeline on generated demo audio: fine-tune, ONNX, stack --compare, submit, score."""
     from ensemble.commands.demo import run_demo
     from ensemble.cli.present import compare_table, frame_table
-    from ensemble.progress import event_printer
+    from ensemble.cli.progress import event_printer
 
     with event_printer(console()) as show:
         result = run_demo(out, force=force, seed=seed, progress=show)
@@ -358,7 +351,7 @@ def report_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """PNG figures and a page: reliability diagrams, logit correlations, fold spread, CV vs leaderboard."""
-    from ensemble.progress import event_printer
+    from ensemble.cli.progress import event_printer
     from ensemble.commands.report import write_report
     from ensemble.artifacts.workspace import Workspace
 

@@ -86,7 +86,7 @@ def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress |
         shutil.rmtree(out)
     data = out / "competition"
     emit({"stage": "generating demo audio", "folder": str(data)})
-    generate_competition(data, seed=seed, progress=lambda d, t: emit({"stage": "audio", "done": d, "total": t}))
+    generate_competition(data, seed=seed, progress=emit)
     ws = Workspace((out / "workspace").resolve())
     comp = Competition.load(ws.data_dir(data))
     for name, model, options in DEMO_MODELS:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ensemble.progress import tagged
 from ensemble.artifacts.competition import Competition
 from ensemble.artifacts.io import write_json
 from ensemble.metrics.dacon import MetricError, competition_score
@@ -71,7 +72,7 @@ def _train_config(ctx: FoldContext, fold: int, batches_per_epoch: int):
 def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Callable[[dict], None]:
     """fit_fold's events → progress events: a bar per epoch, a line per finished epoch."""
     def relay(event: dict) -> None:
-        kind = event.get("event")
+        kind = event.get("stage")
         if kind == "step":
             ctx.emit({"stage": f"train epoch {event['epoch']}", "fold": fold, "done": event["samples"],
                       "total": rows_per_epoch})
@@ -79,7 +80,7 @@ def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Callable[[dict],
             ctx.emit({"stage": "epoch", "fold": fold, "epoch": event["epoch"], "train_loss": event["train_loss"],
                       "val_score": event["val_score"], "best_epoch": event["best_epoch"]})
         else:
-            ctx.emit({"stage": kind or "train", "fold": fold, **{k: v for k, v in event.items() if k != "event"}})
+            ctx.emit({**event, "stage": kind or "train", "fold": fold})
 
     return relay
 
@@ -118,7 +119,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
 
     def predict(waves_of, count: int, stage: str) -> np.ndarray:
         return predict_clips(waves_of, count, n, hop, torch_predictor(classifier, device), batch,
-                             progress=lambda d, t: ctx.emit({"stage": f"{stage}_progress", "fold": fold, "done": d, "total": t}))
+                             progress=tagged(ctx.emit, stage=f"{stage}_progress", fold=fold))
 
     def validate(model) -> float:
         probs = predict((train_store[i] for i in held_idx), len(held_idx), "validate")

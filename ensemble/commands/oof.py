@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ensemble.progress import tagged
 from ensemble.artifacts.competition import Competition
 from ensemble.errors import ContractError
 from ensemble.commands.fold_job import HOP_FRACTION, prediction_frame
@@ -34,7 +35,7 @@ def _predict_split(model, waves, count: int, max_seconds: float, batch_size: int
 
     n = int(round(max_seconds * model.sampling_rate))
     return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), onnx_predictor(model, model.preprocess),
-                         batch_size, progress=lambda d, t: emit({"stage": stage, "done": d, "total": t}))
+                         batch_size, progress=tagged(emit, stage=stage))
 
 
 def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...] = SPLITS, provider: str = "auto",

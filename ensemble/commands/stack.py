@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ensemble.artifacts.competition import Competition
-from ensemble.errors import ConfigError
 from ensemble.artifacts.runs import MANIFEST_FILE, Run, load_run
-from ensemble.stack.inputs import gather
+from ensemble.artifacts.submission import Written
 from ensemble.artifacts.testlike_set import load_domain_check
 from ensemble.artifacts.workspace import Workspace
+from ensemble.errors import ConfigError
+from ensemble.progress import Progress
+from ensemble.stack.inputs import gather
 
 if TYPE_CHECKING:
-    from ensemble.stack.pipeline import Comparison
+    from ensemble.stack.pipeline import Comparison, StackResult
 
 
 def load_runs(ws: Workspace, run_names: list[str]) -> list[Run]:
@@ -41,7 +44,7 @@ def _scores(parts) -> dict | None:
 
 def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, params: dict | None = None,
                calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto", seed: int = 0,
-               comparison: Comparison | None = None, progress: Callable | None = None):
+               comparison: Comparison | None = None, progress: Progress | None = None):
     """Stack the runs with one method; returns (StackResult, sidecar dict for the submission).
 
     `method="auto"` (or a `comparison` already made) writes what the decision rule chooses
@@ -56,7 +59,7 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
     _check_options(runs, inputs, calibrate, prior, fit_on)
     decision = None
     if method == "auto" or comparison is not None:
-        comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed)
+        comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress)
         chosen = comparison.chosen
         method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
         decision = comparison.decision.as_dict(comparison.candidates)
@@ -120,15 +123,16 @@ def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, methods: list[str] | None = None,
-                    calibrate: str = "auto", fit_on: str = "auto", seed: int = 0) -> Comparison:
+                    calibrate: str = "auto", fit_on: str = "auto", seed: int = 0,
+                    progress: Progress | None = None) -> Comparison:
     """Every candidate (each run, raw and calibrated, and each method) by nested CV on the same folds,
     and the decision of which to write."""
     inputs = gather(ws, comp, load_runs(ws, run_names))
-    return _compare(inputs, run_names, calibrate, fit_on, seed, methods)
+    return _compare(inputs, run_names, calibrate, fit_on, seed, methods, progress)
 
 
 def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: int,
-             methods: list[str] | None = None) -> Comparison:
+             methods: list[str] | None = None, progress: Progress | None = None) -> Comparison:
     from ensemble.stack.pipeline import compare
 
     if inputs.oof is None:
@@ -136,5 +140,41 @@ def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: in
                           "(import them with --oof)")
     return compare(inputs.oof, inputs.y, inputs.folds, run_names=run_names, methods=methods, calibrate=calibrate,
                    fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
-                   w_tl=inputs.w_testlike, seed=seed)
+                   w_tl=inputs.w_testlike, seed=seed, progress=progress)
 
+
+
+@dataclass
+class StackOutcome:
+    """What `ens stack` did: the comparison (with `--compare` or `auto`), and the written submission."""
+
+    name: str
+    comparison: Comparison | None
+    result: StackResult | None = None   # None: compared only, nothing written
+    sidecar: dict | None = None
+    written: Written | None = None
+
+
+def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, name: str | None = None,
+              params: dict | None = None, calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto",
+              seed: int = 0, compare: bool = False, write: bool = False, force: bool = False,
+              progress: Progress | None = None) -> StackOutcome:
+    """`ens stack`: one method (or `auto`, the decision rule's choice) written as a validated submission;
+    with `compare`, every candidate side by side, written only with `write`."""
+    from ensemble.artifacts.submission import check_free, submission_frame, write_submission
+
+    method = "auto" if compare else method
+    out_name = name if name is not None else default_name(method, run_names)
+    if not compare or write:
+        check_free(ws, out_name, force)  # before seconds of stacking
+    comparison = None
+    if method == "auto":
+        comparison = compare_methods(ws, comp, run_names, calibrate=calibrate, fit_on=fit_on, seed=seed,
+                                     progress=progress)
+        if compare and not write:
+            return StackOutcome(out_name, comparison)
+    result, sidecar = stack_runs(ws, comp, run_names, method, params=params, calibrate=calibrate,
+                                 test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison,
+                                 progress=progress)
+    written = write_submission(ws, out_name, submission_frame(result.test, comp), comp, sidecar, force=force)
+    return StackOutcome(out_name, comparison, result, sidecar, written)

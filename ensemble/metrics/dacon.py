@@ -95,12 +95,19 @@ def brier_per_column(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return ((p - y) ** 2).mean(axis=0)
 
 
-def _ece_one(y: np.ndarray, p: np.ndarray, name: str) -> float:
+def calibration_bins(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean prediction, fraction of positives and row count of each non-empty bin of one label column
+    (calibration_curve's bins): what the ECE term scores, and what a reliability diagram draws."""
     cal_bin = ece_bins(p)
     total = np.bincount(cal_bin, minlength=N_BINS)
     nonempty = total != 0
     prob_true = np.bincount(cal_bin, weights=y, minlength=N_BINS)[nonempty] / total[nonempty]
     prob_pred = np.bincount(cal_bin, weights=p, minlength=N_BINS)[nonempty] / total[nonempty]
+    return prob_pred, prob_true, total[nonempty]
+
+
+def _ece_one(y: np.ndarray, p: np.ndarray, name: str) -> float:
+    prob_pred, prob_true, _ = calibration_bins(y, p)
     # numpy.histogram: half-open bins, the last one closed (edge value -> upper bin)
     hist = np.histogram(p, bins=EDGES)[0]
     weights = hist[hist > 0] / p.shape[0]

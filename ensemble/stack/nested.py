@@ -14,11 +14,11 @@ from typing import Callable
 import numpy as np
 
 from ensemble.metrics.scorer import COMPETITION, Scorer
+from ensemble.progress import Progress, emit
 from ensemble.stack.base import Blender, check_folds, check_targets, check_tensor
 from ensemble.stack.calibration import Calibrator, check_calibrate, fit_calibrators
 
 BlenderFactory = Callable[[], Blender]
-Progress = Callable[[str], None]
 
 
 class FitCache:
@@ -97,14 +97,13 @@ def nested_predict(
     cache = cache or FitCache(factory, P, y, folds)
     out = {name: np.empty((Pe.shape[0], P.shape[2])) for name, (Pe, _) in eval_sets.items()}
     all_folds = np.unique(np.concatenate([folds] + [f for _, f in eval_sets.values()]))
-    for k in all_folds:
+    for i, k in enumerate(all_folds):
         pipe = StackPipeline(factory, calibrate, scorer).fit_cached(cache, frozenset({k}))
         for name, (Pe, fe) in eval_sets.items():
             rows = fe == k
             if rows.any():
                 out[name][rows] = pipe.predict(Pe[rows])
-        if progress:
-            progress(f"outer fold {k} done")
+        emit(progress, "nested_cv", done=i + 1, total=len(all_folds))
     return out
 
 

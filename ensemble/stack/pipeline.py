@@ -23,7 +23,8 @@ from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tens
 from ensemble.stack.calibration import check_calibrate
 from ensemble.stack.decide import N_BOOT, Candidate, Decision, candidates, decide
 from ensemble.stack.bootstrap import gain_interval
-from ensemble.stack.nested import FitCache, Progress, StackPipeline, best_single_run, nested_predict
+from ensemble.progress import Progress
+from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.prior import adapt_prior, sensitivity_table
 
 FIT_ON = ("auto", "clean", "testlike", "both")
@@ -274,15 +275,17 @@ def compare(
     cands = candidates(names, methods, calibrate)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
-    for cand in cands:
+    n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl[2]] if data.tl is not None else []))))
+    for i, cand in enumerate(cands):
         start = time.perf_counter()
+        # one bar over candidates × outer folds
+        bar = None if progress is None else (lambda e, i=i, name=cand.name: progress(
+            {"stage": "compare", "candidate": name, "done": i * n_folds + e["done"], "total": len(cands) * n_folds}))
         # n_boot=0: the gain intervals are the decision's (below), not bootstrapped twice
-        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, 0, None)
+        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, 0, bar)
         trusted.append(ev["oof"][trust])
         clean.append(ev["oof"]["clean"])
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
-        if progress:
-            progress(f"{cand.name}: {rows[-1].get('score')}")
     _, y_trusted, w_trusted = data.trusted
     other = (clean, data.y) if data.tl is not None else (None, None)
     losses = [None if r.get("score") is None else data.scorer.sign * r["score"] for r in rows]
