@@ -82,7 +82,7 @@ def test_oof_with_onnx_runtime_reproduces_the_predictions(finished, competition,
 def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, monkeypatch):
     """Spy on every training example and every test-like clip a fold model predicts."""
     import ensemble.audio.augment as augment
-    import ensemble.commands.fold_job as fold_job
+    import ensemble.commands.finetune as fold_job
 
     used: dict[int, set[int]] = {}
     original = augment.ExampleSampler.epoch

@@ -21,7 +21,7 @@ from ensemble.artifacts.io import write_parquet
 from ensemble.commands.report import fold_scores, logit_correlation, write_report
 from ensemble.metrics.dacon import calibration_bins
 from ensemble.plots import quantile_bins
-from ensemble.artifacts.runs import TESTLIKE_FILE, load_run, write_run_file
+from ensemble.artifacts.runs import TESTLIKE_OOF_FILE, load_run, write_run_file
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE as CLIPS_FILE
 from ensemble.artifacts.submission import record_leaderboard, submission_frame, write_submission
 from ensemble.artifacts.workspace import Workspace
@@ -57,7 +57,7 @@ def built(tmp_path: Path, csv_competition: Path, workspace: Path) -> Workspace:
     write_parquet(clips.assign(recipe="{}"), ws.models_dir / CLIPS_FILE)
     tl = clips[["id", "fold"]].copy()
     tl[LABELS] = _predictions(y_tl.astype(float), 1.0, 5)
-    write_run_file(tl, ws.run_dir("w2v"), TESTLIKE_FILE)
+    write_run_file(tl, ws.run_dir("w2v"), TESTLIKE_OOF_FILE)
     for name, method, runs, public, private in [("blend-mean", "mean", ["w2v", "cnn"], 0.21, 0.23),
                                                 ("blend-logit", "logit", ["w2v", "cnn", "hubert"], 0.19, None)]:
         result, sidecar = stack_runs(ws, comp, runs, method)

@@ -21,7 +21,7 @@ from ensemble.artifacts.workspace import Workspace
 
 OOF_FILE = "oof.parquet"
 TEST_FILE = "test.parquet"
-TESTLIKE_FILE = "oof_testlike.parquet"
+TESTLIKE_OOF_FILE = "oof_testlike.parquet"
 MANIFEST_FILE = "run.json"
 
 
@@ -104,7 +104,7 @@ class Run:
 
     @property
     def has_testlike(self) -> bool:
-        return (self.dir / TESTLIKE_FILE).is_file()
+        return (self.dir / TESTLIKE_OOF_FILE).is_file()
 
     def oof(self) -> pd.DataFrame:
         return _read_predictions(self.dir / OOF_FILE, self.labels)
@@ -113,7 +113,7 @@ class Run:
         return _read_predictions(self.dir / TEST_FILE, self.labels)
 
     def oof_testlike(self) -> pd.DataFrame:
-        return _read_predictions(self.dir / TESTLIKE_FILE, self.labels)
+        return _read_predictions(self.dir / TESTLIKE_OOF_FILE, self.labels)
 
 
 def _read_predictions(path: Path, labels: list[str]) -> pd.DataFrame:

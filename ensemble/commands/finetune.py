@@ -1,8 +1,10 @@
 """`ens finetune`: k-fold fine-tuning of one backbone into a complete run.
 
-Per fold (`fold_job.run_fold`): train on the other folds' rows with augmentation, keep the best
-epoch by the competition score on the fold's rows, predict them (OOF), the test set and the fold's
-test-like clips, export ONNX and measure its parity. Finished folds are kept in `fold<k>/`, so an
+Per fold (`run_fold`): train on the other folds' rows with augmentation, keep the best epoch by the
+competition score on the fold's rows, predict them (OOF), the test set and the fold's test-like clips,
+export ONNX and measure its parity. Leakage rules enforced here: the sampler only sees the fold's
+training rows (mixing included), the OOF rows and test-like clips predicted are exactly those held out
+by this fold. Finished folds are kept in `fold<k>/`, so an
 interrupted run resumes; `--fold` runs a subset (folds on different machines, merged by copying
 `fold<k>/` folders into one run). Once every fold is done the run's Parquet files and `run.json`
 are assembled.
@@ -10,11 +12,13 @@ are assembled.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ensemble.audio.check import check_competition_audio
@@ -24,13 +28,18 @@ from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
 from ensemble.artifacts.io import read_json, sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
-from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, load_run, write_manifest, write_run_file
+from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, write_manifest, write_run_file
+from ensemble.artifacts.io import file_sha256, write_json
+from ensemble.metrics.dacon import MetricError, competition_score
 from ensemble.metrics.frames import cv_metrics, score_frame
+from ensemble.progress import Progress, tagged
 from ensemble.artifacts.testlike_set import ensure_testlike, load_domain_check, testlike_fingerprint
 from ensemble.artifacts.workspace import Workspace
 
-Progress = Callable[[dict], None]
 OPTIONS_FILE = "options.json"
+PARITY_SECONDS = 3.3  # parity is measured on clips of another length than training used
+MIN_UPDATES_PER_EPOCH = 8
+SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tuning rate
 
 
 @dataclass
@@ -64,8 +73,6 @@ class FinetuneOptions:
 
 def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
     """A new run, a resumable one with the same options, or an overwrite with --force."""
-    from ensemble.artifacts.io import write_json
-
     saved = run_dir / OPTIONS_FILE
     if (run_dir / MANIFEST_FILE).is_file() and not force and not opts.only_folds:
         raise ExistsError(f"run {run_dir} exists; pass --force to overwrite it, or another --name")
@@ -86,8 +93,6 @@ def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
 def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
              progress: Progress | None = None) -> Run | None:
     """Run (or resume) the requested folds; returns the run once every fold is done, else None."""
-    from ensemble.commands.fold_job import FoldContext, run_fold
-
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_competition_audio(ws, comp, progress=emit)
@@ -132,7 +137,7 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
 
     n_folds = int(folds["fold"].nunique())
     fold_info = [read_json(run_dir / f"fold{k}" / "fold.json") for k in range(n_folds)]
-    oof, test, testlike = (_concat(run_dir, n_folds, f) for f in (OOF_FILE, TEST_FILE, TESTLIKE_FILE))
+    oof, test, testlike = (_concat(run_dir, n_folds, f) for f in (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE))
     validate_oof(oof, comp.labels, folds, run_dir / OOF_FILE)
     validate_test(test, comp.labels, comp.test_ids, run_dir / TEST_FILE)
     metrics = cv_metrics(oof, folds, comp.labels)
@@ -146,7 +151,182 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
         "metrics": metrics, "folds": fold_info, "versions": package_versions(), "machine": machine(),
         "seconds": {"total_this_call": round(seconds, 2), "folds": [f.get("seconds") for f in fold_info]},
         "files": {name: write_run_file(frame, run_dir, name)
-                  for name, frame in ((OOF_FILE, oof), (TEST_FILE, test), (TESTLIKE_FILE, testlike))},
+                  for name, frame in ((OOF_FILE, oof), (TEST_FILE, test), (TESTLIKE_OOF_FILE, testlike))},
     }
     write_manifest(run_dir, manifest)
     return load_run(ws, run_dir.name)
+
+
+# ---- one fold ------------------------------------------------------------------------------------------
+
+@dataclass
+class FoldContext:
+    """What every fold of one `finetune` call shares."""
+
+    ws: Workspace
+    comp: Competition
+    folds: pd.DataFrame
+    testlike: pd.DataFrame
+    opts: FinetuneOptions
+    run_dir: Path
+    emit: Progress
+
+
+@dataclass
+class FoldData:
+    """Fold `fold`'s rows: the training part (sampled with augmentation) and the held-out part."""
+
+    fold: int
+    train_store: Any    # WaveStore over every train row, in the folds file's order
+    train_idx: np.ndarray
+    held_idx: np.ndarray
+    targets: np.ndarray
+    sampler: Any        # ExampleSampler over the training part only
+    augment: Any
+
+
+def default_lr(model: str) -> float:
+    """3e-5 fine-tunes a pretrained checkpoint; a named config starts from random weights."""
+    from ensemble.backbones.families import NAMED_CONFIGS
+
+    return SCRATCH_LR if model in NAMED_CONFIGS else 3e-5
+
+
+def _train_config(ctx: FoldContext, fold: int, batches_per_epoch: int):
+    """Effective batch 128 by accumulation, fewer where an epoch would give under 8 optimizer updates."""
+    from ensemble.backbones.families import NAMED_CONFIGS
+    from ensemble.backbones.train import TrainConfig
+
+    o = ctx.opts
+    accum = o.grad_accum or max(1, min(-(-128 // o.batch_size), batches_per_epoch // MIN_UPDATES_PER_EPOCH))
+    freeze = o.freeze_feature_encoder if o.freeze_feature_encoder is not None else o.model not in NAMED_CONFIGS
+    return TrainConfig(lr=o.lr or default_lr(o.model), epochs=o.epochs, batch_size=o.batch_size, grad_accum=accum,
+                       freeze_feature_encoder=freeze, device=o.device, seed=o.seed + fold)
+
+
+def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Progress:
+    """fit_fold's events → progress events: a bar per epoch, a line per finished epoch."""
+    def relay(event: dict) -> None:
+        kind = event.get("stage")
+        if kind == "step":
+            ctx.emit({"stage": f"train epoch {event['epoch']}", "fold": fold, "done": event["samples"],
+                      "total": rows_per_epoch})
+        elif kind == "epoch":
+            ctx.emit({"stage": "epoch", "fold": fold, "epoch": event["epoch"], "train_loss": event["train_loss"],
+                      "val_score": event["val_score"], "best_epoch": event["best_epoch"]})
+        else:
+            ctx.emit({**event, "stage": kind or "train", "fold": fold})
+
+    return relay
+
+
+def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
+    """The fold's stores and its augmenting sampler (background noise: one half of the unlabeled clips;
+    the other half is the test-like set's)."""
+    from ensemble.audio.augment import AugmentConfig, ExampleSampler
+    from ensemble.audio.load import WaveStore
+    from ensemble.audio.nuisance import stable_half
+
+    comp, opts = ctx.comp, ctx.opts
+    n = int(round(opts.max_seconds * sr))
+    paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
+    train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr)
+    unlabeled = [p for p in comp.unlabeled_paths() if stable_half(p) == 0]
+    background = WaveStore(unlabeled, sr) if unlabeled else None
+    in_fold = ctx.folds["fold"].to_numpy() == fold
+    train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)
+    targets = ctx.folds[comp.labels].to_numpy(dtype=np.float32)
+    augment = AugmentConfig.from_spec(opts.augment)
+    sampler = ExampleSampler(train_store, train_idx, targets, n, augment, seed=opts.seed * 1000 + fold,
+                             background=background)
+    return FoldData(fold, train_store, train_idx, held_idx, targets, sampler, augment)
+
+
+def _train(ctx: FoldContext, data: FoldData, classifier):
+    """Train with the best epoch chosen by the competition score on the held-out rows."""
+    from ensemble.backbones.predict import predict_split, torch_predictor
+    from ensemble.backbones.train import fit_fold, resolve_device
+
+    fold, labels, batch = data.fold, ctx.comp.labels, max(1, ctx.opts.batch_size)
+    config = _train_config(ctx, fold, data.sampler.n_batches(batch))
+    predict = torch_predictor(classifier, resolve_device(config.device))
+
+    def validate(model) -> float:
+        probs = predict_split(predict, (data.train_store[i] for i in data.held_idx), len(data.held_idx),
+                              classifier.sampling_rate, ctx.opts.max_seconds, batch,
+                              tagged(ctx.emit, stage="validate_progress", fold=fold))
+        try:
+            return competition_score(data.targets[data.held_idx], probs, labels).score
+        except MetricError:
+            return float(((probs - data.targets[data.held_idx]) ** 2).mean())
+
+    def batches(epoch: int):
+        for waves, y, _sources in data.sampler.epoch(epoch, batch):
+            yield waves, y
+
+    ctx.emit({"stage": "fold_start", "fold": fold, "train_rows": int(data.train_idx.size),
+              "held_out": int(data.held_idx.size), "batches_per_epoch": data.sampler.n_batches(batch)})
+    result = fit_fold(classifier, batches, validate, config, ctx.run_dir / f"fold{fold}" / "checkpoint",
+                      progress=_relay(ctx, fold, int(data.train_idx.size)),
+                      micro_batches_per_epoch=data.sampler.n_batches(batch))
+    return result, config, predict
+
+
+def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd.DataFrame]:
+    """OOF (the held-out rows), test and the fold's own test-like clips, by the trained fold model."""
+    from ensemble.backbones.predict import fold_splits, predict_fold_splits
+
+    row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
+    splits = fold_splits(ctx.comp, ctx.folds, data.fold, lambda rid: data.train_store[row_of[rid]], sr, ctx.testlike)
+    return predict_fold_splits(predict, splits, data.fold, ctx.comp.labels, sr, ctx.opts.max_seconds,
+                               max(1, ctx.opts.batch_size), ctx.emit)
+
+
+def run_fold(ctx: FoldContext, fold: int) -> dict:
+    """Train and evaluate fold `fold`; writes `fold<k>/` (predictions, model.onnx, fold.json)."""
+    from ensemble.audio.clip import fit_length
+    from ensemble.backbones.model import build_classifier
+
+    started = time.perf_counter()
+    fold_dir = ctx.run_dir / f"fold{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold)
+    sr = classifier.sampling_rate
+    data = _fold_data(ctx, fold, sr)
+    result, config, predict = _train(ctx, data, classifier)
+    train_seconds = time.perf_counter() - started
+    frames = _predict(ctx, data, predict, sr)
+    probe = [fit_length(data.train_store[i], int(PARITY_SECONDS * sr)) for i in data.held_idx[:4]]
+    onnx_info = _export(ctx, classifier, fold_dir, fold, probe)
+    hashes = {name: write_run_file(frames[split], fold_dir, name)
+              for split, name in (("train", OOF_FILE), ("test", TEST_FILE), ("testlike", TESTLIKE_OOF_FILE))}
+    info = {
+        "fold": fold, "model": classifier.describe(), "train_rows": int(data.train_idx.size),
+        "held_out_rows": int(data.held_idx.size), "testlike_clips": int(len(frames["testlike"])),
+        "best_epoch": result.best_epoch, "best_val_score": result.best_score, "history": result.history,
+        "samples_per_second": result.samples_per_s, "device": result.device, "precision": result.precision,
+        "train_config": config.as_dict(), "augment": data.augment.to_dict(),
+        "onnx": onnx_info, "files": hashes,
+        "seconds": {"train": round(train_seconds, 2), "total": round(time.perf_counter() - started, 2)},
+    }
+    try:
+        oof = frames["train"][ctx.comp.labels].to_numpy()
+        info["cv"] = competition_score(data.targets[data.held_idx], oof, ctx.comp.labels).as_dict()
+    except MetricError:
+        info["cv"] = None
+    write_json(info, fold_dir / "fold.json")
+    shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
+    ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": onnx_info["parity_max_abs_diff"]})
+    return info
+
+
+def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list[np.ndarray]) -> dict:
+    """ONNX export with metadata, then parity against torch on clips of another length."""
+    from ensemble.backbones.onnx_export import export_onnx, measure_parity
+
+    path = fold_dir / "model.onnx"
+    metadata = {"run_id": ctx.run_dir.name, "fold": str(fold), "max_seconds": str(ctx.opts.max_seconds)}
+    export_onnx(classifier, path, metadata)
+    parity = measure_parity(classifier, path, probe)
+    return {"path": f"fold{fold}/model.onnx", "sha256": file_sha256(path), "parity_max_abs_diff": parity,
+            "parity_clip_seconds": PARITY_SECONDS}

@@ -13,15 +13,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ensemble.progress import tagged
 from ensemble.artifacts.competition import Competition
 from ensemble.errors import ContractError
-from ensemble.commands.fold_job import HOP_FRACTION, prediction_frame
 from ensemble.artifacts.folds import load_folds
 from ensemble.artifacts.io import sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import now_iso
-from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, load_run, write_manifest, write_run_file
+from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, load_run, write_manifest, write_run_file
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.artifacts.testlike_set import load_testlike, testlike_fingerprint
 from ensemble.artifacts.workspace import Workspace
@@ -29,21 +27,12 @@ from ensemble.artifacts.workspace import Workspace
 SPLITS = ("train", "test", "testlike")
 
 
-def _predict_split(model, waves, count: int, max_seconds: float, batch_size: int,
-                   emit: Callable[[dict], None], stage: str) -> np.ndarray:
-    from ensemble.backbones.predict import onnx_predictor, predict_clips
-
-    n = int(round(max_seconds * model.sampling_rate))
-    return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), onnx_predictor(model, model.preprocess),
-                         batch_size, progress=tagged(emit, stage=stage))
-
-
 def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...] = SPLITS, provider: str = "auto",
             batch_size: int = 8, progress: Callable[[dict], None] | None = None) -> dict[str, float]:
     """Re-predict `splits` with ONNX Runtime; returns the max |Δp| against the files replaced."""
-    from ensemble.audio.load import WaveStore, load_audio
-    from ensemble.audio.testlike_render import render_testlike
+    from ensemble.audio.load import WaveStore
     from ensemble.backbones.ort import OnnxClassifier
+    from ensemble.backbones.predict import fold_splits, onnx_predictor, predict_fold_splits
 
     emit = progress or (lambda event: None)
     run = load_run(ws, name)
@@ -58,7 +47,6 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     labels, max_seconds = comp.labels, float(manifest["options"]["max_seconds"])
     clips = load_testlike(ws) if "testlike" in splits else None
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
-    test_paths = comp.test.set_index(comp.test["id"].astype(str))["path"]
     frames: dict[str, list[pd.DataFrame]] = {s: [] for s in splits}
     used_provider, stores = None, {}
     row_of = {rid: i for i, rid in enumerate(folds["id"])}
@@ -66,24 +54,14 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
         k = int(info["fold"])
         model = OnnxClassifier(run.dir / info["onnx"]["path"], provider=provider)
         used_provider, sr = model.provider, model.sampling_rate
-        held = folds[folds["fold"] == k]
         if sr not in stores:
             stores[sr] = WaveStore([comp.audio_path(paths[i]) for i in folds["id"]], sr)
         store = stores[sr]
-
-        def predict(split: str, ids, waves, count: int) -> None:
-            probs = _predict_split(model, waves, count, max_seconds, batch_size, emit, f"fold {k} {split}")
-            frames[split].append(prediction_frame(ids, k, probs, labels))
-
-        if "train" in splits:
-            predict("train", held["id"], (store[row_of[i]] for i in held["id"]), len(held))
-        if "test" in splits:
-            waves = (load_audio(comp.audio_path(test_paths[i]), sr) for i in comp.test_ids)
-            predict("test", comp.test_ids, waves, len(comp.test_ids))
-        if "testlike" in splits:
-            own = clips[clips["fold"] == k]
-            waves = (render_testlike(r, lambda rid: store[row_of[rid]], sr) for r in own["recipe"])
-            predict("testlike", own["id"], waves, len(own))
+        waves = fold_splits(comp, folds, k, lambda rid: store[row_of[rid]], sr, clips, splits)
+        predicted = predict_fold_splits(onnx_predictor(model, model.preprocess), waves, k, labels, sr, max_seconds,
+                                        batch_size, emit)
+        for split, frame in predicted.items():
+            frames[split].append(frame)
     with exclusive(run_lock(ws.models_dir, run.name)):
         sweep_tmp(run.dir)  # a killed `ens oof` or `ens finetune` left these
         return _write(run, comp, folds, clips, frames, used_provider)
@@ -93,7 +71,7 @@ def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, pro
     """Replace the run's files with the ONNX Runtime predictions; record the largest change."""
     from ensemble.artifacts.runs import validate_oof, validate_test
 
-    filename = {"train": OOF_FILE, "test": TEST_FILE, "testlike": TESTLIKE_FILE}
+    filename = {"train": OOF_FILE, "test": TEST_FILE, "testlike": TESTLIKE_OOF_FILE}
     manifest = run.manifest
     diffs = {}
     for split, parts in frames.items():

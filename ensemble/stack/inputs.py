@@ -12,7 +12,7 @@ from ensemble.artifacts.competition import Competition, check_same_ids
 from ensemble.errors import ContractError, DataError
 from ensemble.artifacts.folds import FOLDS_FILE, folds_fingerprint, load_folds
 from ensemble.probability import logit, sigmoid
-from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_FILE, Run, check_compatible, validate_oof, validate_test
+from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_compatible, validate_oof, validate_test
 from ensemble.artifacts.testlike_set import load_testlike, testlike_fingerprint, testlike_weights
 from ensemble.artifacts.workspace import Workspace
 
@@ -100,7 +100,7 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
             if made_for is not None and made_for != current:
                 raise ContractError(f"run {run.name!r} predicted other test-like clips than models/testlike.parquet "
                                     f"holds now; re-predict them with `ens oof {run.name} --split testlike`")
-            _check_testlike(frame, clips, run.dir / TESTLIKE_FILE)
+            _check_testlike(frame, clips, run.dir / TESTLIKE_OOF_FILE)
         inputs.testlike = _aligned(frames, clips["id"].astype(str), comp.labels)
         inputs.y_testlike = clips[comp.labels].to_numpy(dtype=np.float64)
         inputs.folds_testlike = clips["fold"].to_numpy()
