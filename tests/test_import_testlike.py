@@ -101,7 +101,8 @@ def test_stack_weighs_testlike_rows_by_the_sets_weights(tmp_path, csv_competitio
 
 def test_prediction_check_tells_squashed_test_predictions_from_testlike_ones(tmp_path, csv_competition, workspace):
     from ensemble.artifacts.competition import Competition
-    from ensemble.artifacts.testlike_set import check_predictions, load_testlike_meta
+    from ensemble.artifacts.testlike_set import load_testlike_meta
+    from ensemble.commands.testlike import check_predictions
     from ensemble.artifacts.workspace import Workspace
 
     rng = np.random.default_rng(2)

@@ -23,7 +23,8 @@ from ensemble.metrics.dacon import calibration_bins
 from ensemble.plots import quantile_bins
 from ensemble.artifacts.runs import TESTLIKE_OOF_FILE, load_run, write_run_file
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE as CLIPS_FILE
-from ensemble.artifacts.submission import record_leaderboard, submission_frame, write_submission
+from ensemble.artifacts.submission import submission_frame, write_submission
+from ensemble.commands.lb import record_leaderboard
 from ensemble.artifacts.workspace import Workspace
 
 N_FOLDS = 4

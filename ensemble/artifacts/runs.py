@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.errors import ContractError, DataError
+from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.artifacts.io import file_sha256, read_json, read_parquet, write_json, write_parquet
 from ensemble.artifacts.workspace import Workspace
 
@@ -176,7 +176,17 @@ def check_compatible(runs: list[Run], data: dict[str, str] | None = None, folds:
                     f"(sha256 {made_on[key][:12]}… vs {ref_data[key][:12]}…); re-run or re-import it on the current data")
         run_folds = run.manifest.get("folds_fingerprint")
         if run_folds is not None and (ref_folds is not None or current) and run_folds != ref_folds:
-            target = f"the workspace's folds (models/folds.parquet)" if current else where
+            target = "the workspace's folds (models/folds.parquet)" if current else where
             ref = f"{ref_folds[:12]}…" if ref_folds else "none: the workspace has no folds file"
             raise ContractError(f"run {run.name!r} was made on different folds than {target} "
                                 f"(fingerprint {run_folds[:12]}… vs {ref}); it cannot be blended with them")
+
+
+def load_runs(ws: Workspace, run_names: list[str]) -> list[Run]:
+    """The named runs, each named once."""
+    if not run_names:
+        raise ConfigError("name at least one run to stack (see `ens board` for the runs there are)")
+    dup = sorted({n for n in run_names if run_names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"run {dup[0]!r} is named twice")
+    return [load_run(ws, name) for name in run_names]

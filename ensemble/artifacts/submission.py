@@ -55,7 +55,7 @@ class Written:
     cleaned: list[str] = field(default_factory=list)
 
 
-def _lock(ws: Workspace) -> Path:
+def submission_lock(ws: Workspace) -> Path:
     return ws.submissions_dir / ".lock"
 
 
@@ -99,7 +99,7 @@ def write_submission(ws: Workspace, name: str, frame: pd.DataFrame, comp: Compet
     csv, meta = submission_paths(ws, name)
     validate_submission(frame, comp, csv)
     sidecar = {"name": name, "created": now_iso(), "versions": package_versions(), "leaderboard": {}, **sidecar}
-    with exclusive(_lock(ws)):
+    with exclusive(submission_lock(ws)):
         cleaned = tidy(ws, name)
         if csv.is_file():
             if not force:
@@ -118,25 +118,6 @@ def read_sidecar(ws: Workspace, name: str) -> dict:
         known = ", ".join(ws.submission_names()) or "none yet"
         raise DataError(f"submission {name!r} not found in {ws.submissions_dir} (submissions: {known})")
     return read_json(meta)
-
-
-def record_leaderboard(ws: Workspace, name: str, public: float | None, private: float | None) -> dict:
-    """Store leaderboard scores in the submission's sidecar (under the submissions lock); returns it."""
-    if public is None and private is None:
-        raise DataError("give --public and/or --private")
-    name = Path(name).stem if name.endswith((".csv", ".json")) else name
-    scores = {}
-    for key, value in (("public", public), ("private", private)):
-        if value is not None:
-            if not np.isfinite(value):
-                raise DataError(f"--{key} must be a finite number, got {value}")
-            scores[key] = float(value)
-    read_sidecar(ws, name)  # an unknown name fails before the lock file is made
-    with exclusive(_lock(ws)):
-        sidecar = read_sidecar(ws, name)
-        sidecar["leaderboard"] = {**(sidecar.get("leaderboard") or {}), **scores, "recorded": now_iso()}
-        write_json(sidecar, submission_paths(ws, name)[1])
-    return sidecar
 
 
 def read_submission_csv(path: Path, comp: Competition) -> pd.DataFrame:

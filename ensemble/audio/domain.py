@@ -5,7 +5,7 @@ rendered test-like clips (class 0) from real test / unlabeled clips (class 1); i
 cross-validated AUC says how far the simulation is from the test (0.5: indistinguishable). The same
 classifier gives density-ratio weights p/(1−p) that up-weight the test-like clips that look real
 (covariate-shift correction for blenders, calibrators and nested scores). Run on the runs' predictions
-instead of audio statistics (`ensemble.artifacts.testlike_set.check_predictions`), it asks whether the models see
+instead of audio statistics (`ensemble.commands.testlike.check_predictions`), it asks whether the models see
 the test-like clips as they see the test clips.
 """
 

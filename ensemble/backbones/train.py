@@ -205,7 +205,6 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     count). `validate(classifier)` returns a score where lower is better. On return the classifier holds
     the best epoch's weights (also in `checkpoint_dir/best`).
     """
-    import torch
     from safetensors.torch import load_file
 
     checkpoint_dir = Path(checkpoint_dir)

@@ -16,6 +16,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
+from ensemble.cli.config import merge_config, parse_folds, parse_params
 from ensemble.errors import EnsError
 
 app = typer.Typer(
@@ -128,7 +129,7 @@ def lb_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Record leaderboard scores for a submission (stored in its JSON sidecar)."""
-    from ensemble.artifacts.submission import record_leaderboard
+    from ensemble.commands.lb import record_leaderboard
     from ensemble.artifacts.workspace import Workspace
 
     sidecar = record_leaderboard(Workspace.resolve(workspace), Path(submission).stem, public, private)
@@ -152,15 +153,6 @@ def board_cmd(
         typer.echo(output, nl=not output.endswith("\n"))
     else:
         console().print(output)
-
-
-def _parse_folds(value: str | None) -> list[int] | None:
-    if not value:
-        return None
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        fail(f"--fold takes fold numbers separated by commas (e.g. 0,2), got {value!r}")
 
 
 @command("finetune")
@@ -190,11 +182,11 @@ def finetune_cmd(
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
-    values = dict(model=model, name=name, folds=folds, only_folds=_parse_folds(fold), epochs=epochs, lr=lr,
+    values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
                   device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
     if config is not None:
-        values = _merge_config(config, values, ctx)
+        values = merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
     check_name(opts.run_name, "run")  # options first, then the folder and its audio, then compute
     ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
@@ -207,32 +199,6 @@ def finetune_cmd(
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
     typer.echo(f"run {run.name}: CV {metrics['cv']['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}, "
                f"ONNX parity {parity:.2e} → {run.dir}")
-
-
-def _merge_config(path: Path, values: dict, ctx) -> dict:
-    """Options from a TOML file, overridden by options given on the command line."""
-    import tomllib
-
-    from ensemble.errors import ConfigError
-
-    try:
-        with open(path, "rb") as f:
-            stored = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    stored = {k.replace("-", "_"): v for k, v in stored.items()}
-    unknown = sorted(set(stored) - set(values))
-    if unknown:
-        raise ConfigError(f"{path}: unknown option {unknown[0]!r}; accepted: {', '.join(sorted(values))}")
-    merged = dict(values)
-    for key, value in stored.items():
-        param = {"only_folds": "fold", "freeze_feature_encoder": "freeze"}.get(key, key)
-        source = ctx.get_parameter_source(param)
-        if source is None or source.name != "COMMANDLINE":
-            merged[key] = value
-    return merged
 
 
 @command("oof")
@@ -261,20 +227,6 @@ def oof_cmd(
         typer.echo(f"{run} {name}: {change}")
 
 
-def _parse_params(items: list[str]) -> dict:
-    """`--param key=value` pairs; values parsed as JSON where they can be (numbers, lists, true/false)."""
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--param takes key=value, got {item!r}")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
-
-
 @command("stack")
 def stack_cmd(
     runs: Annotated[list[str], typer.Argument(help="Runs to blend (names in models/).")],
@@ -300,7 +252,7 @@ def stack_cmd(
     if name is not None:
         check_name(name, "submission")  # before any compute is spent
     ws, comp = _context(workspace, data)
-    params = _parse_params(param)
+    params = parse_params(param)
     with event_printer(console()) as show:
         done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
                          test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
@@ -382,7 +334,7 @@ def testlike_check_cmd(
     test (and unlabeled) clips on per-clip audio statistics (0.5: indistinguishable), the statistics
     that differ most, and a warning above the threshold; with RUNS, the same on the runs' predictions.
     Recorded in models/testlike.json."""
-    from ensemble.artifacts.testlike_set import check_predictions, check_testlike
+    from ensemble.commands.testlike import check_predictions, check_testlike
 
     ws, comp = _context(workspace, data)
     _show_domain_check(check_testlike(ws, comp, clips, seed), "statistic", "clips")
@@ -413,7 +365,7 @@ def testlike_export_cmd(
 ) -> None:
     """Write the workspace's test-like clips as WAV files (+ ids.csv) for models made outside ens; their
     predictions come back with `ens import NAME --test … --oof … --testlike PREDS.csv`."""
-    from ensemble.artifacts.testlike_set import export_testlike
+    from ensemble.commands.testlike import export_testlike
 
     ws, comp = _context(workspace, data)
     folder = export_testlike(ws, comp, out, rate, force)

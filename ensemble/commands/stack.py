@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ensemble.artifacts.competition import Competition
-from ensemble.artifacts.runs import MANIFEST_FILE, Run, load_run
+from ensemble.artifacts.runs import MANIFEST_FILE, Run, load_runs
 from ensemble.artifacts.submission import Written
 from ensemble.artifacts.testlike_set import load_domain_check
 from ensemble.artifacts.workspace import Workspace
@@ -16,16 +16,6 @@ from ensemble.stack.inputs import gather
 
 if TYPE_CHECKING:
     from ensemble.stack.pipeline import Comparison, StackResult
-
-
-def load_runs(ws: Workspace, run_names: list[str]) -> list[Run]:
-    """The named runs, each named once."""
-    if not run_names:
-        raise ConfigError("name at least one run to stack (see `ens board` for the runs there are)")
-    dup = sorted({n for n in run_names if run_names.count(n) > 1})
-    if dup:
-        raise ConfigError(f"run {dup[0]!r} is named twice")
-    return [load_run(ws, name) for name in run_names]
 
 
 def default_name(method: str, run_names: list[str]) -> str:

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.errors import ConfigError
 from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.probability import logit
 from ensemble.registry import Registry
