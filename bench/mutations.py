@@ -61,7 +61,7 @@ MUTATIONS = [
              ("tests/test_bad_inputs_data.py", "-k", "absolute")),
     Mutation("header-only CSVs accepted", "ensemble/artifacts/competition.py", "    if df.empty:\n", "    if False:\n",
              ("tests/test_bad_inputs_data.py", "-k", "header_only")),
-    Mutation("audio not checked before compute", "ensemble/audio/check.py", "    if problems:\n", "    if False:\n",
+    Mutation("audio not checked before compute", "ensemble/artifacts/audio_check.py", "    if problems:\n", "    if False:\n",
              ("tests/test_bad_inputs_data.py", "-k", "audio")),
     Mutation("ens.toml remembered before the folder validated", "ensemble/artifacts/competition.py",
              "comp = Competition.load(ws.data_dir(data, remember=False)).validate()",

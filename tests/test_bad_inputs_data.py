@@ -463,7 +463,7 @@ def test_runs_on_different_data_are_refused_pairwise(tmp_path: Path, workspace: 
 
 
 def test_audio_check_is_cached_by_size_and_mtime(tmp_path: Path, workspace: Path):
-    from ensemble.audio.check import CACHE_NAME, check_audio_files, competition_audio
+    from ensemble.artifacts.audio_check import CACHE_NAME, check_audio_files, competition_audio
     from ensemble.artifacts.competition import Competition
 
     comp = Competition.load(make_comp(tmp_path)).validate()

@@ -194,7 +194,7 @@ def open_competition(ws, data: Path | str | None = None, audio: tuple[str, ...] 
     `ens.toml` only once the folder validated, so a bad folder is never remembered."""
     comp = Competition.load(ws.data_dir(data, remember=False)).validate()
     if audio:
-        from ensemble.audio.check import check_competition_audio
+        from ensemble.artifacts.audio_check import check_competition_audio
 
         check_competition_audio(ws, comp, audio)
     if data is not None:

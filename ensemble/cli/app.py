@@ -216,7 +216,7 @@ def oof_cmd(
 
     if split != "all" and split not in SPLITS:
         fail(f"--split must be one of all, {', '.join(SPLITS)}; got {split!r}")
-    from ensemble.audio.check import audio_splits
+    from ensemble.artifacts.audio_check import audio_splits
 
     splits = SPLITS if split == "all" else (split,)
     ws, comp = _context(workspace, data, audio=audio_splits(splits))

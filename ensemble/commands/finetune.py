@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble.audio.check import check_competition_audio
+from ensemble.artifacts.audio_check import check_competition_audio
 from ensemble.artifacts.competition import Competition
 from ensemble.errors import ConfigError, ExistsError
 from ensemble.artifacts.folds import ensure_folds, folds_fingerprint

@@ -40,7 +40,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     if manifest.get("kind") != "finetune":
         raise ContractError(f"run {name!r} has no ONNX folds to run (its kind is {manifest.get('kind', '?')!r}; "
                             "only runs made by `ens finetune` have them)")
-    from ensemble.audio.check import audio_splits, check_competition_audio
+    from ensemble.artifacts.audio_check import audio_splits, check_competition_audio
 
     check_competition_audio(ws, comp, audio_splits(splits), progress=emit)
     folds = load_folds(ws)
