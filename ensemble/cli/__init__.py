@@ -1,5 +1,5 @@
 """The `ens` command line."""
 
-from ensemble.cli.app import app
+from ensemble.cli.app import app, main
 
-__all__ = ["app"]
+__all__ = ["app", "main"]

@@ -35,6 +35,8 @@ def event_printer(console) -> Iterator[Callable[[dict], None]]:
     def show(event: dict) -> None:
         nonlocal started
         if "done" in event and "total" in event:
+            if not console.is_terminal:  # a log file gets the milestone lines, not bar redraws
+                return
             if not started:  # the live display starts with the first bar, so early errors print cleanly
                 bars.start()
                 started = True
