@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from ensemble import testlike_fit
+from ensemble.audio import testlike_fit
 from ensemble.audio import nuisance
 from ensemble.audio.generator import GeneratorParams
 from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats, stats_matrix
