@@ -427,6 +427,75 @@ def testlike_export_cmd(
     typer.echo(f"wrote {len(list(folder.glob('*.wav')))} test-like clips at {rate} Hz and ids.csv → {folder}")
 
 
+@command("export")
+def export_cmd(
+    submission: Annotated[str, typer.Argument(help="Submission name (in submissions/) to export.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="ONNX file to write (default: exports/<submission>.onnx in the workspace).")] = None,
+    quantize: Annotated[str, typer.Option("--quantize", help="none, or int8: dynamic int8 MatMul weights, kept only if the score check allows.")] = "none",
+    max_score_change: Annotated[float, typer.Option("--max-score-change", help="With --quantize int8: refuse when the score on train clips worsens by more.")] = 0.002,
+    check_rows: Annotated[int, typer.Option("--check-rows", help="With --quantize int8: train clips the score check predicts.")] = 2000,
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Export a submission's whole chain (fold models, pooling, blend, calibration, prior) as one ONNX file."""
+    from ensemble.export.build import export_submission
+    from ensemble.progress import event_printer
+    from ensemble.workspace import Workspace
+
+    ws = Workspace.resolve(workspace)
+    comp = _context(workspace, data, audio=("train",))[1] if quantize == "int8" else None
+    target = out if out is not None else ws.root / "exports" / f"{submission}.onnx"
+    with event_printer(console()) as show:
+        done = export_submission(ws, submission, target, quantize=quantize, force=force, comp=comp,
+                                 max_score_change=max_score_change, check_rows=check_rows, progress=show)
+    typer.echo(f"wrote {done.path} ({done.bytes / 1e6:.1f} MB): runs {', '.join(done.runs)}, {done.folds} fold graphs")
+    if done.score_check:
+        c = done.score_check
+        typer.echo(f"int8 score check on {c['rows']} train clips: fp32 {c['fp32']:.5f}, int8 {c['int8']:.5f} "
+                   f"(change {c['change']:+.5f}, limit {c['max_change']}); clips/s fp32 {c['fp32_clips_per_s']:.1f}, "
+                   f"int8 {c['int8_clips_per_s']:.1f}; size {c['fp32_bytes'] / 1e6:.1f} → {c['int8_bytes'] / 1e6:.1f} MB")
+
+
+@command("predict")
+def predict_cmd(
+    model: Annotated[Path, typer.Argument(help="ONNX file written by `ens export`.")],
+    audio: Annotated[Optional[list[Path]], typer.Argument(help="Audio files to predict (or --data DIR --split test).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Competition folder whose split to predict.")] = None,
+    split: Annotated[str, typer.Option("--split", help="With --data: test or train.")] = "test",
+    out: Annotated[Path, typer.Option("--out", help="CSV to write (id + label columns; submission order with --data).")] = Path("preds.csv"),
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips of one length per ONNX Runtime call.")] = 8,
+    force: ForceOpt = False,
+) -> None:
+    """Predict audio with an exported submission in ONNX Runtime alone (no torch)."""
+    from ensemble.export.predict import load, predict_files
+    from ensemble.io import write_csv
+    from ensemble.progress import event_printer
+
+    if bool(audio) == (data is not None):
+        fail("give audio files or --data DIR (not both, not neither)")
+    if split not in ("test", "train"):
+        fail(f"--split must be test or train; got {split!r}")
+    if out.exists() and not force:
+        fail(f"{out} exists; pass --force to overwrite it")
+    ens_model = load(model)
+    if data is not None:
+        from ensemble.competition import Competition
+
+        comp = Competition.load(data)
+        frame = comp.test.set_index(comp.test["id"]).loc[comp.test_ids] if split == "test" else comp.train
+        ids, paths = frame["id"].astype(str).tolist(), [comp.audio_path(p) for p in frame["path"]]
+    else:
+        ids, paths = [str(p) for p in audio], list(audio)
+        missing = [str(p) for p in paths if not Path(p).is_file()]
+        if missing:
+            fail(f"audio file {missing[0]} not found" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    with event_printer(console()) as show:
+        frame = predict_files(ens_model, ids, paths, batch_size, progress=show)
+    write_csv(frame, out)
+    typer.echo(f"wrote {len(frame)} predictions → {out}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,221 @@
+"""`ens export`: a submission's sidecar + its runs' fold graphs → one ONNX file.
+
+The sidecar is the source: its `recipe.state` (exact fitted blend and calibrators, written by `ens
+stack`), `recipe.prior` and `recipe.runs` (each run's run.json hash at stacking time). A run whose
+run.json or fold ONNX changed since is refused: the export would not be the submission. Fold paths
+come from untrusted run.json files and must stay inside their run folder.
+
+`quantize="int8"`: each fold graph goes through ONNX Runtime dynamic quantization (MatMul only, int8
+weights); the fp32 and int8 models then predict the same labelled train clips, and the export is
+refused when the competition score worsens by more than `max_score_change`. Every fold model has seen
+most of those clips, so the scores are optimistic; their *difference* is what the check decides on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ensemble.errors import ConfigError, ContractError, DataError
+from ensemble.export.graph import RunGraphs, build_model, metadata_json, preprocessing
+
+FORMAT_VERSION = "1"
+QUANTIZE = ("none", "int8")
+
+
+@dataclass
+class Exported:
+    """What `export_submission` wrote and measured."""
+
+    path: Path
+    runs: list[str]
+    folds: int
+    bytes: int
+    score_check: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _inside(base: Path, relative: str, what: str) -> Path:
+    """`base / relative`, refused when it escapes `base` (symlinks resolved)."""
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise ContractError(f"{what}: path {relative!r} leaves {base}")
+    return path
+
+
+def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tmp: Path) -> tuple[list[RunGraphs], int, dict]:
+    """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
+    import onnx
+
+    from ensemble.backbones.onnx_export import read_metadata
+    from ensemble.io import file_sha256
+    from ensemble.runs import MANIFEST_FILE, load_run
+
+    runs, rates, hashes = [], set(), {}
+    for entry in recipe.get("runs") or []:
+        run = load_run(ws, str(entry.get("run")))
+        manifest_path = run.dir / MANIFEST_FILE
+        if file_sha256(manifest_path) != entry.get("manifest_sha256"):
+            raise ContractError(f"{manifest_path} changed since submission {sidecar_path.stem!r} was stacked "
+                                "(re-predicted or re-trained?); stack again, then export")
+        if run.manifest.get("kind") != "finetune" or not run.manifest.get("folds"):
+            raise ContractError(f"run {run.name!r} has no ONNX folds (kind {run.manifest.get('kind', '?')!r}); "
+                                "only submissions made of `ens finetune` runs can be exported")
+        folds, normalize, mask = [], None, None
+        for info in run.manifest["folds"]:
+            onnx_info = info.get("onnx") or {}
+            path = _inside(run.dir, str(onnx_info.get("path", "")), str(manifest_path))
+            if not path.is_file():
+                raise DataError(f"{path}: fold ONNX file missing")
+            digest = file_sha256(path)
+            if digest != onnx_info.get("sha256"):
+                raise ContractError(f"{path}: SHA-256 differs from the one {manifest_path} records")
+            hashes[f"{run.name}/{onnx_info['path']}"] = digest
+            meta = read_metadata(path)
+            pre = json.loads(meta.get("preprocessor", "{}"))
+            normalize, mask = preprocessing(pre, str(path))
+            rate = int(pre.get("sampling_rate", 0))
+            rates.add(rate)
+            if quantize == "int8":
+                path = _quantized(path, tmp / f"{run.name}_{len(folds)}.onnx")
+            folds.append(onnx.load(str(path)))
+        hashes[f"{run.name}/{MANIFEST_FILE}"] = entry["manifest_sha256"]
+        seconds = float(run.manifest["options"]["max_seconds"])
+        from ensemble.fold_job import HOP_FRACTION
+
+        n = int(round(seconds * rate))
+        runs.append(RunGraphs(run.name, folds, n, max(1, int(n * HOP_FRACTION)), bool(normalize), bool(mask),
+                              list(run.manifest["labels"])))
+    if not runs:
+        raise ContractError(f"{sidecar_path}: recipe names no runs")
+    if len(rates) != 1:
+        raise ContractError(f"runs of submission {sidecar_path.stem!r} take different sampling rates {sorted(rates)}; "
+                            "one graph input takes one rate")
+    return runs, rates.pop(), hashes
+
+
+def _quantized(path: Path, out: Path) -> Path:
+    """ONNX Runtime dynamic quantization of MatMul weights to int8."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(path), str(out), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    return out
+
+
+def _metadata(name: str, sidecar: dict, labels: list[str], rate: int, runs: list[RunGraphs], hashes: dict,
+              quantize: str) -> dict[str, str]:
+    from ensemble import __version__
+
+    recipe = {k: v for k, v in sidecar["recipe"].items() if k != "state"}
+    return {"ens_export_format": FORMAT_VERSION, "ens_version": __version__, "submission": name,
+            "labels": metadata_json(labels), "sampling_rate": str(rate),
+            "windows": metadata_json({r.name: {"n": r.n, "hop": r.hop, "folds": len(r.folds)} for r in runs}),
+            "recipe": metadata_json(recipe), "sha256": metadata_json(hashes), "quantize": quantize}
+
+
+def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, list[RunGraphs], dict]:
+    """The ONNX model of submission `name` (not written), its runs and metadata."""
+    from ensemble.io import file_sha256
+    from ensemble.submission import read_sidecar, submission_paths
+
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}; got {quantize!r}")
+    csv, sidecar_path = submission_paths(ws, name)
+    sidecar = read_sidecar(ws, name)
+    recipe = sidecar.get("recipe") if isinstance(sidecar, dict) else None
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("state"), dict):
+        raise ContractError(f"{sidecar_path}: no recipe.state (the fitted blend); it was stacked by an older ens — "
+                            "stack it again to export it")
+    labels = list(recipe.get("labels") or [])
+    with tempfile.TemporaryDirectory(prefix="ens-export-") as tmp:
+        runs, rate, hashes = _load_runs(ws, recipe, sidecar_path, quantize, Path(tmp))
+        for run in runs:
+            if run.labels != labels:
+                raise ContractError(f"run {run.name!r} has labels {run.labels}; submission {name!r} has {labels}")
+        hashes["sidecar"] = file_sha256(sidecar_path)
+        hashes["submission_csv"] = file_sha256(csv)
+        metadata = _metadata(name, sidecar, labels, rate, runs, hashes, quantize)
+        model = build_model(runs, recipe["state"], recipe.get("prior"), labels, metadata)
+    return model, runs, metadata
+
+
+def save_model(model: Any, path: Path) -> int:
+    """Write `model` atomically (weights in `<file>.data` beside it when over protobuf's 2 GB)."""
+    import onnx
+
+    from ensemble.io import atomic_path
+
+    path = Path(path)
+    big = model.ByteSize() >= 2**31 - 2**24
+    with atomic_path(path) as tmp:
+        if big:
+            onnx.save_model(model, str(tmp), save_as_external_data=True, location=f"{path.name}.data")
+            os.replace(tmp.parent / f"{path.name}.data", path.with_name(f"{path.name}.data"))
+        else:
+            onnx.save_model(model, str(tmp))
+    return path.stat().st_size
+
+
+def quantization_check(ws, comp, fp32: Path, int8: Path, rows: int, seed: int,
+                       progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Competition score of the fp32 and int8 models on `rows` seeded train clips (labels known)."""
+    from ensemble.export.predict import load
+    from ensemble.metric import MetricError, competition_score
+
+    train = comp.train
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.permutation(len(train))[: max(1, rows)])
+    y = comp.targets[pick]
+    paths = [comp.audio_path(p) for p in train["path"].to_numpy()[pick]]
+    out: dict[str, Any] = {"rows": int(len(pick))}
+    for key, model_path in (("fp32", fp32), ("int8", int8)):
+        model = load(model_path)
+        waves = model.load_audio(paths)
+        emit = (lambda d, t, k=key: progress({"stage": f"score check {k}", "done": d, "total": t})) if progress else None
+        p = model.predict(waves, progress=emit)
+        try:
+            out[key] = competition_score(y, p, comp.labels).score
+        except MetricError as err:
+            raise DataError(f"score check on {len(pick)} train clips failed: {err}; use more rows") from err
+        out[f"{key}_clips_per_s"] = model.last_clips_per_s
+    out["change"] = out["int8"] - out["fp32"]
+    return out
+
+
+def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force: bool = False,
+                      comp=None, max_score_change: float = 0.002, check_rows: int = 2000, seed: int = 0,
+                      progress: Callable[[dict], None] | None = None) -> Exported:
+    """Write submission `name` as one ONNX file at `out`; int8 only when the score check allows it."""
+    from ensemble.errors import ExistsError
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise ExistsError(f"{out} exists; pass --force to overwrite it")
+    if quantize == "none":
+        model, runs, _ = build_submission_model(ws, name)
+        size = save_model(model, out)
+        return Exported(out, [r.name for r in runs], sum(len(r.folds) for r in runs), size)
+    if comp is None:
+        raise ConfigError("--quantize int8 needs the competition folder (--data) for its score check")
+    model_q, runs, _ = build_submission_model(ws, name, quantize)
+    model_f, _, _ = build_submission_model(ws, name)
+    with tempfile.TemporaryDirectory(prefix="ens-export-", dir=out.parent if out.parent.exists() else None) as tmp:
+        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        save_model(model_f, fp32)
+        save_model(model_q, int8)
+        check = quantization_check(ws, comp, fp32, int8, check_rows, seed, progress)
+        check["max_change"] = max_score_change
+        check["fp32_bytes"], check["int8_bytes"] = fp32.stat().st_size, int8.stat().st_size
+        if check["change"] > max_score_change:
+            raise ContractError(f"int8 worsens the score on {check['rows']} train clips by {check['change']:+.5f} "
+                                f"(fp32 {check['fp32']:.5f}, int8 {check['int8']:.5f}) > {max_score_change}; "
+                                "export without --quantize (or raise --max-score-change)")
+        model_q.metadata_props.add(key="quantization_check", value=metadata_json(check))
+        size = save_model(model_q, out)
+    return Exported(out, [r.name for r in runs], sum(len(r.folds) for r in runs), size, check)

@@ -1,0 +1,176 @@
+"""One ONNX model from raw waveforms to a submission's probabilities.
+
+Input `waves` `(batch, time)` float32 at the runs' sampling rate, every row a whole clip of the same
+length (`ensemble.export.predict` groups clips by length; a padded batch would change the windows).
+Per run, inside the graph, exactly as `ensemble.inference.predict_clips` does in numpy:
+
+1. pad a clip shorter than the window at the end; cut `n`-sample windows every `hop` samples, the
+   last one aligned to the clip's end (`ensemble.audio.clip.windows`);
+2. the extractor's zero-mean unit-variance normalisation per window (Wav2Vec2-style extractors;
+   `raw` models normalise inside themselves); other extractors (AST's filter banks) are refused;
+3. every fold model (its graph copied in under a prefix), window logits (eps 1e-7) averaged, sigmoid;
+4. folds aggregated by the mean of their logits (`stack_inputs.mean_of_logits`).
+
+Then the blend, the calibrators and the prior shift (`ensemble.export.blend_ops`, float64).
+Output `probabilities` `(batch, labels)` float64.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ensemble.errors import ContractError
+from ensemble.export.blend_ops import blend, calibrate_all
+from ensemble.export.ops import DOUBLE, FLOAT, INT64, LOGIT_EPS, Graph, prior_shift
+
+INPUT, OUTPUT = "waves", "probabilities"
+WINDOW_EPS = 1e-7  # ensemble.inference._EPS
+NORM_EPS = 1e-7    # transformers' zero_mean_unit_var_norm
+
+
+@dataclass
+class RunGraphs:
+    """One run's fold graphs and how its clips are windowed and normalised."""
+
+    name: str
+    folds: list[Any]           # onnx.ModelProto per fold, in the order of the run's manifest
+    n: int                     # window length in samples
+    hop: int
+    normalize: bool            # zero-mean unit-variance per window before the model
+    takes_mask: bool
+    labels: list[str] = field(default_factory=list)
+
+
+def preprocessing(pre: dict[str, Any], where: str) -> tuple[bool, bool]:
+    """(normalize, takes_mask) for a fold's `preprocessor` metadata; refuses what the graph cannot do."""
+    kind, cls = pre.get("kind"), pre.get("extractor_class")
+    if kind == "raw":
+        return False, bool(pre.get("takes_attention_mask"))
+    if kind == "hf" and cls == "Wav2Vec2FeatureExtractor":
+        return bool((pre.get("extractor_config") or {}).get("do_normalize", True)), bool(pre.get("takes_attention_mask"))
+    raise ContractError(f"{where}: feature extractor {cls or kind!r} has no ONNX export (only raw waveforms and "
+                        "Wav2Vec2FeatureExtractor normalisation are built into the graph)")
+
+
+def _windows(g: Graph, waves: str, n: int, hop: int) -> tuple[str, str]:
+    """`(batch·windows, n)` float32 windows of equal-length clips, and `[batch, -1]` for pooling."""
+    shape = g.op("Shape", waves)
+    t = g.op("Slice", shape, g.const([1], np.int64), g.const([2], np.int64))        # [T]
+    pad = g.op("Max", g.op("Sub", g.const([n], np.int64), t), g.const([0], np.int64))
+    pads = g.op("Concat", g.const([0, 0, 0], np.int64), pad, axis=0)
+    x = g.op("Pad", waves, pads, mode="constant")                                  # (B, max(T, n))
+    last = g.op("Sub", g.op("Max", t, g.const([n], np.int64)), g.const([n], np.int64))
+    last_s = g.op("Squeeze", last, g.axes(0))
+    starts = g.op("Concat", g.op("Range", g.const(0, np.int64), last_s, g.const(hop, np.int64)), last, axis=0)
+    index = g.op("Add", g.op("Unsqueeze", starts, g.axes(1)), g.const(np.arange(n)[None], np.int64))  # (W, n)
+    windows = g.op("Gather", x, index, axis=1)                                     # (B, W, n)
+    flat = g.op("Reshape", windows, g.const([-1, n], np.int64))
+    batch = g.op("Slice", shape, g.const([0], np.int64), g.const([1], np.int64))
+    return flat, batch
+
+
+def _normalize(g: Graph, flat: str) -> str:
+    """(x − mean) / sqrt(var + 1e-7) per window, computed in float64, back to float32."""
+    d = g.op("Cast", flat, to=DOUBLE)
+    centred = g.op("Sub", d, g.op("ReduceMean", d, g.axes(1), keepdims=1))
+    var = g.op("ReduceMean", g.op("Mul", centred, centred), g.axes(1), keepdims=1)
+    return g.op("Cast", g.op("Div", centred, g.op("Sqrt", g.op("Add", var, g.const(NORM_EPS)))), to=FLOAT)
+
+
+def _run(g: Graph, run: RunGraphs, r: int, subgraphs: list) -> str:
+    """One run's clip probabilities `(batch, labels)` float64 (windows and folds pooled)."""
+    import onnx.compose
+    from onnx import helper
+
+    flat, batch = _windows(g, INPUT, run.n, run.hop)
+    values = _normalize(g, flat) if run.normalize else flat
+    mask = g.op("ConstantOfShape", g.op("Shape", flat), value=helper.make_tensor("one", INT64, [1], [1])) \
+        if run.takes_mask else None
+    pool_shape = g.op("Concat", batch, g.const([-1, len(run.labels)], np.int64), axis=0)
+    fold_probs = []
+    for k, model in enumerate(run.folds):
+        sub = onnx.compose.add_prefix(model, f"r{r}f{k}_")
+        subgraphs.append(sub)
+        feeds = {"input_values": values, "attention_mask": mask}
+        for inp in sub.graph.input:
+            source = feeds.get(inp.name[len(f"r{r}f{k}_"):])
+            if source is None:
+                raise ContractError(f"run {run.name!r} fold graph {k} takes input {inp.name!r}; "
+                                    "only input_values and attention_mask can be fed")
+            g.nodes.append(helper.make_node("Identity", [source], [inp.name], name=f"feed_{inp.name}"))
+        probs = g.op("Cast", sub.graph.output[0].name, to=DOUBLE)                  # (B·W, labels)
+        z = g.op("Reshape", g.logit(probs, WINDOW_EPS), pool_shape)                 # (B, W, labels)
+        fold_probs.append(g.sigmoid(g.op("ReduceMean", z, g.axes(1), keepdims=0)))
+    if len(fold_probs) == 1:
+        return fold_probs[0]
+    stacked = g.op("Concat", *[g.op("Unsqueeze", p, g.axes(1)) for p in fold_probs], axis=1)
+    return g.sigmoid(g.op("ReduceMean", g.logit(stacked, LOGIT_EPS), g.axes(1), keepdims=0))
+
+
+def build_model(runs: list[RunGraphs], state: dict[str, Any], prior: dict[str, Any] | None, labels: list[str],
+                metadata: dict[str, str]) -> Any:
+    """The whole chain as one `onnx.ModelProto` (checked), with `metadata` as metadata_props."""
+    import onnx
+    from onnx import helper
+
+    opset = max(o.version for run in runs for m in run.folds for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    g, subgraphs = Graph(), []
+    per_run = [_run(g, run, r, subgraphs) for r, run in enumerate(runs)]
+    P = g.op("Concat", *[g.op("Unsqueeze", p, g.axes(1)) for p in per_run], axis=1)  # (B, runs, labels)
+    S = blend(g, P, state["blender"], opset, subgraphs)
+    S = calibrate_all(g, S, state.get("calibrators") or [], len(labels))
+    out = prior_shift(g, S, prior)
+    g.nodes.append(helper.make_node("Identity", [out], [OUTPUT], name="ens_output"))
+    nodes, inits, functions = [], [], []
+    for sub in subgraphs:
+        nodes.extend(sub.graph.node)
+        inits.extend(sub.graph.initializer)
+        functions.extend(sub.functions)
+    graph = helper.make_graph(
+        _topological(nodes + g.nodes, {INPUT} | {i.name for i in inits + g.initializers}), "ens_submission",
+        [helper.make_tensor_value_info(INPUT, FLOAT, ["batch", "time"])],
+        [helper.make_tensor_value_info(OUTPUT, DOUBLE, ["batch", len(labels)])],
+        initializer=inits + g.initializers)
+    imports = {"": opset}
+    for sub in subgraphs:
+        for o in sub.opset_import:
+            imports[o.domain] = max(imports.get(o.domain, 0), o.version)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in imports.items()],
+                              functions=functions, producer_name="ens")
+    model.ir_version = max(m.ir_version for run in runs for m in run.folds)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    if model.ByteSize() < 2**31 - 2**24:
+        onnx.checker.check_model(model)
+    return model
+
+
+def _topological(nodes: list[Any], available: set[str]) -> list[Any]:
+    """Nodes ordered so each comes after the producers of its inputs (ONNX requires it)."""
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+    order, state = [], [0] * len(nodes)  # 0 new, 1 visiting, 2 done
+    for root in range(len(nodes)):
+        stack = [(root, False)]
+        while stack:
+            i, expanded = stack.pop()
+            if state[i] == 2:
+                continue
+            if expanded:
+                state[i] = 2
+                order.append(nodes[i])
+                continue
+            state[i] = 1
+            stack.append((i, True))
+            for name in nodes[i].input:
+                j = producer.get(name)
+                if name and name not in available and j is not None and state[j] == 0:
+                    stack.append((j, False))
+    return order
+
+
+def metadata_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
