@@ -69,7 +69,7 @@ def _lightgbm_graph(text: str, n_features: int, opset: int) -> Any:
     if booster.num_feature() != n_features:
         raise ContractError(f"LightGBM model has {booster.num_feature()} features; the blend gives {n_features}")
     return convert_lightgbm(booster, initial_types=[("input", FloatTensorType([None, n_features]))],
-                            zipmap=False, target_opset={"": opset, "ai.onnx.ml": 3})
+                            zipmap=False, target_opset=min(opset, 15))
 
 
 def _lgbm(g: Graph, P: str, state: dict[str, Any], opset: int, subgraphs: list) -> str:
