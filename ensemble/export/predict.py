@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,7 +42,6 @@ class ExportedEnsemble:
         self.labels: list[str] = json.loads(self.metadata["labels"])
         self.sampling_rate = int(self.metadata["sampling_rate"])
         self.recipe = json.loads(self.metadata.get("recipe", "{}"))
-        self.last_clips_per_s = float("nan")
 
     def load_audio(self, paths: Sequence[Path | str]) -> list[np.ndarray]:
         """Decode files to mono float32 at the model's rate (DataError names a bad file)."""
@@ -65,8 +63,7 @@ class ExportedEnsemble:
             clips.append(w)
         out = np.empty((len(clips), len(self.labels)), dtype=np.float64)
         order = sorted(range(len(clips)), key=lambda i: clips[i].size)
-        start, done = time.perf_counter(), 0
-        i = 0
+        done, i = 0, 0
         while i < len(order):
             size = clips[order[i]].size
             group = [order[i]]
@@ -77,7 +74,6 @@ class ExportedEnsemble:
             done += len(group)
             if progress is not None:
                 progress(done, len(clips))
-        self.last_clips_per_s = len(clips) / max(time.perf_counter() - start, 1e-9)
         return out
 
 
