@@ -81,6 +81,36 @@ def _normalize(g: Graph, flat: str) -> str:
     return g.op("Cast", g.op("Div", centred, g.op("Sqrt", g.op("Add", var, g.const(NORM_EPS)))), to=FLOAT)
 
 
+def drop_softmax_nan_checks(model: Any) -> int:
+    """Remove the exporter's `Where(IsNaN(softmax), 0, softmax)` after every Softmax (in place).
+
+    The check zeroes rows that are fully masked; in the exported chain every window is whole and the
+    attention mask (where a family takes one) is all ones, so no row is masked and no Softmax row can
+    be NaN unless its input already is. Returns how many checks were removed.
+    """
+    nodes = list(model.graph.node)
+    softmax = {n.output[0] for n in nodes if n.op_type == "Softmax"}
+    isnan = {n.output[0]: n.input[0] for n in nodes if n.op_type == "IsNaN" and n.input[0] in softmax}
+    rename, dropped = {}, set()
+    for n in nodes:
+        if n.op_type == "Where" and len(n.input) == 3 and n.input[0] in isnan and n.input[2] == isnan[n.input[0]]:
+            rename[n.output[0]] = n.input[2]
+            dropped.add(id(n))
+    graph_outputs = {o.name for o in model.graph.output}
+    if not rename or rename.keys() & graph_outputs:
+        return 0
+    kept = [n for n in nodes if id(n) not in dropped]
+    used = {i for n in kept for i in n.input}
+    kept = [n for n in kept if not (n.op_type == "IsNaN" and n.output[0] not in used)]
+    for n in kept:
+        for k, name in enumerate(n.input):
+            if name in rename:
+                n.input[k] = rename[name]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return len(rename)
+
+
 def _run(g: Graph, run: RunGraphs, r: int, subgraphs: list) -> str:
     """One run's clip probabilities `(batch, labels)` float64 (windows and folds pooled)."""
     import onnx.compose
@@ -93,7 +123,10 @@ def _run(g: Graph, run: RunGraphs, r: int, subgraphs: list) -> str:
     pool_shape = g.op("Concat", batch, g.const([-1, len(run.labels)], np.int64), axis=0)
     fold_probs = []
     for k, model in enumerate(run.folds):
-        sub = onnx.compose.add_prefix(model, f"r{r}f{k}_")
+        lean = onnx.ModelProto()
+        lean.CopyFrom(model)
+        drop_softmax_nan_checks(lean)
+        sub = onnx.compose.add_prefix(lean, f"r{r}f{k}_")
         subgraphs.append(sub)
         feeds = {"input_values": values, "attention_mask": mask}
         for inp in sub.graph.input:
