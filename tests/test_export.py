@@ -197,3 +197,56 @@ def test_bad_inputs_give_one_line_naming_the_file(built, tmp_path):
     sidecar.write_text(json.dumps(meta))
     _one_error_line(ens("export", "bad", "-w", ws, "--out", tmp_path / "x.onnx"), "leaves")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def _run_ops(build, x: np.ndarray) -> np.ndarray:
+    """Build ops on one float64 input `x` with `build(graph, name) -> output name`; run it in ONNX Runtime."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    from ensemble.export.ops import DOUBLE, Graph
+
+    g = Graph()
+    out = build(g, "x")
+    g.nodes.append(helper.make_node("Identity", [out], ["y"]))
+    graph = helper.make_graph(g.nodes, "t", [helper.make_tensor_value_info("x", DOUBLE, list(x.shape))],
+                              [helper.make_tensor_value_info("y", DOUBLE, None)], initializer=g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["y"], {"x": x})[0]
+
+
+@pytest.mark.parametrize("kind", ["temperature", "platt", "beta", "isotonic"])
+def test_calibrator_ops_match_numpy_at_the_edges(kind):
+    """Values at, between and beyond isotonic thresholds, exact 0 and 1, ties."""
+    from ensemble.export.ops import calibrate
+    from ensemble.export.state import calibrator_state
+    from ensemble.stack.calibration import make_calibrator
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300).astype(float)
+    p = np.clip(0.3 * y + 0.7 * rng.random(300), 0, 1)
+    p[:4] = [0.0, 1.0, 0.5, 0.5]
+    cal = make_calibrator(kind).fit(p, y)
+    probe = np.concatenate([p, [0.0, 1.0, 1e-15, 1 - 1e-15, 0.25, 0.75], np.linspace(0, 1, 101)])
+    if kind == "isotonic":  # exactly on the thresholds, and just beside them
+        from scipy.special import expit
+
+        t = np.asarray(cal.iso_.X_thresholds_)
+        probe = np.concatenate([probe, expit(t), expit(t + 1e-9), expit(t - 1e-9)])
+    got = _run_ops(lambda g, x: calibrate(g, x, calibrator_state(cal)), probe)
+    np.testing.assert_allclose(got, cal.predict(probe), rtol=0, atol=1e-9)
+
+
+def test_rank_ops_match_the_ecdf_with_ties():
+    from ensemble.export.blend_ops import blend
+    from ensemble.export.state import blender_state
+    from ensemble.stack.base import make_blender
+
+    rng = np.random.default_rng(2)
+    P = np.round(rng.random((50, 3, 2)), 1)  # many ties
+    blender = make_blender("rank").fit(P)
+    probe = np.concatenate([P[:10], np.round(rng.random((10, 3, 2)), 2), np.zeros((1, 3, 2)), np.ones((1, 3, 2))])
+    got = _run_ops(lambda g, x: blend(g, x, blender_state(blender), 20, []), probe)
+    np.testing.assert_allclose(got, blender.predict(probe), rtol=0, atol=1e-12)

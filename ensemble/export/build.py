@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,7 +38,6 @@ class Exported:
     folds: int
     bytes: int
     score_check: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _inside(base: Path, relative: str, what: str) -> Path:
@@ -59,6 +58,8 @@ def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tm
 
     runs, rates, hashes = [], set(), {}
     for entry in recipe.get("runs") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("run"), str):
+            raise ContractError(f"{sidecar_path}: recipe.runs holds {entry!r}; expected {{'run': NAME, 'manifest_sha256': …}}")
         run = load_run(ws, str(entry.get("run")))
         manifest_path = run.dir / MANIFEST_FILE
         if file_sha256(manifest_path) != entry.get("manifest_sha256"):
