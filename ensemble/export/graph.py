@@ -30,6 +30,7 @@ from ensemble.export.ops import DOUBLE, FLOAT, INT64, LOGIT_EPS, Graph, prior_sh
 INPUT, OUTPUT = "waves", "probabilities"
 WINDOW_EPS = 1e-7  # ensemble.inference._EPS
 NORM_EPS = 1e-7    # transformers' zero_mean_unit_var_norm
+MIN_OPSET = 18     # Reduce* ops take their axes as an input from opset 18 on
 
 
 @dataclass
@@ -151,6 +152,10 @@ def build_model(runs: list[RunGraphs], state: dict[str, Any], prior: dict[str, A
     from onnx import helper
 
     opset = max(o.version for run in runs for m in run.folds for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    low = min(o.version for run in runs for m in run.folds for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    if low < MIN_OPSET or low != opset:
+        raise ContractError(f"fold graphs use opsets {low}–{opset}; the export needs one opset ≥ {MIN_OPSET} "
+                            "(re-run `ens finetune` with this version to re-export them)")
     g, subgraphs = Graph(), []
     per_run = [_run(g, run, r, subgraphs) for r, run in enumerate(runs)]
     P = g.op("Concat", *[g.op("Unsqueeze", p, g.axes(1)) for p in per_run], axis=1)  # (B, runs, labels)
