@@ -13,6 +13,7 @@ most of those clips, so the scores are optimistic; their *difference* is what th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -52,7 +53,7 @@ def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tm
     """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
     import onnx
 
-    from ensemble.backbones.onnx_export import read_metadata
+    from ensemble.fold_job import HOP_FRACTION
     from ensemble.io import file_sha256
     from ensemble.runs import MANIFEST_FILE, load_run
 
@@ -65,33 +66,41 @@ def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tm
         if file_sha256(manifest_path) != entry.get("manifest_sha256"):
             raise ContractError(f"{manifest_path} changed since submission {sidecar_path.stem!r} was stacked "
                                 "(re-predicted or re-trained?); stack again, then export")
-        if run.manifest.get("kind") != "finetune" or not run.manifest.get("folds"):
+        if run.manifest.get("kind") != "finetune" or not isinstance(run.manifest.get("folds"), list) or not run.manifest["folds"]:
             raise ContractError(f"run {run.name!r} has no ONNX folds (kind {run.manifest.get('kind', '?')!r}); "
                                 "only submissions made of `ens finetune` runs can be exported")
-        folds, normalize, mask = [], None, None
+        folds, normalize, mask, rate = [], False, False, 0
         for info in run.manifest["folds"]:
-            onnx_info = info.get("onnx") or {}
-            path = _inside(run.dir, str(onnx_info.get("path", "")), str(manifest_path))
+            onnx_info = info.get("onnx") if isinstance(info, dict) else None
+            if not isinstance(onnx_info, dict) or not isinstance(onnx_info.get("path"), str):
+                raise ContractError(f"{manifest_path}: a fold entry has no onnx.path")
+            path = _inside(run.dir, onnx_info["path"], str(manifest_path))
             if not path.is_file():
                 raise DataError(f"{path}: fold ONNX file missing")
-            digest = file_sha256(path)
+            data = path.read_bytes()  # hashed and parsed from the same bytes
+            digest = hashlib.sha256(data).hexdigest()
             if digest != onnx_info.get("sha256"):
                 raise ContractError(f"{path}: SHA-256 differs from the one {manifest_path} records")
             hashes[f"{run.name}/{onnx_info['path']}"] = digest
-            meta = read_metadata(path)
-            pre = json.loads(meta.get("preprocessor", "{}"))
+            try:
+                model = onnx.load_from_string(data)
+                pre = json.loads({p.key: p.value for p in model.metadata_props}.get("preprocessor", "{}"))
+            except Exception as err:  # protobuf and json raise their own types
+                raise DataError(f"{path}: not a readable fold graph ({err})") from err
             normalize, mask = preprocessing(pre, str(path))
             rate = int(pre.get("sampling_rate", 0))
             rates.add(rate)
             if quantize == "int8":
-                path = _quantized(path, tmp / f"{run.name}_{len(folds)}.onnx")
-            folds.append(onnx.load(str(path)))
+                plain = tmp / f"{run.name}_{len(folds)}_fp32.onnx"
+                plain.write_bytes(data)
+                model = onnx.load(str(_quantized(plain, tmp / f"{run.name}_{len(folds)}.onnx")))
+            folds.append(model)
         hashes[f"{run.name}/{MANIFEST_FILE}"] = entry["manifest_sha256"]
-        seconds = float(run.manifest["options"]["max_seconds"])
-        from ensemble.fold_job import HOP_FRACTION
-
-        n = int(round(seconds * rate))
-        runs.append(RunGraphs(run.name, folds, n, max(1, int(n * HOP_FRACTION)), bool(normalize), bool(mask),
+        try:
+            n = int(round(float(run.manifest["options"]["max_seconds"]) * rate))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ContractError(f"{manifest_path}: options.max_seconds missing or not a number") from err
+        runs.append(RunGraphs(run.name, folds, n, max(1, int(n * HOP_FRACTION)), normalize, mask,
                               list(run.manifest["labels"])))
     if not runs:
         raise ContractError(f"{sidecar_path}: recipe names no runs")
