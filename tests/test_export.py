@@ -250,3 +250,33 @@ def test_rank_ops_match_the_ecdf_with_ties():
     probe = np.concatenate([P[:10], np.round(rng.random((10, 3, 2)), 2), np.zeros((1, 3, 2)), np.ones((1, 3, 2))])
     got = _run_ops(lambda g, x: blend(g, x, blender_state(blender), 20, []), probe)
     np.testing.assert_allclose(got, blender.predict(probe), rtol=0, atol=1e-12)
+
+
+def test_serve_answers_like_predict(built, tmp_path):
+    import threading
+    import urllib.error
+    import urllib.request
+
+    import ensemble
+    from ensemble.export.serve import make_server
+
+    data, ws = built
+    stack(ws, "served", "--method", "logit", "--calibrate", "none")
+    assert ens("export", "served", "-w", ws, "--out", tmp_path / "s.onnx").exit_code == 0
+    model = ensemble.load(tmp_path / "s.onnx")
+    clip = sorted((data / "test").iterdir())[0]
+    expected = model.predict(model.load_audio([clip]))[0]
+    server = make_server(model, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        reply = json.load(urllib.request.urlopen(urllib.request.Request(f"{url}/predict", data=clip.read_bytes())))
+        assert reply["labels"] == LABELS
+        np.testing.assert_allclose(reply["probabilities"], expected, rtol=0, atol=1e-12)
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            urllib.request.urlopen(urllib.request.Request(f"{url}/predict", data=b"not audio"))
+        assert bad.value.code == 400 and "no readable audio" in json.load(bad.value)["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
