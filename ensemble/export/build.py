@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,9 +171,8 @@ def save_model(model: Any, path: Path) -> int:
     path = Path(path)
     big = model.ByteSize() >= 2**31 - 2**24
     with atomic_path(path) as tmp:
-        if big:
+        if big:  # the weights file is written in place; the graph that points at it lands last
             onnx.save_model(model, str(tmp), save_as_external_data=True, location=f"{path.name}.data")
-            os.replace(tmp.parent / f"{path.name}.data", path.with_name(f"{path.name}.data"))
         else:
             onnx.save_model(model, str(tmp))
     return path.stat().st_size
