@@ -143,7 +143,7 @@ def test_int8_export_is_decided_by_the_score_check(built, tmp_path):
     kept = ens("export", "q", "-w", ws, "--data", data, "--out", out, "--quantize", "int8",
                "--max-score-change", "1", "--check-rows", 24)
     assert kept.exit_code == 0, kept.output
-    assert "int8 score check on 24 train clips" in kept.output
+    assert "int8 score check on 24 OOF rows" in kept.output and "interleaved" in kept.output
     model = onnx.load(str(out))
     ops = {n.op_type for n in model.graph.node}
     assert "MatMulInteger" in ops

@@ -68,7 +68,7 @@ def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tm
         if run.manifest.get("kind") != "finetune" or not isinstance(run.manifest.get("folds"), list) or not run.manifest["folds"]:
             raise ContractError(f"run {run.name!r} has no ONNX folds (kind {run.manifest.get('kind', '?')!r}); "
                                 "only submissions made of `ens finetune` runs can be exported")
-        folds, normalize, mask, rate = [], False, False, 0
+        folds, fold_ids, normalize, mask, rate = [], [], False, False, 0
         for info in run.manifest["folds"]:
             onnx_info = info.get("onnx") if isinstance(info, dict) else None
             if not isinstance(onnx_info, dict) or not isinstance(onnx_info.get("path"), str):
@@ -94,13 +94,14 @@ def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tm
                 plain.write_bytes(data)
                 model = onnx.load(str(_quantized(plain, tmp / f"{run.name}_{len(folds)}.onnx")))
             folds.append(model)
+            fold_ids.append(int(info.get("fold", len(fold_ids))))
         hashes[f"{run.name}/{MANIFEST_FILE}"] = entry["manifest_sha256"]
         try:
             n = int(round(float(run.manifest["options"]["max_seconds"]) * rate))
         except (KeyError, TypeError, ValueError) as err:
             raise ContractError(f"{manifest_path}: options.max_seconds missing or not a number") from err
         runs.append(RunGraphs(run.name, folds, n, max(1, int(n * HOP_FRACTION)), normalize, mask,
-                              list(run.manifest["labels"])))
+                              list(run.manifest["labels"]), fold_ids, rate))
     if not runs:
         raise ContractError(f"{sidecar_path}: recipe names no runs")
     if len(rates) != 1:
@@ -178,41 +179,100 @@ def save_model(model: Any, path: Path) -> int:
     return path.stat().st_size
 
 
-def quantization_check(ws, comp, fp32: Path, int8: Path, rows: int, seed: int,
+def _session(model: Any) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _oof_tensor(runs: list[RunGraphs], waves_of: Callable[[int], tuple[np.ndarray, list[np.ndarray]]],
+                n_rows: int, n_labels: int) -> np.ndarray:
+    """`(rows, runs, labels)`: each row predicted by the fold graph of each run that never trained on it."""
+    from ensemble.export.graph import build_run_model
+    from ensemble.export.predict import predict_grouped
+
+    P = np.full((n_rows, len(runs), n_labels), np.nan)
+    for r, run in enumerate(runs):
+        for fold, graph in zip(run.fold_ids, run.folds):
+            rows, waves = waves_of(fold)
+            if len(rows):
+                one = RunGraphs(run.name, [graph], run.n, run.hop, run.normalize, run.takes_mask, run.labels, [fold],
+                                run.rate)
+                P[rows, r] = predict_grouped(_session(build_run_model(one)), waves, n_labels)
+    return P
+
+
+def quantization_check(ws, comp, recipe: dict[str, Any], variants: dict[str, list[RunGraphs]],
+                       chains: dict[str, Path], rows: int, seed: int,
                        progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Competition score of the fp32 and int8 models on `rows` seeded train clips (labels known), and
-    their speed: chunks of clips go to both models in turn, the order alternating (A B, B A, …), so
-    load on shared cores hits both sides alike; clips/s is the median over chunks."""
+    """The competition score of the fp32 and int8 chains on OOF rows, and their speed.
+
+    Score: seeded train rows, each predicted by every run's fold graph that never trained on it (as
+    `ens oof` does), then the submission's blend, calibrators and prior — the same OOF view the
+    stacker had, so neither score is in-sample for the fold models. Speed: the whole exported chains
+    on the same clips, interleaved (fp32, int8, then int8, fp32, …), median clips/s over rounds.
+    """
     import time
 
+    from ensemble.export.graph import build_blend_model
     from ensemble.export.predict import load
+    from ensemble.folds import load_folds
     from ensemble.metric import MetricError, competition_score
 
-    train = comp.train
-    pick = np.sort(np.random.default_rng(seed).permutation(len(train))[: max(1, rows)])
-    y = comp.targets[pick]
-    paths = [comp.audio_path(p) for p in train["path"].to_numpy()[pick]]
-    models = {"fp32": load(fp32), "int8": load(int8)}
-    probs = {k: np.empty((len(pick), len(comp.labels))) for k in models}
-    rates: dict[str, list[float]] = {k: [] for k in models}
-    chunk = 16
-    for c, start in enumerate(range(0, len(paths), chunk)):
-        waves = models["fp32"].load_audio(paths[start:start + chunk])
-        for key in (("fp32", "int8") if c % 2 == 0 else ("int8", "fp32")):
-            t0 = time.perf_counter()
-            probs[key][start:start + len(waves)] = models[key].predict(waves)
-            rates[key].append(len(waves) / max(time.perf_counter() - t0, 1e-9))
-        if progress:
-            progress({"stage": "int8 score check", "done": min(start + chunk, len(paths)), "total": len(paths)})
+    folds = load_folds(ws)
+    labels = list(recipe["labels"])
+    pick = np.sort(np.random.default_rng(seed).permutation(len(folds))[: max(1, rows)])
+    ids, fold_of = folds["id"].astype(str).to_numpy()[pick], folds["fold"].to_numpy()[pick]
+    y = folds[labels].to_numpy(dtype=np.float64)[pick]
+    path_of = dict(zip(comp.train["id"].astype(str), comp.train["path"]))
+    fp32_runs = variants["fp32"]
+    loaded: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+
+    def waves_of(fold: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        if fold not in loaded:  # one fold's clips in memory at a time
+            from ensemble.audio.load import load_audio
+
+            loaded.clear()
+            where = np.flatnonzero(fold_of == fold)
+            loaded[fold] = (where, [load_audio(comp.audio_path(path_of[i]), fp32_runs[0].rate) for i in ids[where]])
+        return loaded[fold]
+
     out: dict[str, Any] = {"rows": int(len(pick))}
-    for key in models:
+    sample: list[np.ndarray] = []
+    for step, (key, runs) in enumerate(variants.items()):
+        if progress:
+            progress({"stage": "int8 score check", "done": step, "total": len(variants) + 1})
+        P = _oof_tensor(runs, waves_of, len(pick), len(labels))
+        if np.isnan(P).any():
+            raise ContractError("the runs' folds do not cover the workspace's folds file; the score check needs them all")
+        opset = max(o.version for o in runs[0].folds[0].opset_import if o.domain in ("", "ai.onnx"))
+        blend = _session(build_blend_model(recipe["state"], recipe.get("prior"), len(runs), len(labels), opset,
+                                           runs[0].folds[0].ir_version))
+        p = blend.run(["probabilities"], {"P": P})[0]
         try:
-            out[key] = competition_score(y, probs[key], comp.labels).score
+            out[key] = competition_score(y, p, labels).score
         except MetricError as err:
-            raise DataError(f"int8 score check on {len(pick)} train clips failed: {err}; use more --check-rows") from err
-        out[f"{key}_clips_per_s"] = float(np.median(rates[key]))
+            raise DataError(f"int8 score check on {len(pick)} OOF rows failed: {err}; use more --check-rows") from err
+        out[f"{key}_oof"] = p
+        if not sample:
+            sample = [w for _, ws_ in loaded.values() for w in ws_][:32]
     out["change"] = out["int8"] - out["fp32"]
-    out["max_abs_diff"] = float(np.abs(probs["int8"] - probs["fp32"]).max())
+    out["max_abs_diff"] = float(np.abs(out.pop("int8_oof") - out.pop("fp32_oof")).max())
+    models = {k: load(v) for k, v in chains.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    order = list(models)
+    for k in order:
+        models[k].predict(sample[:2])  # warm-up
+    for r in range(3):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            models[k].predict(sample)
+            times[k].append(len(sample) / max(time.perf_counter() - t0, 1e-9))
+    for k in models:
+        out[f"{k}_clips_per_s"] = float(np.median(times[k]))
+    out["speed_clips"] = len(sample)
+    if progress:
+        progress({"stage": "int8 score check", "done": len(variants) + 1, "total": len(variants) + 1})
     return out
 
 
@@ -232,16 +292,20 @@ def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force
     if comp is None:
         raise ConfigError("--quantize int8 needs the competition folder (--data) for its score check")
     model_q, runs, _ = build_submission_model(ws, name, quantize)
-    model_f, _, _ = build_submission_model(ws, name)
+    model_f, runs_f, _ = build_submission_model(ws, name)
+    from ensemble.submission import read_sidecar
+
+    recipe = read_sidecar(ws, name)["recipe"]
     with tempfile.TemporaryDirectory(prefix="ens-export-", dir=out.parent if out.parent.exists() else None) as tmp:
         fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         save_model(model_f, fp32)
         save_model(model_q, int8)
-        check = quantization_check(ws, comp, fp32, int8, check_rows, seed, progress)
+        check = quantization_check(ws, comp, recipe, {"fp32": runs_f, "int8": runs}, {"fp32": fp32, "int8": int8},
+                                   check_rows, seed, progress)
         check["max_change"] = max_score_change
         check["fp32_bytes"], check["int8_bytes"] = fp32.stat().st_size, int8.stat().st_size
         if check["change"] > max_score_change:
-            raise ContractError(f"int8 worsens the score on {check['rows']} train clips by {check['change']:+.5f} "
+            raise ContractError(f"int8 worsens the OOF score on {check['rows']} train clips by {check['change']:+.5f} "
                                 f"(fp32 {check['fp32']:.5f}, int8 {check['int8']:.5f}) > {max_score_change}; "
                                 "export without --quantize (or raise --max-score-change)")
         model_q.metadata_props.add(key="quantization_check", value=metadata_json(check))

@@ -44,6 +44,8 @@ class RunGraphs:
     normalize: bool            # zero-mean unit-variance per window before the model
     takes_mask: bool
     labels: list[str] = field(default_factory=list)
+    fold_ids: list[int] = field(default_factory=list)  # the fold number of each graph in `folds`
+    rate: int = 16000                                   # sampling rate the folds take
 
 
 def preprocessing(pre: dict[str, Any], where: str) -> tuple[bool, bool]:
@@ -145,46 +147,89 @@ def _run(g: Graph, run: RunGraphs, r: int, subgraphs: list) -> str:
     return g.sigmoid(g.op("ReduceMean", g.logit(stacked, LOGIT_EPS), g.axes(1), keepdims=0))
 
 
-def build_model(runs: list[RunGraphs], state: dict[str, Any], prior: dict[str, Any] | None, labels: list[str],
-                metadata: dict[str, str]) -> Any:
-    """The whole chain as one `onnx.ModelProto` (checked), with `metadata` as metadata_props."""
+def _opset(runs: list[RunGraphs]) -> int:
+    """The fold graphs' one default-domain opset (≥ MIN_OPSET)."""
+    found = {o.version for run in runs for m in run.folds for o in m.opset_import if o.domain in ("", "ai.onnx")}
+    if len(found) != 1 or min(found) < MIN_OPSET:
+        raise ContractError(f"fold graphs use opsets {sorted(found)}; the export needs one opset ≥ {MIN_OPSET} "
+                            "(re-run `ens finetune` with this version to re-export them)")
+    return found.pop()
+
+
+def _tail(g: Graph, P: str, state: dict[str, Any], prior: dict[str, Any] | None, n_labels: int, opset: int,
+          subgraphs: list) -> str:
+    """Blend, calibrators and prior shift on `P` `(batch, runs, labels)` float64."""
+    S = blend(g, P, state["blender"], opset, subgraphs)
+    S = calibrate_all(g, S, state.get("calibrators") or [], n_labels)
+    return prior_shift(g, S, prior)
+
+
+def _finish(g: Graph, subgraphs: list, out: str, inputs: list[Any], n_labels: int, opset: int, ir_version: int,
+            metadata: dict[str, str]) -> Any:
+    """Merge the copied subgraphs and `g` into one checked model with output `probabilities`."""
     import onnx
     from onnx import helper
 
-    opset = max(o.version for run in runs for m in run.folds for o in m.opset_import if o.domain in ("", "ai.onnx"))
-    low = min(o.version for run in runs for m in run.folds for o in m.opset_import if o.domain in ("", "ai.onnx"))
-    if low < MIN_OPSET or low != opset:
-        raise ContractError(f"fold graphs use opsets {low}–{opset}; the export needs one opset ≥ {MIN_OPSET} "
-                            "(re-run `ens finetune` with this version to re-export them)")
-    g, subgraphs = Graph(), []
-    per_run = [_run(g, run, r, subgraphs) for r, run in enumerate(runs)]
-    P = g.op("Concat", *[g.op("Unsqueeze", p, g.axes(1)) for p in per_run], axis=1)  # (B, runs, labels)
-    S = blend(g, P, state["blender"], opset, subgraphs)
-    S = calibrate_all(g, S, state.get("calibrators") or [], len(labels))
-    out = prior_shift(g, S, prior)
     g.nodes.append(helper.make_node("Identity", [out], [OUTPUT], name="ens_output"))
     nodes, inits, functions = [], [], []
     for sub in subgraphs:
         nodes.extend(sub.graph.node)
         inits.extend(sub.graph.initializer)
         functions.extend(sub.functions)
-    graph = helper.make_graph(
-        _topological(nodes + g.nodes, {INPUT} | {i.name for i in inits + g.initializers}), "ens_submission",
-        [helper.make_tensor_value_info(INPUT, FLOAT, ["batch", "time"])],
-        [helper.make_tensor_value_info(OUTPUT, DOUBLE, ["batch", len(labels)])],
-        initializer=inits + g.initializers)
+    available = {i.name for i in inputs} | {i.name for i in inits + g.initializers}
+    graph = helper.make_graph(_topological(nodes + g.nodes, available), "ens_submission", inputs,
+                              [helper.make_tensor_value_info(OUTPUT, DOUBLE, ["batch", n_labels])],
+                              initializer=inits + g.initializers)
     imports = {"": opset}
     for sub in subgraphs:
         for o in sub.opset_import:
             imports[o.domain] = max(imports.get(o.domain, 0), o.version)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in imports.items()],
                               functions=functions, producer_name="ens")
-    model.ir_version = max(m.ir_version for run in runs for m in run.folds)
+    model.ir_version = ir_version
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
     if model.ByteSize() < 2**31 - 2**24:
         onnx.checker.check_model(model)
     return model
+
+
+def _waves_input() -> Any:
+    from onnx import helper
+
+    return helper.make_tensor_value_info(INPUT, FLOAT, ["batch", "time"])
+
+
+def build_model(runs: list[RunGraphs], state: dict[str, Any], prior: dict[str, Any] | None, labels: list[str],
+                metadata: dict[str, str]) -> Any:
+    """The whole chain as one `onnx.ModelProto` (checked), with `metadata` as metadata_props."""
+    opset = _opset(runs)
+    g, subgraphs = Graph(), []
+    per_run = [_run(g, run, r, subgraphs) for r, run in enumerate(runs)]
+    P = g.op("Concat", *[g.op("Unsqueeze", p, g.axes(1)) for p in per_run], axis=1)  # (B, runs, labels)
+    out = _tail(g, P, state, prior, len(labels), opset, subgraphs)
+    ir = max(m.ir_version for run in runs for m in run.folds)
+    return _finish(g, subgraphs, out, [_waves_input()], len(labels), opset, ir, metadata)
+
+
+def build_run_model(run: RunGraphs) -> Any:
+    """One run's windows, folds and pooling alone: waves → the run's clip probabilities (float64)."""
+    opset = _opset([run])
+    g, subgraphs = Graph(), []
+    out = _run(g, run, 0, subgraphs)
+    ir = max(m.ir_version for m in run.folds)
+    return _finish(g, subgraphs, out, [_waves_input()], len(run.labels), opset, ir, {})
+
+
+def build_blend_model(state: dict[str, Any], prior: dict[str, Any] | None, n_runs: int, n_labels: int,
+                      opset: int, ir_version: int) -> Any:
+    """The blend, calibrators and prior alone: `P` `(batch, runs, labels)` float64 → probabilities."""
+    from onnx import helper
+
+    g, subgraphs = Graph(), []
+    out = _tail(g, "P", state, prior, n_labels, opset, subgraphs)
+    inputs = [helper.make_tensor_value_info("P", DOUBLE, ["batch", n_runs, n_labels])]
+    return _finish(g, subgraphs, out, inputs, n_labels, opset, ir_version, {})
 
 
 def _topological(nodes: list[Any], available: set[str]) -> list[Any]:

@@ -61,20 +61,26 @@ class ExportedEnsemble:
             if not np.isfinite(w).all():
                 raise DataError(f"wave {i} holds NaN or infinite samples")
             clips.append(w)
-        out = np.empty((len(clips), len(self.labels)), dtype=np.float64)
-        order = sorted(range(len(clips)), key=lambda i: clips[i].size)
-        done, i = 0, 0
-        while i < len(order):
-            size = clips[order[i]].size
-            group = [order[i]]
-            while i + len(group) < len(order) and len(group) < batch_size and clips[order[i + len(group)]].size == size:
-                group.append(order[i + len(group)])
-            out[group] = self.session.run(["probabilities"], {"waves": np.stack([clips[k] for k in group])})[0]
-            i += len(group)
-            done += len(group)
-            if progress is not None:
-                progress(done, len(clips))
-        return out
+        return predict_grouped(self.session, clips, len(self.labels), batch_size, progress)
+
+
+def predict_grouped(session, clips: list[np.ndarray], n_labels: int, batch_size: int = 8,
+                    progress: Progress | None = None) -> np.ndarray:
+    """Run a `waves → probabilities` session on clips grouped by exact length, in input order."""
+    out = np.empty((len(clips), n_labels), dtype=np.float64)
+    order = sorted(range(len(clips)), key=lambda i: clips[i].size)
+    done, i = 0, 0
+    while i < len(order):
+        size = clips[order[i]].size
+        group = [order[i]]
+        while i + len(group) < len(order) and len(group) < batch_size and clips[order[i + len(group)]].size == size:
+            group.append(order[i + len(group)])
+        out[group] = session.run(["probabilities"], {"waves": np.stack([clips[k] for k in group])})[0]
+        i += len(group)
+        done += len(group)
+        if progress is not None:
+            progress(done, len(clips))
+    return out
 
 
 def load(path: Path | str, threads: int | None = None) -> ExportedEnsemble:
