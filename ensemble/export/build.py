@@ -6,9 +6,9 @@ run.json or fold ONNX changed since is refused: the export would not be the subm
 come from untrusted run.json files and must stay inside their run folder.
 
 `quantize="int8"`: each fold graph goes through ONNX Runtime dynamic quantization (MatMul only, int8
-weights); the fp32 and int8 models then predict the same labelled train clips, and the export is
-refused when the competition score worsens by more than `max_score_change`. Every fold model has seen
-most of those clips, so the scores are optimistic; their *difference* is what the check decides on.
+weights); fp32 and int8 then predict the same OOF rows (each train clip by the folds that never saw it,
+then the submission's blend), and the export is refused when the competition score worsens by more
+than `max_score_change`.
 """
 
 from __future__ import annotations
