@@ -221,7 +221,7 @@ def _run_ops(build, x: np.ndarray) -> np.ndarray:
 def test_calibrator_ops_match_numpy_at_the_edges(kind):
     """Values at, between and beyond isotonic thresholds, exact 0 and 1, ties."""
     from ensemble.export.ops import calibrate
-    from ensemble.export.state import calibrator_state
+    from ensemble.stack.state import calibrator_state
     from ensemble.stack.calibration import make_calibrator
 
     rng = np.random.default_rng(0)
@@ -241,7 +241,7 @@ def test_calibrator_ops_match_numpy_at_the_edges(kind):
 
 def test_rank_ops_match_the_ecdf_with_ties():
     from ensemble.export.blend_ops import blend
-    from ensemble.export.state import blender_state
+    from ensemble.stack.state import blender_state
     from ensemble.stack.base import make_blender
 
     rng = np.random.default_rng(2)

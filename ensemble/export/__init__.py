@@ -1,6 +1,7 @@
 """`ens export` / `ens predict`: a submission's whole chain as one ONNX graph, run by ONNX Runtime alone.
 
-`state` turns fitted blenders and calibrators into plain JSON for the submission's sidecar (no
-pickle); `graph` builds the ONNX model from that sidecar and the runs' fold graphs; `predict` loads
-and runs it without torch. Import what you need from the submodules: this package imports nothing heavy.
+The fitted blend comes from the submission's sidecar (`recipe.state`, written by `ensemble.stack.state`:
+JSON and LightGBM text, no pickle); `graph` builds the ONNX model from it and the runs' fold graphs
+(`ops`, `blend_ops`: each numpy step as ONNX ops); `build` checks hashes and writes the file;
+`predict` loads and runs it without torch; `serve` puts it behind HTTP. Import what you need from the submodules: this package imports nothing heavy.
 """

@@ -24,7 +24,7 @@ from ensemble.stack.decide import N_BOOT, Candidate, Decision, candidates, decid
 from ensemble.stack.bootstrap import gain_interval, weighted_score
 from ensemble.stack.nested import FitCache, Progress, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.prior import adapt_prior, sensitivity_table
-from ensemble.export.state import pipeline_state
+from ensemble.stack.state import pipeline_state
 
 FIT_ON = ("auto", "clean", "testlike", "both")
 
