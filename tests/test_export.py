@@ -280,3 +280,40 @@ def test_serve_answers_like_predict(built, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("method", ["logreg", "lgbm", "weighted", "hillclimb", "flip", "single"])
+def test_blend_ops_match_the_fitted_blender(method):
+    """Each blender's ONNX ops against its numpy `predict`, a label with one class (constant) included."""
+    from ensemble.export.blend_ops import blend
+    from ensemble.stack.base import make_blender
+    from ensemble.stack.state import blender_state
+
+    rng = np.random.default_rng(4)
+    y = np.stack([rng.integers(0, 2, 600), np.ones(600, int) if method in ("logreg", "lgbm") else
+                  rng.integers(0, 2, 600)], axis=1).astype(float)
+    P = np.clip(0.35 * y[:, None, :] + 0.65 * rng.random((600, 3, 2)), 0, 1)
+    params = {"run": 1} if method == "single" else {}
+    blender = make_blender(method, **params).fit(P, y, folds=np.arange(600) % 3)
+    probe = np.concatenate([P[:50], rng.random((50, 3, 2)), np.zeros((1, 3, 2)), np.ones((1, 3, 2))])
+    got = _run_ops(lambda g, x: blend(g, x, blender_state(blender), 20, []), probe) if method != "lgbm" else None
+    if method == "lgbm":  # onnxmltools' trees come as a subgraph: run them through the merged model
+        got = _run_lgbm(blender, probe)
+    np.testing.assert_allclose(got, blender.predict(probe), rtol=0, atol=1e-6 if method == "lgbm" else 1e-12)
+
+
+def _run_lgbm(blender, probe: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    from onnx import helper
+
+    from ensemble.export.blend_ops import blend
+    from ensemble.export.graph import _finish
+    from ensemble.export.ops import DOUBLE, Graph
+    from ensemble.stack.state import blender_state
+
+    assert any("lightgbm" in m for m in blender_state(blender)["models"])
+    g, subs = Graph(), []
+    out = blend(g, "x", blender_state(blender), 20, subs)
+    model = _finish(g, subs, out, [helper.make_tensor_value_info("x", DOUBLE, ["batch", 3, 2])], 2, 20, 10, {})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["probabilities"], {"x": probe})[0]
