@@ -485,6 +485,8 @@ def predict_cmd(
         from ensemble.competition import Competition
 
         comp = Competition.load(data)
+        if comp.labels != ens_model.labels:
+            fail(f"{model} predicts {ens_model.labels}; {data / 'sample_submission.csv'} has {comp.labels}")
         frame = comp.test.set_index(comp.test["id"]).loc[comp.test_ids] if split == "test" else comp.train
         ids, paths = frame["id"].astype(str).tolist(), [comp.audio_path(p) for p in frame["path"]]
     else:
