@@ -306,7 +306,8 @@ def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force
         check["fp32_bytes"], check["int8_bytes"] = fp32.stat().st_size, int8.stat().st_size
         if check["change"] > max_score_change:
             raise ContractError(f"int8 worsens the OOF score on {check['rows']} train clips by {check['change']:+.5f} "
-                                f"(fp32 {check['fp32']:.5f}, int8 {check['int8']:.5f}) > {max_score_change}; "
+                                f"(fp32 {check['fp32']:.5f}, int8 {check['int8']:.5f}; clips/s fp32 {check['fp32_clips_per_s']:.1f}, "
+                                f"int8 {check['int8_clips_per_s']:.1f}) > {max_score_change}; "
                                 "export without --quantize (or raise --max-score-change)")
         model_q.metadata_props.add(key="quantization_check", value=metadata_json(check))
         size = save_model(model_q, out)
