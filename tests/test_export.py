@@ -58,6 +58,7 @@ CASES = {
     "lgbm": ["--method", "lgbm", "--calibrate", "beta", "--fit-on", "clean"],
     "rank": ["--method", "rank", "--calibrate", "temperature", "--test-prior", "0.4"],
     "flip": ["--method", "flip", "--calibrate", "isotonic", "--fit-on", "clean"],
+    "single": ["--method", "single", "--param", "run=1", "--calibrate", "platt"],
 }
 
 
@@ -88,7 +89,10 @@ def test_exported_graph_reproduces_the_submission(built, tmp_path, case):
     assert json.loads(meta["recipe"])["method"] == case
     assert [i.name for i in onnx_model.graph.input] == ["waves"]
     ops = [n.op_type for n in onnx_model.graph.node]
-    assert ops.count("Softmax") >= 4 and "IsNaN" not in ops  # the exporter's NaN checks after Softmax are gone
+    if case == "single":  # only the run the blend reads is in the graph (run 1: the CNN, no attention)
+        assert list(json.loads(meta["windows"])) == ["cnn"] and "Softmax" not in ops
+    else:
+        assert ops.count("Softmax") >= 4 and "IsNaN" not in ops  # the exporter's NaN checks after Softmax are gone
 
 
 def test_clips_of_any_length_match_the_numpy_windows(built, tmp_path):

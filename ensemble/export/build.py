@@ -138,7 +138,8 @@ def _metadata(name: str, sidecar: dict, labels: list[str], rate: int, runs: list
 
 
 def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, list[RunGraphs], dict]:
-    """The ONNX model of submission `name` (not written), its runs and metadata."""
+    """The ONNX model of submission `name` (not written), the runs in it, and the recipe it was built
+    from (its state re-indexed to those runs)."""
     from ensemble.io import file_sha256
     from ensemble.submission import read_sidecar, submission_paths
 
@@ -156,11 +157,29 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         for run in runs:
             if run.labels != labels:
                 raise ContractError(f"run {run.name!r} has labels {run.labels}; submission {name!r} has {labels}")
+        runs, state = used_runs(runs, recipe["state"])
         hashes["sidecar"] = file_sha256(sidecar_path)
         hashes["submission_csv"] = file_sha256(csv)
         metadata = _metadata(name, sidecar, labels, rate, runs, hashes, quantize)
-        model = build_model(runs, recipe["state"], recipe.get("prior"), labels, metadata)
-    return model, runs, metadata
+        model = build_model(runs, state, recipe.get("prior"), labels, metadata)
+    return model, runs, {**recipe, "state": state}
+
+
+def used_runs(runs: list[RunGraphs], state: dict[str, Any]) -> tuple[list[RunGraphs], dict[str, Any]]:
+    """Only the runs the blend reads: `single`'s run, the runs with a weight in `weighted`/`hillclimb`
+    (a zero weight adds exactly nothing); the state re-indexed to match."""
+    blender = dict(state["blender"])
+    if blender["method"] == "single":
+        keep = [int(blender["run"])]
+        blender["run"] = 0
+    elif blender["method"] in ("weighted", "hillclimb"):
+        weights = np.asarray(blender["weights"], float)
+        keep = [r for r in range(len(runs)) if np.any(weights[r] != 0)]
+        blender["weights"] = weights[keep].tolist()
+    else:
+        return runs, state
+    blender["runs"] = len(keep)
+    return [runs[r] for r in keep], {**state, "blender": blender}
 
 
 def save_model(model: Any, path: Path) -> int:
@@ -291,11 +310,8 @@ def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force
         return Exported(out, [r.name for r in runs], sum(len(r.folds) for r in runs), size)
     if comp is None:
         raise ConfigError("--quantize int8 needs the competition folder (--data) for its score check")
-    model_q, runs, _ = build_submission_model(ws, name, quantize)
+    model_q, runs, recipe = build_submission_model(ws, name, quantize)
     model_f, runs_f, _ = build_submission_model(ws, name)
-    from ensemble.submission import read_sidecar
-
-    recipe = read_sidecar(ws, name)["recipe"]
     with tempfile.TemporaryDirectory(prefix="ens-export-", dir=out.parent if out.parent.exists() else None) as tmp:
         fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         save_model(model_f, fp32)
