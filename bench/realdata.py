@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ensemble.blend import compare_methods, stack_runs
-from ensemble.competition import Competition
-from ensemble.finetune import FinetuneOptions, finetune
-from ensemble.provenance import package_versions
-from ensemble.submission import submission_frame, write_submission
-from ensemble.scoring import read_answers, score_frame
-from ensemble.workspace import Workspace
+from ensemble.commands.stack import compare_methods, stack_runs
+from ensemble.artifacts.competition import Competition
+from ensemble.commands.finetune import FinetuneOptions, finetune
+from ensemble.artifacts.provenance import package_versions
+from ensemble.artifacts.submission import submission_frame, write_submission
+from ensemble.commands.score import read_answers
+from ensemble.metrics.frames import score_frame
+from ensemble.artifacts.workspace import Workspace
 
 FAMILIES = {
     # run name: (model, options) — small models trained from scratch on 2 CPU cores: 3-s crops for training,

@@ -5,6 +5,6 @@ __version__ = "0.1.0"
 
 def load(path, threads=None):
     """An `ens export` file in ONNX Runtime (no torch): `ensemble.load("model.onnx").predict(waves)`."""
-    from ensemble.export.predict import load as _load
+    from ensemble.export.runtime import load as _load
 
     return _load(path, threads)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ensemble.audio import dsp
-from ensemble.audio.testlike import build_testlike_recipes, render_testlike, render_testlike_set
+from ensemble.audio.testlike_render import build_testlike_recipes, render_testlike, render_testlike_set
 from ensemble.errors import ConfigError, DataError
 
 LABELS = ["fake", "real"]

@@ -100,8 +100,8 @@ def test_clips_of_any_length_match_the_numpy_windows(built, tmp_path):
     numpy path: each fold's ONNX file through `predict_clips`, folds by mean logit, runs by mean."""
     import ensemble
     from ensemble.backbones.ort import OnnxClassifier
-    from ensemble.inference import onnx_predictor, predict_clips
-    from ensemble.stack_inputs import mean_of_logits
+    from ensemble.backbones.predict import onnx_predictor, predict_clips
+    from ensemble.stack.inputs import mean_of_logits
 
     data, ws = built
     stack(ws, "plain", "--method", "mean", "--calibrate", "none")
@@ -262,7 +262,7 @@ def test_serve_answers_like_predict(built, tmp_path):
     import urllib.request
 
     import ensemble
-    from ensemble.export.serve import make_server
+    from ensemble.commands.serve import make_server
 
     data, ws = built
     stack(ws, "served", "--method", "logit", "--calibrate", "none")

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from conftest import write_predictions
 from ensemble.cli import app
-from ensemble.io import TMP_NAME
+from ensemble.artifacts.io import TMP_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 RENAMES = ("replace", "rename", "link")

@@ -12,18 +12,20 @@ import pandas as pd
 import pytest
 
 from conftest import LABELS, write_predictions
-from ensemble.blend import stack_runs
-from ensemble.competition import Competition
+from ensemble.commands.stack import stack_runs
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import EnsError, ExistsError
-from ensemble.folds import load_folds
-from ensemble.importer import import_run
-from ensemble.io import write_parquet
-from ensemble.report import fold_scores, logit_correlation, write_report
-from ensemble.report_plots import quantile_bins, reliability_bins
-from ensemble.runs import TESTLIKE_FILE, load_run, write_run_file
-from ensemble.testlike_set import TESTLIKE_FILE as CLIPS_FILE
-from ensemble.submission import record_leaderboard, submission_frame, write_submission
-from ensemble.workspace import Workspace
+from ensemble.artifacts.folds import load_folds
+from ensemble.commands.import_ import import_run
+from ensemble.artifacts.io import write_parquet
+from ensemble.commands.report import fold_scores, logit_correlation, write_report
+from ensemble.metrics.dacon import calibration_bins
+from ensemble.plots import quantile_bins
+from ensemble.artifacts.runs import TESTLIKE_OOF_FILE, load_run, write_run_file
+from ensemble.artifacts.testlike_set import TESTLIKE_FILE as CLIPS_FILE
+from ensemble.artifacts.submission import submission_frame, write_submission
+from ensemble.commands.lb import record_leaderboard
+from ensemble.artifacts.workspace import Workspace
 
 N_FOLDS = 4
 
@@ -56,7 +58,7 @@ def built(tmp_path: Path, csv_competition: Path, workspace: Path) -> Workspace:
     write_parquet(clips.assign(recipe="{}"), ws.models_dir / CLIPS_FILE)
     tl = clips[["id", "fold"]].copy()
     tl[LABELS] = _predictions(y_tl.astype(float), 1.0, 5)
-    write_run_file(tl, ws.run_dir("w2v"), TESTLIKE_FILE)
+    write_run_file(tl, ws.run_dir("w2v"), TESTLIKE_OOF_FILE)
     for name, method, runs, public, private in [("blend-mean", "mean", ["w2v", "cnn"], 0.21, 0.23),
                                                 ("blend-logit", "logit", ["w2v", "cnn", "hubert"], 0.19, None)]:
         result, sidecar = stack_runs(ws, comp, runs, method)
@@ -137,10 +139,10 @@ def test_report_data_matches_numpy(built: Workspace):
     assert len(fold_scores(runs[0])) == N_FOLDS
 
 
-def test_reliability_bins_follow_the_metric_bins():
+def test_calibration_bins_follow_the_metric_bins():
     p = np.array([0.05, 0.1, 0.15, 0.55, 0.95, 1.0])
     y = np.array([0, 1, 0, 1, 1, 1])
-    mean_p, frac, count = reliability_bins(y, p)
+    mean_p, frac, count = calibration_bins(y, p)
     # 0.1 sits on an inner edge: the metric's calibration bins put it in the lower bin
     np.testing.assert_allclose(mean_p, [0.075, 0.15, 0.55, 0.975])
     np.testing.assert_allclose(frac, [0.5, 0.0, 1.0, 1.0])

@@ -21,7 +21,7 @@ import numpy as np
 from ensemble.backbones.families import NAMED_CONFIGS, Family, get_family, named_config
 from ensemble.backbones.preprocess import RAW, Preprocessor, from_extractor
 from ensemble.errors import ConfigError
-from ensemble.io import umask_mode
+from ensemble.artifacts.io import umask_mode
 
 MANIFEST = "ens_classifier.json"
 

@@ -1,8 +1,8 @@
 """One ONNX model from raw waveforms to a submission's probabilities.
 
 Input `waves` `(batch, time)` float32 at the runs' sampling rate, every row a whole clip of the same
-length (`ensemble.export.predict` groups clips by length; a padded batch would change the windows).
-Per run, inside the graph, exactly as `ensemble.inference.predict_clips` does in numpy:
+length (`ensemble.export.runtime` groups clips by length; a padded batch would change the windows).
+Per run, inside the graph, exactly as `ensemble.backbones.predict.predict_clips` does in numpy:
 
 1. pad a clip shorter than the window at the end; cut `n`-sample windows every `hop` samples, the
    last one aligned to the clip's end (`ensemble.audio.clip.windows`);
@@ -28,7 +28,7 @@ from ensemble.export.blend_ops import blend, calibrate_all
 from ensemble.export.ops import DOUBLE, FLOAT, INT64, LOGIT_EPS, Graph, prior_shift
 
 INPUT, OUTPUT = "waves", "probabilities"
-WINDOW_EPS = 1e-7  # ensemble.inference._EPS
+WINDOW_EPS = 1e-7  # ensemble.backbones.predict._EPS
 NORM_EPS = 1e-7    # transformers' zero_mean_unit_var_norm
 MIN_OPSET = 18     # Reduce* ops take their axes as an input from opset 18 on
 

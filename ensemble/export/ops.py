@@ -2,7 +2,7 @@
 
 Every step after the fold models runs in double precision, as the numpy stacker does, so the
 exported graph reproduces a submission to ~1e-12 beyond the fold models' own float32 arithmetic.
-Each function mirrors one numpy function of `ensemble.stack` / `ensemble.inference` and names it.
+Each function mirrors one numpy function of `ensemble.stack` / `ensemble.backbones.predict` and names it.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def prior_shift(g: Graph, S: str, prior: dict[str, Any] | None) -> str:
     """`ensemble.stack.prior.adapt_prior`'s applied shift: logit(p) + logit(q) − logit(π) where adapted."""
     if not prior or prior.get("mode", "none") == "none":
         return S
-    from ensemble.stack.prior import _prior_logit
+    from ensemble.stack.prior import prior_logit
 
     train, used, mode = prior["prior_train"], prior["prior_used"], prior["mode"]
     cols = []
@@ -125,6 +125,6 @@ def prior_shift(g: Graph, S: str, prior: dict[str, Any] | None) -> str:
         if q == pi and mode != "value":
             cols.append(col)
             continue
-        z = g.op("Add", g.logit(col, CAL_EPS), g.const(_prior_logit(q)))
-        cols.append(g.sigmoid(g.op("Sub", z, g.const(_prior_logit(pi)))))
+        z = g.op("Add", g.logit(col, CAL_EPS), g.const(prior_logit(q)))
+        cols.append(g.sigmoid(g.op("Sub", z, g.const(prior_logit(pi)))))
     return g.clip01(stack_columns(g, cols))
