@@ -1,6 +1,6 @@
 """The package's layers: every import points down, and no command imports another sideways.
 
-    cli  →  commands  →  stack · backbones · demo · plots  →  artifacts  →  audio  →  metrics  →  foundation
+    cli  →  commands  →  stack · backbones · export · demo · plots  →  artifacts  →  audio  →  metrics  →  foundation
 
 `foundation` is `errors`, `progress`, `probability` and `registry`. Imports inside functions count too.
 """
@@ -17,7 +17,7 @@ import ensemble
 PACKAGE = Path(ensemble.__file__).parent
 FOUNDATION = {"errors", "progress", "probability", "registry"}
 RANK = {"foundation": 0, "metrics": 1, "audio": 2, "artifacts": 3,
-        "stack": 4, "backbones": 4, "demo": 4, "plots": 4, "commands": 5, "cli": 6}
+        "stack": 4, "backbones": 4, "export": 4, "demo": 4, "plots": 4, "commands": 5, "cli": 6}
 # Commands that are compositions of other commands, by design: the demo runs the pipeline, the report
 # shows the board and restacks submissions to draw them.
 COMPOSITES = {"commands.demo": {"commands.board", "commands.finetune", "commands.oof", "commands.score",

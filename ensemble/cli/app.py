@@ -372,6 +372,77 @@ def testlike_export_cmd(
     typer.echo(f"wrote {len(list(folder.glob('*.wav')))} test-like clips at {rate} Hz and ids.csv → {folder}")
 
 
+@command("export")
+def export_cmd(
+    submission: Annotated[str, typer.Argument(help="Submission name (in submissions/) to export.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="ONNX file to write (default: exports/<submission>.onnx in the workspace).")] = None,
+    quantize: Annotated[str, typer.Option("--quantize", help="none, or int8: dynamic int8 MatMul weights, kept only if the score check allows.")] = "none",
+    max_score_change: Annotated[float, typer.Option("--max-score-change", help="With --quantize int8: refuse when the OOF score worsens by more.")] = 0.002,
+    check_rows: Annotated[int, typer.Option("--check-rows", help="With --quantize int8: OOF rows (train clips, each by the folds that never saw it) the score check predicts.")] = 2000,
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Export a submission's whole chain (fold models, pooling, blend, calibration, prior) as one ONNX file."""
+    from ensemble.commands.export import export_submission
+    from ensemble.cli.progress import event_printer
+    from ensemble.artifacts.workspace import Workspace
+
+    ws = Workspace.resolve(workspace)
+    comp = _context(workspace, data, audio=("train",))[1] if quantize == "int8" else None
+    target = out if out is not None else ws.root / "exports" / f"{submission}.onnx"
+    with event_printer(console()) as show:
+        done = export_submission(ws, submission, target, quantize=quantize, force=force, comp=comp,
+                                 max_score_change=max_score_change, check_rows=check_rows, progress=show)
+    typer.echo(f"wrote {done.path} ({done.bytes / 1e6:.1f} MB): runs {', '.join(done.runs)}, {done.folds} fold graphs")
+    if done.score_check:
+        c = done.score_check
+        typer.echo(f"int8 score check on {c['rows']} OOF rows: fp32 {c['fp32']:.5f}, int8 {c['int8']:.5f} "
+                   f"(change {c['change']:+.5f}, limit {c['max_change']}; max |Δp| {c['max_abs_diff']:.2e})")
+        typer.echo(f"whole chain on {c['speed_clips']} clips, interleaved: fp32 {c['fp32_clips_per_s']:.1f} clips/s, "
+                   f"int8 {c['int8_clips_per_s']:.1f} clips/s; size {c['fp32_bytes'] / 1e6:.1f} → "
+                   f"{c['int8_bytes'] / 1e6:.1f} MB")
+
+
+@command("predict")
+def predict_cmd(
+    model: Annotated[Path, typer.Argument(help="ONNX file written by `ens export`.")],
+    audio: Annotated[Optional[list[Path]], typer.Argument(help="Audio files to predict (or --data DIR --split test).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Competition folder whose split to predict.")] = None,
+    split: Annotated[str, typer.Option("--split", help="With --data: test or train.")] = "test",
+    out: Annotated[Path, typer.Option("--out", help="CSV to write (id + label columns; submission order with --data).")] = Path("preds.csv"),
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips of one length per ONNX Runtime call.")] = 8,
+    force: ForceOpt = False,
+) -> None:
+    """Predict audio with an exported submission in ONNX Runtime alone (no torch)."""
+    from ensemble.cli.progress import event_printer
+    from ensemble.commands.predict import predict_command
+
+    with event_printer(console()) as show:
+        frame = predict_command(model, audio, data, split, out, batch_size, force, progress=show)
+    typer.echo(f"wrote {len(frame)} predictions → {out}")
+
+
+@command("serve")
+def serve_cmd(
+    model: Annotated[Path, typer.Argument(help="ONNX file written by `ens export`.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve an exported submission over HTTP: POST /predict with an audio file, GET /health."""
+    from ensemble.commands.serve import make_server
+    from ensemble.export.runtime import load
+
+    server = make_server(load(model), host, port)
+    typer.echo(f"serving {model} on http://{host}:{server.server_port} (POST /predict, GET /health); Ctrl-C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ensemble.artifacts.competition import Competition
 from ensemble.errors import ExistsError
 from ensemble.artifacts.workspace import Workspace
+from ensemble.progress import Progress
 
 if TYPE_CHECKING:
     from ensemble.stack.pipeline import Comparison
 
-Progress = Callable[[dict], None]
 
 DEMO_MODELS = (
     # (run name, model, options): small enough for 2 CPU cores, different enough to disagree; 1.5-s crops in

@@ -26,6 +26,7 @@ from ensemble.stack.bootstrap import gain_interval
 from ensemble.progress import Progress
 from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.prior import adapt_prior, sensitivity_table
+from ensemble.stack.state import pipeline_state
 
 FIT_ON = ("auto", "clean", "testlike", "both")
 
@@ -182,7 +183,8 @@ def _test_only(P_test, method, params, calibrate, test_prior, labels, seed, star
         raise ConfigError(f"test_prior={test_prior!r} needs OOF predictions; without them use 'none'")
     blender.fit(P_test, None)
     recipe = {"method": method, "params": blender.get_params(), "labels": list(labels), "fit_on": "test",
-              "calibrate": "none", "blender": blender.recipe(), "calibrators": [], "decisions": []}
+              "calibrate": "none", "blender": blender.recipe(), "calibrators": [], "decisions": [],
+              "state": pipeline_state(blender, [])}
     warnings = ["no OOF predictions: fitted on the test tensor, not calibrated, no CV score"]
     return StackResult(blender.predict(P_test), None, None, None, None, None, None, None, recipe, warnings,
                        seconds=time.perf_counter() - start)
@@ -226,6 +228,7 @@ def stack(
     prior = adapt_prior(final.predict(P_test), ev["p_fit"], ev["y_fit"], test_prior, labels)
     recipe = _recipe(method, final, ev["fit_on"], calibrate, labels)
     recipe["prior"] = prior.recipe()
+    recipe["state"] = pipeline_state(final.blender_, final.calibrators_)  # exact, for `ens export`
     sens = sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer)
     return StackResult(
         test=prior.p_test, oof=ev["oof"]["clean"], oof_testlike=ev["oof"].get("testlike"),
