@@ -44,19 +44,24 @@ def _constant_column(g: Graph, P: str, value: float) -> str:
     return g.op("Add", g.op("Mul", first, g.const(0.0)), g.const(value))
 
 
+def _per_label(g: Graph, P: str, state: dict[str, Any], column) -> str:
+    """One output column per label: the stored constant where that label's model saw one class only,
+    else `column(j, model)`."""
+    return stack_columns(g, [_constant_column(g, P, model["constant"]) if "constant" in model else column(j, model)
+                             for j, model in enumerate(state["models"])])
+
+
 def _logreg(g: Graph, P: str, state: dict[str, Any]) -> str:
     runs, labels = state["runs"], state["labels"]
     Z = g.logit(P, LOGIT_EPS)
-    cols = []
-    for j, model in enumerate(state["models"]):
-        if "constant" in model:
-            cols.append(_constant_column(g, P, model["constant"]))
-            continue
+
+    def column(j: int, model: dict[str, Any]) -> str:
         X = _features(g, Z, j, state["all_labels"], runs * labels)
         coef = np.asarray(model["coef"], float)
         d = g.op("ReduceSum", g.op("Mul", X, g.const(coef[None])), g.axes(1), keepdims=0)
-        cols.append(g.sigmoid(g.op("Add", d, g.const(model["intercept"]))))
-    return stack_columns(g, cols)
+        return g.sigmoid(g.op("Add", d, g.const(model["intercept"])))
+
+    return _per_label(g, P, state, column)
 
 
 def _lightgbm_graph(text: str, n_features: int, opset: int) -> Any:
@@ -78,11 +83,8 @@ def _lgbm(g: Graph, P: str, state: dict[str, Any], opset: int, subgraphs: list) 
     runs, labels = state["runs"], state["labels"]
     n_features = runs * labels if state["all_labels"] else runs
     Z = g.logit(P, LOGIT_EPS)
-    cols = []
-    for j, model in enumerate(state["models"]):
-        if "constant" in model:
-            cols.append(_constant_column(g, P, model["constant"]))
-            continue
+
+    def column(j: int, model: dict[str, Any]) -> str:
         sub = onnx.compose.add_prefix(_lightgbm_graph(model["lightgbm"], n_features, opset), g.name(f"lgbm{j}") + "_")
         subgraphs.append(sub)
         x = g.op("Cast", _features(g, Z, j, state["all_labels"], n_features), to=FLOAT)
@@ -90,9 +92,9 @@ def _lgbm(g: Graph, P: str, state: dict[str, Any], opset: int, subgraphs: list) 
         probs = [o.name for o in sub.graph.output if "prob" in o.name]
         if not probs:
             raise ContractError(f"onnxmltools gave outputs {[o.name for o in sub.graph.output]}; none is probabilities")
-        pos = g.op("Gather", g.op("Cast", probs[0], to=DOUBLE), g.const(1, np.int64), axis=1)
-        cols.append(pos)
-    return stack_columns(g, cols)
+        return g.op("Gather", g.op("Cast", probs[0], to=DOUBLE), g.const(1, np.int64), axis=1)
+
+    return _per_label(g, P, state, column)
 
 
 def _identity(target: str, source: str) -> Any:
