@@ -15,15 +15,40 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ensemble.cli.config import merge_config, parse_folds, parse_params
 from ensemble.errors import EnsError
 
+PIPELINE = ["finetune", "oof", "export", "predict", "import", "testlike", "stack", "score", "lb", "board", "report", "demo"]
+
+
+class PipelineGroup(TyperGroup):
+    """Commands listed in pipeline order, each with its whole first sentence (click cuts them at 45 characters)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: PIPELINE.index(n) if n in PIPELINE else len(PIPELINE))
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, " ".join((cmd.short_help or cmd.help or "").split("\n\n")[0].split())))
+        with formatter.section("Commands, in pipeline order"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
     help="ens: fine-tune audio models k-fold, export ONNX, stack their predictions into an honest, calibrated submission.",
+    epilog="A day with ens: finetune (or import) runs → stack --compare → submit the CSV on the contest site → "
+           "lb NAME --public X → board → report.",
+    cls=PipelineGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: option names never cut, no <bool> on flags, wraps at the terminal
 )
 
 WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", envvar="ENS_WORKSPACE",
@@ -37,6 +62,14 @@ class Format(str, Enum):
     json = "json"
     csv = "csv"
     md = "md"
+
+
+def output_format(value: str) -> Format:
+    """`--format` checked here, so a bad value is one `Error:` line naming the option and the choices."""
+    try:
+        return Format(value)
+    except ValueError:
+        fail(f"--format must be one of {', '.join(f.value for f in Format)}; got {value!r}")
 
 
 def fail(message: str) -> None:
@@ -83,6 +116,13 @@ def console():
     return Console(width=max(80, min(140, Console().width)))
 
 
+def say(text: str) -> None:
+    """One message on stdout, wrapped at the console's width with continuation lines indented."""
+    from ensemble.cli.present import hang
+
+    typer.echo(hang(text, console().width))
+
+
 @command("import")
 def import_cmd(
     name: Annotated[str, typer.Argument(help="Name of the new run.")],
@@ -101,17 +141,19 @@ def import_cmd(
     cv = (run.manifest.get("metrics") or {}).get("cv")
     tail = f" (CV {cv['score']:.5f})" if cv else " (no OOF: can be averaged, not learned from)"
     typer.echo(f"imported run {name} into {run.dir}{tail}")
+    say(f"next: `ens board` lists it; `ens stack {name} OTHER_RUN --compare` tells whether a blend helps")
 
 
 @command("score")
 def score_cmd(
     file: Annotated[Path, typer.Argument(help="Submission CSV to score.")],
     answers: Annotated[Path, typer.Option("--answers", help="Answer key: CSV with id and 0/1 label columns.")],
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    format: Annotated[str, typer.Option("--format", help="table, json, csv or md.")] = "table",
 ) -> None:
     """Score a submission against an answer key with the competition metric (lower is better)."""
     from ensemble.commands.score import score_file
 
+    format = output_format(format)
     parts, per_label = score_file(file, answers)
     if format == Format.json:
         typer.echo(json.dumps({**parts.as_dict(), "labels": per_label}, indent=2))
@@ -134,25 +176,31 @@ def lb_cmd(
 
     sidecar = record_leaderboard(Workspace.resolve(workspace), Path(submission).stem, public, private)
     board = sidecar["leaderboard"]
-    typer.echo(f"recorded {sidecar['name']}: public {board.get('public')}, private {board.get('private')}")
+    scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
+    typer.echo(f"recorded {sidecar['name']}: {scores}")
+    say("next: `ens board` ranks it beside the others; from three public scores on it tells whether CV predicts "
+        "the leaderboard")
 
 
 @command("board")
 def board_cmd(
-    format: Annotated[Format, typer.Option("--format", help="table (rich), json, csv or md.")] = Format.table,
+    format: Annotated[str, typer.Option("--format", help="table (for people), json, csv or md.")] = "table",
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Compare runs and submissions: CV score and its parts, recorded leaderboard scores, rank."""
+    """Compare runs and submissions: CV score and its parts, recorded leaderboard scores, rank; partial runs
+    with the folds they have."""
     from ensemble.commands.board import board_frame, cv_public_correlation
     from ensemble.cli.present import board_output
     from ensemble.artifacts.workspace import Workspace
 
+    format = output_format(format)
     frame = board_frame(Workspace.resolve(workspace))
-    output = board_output(frame, cv_public_correlation(frame), format.value)
+    out = console()
+    output = board_output(frame, cv_public_correlation(frame), format.value, out.width)
     if isinstance(output, str):
         typer.echo(output, nl=not output.endswith("\n"))
     else:
-        console().print(output)
+        out.print(output)
 
 
 @command("finetune")
@@ -230,7 +278,7 @@ def oof_cmd(
 @command("stack")
 def stack_cmd(
     runs: Annotated[list[str], typer.Argument(help="Runs to blend (names in models/).")],
-    method: Annotated[str, typer.Option("--method", "-m", help="auto (the best single run unless a blend or calibration credibly beats it), mean, logit, rank, weighted, hillclimb, flip, logreg, lgbm, or single (one run, --param run=INDEX).")] = "mean",
+    method: Annotated[str, typer.Option("--method", "-m", help="auto (the best single run unless a blend or calibration credibly beats it); mean, logit or rank (equal-weight averages of probabilities, logits, ranks); weighted (weights fitted to the OOF); hillclimb (greedy forward selection of runs, with repeats, bagged); flip (first re-orients runs whose label columns look swapped or inverted, then recalibrates and weights them); logreg or lgbm (a logistic regression / LightGBM on the runs' logits); or single (one run, --param run=INDEX).")] = "mean",
     name: Annotated[Optional[str], typer.Option("--name", help="Submission name (default: <method>-<runs>).")] = None,
     calibrate: Annotated[str, typer.Option("--calibrate", help="auto (a calibrator only where it credibly beats none), none, temperature, platt, isotonic or beta.")] = "auto",
     test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, or an assumed prior such as 0.4.")] = "none",
@@ -249,6 +297,9 @@ def stack_cmd(
     from ensemble.cli.progress import event_printer
     from ensemble.commands.stack import run_stack
 
+    if write and not compare:
+        fail("--write only goes with --compare (it writes what the comparison chooses); without --compare "
+             "every `ens stack` writes its submission")
     if name is not None:
         check_name(name, "submission")  # before any compute is spent
     ws, comp = _context(workspace, data)
@@ -257,16 +308,20 @@ def stack_cmd(
         done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
                          test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
                          progress=show)
+    out = console()
     if compare:
-        console().print(compare_table(done.comparison))
+        out.print(compare_table(done.comparison, out.width))
         if done.written is None:
-            typer.echo(f"would write {done.comparison.chosen.name} (--write, or --method auto)")
+            say(f"next: `ens stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
+                f"as {done.name}")
             return
     for note in done.written.cleaned:
         typer.echo(f"warning: {note}", err=True)
-    console().print(stack_summary(done.written.csv, done.result, done.sidecar["recipe"].get("decision")))
+    typer.echo(stack_summary(done.written.csv, done.result, done.sidecar["recipe"], out.width))
     if test_prior != "none" and (table := prior_table(done.result)) is not None:
-        console().print(table)
+        out.print(table)
+    say(f"next: submit {done.written.csv.name} on the contest site, then `ens lb {done.name} --public SCORE`; "
+        "`ens report` shows it with figures")
 
 
 @command("demo")
@@ -317,7 +372,8 @@ def report_cmd(
     typer.echo(f"report: {folder / 'index.html'}")
 
 
-testlike_app = typer.Typer(help="The simulated test-like set: how test-like it is.", no_args_is_help=True)
+testlike_app = typer.Typer(help="The simulated test-like set: how test-like it is.", no_args_is_help=True,
+                           rich_markup_mode=None)
 app.add_typer(testlike_app, name="testlike")
 
 

@@ -28,7 +28,7 @@ from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
 from ensemble.artifacts.io import read_json, sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
-from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, write_manifest, write_run_file
+from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
 from ensemble.metrics.dacon import MetricError, competition_score
 from ensemble.metrics.frames import cv_metrics, score_frame
@@ -36,7 +36,6 @@ from ensemble.progress import Progress, tagged
 from ensemble.artifacts.testlike_set import ensure_testlike, load_domain_check, testlike_fingerprint
 from ensemble.artifacts.workspace import Workspace
 
-OPTIONS_FILE = "options.json"
 PARITY_SECONDS = 3.3  # parity is measured on clips of another length than training used
 MIN_UPDATES_PER_EPOCH = 8
 SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tuning rate

@@ -14,7 +14,7 @@ from ensemble.errors import DataError
 from ensemble.artifacts.folds import FOLDS_FILE, ensure_folds, folds_fingerprint, load_folds
 from ensemble.artifacts.io import file_sha256, read_csv, umask_mode, write_parquet
 from ensemble.artifacts.provenance import now_iso, package_versions
-from ensemble.artifacts.runs import (OOF_FILE, TEST_FILE, TESTLIKE_FILE as TESTLIKE_OOF_FILE, Run, load_run, validate_oof,
+from ensemble.artifacts.runs import (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, validate_oof,
                            validate_test, write_manifest, write_run_file)
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE, load_testlike, testlike_fingerprint
