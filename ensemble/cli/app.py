@@ -226,7 +226,7 @@ def finetune_cmd(
     force: ForceOpt = False,
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
-    from ensemble.commands.finetune import FinetuneOptions, finetune
+    from ensemble.commands.finetune import FinetuneOptions, check_model_ref, finetune
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
@@ -236,7 +236,8 @@ def finetune_cmd(
     if config is not None:
         values = merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
-    check_name(opts.run_name, "run")  # options first, then the folder and its audio, then compute
+    check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
+    check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
     ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
         run = finetune(ws, comp, opts, force=force, progress=show)

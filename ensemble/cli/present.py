@@ -118,7 +118,7 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, w
 
     if frame.empty:
         return Text("no runs or submissions yet: `ens import`, `ens finetune` or `ens stack` make them")
-    from ensemble.commands.board import DETAIL, board_legend
+    from ensemble.commands.board import DETAIL, board_legend, correlation_sentence
 
     shown = frame.drop(columns=DETAIL)
     shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown
@@ -130,16 +130,6 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, w
         parts.append(Text(hang("CV vs public: record three or more public scores (`ens lb NAME --public X`) "
                                "to see whether CV predicts the leaderboard", width), style="dim"))
     return Group(*parts)
-
-
-def correlation_sentence(correlation: dict) -> str:
-    """CV vs public correlation and what it says about trusting CV."""
-    r = correlation["spearman"]
-    verdict = ("CV ranks submissions as the leaderboard does: trust CV" if r >= 0.8 else
-               "CV and the leaderboard disagree: trust CV less, and look at test-like CV" if r < 0.4 else
-               "CV roughly follows the leaderboard")
-    return (f"CV vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "
-            f"Spearman {correlation['spearman']:.3f} ({verdict})")
 
 
 def score_table(parts: ScoreParts, per_label: dict[str, dict[str, float]], fmt_name: str):
@@ -155,18 +145,6 @@ def score_table(parts: ScoreParts, per_label: dict[str, dict[str, float]], fmt_n
     return Group(Text(f"score {parts.score:.6f} (lower is better)"), frame_table(frame, digits=6))
 
 
-def compare_rows(comparison) -> tuple[pd.DataFrame, bool]:
-    """`--compare`'s rows best first with the shown columns, and whether they are scored on test-like rows."""
-    rows = [{**r, "method": ("* " if r["chosen"] else "") + r["method"]} for r in comparison.sorted_rows()]
-    frame = pd.DataFrame(rows)
-    keep = ["method", "score", "auc", "brier", "ece", "score_clean", "in_sample", "gap", "gain", "seconds"]
-    testlike = "score_testlike" in frame.columns
-    if not testlike:
-        keep.remove("score_clean")  # without test-like rows the clean score is the nested score
-    return frame[keep].rename(columns={"score": "nested", "score_clean": "clean", "in_sample": "in-smp",
-                                       "seconds": "s"}), testlike
-
-
 def compare_table(comparison, width: int = 80):
     """`ens stack --compare`: every candidate's nested score and parts, best first, with a legend.
 
@@ -176,9 +154,9 @@ def compare_table(comparison, width: int = 80):
     from rich.console import Group
     from rich.text import Text
 
-    from ensemble.stack.explain import compare_legend
+    from ensemble.stack.explain import compare_frame, compare_legend
 
-    frame, testlike = compare_rows(comparison)
+    frame, testlike = compare_frame(comparison.sorted_rows())
     where = "test-like rows" if testlike else "OOF rows"
     table = frame_table(frame, title=f"candidates, nested CV on {where}", method_width=18, width=width)
     return Group(table, legend(compare_legend(testlike), width),

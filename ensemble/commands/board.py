@@ -85,3 +85,13 @@ def cv_public_correlation(frame: pd.DataFrame) -> dict[str, float] | None:
         return None
     return {"n": int(len(both)), "pearson": float(np.corrcoef(cv, public)[0, 1]),
             "spearman": float(cv.rank().corr(public.rank()))}
+
+
+def correlation_sentence(correlation: dict) -> str:
+    """CV vs public correlation, and what it says about trusting CV to pick the next submission."""
+    r = correlation["spearman"]
+    verdict = ("CV orders submissions as the leaderboard does: trust it to choose" if r >= 0.8 else
+               "CV and the leaderboard disagree: trust CV less, and look at test-like CV" if r < 0.4 else
+               "CV roughly follows the leaderboard")
+    return (f"CV vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "
+            f"Spearman {correlation['spearman']:.3f} ({verdict})")

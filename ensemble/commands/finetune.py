@@ -89,11 +89,19 @@ def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
     write_json(opts.identity(), saved)
 
 
+def check_model_ref(model: str) -> str:
+    """Where MODEL comes from ('named', 'folder' or 'hub'), checked before any compute; a typo fails at once."""
+    from ensemble.backbones.model import check_model_ref as check
+
+    return check(model)
+
+
 def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
              progress: Progress | None = None) -> Run | None:
     """Run (or resume) the requested folds; returns the run once every fold is done, else None."""
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
+    check_model_ref(opts.model)
     check_competition_audio(ws, comp, progress=emit)
     with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
         sweep_tmp(ws.models_dir)

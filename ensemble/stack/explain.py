@@ -131,3 +131,22 @@ def compare_legend(testlike: bool) -> list[str]:
         "gain: best single run's nested score − this one's (positive = better than the best run); sec: seconds",
         "run:X is run X alone, +cal with a calibrator; * marks the decision's choice (what --write writes)",
     ]
+
+
+COMPARE_KEYS = ["method", "chosen", "score", "auc", "brier", "ece", "score_clean", "score_testlike", "in_sample", "gap",
+                "gain", "seconds"]
+
+
+def compare_frame(rows: list[dict]):
+    """`--compare`'s rows (best first) as the shown table: short column names that `compare_legend` explains;
+    and whether the nested scores are on test-like rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{**r, "method": ("* " if r.get("chosen") else "") + r["method"]} for r in rows])
+    keep = ["method", "score", "auc", "brier", "ece", "score_clean", "in_sample", "gap", "gain", "seconds"]
+    testlike = "score_testlike" in frame.columns and frame["score_testlike"].notna().any()
+    if not testlike:
+        keep.remove("score_clean")  # without test-like rows the clean score is the nested score
+    frame = frame.reindex(columns=keep)
+    return frame.rename(columns={"score": "nested", "score_clean": "clean", "in_sample": "in-smp",
+                                 "seconds": "s"}), testlike
