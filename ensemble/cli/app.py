@@ -125,7 +125,7 @@ def say(text: str) -> None:
 
 @command("import")
 def import_cmd(
-    name: Annotated[str, typer.Argument(help="Name of the new run.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new run.")],
     test: Annotated[Path, typer.Option("--test", help="Test predictions: CSV with id and the label columns.")],
     oof: Annotated[Optional[Path], typer.Option("--oof", help="Out-of-fold predictions for train ids (CSV, optional `fold` column).")] = None,
     testlike: Annotated[Optional[Path], typer.Option("--testlike", help="Predictions for the workspace's test-like clips (CSV with id and the label columns; see `ens testlike export`). Needs --oof.")] = None,
@@ -146,7 +146,7 @@ def import_cmd(
 
 @command("score")
 def score_cmd(
-    file: Annotated[Path, typer.Argument(help="Submission CSV to score.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Submission CSV to score.")],
     answers: Annotated[Path, typer.Option("--answers", help="Answer key: CSV with id and 0/1 label columns.")],
     format: Annotated[str, typer.Option("--format", help="table, json, csv or md.")] = "table",
 ) -> None:
@@ -165,7 +165,7 @@ def score_cmd(
 
 @command("lb")
 def lb_cmd(
-    submission: Annotated[str, typer.Argument(help="Submission name (or its CSV path).")],
+    submission: Annotated[str, typer.Argument(metavar="SUBMISSION", help="Submission name (or its CSV path).")],
     public: Annotated[Optional[float], typer.Option("--public", help="Public leaderboard score.")] = None,
     private: Annotated[Optional[float], typer.Option("--private", help="Private leaderboard score.")] = None,
     workspace: WorkspaceOpt = None,
@@ -206,7 +206,7 @@ def board_cmd(
 @command("finetune")
 def finetune_cmd(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
     data: DataOpt = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: from MODEL).")] = None,
     folds: Annotated[Optional[int], typer.Option("--folds", help="Number of folds when the shared folds file is created (default 5).")] = None,
@@ -242,7 +242,13 @@ def finetune_cmd(
     with event_printer(console()) as show:
         run = finetune(ws, comp, opts, force=force, progress=show)
     if run is None:
-        typer.echo(f"folds done for {opts.run_name}; run the other folds (or copy their fold folders) to finish the run")
+        from ensemble.artifacts.runs import partial_run
+
+        partial = partial_run(ws.run_dir(opts.run_name))
+        state = partial.progress() if partial else "some folds finished"
+        hint = partial.finish_hint() if partial else f"ens finetune {opts.model} with the other --fold values"
+        say(f"run {opts.run_name}: {state}; finish it: {hint} (or copy fold folders made elsewhere into "
+            f"{ws.run_dir(opts.run_name)} and run it again)")
         return
     metrics = run.manifest["metrics"]
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
@@ -252,7 +258,7 @@ def finetune_cmd(
 
 @command("oof")
 def oof_cmd(
-    run: Annotated[str, typer.Argument(help="Run whose ONNX folds to run.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run whose ONNX folds to run.")],
     data: DataOpt = None,
     split: Annotated[str, typer.Option("--split", help="train, test, testlike or all.")] = "all",
     provider: Annotated[str, typer.Option("--provider", help="auto (CUDA when available), cuda or cpu.")] = "auto",
@@ -278,7 +284,7 @@ def oof_cmd(
 
 @command("stack")
 def stack_cmd(
-    runs: Annotated[list[str], typer.Argument(help="Runs to blend (names in models/).")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to blend (names in models/).")],
     method: Annotated[str, typer.Option("--method", "-m", help="auto (the best single run unless a blend or calibration credibly beats it); mean, logit or rank (equal-weight averages of probabilities, logits, ranks); weighted (weights fitted to the OOF); hillclimb (greedy forward selection of runs, with repeats, bagged); flip (first re-orients runs whose label columns look swapped or inverted, then recalibrates and weights them); logreg or lgbm (a logistic regression / LightGBM on the runs' logits); or single (one run, --param run=INDEX).")] = "mean",
     name: Annotated[Optional[str], typer.Option("--name", help="Submission name (default: <method>-<runs>).")] = None,
     calibrate: Annotated[str, typer.Option("--calibrate", help="auto (a calibrator only where it credibly beats none), none, temperature, platt, isotonic or beta.")] = "auto",
@@ -294,7 +300,7 @@ def stack_cmd(
 ) -> None:
     """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
     from ensemble.artifacts.workspace import check_name
-    from ensemble.cli.present import compare_table, prior_table, stack_summary
+    from ensemble.cli.present import compare_table, hang, prior_table, stack_summary
     from ensemble.cli.progress import event_printer
     from ensemble.commands.stack import run_stack
 
@@ -317,7 +323,7 @@ def stack_cmd(
                 f"as {done.name}")
             return
     for note in done.written.cleaned:
-        typer.echo(f"warning: {note}", err=True)
+        typer.echo(hang(f"warning: {note}", out.width), err=True)
     typer.echo(stack_summary(done.written.csv, done.result, done.sidecar["recipe"], out.width))
     if test_prior != "none" and (table := prior_table(done.result)) is not None:
         out.print(table)
@@ -339,20 +345,22 @@ def demo_cmd(
     with event_printer(console()) as show:
         result = run_demo(out, force=force, seed=seed, progress=show)
     out_console = console()
-    out_console.print(compare_table(result.compare))
+    out_console.print(compare_table(result.compare, out_console.width))
     out_console.print(frame_table(result.scores, title="scores on the demo's answer key"))
     runs = result.scores[result.scores["kind"] == "run"]
     best_run = runs.loc[runs["test"].idxmin()]
     sub = result.scores[result.scores["kind"] == "submission"].iloc[0]
-    typer.echo(f"best single run {best_run['name']}: {best_run['test']:.4f} on the answer key; "
-               f"written {sub['name']} ({result.compare.chosen.name}): {sub['test']:.4f} "
-               f"({sub['test'] - best_run['test']:+.4f})")
-    typer.echo(f"workspace: {result.workspace} (try: ens board -w {result.workspace})")
+    say(f"best single run {best_run['name']}: {best_run['test']:.4f} on the answer key; "
+        f"written {sub['name']} ({result.compare.chosen.name}): {sub['test']:.4f} "
+        f"({sub['test'] - best_run['test']:+.4f})")
+    typer.echo(f"workspace: {result.workspace}")
+    say(f"next: `ens board -w {result.workspace}` ranks runs and submissions; `ens report -w {result.workspace}` "
+        "puts them, their recipes and figures on one page")
 
 
 @command("report")
 def report_cmd(
-    runs: Annotated[Optional[list[str]], typer.Argument(help="Runs to show (default: every run with OOF).")] = None,
+    runs: Annotated[Optional[list[str]], typer.Argument(metavar="RUN", help="Runs to show (default: every run with OOF).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the figures and index.html (default: <workspace>/report); an earlier report there is replaced.")] = None,
     restack: Annotated[bool, typer.Option("--restack/--no-restack", help="Re-run each submission stacked from these runs to draw its reliability diagram.")] = True,
     data: DataOpt = None,
@@ -381,7 +389,7 @@ app.add_typer(testlike_app, name="testlike")
 @testlike_app.command("check")
 @handles_errors
 def testlike_check_cmd(
-    runs: Annotated[Optional[list[str]], typer.Argument(help="Runs whose predictions to check too (test-like vs test clips).")] = None,
+    runs: Annotated[Optional[list[str]], typer.Argument(metavar="RUN", help="Runs whose predictions to check too (test-like vs test clips).")] = None,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
     clips: Annotated[int, typer.Option("--clips", help="Test-like and real clips compared (each side).")] = 300,
@@ -414,7 +422,7 @@ def _show_domain_check(check, feature: str, what: str) -> None:
 @testlike_app.command("export")
 @handles_errors
 def testlike_export_cmd(
-    out: Annotated[Path, typer.Argument(help="Folder for <id>.wav files and ids.csv.")],
+    out: Annotated[Path, typer.Argument(metavar="DIR", help="Folder for <id>.wav files and ids.csv.")],
     rate: Annotated[int, typer.Option("--rate", help="Sample rate of the WAV files (Hz).")] = 16000,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
