@@ -262,3 +262,21 @@ def test_report_page_renders_in_headless_chromium(built: Workspace, tmp_path: Pa
     keep = os.environ.get("ENS_REPORT_SCREENSHOT")  # set to look at it
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_cv_vs_leaderboard_axes_span_the_submissions_drawn(tmp_path: Path, monkeypatch):
+    """A submission without a leaderboard score is not drawn, so it does not stretch the CV axis."""
+    import ensemble.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    subs = pd.DataFrame({"name": ["a", "b", "c"], "cv": [0.010, 0.015, 0.35], "cv_testlike": [np.nan] * 3,
+                         "public": [0.012, 0.016, np.nan], "private": [np.nan] * 3}, index=["a", "b", "c"])
+    plots.plot_cv_vs_leaderboard(tmp_path / "x.png", subs)
+    (ax,) = figures[0].axes
+    lo, hi = ax.get_xlim()
+    assert lo <= 0.010 and 0.015 <= hi < 0.05, (lo, hi)
+    corr = np.array([[[1.0, -0.9], [-0.9, 1.0]]])
+    plots.plot_correlation(tmp_path / "c.png", ["a", "b"], ["fake"], corr)
+    title = figures[1]._suptitle.get_text()
+    assert "negative" in title and "swapped or inverted" in title  # not "lower = more to gain"

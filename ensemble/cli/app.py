@@ -300,7 +300,7 @@ def stack_cmd(
 ) -> None:
     """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
     from ensemble.artifacts.workspace import check_name
-    from ensemble.cli.present import compare_table, hang, prior_table, stack_summary
+    from ensemble.cli.present import compare_table, prior_table, stack_summary
     from ensemble.cli.progress import event_printer
     from ensemble.commands.stack import run_stack
 
@@ -323,7 +323,7 @@ def stack_cmd(
                 f"as {done.name}")
             return
     for note in done.written.cleaned:
-        typer.echo(hang(f"warning: {note}", out.width), err=True)
+        typer.echo(f"warning: {note}", err=True)  # whole: it names files to find
     typer.echo(stack_summary(done.written.csv, done.result, done.sidecar["recipe"], out.width))
     if test_prior != "none" and (table := prior_table(done.result)) is not None:
         out.print(table)

@@ -380,7 +380,10 @@ def write_report(ws: Workspace, out: Path | None = None, runs: list[str] | None 
                         + _submission_sections(ws, chosen, staging, restack, progress))
         title = f"ens report: {len(chosen)} run{'s' if len(chosen) > 1 else ''} in {ws.root.name}"
         intro = Section("Contents", f"Runs: {', '.join(r.name for r in chosen)}. Labels: {', '.join(chosen[0].labels)}. "
-                        "Scores are the competition's (lower is better); `ens board` lists them all.")
+                        "Scores are the competition's (lower is better). Below: the board (as `ens board` shows it), each "
+                        "submission's recipe in words (with the comparison behind it when the decision rule chose "
+                        "it), then the figures: reliability, correlation of the runs, per-fold spread, CV vs "
+                        "leaderboard.")
         (staging / "index.md").write_text(_markdown(title, [intro, *sections]))
         (staging / "index.html").write_text(_html(title, [intro, *sections]))
         _swap_in(staging, out)
