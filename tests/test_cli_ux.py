@@ -42,7 +42,9 @@ def partial_run(workspace: Path, name: str, model: str, done: list[int], folds: 
     """A fine-tune stopped part way, as `ens finetune … --fold` leaves it: options.json and finished folds."""
     folder = workspace / "models" / name
     folder.mkdir(parents=True)
-    (folder / "options.json").write_text(json.dumps({"model": model, "folds": folds}))
+    (folder / "options.json").write_text(json.dumps({"model": model, "folds": folds, "epochs": 2, "lr": None,
+                                                     "augment": "none", "freeze_feature_encoder": False,
+                                                     "extra": {}}))
     for k in done:
         (folder / f"fold{k}").mkdir()
         (folder / f"fold{k}" / "fold.json").write_text("{}")
@@ -100,14 +102,14 @@ def test_board_legend_names_the_ranking_column_and_lists_partial_runs(two_runs, 
     row = next(line for line in result.output.splitlines() if " tty " in line)
     assert "part" in row and "–" in row  # listed, unranked
     assert ("partial run tty: fold 0 of 3 finished; finish: ens finetune tiny-hubert --name tty --fold 1,2 "
-            "(with the options it started with, in models/tty/options.json)") in said
+            "--epochs 2 --augment none --train-feature-encoder") in said  # the options it must repeat
     rows = json.loads(ens("board", "--format", "json").output)["rows"]
     assert [(r["name"], r["kind"], r["rank"]) for r in rows if r["kind"] == "partial"] == [("tty", "partial", None)]
     # the run is named as partial, not as missing, where a command needs it
     stacked = ens("stack", "r0", "tty")
     assert stacked.exit_code == 1
     assert stacked.output.startswith("Error: run 'tty' is not finished (fold 0 of 3 finished); finish it: "
-                                     "ens finetune tiny-hubert --name tty --fold 1,2")
+                                     "ens finetune tiny-hubert --name tty --fold 1,2 --epochs 2")
 
 
 def test_board_ranking_column_when_some_rows_lack_test_like_scores(csv_competition, workspace):
@@ -237,3 +239,27 @@ def test_readme_links_resolve():
     local = [link for link in links if not re.match(r"[a-z]+://", link)]
     assert local, "the README links its design document"
     assert [link for link in local if not (README.parent / link).exists()] == []
+
+
+def test_the_finish_hint_repeats_every_option_the_resume_check_compares(tmp_path, monkeypatch):
+    """Run as printed, the hint gives the options a resumed run must match (folds and test-like size come
+    from the workspace inside `finetune`)."""
+    import shlex
+    from dataclasses import replace
+
+    import ensemble.commands.finetune as ft
+    from ensemble.artifacts.runs import PartialRun
+    from ensemble.demo.synth import generate_competition
+
+    competition = generate_competition(tmp_path / "comp", n_train=12, n_test=3, n_unlabeled=0, seed=1)
+    started = ft.FinetuneOptions(model="tiny-hubert", name="tty", folds=3, epochs=2, lr=0.01, batch_size=8,
+                                 grad_accum=2, max_seconds=3.0, augment="none", seed=4, testlike_per_fold=50,
+                                 freeze_feature_encoder=False)
+    hint = PartialRun("tty", "tiny-hubert", [0], 3, started.identity()).finish_hint()
+    seen = []
+    monkeypatch.setattr(ft, "finetune", lambda ws, comp, opts, **kw: seen.append(opts))  # stop before training
+    result = ens(*shlex.split(hint)[1:], "--data", competition)
+    assert result.exit_code == 0, result.output
+    (opts,) = seen
+    assert opts.only_folds == [1, 2]
+    assert replace(opts, folds=3, testlike_per_fold=50).identity() == started.identity()

@@ -9,7 +9,7 @@ Probabilities are floats in [0, 1] without NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class PartialRun:
     model: str | None
     done: list[int]
     n_folds: int | None
+    options: dict = field(default_factory=dict)  # options.json: what a finishing call must repeat
 
     @property
     def missing(self) -> list[int]:
@@ -47,11 +48,26 @@ class PartialRun:
         return f"fold{'s' if len(self.done) > 1 else ''} {', '.join(map(str, self.done))}{total} finished"
 
     def finish_hint(self) -> str:
-        """The command that finishes the run (its saved options must be repeated: they are in options.json)."""
+        """The command that finishes the run, repeating the options it started with (a resumed run must)."""
         model = self.model or "MODEL"
         named = "" if self.model and Path(self.model.rstrip("/")).name == self.name else f" --name {self.name}"
         folds = f" --fold {','.join(map(str, self.missing))}" if self.missing else ""
-        return f"ens finetune {model}{named}{folds} (with the options it started with, in models/{self.name}/{OPTIONS_FILE})"
+        flags = []
+        for key, flag in FINETUNE_FLAGS.items():
+            value = self.options.get(key)
+            if isinstance(value, bool):
+                flags.append(flag[0] if value else flag[1])
+            elif value is not None:
+                flags.append(f"{flag} {value}")
+        more = "" if self.options and not self.options.get("extra") else \
+            f" (and the rest of models/{self.name}/{OPTIONS_FILE})"
+        return f"ens finetune {model}{named}{folds}{''.join(' ' + f for f in flags)}{more}"
+
+
+# options.json keys a finishing `ens finetune` must repeat (folds and test-like size come from the workspace)
+FINETUNE_FLAGS = {"epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "grad_accum": "--grad-accum",
+                  "max_seconds": "--max-seconds", "augment": "--augment", "seed": "--seed",
+                  "freeze_feature_encoder": ("--freeze-feature-encoder", "--train-feature-encoder")}
 
 
 def partial_run(folder: Path) -> PartialRun | None:
@@ -66,7 +82,7 @@ def partial_run(folder: Path) -> PartialRun | None:
     saved = saved if isinstance(saved, dict) else {}
     done = sorted(int(p.name[4:]) for p in folds if (p / "fold.json").is_file())
     n = saved.get("folds")
-    return PartialRun(folder.name, saved.get("model"), done, int(n) if isinstance(n, int) else None)
+    return PartialRun(folder.name, saved.get("model"), done, int(n) if isinstance(n, int) else None, saved)
 
 
 def partial_runs(ws: Workspace) -> list[PartialRun]:
