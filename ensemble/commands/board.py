@@ -47,7 +47,6 @@ def board_frame(ws: Workspace) -> pd.DataFrame:
     # the test-like score is the one to trust where it exists; else the clean CV score
     key = frame["cv_testlike"].where(frame["cv_testlike"].notna(), frame["cv"]).astype(float)
     frame = frame.assign(_key=key).sort_values(["_key", "name"], na_position="last", kind="stable")
-    # pandas sorts NaN keys last, in input order: runs, submissions, then partial runs
     frame["rank"] = frame["_key"].rank(method="min").astype("Int64")
     frame["delta"] = frame["_key"] - frame["_key"].min()
     frame = frame.drop(columns="_key").reindex(columns=COLUMNS).reset_index(drop=True)
@@ -59,7 +58,7 @@ def ranked_by(frame: pd.DataFrame) -> str:
     """Which score ranks the board's rows: test-like CV, clean CV, or test-like where present (else clean)."""
     scored = frame[frame["kind"] != "partial"]
     has_tl, has_cv = scored["cv_testlike"].notna(), scored["cv"].notna()
-    if has_tl.all():
+    if len(scored) and has_tl.all():
         return "test-like CV"
     if not has_tl.any():
         return "clean CV"
@@ -68,7 +67,7 @@ def ranked_by(frame: pd.DataFrame) -> str:
 
 
 def board_legend(frame: pd.DataFrame) -> list[str]:
-    """What the board's columns mean, in words, and which one ranks the rows (lower is better everywhere)."""
+    """What the board's columns mean, in words, and which one ranks the rows (lower is better but for AUC)."""
     lines = [f"# ranks by {ranked_by(frame)}; delta: that score minus #1's. Lower is better in every column but auc.",
              "cv: nested CV score on the clean train rows (auc, brier, ece: its parts); t-like: the same on the "
              "simulated test-like clips; pub, priv: leaderboard scores recorded with `ens lb`."]
