@@ -109,7 +109,8 @@ def plot_correlation(path: Path, names: list[str], labels: list[str], corr: np.n
                 ax.text(b, a, "–" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=size,
                         color="white" if abs(v) > 0.6 else "black")
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="Pearson correlation of OOF logits")
-    fig.suptitle("Correlation of the runs' OOF logits (lower = more for a blend to gain)", fontsize=12)
+    fig.suptitle("Correlation of the runs' OOF logits\n(near 1: little for a blend to gain; strongly negative: "
+                 "a run with swapped or inverted labels, for flip)", fontsize=11)
     _save(fig, path)
 
 
@@ -145,6 +146,7 @@ def _padded(values: pd.Series) -> tuple[float, float]:
 
 def plot_cv_vs_leaderboard(path: Path, subs: pd.DataFrame) -> None:
     """Leaderboard score vs nested CV score per submission (one panel per CV kind present), y = x dashed."""
+    subs = subs[subs["public"].notna() | subs["private"].notna()]  # the axes span the points drawn, nothing else
     kinds = [(c, t) for c, t in (("cv", "nested CV (clean OOF)"), ("cv_testlike", "nested CV (test-like OOF)"))
              if subs[c].notna().any()]
     fig = _figure(5.4 * len(kinds) + 0.4, 5.0)

@@ -9,7 +9,7 @@ Probabilities are floats in [0, 1] without NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,74 @@ OOF_FILE = "oof.parquet"
 TEST_FILE = "test.parquet"
 TESTLIKE_OOF_FILE = "oof_testlike.parquet"
 MANIFEST_FILE = "run.json"
+OPTIONS_FILE = "options.json"  # written by `ens finetune` when a run starts; a run without run.json is partial
+
+
+@dataclass
+class PartialRun:
+    """A fine-tune that has started but not finished every fold: `models/<name>/` without run.json."""
+
+    name: str
+    model: str | None
+    done: list[int]
+    n_folds: int | None
+    options: dict = field(default_factory=dict)  # options.json: what a finishing call must repeat
+
+    @property
+    def missing(self) -> list[int]:
+        return [k for k in range(self.n_folds) if k not in self.done] if self.n_folds else []
+
+    def progress(self) -> str:
+        """`folds 0, 2 of 5 finished` (or `no fold finished`)."""
+        total = f" of {self.n_folds}" if self.n_folds else ""
+        if not self.done:
+            return f"no fold{total} finished"
+        return f"fold{'s' if len(self.done) > 1 else ''} {', '.join(map(str, self.done))}{total} finished"
+
+    def finish_hint(self) -> str:
+        """The command that finishes the run, repeating the options it started with (a resumed run must)."""
+        model = self.model or "MODEL"
+        named = "" if self.model and Path(self.model.rstrip("/")).name == self.name else f" --name {self.name}"
+        folds = f" --fold {','.join(map(str, self.missing))}" if self.missing else ""
+        flags = []
+        for key, flag in FINETUNE_FLAGS.items():
+            value = self.options.get(key)
+            if isinstance(value, bool):
+                flags.append(flag[0] if value else flag[1])
+            elif value is not None:
+                flags.append(f"{flag} {value}")
+        more = "" if self.options and not self.options.get("extra") else \
+            f" (and the rest of models/{self.name}/{OPTIONS_FILE})"
+        return f"ens finetune {model}{named}{folds}{''.join(' ' + f for f in flags)}{more}"
+
+
+# options.json keys a finishing `ens finetune` must repeat (folds and test-like size come from the workspace)
+FINETUNE_FLAGS = {"epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "grad_accum": "--grad-accum",
+                  "max_seconds": "--max-seconds", "augment": "--augment", "seed": "--seed",
+                  "freeze_feature_encoder": ("--freeze-feature-encoder", "--train-feature-encoder")}
+
+
+def partial_run(folder: Path) -> PartialRun | None:
+    """The partial run in `folder` (fold folders or options.json, no run.json), else None."""
+    if (folder / MANIFEST_FILE).is_file() or not folder.is_dir() or folder.name.startswith("."):
+        return None
+    folds = [p for p in folder.glob("fold*") if p.is_dir() and p.name[4:].isdigit()]
+    options = folder / OPTIONS_FILE
+    if not folds and not options.is_file():
+        return None
+    saved = read_json(options) if options.is_file() else {}
+    saved = saved if isinstance(saved, dict) else {}
+    done = sorted(int(p.name[4:]) for p in folds if (p / "fold.json").is_file())
+    n = saved.get("folds")
+    return PartialRun(folder.name, saved.get("model"), done, int(n) if isinstance(n, int) else None, saved)
+
+
+def partial_runs(ws: Workspace) -> list[PartialRun]:
+    """Every partial run in `models/`, by name."""
+    if not ws.models_dir.is_dir():
+        return []
+    found = (partial_run(p) for p in sorted(ws.models_dir.iterdir()))
+    return [p for p in found if p is not None]
 
 
 def check_probabilities(df: pd.DataFrame, labels: list[str], source: Path | str) -> None:
@@ -127,6 +195,9 @@ def load_run(ws: Workspace, name: str) -> Run:
     """A run by name; an unknown name lists the runs there are."""
     folder = ws.run_dir(name)
     if not (folder / MANIFEST_FILE).is_file():
+        partial = partial_run(folder)
+        if partial is not None:
+            raise DataError(f"run {name!r} is not finished ({partial.progress()}); finish it: {partial.finish_hint()}")
         known = ", ".join(ws.run_names()) or "none yet"
         raise DataError(f"run {name!r} not found in {ws.models_dir} (runs: {known})")
     manifest = read_json(folder / MANIFEST_FILE)

@@ -15,15 +15,40 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from ensemble.cli.config import merge_config, parse_folds, parse_params
 from ensemble.errors import EnsError
 
+PIPELINE = ["finetune", "oof", "export", "predict", "import", "testlike", "stack", "score", "lb", "board", "report", "demo"]
+
+
+class PipelineGroup(TyperGroup):
+    """Commands listed in pipeline order, each with its whole first sentence (click cuts them at 45 characters)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: PIPELINE.index(n) if n in PIPELINE else len(PIPELINE))
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, " ".join((cmd.short_help or cmd.help or "").split("\n\n")[0].split())))
+        with formatter.section("Commands, in pipeline order"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
     help="ens: fine-tune audio models k-fold, export ONNX, stack their predictions into an honest, calibrated submission.",
+    epilog="A day with ens: finetune (or import) runs → stack --compare → submit the CSV on the contest site → "
+           "lb NAME --public X → board → report.",
+    cls=PipelineGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: option names never cut, no <bool> on flags, wraps at the terminal
 )
 
 WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", envvar="ENS_WORKSPACE",
@@ -37,6 +62,14 @@ class Format(str, Enum):
     json = "json"
     csv = "csv"
     md = "md"
+
+
+def output_format(value: str) -> Format:
+    """`--format` checked here, so a bad value is one `Error:` line naming the option and the choices."""
+    try:
+        return Format(value)
+    except ValueError:
+        fail(f"--format must be one of {', '.join(f.value for f in Format)}; got {value!r}")
 
 
 def fail(message: str) -> None:
@@ -83,9 +116,16 @@ def console():
     return Console(width=max(80, min(140, Console().width)))
 
 
+def say(text: str) -> None:
+    """One message on stdout, wrapped at the console's width with continuation lines indented."""
+    from ensemble.cli.present import hang
+
+    typer.echo(hang(text, console().width))
+
+
 @command("import")
 def import_cmd(
-    name: Annotated[str, typer.Argument(help="Name of the new run.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the new run.")],
     test: Annotated[Path, typer.Option("--test", help="Test predictions: CSV with id and the label columns.")],
     oof: Annotated[Optional[Path], typer.Option("--oof", help="Out-of-fold predictions for train ids (CSV, optional `fold` column).")] = None,
     testlike: Annotated[Optional[Path], typer.Option("--testlike", help="Predictions for the workspace's test-like clips (CSV with id and the label columns; see `ens testlike export`). Needs --oof.")] = None,
@@ -101,17 +141,19 @@ def import_cmd(
     cv = (run.manifest.get("metrics") or {}).get("cv")
     tail = f" (CV {cv['score']:.5f})" if cv else " (no OOF: can be averaged, not learned from)"
     typer.echo(f"imported run {name} into {run.dir}{tail}")
+    say(f"next: `ens board` lists it; `ens stack {name} OTHER_RUN --compare` tells whether a blend helps")
 
 
 @command("score")
 def score_cmd(
-    file: Annotated[Path, typer.Argument(help="Submission CSV to score.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Submission CSV to score.")],
     answers: Annotated[Path, typer.Option("--answers", help="Answer key: CSV with id and 0/1 label columns.")],
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    format: Annotated[str, typer.Option("--format", help="table, json, csv or md.")] = "table",
 ) -> None:
     """Score a submission against an answer key with the competition metric (lower is better)."""
     from ensemble.commands.score import score_file
 
+    format = output_format(format)
     parts, per_label = score_file(file, answers)
     if format == Format.json:
         typer.echo(json.dumps({**parts.as_dict(), "labels": per_label}, indent=2))
@@ -123,7 +165,7 @@ def score_cmd(
 
 @command("lb")
 def lb_cmd(
-    submission: Annotated[str, typer.Argument(help="Submission name (or its CSV path).")],
+    submission: Annotated[str, typer.Argument(metavar="SUBMISSION", help="Submission name (or its CSV path).")],
     public: Annotated[Optional[float], typer.Option("--public", help="Public leaderboard score.")] = None,
     private: Annotated[Optional[float], typer.Option("--private", help="Private leaderboard score.")] = None,
     workspace: WorkspaceOpt = None,
@@ -134,31 +176,37 @@ def lb_cmd(
 
     sidecar = record_leaderboard(Workspace.resolve(workspace), Path(submission).stem, public, private)
     board = sidecar["leaderboard"]
-    typer.echo(f"recorded {sidecar['name']}: public {board.get('public')}, private {board.get('private')}")
+    scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
+    typer.echo(f"recorded {sidecar['name']}: {scores}")
+    say("next: `ens board` ranks it beside the others; from three public scores on it tells whether CV predicts "
+        "the leaderboard")
 
 
 @command("board")
 def board_cmd(
-    format: Annotated[Format, typer.Option("--format", help="table (rich), json, csv or md.")] = Format.table,
+    format: Annotated[str, typer.Option("--format", help="table (for people), json, csv or md.")] = "table",
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Compare runs and submissions: CV score and its parts, recorded leaderboard scores, rank."""
+    """Compare runs and submissions: CV score and its parts, recorded leaderboard scores, rank; partial runs
+    with the folds they have."""
     from ensemble.commands.board import board_frame, cv_public_correlation
     from ensemble.cli.present import board_output
     from ensemble.artifacts.workspace import Workspace
 
+    format = output_format(format)
     frame = board_frame(Workspace.resolve(workspace))
-    output = board_output(frame, cv_public_correlation(frame), format.value)
+    out = console()
+    output = board_output(frame, cv_public_correlation(frame), format.value, out.width)
     if isinstance(output, str):
         typer.echo(output, nl=not output.endswith("\n"))
     else:
-        console().print(output)
+        out.print(output)
 
 
 @command("finetune")
 def finetune_cmd(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
     data: DataOpt = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: from MODEL).")] = None,
     folds: Annotated[Optional[int], typer.Option("--folds", help="Number of folds when the shared folds file is created (default 5).")] = None,
@@ -178,7 +226,7 @@ def finetune_cmd(
     force: ForceOpt = False,
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
-    from ensemble.commands.finetune import FinetuneOptions, finetune
+    from ensemble.commands.finetune import FinetuneOptions, check_model_ref, finetune
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
@@ -188,12 +236,19 @@ def finetune_cmd(
     if config is not None:
         values = merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
-    check_name(opts.run_name, "run")  # options first, then the folder and its audio, then compute
+    check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
+    check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
     ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
         run = finetune(ws, comp, opts, force=force, progress=show)
     if run is None:
-        typer.echo(f"folds done for {opts.run_name}; run the other folds (or copy their fold folders) to finish the run")
+        from ensemble.artifacts.runs import partial_run
+
+        partial = partial_run(ws.run_dir(opts.run_name))
+        state = partial.progress() if partial else "some folds finished"
+        hint = partial.finish_hint() if partial else f"ens finetune {opts.model} with the other --fold values"
+        say(f"run {opts.run_name}: {state}; finish it: {hint} (or copy fold folders made elsewhere into "
+            f"{ws.run_dir(opts.run_name)} and run it again)")
         return
     metrics = run.manifest["metrics"]
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
@@ -203,7 +258,7 @@ def finetune_cmd(
 
 @command("oof")
 def oof_cmd(
-    run: Annotated[str, typer.Argument(help="Run whose ONNX folds to run.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run whose ONNX folds to run.")],
     data: DataOpt = None,
     split: Annotated[str, typer.Option("--split", help="train, test, testlike or all.")] = "all",
     provider: Annotated[str, typer.Option("--provider", help="auto (CUDA when available), cuda or cpu.")] = "auto",
@@ -229,8 +284,8 @@ def oof_cmd(
 
 @command("stack")
 def stack_cmd(
-    runs: Annotated[list[str], typer.Argument(help="Runs to blend (names in models/).")],
-    method: Annotated[str, typer.Option("--method", "-m", help="auto (the best single run unless a blend or calibration credibly beats it), mean, logit, rank, weighted, hillclimb, flip, logreg, lgbm, or single (one run, --param run=INDEX).")] = "mean",
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to blend (names in models/).")],
+    method: Annotated[str, typer.Option("--method", "-m", help="auto (the best single run unless a blend or calibration credibly beats it); mean, logit or rank (equal-weight averages of probabilities, logits, ranks); weighted (weights fitted to the OOF); hillclimb (greedy forward selection of runs, with repeats, bagged); flip (first re-orients runs whose label columns look swapped or inverted, then recalibrates and weights them); logreg or lgbm (a logistic regression / LightGBM on the runs' logits); or single (one run, --param run=INDEX).")] = "mean",
     name: Annotated[Optional[str], typer.Option("--name", help="Submission name (default: <method>-<runs>).")] = None,
     calibrate: Annotated[str, typer.Option("--calibrate", help="auto (a calibrator only where it credibly beats none), none, temperature, platt, isotonic or beta.")] = "auto",
     test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, or an assumed prior such as 0.4.")] = "none",
@@ -249,6 +304,9 @@ def stack_cmd(
     from ensemble.cli.progress import event_printer
     from ensemble.commands.stack import run_stack
 
+    if write and not compare:
+        fail("--write only goes with --compare (it writes what the comparison chooses); without --compare "
+             "every `ens stack` writes its submission")
     if name is not None:
         check_name(name, "submission")  # before any compute is spent
     ws, comp = _context(workspace, data)
@@ -257,16 +315,20 @@ def stack_cmd(
         done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
                          test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
                          progress=show)
+    out = console()
     if compare:
-        console().print(compare_table(done.comparison))
+        out.print(compare_table(done.comparison, out.width))
         if done.written is None:
-            typer.echo(f"would write {done.comparison.chosen.name} (--write, or --method auto)")
+            say(f"next: `ens stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
+                f"as {done.name}")
             return
     for note in done.written.cleaned:
-        typer.echo(f"warning: {note}", err=True)
-    console().print(stack_summary(done.written.csv, done.result, done.sidecar["recipe"].get("decision")))
+        typer.echo(f"warning: {note}", err=True)  # whole: it names files to find
+    typer.echo(stack_summary(done.written.csv, done.result, done.sidecar["recipe"], out.width))
     if test_prior != "none" and (table := prior_table(done.result)) is not None:
-        console().print(table)
+        out.print(table)
+    say(f"next: submit {done.written.csv.name} on the contest site, then `ens lb {done.name} --public SCORE`; "
+        "`ens report` shows it with figures")
 
 
 @command("demo")
@@ -283,20 +345,22 @@ def demo_cmd(
     with event_printer(console()) as show:
         result = run_demo(out, force=force, seed=seed, progress=show)
     out_console = console()
-    out_console.print(compare_table(result.compare))
+    out_console.print(compare_table(result.compare, out_console.width))
     out_console.print(frame_table(result.scores, title="scores on the demo's answer key"))
     runs = result.scores[result.scores["kind"] == "run"]
     best_run = runs.loc[runs["test"].idxmin()]
     sub = result.scores[result.scores["kind"] == "submission"].iloc[0]
-    typer.echo(f"best single run {best_run['name']}: {best_run['test']:.4f} on the answer key; "
-               f"written {sub['name']} ({result.compare.chosen.name}): {sub['test']:.4f} "
-               f"({sub['test'] - best_run['test']:+.4f})")
-    typer.echo(f"workspace: {result.workspace} (try: ens board -w {result.workspace})")
+    say(f"best single run {best_run['name']}: {best_run['test']:.4f} on the answer key; "
+        f"written {sub['name']} ({result.compare.chosen.name}): {sub['test']:.4f} "
+        f"({sub['test'] - best_run['test']:+.4f})")
+    typer.echo(f"workspace: {result.workspace}")
+    say(f"next: `ens board -w {result.workspace}` ranks runs and submissions; `ens report -w {result.workspace}` "
+        "puts them, their recipes and figures on one page")
 
 
 @command("report")
 def report_cmd(
-    runs: Annotated[Optional[list[str]], typer.Argument(help="Runs to show (default: every run with OOF).")] = None,
+    runs: Annotated[Optional[list[str]], typer.Argument(metavar="RUN", help="Runs to show (default: every run with OOF).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the figures and index.html (default: <workspace>/report); an earlier report there is replaced.")] = None,
     restack: Annotated[bool, typer.Option("--restack/--no-restack", help="Re-run each submission stacked from these runs to draw its reliability diagram.")] = True,
     data: DataOpt = None,
@@ -317,14 +381,15 @@ def report_cmd(
     typer.echo(f"report: {folder / 'index.html'}")
 
 
-testlike_app = typer.Typer(help="The simulated test-like set: how test-like it is.", no_args_is_help=True)
+testlike_app = typer.Typer(help="The simulated test-like set: how test-like it is.", no_args_is_help=True,
+                           rich_markup_mode=None)
 app.add_typer(testlike_app, name="testlike")
 
 
 @testlike_app.command("check")
 @handles_errors
 def testlike_check_cmd(
-    runs: Annotated[Optional[list[str]], typer.Argument(help="Runs whose predictions to check too (test-like vs test clips).")] = None,
+    runs: Annotated[Optional[list[str]], typer.Argument(metavar="RUN", help="Runs whose predictions to check too (test-like vs test clips).")] = None,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
     clips: Annotated[int, typer.Option("--clips", help="Test-like and real clips compared (each side).")] = 300,
@@ -357,7 +422,7 @@ def _show_domain_check(check, feature: str, what: str) -> None:
 @testlike_app.command("export")
 @handles_errors
 def testlike_export_cmd(
-    out: Annotated[Path, typer.Argument(help="Folder for <id>.wav files and ids.csv.")],
+    out: Annotated[Path, typer.Argument(metavar="DIR", help="Folder for <id>.wav files and ids.csv.")],
     rate: Annotated[int, typer.Option("--rate", help="Sample rate of the WAV files (Hz).")] = 16000,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,

@@ -50,7 +50,9 @@ def event_printer(console) -> Iterator[Callable[[dict], None]]:
             if event["done"] >= event["total"]:
                 bars.remove_task(tasks.pop(label))
         elif event.get("stage") not in QUIET_STAGES:
-            bars.console.print(_describe(event), highlight=False)
+            from ensemble.cli.present import hang  # a wrapped line indents, so it reads as one
+
+            bars.console.print(hang(_describe(event), console.width), highlight=False, markup=False)
 
     try:
         yield show

@@ -28,7 +28,7 @@ from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
 from ensemble.artifacts.io import read_json, sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
-from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, write_manifest, write_run_file
+from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
 from ensemble.metrics.dacon import MetricError, competition_score
 from ensemble.metrics.frames import cv_metrics, score_frame
@@ -36,7 +36,6 @@ from ensemble.progress import Progress, tagged
 from ensemble.artifacts.testlike_set import ensure_testlike, load_domain_check, testlike_fingerprint
 from ensemble.artifacts.workspace import Workspace
 
-OPTIONS_FILE = "options.json"
 PARITY_SECONDS = 3.3  # parity is measured on clips of another length than training used
 MIN_UPDATES_PER_EPOCH = 8
 SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tuning rate
@@ -90,11 +89,19 @@ def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
     write_json(opts.identity(), saved)
 
 
+def check_model_ref(model: str) -> str:
+    """Where MODEL comes from ('named', 'folder' or 'hub'), checked before any compute; a typo fails at once."""
+    from ensemble.backbones.model import check_model_ref as check
+
+    return check(model)
+
+
 def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
              progress: Progress | None = None) -> Run | None:
     """Run (or resume) the requested folds; returns the run once every fold is done, else None."""
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
+    check_model_ref(opts.model)
     check_competition_audio(ws, comp, progress=emit)
     with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
         sweep_tmp(ws.models_dir)

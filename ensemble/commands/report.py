@@ -36,11 +36,20 @@ _REPORT_FILES = {"index.md", "index.html"}
 
 @dataclass
 class Section:
-    """One part of the page: a heading, a sentence or two saying what is shown, and its figures."""
+    """One part of the page: a heading, a sentence or two saying what is shown, a bullet list, a table with
+    its legend (what each column means), and figures."""
 
     title: str
     text: str
     figures: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    legend: list[str] = field(default_factory=list)
+
+
+HEADERS = {"rank": "#", "cv_testlike": "t-like", "public": "pub", "private": "priv", "in-smp": "in-sample",
+           "s": "sec"}  # as the terminal shows them
+DIGITS = {"s": 1, "nested": 4}
 
 
 # ---------------------------------------------------------------- data
@@ -137,21 +146,61 @@ def stacked_series(ws: Workspace, name: str, sidecar: dict) -> list[Series]:
     return out
 
 
+def _cell(value, column: str) -> str:
+    """A table cell as text: numbers to 3 decimals (4 for scores to trust), missing as '–'."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{DIGITS.get(column, 3)}f}"
+    return str(value)
+
+
+def _rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    headers = [HEADERS.get(c, c) for c in frame.columns]
+    return headers, [[_cell(v, c) for c, v in zip(frame.columns, row)] for row in frame.itertuples(index=False)]
+
+
 def _markdown(title: str, sections: list[Section]) -> str:
     lines = [f"# {title}", ""]
     for s in sections:
         lines += [f"## {s.title}", "", s.text, ""]
+        lines += [f"- {item}" for item in s.items] + ([""] if s.items else [])
+        if s.table is not None:
+            headers, rows = _rows(s.table)
+            lines += ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+            lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        lines += [f"_{line}_  " for line in s.legend] + ([""] if s.legend else [])
         lines += [f"![{f}]({quote(f)})\n" for f in s.figures]
     return "\n".join(lines)
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    headers, rows = _rows(frame)
+    numeric = [c not in ("name", "kind", "method") for c in frame.columns]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td class="{"num" if n else "txt"}">{html.escape(v)}</td>'
+                                    for v, n in zip(row, numeric)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _html(title: str, sections: list[Section]) -> str:
     body = [f"<h1>{html.escape(title)}</h1>"]
     for s in sections:
-        text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(s.text))
-        body += [f"<h2>{html.escape(s.title)}</h2>", f"<p>{text}</p>"]
+        body += [f"<h2>{html.escape(s.title)}</h2>", f"<p>{_inline(s.text)}</p>"]
+        if s.items:
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in s.items) + "</ul>")
+        if s.table is not None:
+            body.append(_html_table(s.table))
+        if s.legend:
+            body.append('<p class="legend">' + "<br>".join(_inline(line) for line in s.legend) + "</p>")
         body += [f'<p><a href="{quote(f)}"><img src="{quote(f)}" alt="{html.escape(f)}"></a></p>' for f in s.figures]
-    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}img{max-width:100%}"
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}img{max-width:100%}"
+             "table{border-collapse:collapse;font-size:90%}th,td{padding:2px 8px;border-bottom:1px solid #ddd}"
+             "td.num{text-align:right;font-variant-numeric:tabular-nums}.legend{color:#555;font-size:90%}")
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
 
@@ -172,6 +221,56 @@ def _swap_in(staging: Path, out: Path) -> None:
 
 
 # ---------------------------------------------------------------- the report
+
+
+def _board_section(ws: Workspace) -> Section:
+    """`ens board`'s table, its legend and the CV-vs-public verdict."""
+    from ensemble.commands.board import DETAIL, board_frame, board_legend, correlation_sentence, cv_public_correlation
+
+    frame = board_frame(ws)
+    shown = frame.drop(columns=DETAIL)
+    if shown["cv_testlike"].isna().all():
+        shown = shown.drop(columns=["cv_testlike"])
+    corr = cv_public_correlation(frame)
+    verdict = (correlation_sentence(corr) if corr else "CV vs public: record three or more public scores "
+               "(`ens lb NAME --public X`) to see whether CV predicts the leaderboard.")
+    return Section("Board: runs and submissions", "Every run and submission, best first (lower is better), as "
+                   "`ens board` shows it.", table=shown, legend=[*board_legend(frame), verdict])
+
+
+def _scores_text(sidecar: dict) -> str:
+    metrics = sidecar.get("metrics") or {}
+    parts = []
+    for key, what in (("cv", "nested CV"), ("cv_testlike", "test-like nested CV")):
+        m = metrics.get(key)
+        if m:
+            parts.append(f"{what} {m['score']:.4f} (AUC {m['auc']:.3f}, Brier {m['brier']:.3f}, ECE {m['ece']:.3f})")
+    gain = metrics.get("gain")
+    if gain:
+        parts.append(f"gain over the best single run {gain['gain']:+.4f} [{gain['lo']:+.4f}, {gain['hi']:+.4f}] "
+                     "(positive = better)")
+    board = sidecar.get("leaderboard") or {}
+    parts += [f"{key} leaderboard {board[key]:g}" for key in ("public", "private") if board.get(key) is not None]
+    return "; ".join(parts) + "." if parts else "No scores recorded."
+
+
+def _recipe_sections(ws: Workspace) -> list[Section]:
+    """Each submission's scores and recipe in words; the comparison behind it when the decision rule chose it."""
+    from ensemble.artifacts.submission import read_sidecar
+    from ensemble.stack.explain import compare_frame, compare_legend, recipe_lines
+
+    sections = []
+    for name in ws.submission_names():
+        sidecar = read_sidecar(ws, name)
+        recipe = sidecar.get("recipe") or {}
+        section = Section(f"Submission {name}", _scores_text(sidecar), items=recipe_lines(recipe) if recipe else [])
+        rows = sidecar.get("comparison")
+        if rows:
+            section.table, testlike = compare_frame(rows)
+            rule = (recipe.get("decision") or {}).get("rule")
+            section.legend = compare_legend(testlike) + ([f"decision: {rule}"] if rule else [])
+        sections.append(section)
+    return sections
 
 
 def _run_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Section]:
@@ -277,10 +376,14 @@ def write_report(ws: Workspace, out: Path | None = None, runs: list[str] | None 
     staging.chmod(0o755)  # mkdtemp makes it private; a report is meant to be shared
     try:
         with matplotlib.rc_context({"font.size": 10, "axes.titlesize": 11}):
-            sections = _run_sections(ws, chosen, staging) + _submission_sections(ws, chosen, staging, restack, progress)
+            sections = ([_board_section(ws), *_recipe_sections(ws)] + _run_sections(ws, chosen, staging)
+                        + _submission_sections(ws, chosen, staging, restack, progress))
         title = f"ens report: {len(chosen)} run{'s' if len(chosen) > 1 else ''} in {ws.root.name}"
         intro = Section("Contents", f"Runs: {', '.join(r.name for r in chosen)}. Labels: {', '.join(chosen[0].labels)}. "
-                        "Scores are the competition's (lower is better); `ens board` lists them all.")
+                        "Scores are the competition's (lower is better). Below: the board (as `ens board` shows it), each "
+                        "submission's recipe in words (with the comparison behind it when the decision rule chose "
+                        "it), then the figures: reliability, correlation of the runs, per-fold spread, CV vs "
+                        "leaderboard.")
         (staging / "index.md").write_text(_markdown(title, [intro, *sections]))
         (staging / "index.html").write_text(_html(title, [intro, *sections]))
         _swap_in(staging, out)

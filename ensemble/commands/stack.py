@@ -69,6 +69,10 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
         "warnings": result.warnings, "prior_sensitivity": result.sensitivity, "seconds": round(result.seconds, 3),
         "testlike_domain": load_domain_check(ws),
     }
+    if decision is not None:  # what the decision compared, for `ens report`'s table
+        from ensemble.stack.explain import COMPARE_KEYS
+
+        sidecar["comparison"] = [{k: row.get(k) for k in COMPARE_KEYS} for row in comparison.sorted_rows()]
     return result, sidecar
 
 
