@@ -20,7 +20,8 @@ from typer.core import TyperGroup
 from ensemble.cli.config import merge_config, parse_folds, parse_params
 from ensemble.errors import EnsError
 
-PIPELINE = ["finetune", "oof", "export", "predict", "import", "testlike", "stack", "score", "lb", "board", "report", "demo"]
+PIPELINE = ["finetune", "oof", "import", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
+            "demo"]
 
 
 class PipelineGroup(TyperGroup):
