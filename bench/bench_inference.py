@@ -1,8 +1,10 @@
 """Inference and fine-tuning throughput of a base-size audio backbone, side by side.
 
 CPU (default): ONNX Runtime vs PyTorch eager, clips/s on `--seconds`-long 16 kHz clips at each batch size,
-with the ratio ORT / torch. The model is `base-wav2vec2` (the real base config, random init: weights do
-not change the speed).
+with the ratio ORT / torch. The two sides are interleaved (torch, ORT, then ORT, torch, …: the order
+alternates each round) so a neighbour's load on shared cores hits both alike; the table gives medians,
+the spread (min–max) of the per-round paired ratios, and the load average before and after. The model
+is `base-wav2vec2` (the real base config, random init: weights do not change the speed).
 
     .venv/bin/python bench/bench_inference.py                 # CPU, batch 1 and 8
     .venv/bin/python bench/bench_inference.py --device cuda   # GPU: torch inference + bf16 fine-tuning
@@ -11,12 +13,16 @@ CUDA mode needs only torch, transformers, numpy and this repo: torch inference c
 autocast) and fine-tuning samples/s (bf16 autocast, frozen feature encoder, AdamW), with the achieved
 fraction of the GPU's dense bf16 peak. FLOPs per sample are counted with torch's FlopCounterMode on the
 real model (forward for inference; forward + backward for a training step, so the frozen encoder's missing
-weight gradients are accounted for); the peak comes from a small table or `--peak-tflops`.
+weight gradients are accounted for), under `no_grad` (wav2vec2's weight-normalised positional conv fails
+under `inference_mode` in the counter), plus the attention matmuls the counter does not see when
+scaled-dot-product attention runs as a fused kernel it has no formula for; the peak comes from a small
+table or `--peak-tflops`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -87,7 +93,8 @@ def bench_cpu(args: argparse.Namespace) -> None:
         print(f"machine: {platform.machine()} {platform.processor() or ''}, {args.threads} threads; {versions()}")
         print(f"model: {args.model} ({clf.describe()['n_params'] / 1e6:.1f} M params), {args.seconds:g}-s clips, "
               f"export {export_s:.0f} s")
-        print(f"{'batch':>5} {'torch clips/s':>14} {'onnxruntime clips/s':>20} {'ORT/torch':>10}")
+        load_before = os.getloadavg()
+        print(f"{'batch':>5} {'torch clips/s':>14} {'onnxruntime clips/s':>20} {'ORT/torch':>10} {'ratio spread':>14}")
         for batch in args.batch_sizes:
             inputs = clf.preprocess(clips(batch, args.seconds))
             tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
@@ -96,9 +103,29 @@ def bench_cpu(args: argparse.Namespace) -> None:
                 with torch.inference_mode():
                     clf.module(**tensors)
 
-            t_torch = timed(run_torch, args.iters)
-            t_ort = timed(lambda: ort_model.predict_proba(inputs), args.iters)
-            print(f"{batch:>5} {batch / t_torch:>14.2f} {batch / t_ort:>20.2f} {t_torch / t_ort:>10.2f}")
+            t_torch, t_ort = interleaved(run_torch, lambda: ort_model.predict_proba(inputs), args.iters)
+            paired = t_torch / t_ort
+            print(f"{batch:>5} {batch / np.median(t_torch):>14.2f} {batch / np.median(t_ort):>20.2f} "
+                  f"{np.median(paired):>10.2f} {paired.min():>6.2f}–{paired.max():<6.2f}")
+        load_after = os.getloadavg()
+        print(f"{args.iters} interleaved rounds per batch size (order alternating); ORT/torch = median of the "
+              f"per-round ratios; load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+              f"on {os.cpu_count()} cores")
+
+
+def interleaved(a, b, rounds: int, warmup: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds per call of `a` and `b`, measured in alternating order (a b, b a, …) after a warm-up of each."""
+    for _ in range(warmup):
+        a()
+        b()
+    times: dict[int, list[float]] = {0: [], 1: []}
+    fns = (a, b)
+    for r in range(rounds):
+        for side in ((0, 1) if r % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            fns[side]()
+            times[side].append(time.perf_counter() - t0)
+    return np.array(times[0]), np.array(times[1])
 
 
 def peak_tflops(name: str, given: float | None) -> float | None:
@@ -110,12 +137,45 @@ def peak_tflops(name: str, given: float | None) -> float | None:
     return None
 
 
-def flops(fn) -> float:
+def flops(fn, attention_flops: float = 0.0) -> float:
+    """FLOPs of `fn()` by FlopCounterMode, plus `attention_flops` when it counted no attention op.
+
+    FlopCounterMode has formulas for some fused attention kernels only (none for the CPU flash kernel,
+    for instance); when none of its counts is an attention op, the attention matmuls were not counted.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         fn()
-    return float(counter.get_total_flops())
+    counted = counter.get_flop_counts().get("Global", {})
+    seen = any("attention" in str(op) for op in counted)
+    return float(counter.get_total_flops()) + (0.0 if seen else attention_flops)
+
+
+def attention_matmul_flops(config, batch: int, frames: int, backward: bool = False) -> float:
+    """Q·Kᵀ and A·V of every layer: 2 matmuls × 2·T²·hidden FLOPs per clip (×3 with the backward pass)."""
+    per_layer = 2 * 2 * frames * frames * config.hidden_size
+    return per_layer * config.num_hidden_layers * batch * (3 if backward else 1)
+
+
+def encoder_frames(module, inputs) -> int:
+    """Frames the transformer sees: the conv feature encoder's output length for these inputs."""
+    import torch
+
+    length = inputs["input_values"].shape[-1]
+    inner = getattr(module, "model", module)
+    with torch.no_grad():
+        return int(inner._get_feat_extract_output_lengths(torch.tensor(length)))
+
+
+def forward_flops(module, inputs) -> float:
+    """Forward FLOPs for `inputs` (counted under no_grad, attention added where the counter skipped it)."""
+    import torch
+
+    config, batch = getattr(getattr(module, "model", module), "config", None), inputs["input_values"].shape[0]
+    extra = attention_matmul_flops(config, batch, encoder_frames(module, inputs)) if config is not None else 0.0
+    with torch.no_grad():
+        return flops(lambda: module(**inputs), extra)
 
 
 def bench_cuda(args: argparse.Namespace) -> None:
@@ -134,8 +194,7 @@ def bench_cuda(args: argparse.Namespace) -> None:
     batch = args.gpu_batch
     inputs = {k: torch.from_numpy(v).cuda() for k, v in clf.preprocess(clips(batch, args.seconds)).items()}
     module.eval()
-    with torch.inference_mode():
-        fwd_flops = flops(lambda: module(**inputs)) / batch
+    fwd_flops = forward_flops(module, inputs) / batch
     print(f"{'mode':<28} {'batch':>5} {'items/s':>10} {'TFLOP/s':>9} {'of peak':>8}")
 
     def report(mode: str, seconds: float, per_item_flops: float) -> None:
@@ -169,7 +228,9 @@ def bench_cuda(args: argparse.Namespace) -> None:
         torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets).backward()
         optimizer.zero_grad(set_to_none=True)
 
-    train_flops = flops(fwd_bwd) / batch
+    config = getattr(getattr(module, "model", module), "config", None)
+    extra = attention_matmul_flops(config, batch, encoder_frames(module, inputs), backward=True) if config else 0.0
+    train_flops = flops(fwd_bwd, extra) / batch
     report("fine-tune bf16 (frozen enc.)", timed(step, args.iters * 5, warmup=3, sync=sync), train_flops)
     print(f"FLOPs per {args.seconds:g}-s clip: forward {fwd_flops / 1e9:.1f} G, "
           f"training step {train_flops / 1e9:.1f} G")
@@ -181,7 +242,7 @@ def main() -> None:
     parser.add_argument("--model", default="base-wav2vec2")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
-    parser.add_argument("--iters", type=int, default=2, help="timed iterations per measurement (CPU)")
+    parser.add_argument("--iters", type=int, default=6, help="interleaved rounds per batch size (CPU)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gpu-batch", type=int, default=32)
     parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU")

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ensemble.blend import compare_methods, stack_runs
-from ensemble.competition import Competition
-from ensemble.finetune import FinetuneOptions, finetune
-from ensemble.provenance import package_versions
-from ensemble.submission import submission_frame, write_submission
-from ensemble.scoring import read_answers, score_frame
-from ensemble.workspace import Workspace
+from ensemble.commands.stack import compare_methods, stack_runs
+from ensemble.artifacts.competition import Competition
+from ensemble.commands.finetune import FinetuneOptions, finetune
+from ensemble.artifacts.provenance import package_versions
+from ensemble.artifacts.submission import submission_frame, write_submission
+from ensemble.commands.score import read_answers
+from ensemble.metrics.frames import score_frame
+from ensemble.artifacts.workspace import Workspace
 
 FAMILIES = {
     # run name: (model, options) — small models trained from scratch on 2 CPU cores: 3-s crops for training,
@@ -79,9 +80,9 @@ def main() -> None:
 
 def rebuild_testlike(ws: Workspace, comp: Competition, fit: bool) -> None:
     """A new test-like set for the workspace's folds, then every run's test-like predictions remade."""
-    from ensemble.folds import load_folds
-    from ensemble.oof import run_oof
-    from ensemble.testlike_set import META_FILE, TESTLIKE_FILE, ensure_testlike
+    from ensemble.artifacts.folds import load_folds
+    from ensemble.commands.oof import run_oof
+    from ensemble.artifacts.testlike_set import META_FILE, TESTLIKE_FILE, ensure_testlike
 
     for name in (TESTLIKE_FILE, META_FILE):
         (ws.models_dir / name).unlink(missing_ok=True)

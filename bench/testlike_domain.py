@@ -21,11 +21,11 @@ def main() -> None:
     from ensemble.audio.generator import GeneratorParams
     from ensemble.audio.load import WaveStore, audio_duration
     from ensemble.audio.stats import ANALYSIS_SR
-    from ensemble.competition import Competition
-    from ensemble.domain import domain_check
-    from ensemble.testlike_fit import (analyse_real, fit_generator, pool_renderer, pool_size, ratio_generator,
+    from ensemble.artifacts.competition import Competition
+    from ensemble.audio.domain import domain_check
+    from ensemble.audio.testlike_fit import (analyse_real, fit_generator, pool_renderer, pool_size, ratio_generator,
                                        recipe_renderer)
-    from ensemble.testlike_set import background_loader, real_clips
+    from ensemble.artifacts.testlike_set import background_loader, real_clips
 
     parser = argparse.ArgumentParser()
     parser.add_argument("data")

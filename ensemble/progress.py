@@ -1,60 +1,27 @@
-"""Progress for the CLI: library code emits plain event dicts, this turns them into bars and lines.
+"""The one progress protocol: library code calls `progress(event)` with a plain dict; the CLI renders it.
 
-An event with `done` and `total` advances a bar named after its stage; any other event prints one line.
+- `{"stage": S, "done": d, "total": t, …}` advances a bar named after the stage (and `fold`, when given);
+- any other event with a `stage` is a milestone, printed as one line (`cli.progress`).
+
+A function that reports progress takes `progress: Progress | None` and emits events with its own stage
+name; a caller that needs more context wraps the callback with `tagged` (e.g. the fold, or its own stage).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
-QUIET_STAGES = {"fold_skipped"}
-
-
-def _describe(event: dict) -> str:
-    stage = event.get("stage", "event")
-    rest = []
-    for key, value in event.items():
-        if key == "stage" or value is None:
-            continue
-        if isinstance(value, float):
-            value = f"{value:.4f}"
-        elif isinstance(value, dict):
-            value = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
-        rest.append(f"{key} {value}")
-    return f"{stage.replace('_', ' ')}: " + ", ".join(rest)
+Progress = Callable[[dict], None]
 
 
-@contextmanager
-def event_printer(console) -> Iterator[Callable[[dict], None]]:
-    """Yield an event handler that draws rich progress bars (transient) and prints milestone lines."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def emit(progress: Progress | None, stage: str, **fields) -> None:
+    """Send one event, if anybody listens."""
+    if progress is not None:
+        progress({"stage": stage, **fields})
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    bars = Progress(*columns, console=console, transient=True)
-    tasks: dict[str, int] = {}
-    started = False
 
-    def show(event: dict) -> None:
-        nonlocal started
-        if "done" in event and "total" in event:
-            if not started:  # the live display starts with the first bar, so early errors print cleanly
-                bars.start()
-                started = True
-            label = event.get("stage", "")
-            if "fold" in event:
-                label = f"fold {event['fold']} {label}"
-            label = label.replace("_progress", "").replace("_", " ")
-            if label not in tasks:
-                tasks[label] = bars.add_task(label, total=event["total"])
-            bars.update(tasks[label], completed=event["done"], total=event["total"])
-            if event["done"] >= event["total"]:
-                bars.remove_task(tasks.pop(label))
-        elif event.get("stage") not in QUIET_STAGES:
-            bars.console.print(_describe(event), highlight=False)
-
-    try:
-        yield show
-    finally:
-        if started:
-            bars.stop()
+def tagged(progress: Progress | None, **fields) -> Progress | None:
+    """`progress` with `fields` added to (and overriding) every event; None stays None."""
+    if progress is None:
+        return None
+    return lambda event: progress({**event, **fields})

@@ -99,7 +99,7 @@ def test_store_len_index_errors_and_durations(stereo_files):
         store[3]
     before = store.duration_seconds()  # from headers
     calls = []
-    store.preload(progress=lambda done, total: calls.append((done, total)))
+    store.preload(progress=lambda e: calls.append((e["done"], e["total"])))
     assert calls[-1] == (3, 3)
     np.testing.assert_allclose(before, [1.5, 1.5, 1.5], atol=1e-3)
     np.testing.assert_allclose(store.duration_seconds(), before, atol=1e-3)  # from the cache

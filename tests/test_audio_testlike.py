@@ -11,7 +11,7 @@ import pytest
 
 from ensemble.audio import dsp
 from ensemble.audio.generator import GeneratorParams
-from ensemble.audio.testlike import build_testlike_recipes, n_tracks, render_testlike, render_testlike_set
+from ensemble.audio.testlike_render import build_testlike_recipes, n_tracks, render_testlike, render_testlike_set
 from ensemble.errors import ConfigError, DataError
 
 LABELS = ["fake", "real"]

@@ -77,7 +77,7 @@ def test_masked_family_predictions_do_not_depend_on_batch_padding() -> None:
 
 
 def test_unknown_model_type_and_name_list_what_is_supported(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="supported: .*wav2vec2"):
+    with pytest.raises(ConfigError, match="choose one of: .*wav2vec2"):
         get_family("whisper")
     with pytest.raises(ConfigError, match="named config"):
         build_classifier(str(tmp_path), LABELS)  # a folder without a model

@@ -260,9 +260,9 @@ def crafted_trainer_state(tmp: Path, ws: Path) -> list[str]:
     """A fold interrupted after its first epoch, whose checkpoint/last/trainer.pt carries a payload."""
     import torch
 
-    from ensemble.competition import Competition
-    from ensemble.finetune import FinetuneOptions, finetune
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.competition import Competition
+    from ensemble.commands.finetune import FinetuneOptions, finetune
+    from ensemble.artifacts.workspace import Workspace
 
     comp = make_comp(tmp)
 
@@ -427,10 +427,10 @@ def test_outputs_and_run_folders_follow_the_umask(umask: int, tmp_path: Path, wo
 
 def test_fold_test_predictions_are_averaged_as_logits(tmp_path: Path, workspace: Path):
     """Two folds predicting 0.9 and 0.5: the mean of logits is 0.75, the mean of probabilities 0.7."""
-    from ensemble.competition import Competition
-    from ensemble.runs import load_run
-    from ensemble.stack_inputs import test_tensor
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.competition import Competition
+    from ensemble.artifacts.runs import load_run
+    from ensemble.stack.inputs import test_tensor
+    from ensemble.artifacts.workspace import Workspace
 
     comp_dir = make_comp(tmp_path)
     import_run(tmp_path, comp_dir, "r")
@@ -446,8 +446,8 @@ def test_fold_test_predictions_are_averaged_as_logits(tmp_path: Path, workspace:
 def test_runs_on_different_data_are_refused_pairwise(tmp_path: Path, workspace: Path):
     """check_compatible without a reference (the report's check): the second run's data differs from the first's."""
     from ensemble.errors import ContractError
-    from ensemble.runs import check_compatible, load_run
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.runs import check_compatible, load_run
+    from ensemble.artifacts.workspace import Workspace
 
     comp = make_comp(tmp_path)
     import_run(tmp_path, comp, "a")
@@ -463,8 +463,8 @@ def test_runs_on_different_data_are_refused_pairwise(tmp_path: Path, workspace: 
 
 
 def test_audio_check_is_cached_by_size_and_mtime(tmp_path: Path, workspace: Path):
-    from ensemble.audio.check import CACHE_NAME, check_audio_files, competition_audio
-    from ensemble.competition import Competition
+    from ensemble.artifacts.audio_check import CACHE_NAME, check_audio_files, competition_audio
+    from ensemble.artifacts.competition import Competition
 
     comp = Competition.load(make_comp(tmp_path)).validate()
     files = competition_audio(comp)

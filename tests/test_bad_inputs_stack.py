@@ -181,7 +181,7 @@ CASES = [
     Case("stack: --param without =", lambda c: ["stack", "r0", "r1", "--param", "n_bags"],
          r"--param takes key=value, got 'n_bags'"),
     Case("stack: unknown --param", lambda c: ["stack", "r0", "r1", "--method", "hillclimb", "--param", "bags=3"],
-         r"method 'hillclimb' has no parameter 'bags'; valid: n_iter, n_bags, bag_fraction, space, max_rows, seed"),
+         r"method 'hillclimb' has no parameter 'bags'; valid: n_iter, n_bags, bag_fraction, space, max_rows, seed, metric"),
     Case("stack: --fit-on testlike without test-like OOF", lambda c: ["stack", "r0", "r1", "--fit-on", "testlike"],
          r"--fit-on testlike needs test-like OOF \(oof_testlike\.parquet, made by `ens finetune`\) for every run; runs without: 'r0', 'r1' \(use --fit-on auto or clean\)"),
     Case("stack: unknown --fit-on", lambda c: ["stack", "r0", "r1", "--fit-on", "train"], r"fit_on must be one of auto, clean, testlike, both; got 'train'"),

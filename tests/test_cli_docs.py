@@ -28,7 +28,7 @@ def test_every_command_has_help_and_a_readme_line(name):
 
 
 def test_help_stack_and_board_do_not_import_torch():
-    code = ("import sys, ensemble.cli, ensemble.blend, ensemble.board, ensemble.stack, ensemble.importer;"
+    code = ("import sys, ensemble.cli, ensemble.commands.stack, ensemble.commands.board, ensemble.stack, ensemble.commands.import_;"
             "heavy = [m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules];"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -65,13 +65,13 @@ def test_finetune_config_file_errors_are_one_line(csv_competition, tmp_path):
 def test_finetune_config_values_yield_to_the_command_line(tmp_path, monkeypatch):
     """The real `finetune --config` wiring: file values fill what the command line left out, and a value
     typed on the command line wins even when it equals the default."""
-    import ensemble.finetune
+    import ensemble.commands.finetune
     from ensemble.demo.synth import generate_competition
 
     competition = generate_competition(tmp_path / "comp", n_train=12, n_test=3, n_unlabeled=0, seed=1)  # audio is checked
 
     seen = []
-    monkeypatch.setattr(ensemble.finetune, "finetune", lambda ws, comp, opts, **kw: seen.append(opts))  # stop before training
+    monkeypatch.setattr(ensemble.commands.finetune, "finetune", lambda ws, comp, opts, **kw: seen.append(opts))  # stop before training
     config = tmp_path / "run.toml"
     config.write_text('epochs = 9\nlr = 0.01\nbatch-size = 4\nonly_folds = [1]\naugment = "none"\n')
     result = CliRunner().invoke(app, ["finetune", "tiny-wav2vec2", "--config", str(config), "--epochs", "3",

@@ -106,7 +106,7 @@ def test_voices_are_where_the_plan_puts_them(demo: Path) -> None:
 def test_same_seed_same_dataset(tmp_path: Path) -> None:
     small = dict(n_train=8, n_test=6, n_unlabeled=2, seed=11, test_seconds=2.0)
     calls: list[tuple[int, int]] = []
-    a = generate_competition(tmp_path / "a", **small, workers=1, progress=lambda *c: calls.append(c))
+    a = generate_competition(tmp_path / "a", **small, workers=1, progress=lambda e: calls.append((e["done"], e["total"])))
     b = generate_competition(tmp_path / "b", **small, workers=2)
     assert calls == [(i, 16) for i in range(1, 17)]
     c = generate_competition(tmp_path / "c", **{**small, "seed": 12})

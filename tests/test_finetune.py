@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
-from ensemble.competition import Competition
+from ensemble.artifacts.competition import Competition
 from ensemble.demo import generate_competition
-from ensemble.finetune import FinetuneOptions, finetune
-from ensemble.workspace import Workspace
+from ensemble.commands.finetune import FinetuneOptions, finetune
+from ensemble.artifacts.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -82,7 +82,7 @@ def test_oof_with_onnx_runtime_reproduces_the_predictions(finished, competition,
 def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, monkeypatch):
     """Spy on every training example and every test-like clip a fold model predicts."""
     import ensemble.audio.augment as augment
-    import ensemble.fold_job as fold_job
+    import ensemble.commands.finetune as fold_job
 
     used: dict[int, set[int]] = {}
     original = augment.ExampleSampler.epoch
@@ -94,7 +94,7 @@ def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, mo
 
     monkeypatch.setattr(augment.ExampleSampler, "epoch", spy_epoch)
     rendered: dict[int, list[str]] = {}
-    import ensemble.audio.testlike as testlike
+    import ensemble.audio.testlike_render as testlike
 
     real_render = testlike.render_testlike
 

@@ -117,7 +117,7 @@ def test_bad_submissions_are_refused_by_score(case, tmp_path, csv_competition):
 
 
 def test_score_json_matches_the_metric(tmp_path, csv_competition):
-    from ensemble.metric import competition_score
+    from ensemble.metrics.dacon import competition_score
 
     ids = sample_ids(csv_competition)
     y = np.array([[0, 1], [1, 1], [1, 0], [0, 0]] * 3)
@@ -134,9 +134,9 @@ def test_score_json_matches_the_metric(tmp_path, csv_competition):
 
 
 def test_lb_and_board(tmp_path, csv_competition, workspace):
-    from ensemble.competition import Competition
-    from ensemble.submission import submission_frame, write_submission
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.competition import Competition
+    from ensemble.artifacts.submission import submission_frame, write_submission
+    from ensemble.artifacts.workspace import Workspace
 
     ws, comp = Workspace.resolve(), Competition.load(csv_competition)
     for k, (cv, public) in enumerate([(0.30, 0.36), (0.25, 0.33), (0.20, 0.31)]):
@@ -162,10 +162,10 @@ def test_lb_and_board(tmp_path, csv_competition, workspace):
 
 def test_submission_rows_must_be_in_sample_order(csv_competition, workspace):
     """The same ids in another order is not the sample submission: refused, naming the first row that differs."""
-    from ensemble.competition import Competition
+    from ensemble.artifacts.competition import Competition
     from ensemble.errors import DataError
-    from ensemble.submission import submission_frame, write_submission
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.submission import submission_frame, write_submission
+    from ensemble.artifacts.workspace import Workspace
 
     comp = Competition.load(csv_competition)
     frame = submission_frame(np.full((12, 2), 0.5), comp)
@@ -180,9 +180,9 @@ def test_submission_rows_must_be_in_sample_order(csv_competition, workspace):
 
 def test_board_ranks_by_the_test_like_score_where_there_is_one(csv_competition, workspace):
     """cv_testlike is the score to trust; a row without one is ranked by its clean CV score."""
-    from ensemble.competition import Competition
-    from ensemble.submission import submission_frame, write_submission
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.competition import Competition
+    from ensemble.artifacts.submission import submission_frame, write_submission
+    from ensemble.artifacts.workspace import Workspace
 
     ws, comp = Workspace.resolve(), Competition.load(csv_competition)
     cases = {"a": (0.10, 0.40), "b": (0.30, 0.20), "c": (0.25, None)}  # name: (clean CV, test-like CV)

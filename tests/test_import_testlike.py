@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import LABELS, write_predictions
 from ensemble.cli import app
-from ensemble.io import write_parquet
+from ensemble.artifacts.io import write_parquet
 
 runner = CliRunner()
 
@@ -22,7 +22,7 @@ def ens(*args):
 
 def _testlike_clips(workspace) -> pd.DataFrame:
     """The workspace's test-like recipes, made from its shared folds as `ens finetune` makes them."""
-    from ensemble.audio.testlike import build_testlike_recipes
+    from ensemble.audio.testlike_render import build_testlike_recipes
 
     folds = pd.read_parquet(workspace / "models" / "folds.parquet")
     clips = build_testlike_recipes(
@@ -60,7 +60,7 @@ def test_imported_testlike_predictions_are_stacked_on(tmp_path, csv_competition,
 
 
 def test_usable_weights_fall_back_to_none_when_equal_or_concentrated():
-    from ensemble.stack_inputs import usable_weights
+    from ensemble.stack.inputs import usable_weights
 
     assert usable_weights(np.ones(100))[0] is None
     spiky = np.r_[np.full(99, 0.01), 99.0]
@@ -100,9 +100,10 @@ def test_stack_weighs_testlike_rows_by_the_sets_weights(tmp_path, csv_competitio
 
 
 def test_prediction_check_tells_squashed_test_predictions_from_testlike_ones(tmp_path, csv_competition, workspace):
-    from ensemble.competition import Competition
-    from ensemble.testlike_set import check_predictions, load_testlike_meta
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.competition import Competition
+    from ensemble.artifacts.testlike_set import load_testlike_meta
+    from ensemble.commands.testlike import check_predictions
+    from ensemble.artifacts.workspace import Workspace
 
     rng = np.random.default_rng(2)
     ids, oof, _, clips = _workspace_with_clips(tmp_path, csv_competition, workspace, rng)

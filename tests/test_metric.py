@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import mean_squared_error, roc_auc_score
 
-from ensemble.metric import SCORERS, MetricError, competition_score, ece_per_column, get_scorer
+from ensemble.metrics.dacon import MetricError, competition_score, ece_per_column
+from ensemble.metrics.scorer import SCORERS, get_scorer
 from ensemble.errors import EnsError
 
 
@@ -107,3 +108,43 @@ def test_scorers_know_their_direction():
     assert SCORERS["logloss"](y, p) == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.6, 0.7])))
     with pytest.raises(EnsError, match="competition"):
         get_scorer("nope")
+
+
+def _sharp_but_shy_vs_calibrated(seed: int = 0):
+    """Run 0 ranks almost perfectly but every probability sits near 0.5; run 1 ranks worse, calibrated."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 600).astype(float)
+    sharp = 0.5 + 0.02 * (y - 0.5) + rng.normal(0, 0.004, 600)
+    calibrated = 1 / (1 + np.exp(-(2.2 * (2 * y - 1) + rng.normal(0, 1.6, 600))))
+    return np.stack([sharp, calibrated], axis=1)[:, :, None], y[:, None]
+
+
+@pytest.mark.parametrize("name", ["competition", "auc", "logloss", "brier", "accuracy"])
+def test_fast_and_weighted_forms_agree_with_the_exact_one(name):
+    scorer = get_scorer(name)
+    P, y = _sharp_but_shy_vs_calibrated()
+    exact = np.array([scorer.sign * scorer(y, P[:, r, :]) for r in range(2)])
+    np.testing.assert_allclose(scorer.column_losses(y[:, 0], P[:, :, 0]), exact, atol=1e-12)
+    ones = np.ones((1, len(y)))
+    np.testing.assert_allclose([scorer.replicate_losses(P[:, r, 0], y[:, 0], ones)[0] for r in range(2)], exact,
+                               atol=1e-12)
+
+
+def test_the_scorer_decides_the_best_run_hill_climbing_calibration_and_the_gain():
+    from ensemble.stack.bootstrap import gain_interval
+    from ensemble.stack.calibration import choose_calibrator
+    from ensemble.stack.hillclimb import HillClimbBlender
+    from ensemble.stack.nested import best_single_run
+
+    P, y = _sharp_but_shy_vs_calibrated()
+    auc, competition = get_scorer("auc"), get_scorer("competition")
+    assert auc(y, P[:, 0, :]) > auc(y, P[:, 1, :]) and competition(y, P[:, 0, :]) > competition(y, P[:, 1, :])
+    assert best_single_run(P, y)[0] == 1 and best_single_run(P, y, scorer=auc)[0] == 0
+    default = HillClimbBlender(n_bags=1, bag_fraction=1.0).fit(P, y).weights_[:, 0]
+    by_auc = HillClimbBlender(n_bags=1, bag_fraction=1.0, metric="auc").fit(P, y).weights_[:, 0]
+    assert default.argmax() == 1 and by_auc.argmax() == 0
+    folds = np.arange(len(y)) % 3  # a monotone calibrator cannot change an AUC: by AUC, none is kept
+    assert choose_calibrator(P[:, 0, 0], y[:, 0], folds)[0] != "none"
+    assert choose_calibrator(P[:, 0, 0], y[:, 0], folds, scorer=auc)[0] == "none"
+    g = gain_interval(y, P[:, 0, :], P[:, 1, :], n_boot=40, scorer=auc)
+    assert g["gain"] == pytest.approx(auc(y, P[:, 0, :]) - auc(y, P[:, 1, :])) and g["lo"] > 0

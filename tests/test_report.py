@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -12,18 +14,20 @@ import pandas as pd
 import pytest
 
 from conftest import LABELS, write_predictions
-from ensemble.blend import stack_runs
-from ensemble.competition import Competition
+from ensemble.commands.stack import stack_runs
+from ensemble.artifacts.competition import Competition
 from ensemble.errors import EnsError, ExistsError
-from ensemble.folds import load_folds
-from ensemble.importer import import_run
-from ensemble.io import write_parquet
-from ensemble.report import fold_scores, logit_correlation, write_report
-from ensemble.report_plots import quantile_bins, reliability_bins
-from ensemble.runs import TESTLIKE_FILE, load_run, write_run_file
-from ensemble.testlike_set import TESTLIKE_FILE as CLIPS_FILE
-from ensemble.submission import record_leaderboard, submission_frame, write_submission
-from ensemble.workspace import Workspace
+from ensemble.artifacts.folds import load_folds
+from ensemble.commands.import_ import import_run
+from ensemble.artifacts.io import write_parquet
+from ensemble.commands.report import fold_scores, logit_correlation, write_report
+from ensemble.metrics.dacon import calibration_bins
+from ensemble.plots import quantile_bins
+from ensemble.artifacts.runs import TESTLIKE_OOF_FILE, load_run, write_run_file
+from ensemble.artifacts.testlike_set import TESTLIKE_FILE as CLIPS_FILE
+from ensemble.artifacts.submission import submission_frame, write_submission
+from ensemble.commands.lb import record_leaderboard
+from ensemble.artifacts.workspace import Workspace
 
 N_FOLDS = 4
 
@@ -56,7 +60,7 @@ def built(tmp_path: Path, csv_competition: Path, workspace: Path) -> Workspace:
     write_parquet(clips.assign(recipe="{}"), ws.models_dir / CLIPS_FILE)
     tl = clips[["id", "fold"]].copy()
     tl[LABELS] = _predictions(y_tl.astype(float), 1.0, 5)
-    write_run_file(tl, ws.run_dir("w2v"), TESTLIKE_FILE)
+    write_run_file(tl, ws.run_dir("w2v"), TESTLIKE_OOF_FILE)
     for name, method, runs, public, private in [("blend-mean", "mean", ["w2v", "cnn"], 0.21, 0.23),
                                                 ("blend-logit", "logit", ["w2v", "cnn", "hubert"], 0.19, None)]:
         result, sidecar = stack_runs(ws, comp, runs, method)
@@ -137,10 +141,10 @@ def test_report_data_matches_numpy(built: Workspace):
     assert len(fold_scores(runs[0])) == N_FOLDS
 
 
-def test_reliability_bins_follow_the_metric_bins():
+def test_calibration_bins_follow_the_metric_bins():
     p = np.array([0.05, 0.1, 0.15, 0.55, 0.95, 1.0])
     y = np.array([0, 1, 0, 1, 1, 1])
-    mean_p, frac, count = reliability_bins(y, p)
+    mean_p, frac, count = calibration_bins(y, p)
     # 0.1 sits on an inner edge: the metric's calibration bins put it in the lower bin
     np.testing.assert_allclose(mean_p, [0.075, 0.15, 0.55, 0.975])
     np.testing.assert_allclose(frac, [0.5, 0.0, 1.0, 1.0])
@@ -173,3 +177,106 @@ def test_report_tells_progress_of_the_restacks(built: Workspace, tmp_path: Path)
     assert events == [{"stage": "report_restack", "done": 0, "total": 1}, {"stage": "report_restack", "done": 1, "total": 1}]
     assert (tmp_path / "r" / "reliability-sub-blend-mean.png").is_file()
     assert not (tmp_path / "r" / "reliability-sub-blend-logit.png").exists()
+
+
+# ---------------------------------------------------------------- the page: tables, recipes, a real browser
+
+CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
+                 if p and Path(p).is_file()), None)
+PROBE = """<script>
+window.addEventListener('load', () => {
+  for (const img of document.images) img.setAttribute('data-natural', img.naturalWidth + 'x' + img.naturalHeight);
+  document.body.setAttribute('data-rows', [...document.querySelectorAll('table')].map(
+    t => t.querySelectorAll('tbody tr').length).join(','));
+});
+</script>"""
+
+
+def _with_auto_submission(ws: Workspace) -> None:
+    """A submission written by the decision rule, so the page has a comparison table to show."""
+    comp = Competition.load(ws.data_dir())
+    result, sidecar = stack_runs(ws, comp, ["w2v", "cnn", "hubert"], "auto")
+    write_submission(ws, "picked", submission_frame(result.test, comp), comp, sidecar)
+
+
+def test_report_page_holds_the_board_the_recipes_and_the_comparison(built: Workspace, tmp_path: Path):
+    from ensemble.commands.board import board_frame
+
+    _with_auto_submission(built)
+    out = write_report(built, tmp_path / "r", restack=False)
+    page = (out / "index.html").read_text()
+    tables = re.findall(r"<table>.*?</table>", page, flags=re.S)
+    board = board_frame(built)
+    assert len(tables) == 2  # the board, and the comparison behind 'picked'
+    assert tables[0].count("<tr>") == len(board) + 1 and all(f">{n}<" in tables[0] for n in board["name"])
+    assert "# ranks by" in page and "t-like: the same on the simulated test-like clips" in page  # the board's legend
+    sidecar = json.loads((built.submissions_dir / "picked.json").read_text())
+    chosen = sidecar["recipe"]["decision"]["chosen"]
+    assert tables[1].count("<tr>") == len(sidecar["comparison"]) + 1 and f"* {chosen}" in tables[1]
+    assert "gain: best single run" in page and html_text(f"decision: {sidecar['recipe']['decision']['rule']}") in page
+    # each submission's recipe in words: weights of blend-logit's runs are not in its recipe (a plain mean
+    # of logits), the calibrator per label is
+    logit_recipe = json.loads((built.submissions_dir / "blend-logit.json").read_text())["recipe"]
+    for cal in logit_recipe["calibrators"]:
+        assert html_text(f"calibrator, {cal['label']}: {cal['calibrator']}") in page
+    assert "the mean of the runs&#x27; logits: w2v, cnn, hubert" in page
+    assert "public leaderboard 0.19" in page
+
+
+def html_text(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
+def test_report_page_renders_in_headless_chromium(built: Workspace, tmp_path: Path):
+    """The page opens from disk in a real browser: every image decodes at its PNG size, every table has its
+    rows, and a screenshot shows more than a blank page."""
+    import subprocess
+
+    from matplotlib.image import imread
+
+    _with_auto_submission(built)
+    out = write_report(built, tmp_path / "r", restack=True)
+    probe = out / "probe.html"  # the page plus a script that records what loaded; the report stays as written
+    probe.write_text((out / "index.html").read_text().replace("</body>", PROBE + "</body>"))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files"]
+    dom = subprocess.run([*flags, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    images = re.findall(r'<img src="([^"]+)"[^>]*data-natural="(\d+)x(\d+)"', dom)
+    expected = sorted(p.name for p in out.glob("*.png"))
+    assert sorted(src for src, _, _ in images) == expected, dom[-2000:]
+    for src, w, h in images:
+        assert (int(w), int(h)) == png_size(out / src), src  # decoded by the browser at the file's size
+    rows = re.search(r'data-rows="([\d,]+)"', dom).group(1).split(",")
+    assert len(rows) == 2 and all(int(n) > 0 for n in rows)
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, "--window-size=1200,2400", f"--screenshot={shot}", (out / "index.html").as_uri()],
+                   capture_output=True, timeout=120)
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (2400, 1200)
+    inked = (pixels.mean(axis=2) < 0.9).mean()  # text, tables and figures, not a white page
+    assert inked > 0.02, inked
+    keep = os.environ.get("ENS_REPORT_SCREENSHOT")  # set to look at it
+    if keep:
+        shutil.copy(shot, keep)
+
+
+def test_cv_vs_leaderboard_axes_span_the_submissions_drawn(tmp_path: Path, monkeypatch):
+    """A submission without a leaderboard score is not drawn, so it does not stretch the CV axis."""
+    import ensemble.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    subs = pd.DataFrame({"name": ["a", "b", "c"], "cv": [0.010, 0.015, 0.35], "cv_testlike": [np.nan] * 3,
+                         "public": [0.012, 0.016, np.nan], "private": [np.nan] * 3}, index=["a", "b", "c"])
+    plots.plot_cv_vs_leaderboard(tmp_path / "x.png", subs)
+    (ax,) = figures[0].axes
+    lo, hi = ax.get_xlim()
+    assert lo <= 0.010 and 0.015 <= hi < 0.05, (lo, hi)
+    corr = np.array([[[1.0, -0.9], [-0.9, 1.0]]])
+    plots.plot_correlation(tmp_path / "c.png", ["a", "b"], ["fake"], corr)
+    title = figures[1]._suptitle.get_text()
+    assert "negative" in title and "swapped or inverted" in title  # not "lower = more to gain"

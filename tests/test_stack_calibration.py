@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ensemble.errors import ConfigError
-from ensemble.metric import auc_per_column, competition_score
+from ensemble.metrics.dacon import auc_per_column, competition_score
 from ensemble.stack.calibration import CALIBRATORS, fit_calibrators, make_calibrator
 
 

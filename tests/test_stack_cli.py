@@ -106,11 +106,14 @@ def test_method_auto_writes_the_candidate_the_decision_chose(two_runs, workspace
     decision = json.loads((workspace / "submissions" / "au.json").read_text())["recipe"]["decision"]
     best = decision["baseline"]
     assert decision["chosen"] == best  # 12 rows cannot show that a blend helps
-    assert f"chosen: {best} (best single run {best} kept" in result.output
+    said = " ".join(result.output.split())  # wrapped at 80 columns
+    assert f"chosen by the decision rule: best single run {best} kept" in said
+    assert f"uses run {best.removeprefix('run:')} alone" in said  # the recipe in words
     np.testing.assert_array_equal(submission(workspace, "au")[LABELS].to_numpy(), tests[int(best[-1])])
     compared = ens("stack", "r0", "r1", "--compare")
-    assert f"* {best}" in compared.output and f"would write {best}" in compared.output
-    assert "(positive is better)" in compared.output  # the legend
+    said = " ".join(compared.output.split())
+    assert f"* {best}" in compared.output and f"--compare --write` writes {best} as auto-r0+r1" in said
+    assert "(positive = better than the best run)" in said  # the legend
 
 
 def test_numeric_test_prior_shifts_every_logit_by_hand(two_runs, workspace):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ensemble.metric import competition_score
+from ensemble.metrics.dacon import competition_score
 from ensemble.stack import stack
 from ensemble.stack.base import sigmoid
 from ensemble.stack.calibration import choose_calibrator, fit_calibrators

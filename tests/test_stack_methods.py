@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from ensemble.metric import competition_score
+from ensemble.metrics.dacon import competition_score
 from ensemble.stack import make_blender, stack
 from ensemble.stack.flip import bootstrap_auc_ci
-from ensemble.stack.hillclimb import column_scores, greedy_select
+from ensemble.metrics.dacon import column_scores
+from ensemble.stack.hillclimb import greedy_select
 from ensemble.stack.nested import best_single_run
 from ensemble.stack.synthetic import make_runs
 

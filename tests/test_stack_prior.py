@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ensemble.errors import ConfigError
-from ensemble.metric import auc_per_column, competition_score
+from ensemble.metrics.dacon import auc_per_column, competition_score
 from ensemble.stack import stack
 from ensemble.stack.prior import adapt_prior, adjust_prior, bbse_prior, em_prior, sensitivity_table
 from ensemble.stack.synthetic import make_runs

@@ -13,13 +13,13 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from ensemble import testlike_fit
+from ensemble.audio import testlike_fit
 from ensemble.audio import nuisance
 from ensemble.audio.generator import GeneratorParams
 from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats, stats_matrix
-from ensemble.audio.testlike import build_testlike_recipes, render_testlike
+from ensemble.audio.testlike_render import build_testlike_recipes, render_testlike
 from ensemble.cli import app
-from ensemble.domain import density_ratio_weights, domain_check
+from ensemble.audio.domain import density_ratio_weights, domain_check
 from ensemble.errors import ConfigError
 
 LABELS = ["fake", "real"]
@@ -218,8 +218,8 @@ def test_cli_check_prints_the_auc_and_records_it(tiny_comp, workspace):
     result = CliRunner().invoke(app, ["testlike", "check", "--data", str(tiny_comp), "--clips", "12"])
     assert result.exit_code == 0, result.output
     assert "domain AUC" in result.output and "statistic" in result.output
-    from ensemble.testlike_set import load_domain_check, load_testlike, load_testlike_meta
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.testlike_set import load_domain_check, load_testlike, load_testlike_meta
+    from ensemble.artifacts.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
     check = load_domain_check(ws)
@@ -243,9 +243,9 @@ def test_cli_check_without_test_clips_is_one_error_line(tiny_comp, tmp_path):
 
 def test_cli_export_writes_every_clip_as_rendered(tiny_comp, workspace, tmp_path):
     from ensemble.audio.load import load_audio
-    from ensemble.audio.testlike import render_testlike
-    from ensemble.testlike_set import load_testlike
-    from ensemble.workspace import Workspace
+    from ensemble.audio.testlike_render import render_testlike
+    from ensemble.artifacts.testlike_set import load_testlike
+    from ensemble.artifacts.workspace import Workspace
 
     none_yet = CliRunner().invoke(app, ["testlike", "export", str(tmp_path / "x"), "--data", str(tiny_comp)])
     assert none_yet.exit_code == 1 and "no test-like clips in this workspace yet" in none_yet.output
@@ -254,7 +254,7 @@ def test_cli_export_writes_every_clip_as_rendered(tiny_comp, workspace, tmp_path
     result = CliRunner().invoke(app, ["testlike", "export", str(out), "--rate", "8000"])
     assert result.exit_code == 0, result.output
     clips = load_testlike(Workspace.resolve(workspace))
-    from ensemble.io import umask_mode
+    from ensemble.artifacts.io import umask_mode
 
     assert out.stat().st_mode & 0o777 == umask_mode(directory=True)  # readable by the team, not mkdtemp's 0700
     index = pd.read_csv(out / "ids.csv", dtype=str)
@@ -273,8 +273,8 @@ def test_cli_export_writes_every_clip_as_rendered(tiny_comp, workspace, tmp_path
 
 
 def test_cli_check_with_runs_checks_their_predictions_too(tiny_comp, workspace, tmp_path):
-    from ensemble.testlike_set import load_testlike
-    from ensemble.workspace import Workspace
+    from ensemble.artifacts.testlike_set import load_testlike
+    from ensemble.artifacts.workspace import Workspace
 
     assert CliRunner().invoke(app, ["testlike", "check", "--data", str(tiny_comp), "--clips", "12"]).exit_code == 0
     clips = load_testlike(Workspace.resolve(workspace))

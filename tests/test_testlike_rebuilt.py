@@ -6,11 +6,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
-from ensemble.competition import Competition
+from ensemble.artifacts.competition import Competition
 from ensemble.demo.synth import generate_competition
-from ensemble.folds import load_folds
-from ensemble.testlike_set import TESTLIKE_FILE, ensure_testlike
-from ensemble.workspace import Workspace
+from ensemble.artifacts.folds import load_folds
+from ensemble.artifacts.testlike_set import TESTLIKE_FILE, ensure_testlike
+from ensemble.artifacts.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

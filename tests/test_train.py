@@ -63,8 +63,8 @@ def test_loss_decreases_on_a_learnable_signal(tmp_path: Path) -> None:
     assert losses[-1] < 0.7 * losses[0]
     assert result.best_score < 0.5 * before
     assert brier(clf) == pytest.approx(result.best_score)  # the classifier holds the best weights
-    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [0, 1, 2]
-    assert sum(e["event"] == "step" for e in events) == 12
+    assert [e["epoch"] for e in events if e["stage"] == "epoch"] == [0, 1, 2]
+    assert sum(e["stage"] == "step" for e in events) == 12
     assert result.samples_per_s > 0 and result.precision == "fp32" and result.device == "cpu"
 
 
@@ -106,7 +106,7 @@ def test_resume_after_interruption_gives_the_same_weights(name: str, tmp_path: P
     ref = fit_fold(straight, batches, brier, config, tmp_path / "a")
 
     def stop_after_first_epoch(event: dict) -> None:
-        if event["event"] == "epoch" and event["epoch"] == 1:
+        if event["stage"] == "epoch" and event["epoch"] == 1:
             raise Interrupt
 
     with pytest.raises(Interrupt):
@@ -115,8 +115,8 @@ def test_resume_after_interruption_gives_the_same_weights(name: str, tmp_path: P
     events: list[dict] = []
     resumed = build_classifier(name, LABELS, seed=5)  # different init: weights must come from the checkpoint
     got = fit_fold(resumed, batches, brier, config, tmp_path / "b", progress=events.append)
-    assert events[0] == {"event": "resume", "epoch": 2}
-    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [2]
+    assert events[0] == {"stage": "resume", "epoch": 2}
+    assert [e["epoch"] for e in events if e["stage"] == "epoch"] == [2]
     assert got.best_epoch == ref.best_epoch and got.best_score == ref.best_score
     assert [h["val_score"] for h in got.history] == [h["val_score"] for h in ref.history]
     a, b = straight.module.state_dict(), resumed.module.state_dict()

@@ -1,7 +1,7 @@
 """The test-like generator's parameters and its version-2 recipes (nuisances apart from training's).
 
 `GeneratorParams` holds every distribution a test-like clip is drawn from; its defaults are a guess,
-`ensemble.testlike_fit` fits them to the competition's unlabeled test audio. A version-2 recipe is
+`ensemble.audio.testlike_fit` fits them to the competition's unlabeled test audio. A version-2 recipe is
 drawn per clip from a per-clip random stream (the same seed gives the same uniforms whatever the
 parameters, so candidate settings in a fit compare on common random numbers) and rendered by
 `render_v2` with the blocks of `ensemble.audio.nuisance`, never with the training augmentation's.

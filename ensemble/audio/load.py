@@ -12,15 +12,15 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from ensemble.errors import ConfigError, DataError
+from ensemble.progress import Progress, emit
 
-Progress = Callable[[int, int], None]
 
 
 def _check_rate(sr: int) -> int:
@@ -149,12 +149,11 @@ class WaveStore:
         return wave
 
     def preload(self, progress: Progress | None = None) -> None:
-        """Decode every file now (so the first epoch is not slower); `progress(done, total)`."""
+        """Decode every file now (so the first epoch is not slower)."""
         total = len(self.paths)
         for i in range(total):
             self[i]
-            if progress is not None:
-                progress(i + 1, total)
+            emit(progress, "decode", done=i + 1, total=total)
 
     def duration_seconds(self) -> list[float]:
         """Duration of each file in seconds (from the cache when decoded, else from the header)."""

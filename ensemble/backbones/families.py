@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ensemble.errors import ConfigError
+from ensemble.registry import Registry
 
 WAVEFORM = "waveform"
 SPECTROGRAM = "spectrogram"
@@ -48,28 +49,25 @@ class Family:
         return getattr(config, "feat_extract_norm", "layer") == "layer"
 
 
-FAMILIES: dict[str, Family] = {
-    **{t: Family(t, WAVEFORM, "layer-norm", "conv feature encoder (`freeze_feature_encoder()`)")
-       for t in _WAV2VEC2_LIKE},
+FAMILIES: Registry[Family] = Registry("model_type")
+for _family in [
+    *[Family(t, WAVEFORM, "layer-norm", "conv feature encoder (`freeze_feature_encoder()`)") for t in _WAV2VEC2_LIKE
+      if t != "data2vec-audio"],
     # data2vec-audio's conv encoder always uses layer norm (its config has no feat_extract_norm).
-    "data2vec-audio": Family("data2vec-audio", WAVEFORM, "always",
+    Family("data2vec-audio", WAVEFORM, "always",
                              "conv feature encoder (`freeze_feature_encoder()`)"),
     # AST has no conv encoder: its analogue is the patch embedding of the log-mel spectrogram.
-    "audio-spectrogram-transformer": Family("audio-spectrogram-transformer", SPECTROGRAM, "never",
+    Family("audio-spectrogram-transformer", SPECTROGRAM, "never",
                                             "patch embedding (`embeddings.patch_embeddings`)"),
     # The log-mel front end has no parameters (fixed DFT and mel kernels): nothing to freeze.
-    "logmel-cnn": Family("logmel-cnn", WAVEFORM, "never", "nothing (the log-mel front end is fixed)", 1e-3),
-}
+    Family("logmel-cnn", WAVEFORM, "never", "nothing (the log-mel front end is fixed)", 1e-3),
+]:
+    FAMILIES.add(_family.model_type, _family)
 
 
 def get_family(model_type: str) -> Family:
-    """The family for a `config.model_type`; unknown types raise ConfigError listing the known ones."""
-    try:
-        return FAMILIES[model_type]
-    except KeyError:
-        raise ConfigError(
-            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(FAMILIES))}"
-        ) from None
+    """The family for a `config.model_type`; unknown types raise ConfigError listing the supported ones."""
+    return FAMILIES.get(model_type)
 
 
 def freeze_feature_encoder(module: Any, model_type: str) -> None:
@@ -100,7 +98,14 @@ def _hf(config_class: str, **kwargs: Any) -> Callable[[], Any]:
     return make
 
 
-NAMED_CONFIGS: dict[str, Callable[[], Any]] = {
+def _logmel() -> Any:
+    from ensemble.backbones.logmel import LogMelConfig
+
+    return LogMelConfig()
+
+
+NAMED_CONFIGS: Registry[Callable[[], Any]] = Registry("named config")
+for _name, _make in {
     # Group-norm encoders, like the base checkpoints (no attention mask).
     "tiny-wav2vec2": _hf("Wav2Vec2Config", feat_extract_norm="group", **_TINY_CONV, **_TINY_TRANSFORMER),
     "tiny-hubert": _hf("HubertConfig", feat_extract_norm="group", **_TINY_CONV, **_TINY_TRANSFORMER),
@@ -120,13 +125,11 @@ NAMED_CONFIGS: dict[str, Callable[[], Any]] = {
                     intermediate_size=37, max_length=512, num_mel_bins=32),
     # The real base size (95M parameters), random init: for benchmarks.
     "base-wav2vec2": _hf("Wav2Vec2Config", feat_extract_norm="group"),
-    "logmel-cnn": lambda: __import__("ensemble.backbones.logmel", fromlist=["LogMelConfig"]).LogMelConfig(),
-}
+    "logmel-cnn": _logmel,
+}.items():
+    NAMED_CONFIGS.add(_name, _make)
 
 
 def named_config(name: str) -> Any:
     """A fresh config object for a named random-init model."""
-    try:
-        return NAMED_CONFIGS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown named config {name!r}; named configs: {', '.join(NAMED_CONFIGS)}") from None
+    return NAMED_CONFIGS.get(name)()

@@ -21,7 +21,7 @@ import numpy as np
 from ensemble.backbones.families import NAMED_CONFIGS, Family, get_family, named_config
 from ensemble.backbones.preprocess import RAW, Preprocessor, from_extractor
 from ensemble.errors import ConfigError
-from ensemble.io import umask_mode
+from ensemble.artifacts.io import umask_mode
 
 MANIFEST = "ens_classifier.json"
 
@@ -194,9 +194,80 @@ def _build_named(name: str, labels: list[str]) -> Classifier:
     return Classifier(_logits_module(model, takes_mask), name, labels, config.model_type, pre, config.to_dict())
 
 
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached (one short DNS + TCP try, no retries), or None when it can."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host}: {exc.strerror or exc}"
+
+
+def _in_cache(model_ref: str) -> bool:
+    """Whether the hub model's config is in the local Hugging Face cache (usable offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model_ref, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
+
+
+def check_model_ref(model_ref: str) -> str:
+    """Where MODEL comes from: 'named', 'folder' or 'hub', checked in a second before any compute.
+
+    Named configs and local folders are looked up first; a hub id that is not cached fails at once when
+    `HF_HUB_OFFLINE` is set or the hub is unreachable, instead of after half a minute of retries.
+    """
+    import difflib
+
+    if model_ref in NAMED_CONFIGS:
+        return "named"
+    path = Path(model_ref).expanduser()
+    if path.is_dir():
+        if (path / MANIFEST).is_file() or (path / "config.json").is_file():
+            return "folder"
+        raise ConfigError(f"{path}: this folder holds no config.json ({MANIFEST}); it is not a model")
+    close = difflib.get_close_matches(model_ref, list(NAMED_CONFIGS), n=2, cutoff=0.5)
+    known = (f"did you mean {' or '.join(close)}? " if close else "") + f"named configs: {', '.join(NAMED_CONFIGS)}"
+    if path.exists() or model_ref.startswith((".", "/", "~")) or model_ref.count("/") > 1:
+        raise ConfigError(f"model {model_ref!r}: no such model folder ({known})")
+    if _in_cache(model_ref):
+        return "hub"
+    if _truthy(os.environ.get("HF_HUB_OFFLINE")):
+        raise ConfigError(f"model {model_ref!r} is not a named config, a local folder or a cached hub model, "
+                          f"and HF_HUB_OFFLINE is set ({known})")
+    reason = _hub_unreachable()
+    if reason:
+        raise ConfigError(f"model {model_ref!r} is not a named config or a local folder, and the hub is "
+                          f"unreachable ({reason}); {known}")
+    return "hub"
+
+
+def _quiet_hub() -> None:
+    """Keep the hub libraries' retry and download chatter off the terminal (errors still raise)."""
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as tf_logging
+
+    hub_logging.set_verbosity_error()
+    tf_logging.set_verbosity_error()
+
+
 def _build_pretrained(model_ref: str, labels: list[str]) -> Classifier:
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
 
+    _quiet_hub()
     try:
         config = AutoConfig.from_pretrained(model_ref)
     except (OSError, ValueError) as exc:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ensemble.backbones.model import Classifier
 from ensemble.errors import ConfigError
-from ensemble.io import umask_mode
+from ensemble.artifacts.io import umask_mode
 
 OUTPUT_NAME = "probabilities"
 

@@ -188,7 +188,7 @@ class _Trainer:
                 self._step(pending)
                 pending = 0
                 if progress:
-                    progress({"event": "step", "epoch": epoch, "loss": loss.item(),
+                    progress({"stage": "step", "epoch": epoch, "loss": loss.item(),
                               "lr": self.scheduler.get_last_lr()[0], "samples": samples})
         if pending:
             self._step(pending)
@@ -205,7 +205,6 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     count). `validate(classifier)` returns a score where lower is better. On return the classifier holds
     the best epoch's weights (also in `checkpoint_dir/best`).
     """
-    import torch
     from safetensors.torch import load_file
 
     checkpoint_dir = Path(checkpoint_dir)
@@ -218,7 +217,7 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
         classifier.module.load_state_dict(load_file(str(last / "model.safetensors"), device=device))
         trainer.restore(load_trainer_state(last / "trainer.pt", device))
         if progress:
-            progress({"event": "resume", "epoch": len(trainer.history)})
+            progress({"stage": "resume", "epoch": len(trainer.history)})
     start = time.perf_counter()
     trained = 0
     for epoch in range(len(trainer.history), config.epochs):
@@ -237,7 +236,7 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
         trainer.history.append(record)
         _save_last(classifier, trainer, last)
         if progress:
-            progress({"event": "epoch", **record, "best_epoch": trainer.best_epoch,
+            progress({"stage": "epoch", **record, "best_epoch": trainer.best_epoch,
                       "best_score": trainer.best_score})
     seconds = time.perf_counter() - start
     if trainer.best_epoch < 0:

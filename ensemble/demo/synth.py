@@ -30,6 +30,7 @@ from ensemble.demo.plan import LABELS, CompetitionPlan, TestClip, TrainClip, pla
 from ensemble.demo.spectral import coloured_noise, lowpass, reverb, rms
 from ensemble.demo.voices import synth_voice
 from ensemble.errors import EnsError, ExistsError
+from ensemble.progress import Progress, emit
 
 __all__ = ["generate_competition", "render_test_clip", "render_train_clip", "synth_voice"]
 
@@ -49,12 +50,12 @@ def generate_competition(
     with_group: bool = False,
     overwrite: bool = False,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Render the seeded demo dataset into `out_dir` and return it.
 
     `with_group` adds a `group` column (speaker id) to train.csv for grouped folds. An existing dataset
-    in `out_dir` is replaced only with `overwrite`. `progress(done, total)` is called per audio file.
+    in `out_dir` is replaced only with `overwrite`. Progress: one "audio" event per file.
     """
     out = Path(out_dir)
     if (out / "train.csv").exists() and not overwrite:
@@ -77,8 +78,7 @@ def generate_competition(
 
     with ThreadPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1)) as pool:
         for done, _ in enumerate(pool.map(work, jobs), start=1):
-            if progress is not None:
-                progress(done, len(jobs))
+            emit(progress, "audio", done=done, total=len(jobs))
     _write_tables(out, plan, ext, with_group)
     _write_readme(out, plan, ext)
     return out

@@ -8,13 +8,14 @@ probabilities and raises `NotFittedError` before `fit`. Tensors are `(rows, runs
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import numpy as np
 
-from ensemble.errors import ConfigError, DataError, EnsError, NotFittedError
+from ensemble.errors import ConfigError, DataError, NotFittedError
 
 from ensemble.probability import logit, sigmoid  # noqa: F401  (the stackers import them from here)
+from ensemble.registry import Registry
 
 
 def check_tensor(P: Any, name: str = "P") -> np.ndarray:
@@ -109,26 +110,13 @@ class Blender:
         raise NotImplementedError
 
 
-BLENDERS: dict[str, type[Blender]] = {}
-B = TypeVar("B", bound=type[Blender])
-
-
-def register(name: str) -> Callable[[B], B]:
-    """Class decorator adding a blender to `BLENDERS` under `name`."""
-
-    def deco(cls: B) -> B:
-        cls.name = name
-        BLENDERS[name] = cls
-        return cls
-
-    return deco
+BLENDERS: Registry[type[Blender]] = Registry("stacking method")
+register = BLENDERS.register
 
 
 def make_blender(name: str, **params: Any) -> Blender:
     """A new blender registered under `name`; an unknown name or parameter lists the valid ones."""
-    if name not in BLENDERS:
-        raise EnsError(f"unknown stacking method {name!r}; choose one of: {', '.join(BLENDERS)}")
-    cls = BLENDERS[name]
+    cls = BLENDERS.get(name)
     valid = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
     unknown = [k for k in params if k not in valid]
     if unknown:

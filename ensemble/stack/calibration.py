@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.errors import ConfigError
+from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.probability import logit
+from ensemble.registry import Registry
 from ensemble.stack.base import sigmoid
 
 CAL_EPS = 1e-12
 MIN_SLOPE = 1e-3
 ISO_MIX = 1e-4
-CALIBRATORS = ("none", "temperature", "platt", "isotonic", "beta")
 AUTO_ALPHA, AUTO_BOOT = 0.05, 100  # `auto` keeps a calibrator only when its gain interval is above zero
 AUTO_BOOT_ROWS = 10_000
 
@@ -192,19 +192,21 @@ class IsotonicCalibrator(Calibrator):
         }
 
 
-_CLASSES = {c.name: c for c in (Calibrator, TemperatureCalibrator, PlattCalibrator, IsotonicCalibrator, BetaCalibrator)}
+CALIBRATOR_CLASSES: Registry[type[Calibrator]] = Registry("calibrator", also=("auto",))
+for _cls in (Calibrator, TemperatureCalibrator, PlattCalibrator, IsotonicCalibrator, BetaCalibrator):
+    CALIBRATOR_CLASSES.add(_cls.name, _cls)
+CALIBRATORS = tuple(CALIBRATOR_CLASSES)  # the order `auto` tries them in
 
 
 def make_calibrator(name: str) -> Calibrator:
     """A new calibrator by name; an unknown name lists the valid ones."""
-    if name not in _CLASSES:
-        raise ConfigError(f"unknown calibrator {name!r}; choose one of: {', '.join(CALIBRATORS)}, auto")
-    return _CLASSES[name]()
+    return CALIBRATOR_CLASSES.get(name)()
 
 
 def check_calibrate(name: str) -> str:
-    if name != "auto" and name not in _CLASSES:
-        raise ConfigError(f"unknown calibrator {name!r}; choose one of: {', '.join(CALIBRATORS)}, auto")
+    """`name` when it is a calibrator or `auto`; else an error listing them."""
+    if name != "auto":
+        CALIBRATOR_CLASSES.get(name)
     return name
 
 
@@ -225,21 +227,20 @@ def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray,
 
 
 def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0,
-                      sample_weight: np.ndarray | None = None) -> tuple[str, dict]:
+                      sample_weight: np.ndarray | None = None, scorer: Scorer = COMPETITION) -> tuple[str, dict]:
     """`auto`: the calibrator with the best cross-validated score, kept only when its gain over `none`
     is credibly positive (paired bootstrap interval above zero, Bonferroni over the calibrators);
     else `none`. Rows count by `sample_weight` (density-ratio weights) in fits and scores.
     Returns the name and what decided it."""
-    from ensemble.stack.bootstrap import gain_interval, weighted_label_score
-    from ensemble.stack.hillclimb import column_scores
+    from ensemble.stack.bootstrap import gain_interval
 
     if len(np.unique(folds)) < 2 or y.min() == y.max():
         return "none", {"rule": "none: too few folds or one class, so no calibrator can be shown to help"}
     oof = cv_calibrator_predictions(p, y, folds, sample_weight)
     if sample_weight is None:
-        values = column_scores(y, oof)
+        values = scorer.column_losses(y, oof)
     else:
-        values = np.array([weighted_label_score(oof[:, c], y, sample_weight[None, :])[0] for c in range(oof.shape[1])])
+        values = np.array([scorer.replicate_losses(oof[:, c], y, sample_weight[None, :])[0] for c in range(oof.shape[1])])
     scores = dict(zip(CALIBRATORS, values.tolist()))
     best = min(scores, key=scores.get)
     note: dict[str, Any] = {"cv_scores": {k: round(v, 6) for k, v in scores.items()}}
@@ -250,7 +251,7 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
     if len(p) > AUTO_BOOT_ROWS:  # a subsample widens the interval (errs towards none) and bounds the cost
         rows = np.sort(np.random.default_rng(seed).choice(len(p), AUTO_BOOT_ROWS, replace=False))
     g = gain_interval(y[rows, None], oof[rows][:, [CALIBRATORS.index(best)]], p[rows, None], n_boot=AUTO_BOOT,
-                      alpha=alpha, seed=seed, weights=None if sample_weight is None else sample_weight[rows])
+                      alpha=alpha, seed=seed, weights=None if sample_weight is None else sample_weight[rows], scorer=scorer)
     note["gain"] = {k: round(g[k], 6) for k in ("gain", "lo", "hi")}
     if g["lo"] > 0:
         return best, {**note, "rule": f"{best}: gain over none {g['gain']:+.4f}, interval above zero"}
@@ -259,14 +260,15 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
 
 
 def fit_calibrators(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str,
-                    sample_weight: np.ndarray | None = None) -> tuple[list[Calibrator], list[dict]]:
+                    sample_weight: np.ndarray | None = None,
+                    scorer: Scorer = COMPETITION) -> tuple[list[Calibrator], list[dict]]:
     """Fit one calibrator per label on blend `S` `(rows, labels)`; `auto` chooses by `choose_calibrator`."""
     check_calibrate(method)
     cals, notes = [], []
     for j in range(S.shape[1]):
         name, note = method, {}
         if method == "auto":
-            name, note = choose_calibrator(S[:, j], y[:, j], folds, sample_weight=sample_weight)
+            name, note = choose_calibrator(S[:, j], y[:, j], folds, sample_weight=sample_weight, scorer=scorer)
         cal = make_calibrator(name)
         if y[:, j].min() != y[:, j].max():
             cal.fit(S[:, j], y[:, j], sample_weight)

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.stack.base import BLENDERS
 from ensemble.stack.bootstrap import gain_interval
 
@@ -75,8 +76,9 @@ class Decision:
 
 def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: Sequence[np.ndarray],
            y_trusted: np.ndarray, other: Sequence[np.ndarray] | None = None, y_other: np.ndarray | None = None,
-           alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0, weights: np.ndarray | None = None) -> Decision:
-    """Apply the rule above; `scores` are the trusted nested scores, `trusted`/`other` the nested
+           alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0, weights: np.ndarray | None = None,
+           scorer: Scorer = COMPETITION) -> Decision:
+    """Apply the rule above; `scores` are the trusted nested losses (lower is better), `trusted`/`other` the nested
     predictions `(rows, labels)` of each candidate on the trusted and the other rows; `weights`
     (density ratios) weigh the trusted rows."""
     score = np.array([np.inf if s is None or not np.isfinite(s) else s for s in scores])
@@ -91,11 +93,12 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
         if np.array_equal(trusted[i], trusted[base]):  # e.g. the baseline "calibrated" by `none`
             tests[i] = {"same_as_baseline": True, "passed": False}
             continue
-        g = gain_interval(y_trusted, trusted[i], trusted[base], n_boot=n_boot, alpha=level, seed=seed, weights=weights)
+        g = gain_interval(y_trusted, trusted[i], trusted[base], n_boot=n_boot, alpha=level, seed=seed, weights=weights,
+                          scorer=scorer)
         test = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level}
         passed = bool(g["lo"] > 0)
         if other is not None and passed:
-            h = gain_interval(y_other, other[i], other[base], n_boot=n_boot, alpha=alpha, seed=seed)
+            h = gain_interval(y_other, other[i], other[base], n_boot=n_boot, alpha=alpha, seed=seed, scorer=scorer)
             test.update(other_gain=h["gain"], other_lo=h["lo"], other_hi=h["hi"])
             passed = bool(h["hi"] >= 0)
         tests[i] = {**test, "passed": passed}

@@ -23,11 +23,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ensemble.errors import ConfigError
-from ensemble.metric import MetricError
+from ensemble.metrics.dacon import MetricError
 from ensemble.stack.base import Blender, logit, register, sigmoid
-from ensemble.stack.bootstrap import multinomial_counts, weighted_auc
+from ensemble.metrics.dacon import fast_auc, weighted_auc
+from ensemble.stack.bootstrap import multinomial_counts
 from ensemble.stack.calibration import MIN_SLOPE, make_calibrator
-from ensemble.stack.hillclimb import fast_auc
 from ensemble.stack.simple import _fit_weights_logloss
 
 

@@ -13,12 +13,12 @@ from typing import Callable
 
 import numpy as np
 
-from ensemble.metric import brier_per_column, ece_per_column
+from ensemble.metrics.scorer import COMPETITION, Scorer
+from ensemble.progress import Progress, emit
 from ensemble.stack.base import Blender, check_folds, check_targets, check_tensor
 from ensemble.stack.calibration import Calibrator, check_calibrate, fit_calibrators
 
 BlenderFactory = Callable[[], Blender]
-Progress = Callable[[str], None]
 
 
 class FitCache:
@@ -48,9 +48,10 @@ class StackPipeline:
     """Blender then per-label calibrator, fitted together on `(P, y, folds)`; the calibrators count rows by
     the cache's weights (density ratios of test-like rows) where it has them, the blenders do not."""
 
-    def __init__(self, factory: BlenderFactory, calibrate: str = "auto") -> None:
+    def __init__(self, factory: BlenderFactory, calibrate: str = "auto", scorer: Scorer = COMPETITION) -> None:
         self.factory = factory
         self.calibrate = check_calibrate(calibrate)
+        self.scorer = scorer
 
     def fit(self, P: np.ndarray, y: np.ndarray, folds: np.ndarray) -> "StackPipeline":
         return self.fit_cached(FitCache(self.factory, P, y, folds), frozenset())
@@ -73,7 +74,7 @@ class StackPipeline:
         else:
             S = self.blender_.predict(P)
         w = None if cache.weights is None else cache.weights[train]
-        self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w)
+        self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer)
         return self
 
     def predict(self, P: np.ndarray) -> np.ndarray:
@@ -89,20 +90,20 @@ def nested_predict(
     calibrate: str = "auto",
     progress: Progress | None = None,
     cache: FitCache | None = None,
+    scorer: Scorer = COMPETITION,
 ) -> dict[str, np.ndarray]:
     """Out-of-fold predictions for each eval set `(P, folds)`, the pipeline fitted on `fit_set` rows of other folds."""
     P, y, folds = fit_set
     cache = cache or FitCache(factory, P, y, folds)
     out = {name: np.empty((Pe.shape[0], P.shape[2])) for name, (Pe, _) in eval_sets.items()}
     all_folds = np.unique(np.concatenate([folds] + [f for _, f in eval_sets.values()]))
-    for k in all_folds:
-        pipe = StackPipeline(factory, calibrate).fit_cached(cache, frozenset({k}))
+    for i, k in enumerate(all_folds):
+        pipe = StackPipeline(factory, calibrate, scorer).fit_cached(cache, frozenset({k}))
         for name, (Pe, fe) in eval_sets.items():
             rows = fe == k
             if rows.any():
                 out[name][rows] = pipe.predict(Pe[rows])
-        if progress:
-            progress(f"outer fold {k} done")
+        emit(progress, "nested_cv", done=i + 1, total=len(all_folds))
     return out
 
 
@@ -116,25 +117,8 @@ def nested_cv_predict(
     return nested_predict(factory, (P, y, folds), {"oof": (P, folds)}, calibrate)["oof"]
 
 
-def run_scores(P: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Competition score of every run `(runs,)` on raw probabilities (exact metric, one sort per label)."""
-    from ensemble.stack.hillclimb import fast_auc
-
-    per_label = []
-    for j in range(y.shape[1]):
-        C, t = P[:, :, j], y[:, j]
-        Y = np.broadcast_to(t[:, None], C.shape)
-        per_label.append(0.5 * (1 - fast_auc(t, C)) + 0.25 * brier_per_column(Y, C) + 0.25 * ece_per_column(Y, C))
-    return np.mean(per_label, axis=0)
-
-
-def best_single_run(P: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[int, np.ndarray]:
-    """Index of the run with the best raw OOF competition score (rows weighted when `weights`), and every
-    run's score."""
-    if weights is None:
-        scores = run_scores(P, y)
-    else:
-        from ensemble.stack.bootstrap import weighted_score
-
-        scores = np.array([weighted_score(y, P[:, r, :], weights).score for r in range(P.shape[1])])
-    return int(np.argmin(scores)), scores
+def best_single_run(P: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
+                    scorer: Scorer = COMPETITION) -> tuple[int, np.ndarray]:
+    """Index of the run with the best raw OOF score (rows weighted when `weights`), and every run's loss."""
+    losses = np.array([scorer.loss(y, P[:, r, :], weights) for r in range(P.shape[1])])
+    return int(np.argmin(losses)), losses

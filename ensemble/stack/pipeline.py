@@ -17,13 +17,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ensemble.errors import ConfigError, DataError, EnsError
-from ensemble.metric import MetricError, ScoreParts
+from ensemble.metrics.dacon import MetricError, ScoreParts
+from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
 from ensemble.stack.decide import N_BOOT, Candidate, Decision, candidates, decide
-from ensemble.stack.bootstrap import gain_interval, weighted_score
-from ensemble.stack.nested import FitCache, Progress, StackPipeline, best_single_run, nested_predict
+from ensemble.stack.bootstrap import gain_interval
+from ensemble.progress import Progress
+from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.prior import adapt_prior, sensitivity_table
+from ensemble.stack.state import pipeline_state
 
 FIT_ON = ("auto", "clean", "testlike", "both")
 
@@ -53,6 +56,7 @@ class _Data:
     folds: np.ndarray
     tl: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     w_tl: np.ndarray | None = None  # density-ratio weight per test-like row (mean 1), or None
+    scorer: Scorer = COMPETITION     # what every choice inside the stacker minimises
 
     @property
     def trusted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -67,7 +71,7 @@ def _check_weights(w_tl, n_rows: int) -> np.ndarray:
     return w / w.mean()
 
 
-def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None) -> _Data:
+def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | Scorer = COMPETITION) -> _Data:
     P = check_tensor(P_oof, "P_oof")
     y = check_targets(y, P)
     folds = check_folds(folds, P.shape[0])
@@ -88,7 +92,8 @@ def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None) -> _Data:
         tl = (Pt, check_targets(y_tl, Pt, "y_tl"), ft)
     if w_tl is not None and tl is None:
         raise ConfigError("w_tl weighs test-like rows; none given")
-    return _Data(P, y, folds, tl, None if w_tl is None else _check_weights(w_tl, tl[0].shape[0]))
+    w = None if w_tl is None else _check_weights(w_tl, tl[0].shape[0])
+    return _Data(P, y, folds, tl, w, get_scorer(metric))
 
 
 def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray | None]:
@@ -116,10 +121,10 @@ def _factory(method: str, params: dict | None, seed: int) -> Callable:
     return lambda: make_blender(method, **params)
 
 
-def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str,
+def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str, scorer: Scorer,
            weights: np.ndarray | None = None) -> ScoreParts | None:
     try:
-        return weighted_score(y, p, weights)
+        return scorer.score_parts(y, p, weights)
     except MetricError as err:
         warnings.append(f"{what}: {err}")
         return None
@@ -134,20 +139,21 @@ def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, prog
         evals["testlike"] = (data.tl[0], data.tl[2])
     warnings: list[str] = []
     cache = FitCache(factory, Pf, yf, ff, wf)
-    oof = nested_predict(factory, (Pf, yf, ff), evals, calibrate, progress, cache)
-    final = StackPipeline(factory, calibrate).fit_cached(cache, frozenset())
-    nested = {"clean": _score(data.y, oof["clean"], warnings, "nested clean score")}
+    oof = nested_predict(factory, (Pf, yf, ff), evals, calibrate, progress, cache, data.scorer)
+    final = StackPipeline(factory, calibrate, data.scorer).fit_cached(cache, frozenset())
+    nested = {"clean": _score(data.y, oof["clean"], warnings, "nested clean score", data.scorer)}
     if data.tl is not None:
-        nested["testlike"] = _score(data.tl[1], oof["testlike"], warnings, "nested test-like score", data.w_tl)
+        nested["testlike"] = _score(data.tl[1], oof["testlike"], warnings, "nested test-like score", data.scorer,
+                                    data.w_tl)
     fit_oof = {"clean": oof["clean"], "testlike": oof.get("testlike")}
     p_fit = fit_oof[fit_on] if fit_on != "both" else np.concatenate([oof["clean"], oof["testlike"]])
-    in_sample = _score(yf, final.predict(Pf), warnings, "in-sample score", wf)
-    nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", wf)
+    in_sample = _score(yf, final.predict(Pf), warnings, "in-sample score", data.scorer, wf)
+    nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", data.scorer, wf)
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
-    best, singles = best_single_run(Pt, yt, wt)
-    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt)
-    gain.update(best_run=best, best_run_score=float(singles[best]), on=trust)
+    best, singles = best_single_run(Pt, yt, wt, data.scorer)
+    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt, scorer=data.scorer)
+    gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
     return final, {
         "fit_on": fit_on, "oof": oof, "nested": nested, "in_sample": in_sample, "p_fit": p_fit, "y_fit": yf,
         "optimism": None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score,
@@ -177,7 +183,8 @@ def _test_only(P_test, method, params, calibrate, test_prior, labels, seed, star
         raise ConfigError(f"test_prior={test_prior!r} needs OOF predictions; without them use 'none'")
     blender.fit(P_test, None)
     recipe = {"method": method, "params": blender.get_params(), "labels": list(labels), "fit_on": "test",
-              "calibrate": "none", "blender": blender.recipe(), "calibrators": [], "decisions": []}
+              "calibrate": "none", "blender": blender.recipe(), "calibrators": [], "decisions": [],
+              "state": pipeline_state(blender, [])}
     warnings = ["no OOF predictions: fitted on the test tensor, not calibrated, no CV score"]
     return StackResult(blender.predict(P_test), None, None, None, None, None, None, None, recipe, warnings,
                        seconds=time.perf_counter() - start)
@@ -203,7 +210,7 @@ def stack(
     method: str, params: dict | None = None, calibrate: str = "auto", test_prior: str | float = "none",
     fit_on: str = "auto", P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None,
     folds_tl: np.ndarray | None = None, w_tl: np.ndarray | None = None, labels: Sequence[str], seed: int = 0,
-    n_boot: int = 100, progress: Progress | None = None,
+    n_boot: int = 100, progress: Progress | None = None, metric: str | Scorer = COMPETITION,
 ) -> StackResult:
     """Blend, calibrate and prior-adapt test predictions with `method`; score it by nested CV."""
     start = time.perf_counter()
@@ -214,14 +221,15 @@ def stack(
         raise DataError(f"labels names {len(labels)} columns but P_test has {P_test.shape[2]} labels")
     if P_oof is None:
         return _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start)
-    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl)
+    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric)
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     final, ev = _evaluate(method, params, data, calibrate, fit_on, seed, n_boot, progress)
     prior = adapt_prior(final.predict(P_test), ev["p_fit"], ev["y_fit"], test_prior, labels)
     recipe = _recipe(method, final, ev["fit_on"], calibrate, labels)
     recipe["prior"] = prior.recipe()
-    sens = sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels)
+    recipe["state"] = pipeline_state(final.blender_, final.calibrators_)  # exact, for `ens export`
+    sens = sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer)
     return StackResult(
         test=prior.p_test, oof=ev["oof"]["clean"], oof_testlike=ev["oof"].get("testlike"),
         nested=ev["nested"]["clean"], nested_testlike=ev["nested"].get("testlike"), in_sample=ev["in_sample"],
@@ -237,6 +245,7 @@ class Comparison:
     candidates: list[Candidate]
     rows: list[dict[str, Any]]        # one per candidate, in candidate order
     decision: Decision
+    scorer: Scorer = COMPETITION
 
     @property
     def chosen(self) -> Candidate:
@@ -244,7 +253,7 @@ class Comparison:
 
     def sorted_rows(self) -> list[dict[str, Any]]:
         """Rows best first by the trusted nested score (unscored last)."""
-        return sorted(self.rows, key=lambda r: (r.get("score") is None, r.get("score") or 0.0))
+        return sorted(self.rows, key=lambda r: (r.get("score") is None, self.scorer.sign * (r.get("score") or 0.0)))
 
 
 @single_threaded_blas
@@ -253,6 +262,7 @@ def compare(
     methods: Sequence[str] | None = None, calibrate: str = "auto", fit_on: str = "auto",
     P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
     w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = N_BOOT, progress: Progress | None = None,
+    metric: str | Scorer = COMPETITION,
 ) -> Comparison:
     """Every candidate (each run raw and calibrated, each method) by nested CV, and the one to write.
 
@@ -261,29 +271,32 @@ def compare(
     decision chose it.
     """
     check_calibrate(calibrate)
-    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl)
+    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric)
     names = list(run_names) if run_names is not None else [f"run{r}" for r in range(data.P.shape[1])]
     if len(names) != data.P.shape[1]:
         raise DataError(f"run_names names {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     cands = candidates(names, methods, calibrate)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
-    for cand in cands:
+    n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl[2]] if data.tl is not None else []))))
+    for i, cand in enumerate(cands):
         start = time.perf_counter()
+        # one bar over candidates × outer folds
+        bar = None if progress is None else (lambda e, i=i, name=cand.name: progress(
+            {"stage": "compare", "candidate": name, "done": i * n_folds + e["done"], "total": len(cands) * n_folds}))
         # n_boot=0: the gain intervals are the decision's (below), not bootstrapped twice
-        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, 0, None)
+        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, 0, bar)
         trusted.append(ev["oof"][trust])
         clean.append(ev["oof"]["clean"])
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
-        if progress:
-            progress(f"{cand.name}: {rows[-1].get('score')}")
     _, y_trusted, w_trusted = data.trusted
     other = (clean, data.y) if data.tl is not None else (None, None)
-    decision = decide(cands, [r.get("score") for r in rows], trusted, y_trusted, *other, n_boot=n_boot, seed=seed,
-                      weights=w_trusted)
+    losses = [None if r.get("score") is None else data.scorer.sign * r["score"] for r in rows]
+    decision = decide(cands, losses, trusted, y_trusted, *other, n_boot=n_boot, seed=seed, weights=w_trusted,
+                      scorer=data.scorer)
     for i, row in enumerate(rows):
         row["chosen"] = i == decision.chosen
-    return Comparison(cands, rows, decision)
+    return Comparison(cands, rows, decision, data.scorer)
 
 
 def _compare_row(cand: Candidate, ev: dict, data: _Data) -> dict[str, Any]:

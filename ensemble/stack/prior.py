@@ -22,7 +22,8 @@ from typing import Sequence
 import numpy as np
 
 from ensemble.errors import ConfigError
-from ensemble.metric import MetricError, auc_per_column, brier_per_column, ece_per_column
+from ensemble.metrics.dacon import MetricError
+from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.stack.base import sigmoid
 from ensemble.stack.calibration import cal_logit
 
@@ -34,14 +35,14 @@ MAX_LOGIT_SHIFT = 2.0  # the most an estimated prior may move the odds: a factor
 MIXTURE_KS_C = 1.63    # KS critical constant at α = 0.01
 
 
-def _prior_logit(q: float) -> float:
+def prior_logit(q: float) -> float:
     q = min(max(q, 1e-6), 1 - 1e-6)
     return float(np.log(q) - np.log1p(-q))
 
 
 def adjust_prior(p: np.ndarray, prior_train: float, prior_new: float) -> np.ndarray:
     """Posteriors under a new class prior (monotone odds shift)."""
-    return sigmoid(cal_logit(p) + _prior_logit(prior_new) - _prior_logit(prior_train))
+    return sigmoid(cal_logit(p) + prior_logit(prior_new) - prior_logit(prior_train))
 
 
 def em_prior(p: np.ndarray, prior_train: float, max_iter: int = 500, tol: float = 1e-8) -> float:
@@ -74,24 +75,18 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def sensitivity_table(y: np.ndarray, p: np.ndarray, priors_train: Sequence[float],
                       grid: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                      labels: Sequence[str] | None = None) -> list[dict]:
+                      labels: Sequence[str] | None = None, scorer: Scorer = COMPETITION) -> list[dict]:
     """Per label and assumed prior q: the OOF label score after adjusting the posteriors to q."""
     rows = []
     for j in range(y.shape[1]):
         name = labels[j] if labels else str(j)
-        t = y[:, j : j + 1]
-        try:
-            auc = float(auc_per_column(t, p[:, j : j + 1])[0])  # the adjustment is monotone: AUC is fixed
-        except MetricError:
-            continue
         for q in grid:
             a = adjust_prior(p[:, j], priors_train[j], q)[:, None]
             try:
-                brier, ece = float(brier_per_column(t, a)[0]), float(ece_per_column(t, a)[0])
+                score = float(scorer.per_label(y[:, j : j + 1], a)[0])
             except MetricError:
                 continue
-            score = 0.5 * (1 - auc) + 0.25 * brier + 0.25 * ece
-            rows.append({"label": name, "prior": float(q), "score": score, "brier": brier, "ece": ece})
+            rows.append({"label": name, "prior": float(q), "score": score})
     return rows
 
 
@@ -158,8 +153,8 @@ def untrusted_reason(em: float, bbse: float, train: float, mixture: tuple[float,
 
 def bounded_prior(q: float, train: float) -> float:
     """`q`, moved back towards `train` so the odds change by at most MAX_LOGIT_SHIFT."""
-    shift = np.clip(_prior_logit(q) - _prior_logit(train), -MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
-    return float(sigmoid(_prior_logit(train) + shift))
+    shift = np.clip(prior_logit(q) - prior_logit(train), -MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+    return float(sigmoid(prior_logit(train) + shift))
 
 
 def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: str | float | Sequence[float],

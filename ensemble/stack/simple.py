@@ -6,7 +6,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ensemble.errors import ConfigError
-from ensemble.metric import competition_score
+from ensemble.metrics.dacon import competition_score
 from ensemble.stack.base import Blender, logit, register, sigmoid
 
 

@@ -1,0 +1,202 @@
+"""The competition folder: train/test/sample CSVs, label columns, targets and data fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble.errors import DataError
+from ensemble.artifacts.io import file_sha256, read_csv
+
+AUDIO_SUFFIXES = {".ogg", ".wav", ".flac", ".mp3", ".opus", ".aiff", ".aif"}
+
+
+def require_columns(df: pd.DataFrame, columns: list[str], source: Path | str) -> None:
+    """A missing column is a DataError naming the file and the column."""
+    for col in columns:
+        if col not in df.columns:
+            raise DataError(f"{source}: missing column {col!r} (has: {', '.join(map(str, df.columns))})")
+
+
+def check_ids(ids: pd.Series, source: Path | str) -> None:
+    """Ids must be present and unique."""
+    if ids.isna().any():
+        raise DataError(f"{source}: empty id at row {int(np.flatnonzero(ids.isna())[0]) + 2}")
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise DataError(f"{source}: duplicate id {dup.iloc[0]!r}")
+
+
+def check_rows(df: pd.DataFrame, source: Path | str) -> None:
+    """A CSV with a header and no rows is refused before anything is fitted on it."""
+    if df.empty:
+        raise DataError(f"{source}: no rows, only a header; expected one row per clip")
+
+
+def check_paths(df: pd.DataFrame, root: Path, source: Path | str) -> None:
+    """Every `path` is relative and resolves (symlinks followed) inside the competition folder `root`.
+
+    A CSV is input from strangers: `../../etc/passwd`, `/home/x/a.ogg` or a symlink out of the folder
+    would have ens read (and train on) files the user never meant to hand it.
+    """
+    inside = os.path.realpath(root)
+    for rid, rel in zip(df["id"], df["path"]):
+        if not isinstance(rel, str) or not rel.strip():
+            raise DataError(f"{source}: id {rid!r} has an empty path; expected a path relative to {root}")
+        if os.path.isabs(rel):
+            raise DataError(f"{source}: id {rid!r} has the absolute path {rel!r}; "
+                            f"expected a path relative to the competition folder {root}")
+        real = os.path.realpath(os.path.join(inside, rel))
+        if os.path.commonpath([inside, real]) != inside:
+            raise DataError(f"{source}: id {rid!r} has path {rel!r}, which resolves to {real}, outside the "
+                            f"competition folder {root}; paths must stay inside it")
+
+
+@dataclass
+class Competition:
+    """A competition folder as DESIGN.md describes it; `sample_submission.csv` defines the labels."""
+
+    root: Path
+    sample: pd.DataFrame = field(repr=False)
+
+    @classmethod
+    def load(cls, root: Path | str) -> "Competition":
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root}: competition folder not found")
+        path = root / "sample_submission.csv"
+        sample = read_csv(path)
+        require_columns(sample, ["id"], path)
+        check_rows(sample, path)
+        check_ids(sample["id"], path)
+        if len(sample.columns) < 2:
+            raise DataError(f"{path}: no label columns besides 'id'")
+        return cls(root=root, sample=sample)
+
+    @property
+    def labels(self) -> list[str]:
+        """Label columns in submission order."""
+        return [c for c in self.sample.columns if c != "id"]
+
+    @property
+    def test_ids(self) -> pd.Series:
+        """Test ids in submission order."""
+        return self.sample["id"]
+
+    @cached_property
+    def train(self) -> pd.DataFrame:
+        """`train.csv` validated: `id`, `path`, `label` or one 0/1 column per label, optional `group`."""
+        path = self.root / "train.csv"
+        df = read_csv(path)
+        require_columns(df, ["id", "path"], path)
+        check_rows(df, path)
+        check_ids(df["id"], path)
+        if "label" not in df.columns:
+            require_columns(df, self.labels, path)
+        check_paths(df, self.root, path)
+        return df
+
+    @cached_property
+    def targets(self) -> np.ndarray:
+        """Multi-hot targets `(train rows, labels)` as float64 0/1, aligned with `train`."""
+        return targets_from_frame(self.train, self.labels, self.root / "train.csv")
+
+    @cached_property
+    def test(self) -> pd.DataFrame:
+        """`test.csv` validated; its ids must be exactly the sample submission's."""
+        path = self.root / "test.csv"
+        df = read_csv(path)
+        require_columns(df, ["id", "path"], path)
+        check_rows(df, path)
+        check_ids(df["id"], path)
+        check_same_ids(df["id"], self.test_ids, path, self.root / "sample_submission.csv")
+        check_paths(df, self.root, path)
+        return df
+
+    def validate(self) -> "Competition":
+        """Check every CSV now (columns, ids, labels, paths), not when a later step first reads it."""
+        self.targets
+        self.test
+        return self
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        return self.train["group"].astype(str).to_numpy() if "group" in self.train.columns else None
+
+    def audio_path(self, relative: str) -> Path:
+        return (self.root / relative).resolve()
+
+    def unlabeled_paths(self) -> list[Path]:
+        folder = self.root / "unlabeled_data"
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+
+    def fingerprint(self) -> dict[str, str]:
+        """Hashes of the CSVs and of the audio list (names and sizes): runs on other data never blend."""
+        return dict(self._fingerprint)
+
+    @cached_property
+    def _fingerprint(self) -> dict[str, str]:
+        files = {name: self.root / name for name in ("train.csv", "test.csv", "sample_submission.csv")}
+        prints = {name: file_sha256(p) for name, p in files.items() if p.is_file()}
+        digest = hashlib.sha256()
+        for frame in (self.train, self.test) if (self.root / "test.csv").is_file() else (self.train,):
+            for rel in frame["path"]:
+                p = self.audio_path(rel)
+                digest.update(f"{rel}:{p.stat().st_size if p.exists() else -1}\n".encode())
+        prints["audio"] = digest.hexdigest()
+        return prints
+
+
+def targets_from_frame(df: pd.DataFrame, labels: list[str], source: Path | str) -> np.ndarray:
+    """Targets from a `label` column (one label name per row) or from 0/1 label columns."""
+    if "label" in df.columns:
+        values = df["label"].astype(str)
+        unknown = ~values.isin(labels)
+        if unknown.any():
+            i = int(np.flatnonzero(unknown)[0])
+            raise DataError(
+                f"{source}: id {df['id'].iloc[i]!r} has label {values.iloc[i]!r}; "
+                f"expected one of {', '.join(labels)}"
+            )
+        return (values.to_numpy()[:, None] == np.array(labels)[None, :]).astype(np.float64)
+    block = df[labels].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isin(block, (0.0, 1.0))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        cell = df[labels[j]].iloc[i]
+        cell = cell.item() if hasattr(cell, "item") else cell  # 0.5, not np.float64(0.5)
+        raise DataError(f"{source}: id {df['id'].iloc[i]!r} column {labels[j]!r} is {cell!r}; expected 0 or 1")
+    return block
+
+
+def check_same_ids(ids: pd.Series, expected: pd.Series, source: Path | str, reference: Path | str) -> None:
+    """The id sets must match exactly; name one id that is extra or missing."""
+    have, want = set(ids), set(expected)
+    if have != want:
+        extra = sorted(have - want)
+        if extra:
+            raise DataError(f"{source}: id {extra[0]!r} is not in {reference} ({len(extra)} unknown ids)")
+        missing = sorted(want - have)
+        raise DataError(f"{source}: id {missing[0]!r} from {reference} is missing ({len(missing)} missing ids)")
+
+
+def open_competition(ws, data: Path | str | None = None, audio: tuple[str, ...] = ()) -> Competition:
+    """The workspace's competition folder (`data` overrides it), validated: its CSVs, and the audio of
+    the `audio` splits (train, test, unlabeled) for commands that read it. `data` is remembered in
+    `ens.toml` only once the folder validated, so a bad folder is never remembered."""
+    comp = Competition.load(ws.data_dir(data, remember=False)).validate()
+    if audio:
+        from ensemble.artifacts.audio_check import check_competition_audio
+
+        check_competition_audio(ws, comp, audio)
+    if data is not None:
+        ws.remember_data(comp.root)
+    return comp

@@ -1,0 +1,136 @@
+"""Submissions: `submissions/<name>.csv` checked against the sample submission, plus a JSON sidecar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble.artifacts.competition import Competition, check_ids, check_same_ids, require_columns
+from ensemble.errors import DataError, ExistsError
+from ensemble.artifacts.io import atomic_path, csv_to, file_sha256, read_csv, read_json, sweep_tmp, write_json
+from ensemble.artifacts.locking import exclusive
+from ensemble.artifacts.provenance import now_iso, package_versions
+from ensemble.artifacts.runs import check_probabilities
+from ensemble.artifacts.workspace import Workspace, check_name
+
+
+def submission_frame(pred: np.ndarray, comp: Competition) -> pd.DataFrame:
+    """`(test rows, labels)` probabilities in sample-submission order → the submission table."""
+    frame = pd.DataFrame({"id": comp.test_ids.to_numpy()})
+    for j, label in enumerate(comp.labels):
+        frame[label] = np.asarray(pred[:, j], dtype=np.float64)
+    return frame
+
+
+def validate_submission(df: pd.DataFrame, comp: Competition, source: Path | str) -> None:
+    """Exactly the sample submission's columns, ids and order; probabilities in [0, 1], no NaN."""
+    sample_path = comp.root / "sample_submission.csv"
+    require_columns(df, ["id", *comp.labels], source)
+    if list(df.columns) != list(comp.sample.columns):
+        raise DataError(f"{source}: columns {list(df.columns)} differ from {sample_path}'s {list(comp.sample.columns)}")
+    check_ids(df["id"], source)
+    check_same_ids(df["id"], comp.test_ids, source, sample_path)
+    order = df["id"].to_numpy() != comp.test_ids.to_numpy()
+    if order.any():
+        i = int(np.flatnonzero(order)[0])
+        raise DataError(f"{source}: row {i + 2} holds id {df['id'].iloc[i]!r}; {sample_path} has {comp.test_ids.iloc[i]!r} there")
+    check_probabilities(df, comp.labels, source)
+
+
+def submission_paths(ws: Workspace, name: str) -> tuple[Path, Path]:
+    check_name(name, "submission")
+    csv = ws.submissions_dir / f"{name}.csv"
+    return csv, csv.with_suffix(".json")
+
+
+@dataclass(frozen=True)
+class Written:
+    """A submission just written, and what was tidied on the way (files killed writers left)."""
+
+    csv: Path
+    sidecar: Path
+    cleaned: list[str] = field(default_factory=list)
+
+
+def submission_lock(ws: Workspace) -> Path:
+    return ws.submissions_dir / ".lock"
+
+
+def _exists_error(ws: Workspace, name: str) -> ExistsError:
+    return ExistsError(f"submission {name!r} already exists in {ws.submissions_dir}; pass --force to replace it")
+
+
+def check_free(ws: Workspace, name: str, force: bool = False) -> None:
+    """Fail early (before any compute) on a bad name or an existing submission; `write_submission` checks again."""
+    csv, meta = submission_paths(ws, name)
+    if csv.is_file() and meta.is_file() and not force:
+        raise _exists_error(ws, name)
+
+
+def tidy(ws: Workspace, name: str) -> list[str]:
+    """Under the lock: remove temp litter and a lone CSV or sidecar of `name`; returns what was removed.
+
+    The sidecar is written first and the CSV last, so a lone file is what a killed writer left (or a
+    file put there by hand, which is not a submission either): the pair is the submission.
+    """
+    notes = []
+    swept = sweep_tmp(ws.submissions_dir)
+    if swept:
+        notes.append(f"removed {len(swept)} temp file(s) killed writers left in {ws.submissions_dir}")
+    csv, meta = submission_paths(ws, name)
+    if csv.is_file() != meta.is_file():
+        lone, twin = (csv, "sidecar") if csv.is_file() else (meta, "CSV")
+        lone.unlink()
+        notes.append(f"removed {lone}: it had no {twin} (left by a killed or failed writer)")
+    return notes
+
+
+def write_submission(ws: Workspace, name: str, frame: pd.DataFrame, comp: Competition, sidecar: dict,
+                     force: bool = False) -> Written:
+    """Validate, then write the sidecar and the CSV as a pair; refuse to replace a submission without `force`.
+
+    Under the submissions lock, so of two writers of one name exactly one wins. The CSV's rename is the
+    commit point: a writer killed at any moment leaves the whole old pair, the whole new one, or neither
+    plus litter that the next writer removes. The sidecar records the CSV's SHA-256.
+    """
+    csv, meta = submission_paths(ws, name)
+    validate_submission(frame, comp, csv)
+    sidecar = {"name": name, "created": now_iso(), "versions": package_versions(), "leaderboard": {}, **sidecar}
+    with exclusive(submission_lock(ws)):
+        cleaned = tidy(ws, name)
+        if csv.is_file():
+            if not force:
+                raise _exists_error(ws, name)
+            csv.unlink()  # un-commit first: from here a kill leaves a lone sidecar, which the next writer removes
+        with atomic_path(csv) as tmp:
+            csv_to(frame, tmp)
+            write_json({**sidecar, "csv_sha256": file_sha256(tmp)}, meta)
+    return Written(csv, meta, cleaned)
+
+
+def read_sidecar(ws: Workspace, name: str) -> dict:
+    """A submission's sidecar; a submission exists only as a pair (CSV and sidecar)."""
+    csv, meta = submission_paths(ws, name)
+    if not (meta.is_file() and csv.is_file()):
+        known = ", ".join(ws.submission_names()) or "none yet"
+        raise DataError(f"submission {name!r} not found in {ws.submissions_dir} (submissions: {known})")
+    return read_json(meta)
+
+
+def read_submission_csv(path: Path, comp: Competition) -> pd.DataFrame:
+    """A submission-shaped CSV (id + label columns, any order of ids) validated against the sample."""
+    return check_submission_table(read_csv(path), comp, path)
+
+
+def check_submission_table(df: pd.DataFrame, comp: Competition, path: Path | str) -> pd.DataFrame:
+    """Id and label columns only, unique ids, probabilities in [0, 1]."""
+    require_columns(df, ["id", *comp.labels], path)
+    extra = [c for c in df.columns if c not in ("id", *comp.labels)]
+    if extra:
+        raise DataError(f"{path}: unknown column {extra[0]!r}; expected id, {', '.join(comp.labels)}")
+    check_ids(df["id"], path)
+    check_probabilities(df, comp.labels, path)
+    return df

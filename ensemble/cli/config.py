@@ -1,0 +1,57 @@
+"""Option parsing the commands share: `--fold` lists, `--param key=value` pairs, and `--config` TOML files
+merged under the command line's own values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ensemble.errors import ConfigError
+
+
+def parse_folds(value: str | None) -> list[int] | None:
+    """`--fold 0,2` as a list of fold numbers (None: every fold)."""
+    if not value:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--fold takes fold numbers separated by commas (e.g. 0,2), got {value!r}") from None
+
+
+def parse_params(items: list[str]) -> dict:
+    """`--param key=value` pairs; values parsed as JSON where they can be (numbers, lists, true/false)."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param takes key=value, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def merge_config(path: Path, values: dict, ctx) -> dict:
+    """Options from a TOML file, overridden by options given on the command line."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            stored = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    stored = {k.replace("-", "_"): v for k, v in stored.items()}
+    unknown = sorted(set(stored) - set(values))
+    if unknown:
+        raise ConfigError(f"{path}: unknown option {unknown[0]!r}; accepted: {', '.join(sorted(values))}")
+    merged = dict(values)
+    for key, value in stored.items():
+        param = {"only_folds": "fold", "freeze_feature_encoder": "freeze"}.get(key, key)
+        source = ctx.get_parameter_source(param)
+        if source is None or source.name != "COMMANDLINE":
+            merged[key] = value
+    return merged

@@ -1,0 +1,96 @@
+"""The leaderboard of a workspace: runs and submissions with CV parts and recorded public/private scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ensemble.artifacts.io import read_json
+from ensemble.artifacts.runs import MANIFEST_FILE, partial_runs
+from ensemble.artifacts.workspace import Workspace
+
+COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
+           "in_sample", "gap", "gain", "gain_lo", "gain_hi"]
+DETAIL = ["in_sample", "gap", "gain", "gain_lo", "gain_hi"]  # in json/csv/md; too wide for the table
+
+
+def _row(name: str, kind: str, method: str, metrics: dict, board: dict) -> dict:
+    cv = metrics.get("cv") or {}
+    testlike = metrics.get("cv_testlike") or {}
+    gain = metrics.get("gain") or {}
+    return {
+        "name": name, "kind": kind, "method": method,
+        "cv": cv.get("score"), "auc": cv.get("auc"), "brier": cv.get("brier"), "ece": cv.get("ece"),
+        "cv_testlike": testlike.get("score"),
+        "public": board.get("public"), "private": board.get("private"),
+        "in_sample": (metrics.get("in_sample") or {}).get("score"), "gap": metrics.get("optimism"),
+        "gain": gain.get("gain"), "gain_lo": gain.get("lo"), "gain_hi": gain.get("hi"),
+    }
+
+
+def board_frame(ws: Workspace) -> pd.DataFrame:
+    """One row per run and submission, best CV first (lower is better), with rank and delta to best."""
+    rows = []
+    for name in ws.run_names():
+        manifest = read_json(ws.run_dir(name) / MANIFEST_FILE)
+        method = manifest.get("source", {}).get("model_ref") or manifest.get("kind", "run")
+        rows.append(_row(name, "run", method, manifest.get("metrics") or {}, {}))
+    for name in ws.submission_names():
+        sidecar = read_json(ws.submissions_dir / f"{name}.json")
+        method = (sidecar.get("recipe") or {}).get("method", "?")
+        rows.append(_row(name, "submission", method, sidecar.get("metrics") or {}, sidecar.get("leaderboard") or {}))
+    for partial in partial_runs(ws):  # unranked: no scores until every fold is done
+        rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
+    frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("rank", "delta")])
+    if frame.empty:
+        return frame.reindex(columns=COLUMNS)
+    # the test-like score is the one to trust where it exists; else the clean CV score
+    key = frame["cv_testlike"].where(frame["cv_testlike"].notna(), frame["cv"]).astype(float)
+    frame = frame.assign(_key=key).sort_values(["_key", "name"], na_position="last", kind="stable")
+    frame["rank"] = frame["_key"].rank(method="min").astype("Int64")
+    frame["delta"] = frame["_key"] - frame["_key"].min()
+    frame = frame.drop(columns="_key").reindex(columns=COLUMNS).reset_index(drop=True)
+    frame.attrs["partial"] = [f"partial run {p.name}: {p.progress()}; finish: {p.finish_hint()}" for p in partial_runs(ws)]
+    return frame
+
+
+def ranked_by(frame: pd.DataFrame) -> str:
+    """Which score ranks the board's rows: test-like CV, clean CV, or test-like where present (else clean)."""
+    scored = frame[frame["kind"] != "partial"]
+    has_tl, has_cv = scored["cv_testlike"].notna(), scored["cv"].notna()
+    if len(scored) and has_tl.all():
+        return "test-like CV"
+    if not has_tl.any():
+        return "clean CV"
+    clean = ", ".join(scored.loc[~has_tl & has_cv, "name"].astype(str))
+    return f"test-like CV where a row has it, else clean CV ({clean})"
+
+
+def board_legend(frame: pd.DataFrame) -> list[str]:
+    """What the board's columns mean, in words, and which one ranks the rows (lower is better but for AUC)."""
+    lines = [f"# ranks by {ranked_by(frame)}; delta: that score minus #1's. Lower is better in every column but auc.",
+             "cv: nested CV score on the clean train rows (auc, brier, ece: its parts); t-like: the same on the "
+             "simulated test-like clips; pub, priv: leaderboard scores recorded with `ens lb`."]
+    return lines + list(frame.attrs.get("partial", []))  # a line per partial run: its folds, how to finish it
+
+
+def cv_public_correlation(frame: pd.DataFrame) -> dict[str, float] | None:
+    """Pearson and Spearman correlation of CV vs public score, once three or more submissions have both."""
+    both = frame[(frame["kind"] == "submission") & frame["cv"].notna() & frame["public"].notna()]
+    if len(both) < 3:
+        return None
+    cv, public = both["cv"].astype(float), both["public"].astype(float)
+    if cv.nunique() < 2 or public.nunique() < 2:
+        return None
+    return {"n": int(len(both)), "pearson": float(np.corrcoef(cv, public)[0, 1]),
+            "spearman": float(cv.rank().corr(public.rank()))}
+
+
+def correlation_sentence(correlation: dict) -> str:
+    """CV vs public correlation, and what it says about trusting CV to pick the next submission."""
+    r = correlation["spearman"]
+    verdict = ("CV orders submissions as the leaderboard does: trust it to choose" if r >= 0.8 else
+               "CV and the leaderboard disagree: trust CV less, and look at test-like CV" if r < 0.4 else
+               "CV roughly follows the leaderboard")
+    return (f"CV vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "
+            f"Spearman {correlation['spearman']:.3f} ({verdict})")

@@ -1,0 +1,124 @@
+"""`ens demo`: the whole pipeline on embedded audio, in a couple of minutes on a laptop CPU.
+
+Generates a small competition folder (`ensemble.demo.synth`), fine-tunes two model families (a tiny
+wav2vec2-style transformer on the waveform and the log-mel CNN), adds a label-flipped copy of one
+of them (the kind of run `flip` must catch), re-predicts with ONNX Runtime, compares every stacking
+candidate by nested CV, writes what the decision rule chooses and scores everything on the answer key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ensemble.artifacts.competition import Competition
+from ensemble.errors import ExistsError
+from ensemble.artifacts.workspace import Workspace
+from ensemble.progress import Progress
+
+if TYPE_CHECKING:
+    from ensemble.stack.pipeline import Comparison
+
+
+DEMO_MODELS = (
+    # (run name, model, options): small enough for 2 CPU cores, different enough to disagree; 1.5-s crops in
+    # training, 1.5-s windows pooled over the 5-s test clips
+    ("w2v-tiny", "tiny-wav2vec2", {"epochs": 8, "lr": 1e-3, "batch_size": 16, "grad_accum": 1, "max_seconds": 1.5}),
+    ("cnn", "logmel-cnn", {"epochs": 15, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "max_seconds": 1.5}),
+)
+FLIPPED = "cnn-flipped"
+
+
+@dataclass
+class DemoResult:
+    workspace: Path
+    data: Path
+    submission: Path
+    compare: Comparison  # every candidate and the decision the submission follows
+    scores: pd.DataFrame  # name, kind, cv, cv_testlike, test (score on the answer key)
+
+
+def _swap_columns(frame: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Predictions whose label columns are swapped: the mistake `flip` must catch."""
+    out = frame.copy()
+    out[labels] = frame[labels[::-1]].to_numpy()
+    return out
+
+
+def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str) -> None:
+    """A copy of run `source` with fake/real swapped in every prediction file (no ONNX folds)."""
+    from ensemble.artifacts.folds import load_folds
+    from ensemble.artifacts.io import read_json
+    from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, write_manifest, write_run_file
+    from ensemble.metrics.frames import cv_metrics, score_frame
+    from ensemble.artifacts.testlike_set import load_testlike
+
+    src, dst = ws.run_dir(source), ws.run_dir(name)
+    dst.mkdir(parents=True, exist_ok=True)
+    manifest = read_json(src / MANIFEST_FILE)
+    frames = {f: _swap_columns(pd.read_parquet(src / f), comp.labels) for f in (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE)}
+    manifest.pop("folds", None)
+    metrics = cv_metrics(frames[OOF_FILE], load_folds(ws), comp.labels)
+    metrics["cv_testlike"] = score_frame(frames[TESTLIKE_OOF_FILE], load_testlike(ws), comp.labels).as_dict()
+    manifest.update(name=name, kind="derived", derived_from=source, transform="label columns swapped", metrics=metrics,
+                    files={f: write_run_file(frame, dst, f) for f, frame in frames.items()})
+    write_manifest(dst, manifest)
+
+
+def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress | None = None) -> DemoResult:
+    """Generate, fine-tune, re-predict with ONNX Runtime, stack, submit and score; everything under `out`."""
+    from ensemble.commands.stack import compare_methods, stack_runs
+    from ensemble.demo.synth import generate_competition
+    from ensemble.commands.finetune import FinetuneOptions, finetune
+    from ensemble.commands.oof import run_oof
+    from ensemble.artifacts.submission import submission_frame, write_submission
+
+    emit = progress or (lambda event: None)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExistsError(f"{out} exists and is not empty; pass --force to replace the demo there")
+    if force and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    data = out / "competition"
+    emit({"stage": "generating demo audio", "folder": str(data)})
+    generate_competition(data, seed=seed, progress=emit)
+    ws = Workspace((out / "workspace").resolve())
+    comp = Competition.load(ws.data_dir(data))
+    for name, model, options in DEMO_MODELS:
+        emit({"stage": "fine-tuning", "run": name, "model": model})
+        finetune(ws, comp, FinetuneOptions(model=model, name=name, folds=3, seed=seed, **options), progress=emit)
+        emit({"stage": "onnx runtime", "run": name})
+        run_oof(ws, comp, name, progress=emit)
+    add_flipped_run(ws, comp, "cnn", FLIPPED)
+    runs = [name for name, _, _ in DEMO_MODELS] + [FLIPPED]
+    emit({"stage": "comparing stack methods", "runs": ", ".join(runs)})
+    comparison = compare_methods(ws, comp, runs, seed=seed)
+    result, sidecar = stack_runs(ws, comp, runs, "auto", seed=seed, comparison=comparison)
+    submission = write_submission(ws, "demo-auto", submission_frame(result.test, comp), comp, sidecar, force=True).csv
+    return DemoResult(ws.root, data, submission, comparison, score_all(ws, comp, data / "test_answers.csv"))
+
+
+def score_all(ws: Workspace, comp: Competition, answers: Path) -> pd.DataFrame:
+    """Every run (folds aggregated) and submission scored on the answer key, beside its CV scores."""
+    from ensemble.commands.board import board_frame
+    from ensemble.artifacts.runs import load_run
+    from ensemble.commands.score import read_answers
+    from ensemble.metrics.frames import score_frame
+    from ensemble.stack.inputs import test_tensor
+
+    truth, labels = read_answers(answers, comp.labels)
+    frame = board_frame(ws)
+    test_scores = []
+    for row in frame.itertuples():
+        if row.kind == "run":
+            probs = test_tensor([load_run(ws, row.name)], comp)[:, 0, :]
+            pred = pd.DataFrame(probs, columns=labels).assign(id=comp.test_ids.to_numpy())
+        else:
+            pred = pd.read_csv(ws.submissions_dir / f"{row.name}.csv", dtype={"id": str})
+        test_scores.append(score_frame(pred, truth, labels).score)
+    return frame.assign(test=test_scores)[["name", "kind", "method", "cv", "cv_testlike", "test"]]

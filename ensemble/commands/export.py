@@ -1,0 +1,331 @@
+"""`ens export`: a submission's sidecar + its runs' fold graphs → one ONNX file.
+
+The sidecar is the source: its `recipe.state` (exact fitted blend and calibrators, written by `ens
+stack`), `recipe.prior` and `recipe.runs` (each run's run.json hash at stacking time). A run whose
+run.json or fold ONNX changed since is refused: the export would not be the submission. Fold paths
+come from untrusted run.json files and must stay inside their run folder.
+
+`quantize="int8"`: each fold graph goes through ONNX Runtime dynamic quantization (MatMul only, int8
+weights); fp32 and int8 then predict the same OOF rows (each train clip by the folds that never saw it,
+then the submission's blend), and the export is refused when the competition score worsens by more
+than `max_score_change`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ensemble.errors import ConfigError, ContractError, DataError
+from ensemble.export.graph import RunGraphs, build_model, metadata_json, preprocessing
+from ensemble.progress import Progress
+
+FORMAT_VERSION = "1"
+QUANTIZE = ("none", "int8")
+
+
+@dataclass
+class Exported:
+    """What `export_submission` wrote and measured."""
+
+    path: Path
+    runs: list[str]
+    folds: int
+    bytes: int
+    score_check: dict[str, Any] | None = None
+
+
+def _inside(base: Path, relative: str, what: str) -> Path:
+    """`base / relative`, refused when it escapes `base` (symlinks resolved)."""
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise ContractError(f"{what}: path {relative!r} leaves {base}")
+    return path
+
+
+def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tmp: Path) -> tuple[list[RunGraphs], int, dict]:
+    """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
+    import onnx
+
+    from ensemble.backbones.predict import HOP_FRACTION
+    from ensemble.artifacts.io import file_sha256
+    from ensemble.artifacts.runs import MANIFEST_FILE, load_run
+
+    runs, rates, hashes = [], set(), {}
+    for entry in recipe.get("runs") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("run"), str):
+            raise ContractError(f"{sidecar_path}: recipe.runs holds {entry!r}; expected {{'run': NAME, 'manifest_sha256': …}}")
+        run = load_run(ws, str(entry.get("run")))
+        manifest_path = run.dir / MANIFEST_FILE
+        if file_sha256(manifest_path) != entry.get("manifest_sha256"):
+            raise ContractError(f"{manifest_path} changed since submission {sidecar_path.stem!r} was stacked "
+                                "(re-predicted or re-trained?); stack again, then export")
+        if run.manifest.get("kind") != "finetune" or not isinstance(run.manifest.get("folds"), list) or not run.manifest["folds"]:
+            raise ContractError(f"run {run.name!r} has no ONNX folds (kind {run.manifest.get('kind', '?')!r}); "
+                                "only submissions made of `ens finetune` runs can be exported")
+        folds, fold_ids, normalize, mask, rate = [], [], False, False, 0
+        for info in run.manifest["folds"]:
+            onnx_info = info.get("onnx") if isinstance(info, dict) else None
+            if not isinstance(onnx_info, dict) or not isinstance(onnx_info.get("path"), str):
+                raise ContractError(f"{manifest_path}: a fold entry has no onnx.path")
+            path = _inside(run.dir, onnx_info["path"], str(manifest_path))
+            if not path.is_file():
+                raise DataError(f"{path}: fold ONNX file missing")
+            data = path.read_bytes()  # hashed and parsed from the same bytes
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != onnx_info.get("sha256"):
+                raise ContractError(f"{path}: SHA-256 differs from the one {manifest_path} records")
+            hashes[f"{run.name}/{onnx_info['path']}"] = digest
+            try:
+                model = onnx.load_from_string(data)
+                pre = json.loads({p.key: p.value for p in model.metadata_props}.get("preprocessor", "{}"))
+            except Exception as err:  # protobuf and json raise their own types
+                raise DataError(f"{path}: not a readable fold graph ({err})") from err
+            normalize, mask = preprocessing(pre, str(path))
+            rate = int(pre.get("sampling_rate", 0))
+            rates.add(rate)
+            if quantize == "int8":
+                plain = tmp / f"{run.name}_{len(folds)}_fp32.onnx"
+                plain.write_bytes(data)
+                model = onnx.load(str(_quantized(plain, tmp / f"{run.name}_{len(folds)}.onnx")))
+            folds.append(model)
+            fold_ids.append(int(info.get("fold", len(fold_ids))))
+        hashes[f"{run.name}/{MANIFEST_FILE}"] = entry["manifest_sha256"]
+        try:
+            n = int(round(float(run.manifest["options"]["max_seconds"]) * rate))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ContractError(f"{manifest_path}: options.max_seconds missing or not a number") from err
+        runs.append(RunGraphs(run.name, folds, n, max(1, int(n * HOP_FRACTION)), normalize, mask,
+                              list(run.manifest["labels"]), fold_ids, rate))
+    if not runs:
+        raise ContractError(f"{sidecar_path}: recipe names no runs")
+    if len(rates) != 1:
+        raise ContractError(f"runs of submission {sidecar_path.stem!r} take different sampling rates {sorted(rates)}; "
+                            "one graph input takes one rate")
+    return runs, rates.pop(), hashes
+
+
+def _quantized(path: Path, out: Path) -> Path:
+    """ONNX Runtime dynamic quantization of MatMul weights to int8."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer advises pre-processing on the root logger; library code is quiet
+    try:
+        quantize_dynamic(str(path), str(out), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    return out
+
+
+def _metadata(name: str, sidecar: dict, labels: list[str], rate: int, runs: list[RunGraphs], hashes: dict,
+              quantize: str) -> dict[str, str]:
+    from ensemble import __version__
+
+    recipe = {k: v for k, v in sidecar["recipe"].items() if k != "state"}
+    return {"ens_export_format": FORMAT_VERSION, "ens_version": __version__, "submission": name,
+            "labels": metadata_json(labels), "sampling_rate": str(rate),
+            "windows": metadata_json({r.name: {"n": r.n, "hop": r.hop, "folds": len(r.folds)} for r in runs}),
+            "recipe": metadata_json(recipe), "sha256": metadata_json(hashes), "quantize": quantize}
+
+
+def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, list[RunGraphs], dict]:
+    """The ONNX model of submission `name` (not written), the runs in it, and the recipe it was built
+    from (its state re-indexed to those runs)."""
+    from ensemble.artifacts.io import file_sha256
+    from ensemble.artifacts.submission import read_sidecar, submission_paths
+
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}; got {quantize!r}")
+    csv, sidecar_path = submission_paths(ws, name)
+    sidecar = read_sidecar(ws, name)
+    recipe = sidecar.get("recipe") if isinstance(sidecar, dict) else None
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("state"), dict):
+        raise ContractError(f"{sidecar_path}: no recipe.state (the fitted blend); it was stacked by an older ens — "
+                            "stack it again to export it")
+    labels = list(recipe.get("labels") or [])
+    with tempfile.TemporaryDirectory(prefix="ens-export-") as tmp:
+        runs, rate, hashes = _load_runs(ws, recipe, sidecar_path, quantize, Path(tmp))
+        for run in runs:
+            if run.labels != labels:
+                raise ContractError(f"run {run.name!r} has labels {run.labels}; submission {name!r} has {labels}")
+        runs, state = used_runs(runs, recipe["state"])
+        hashes["sidecar"] = file_sha256(sidecar_path)
+        hashes["submission_csv"] = file_sha256(csv)
+        metadata = _metadata(name, sidecar, labels, rate, runs, hashes, quantize)
+        model = build_model(runs, state, recipe.get("prior"), labels, metadata)
+    return model, runs, {**recipe, "state": state}
+
+
+def used_runs(runs: list[RunGraphs], state: dict[str, Any]) -> tuple[list[RunGraphs], dict[str, Any]]:
+    """Only the runs the blend reads: `single`'s run, the runs with a weight in `weighted`/`hillclimb`
+    (a zero weight adds exactly nothing); the state re-indexed to match."""
+    blender = dict(state["blender"])
+    if blender["method"] == "single":
+        keep = [int(blender["run"])]
+        blender["run"] = 0
+    elif blender["method"] in ("weighted", "hillclimb"):
+        weights = np.asarray(blender["weights"], float)
+        keep = [r for r in range(len(runs)) if np.any(weights[r] != 0)]
+        blender["weights"] = weights[keep].tolist()
+    else:
+        return runs, state
+    blender["runs"] = len(keep)
+    return [runs[r] for r in keep], {**state, "blender": blender}
+
+
+def save_model(model: Any, path: Path) -> int:
+    """Write `model` atomically (weights in `<file>.data` beside it when over protobuf's 2 GB)."""
+    import onnx
+
+    from ensemble.artifacts.io import atomic_path
+
+    path = Path(path)
+    big = model.ByteSize() >= 2**31 - 2**24
+    with atomic_path(path) as tmp:
+        if big:  # the weights file is written in place; the graph that points at it lands last
+            onnx.save_model(model, str(tmp), save_as_external_data=True, location=f"{path.name}.data")
+        else:
+            onnx.save_model(model, str(tmp))
+    return path.stat().st_size
+
+
+def _session(model: Any) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _oof_tensor(runs: list[RunGraphs], waves_of: Callable[[int], tuple[np.ndarray, list[np.ndarray]]],
+                n_rows: int, n_labels: int) -> np.ndarray:
+    """`(rows, runs, labels)`: each row predicted by the fold graph of each run that never trained on it."""
+    from ensemble.export.graph import build_run_model
+    from ensemble.export.runtime import predict_grouped
+
+    P = np.full((n_rows, len(runs), n_labels), np.nan)
+    for r, run in enumerate(runs):
+        for fold, graph in zip(run.fold_ids, run.folds):
+            rows, waves = waves_of(fold)
+            if len(rows):
+                one = RunGraphs(run.name, [graph], run.n, run.hop, run.normalize, run.takes_mask, run.labels, [fold],
+                                run.rate)
+                P[rows, r] = predict_grouped(_session(build_run_model(one)), waves, n_labels)
+    return P
+
+
+def quantization_check(ws, comp, recipe: dict[str, Any], variants: dict[str, list[RunGraphs]],
+                       chains: dict[str, Path], rows: int, seed: int,
+                       progress: Progress | None = None) -> dict[str, Any]:
+    """The competition score of the fp32 and int8 chains on OOF rows, and their speed.
+
+    Score: seeded train rows, each predicted by every run's fold graph that never trained on it (as
+    `ens oof` does), then the submission's blend, calibrators and prior — the same OOF view the
+    stacker had, so neither score is in-sample for the fold models. Speed: the whole exported chains
+    on the same clips, interleaved (fp32, int8, then int8, fp32, …), median clips/s over rounds.
+    """
+    import time
+
+    from ensemble.export.graph import build_blend_model
+    from ensemble.export.runtime import load
+    from ensemble.artifacts.folds import load_folds
+    from ensemble.metrics.dacon import MetricError, competition_score
+
+    folds = load_folds(ws)
+    labels = list(recipe["labels"])
+    pick = np.sort(np.random.default_rng(seed).permutation(len(folds))[: max(1, rows)])
+    ids, fold_of = folds["id"].astype(str).to_numpy()[pick], folds["fold"].to_numpy()[pick]
+    y = folds[labels].to_numpy(dtype=np.float64)[pick]
+    path_of = dict(zip(comp.train["id"].astype(str), comp.train["path"]))
+    fp32_runs = variants["fp32"]
+    loaded: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}
+
+    def waves_of(fold: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        if fold not in loaded:  # one fold's clips in memory at a time
+            from ensemble.audio.load import load_audio
+
+            loaded.clear()
+            where = np.flatnonzero(fold_of == fold)
+            loaded[fold] = (where, [load_audio(comp.audio_path(path_of[i]), fp32_runs[0].rate) for i in ids[where]])
+        return loaded[fold]
+
+    out: dict[str, Any] = {"rows": int(len(pick))}
+    sample: list[np.ndarray] = []
+    for step, (key, runs) in enumerate(variants.items()):
+        if progress:
+            progress({"stage": "int8 score check", "done": step, "total": len(variants) + 1})
+        P = _oof_tensor(runs, waves_of, len(pick), len(labels))
+        if np.isnan(P).any():
+            raise ContractError("the runs' folds do not cover the workspace's folds file; the score check needs them all")
+        opset = max(o.version for o in runs[0].folds[0].opset_import if o.domain in ("", "ai.onnx"))
+        blend = _session(build_blend_model(recipe["state"], recipe.get("prior"), len(runs), len(labels), opset,
+                                           runs[0].folds[0].ir_version))
+        p = blend.run(["probabilities"], {"P": P})[0]
+        try:
+            out[key] = competition_score(y, p, labels).score
+        except MetricError as err:
+            raise DataError(f"int8 score check on {len(pick)} OOF rows failed: {err}; use more --check-rows") from err
+        out[f"{key}_oof"] = p
+        if not sample:
+            sample = [w for _, ws_ in loaded.values() for w in ws_][:32]
+    out["change"] = out["int8"] - out["fp32"]
+    out["max_abs_diff"] = float(np.abs(out.pop("int8_oof") - out.pop("fp32_oof")).max())
+    models = {k: load(v) for k, v in chains.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    order = list(models)
+    for k in order:
+        models[k].predict(sample[:2])  # warm-up
+    for r in range(3):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            models[k].predict(sample)
+            times[k].append(len(sample) / max(time.perf_counter() - t0, 1e-9))
+    for k in models:
+        out[f"{k}_clips_per_s"] = float(np.median(times[k]))
+    out["speed_clips"] = len(sample)
+    if progress:
+        progress({"stage": "int8 score check", "done": len(variants) + 1, "total": len(variants) + 1})
+    return out
+
+
+def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force: bool = False,
+                      comp=None, max_score_change: float = 0.002, check_rows: int = 2000, seed: int = 0,
+                      progress: Progress | None = None) -> Exported:
+    """Write submission `name` as one ONNX file at `out`; int8 only when the score check allows it."""
+    from ensemble.errors import ExistsError
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise ExistsError(f"{out} exists; pass --force to overwrite it")
+    if quantize == "none":
+        model, runs, _ = build_submission_model(ws, name)
+        size = save_model(model, out)
+        return Exported(out, [r.name for r in runs], sum(len(r.folds) for r in runs), size)
+    if comp is None:
+        raise ConfigError("--quantize int8 needs the competition folder (--data) for its score check")
+    model_q, runs, recipe = build_submission_model(ws, name, quantize)
+    model_f, runs_f, _ = build_submission_model(ws, name)
+    with tempfile.TemporaryDirectory(prefix="ens-export-", dir=out.parent if out.parent.exists() else None) as tmp:
+        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        save_model(model_f, fp32)
+        save_model(model_q, int8)
+        check = quantization_check(ws, comp, recipe, {"fp32": runs_f, "int8": runs}, {"fp32": fp32, "int8": int8},
+                                   check_rows, seed, progress)
+        check["max_change"] = max_score_change
+        check["fp32_bytes"], check["int8_bytes"] = fp32.stat().st_size, int8.stat().st_size
+        if check["change"] > max_score_change:
+            raise ContractError(f"int8 worsens the OOF score on {check['rows']} train clips by {check['change']:+.5f} "
+                                f"(fp32 {check['fp32']:.5f}, int8 {check['int8']:.5f}; clips/s fp32 {check['fp32_clips_per_s']:.1f}, "
+                                f"int8 {check['int8_clips_per_s']:.1f}) > {max_score_change}; "
+                                "export without --quantize (or raise --max-score-change)")
+        model_q.metadata_props.add(key="quantization_check", value=metadata_json(check))
+        size = save_model(model_q, out)
+    return Exported(out, [r.name for r in runs], sum(len(r.folds) for r in runs), size, check)

@@ -1,0 +1,340 @@
+"""`ens finetune`: k-fold fine-tuning of one backbone into a complete run.
+
+Per fold (`run_fold`): train on the other folds' rows with augmentation, keep the best epoch by the
+competition score on the fold's rows, predict them (OOF), the test set and the fold's test-like clips,
+export ONNX and measure its parity. Leakage rules enforced here: the sampler only sees the fold's
+training rows (mixing included), the OOF rows and test-like clips predicted are exactly those held out
+by this fold. Finished folds are kept in `fold<k>/`, so an
+interrupted run resumes; `--fold` runs a subset (folds on different machines, merged by copying
+`fold<k>/` folders into one run). Once every fold is done the run's Parquet files and `run.json`
+are assembled.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ensemble.artifacts.audio_check import check_competition_audio
+from ensemble.artifacts.competition import Competition
+from ensemble.errors import ConfigError, ExistsError
+from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
+from ensemble.artifacts.io import read_json, sweep_tmp
+from ensemble.artifacts.locking import exclusive, run_lock
+from ensemble.artifacts.provenance import machine, now_iso, package_versions
+from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, write_manifest, write_run_file
+from ensemble.artifacts.io import file_sha256, write_json
+from ensemble.metrics.dacon import MetricError, competition_score
+from ensemble.metrics.frames import cv_metrics, score_frame
+from ensemble.progress import Progress, tagged
+from ensemble.artifacts.testlike_set import background_loader, ensure_testlike, load_domain_check, testlike_fingerprint
+from ensemble.artifacts.workspace import Workspace
+
+PARITY_SECONDS = 3.3  # parity is measured on clips of another length than training used
+MIN_UPDATES_PER_EPOCH = 8
+SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tuning rate
+
+
+@dataclass
+class FinetuneOptions:
+    """Everything that shapes a run; stored in run.json so the run explains itself."""
+
+    model: str
+    name: str | None = None
+    folds: int | None = None
+    only_folds: list[int] | None = None
+    epochs: int = 5
+    lr: float | None = None  # None: 3e-5 for pretrained checkpoints, 1e-3 for named (random) configs
+    batch_size: int = 16
+    grad_accum: int | None = None
+    max_seconds: float = 5.0
+    augment: str = "default"
+    device: str = "auto"
+    seed: int = 0
+    testlike_per_fold: int | None = None
+    freeze_feature_encoder: bool | None = None  # None: freeze pretrained encoders, train random ones
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def run_name(self) -> str:
+        return self.name if self.name is not None else Path(self.model.rstrip("/")).name.replace("/", "-")
+
+    def identity(self) -> dict:
+        """The options that must match for a resumed or merged run (not the fold subset)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name")}
+
+
+def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
+    """A new run, a resumable one with the same options, or an overwrite with --force."""
+    saved = run_dir / OPTIONS_FILE
+    if (run_dir / MANIFEST_FILE).is_file() and not force and not opts.only_folds:
+        raise ExistsError(f"run {run_dir} exists; pass --force to overwrite it, or another --name")
+    if force and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    if saved.is_file():
+        before = read_json(saved)
+        if before != opts.identity():
+            changed = sorted(k for k in set(before) | set(opts.identity()) if before.get(k) != opts.identity().get(k))
+            raise ConfigError(f"run {run_dir.name!r} was started with other options ({', '.join(changed)}); "
+                              "pass --force to start over or another --name")
+        return
+    write_json(opts.identity(), saved)
+
+
+def check_model_ref(model: str) -> str:
+    """Where MODEL comes from ('named', 'folder' or 'hub'), checked before any compute; a typo fails at once."""
+    from ensemble.backbones.model import check_model_ref as check
+
+    return check(model)
+
+
+def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
+             progress: Progress | None = None) -> Run | None:
+    """Run (or resume) the requested folds; returns the run once every fold is done, else None."""
+    emit = progress or (lambda event: None)
+    run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
+    check_model_ref(opts.model)
+    check_competition_audio(ws, comp, progress=emit)
+    with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
+        sweep_tmp(ws.models_dir)
+        folds = ensure_folds(ws, comp, opts.folds, opts.seed)
+        n_folds = int(folds["fold"].nunique())
+        opts = replace(opts, folds=n_folds)  # resumed and merged calls need not repeat --folds
+        todo = sorted(set(opts.only_folds)) if opts.only_folds else list(range(n_folds))
+        bad = [k for k in todo if not 0 <= k < n_folds]
+        if bad:
+            raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
+        clips = ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed)
+    opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
+    with exclusive(run_lock(ws.models_dir, run_dir.name)):
+        _check_options(run_dir, opts, force)
+        sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these
+    context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit)
+    started = time.perf_counter()
+    for k in todo:
+        if (run_dir / f"fold{k}" / "fold.json").is_file():
+            emit({"stage": "fold_skipped", "fold": k})
+            continue
+        sweep_tmp(run_dir / f"fold{k}")  # this process redoes fold k: what is there is a killed writer's
+        run_fold(context, k)
+    missing = [k for k in range(n_folds) if not (run_dir / f"fold{k}" / "fold.json").is_file()]
+    if missing:
+        emit({"stage": "partial", "missing": missing})
+        return None
+    with exclusive(run_lock(ws.models_dir, run_dir.name)):  # folds finished elsewhere may assemble too
+        return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
+
+
+def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(run_dir / f"fold{k}" / filename) for k in range(n_folds)], ignore_index=True)
+
+
+def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.DataFrame, opts: FinetuneOptions,
+             run_dir: Path, seconds: float) -> Run:
+    """Merge the folds' predictions into the run's Parquet files and write run.json."""
+    from ensemble.artifacts.runs import validate_oof, validate_test
+
+    n_folds = int(folds["fold"].nunique())
+    fold_info = [read_json(run_dir / f"fold{k}" / "fold.json") for k in range(n_folds)]
+    oof, test, testlike = (_concat(run_dir, n_folds, f) for f in (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE))
+    validate_oof(oof, comp.labels, folds, run_dir / OOF_FILE)
+    validate_test(test, comp.labels, comp.test_ids, run_dir / TEST_FILE)
+    metrics = cv_metrics(oof, folds, comp.labels)
+    metrics["cv_testlike"] = score_frame(testlike, clips, comp.labels).as_dict()
+    manifest = {
+        "name": run_dir.name, "kind": "finetune", "created": now_iso(), "labels": comp.labels,
+        "source": {"model_ref": opts.model, "model": fold_info[0].get("model", {})},
+        "options": asdict(opts), "folds_fingerprint": folds_fingerprint(folds), "n_folds": n_folds,
+        "testlike_fingerprint": testlike_fingerprint(clips), "testlike_domain": load_domain_check(ws),
+        "data": comp.fingerprint(),
+        "metrics": metrics, "folds": fold_info, "versions": package_versions(), "machine": machine(),
+        "seconds": {"total_this_call": round(seconds, 2), "folds": [f.get("seconds") for f in fold_info]},
+        "files": {name: write_run_file(frame, run_dir, name)
+                  for name, frame in ((OOF_FILE, oof), (TEST_FILE, test), (TESTLIKE_OOF_FILE, testlike))},
+    }
+    write_manifest(run_dir, manifest)
+    return load_run(ws, run_dir.name)
+
+
+# ---- one fold ------------------------------------------------------------------------------------------
+
+@dataclass
+class FoldContext:
+    """What every fold of one `finetune` call shares."""
+
+    ws: Workspace
+    comp: Competition
+    folds: pd.DataFrame
+    testlike: pd.DataFrame
+    opts: FinetuneOptions
+    run_dir: Path
+    emit: Progress
+
+
+@dataclass
+class FoldData:
+    """Fold `fold`'s rows: the training part (sampled with augmentation) and the held-out part."""
+
+    fold: int
+    train_store: Any    # WaveStore over every train row, in the folds file's order
+    train_idx: np.ndarray
+    held_idx: np.ndarray
+    targets: np.ndarray
+    sampler: Any        # ExampleSampler over the training part only
+    augment: Any
+
+
+def default_lr(model: str) -> float:
+    """3e-5 fine-tunes a pretrained checkpoint; a named config starts from random weights."""
+    from ensemble.backbones.families import NAMED_CONFIGS
+
+    return SCRATCH_LR if model in NAMED_CONFIGS else 3e-5
+
+
+def _train_config(ctx: FoldContext, fold: int, batches_per_epoch: int):
+    """Effective batch 128 by accumulation, fewer where an epoch would give under 8 optimizer updates."""
+    from ensemble.backbones.families import NAMED_CONFIGS
+    from ensemble.backbones.train import TrainConfig
+
+    o = ctx.opts
+    accum = o.grad_accum or max(1, min(-(-128 // o.batch_size), batches_per_epoch // MIN_UPDATES_PER_EPOCH))
+    freeze = o.freeze_feature_encoder if o.freeze_feature_encoder is not None else o.model not in NAMED_CONFIGS
+    return TrainConfig(lr=o.lr or default_lr(o.model), epochs=o.epochs, batch_size=o.batch_size, grad_accum=accum,
+                       freeze_feature_encoder=freeze, device=o.device, seed=o.seed + fold)
+
+
+def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Progress:
+    """fit_fold's events → progress events: a bar per epoch, a line per finished epoch."""
+    def relay(event: dict) -> None:
+        kind = event.get("stage")
+        if kind == "step":
+            ctx.emit({"stage": f"train epoch {event['epoch']}", "fold": fold, "done": event["samples"],
+                      "total": rows_per_epoch})
+        elif kind == "epoch":
+            ctx.emit({"stage": "epoch", "fold": fold, "epoch": event["epoch"], "train_loss": event["train_loss"],
+                      "val_score": event["val_score"], "best_epoch": event["best_epoch"]})
+        else:
+            ctx.emit({**event, "stage": kind or "train", "fold": fold})
+
+    return relay
+
+
+def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
+    """The fold's stores and its augmenting sampler (background noise: one half of the unlabeled clips;
+    the other half is the test-like set's)."""
+    from ensemble.audio.augment import AugmentConfig, ExampleSampler
+    from ensemble.audio.load import WaveStore
+    from ensemble.audio.nuisance import stable_half
+
+    comp, opts = ctx.comp, ctx.opts
+    n = int(round(opts.max_seconds * sr))
+    paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
+    train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr)
+    unlabeled = [p for p in comp.unlabeled_paths() if stable_half(p) == 0]
+    background = WaveStore(unlabeled, sr) if unlabeled else None
+    in_fold = ctx.folds["fold"].to_numpy() == fold
+    train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)
+    targets = ctx.folds[comp.labels].to_numpy(dtype=np.float32)
+    augment = AugmentConfig.from_spec(opts.augment)
+    sampler = ExampleSampler(train_store, train_idx, targets, n, augment, seed=opts.seed * 1000 + fold,
+                             background=background)
+    return FoldData(fold, train_store, train_idx, held_idx, targets, sampler, augment)
+
+
+def _train(ctx: FoldContext, data: FoldData, classifier):
+    """Train with the best epoch chosen by the competition score on the held-out rows."""
+    from ensemble.backbones.predict import predict_split, torch_predictor
+    from ensemble.backbones.train import fit_fold, resolve_device
+
+    fold, labels, batch = data.fold, ctx.comp.labels, max(1, ctx.opts.batch_size)
+    config = _train_config(ctx, fold, data.sampler.n_batches(batch))
+    predict = torch_predictor(classifier, resolve_device(config.device))
+
+    def validate(model) -> float:
+        probs = predict_split(predict, (data.train_store[i] for i in data.held_idx), len(data.held_idx),
+                              classifier.sampling_rate, ctx.opts.max_seconds, batch,
+                              tagged(ctx.emit, stage="validate_progress", fold=fold))
+        try:
+            return competition_score(data.targets[data.held_idx], probs, labels).score
+        except MetricError:
+            return float(((probs - data.targets[data.held_idx]) ** 2).mean())
+
+    def batches(epoch: int):
+        for waves, y, _sources in data.sampler.epoch(epoch, batch):
+            yield waves, y
+
+    ctx.emit({"stage": "fold_start", "fold": fold, "train_rows": int(data.train_idx.size),
+              "held_out": int(data.held_idx.size), "batches_per_epoch": data.sampler.n_batches(batch)})
+    result = fit_fold(classifier, batches, validate, config, ctx.run_dir / f"fold{fold}" / "checkpoint",
+                      progress=_relay(ctx, fold, int(data.train_idx.size)),
+                      micro_batches_per_epoch=data.sampler.n_batches(batch))
+    return result, config, predict
+
+
+def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd.DataFrame]:
+    """OOF (the held-out rows), test and the fold's own test-like clips, by the trained fold model."""
+    from ensemble.backbones.predict import fold_splits, predict_fold_splits
+
+    row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
+    splits = fold_splits(ctx.comp, ctx.folds, data.fold, lambda rid: data.train_store[row_of[rid]], sr, ctx.testlike,
+                         load_background=background_loader(ctx.comp, sr))
+    return predict_fold_splits(predict, splits, data.fold, ctx.comp.labels, sr, ctx.opts.max_seconds,
+                               max(1, ctx.opts.batch_size), ctx.emit)
+
+
+def run_fold(ctx: FoldContext, fold: int) -> dict:
+    """Train and evaluate fold `fold`; writes `fold<k>/` (predictions, model.onnx, fold.json)."""
+    from ensemble.audio.clip import fit_length
+    from ensemble.backbones.model import build_classifier
+
+    started = time.perf_counter()
+    fold_dir = ctx.run_dir / f"fold{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold)
+    sr = classifier.sampling_rate
+    data = _fold_data(ctx, fold, sr)
+    result, config, predict = _train(ctx, data, classifier)
+    train_seconds = time.perf_counter() - started
+    frames = _predict(ctx, data, predict, sr)
+    probe = [fit_length(data.train_store[i], int(PARITY_SECONDS * sr)) for i in data.held_idx[:4]]
+    onnx_info = _export(ctx, classifier, fold_dir, fold, probe)
+    hashes = {name: write_run_file(frames[split], fold_dir, name)
+              for split, name in (("train", OOF_FILE), ("test", TEST_FILE), ("testlike", TESTLIKE_OOF_FILE))}
+    info = {
+        "fold": fold, "model": classifier.describe(), "train_rows": int(data.train_idx.size),
+        "held_out_rows": int(data.held_idx.size), "testlike_clips": int(len(frames["testlike"])),
+        "best_epoch": result.best_epoch, "best_val_score": result.best_score, "history": result.history,
+        "samples_per_second": result.samples_per_s, "device": result.device, "precision": result.precision,
+        "train_config": config.as_dict(), "augment": data.augment.to_dict(),
+        "onnx": onnx_info, "files": hashes,
+        "seconds": {"train": round(train_seconds, 2), "total": round(time.perf_counter() - started, 2)},
+    }
+    try:
+        oof = frames["train"][ctx.comp.labels].to_numpy()
+        info["cv"] = competition_score(data.targets[data.held_idx], oof, ctx.comp.labels).as_dict()
+    except MetricError:
+        info["cv"] = None
+    write_json(info, fold_dir / "fold.json")
+    shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
+    ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": onnx_info["parity_max_abs_diff"]})
+    return info
+
+
+def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list[np.ndarray]) -> dict:
+    """ONNX export with metadata, then parity against torch on clips of another length."""
+    from ensemble.backbones.onnx_export import export_onnx, measure_parity
+
+    path = fold_dir / "model.onnx"
+    metadata = {"run_id": ctx.run_dir.name, "fold": str(fold), "max_seconds": str(ctx.opts.max_seconds)}
+    export_onnx(classifier, path, metadata)
+    parity = measure_parity(classifier, path, probe)
+    return {"path": f"fold{fold}/model.onnx", "sha256": file_sha256(path), "parity_max_abs_diff": parity,
+            "parity_clip_seconds": PARITY_SECONDS}

@@ -1,0 +1,33 @@
+"""`ens lb`: leaderboard scores recorded in a submission's sidecar, where `ens board` reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ensemble.artifacts.io import write_json
+from ensemble.artifacts.locking import exclusive
+from ensemble.artifacts.provenance import now_iso
+from ensemble.artifacts.submission import read_sidecar, submission_lock, submission_paths
+from ensemble.artifacts.workspace import Workspace
+from ensemble.errors import DataError
+
+
+def record_leaderboard(ws: Workspace, name: str, public: float | None, private: float | None) -> dict:
+    """Store leaderboard scores in the submission's sidecar (under the submissions lock); returns it."""
+    if public is None and private is None:
+        raise DataError("give --public and/or --private")
+    name = Path(name).stem if name.endswith((".csv", ".json")) else name
+    scores = {}
+    for key, value in (("public", public), ("private", private)):
+        if value is not None:
+            if not np.isfinite(value):
+                raise DataError(f"--{key} must be a finite number, got {value}")
+            scores[key] = float(value)
+    read_sidecar(ws, name)  # an unknown name fails before the lock file is made
+    with exclusive(submission_lock(ws)):
+        sidecar = read_sidecar(ws, name)
+        sidecar["leaderboard"] = {**(sidecar.get("leaderboard") or {}), **scores, "recorded": now_iso()}
+        write_json(sidecar, submission_paths(ws, name)[1])
+    return sidecar

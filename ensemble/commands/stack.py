@@ -1,0 +1,174 @@
+"""`ens stack`: runs → aligned tensors → a stacker → a validated submission with its recipe and honest scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ensemble.artifacts.competition import Competition
+from ensemble.artifacts.runs import MANIFEST_FILE, Run, load_runs
+from ensemble.artifacts.submission import Written
+from ensemble.artifacts.testlike_set import load_domain_check
+from ensemble.artifacts.workspace import Workspace
+from ensemble.errors import ConfigError
+from ensemble.progress import Progress
+from ensemble.stack.inputs import gather
+
+if TYPE_CHECKING:
+    from ensemble.stack.pipeline import Comparison, StackResult
+
+
+def default_name(method: str, run_names: list[str]) -> str:
+    """`<method>-<run>+<run>…`, shortened to a hash when long."""
+    import hashlib
+
+    joined = "+".join(run_names)
+    if len(joined) > 60:
+        joined = f"{len(run_names)}runs-{hashlib.sha256(joined.encode()).hexdigest()[:8]}"
+    return f"{method}-{joined}"
+
+
+def _scores(parts) -> dict | None:
+    return parts.as_dict() if parts is not None else None
+
+
+def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, params: dict | None = None,
+               calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto", seed: int = 0,
+               comparison: Comparison | None = None, progress: Progress | None = None):
+    """Stack the runs with one method; returns (StackResult, sidecar dict for the submission).
+
+    `method="auto"` (or a `comparison` already made) writes what the decision rule chooses
+    (`ensemble.stack.decide`): the best single run unless a blend or calibration credibly beats it.
+    """
+    from ensemble.stack.pipeline import stack
+
+    prior = _prior_mode(test_prior)
+    _check_method(method)
+    runs = load_runs(ws, run_names)
+    inputs = gather(ws, comp, runs)
+    _check_options(runs, inputs, calibrate, prior, fit_on)
+    decision = None
+    if method == "auto" or comparison is not None:
+        comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress)
+        chosen = comparison.chosen
+        method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
+        decision = comparison.decision.as_dict(comparison.candidates)
+    result = stack(inputs.oof, inputs.y, inputs.folds, inputs.test, method=method, params=params,
+                   calibrate=calibrate, test_prior=prior, fit_on=fit_on,
+                   P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
+                   w_tl=inputs.w_testlike, labels=comp.labels, seed=seed, progress=progress)
+    recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed,
+              "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on,
+              "testlike_weighting": inputs.weighting}
+    if decision is not None:
+        recipe["decision"] = decision
+    sidecar = {
+        "recipe": recipe,
+        "metrics": {"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
+                    "in_sample": _scores(result.in_sample), "optimism": result.optimism, "gain": result.gain},
+        "warnings": result.warnings, "prior_sensitivity": result.sensitivity, "seconds": round(result.seconds, 3),
+        "testlike_domain": load_domain_check(ws),
+    }
+    if decision is not None:  # what the decision compared, for `ens report`'s table
+        from ensemble.stack.explain import COMPARE_KEYS
+
+        sidecar["comparison"] = [{k: row.get(k) for k in COMPARE_KEYS} for row in comparison.sorted_rows()]
+    return result, sidecar
+
+
+def _check_method(method: str) -> None:
+    from ensemble.stack.base import BLENDERS
+
+    if method != "auto" and method not in BLENDERS:
+        raise ConfigError(f"unknown stacking method {method!r}; choose one of: auto, {', '.join(BLENDERS)}")
+
+
+def _check_options(runs: list[Run], inputs, calibrate: str, prior: str | float, fit_on: str) -> None:
+    """Options that need OOF or test-like OOF, refused with the runs that lack them (before any fitting)."""
+    wants_oof = [f"--test-prior {prior}"] if prior != "none" else []
+    wants_oof += [f"--calibrate {calibrate}"] if calibrate not in ("auto", "none") else []
+    if inputs.oof is None and wants_oof:
+        lacking = ", ".join(repr(r.name) for r in runs if not r.has_oof)
+        raise ConfigError(f"{wants_oof[0]} needs OOF predictions for every run; runs without: {lacking} "
+                          "(import them with --oof, or leave the option out)")
+    if fit_on in ("testlike", "both") and inputs.testlike is None:
+        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike) or "every run"
+        raise ConfigError(f"--fit-on {fit_on} needs test-like OOF (oof_testlike.parquet, made by `ens finetune`) "
+                          f"for every run; runs without: {lacking} (use --fit-on auto or clean)")
+
+
+def _prior_mode(value: str) -> str | float:
+    if value in ("em", "none"):
+        return value
+    try:
+        prior = float(value)
+    except ValueError:
+        prior = float("nan")
+    if not 0 < prior < 1:  # NaN fails too
+        raise ConfigError(f"--test-prior must be em, none or a number in (0, 1); got {value!r}")
+    return prior
+
+
+def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
+    from ensemble.artifacts.io import file_sha256
+
+    return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / MANIFEST_FILE),
+             "files": run.manifest.get("files", {})} for run in runs]
+
+
+def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, methods: list[str] | None = None,
+                    calibrate: str = "auto", fit_on: str = "auto", seed: int = 0,
+                    progress: Progress | None = None) -> Comparison:
+    """Every candidate (each run, raw and calibrated, and each method) by nested CV on the same folds,
+    and the decision of which to write."""
+    inputs = gather(ws, comp, load_runs(ws, run_names))
+    return _compare(inputs, run_names, calibrate, fit_on, seed, methods, progress)
+
+
+def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: int,
+             methods: list[str] | None = None, progress: Progress | None = None) -> Comparison:
+    from ensemble.stack.pipeline import compare
+
+    if inputs.oof is None:
+        raise ConfigError("choosing a method (--compare, --method auto) needs OOF predictions for every run "
+                          "(import them with --oof)")
+    return compare(inputs.oof, inputs.y, inputs.folds, run_names=run_names, methods=methods, calibrate=calibrate,
+                   fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
+                   w_tl=inputs.w_testlike, seed=seed, progress=progress)
+
+
+
+@dataclass
+class StackOutcome:
+    """What `ens stack` did: the comparison (with `--compare` or `auto`), and the written submission."""
+
+    name: str
+    comparison: Comparison | None
+    result: StackResult | None = None   # None: compared only, nothing written
+    sidecar: dict | None = None
+    written: Written | None = None
+
+
+def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, name: str | None = None,
+              params: dict | None = None, calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto",
+              seed: int = 0, compare: bool = False, write: bool = False, force: bool = False,
+              progress: Progress | None = None) -> StackOutcome:
+    """`ens stack`: one method (or `auto`, the decision rule's choice) written as a validated submission;
+    with `compare`, every candidate side by side, written only with `write`."""
+    from ensemble.artifacts.submission import check_free, submission_frame, write_submission
+
+    method = "auto" if compare else method
+    out_name = name if name is not None else default_name(method, run_names)
+    if not compare or write:
+        check_free(ws, out_name, force)  # before seconds of stacking
+    comparison = None
+    if method == "auto":
+        comparison = compare_methods(ws, comp, run_names, calibrate=calibrate, fit_on=fit_on, seed=seed,
+                                     progress=progress)
+        if compare and not write:
+            return StackOutcome(out_name, comparison)
+    result, sidecar = stack_runs(ws, comp, run_names, method, params=params, calibrate=calibrate,
+                                 test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison,
+                                 progress=progress)
+    written = write_submission(ws, out_name, submission_frame(result.test, comp), comp, sidecar, force=force)
+    return StackOutcome(out_name, comparison, result, sidecar, written)

@@ -1,0 +1,225 @@
+"""The competition metric — 0.5·(1 − mean AUC) + 0.25·mean Brier + 0.25·mean ECE, lower is better —
+in its three forms: exact, fast (many candidate columns at once) and weighted (bootstrap replicates).
+
+The exact form reproduces the organisers' code, quirks included:
+
+- ECE pairs scikit-learn's `calibration_curve` bins (a value on an inner edge goes to the *lower* bin)
+  with `numpy.histogram` weights (a value on an inner edge goes to the *upper* bin), position by
+  position over non-empty bins. When both have the same number of non-empty bins the pairs may mix
+  neighbouring bins, as in the original. When the counts differ the original broadcasts (one of them
+  has a single bin) or fails; we do the same and raise `MetricError` for the failure.
+- AUC of a column holding one class is undefined (scikit-learn raises): we raise `MetricError`
+  naming the column rather than inventing a value.
+
+The fast and weighted forms use calibration_curve's bins alone (Σ_bins |Σ w·(y − p)| / Σ w), equal to
+the exact ECE unless a probability sits exactly on an inner bin edge; they rank candidates inside the
+stacker's loops and bootstraps. Arrays are `(rows, labels)`: `y` holds 0/1 targets, `p` probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ensemble.errors import EnsError
+
+N_BINS = 10
+EDGES = np.linspace(0.0, 1.0, N_BINS + 1)
+
+
+class MetricError(EnsError):
+    """The metric is undefined for the given targets (e.g. one class only)."""
+
+
+@dataclass(frozen=True)
+class ScoreParts:
+    """The competition score and its parts (means over label columns)."""
+
+    score: float
+    auc: float
+    brier: float
+    ece: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def combine(auc, brier, ece):
+    """The competition's formula from its parts (scalars or arrays): the one place it is written."""
+    return 0.5 * (1 - auc) + 0.25 * brier + 0.25 * ece
+
+
+def ece_bins(p: np.ndarray) -> np.ndarray:
+    """calibration_curve's bin (0 … N_BINS−1) of each probability: an inner-edge value goes to the lower bin."""
+    return np.searchsorted(EDGES[1:-1], p)
+
+
+def _as_2d(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a[:, None] if a.ndim == 1 else a
+
+
+def _check(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y, p = _as_2d(y), _as_2d(p)
+    if y.shape != p.shape:
+        raise MetricError(f"targets have shape {y.shape} but predictions {p.shape}")
+    if y.shape[0] == 0:
+        raise MetricError("no rows to score")
+    return y, p
+
+
+def _column_names(names: list[str] | None, k: int) -> list[str]:
+    return list(names) if names is not None else [f"column {j}" for j in range(k)]
+
+
+# ---- exact -------------------------------------------------------------------------------------------
+
+def auc_per_column(y: np.ndarray, p: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+    """ROC AUC per column (ties count half, as `roc_auc_score`); shape `(labels,)`."""
+    y, p = _check(y, p)
+    positives = y.sum(axis=0)
+    negatives = y.shape[0] - positives
+    for j in np.flatnonzero((positives == 0) | (negatives == 0)):
+        name = _column_names(names, y.shape[1])[j]
+        raise MetricError(f"AUC is undefined for {name}: the answers hold only one class")
+    ranks = rankdata(p, axis=0)
+    rank_sum = (ranks * y).sum(axis=0)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def brier_per_column(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Mean squared error of the probability per column; shape `(labels,)`."""
+    y, p = _check(y, p)
+    return ((p - y) ** 2).mean(axis=0)
+
+
+def calibration_bins(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean prediction, fraction of positives and row count of each non-empty bin of one label column
+    (calibration_curve's bins): what the ECE term scores, and what a reliability diagram draws."""
+    cal_bin = ece_bins(p)
+    total = np.bincount(cal_bin, minlength=N_BINS)
+    nonempty = total != 0
+    prob_true = np.bincount(cal_bin, weights=y, minlength=N_BINS)[nonempty] / total[nonempty]
+    prob_pred = np.bincount(cal_bin, weights=p, minlength=N_BINS)[nonempty] / total[nonempty]
+    return prob_pred, prob_true, total[nonempty]
+
+
+def _ece_one(y: np.ndarray, p: np.ndarray, name: str) -> float:
+    prob_pred, prob_true, _ = calibration_bins(y, p)
+    # numpy.histogram: half-open bins, the last one closed (edge value -> upper bin)
+    hist = np.histogram(p, bins=EDGES)[0]
+    weights = hist[hist > 0] / p.shape[0]
+    gaps = np.abs(prob_true - prob_pred)
+    if weights.shape != gaps.shape and 1 not in (weights.shape[0], gaps.shape[0]):
+        raise MetricError(
+            f"ECE is undefined for {name}: probabilities on bin edges give "
+            f"{gaps.shape[0]} calibration bins but {weights.shape[0]} histogram bins "
+            "(the organisers' formula fails here too)"
+        )
+    return float(np.sum(weights * gaps))
+
+
+def ece_per_column(y: np.ndarray, p: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+    """Expected calibration error per column (10 uniform bins), as the organisers compute it."""
+    y, p = _check(y, p)
+    cols = _column_names(names, y.shape[1])
+    return np.array([_ece_one(y[:, j], p[:, j], cols[j]) for j in range(y.shape[1])])
+
+
+def label_scores(y: np.ndarray, p: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+    """The competition score of each label column, exact; shape `(labels,)`."""
+    return combine(auc_per_column(y, p, names), brier_per_column(y, p), ece_per_column(y, p, names))
+
+
+def competition_score(y: np.ndarray, p: np.ndarray, names: list[str] | None = None) -> ScoreParts:
+    """0.5·(1 − mean AUC) + 0.25·mean Brier + 0.25·mean ECE over label columns; lower is better."""
+    y, p = _check(y, p)
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise MetricError("predictions must be probabilities in [0, 1] without NaN")
+    auc = float(auc_per_column(y, p, names).mean())
+    brier = float(brier_per_column(y, p).mean())
+    ece = float(ece_per_column(y, p, names).mean())
+    return ScoreParts(score=combine(auc, brier, ece), auc=auc, brier=brier, ece=ece)
+
+
+# ---- fast: one label, many candidate columns -----------------------------------------------------------
+
+def fast_auc(y: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Exact ROC AUC of each column of `C` `(rows, candidates)` for 1-D 0/1 `y`.
+
+    One argsort per column; the rank-sum formula is exact when a column has no ties, and columns
+    with ties fall back to mid-ranks (`auc_per_column`).
+    """
+    CT = np.ascontiguousarray(C.T)
+    order = np.argsort(CT, axis=1)
+    Cs = np.take_along_axis(CT, order, axis=1)
+    pos = y.sum()
+    neg = len(y) - pos
+    rank_sum = y[order] @ np.arange(1, len(y) + 1, dtype=np.float64)
+    auc = (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+    tied = (Cs[:, 1:] == Cs[:, :-1]).any(axis=1)
+    if tied.any():
+        auc[tied] = auc_per_column(np.broadcast_to(y[:, None], (len(y), int(tied.sum()))), C[:, tied])
+    return auc
+
+
+def fast_ece(y: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """ECE of each column of `C` for 1-D `y` with calibration_curve's bins alone (see the module doc)."""
+    n, m = C.shape
+    bins = ece_bins(C) + N_BINS * np.arange(m)[None, :]
+    diff = np.bincount(bins.ravel(), weights=(np.broadcast_to(y[:, None], C.shape) - C).ravel(), minlength=N_BINS * m)
+    return np.abs(diff.reshape(m, N_BINS)).sum(axis=1) / n
+
+
+def column_scores(y: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Competition score of each candidate column of `C` `(rows, candidates)` against 1-D `y`."""
+    return combine(fast_auc(y, C), ((C - y[:, None]) ** 2).mean(axis=0), fast_ece(y, C))
+
+
+# ---- weighted: rows counted by bootstrap replicates or density ratios ------------------------------------
+
+def weighted_auc(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """AUC of 1-D scores `s` for 0/1 `y` in each replicate (row weights `counts` `(n_boot, rows)`; NaN
+    where a replicate holds one class). Exact with ties: Σ over groups of tied scores of positive
+    weight × (negative weight below + half the tied negative weight) / (W+ · W−)."""
+    order = np.argsort(s, kind="stable")
+    s, y, w = s[order], y[order], counts[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos = np.add.reduceat(w * y, starts, axis=1)
+    neg = np.add.reduceat(w * (1 - y), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+
+
+def weighted_label_parts(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """AUC, Brier and ECE of one label column in each replicate (row weights `counts` `(n_boot, rows)`)."""
+    total = counts.sum(axis=1)
+    brier = counts @ (p - y) ** 2 / total
+    onehot = np.zeros((len(p), N_BINS))
+    onehot[np.arange(len(p)), ece_bins(p)] = y - p
+    ece = np.abs(counts @ onehot).sum(axis=1) / total
+    return weighted_auc(p, y, counts), brier, ece
+
+
+def weighted_label_score(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The competition score of one label column in each replicate."""
+    return combine(*weighted_label_parts(p, y, counts))
+
+
+def weighted_score(y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> ScoreParts:
+    """The competition score of `(rows, labels)` predictions with row weights (None: the exact metric).
+
+    Density-ratio weights make the test-like rows stand for the real test's mix of conditions.
+    """
+    if weights is None:
+        return competition_score(y, p)
+    parts = np.array([[float(v[0]) for v in weighted_label_parts(p[:, j], y[:, j], weights[None, :])]
+                      for j in range(y.shape[1])])
+    if not np.isfinite(parts).all():
+        raise MetricError("a label column holds one class: AUC is undefined")
+    auc, brier, ece = (float(v) for v in parts.mean(axis=0))
+    return ScoreParts(score=float(combine(auc, brier, ece)), auc=auc, brier=brier, ece=ece)

@@ -1,0 +1,152 @@
+"""A submission's recipe in words: which runs with what weights, the calibrator per label, the test prior,
+and the rule that chose the method. Shared by `ens stack`'s summary and `ens report`'s page, so the
+sidecar JSON never has to be read to know what a submission is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ONE_RUN = 0.95  # a share of the weight this large means the blend is, in effect, that run
+
+BLEND_WORDS = {
+    "mean": "the plain mean of the runs' probabilities",
+    "logit": "the mean of the runs' logits",
+    "rank": "the mean of the runs' ranks",
+    "lgbm": "LightGBM trees on the runs' logits (no per-run weights to show)",
+}
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _weights(names: list[str], labels: list[str], weights: list[list[float]], word: str) -> list[str]:
+    """One line per label: `run weight` pairs; a note when one run takes (nearly) all the weight."""
+    lines = []
+    heavy = set()
+    for label, row in zip(labels, weights):
+        pairs = ", ".join(f"{n} {_num(w)}" for n, w in zip(names, row))
+        lines.append(f"{word}, {label}: {pairs}")
+        top = max(range(len(row)), key=lambda r: abs(row[r])) if row else None
+        heavy.add(names[top] if top is not None and abs(row[top]) >= ONE_RUN * sum(abs(w) for w in row) else None)
+    if len(heavy) == 1 and None not in heavy and len(names) > 1:
+        lines.append(f"note: (nearly) all weight on {heavy.pop()}: this blend is that run, so any gain over it "
+                     "comes from calibration, not from blending")
+    return lines
+
+
+def _coefficients(names: list[str], labels: list[str], coef: list[Any]) -> list[str]:
+    lines = []
+    for label, row in zip(labels, coef):
+        if isinstance(row, float):
+            lines.append(f"logistic regression, {label}: constant {row:.3f} (one class in the fit rows)")
+            continue
+        if len(row) == len(names):
+            feats = names
+        else:  # every label's logit of every run, run-major
+            feats = [f"{n}:{lab}" for n in names for lab in labels]
+        lines.append(f"logistic regression on logits, {label}: "
+                     + ", ".join(f"{f} {c:+.2f}" for f, c in zip(feats, row)))
+    return lines
+
+
+def blender_lines(recipe: dict) -> list[str]:
+    """How the runs are combined, in words."""
+    names = [r.get("run", "?") for r in recipe.get("runs") or []]
+    labels = list(recipe.get("labels") or [])
+    method = recipe.get("method", "?")
+    blender = recipe.get("blender") or {}
+    if "run" in blender and method == "single":
+        k = int(blender["run"])
+        return [f"uses run {names[k] if k < len(names) else k} alone"]
+    lines = []
+    if method == "flip":
+        for r, name in enumerate(names):
+            cols, inv = (blender.get("columns") or [])[r:r + 1], (blender.get("inverted") or [])[r:r + 1]
+            if cols and list(cols[0]) != list(range(len(labels))):
+                lines.append(f"flip: {name}'s columns re-ordered to " + ", ".join(labels[c] for c in cols[0]))
+            if inv and any(inv[0]):
+                lines.append(f"flip: {name} inverted for " + ", ".join(l for l, i in zip(labels, inv[0]) if i))
+        if not lines:
+            lines.append("flip: no run's columns swapped or inverted")
+    if "weights" in blender:
+        lines += _weights(names, labels, blender["weights"], "weights")
+    elif "coef" in blender:
+        lines += _coefficients(names, labels, blender["coef"])
+    elif method in BLEND_WORDS:
+        lines.append(f"{BLEND_WORDS[method]}: {', '.join(names)}")
+    return lines
+
+
+def calibrator_lines(recipe: dict) -> list[str]:
+    """The calibrator per label and why `auto` picked it."""
+    out = []
+    for cal in recipe.get("calibrators") or []:
+        why = f" ({cal['rule']})" if cal.get("rule") else ""
+        out.append(f"calibrator, {cal.get('label')}: {cal.get('calibrator')}{why}")
+    return out
+
+
+def prior_lines(recipe: dict) -> list[str]:
+    """What `--test-prior` did per label: not asked, adapted, or kept (and why)."""
+    prior = recipe.get("prior") or {}
+    labels = list(recipe.get("labels") or [])
+    mode = prior.get("mode", "none")
+    if not prior or mode == "none":
+        return ["test prior: not adapted (--test-prior none)"]
+    out = []
+    used, train = prior.get("prior_used") or [], prior.get("prior_train") or []
+    fallback = prior.get("fallback") or {}
+    for j, label in enumerate(labels):
+        if label in fallback:
+            out.append(f"test prior, {label}: kept the train prior {train[j]:.3f} ({fallback[label]})")
+        elif j < len(used) and j < len(train):
+            how = "assumed" if mode != "em" else "estimated by EM"
+            out.append(f"test prior, {label}: {train[j]:.3f} in train → {used[j]:.3f} ({how})")
+    return out
+
+
+def decision_line(recipe: dict) -> str:
+    """Why this method: the decision rule's sentence, or the user's explicit choice."""
+    decision = recipe.get("decision")
+    if decision:
+        return f"chosen by the decision rule: {decision.get('rule')}"
+    return (f"method {recipe.get('method')} as asked (--method); `--compare` or `--method auto` lets the "
+            "decision rule choose")
+
+
+def recipe_lines(recipe: dict) -> list[str]:
+    """The whole recipe in words, most important first: why this method, how runs combine, calibration, prior."""
+    return [decision_line(recipe), *blender_lines(recipe), *calibrator_lines(recipe), *prior_lines(recipe)]
+
+
+def compare_legend(testlike: bool) -> list[str]:
+    """What `--compare`'s columns mean, in words (the terminal table and the report page share it)."""
+    where = "the test-like clips" if testlike else "the clean OOF rows"
+    return [
+        f"nested: score on rows the candidate never fitted on (nested CV on {where}; lower is better); "
+        "auc, brier, ece: its parts" + ("; clean: the same on the clean train rows" if testlike else ""),
+        "in-sample: fitted and scored on the same rows; gap = nested − in-sample (how much fitting flatters it)",
+        "gain: best single run's nested score − this one's (positive = better than the best run); sec: seconds",
+        "run:X is run X alone, +cal with a calibrator; * marks the decision's choice (what --write writes)",
+    ]
+
+
+COMPARE_KEYS = ["method", "chosen", "score", "auc", "brier", "ece", "score_clean", "score_testlike", "in_sample", "gap",
+                "gain", "seconds"]
+
+
+def compare_frame(rows: list[dict]):
+    """`--compare`'s rows (best first) as the shown table: short column names that `compare_legend` explains;
+    and whether the nested scores are on test-like rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{**r, "method": ("* " if r.get("chosen") else "") + r["method"]} for r in rows])
+    keep = ["method", "score", "auc", "brier", "ece", "score_clean", "in_sample", "gap", "gain", "seconds"]
+    testlike = "score_testlike" in frame.columns and frame["score_testlike"].notna().any()
+    if not testlike:
+        keep.remove("score_clean")  # without test-like rows the clean score is the nested score
+    frame = frame.reindex(columns=keep)
+    return frame.rename(columns={"score": "nested", "score_clean": "clean", "in_sample": "in-smp",
+                                 "seconds": "s"}), testlike

@@ -1,0 +1,119 @@
+"""Runs → the stacker's tensors: OOF `(rows, runs, labels)`, targets, folds, test and test-like."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble.artifacts.competition import Competition, check_same_ids
+from ensemble.errors import ContractError, DataError
+from ensemble.artifacts.folds import FOLDS_FILE, folds_fingerprint, load_folds
+from ensemble.probability import logit, sigmoid
+from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_compatible, validate_oof, validate_test
+from ensemble.artifacts.testlike_set import load_testlike, testlike_fingerprint, testlike_weights
+from ensemble.artifacts.workspace import Workspace
+
+
+
+MIN_WEIGHT_ESS = 0.25
+
+
+@dataclass
+class StackInputs:
+    """Everything a stacker needs, aligned: rows in folds-file order, test rows in submission order."""
+
+    runs: list[str]
+    labels: list[str]
+    test: np.ndarray                    # (test rows, runs, labels)
+    oof: np.ndarray | None = None       # (rows, runs, labels)
+    y: np.ndarray | None = None         # (rows, labels)
+    folds: np.ndarray | None = None     # (rows,)
+    testlike: np.ndarray | None = None  # (test-like rows, runs, labels)
+    y_testlike: np.ndarray | None = None
+    folds_testlike: np.ndarray | None = None
+    w_testlike: np.ndarray | None = None  # density-ratio weights, when the set has usable ones
+    weighting: str = "none"               # why the test-like rows are (not) weighted
+
+
+def mean_of_logits(probs: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Aggregate fold models' probabilities as the mean of their logits (one fold: unchanged)."""
+    if probs.shape[axis] == 1:
+        return np.take(probs, 0, axis=axis)
+    return sigmoid(logit(probs).mean(axis=axis))
+
+
+def test_tensor(runs: list[Run], comp: Competition) -> np.ndarray:
+    """Each run's test predictions, folds aggregated by the mean of logits, in submission order."""
+    out = np.empty((len(comp.test_ids), len(runs), len(comp.labels)))
+    for r, run in enumerate(runs):
+        frame = run.test()
+        validate_test(frame, comp.labels, comp.test_ids, run.dir / TEST_FILE)
+        for j, label in enumerate(comp.labels):
+            wide = frame.pivot(index="id", columns="fold", values=label).loc[comp.test_ids]
+            out[:, r, j] = mean_of_logits(wide.to_numpy(dtype=np.float64), axis=1)
+    return out
+
+
+def _aligned(frames: list[pd.DataFrame], ids: pd.Series, labels: list[str]) -> np.ndarray:
+    return np.stack([f.set_index("id").loc[ids, labels].to_numpy(dtype=np.float64) for f in frames], axis=1)
+
+
+def _check_testlike(frame: pd.DataFrame, clips: pd.DataFrame, source: Path) -> None:
+    """One row per shared test-like clip, no more, no less."""
+    dup = frame["id"][frame["id"].duplicated()]
+    if len(dup):
+        raise DataError(f"{source}: duplicate id {dup.iloc[0]!r}")
+    check_same_ids(frame["id"], clips["id"].astype(str), source, "models/testlike.parquet")
+
+
+def current_folds_fingerprint(ws: Workspace) -> str | None:
+    """Fingerprint of the workspace's folds file, or None before any run made it."""
+    return folds_fingerprint(load_folds(ws)) if (ws.models_dir / FOLDS_FILE).is_file() else None
+
+
+def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
+    """Load and align every run; OOF parts only when every run has them.
+
+    Every run, a lone one too, must have been made on the competition's current data and the
+    workspace's folds; every file must hold exactly the rows its contract says.
+    """
+    check_compatible(runs, data=comp.fingerprint(), folds=current_folds_fingerprint(ws), labels=comp.labels)
+    inputs = StackInputs(runs=[r.name for r in runs], labels=comp.labels, test=test_tensor(runs, comp))
+    if not all(r.has_oof for r in runs):
+        return inputs
+    folds = load_folds(ws)
+    frames = [r.oof() for r in runs]
+    for run, frame in zip(runs, frames):
+        validate_oof(frame, comp.labels, folds, run.dir / OOF_FILE)
+    inputs.oof = _aligned(frames, folds["id"], comp.labels)
+    inputs.y = folds[comp.labels].to_numpy(dtype=np.float64)
+    inputs.folds = folds["fold"].to_numpy()
+    clips = load_testlike(ws)
+    if all(r.has_testlike for r in runs) and clips is not None:
+        frames = [r.oof_testlike() for r in runs]
+        current = testlike_fingerprint(clips)
+        for run, frame in zip(runs, frames):
+            made_for = run.manifest.get("testlike_fingerprint")
+            if made_for is not None and made_for != current:
+                raise ContractError(f"run {run.name!r} predicted other test-like clips than models/testlike.parquet "
+                                    f"holds now; re-predict them with `ens oof {run.name} --split testlike`")
+            _check_testlike(frame, clips, run.dir / TESTLIKE_OOF_FILE)
+        inputs.testlike = _aligned(frames, clips["id"].astype(str), comp.labels)
+        inputs.y_testlike = clips[comp.labels].to_numpy(dtype=np.float64)
+        inputs.folds_testlike = clips["fold"].to_numpy()
+        inputs.w_testlike, inputs.weighting = usable_weights(testlike_weights(clips))
+    return inputs
+
+
+def usable_weights(w: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """Density-ratio weights, or None where they are all equal or concentrated on a few rows (an
+    effective sample under MIN_WEIGHT_ESS of the rows makes every weighted score noise)."""
+    if np.allclose(w, w[0]):
+        return None, "none: the test-like set has no density-ratio weights"
+    share = float(w.sum() ** 2 / (w**2).sum()) / len(w)
+    if share < MIN_WEIGHT_ESS:
+        return None, f"none: the weights' effective sample is {share:.0%} of the rows (< {MIN_WEIGHT_ESS:.0%})"
+    return w, f"density ratio (effective sample {share:.0%} of the rows)"
