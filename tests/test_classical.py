@@ -117,3 +117,14 @@ def test_finetune_and_oof_contract_without_leakage(competition, tmp_path, monkey
             assert np.abs(merged[f"{label}_a"] - merged[f"{label}_b"]).max() <= 1e-4
     again = finetune(ws, comp, FinetuneOptions(model="features-lgbm", name="feat", **FAST, only_folds=[0]))
     assert again is not None  # finished folds are kept: a repeated call only reassembles
+
+
+def test_classical_families_are_told_apart_from_neural_ones():
+    from ensemble.backbones.classical import ClassicalConfig, FeatureClassifier
+    from ensemble.backbones.families import is_classical
+    from ensemble.errors import ConfigError
+
+    assert is_classical("features-lgbm") and is_classical("features-logreg")
+    assert not is_classical("logmel-cnn") and not is_classical("facebook/wav2vec2-base")
+    with pytest.raises(ConfigError, match="classical estimator"):
+        FeatureClassifier(ClassicalConfig("features-x", "svm-nope"), "x", ["fake", "real"])
