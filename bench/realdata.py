@@ -36,6 +36,8 @@ FAMILIES = {
     # the same CNN on 1.5-s crops and windows, another seed: a view of the audio the 3-s model does not have
     "cnn-short": ("logmel-cnn", {"epochs": 5, "batch_size": 32, "grad_accum": 1, "lr": 3e-3, "max_seconds": 1.5,
                                  "seed": 1}),
+    # per-clip features + LightGBM per label on 5 passes of augmented 5-s examples: errs unlike the CNNs
+    "feat-lgbm": ("features-lgbm", {"epochs": 5, "max_seconds": 5.0}),
 }
 
 

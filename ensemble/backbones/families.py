@@ -31,7 +31,10 @@ class Family:
 
     `mask_rule`: "always", "never", or "layer-norm" (only when `config.feat_extract_norm == "layer"`).
     `freeze`: what `freeze_feature_encoder` freezes, in words (for the manifest and the docs).
-    `default_lr`: a sensible learning rate (pretrained transformers 3e-5; the CNN is trained from scratch).
+    `default_lr`: a sensible learning rate (pretrained transformers 3e-5; the CNN is trained from scratch;
+    for a boosted classical family the boosting rate).
+    `trainer`: "torch" (gradient descent on a torch module, `backbones.train`) or "features" (per-clip
+    features and one fitted estimator per label, `backbones.classical`).
     """
 
     model_type: str
@@ -39,6 +42,7 @@ class Family:
     mask_rule: str
     freeze: str
     default_lr: float = 3e-5
+    trainer: str = "torch"
 
     def takes_attention_mask(self, config: Any) -> bool:
         """Whether a model with this config should be given an attention mask."""
@@ -61,6 +65,9 @@ for _family in [
                                             "patch embedding (`embeddings.patch_embeddings`)"),
     # The log-mel front end has no parameters (fixed DFT and mel kernels): nothing to freeze.
     Family("logmel-cnn", WAVEFORM, "never", "nothing (the log-mel front end is fixed)", 1e-3),
+    # Classical: fixed per-clip features (no parameters) and one estimator per label, fitted, not trained.
+    Family("features-lgbm", WAVEFORM, "never", "nothing (fixed features)", 0.05, trainer="features"),
+    Family("features-logreg", WAVEFORM, "never", "nothing (fixed features)", 0.0, trainer="features"),
 ]:
     FAMILIES.add(_family.model_type, _family)
 
@@ -77,7 +84,7 @@ def freeze_feature_encoder(module: Any, model_type: str) -> None:
     elif model_type == "audio-spectrogram-transformer":
         for p in module.audio_spectrogram_transformer.embeddings.patch_embeddings.parameters():
             p.requires_grad = False
-    elif model_type != "logmel-cnn":
+    elif model_type != "logmel-cnn" and get_family(model_type).trainer == "torch":
         raise ConfigError(f"model_type {model_type!r} has no feature-encoder freezing rule")
 
 
@@ -104,6 +111,15 @@ def _logmel() -> Any:
     return LogMelConfig()
 
 
+def _classical(estimator: str) -> Callable[[], Any]:
+    def make() -> Any:
+        from ensemble.backbones.classical import ClassicalConfig
+
+        return ClassicalConfig(f"features-{estimator}", estimator)
+
+    return make
+
+
 NAMED_CONFIGS: Registry[Callable[[], Any]] = Registry("named config")
 for _name, _make in {
     # Group-norm encoders, like the base checkpoints (no attention mask).
@@ -126,6 +142,9 @@ for _name, _make in {
     # The real base size (95M parameters), random init: for benchmarks.
     "base-wav2vec2": _hf("Wav2Vec2Config", feat_extract_norm="group"),
     "logmel-cnn": _logmel,
+    # Per-clip features + LightGBM / logistic regression, one model per label (seconds per fold on a CPU).
+    "features-lgbm": _classical("lgbm"),
+    "features-logreg": _classical("logreg"),
 }.items():
     NAMED_CONFIGS.add(_name, _make)
 
@@ -133,3 +152,8 @@ for _name, _make in {
 def named_config(name: str) -> Any:
     """A fresh config object for a named random-init model."""
     return NAMED_CONFIGS.get(name)()
+
+
+def is_classical(model_ref: str) -> bool:
+    """Whether `model_ref` names a classical family (features + fitted estimators, no gradient training)."""
+    return model_ref in NAMED_CONFIGS and get_family(named_config(model_ref).model_type).trainer == "features"

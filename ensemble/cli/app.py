@@ -351,9 +351,13 @@ def demo_cmd(
     runs = result.scores[result.scores["kind"] == "run"]
     best_run = runs.loc[runs["test"].idxmin()]
     sub = result.scores[result.scores["kind"] == "submission"].iloc[0]
-    say(f"best single run {best_run['name']}: {best_run['test']:.4f} on the answer key; "
-        f"written {sub['name']} ({result.compare.chosen.name}): {sub['test']:.4f} "
-        f"({sub['test'] - best_run['test']:+.4f})")
+    gain = best_run["test"] - sub["test"]
+    verdict = ("the stack BEAT the best single run" if gain > 1e-9 else
+               "the stack did NOT beat the best single run" if gain < -1e-9 else
+               "the written submission scores the same as the best single run")
+    say(f"{verdict} on the answer key: written {sub['name']} ({result.compare.chosen.name}) "
+        f"{sub['test']:.4f} vs best single run {best_run['name']} {best_run['test']:.4f} "
+        f"(lower is better, gain {gain:+.4f})")
     typer.echo(f"workspace: {result.workspace}")
     say(f"next: `ens board -w {result.workspace}` ranks runs and submissions; `ens report -w {result.workspace}` "
         "puts them, their recipes and figures on one page")

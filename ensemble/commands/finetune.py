@@ -290,31 +290,89 @@ def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd
                                max(1, ctx.opts.batch_size), ctx.emit)
 
 
-def run_fold(ctx: FoldContext, fold: int) -> dict:
-    """Train and evaluate fold `fold`; writes `fold<k>/` (predictions, model.onnx, fold.json)."""
+@dataclass
+class Trained:
+    """A fold's fitted model, whichever trainer made it: how to predict, and what fold.json records."""
+
+    data: FoldData
+    sr: int
+    predict: Any             # BatchPredict for predict_split
+    model: dict              # describe() of the model
+    fit: dict                # trainer-specific fields of fold.json (best epoch and history, or examples)
+    export: Any              # () -> the fold.json "onnx" entry (exports, measures parity)
+
+
+def _fit_neural(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
+    """Gradient training of a torch classifier; predicts with torch, exported to ONNX afterwards."""
     from ensemble.audio.clip import fit_length
     from ensemble.backbones.model import build_classifier
 
-    started = time.perf_counter()
-    fold_dir = ctx.run_dir / f"fold{fold}"
-    fold_dir.mkdir(parents=True, exist_ok=True)
     classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold)
     sr = classifier.sampling_rate
     data = _fold_data(ctx, fold, sr)
     result, config, predict = _train(ctx, data, classifier)
-    train_seconds = time.perf_counter() - started
-    frames = _predict(ctx, data, predict, sr)
+    fit = {"best_epoch": result.best_epoch, "best_val_score": result.best_score, "history": result.history,
+           "samples_per_second": result.samples_per_s, "device": result.device, "precision": result.precision,
+           "train_config": config.as_dict()}
+
+    def export() -> dict:
+        probe = [fit_length(data.train_store[i], int(PARITY_SECONDS * sr)) for i in data.held_idx[:4]]
+        return _export(ctx, classifier, fold_dir, fold, probe)
+
+    return Trained(data, sr, predict, classifier.describe(), fit, export)
+
+
+def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
+    """Per-clip features of `epochs` passes of augmented examples, one estimator per label; exported to
+    ONNX first, and every prediction is made by that ONNX graph (so `ens oof` reproduces them exactly)."""
+    from ensemble.audio.clip import fit_length
+    from ensemble.backbones.classical import build_classical, fit_on_examples
+    from ensemble.backbones.ort import OnnxClassifier
+    from ensemble.backbones.predict import onnx_predictor
+
+    o = ctx.opts
+    classifier = build_classical(o.model, ctx.comp.labels, lr=o.lr)
+    sr = classifier.sampling_rate
+    data = _fold_data(ctx, fold, sr)
+    batch = max(1, o.batch_size)
+    ctx.emit({"stage": "fold_start", "fold": fold, "train_rows": int(data.train_idx.size),
+              "held_out": int(data.held_idx.size), "batches_per_epoch": data.sampler.n_batches(batch)})
+    batches = ((waves, y) for epoch in range(o.epochs) for waves, y, _ in data.sampler.epoch(epoch, batch))
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    fit = fit_on_examples(classifier, batches, o.epochs * int(data.train_idx.size), seed=o.seed + fold,
+                          progress=tagged(ctx.emit, fold=fold))
+    fit.update(epochs=o.epochs, seconds_fit=round(time.perf_counter() - t0, 2),
+               cpu_seconds_fit=round(time.process_time() - cpu0, 2), device="cpu")
+    path = fold_dir / "model.onnx"
+    classifier.export_onnx(path, {"run_id": ctx.run_dir.name, "fold": str(fold), "max_seconds": str(o.max_seconds)})
+    model = OnnxClassifier(path, provider="cpu")
     probe = [fit_length(data.train_store[i], int(PARITY_SECONDS * sr)) for i in data.held_idx[:4]]
-    onnx_info = _export(ctx, classifier, fold_dir, fold, probe)
+    native = classifier.predict_proba_native(classifier.features(np.stack(probe)))
+    parity = float(np.max(np.abs(model.predict_proba(model.preprocess(probe)) - native)))
+    onnx_info = {"path": f"fold{fold}/model.onnx", "sha256": file_sha256(path), "parity_max_abs_diff": parity,
+                 "parity_clip_seconds": PARITY_SECONDS,
+                 "parity_reference": "torch features + the estimators' own predict_proba"}
+    return Trained(data, sr, onnx_predictor(model, model.preprocess), classifier.describe(), fit, lambda: onnx_info)
+
+
+def run_fold(ctx: FoldContext, fold: int) -> dict:
+    """Train and evaluate fold `fold`; writes `fold<k>/` (predictions, model.onnx, fold.json)."""
+    from ensemble.backbones.families import is_classical
+
+    started = time.perf_counter()
+    fold_dir = ctx.run_dir / f"fold{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    trained = (_fit_classical if is_classical(ctx.opts.model) else _fit_neural)(ctx, fold, fold_dir)
+    data = trained.data
+    train_seconds = time.perf_counter() - started
+    frames = _predict(ctx, data, trained.predict, trained.sr)
+    onnx_info = trained.export()
     hashes = {name: write_run_file(frames[split], fold_dir, name)
               for split, name in (("train", OOF_FILE), ("test", TEST_FILE), ("testlike", TESTLIKE_OOF_FILE))}
     info = {
-        "fold": fold, "model": classifier.describe(), "train_rows": int(data.train_idx.size),
+        "fold": fold, "model": trained.model, "train_rows": int(data.train_idx.size),
         "held_out_rows": int(data.held_idx.size), "testlike_clips": int(len(frames["testlike"])),
-        "best_epoch": result.best_epoch, "best_val_score": result.best_score, "history": result.history,
-        "samples_per_second": result.samples_per_s, "device": result.device, "precision": result.precision,
-        "train_config": config.as_dict(), "augment": data.augment.to_dict(),
-        "onnx": onnx_info, "files": hashes,
+        **trained.fit, "augment": data.augment.to_dict(), "onnx": onnx_info, "files": hashes,
         "seconds": {"train": round(train_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     }
     try:
