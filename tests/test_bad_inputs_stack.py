@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LABELS, write_predictions
+from conftest import write_predictions
 from ensemble.cli import app
 
 runner = CliRunner()
