@@ -321,3 +321,50 @@ def _run_lgbm(blender, probe: np.ndarray) -> np.ndarray:
     model = _finish(g, subs, out, [helper.make_tensor_value_info("x", DOUBLE, ["batch", 3, 2])], 2, 20, 10, {})
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(["probabilities"], {"x": probe})[0]
+
+
+def test_fold_graphs_of_older_opsets_are_converted_to_one():
+    """A classical family's fold graph (opset 15, the tree converters') beside a neural one (opset 20)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from ensemble.export.graph import RunGraphs, _opset
+
+    def scale(opset: int) -> onnx.ModelProto:
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 1])
+        nodes = [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=1, axes=[1]) if opset < 13 else
+                 helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)]
+        init = [] if opset < 13 else [helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+        graph = helper.make_graph(nodes, "g", [x], [y], initializer=init)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+    runs = [RunGraphs("old", [scale(11), scale(15)], 4, 2, False, False), RunGraphs("new", [scale(20)], 4, 2, False, False)]
+    before = [ort.InferenceSession(m.SerializeToString()) for m in runs[0].folds]
+    assert _opset(runs) == 20
+    assert {o.version for run in runs for m in run.folds for o in m.opset_import} == {20}
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    for old, new in zip(before, runs[0].folds):
+        np.testing.assert_array_equal(old.run(None, {"x": x})[0], ort.InferenceSession(new.SerializeToString()).run(None, {"x": x})[0])
+
+
+def test_a_run_without_models_is_refused_only_where_the_blend_reads_it(built, tmp_path):
+    data, src = built
+    ws = tmp_path / "ws_imported"
+    shutil.copytree(src, ws)
+    frame = pd.read_parquet(ws / "models" / "cnn" / "test.parquet").groupby("id", sort=False)[LABELS].mean()
+    frame.reset_index().to_csv(tmp_path / "preds.csv", index=False)
+    assert ens("import", "outside", "--test", tmp_path / "preds.csv", "-w", ws).exit_code == 0
+    both = ens("stack", "cnn", "outside", "--method", "mean", "--calibrate", "none", "--name", "both", "-w", ws)
+    only_cnn = ens("stack", "cnn", "outside", "--method", "single", "--param", "run=0", "--calibrate", "none",
+                   "--name", "only-cnn", "-w", ws)
+    assert both.exit_code == 0 and only_cnn.exit_code == 0, both.output + only_cnn.output
+    refused = ens("export", "both", "-w", ws, "--out", tmp_path / "both.onnx")
+    assert refused.exit_code == 1 and "run 'outside' has no ONNX folds" in refused.output
+    model = tmp_path / "only.onnx"
+    assert ens("export", "only-cnn", "-w", ws, "--out", model).exit_code == 0
+    out = tmp_path / "only.csv"
+    assert ens("predict", model, "--data", data, "--out", out).exit_code == 0
+    np.testing.assert_allclose(pd.read_csv(out)[LABELS], pd.read_csv(ws / "submissions" / "only-cnn.csv")[LABELS],
+                               atol=1e-5)

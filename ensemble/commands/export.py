@@ -153,12 +153,16 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ContractError(f"{sidecar_path}: no recipe.state (the fitted blend); it was stacked by an older ens — "
                             "stack it again to export it")
     labels = list(recipe.get("labels") or [])
+    entries = recipe.get("runs")
+    if not isinstance(entries, list):
+        raise ContractError(f"{sidecar_path}: recipe.runs is {type(entries).__name__}; expected a list of runs")
+    keep, state = used_runs(len(entries), recipe["state"])  # a run the blend ignores need not be exportable
     with tempfile.TemporaryDirectory(prefix="ens-export-") as tmp:
-        runs, rate, hashes = _load_runs(ws, recipe, sidecar_path, quantize, Path(tmp))
+        runs, rate, hashes = _load_runs(ws, {**recipe, "runs": [entries[r] for r in keep]}, sidecar_path, quantize,
+                                        Path(tmp))
         for run in runs:
             if run.labels != labels:
                 raise ContractError(f"run {run.name!r} has labels {run.labels}; submission {name!r} has {labels}")
-        runs, state = used_runs(runs, recipe["state"])
         hashes["sidecar"] = file_sha256(sidecar_path)
         hashes["submission_csv"] = file_sha256(csv)
         metadata = _metadata(name, sidecar, labels, rate, runs, hashes, quantize)
@@ -166,21 +170,21 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
     return model, runs, {**recipe, "state": state}
 
 
-def used_runs(runs: list[RunGraphs], state: dict[str, Any]) -> tuple[list[RunGraphs], dict[str, Any]]:
-    """Only the runs the blend reads: `single`'s run, the runs with a weight in `weighted`/`hillclimb`
-    (a zero weight adds exactly nothing); the state re-indexed to match."""
+def used_runs(n_runs: int, state: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:
+    """Indices of the runs the blend reads — `single`'s run, the runs with a weight in `weighted`/`hillclimb`
+    (a zero weight adds exactly nothing), else all — and the state re-indexed to them."""
     blender = dict(state["blender"])
     if blender["method"] == "single":
         keep = [int(blender["run"])]
         blender["run"] = 0
     elif blender["method"] in ("weighted", "hillclimb"):
         weights = np.asarray(blender["weights"], float)
-        keep = [r for r in range(len(runs)) if np.any(weights[r] != 0)]
+        keep = [r for r in range(n_runs) if np.any(weights[r] != 0)]
         blender["weights"] = weights[keep].tolist()
     else:
-        return runs, state
+        return list(range(n_runs)), state
     blender["runs"] = len(keep)
-    return [runs[r] for r in keep], {**state, "blender": blender}
+    return keep, {**state, "blender": blender}
 
 
 def save_model(model: Any, path: Path) -> int:

@@ -147,13 +147,25 @@ def _run(g: Graph, run: RunGraphs, r: int, subgraphs: list) -> str:
     return g.sigmoid(g.op("ReduceMean", g.logit(stacked, LOGIT_EPS), g.axes(1), keepdims=0))
 
 
+def _default_opset(model: Any) -> int:
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
 def _opset(runs: list[RunGraphs]) -> int:
-    """The fold graphs' one default-domain opset (≥ MIN_OPSET)."""
-    found = {o.version for run in runs for m in run.folds for o in m.opset_import if o.domain in ("", "ai.onnx")}
-    if len(found) != 1 or min(found) < MIN_OPSET:
-        raise ContractError(f"fold graphs use opsets {sorted(found)}; the export needs one opset ≥ {MIN_OPSET} "
-                            "(re-run `ens finetune` with this version to re-export them)")
-    return found.pop()
+    """One default-domain opset for every fold graph: the highest they use, at least MIN_OPSET. Graphs
+    below it — the classical families', at the tree converters' opset 15 — are converted up in place
+    (onnx's version converter; the `ai.onnx.ml` trees keep their own domain)."""
+    from onnx import version_converter
+
+    target = max([MIN_OPSET] + [_default_opset(m) for run in runs for m in run.folds])
+    for run in runs:
+        try:
+            run.folds[:] = [m if _default_opset(m) == target else version_converter.convert_version(m, target)
+                            for m in run.folds]
+        except Exception as err:  # the converter raises its own types
+            raise ContractError(f"run {run.name!r}: a fold graph cannot be converted to opset {target} ({err}); "
+                                "re-run `ens finetune` with this version to re-export it") from err
+    return target
 
 
 def _tail(g: Graph, P: str, state: dict[str, Any], prior: dict[str, Any] | None, n_labels: int, opset: int,
