@@ -49,10 +49,38 @@ def _inside(base: Path, relative: str, what: str) -> Path:
     return path
 
 
-def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tmp: Path) -> tuple[list[RunGraphs], int, dict]:
-    """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
+def _fold_graph(run, info: Any, manifest_path: Path, quantize: str, tmp: Path, k: int,
+                hashes: dict[str, str]) -> tuple[Any, bool, bool, int]:
+    """One fold's graph, hashed and parsed from the same bytes and checked against run.json (int8 weights
+    with `quantize`), with its normalisation, mask and rate; its hash goes into `hashes`."""
     import onnx
 
+    onnx_info = info.get("onnx") if isinstance(info, dict) else None
+    if not isinstance(onnx_info, dict) or not isinstance(onnx_info.get("path"), str):
+        raise ContractError(f"{manifest_path}: a fold entry has no onnx.path")
+    path = _inside(run.dir, onnx_info["path"], str(manifest_path))
+    if not path.is_file():
+        raise DataError(f"{path}: fold ONNX file missing")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != onnx_info.get("sha256"):
+        raise ContractError(f"{path}: SHA-256 differs from the one {manifest_path} records")
+    hashes[f"{run.name}/{onnx_info['path']}"] = digest
+    try:
+        model = onnx.load_from_string(data)
+        pre = json.loads({p.key: p.value for p in model.metadata_props}.get("preprocessor", "{}"))
+    except Exception as err:  # protobuf and json raise their own types
+        raise DataError(f"{path}: not a readable fold graph ({err})") from err
+    normalize, mask = preprocessing(pre, str(path))
+    if quantize == "int8":
+        plain = tmp / f"{run.name}_{k}_fp32.onnx"
+        plain.write_bytes(data)
+        model = onnx.load(str(_quantized(plain, tmp / f"{run.name}_{k}.onnx")))
+    return model, normalize, mask, int(pre.get("sampling_rate", 0))
+
+
+def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tmp: Path) -> tuple[list[RunGraphs], int, dict]:
+    """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
     from ensemble.backbones.predict import HOP_FRACTION
     from ensemble.artifacts.io import file_sha256
     from ensemble.artifacts.runs import MANIFEST_FILE, load_run
@@ -71,29 +99,8 @@ def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tm
                                 "only submissions made of `ens finetune` runs can be exported")
         folds, fold_ids, normalize, mask, rate = [], [], False, False, 0
         for info in run.manifest["folds"]:
-            onnx_info = info.get("onnx") if isinstance(info, dict) else None
-            if not isinstance(onnx_info, dict) or not isinstance(onnx_info.get("path"), str):
-                raise ContractError(f"{manifest_path}: a fold entry has no onnx.path")
-            path = _inside(run.dir, onnx_info["path"], str(manifest_path))
-            if not path.is_file():
-                raise DataError(f"{path}: fold ONNX file missing")
-            data = path.read_bytes()  # hashed and parsed from the same bytes
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != onnx_info.get("sha256"):
-                raise ContractError(f"{path}: SHA-256 differs from the one {manifest_path} records")
-            hashes[f"{run.name}/{onnx_info['path']}"] = digest
-            try:
-                model = onnx.load_from_string(data)
-                pre = json.loads({p.key: p.value for p in model.metadata_props}.get("preprocessor", "{}"))
-            except Exception as err:  # protobuf and json raise their own types
-                raise DataError(f"{path}: not a readable fold graph ({err})") from err
-            normalize, mask = preprocessing(pre, str(path))
-            rate = int(pre.get("sampling_rate", 0))
+            model, normalize, mask, rate = _fold_graph(run, info, manifest_path, quantize, tmp, len(folds), hashes)
             rates.add(rate)
-            if quantize == "int8":
-                plain = tmp / f"{run.name}_{len(folds)}_fp32.onnx"
-                plain.write_bytes(data)
-                model = onnx.load(str(_quantized(plain, tmp / f"{run.name}_{len(folds)}.onnx")))
             folds.append(model)
             fold_ids.append(int(info.get("fold", len(fold_ids))))
         hashes[f"{run.name}/{MANIFEST_FILE}"] = entry["manifest_sha256"]
@@ -226,6 +233,25 @@ def _oof_tensor(runs: list[RunGraphs], waves_of: Callable[[int], tuple[np.ndarra
     return P
 
 
+def _interleaved_speed(chains: dict[str, Path], sample: list[np.ndarray], rounds: int = 3) -> dict[str, Any]:
+    """Median clips/s of each exported chain on the same clips, rounds interleaved (A, B, then B, A, …)."""
+    import time
+
+    from ensemble.export.runtime import load
+
+    models = {k: load(v) for k, v in chains.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    order = list(models)
+    for k in order:
+        models[k].predict(sample[:2])  # warm-up
+    for r in range(rounds):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            models[k].predict(sample)
+            times[k].append(len(sample) / max(time.perf_counter() - t0, 1e-9))
+    return {**{f"{k}_clips_per_s": float(np.median(v)) for k, v in times.items()}, "speed_clips": len(sample)}
+
+
 def quantization_check(ws, comp, recipe: dict[str, Any], variants: dict[str, list[RunGraphs]],
                        chains: dict[str, Path], rows: int, seed: int,
                        progress: Progress | None = None) -> dict[str, Any]:
@@ -236,10 +262,7 @@ def quantization_check(ws, comp, recipe: dict[str, Any], variants: dict[str, lis
     stacker had, so neither score is in-sample for the fold models. Speed: the whole exported chains
     on the same clips, interleaved (fp32, int8, then int8, fp32, …), median clips/s over rounds.
     """
-    import time
-
     from ensemble.export.graph import build_blend_model
-    from ensemble.export.runtime import load
     from ensemble.artifacts.folds import load_folds
     from ensemble.metrics.dacon import MetricError, competition_score
 
@@ -282,19 +305,7 @@ def quantization_check(ws, comp, recipe: dict[str, Any], variants: dict[str, lis
             sample = [w for _, ws_ in loaded.values() for w in ws_][:32]
     out["change"] = out["int8"] - out["fp32"]
     out["max_abs_diff"] = float(np.abs(out.pop("int8_oof") - out.pop("fp32_oof")).max())
-    models = {k: load(v) for k, v in chains.items()}
-    times: dict[str, list[float]] = {k: [] for k in models}
-    order = list(models)
-    for k in order:
-        models[k].predict(sample[:2])  # warm-up
-    for r in range(3):
-        for k in (order if r % 2 == 0 else order[::-1]):
-            t0 = time.perf_counter()
-            models[k].predict(sample)
-            times[k].append(len(sample) / max(time.perf_counter() - t0, 1e-9))
-    for k in models:
-        out[f"{k}_clips_per_s"] = float(np.median(times[k]))
-    out["speed_clips"] = len(sample)
+    out.update(_interleaved_speed(chains, sample))
     if progress:
         progress({"stage": "int8 score check", "done": len(variants) + 1, "total": len(variants) + 1})
     return out
