@@ -85,11 +85,10 @@ def share_cpu_politely(max_threads: int = 2) -> None:
 
 def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress | None = None) -> DemoResult:
     """Generate, fine-tune, re-predict with ONNX Runtime, stack, submit and score; everything under `out`."""
-    from ensemble.commands.stack import compare_methods, stack_runs
+    from ensemble.commands.stack import run_stack
     from ensemble.demo.synth import generate_competition
     from ensemble.commands.finetune import FinetuneOptions, finetune
     from ensemble.commands.oof import run_oof
-    from ensemble.artifacts.submission import submission_frame, write_submission
 
     emit = progress or (lambda event: None)
     share_cpu_politely()
@@ -113,10 +112,9 @@ def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress |
     add_flipped_run(ws, comp, "cnn", FLIPPED)
     runs = [name for name, _, _ in DEMO_MODELS] + [FLIPPED]
     emit({"stage": "comparing stack methods", "runs": ", ".join(runs)})
-    comparison = compare_methods(ws, comp, runs, seed=seed)
-    result, sidecar = stack_runs(ws, comp, runs, "auto", seed=seed, comparison=comparison)
-    submission = write_submission(ws, "demo-auto", submission_frame(result.test, comp), comp, sidecar, force=True).csv
-    return DemoResult(ws.root, data, submission, comparison, score_all(ws, comp, data / "test_answers.csv"))
+    stacked = run_stack(ws, comp, runs, "auto", name="demo-auto", seed=seed, force=True)
+    return DemoResult(ws.root, data, stacked.written.csv, stacked.comparison,
+                      score_all(ws, comp, data / "test_answers.csv"))
 
 
 def score_all(ws: Workspace, comp: Competition, answers: Path) -> pd.DataFrame:

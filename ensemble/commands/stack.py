@@ -40,12 +40,20 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
     `method="auto"` (or a `comparison` already made) writes what the decision rule chooses
     (`ensemble.stack.decide`): the best single run unless a blend or calibration credibly beats it.
     """
-    from ensemble.stack.pipeline import stack
-
     prior = _prior_mode(test_prior)
     _check_method(method)
     runs = load_runs(ws, run_names)
-    inputs = gather(ws, comp, runs)
+    return _stack(ws, comp, runs, gather(ws, comp, runs), method, prior, params=params, calibrate=calibrate,
+                  test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison, progress=progress)
+
+
+def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: str, prior: str | float, *,
+           params: dict | None, calibrate: str, test_prior: str, fit_on: str, seed: int,
+           comparison: Comparison | None, progress: Progress | None):
+    """`stack_runs` on runs already loaded and gathered into `inputs`."""
+    from ensemble.stack.pipeline import stack
+
+    run_names = [run.name for run in runs]
     _check_options(runs, inputs, calibrate, prior, fit_on)
     decision = None
     if method == "auto" or comparison is not None:
@@ -159,16 +167,18 @@ def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: st
 
     method = "auto" if compare else method
     out_name = name if name is not None else default_name(method, run_names)
-    if not compare or write:
+    writes = not compare or write
+    if writes:
         check_free(ws, out_name, force)  # before seconds of stacking
-    comparison = None
-    if method == "auto":
-        comparison = compare_methods(ws, comp, run_names, calibrate=calibrate, fit_on=fit_on, seed=seed,
-                                     progress=progress)
-        if compare and not write:
-            return StackOutcome(out_name, comparison)
-    result, sidecar = stack_runs(ws, comp, run_names, method, params=params, calibrate=calibrate,
-                                 test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison,
-                                 progress=progress)
+        prior = _prior_mode(test_prior)
+    _check_method(method)
+    runs = load_runs(ws, run_names)
+    inputs = gather(ws, comp, runs)  # once, for the comparison and the submission alike
+    comparison = _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress) if method == "auto" else None
+    if not writes:
+        return StackOutcome(out_name, comparison)
+    result, sidecar = _stack(ws, comp, runs, inputs, method, prior, params=params, calibrate=calibrate,
+                             test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison,
+                             progress=progress)
     written = write_submission(ws, out_name, submission_frame(result.test, comp), comp, sidecar, force=force)
     return StackOutcome(out_name, comparison, result, sidecar, written)
