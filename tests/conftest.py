@@ -37,6 +37,24 @@ def csv_competition(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def sampled_rows(monkeypatch: pytest.MonkeyPatch) -> dict[int, set[int]]:
+    """Spy on every training example: fold → the train rows its sampler drew (mixing partners included),
+    keyed by the fold its seed encodes (`seed * 1000 + fold`)."""
+    import ensemble.audio.augment as augment
+
+    used: dict[int, set[int]] = {}
+    original = augment.ExampleSampler.epoch
+
+    def spy_epoch(self, epoch, batch_size):
+        for waves, y, sources in original(self, epoch, batch_size):
+            used.setdefault(self.seed % 1000, set()).update(i for s in sources for i in s)
+            yield waves, y, sources
+
+    monkeypatch.setattr(augment.ExampleSampler, "epoch", spy_epoch)
+    return used
+
+
 def write_predictions(path: Path, ids: list[str], values: np.ndarray, fold: np.ndarray | None = None) -> Path:
     """A prediction CSV (id, [fold], fake, real)."""
     frame = pd.DataFrame({"id": ids})

@@ -77,19 +77,9 @@ def test_one_onnx_graph_matches_the_estimators(estimator, tmp_path):
     assert json.loads(model.metadata["features"])["version"] == clf.config.spec.version
 
 
-def test_finetune_and_oof_contract_without_leakage(competition, tmp_path, monkeypatch):
+def test_finetune_and_oof_contract_without_leakage(competition, tmp_path, sampled_rows):
     """features-lgbm through `ens finetune` and `ens oof`: the run contract, parity, no held-out row seen."""
-    import ensemble.audio.augment as augment
-
-    used: dict[int, set[int]] = {}
-    original = augment.ExampleSampler.epoch
-
-    def spy_epoch(self, epoch, batch_size):
-        for waves, y, sources in original(self, epoch, batch_size):
-            used.setdefault(self.seed % 1000, set()).update(i for s in sources for i in s)
-            yield waves, y, sources
-
-    monkeypatch.setattr(augment.ExampleSampler, "epoch", spy_epoch)
+    used = sampled_rows
     ws, comp = Workspace(tmp_path / "ws"), Competition.load(competition)
     run = finetune(ws, comp, FinetuneOptions(model="features-lgbm", name="feat", **FAST))
     folds = pd.read_parquet(ws.models_dir / "folds.parquet")

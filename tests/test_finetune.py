@@ -79,20 +79,11 @@ def test_oof_with_onnx_runtime_reproduces_the_predictions(finished, competition,
     assert max(manifest["onnxruntime"]["max_abs_diff_to_previous"].values()) <= 1e-4
 
 
-def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, monkeypatch):
+def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, monkeypatch, sampled_rows):
     """Spy on every training example and every test-like clip a fold model predicts."""
-    import ensemble.audio.augment as augment
     import ensemble.commands.finetune as fold_job
 
-    used: dict[int, set[int]] = {}
-    original = augment.ExampleSampler.epoch
-
-    def spy_epoch(self, epoch, batch_size):
-        for waves, y, sources in original(self, epoch, batch_size):
-            used.setdefault(self.seed % 1000, set()).update(i for s in sources for i in s)
-            yield waves, y, sources
-
-    monkeypatch.setattr(augment.ExampleSampler, "epoch", spy_epoch)
+    used = sampled_rows
     rendered: dict[int, list[str]] = {}
     import ensemble.audio.testlike_render as testlike
 
