@@ -22,6 +22,7 @@ table or `--peak-tflops`.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import sys
@@ -209,6 +210,15 @@ def bench_cuda(args: argparse.Namespace) -> None:
                                                         enabled=dtype is not None):
                 module(**inputs)
         report(label, timed(infer, args.iters * 5, warmup=3, sync=sync), fwd_flops)
+
+    # What a deployment runs: the weights themselves in bf16 (no autocast casts on every call).
+    half = copy.deepcopy(module).to(torch.bfloat16)
+    half_inputs = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()}
+
+    def infer_half() -> None:
+        with torch.inference_mode():
+            half(**half_inputs)
+    report("inference bf16 weights", timed(infer_half, args.iters * 5, warmup=3, sync=sync), fwd_flops)
 
     clf.freeze_feature_encoder()
     module.train()
