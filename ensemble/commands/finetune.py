@@ -117,7 +117,8 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     with exclusive(run_lock(ws.models_dir, run_dir.name)):
         _check_options(run_dir, opts, force)
         sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these
-    context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit)
+    context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit,
+                          decoded=ws.audio_cache())
     started = time.perf_counter()
     for k in todo:
         if (run_dir / f"fold{k}" / "fold.json").is_file():
@@ -177,6 +178,7 @@ class FoldContext:
     opts: FinetuneOptions
     run_dir: Path
     emit: Progress
+    decoded: Any = None  # the workspace's DecodeCache (None: decode every time)
 
 
 @dataclass
@@ -237,9 +239,9 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     comp, opts = ctx.comp, ctx.opts
     n = int(round(opts.max_seconds * sr))
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
-    train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr)
+    train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr, decoded=ctx.decoded)
     unlabeled = [p for p in comp.unlabeled_paths() if stable_half(p) == 0]
-    background = WaveStore(unlabeled, sr) if unlabeled else None
+    background = WaveStore(unlabeled, sr, decoded=ctx.decoded) if unlabeled else None
     in_fold = ctx.folds["fold"].to_numpy() == fold
     train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)
     targets = ctx.folds[comp.labels].to_numpy(dtype=np.float32)
@@ -281,11 +283,12 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
 
 def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd.DataFrame]:
     """OOF (the held-out rows), test and the fold's own test-like clips, by the trained fold model."""
-    from ensemble.backbones.predict import fold_splits, predict_fold_splits
+    from ensemble.backbones.predict import fold_splits, predict_fold_splits, test_wave_store
 
     row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
     splits = fold_splits(ctx.comp, ctx.folds, data.fold, lambda rid: data.train_store[row_of[rid]], sr, ctx.testlike,
-                         load_background=background_loader(ctx.comp, sr))
+                         load_background=background_loader(ctx.comp, sr, ctx.decoded),
+                         test_store=test_wave_store(ctx.comp, sr, ctx.decoded, cache=False))
     return predict_fold_splits(predict, splits, data.fold, ctx.comp.labels, sr, ctx.opts.max_seconds,
                                max(1, ctx.opts.batch_size), ctx.emit)
 
