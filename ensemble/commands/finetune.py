@@ -99,6 +99,17 @@ def check_model_ref(model: str) -> str:
 def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
              progress: Progress | None = None) -> Run | None:
     """Run (or resume) the requested folds; returns the run once every fold is done, else None."""
+    ctx, todo = prepare(ws, comp, opts, force, progress)
+    started = time.perf_counter()
+    for k in todo:
+        run_pending_fold(ctx, k)
+    return finish(ctx, time.perf_counter() - started)
+
+
+def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
+            progress: Progress | None = None) -> tuple[FoldContext, list[int]]:
+    """Everything before the folds: checks, the shared folds and test-like files, the run's options.
+    Returns what every fold shares and the folds to run (each then runs anywhere: here, or as a Ray task)."""
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_model_ref(opts.model)
@@ -119,19 +130,28 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
         sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these
     context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit,
                           decoded=ws.audio_cache())
-    started = time.perf_counter()
-    for k in todo:
-        if (run_dir / f"fold{k}" / "fold.json").is_file():
-            emit({"stage": "fold_skipped", "fold": k})
-            continue
-        sweep_tmp(run_dir / f"fold{k}")  # this process redoes fold k: what is there is a killed writer's
-        run_fold(context, k)
-    missing = [k for k in range(n_folds) if not (run_dir / f"fold{k}" / "fold.json").is_file()]
+    return context, todo
+
+
+def run_pending_fold(ctx: FoldContext, k: int) -> None:
+    """Fold `k` unless it is finished; what a killed writer left in `fold<k>/` is swept first (a
+    checkpoint of finished epochs is kept, so training resumes from it)."""
+    if (ctx.run_dir / f"fold{k}" / "fold.json").is_file():
+        ctx.emit({"stage": "fold_skipped", "fold": k})
+        return
+    sweep_tmp(ctx.run_dir / f"fold{k}")
+    run_fold(ctx, k)
+
+
+def finish(ctx: FoldContext, seconds: float) -> Run | None:
+    """The assembled run once every fold is done (by this call or elsewhere), else None."""
+    n_folds = int(ctx.folds["fold"].nunique())
+    missing = [k for k in range(n_folds) if not (ctx.run_dir / f"fold{k}" / "fold.json").is_file()]
     if missing:
-        emit({"stage": "partial", "missing": missing})
+        ctx.emit({"stage": "partial", "missing": missing})
         return None
-    with exclusive(run_lock(ws.models_dir, run_dir.name)):  # folds finished elsewhere may assemble too
-        return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
+    with exclusive(run_lock(ctx.ws.models_dir, ctx.run_dir.name)):  # folds finished elsewhere may assemble too
+        return assemble(ctx.ws, ctx.comp, ctx.folds, ctx.testlike, ctx.opts, ctx.run_dir, seconds)
 
 
 def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
