@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -20,14 +21,14 @@ from ensemble.commands.finetune_ray import connect, finetune_on_ray  # noqa: E40
 from ensemble.demo import generate_competition  # noqa: E402
 
 pytestmark = pytest.mark.slow
-FAST = dict(model="logmel-cnn", folds=3, epochs=2, batch_size=8, max_seconds=1.0, testlike_per_fold=4)
+FAST = dict(model="logmel-cnn", folds=3, epochs=2, batch_size=8, max_seconds=1.0, testlike_per_fold=3)
 RUNS = [FinetuneOptions(name="cnn-a", seed=0, **FAST), FinetuneOptions(name="cnn-b", seed=0, lr=3e-3, **FAST)]
 FILES = ("oof.parquet", "test.parquet", "oof_testlike.parquet")
 
 
 @pytest.fixture(scope="module")
 def competition(tmp_path_factory) -> Path:
-    return generate_competition(tmp_path_factory.mktemp("comp") / "data", n_train=36, n_test=6, n_unlabeled=3, seed=3)
+    return generate_competition(tmp_path_factory.mktemp("comp") / "data", n_train=24, n_test=4, n_unlabeled=3, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,9 @@ def test_two_runs_by_three_folds_on_ray_match_the_sequential_runs_even_when_a_wo
     saved: Ray reruns that task in another process, it resumes from the epoch, and every file ends as
     the sequential runs wrote it."""
     ws = Workspace(tmp_path / "ray")
+    ws.models_dir.mkdir(parents=True)
+    for shared in sequential.models_dir.glob("*.*"):  # the dataset's folds and test-like set, made once
+        shutil.copy(shared, ws.models_dir)
     events: list[dict] = []
     killed: list[str] = []
 
