@@ -59,6 +59,7 @@ class FinetuneOptions:
     seed: int = 0
     testlike_per_fold: int | None = None
     freeze_feature_encoder: bool | None = None  # None: freeze pretrained encoders, train random ones
+    devices: int = 1  # processes training each fold together (DDP; one GPU each on CUDA)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -67,7 +68,7 @@ class FinetuneOptions:
 
     def identity(self) -> dict:
         """The options that must match for a resumed or merged run (not the fold subset)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name")}
+        return {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name", "devices")}
 
 
 def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
@@ -113,6 +114,7 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_model_ref(opts.model)
+    _check_devices(opts)
     check_competition_audio(ws, comp, progress=emit)
     with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
         sweep_tmp(ws.models_dir)
@@ -131,6 +133,17 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
     context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit,
                           decoded=ws.audio_cache())
     return context, todo
+
+
+def _check_devices(opts: FinetuneOptions) -> None:
+    """--devices: a whole number, no more than the GPUs there are, and only for gradient-trained families."""
+    from ensemble.backbones.distributed import check_devices
+    from ensemble.backbones.families import is_classical
+
+    check_devices(opts.devices, opts.device)
+    if opts.devices > 1 and is_classical(opts.model):
+        raise ConfigError(f"--devices {opts.devices}: {opts.model!r} is a classical family (one process fits it); "
+                          "use --devices 1")
 
 
 def run_pending_fold(ctx: FoldContext, k: int) -> None:
@@ -279,11 +292,12 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
     fold, labels, batch = data.fold, ctx.comp.labels, max(1, ctx.opts.batch_size)
     config = _train_config(ctx, fold, data.sampler.n_batches(batch))
     predict = torch_predictor(classifier, resolve_device(config.device))
+    parallel = ctx.opts.devices > 1  # validation then runs in a child process: it reports nothing
 
     def validate(model) -> float:
         probs = predict_split(predict, (data.train_store[i] for i in data.held_idx), len(data.held_idx),
                               classifier.sampling_rate, ctx.opts.max_seconds, batch,
-                              tagged(ctx.emit, stage="validate_progress", fold=fold))
+                              None if parallel else tagged(ctx.emit, stage="validate_progress", fold=fold))
         try:
             return competition_score(data.targets[data.held_idx], probs, labels).score
         except MetricError:
@@ -295,9 +309,15 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
 
     ctx.emit({"stage": "fold_start", "fold": fold, "train_rows": int(data.train_idx.size),
               "held_out": int(data.held_idx.size), "batches_per_epoch": data.sampler.n_batches(batch)})
-    result = fit_fold(classifier, batches, validate, config, ctx.run_dir / f"fold{fold}" / "checkpoint",
-                      progress=_relay(ctx, fold, int(data.train_idx.size)),
-                      micro_batches_per_epoch=data.sampler.n_batches(batch))
+    fit_args = dict(progress=_relay(ctx, fold, int(data.train_idx.size)),
+                    micro_batches_per_epoch=data.sampler.n_batches(batch))
+    checkpoint = ctx.run_dir / f"fold{fold}" / "checkpoint"
+    if parallel:
+        from ensemble.backbones.distributed import fit_fold_parallel
+
+        result = fit_fold_parallel(classifier, batches, validate, config, checkpoint, ctx.opts.devices, **fit_args)
+    else:
+        result = fit_fold(classifier, batches, validate, config, checkpoint, **fit_args)
     return result, config, predict
 
 
