@@ -6,12 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from typer.testing import CliRunner
+
 from ensemble.backbones.distributed import check_devices, fit_fold_parallel
 from ensemble.backbones.model import build_classifier
 from ensemble.backbones.train import TrainConfig, fit_fold, predict_proba_torch
+from ensemble.cli import app
 from ensemble.errors import ConfigError
 
-pytestmark = pytest.mark.slow
 LABELS = ["fake", "real"]
 SR, ROWS, BATCH = 16000, 24, 8
 # Two processes sum the same gradients in another order (and average them over processes): float noise,
@@ -65,6 +67,7 @@ def train(devices: int, tmp_path) -> tuple[np.ndarray, list[float]]:
     return predict_proba_torch(clf, list(held), batch_size=6, device="cpu"), losses
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     untrained = predict_proba_torch(deterministic_classifier(), list(waves(1, 6)[0]), batch_size=6, device="cpu")
     (one, one_loss), (two, two_loss) = train(1, tmp_path), train(2, tmp_path)
@@ -77,3 +80,13 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 def test_bad_device_counts_are_refused(devices):
     with pytest.raises(ConfigError, match="--devices"):
         check_devices(devices, "cpu")
+
+
+@pytest.mark.parametrize("model, devices, message", [
+    ("logmel-cnn", "0", "--devices 0 is invalid"),
+    ("features-lgbm", "2", "'features-lgbm' is a classical family"),
+])
+def test_the_cli_refuses_bad_devices_before_reading_data(csv_competition, model, devices, message):
+    result = CliRunner().invoke(app, ["finetune", model, "--devices", devices, "--data", str(csv_competition)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and message in result.output and len(result.output.splitlines()) == 1

@@ -16,6 +16,7 @@ ray = pytest.importorskip("ray")
 
 from ensemble.artifacts.competition import Competition  # noqa: E402
 from ensemble.artifacts.workspace import Workspace  # noqa: E402
+from ensemble.commands.board import board_frame  # noqa: E402
 from ensemble.commands.finetune import FinetuneOptions, finetune  # noqa: E402
 from ensemble.commands.finetune_ray import connect, finetune_on_ray  # noqa: E402
 from ensemble.demo import generate_competition  # noqa: E402
@@ -81,14 +82,19 @@ def test_two_runs_by_three_folds_on_ray_match_the_sequential_runs_even_when_a_wo
     events: list[dict] = []
     killed: list[str] = []
 
+    boards = []
+
     def kill_once(event: dict) -> None:
         events.append(event)
+        if event.get("stage") == "fold_done" and not boards:  # `ens board` while the runs are under way
+            boards.append(board_frame(ws))
         if not killed and event.get("stage") == "epoch" and (event["run"], event["fold"], event["epoch"]) == ("cnn-b", 1, 0):
             killed.append(event["worker"])
             os.kill(int(event["worker"].split(":")[1]), signal.SIGKILL)
 
     runs = finetune_on_ray(ws, Competition.load(competition), RUNS, progress=kill_once)
     assert [r.name for r in runs] == ["cnn-a", "cnn-b"]
+    assert set(boards[0]["name"]) == {"cnn-a", "cnn-b"} and set(boards[0]["kind"]) == {"partial"}
     assert_same_runs(ws, sequential)
     done = {(e["run"], e["fold"]) for e in events if e.get("stage") == "fold_done"}
     assert done == {(r, k) for r in ("cnn-a", "cnn-b") for k in range(3)}

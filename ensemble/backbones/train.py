@@ -151,6 +151,9 @@ class _Trainer:
         if shard is not None:
             from torch.nn.parallel import DistributedDataParallel
 
+            if device == "cuda":  # batch-norm statistics over the whole batch, as one process has them
+                torch.nn.SyncBatchNorm.convert_sync_batchnorm(clf.module)
+
             # wav2vec2's mask embedding is used only on steps that draw a SpecAugment mask
             self.forward = DistributedDataParallel(clf.module, find_unused_parameters=True)
         self.optimizer = _optimizer(clf.module, config)

@@ -220,6 +220,7 @@ def finetune_cmd(
     augment: Annotated[str, typer.Option("--augment", help="'default', 'none', or a list such as mix,noise,gain,shift.")] = "default",
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these options (command-line values win).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    devices: Annotated[int, typer.Option("--devices", help="Processes training each fold together (DDP: one GPU each on CUDA, gloo on CPU); same effective batch.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
     testlike_per_fold: Annotated[Optional[int], typer.Option("--testlike-per-fold", help="Test-like clips per fold when the shared set is first built (default: about half a fold, 50–2000).")] = None,
     freeze: Annotated[Optional[bool], typer.Option("--freeze-feature-encoder/--train-feature-encoder", help="Freeze the convolutional feature encoder (default: frozen for pretrained checkpoints, trained for named configs).")] = None,
@@ -230,18 +231,20 @@ def finetune_cmd(
     force: ForceOpt = False,
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
-    from ensemble.commands.finetune import FinetuneOptions, check_model_ref, finetune
+    from ensemble.commands.finetune import FinetuneOptions, check_devices_option, check_model_ref, finetune
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
     values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
-                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
+                  device=device, devices=devices, seed=seed, testlike_per_fold=testlike_per_fold,
+                  freeze_feature_encoder=freeze)
     if config is not None:
         values = merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
     check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
+    check_devices_option(opts)
     ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
         if ray is None:

@@ -114,7 +114,7 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_model_ref(opts.model)
-    _check_devices(opts)
+    check_devices_option(opts)
     check_competition_audio(ws, comp, progress=emit)
     with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
         sweep_tmp(ws.models_dir)
@@ -135,7 +135,7 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
     return context, todo
 
 
-def _check_devices(opts: FinetuneOptions) -> None:
+def check_devices_option(opts: FinetuneOptions) -> None:
     """--devices: a whole number, no more than the GPUs there are, and only for gradient-trained families."""
     from ensemble.backbones.distributed import check_devices
     from ensemble.backbones.families import is_classical

@@ -37,15 +37,17 @@ POLL_SECONDS = 0.2
 
 @dataclass(frozen=True)
 class FoldResources:
-    """What one fold task asks Ray for; `gpus=None`: one GPU when the run may use CUDA and the cluster has one."""
+    """What one fold task asks Ray for; `gpus=None`: one GPU per training process (`--devices`) when the
+    run may use CUDA and the cluster has GPUs, else none."""
 
     cpus: float = 1.0
     gpus: float | None = None
 
-    def resolve(self, device: str, cluster_gpus: float) -> dict[str, float]:
+    def resolve(self, device: str, devices: int, cluster_gpus: float) -> dict[str, float]:
+        """Ray's resources for a fold trained by `devices` processes (one GPU each on CUDA)."""
         gpus = self.gpus
         if gpus is None:
-            gpus = 1.0 if device != "cpu" and cluster_gpus > 0 else 0.0
+            gpus = float(devices) if device != "cpu" and cluster_gpus > 0 else 0.0
         if device == "cuda" and gpus <= 0:
             raise ConfigError("--device cuda on Ray needs GPUs per fold: the cluster has none, or --ray-gpus is 0")
         return {"num_cpus": self.cpus, "num_gpus": gpus}
@@ -87,7 +89,7 @@ def finetune_on_ray(ws: Workspace, comp: Competition, runs: list[FinetuneOptions
     pending: dict[Any, tuple[str, int]] = {}
     for ctx, todo in contexts:
         task = ray.remote(_fold_task).options(max_retries=max_retries, retry_exceptions=False,
-                                              **resources.resolve(ctx.opts.device, cluster_gpus))
+                                              **resources.resolve(ctx.opts.device, ctx.opts.devices, cluster_gpus))
         for k in todo:
             pending[task.remote(_portable(ctx), k, events)] = (ctx.run_dir.name, k)
     try:
