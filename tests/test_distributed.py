@@ -15,7 +15,7 @@ from ensemble.cli import app
 from ensemble.errors import ConfigError
 
 LABELS = ["fake", "real"]
-SR, ROWS, BATCH = 16000, 24, 8
+SR, ROWS, BATCH = 16000, 25, 8  # the last batch holds one row: one process of two gets none
 # Two processes sum the same gradients in another order (and average them over processes): float noise,
 # which six Adam steps at lr 1e-2 grow to 6e-5 on these probabilities; training on a wrong share of the
 # batch (both processes on the same rows) moves them by 5e-2.

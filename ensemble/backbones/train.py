@@ -200,9 +200,12 @@ class _Trainer:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         loss_sum, samples, pending = 0.0, 0, 0
         for waves, targets in batches:
-            n_batch = len(waves)
+            n_batch, weight = len(waves), 1.0
             if self.shard is not None:  # this process's rows; DDP averages the gradients over processes
-                waves, targets = waves[self.shard.rank::self.shard.world], targets[self.shard.rank::self.shard.world]
+                mine = slice(self.shard.rank, None, self.shard.world)
+                if len(waves[mine]) == 0:  # a last batch smaller than the group: join the gradient sum with 0
+                    mine, weight = slice(0, 1), 0.0
+                waves, targets = waves[mine], targets[mine]
             inputs = {k: torch.from_numpy(v).to(self.device) for k, v in self.clf.preprocess(list(waves)).items()}
             y = torch.as_tensor(np.asarray(targets), dtype=torch.float32, device=self.device)
             with torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -211,10 +214,10 @@ class _Trainer:
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
             else:  # this share's part of the whole batch's mean, times world (DDP divides by it)
                 loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum")
-                        * (self.shard.world / (n_batch * y.shape[1])))
+                        * (weight * self.shard.world / (n_batch * y.shape[1])))
             self.scaler.scale(loss / accum).backward()
             rows_loss = loss.item() * (len(y) if self.shard is None else n_batch / self.shard.world)
-            loss_sum, samples, pending = loss_sum + rows_loss, samples + len(y), pending + 1
+            loss_sum, samples, pending = loss_sum + rows_loss, samples + int(weight) * len(y), pending + 1
             if pending == accum:
                 self._step(pending)
                 pending = 0
