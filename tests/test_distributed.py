@@ -73,7 +73,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     (one, one_loss), (two, two_loss) = train(1, tmp_path), train(2, tmp_path)
     assert np.abs(one - untrained).max() > 10 * TOLERANCE  # training really moved the predictions
     assert np.abs(one - two).max() <= TOLERANCE
-    np.testing.assert_allclose(two_loss, one_loss, rtol=1e-5)  # the whole batch's loss, as one process reports it
+    np.testing.assert_allclose(two_loss, one_loss, rtol=1e-4)  # the whole batch's loss, as one process reports it
 
 
 @pytest.mark.parametrize("devices", [0, -1, 1.5, True])
