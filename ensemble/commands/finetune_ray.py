@@ -56,17 +56,20 @@ class FoldResources:
 def connect(address: str | None, **init: Any) -> None:
     """Join the Ray cluster at `address` ("auto": the one running on this machine; None or "local":
     start one here), shipping this `ensemble` package to its workers. A session already open is kept."""
+    import logging
+
     import ray
 
     import ensemble
 
     if ray.is_initialized():
         return
-    runtime_env = {"py_modules": [ensemble]}
+    # progress comes back as events: the workers' own logs stay in Ray's session folder
+    common = dict(runtime_env={"py_modules": [ensemble]}, log_to_driver=False, logging_level=logging.WARNING, **init)
     if address in (None, "local"):
-        ray.init(runtime_env=runtime_env, include_dashboard=False, log_to_driver=False, **init)
+        ray.init(include_dashboard=False, **common)
     else:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **init)
+        ray.init(address=address, **common)
 
 
 def finetune_on_ray(ws: Workspace, comp: Competition, runs: list[FinetuneOptions], force: bool = False,
