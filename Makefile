@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet "$(TORCH)"
-	$(VENV)/bin/pip install --quiet -e ".[audio,dev]"
+	$(VENV)/bin/pip install --quiet -e ".[audio,ray,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -143,6 +143,15 @@ MUTATIONS = [
     Mutation("runs that predicted an older test-like set are stacked", "ensemble/stack/inputs.py",
              "            if made_for is not None and made_for != current:", "            if False:",
              ("tests/test_testlike_rebuilt.py",)),
+    Mutation("decode cache trusts any entry (no dtype/shape/finite check)", "ensemble/audio/cache.py",
+             "    if not isinstance(wave, np.ndarray) or wave.dtype != np.float32 or wave.ndim != 1 or not np.isfinite(wave).all():",
+             "    if False:", ("tests/test_audio_cache.py", "-k", "damaged")),
+    Mutation("ens oof decodes the test split again in every fold", "ensemble/commands/oof.py",
+             "test_wave_store(comp, sr, decoded), background_loader", "test_wave_store(comp, sr, decoded, cache=False), background_loader",
+             ("tests/test_finetune.py", "-k", "decodes_each_clip_once")),
+    Mutation("DDP: every process trains on the same share of the batch", "ensemble/backbones/train.py",
+             "mine = slice(self.shard.rank, None, self.shard.world)", "mine = slice(0, None, self.shard.world)",
+             ("tests/test_distributed.py", "-k", "gloo")),
 ]
 
 

@@ -79,6 +79,37 @@ def test_oof_with_onnx_runtime_reproduces_the_predictions(finished, competition,
     assert max(manifest["onnxruntime"]["max_abs_diff_to_previous"].values()) <= 1e-4
 
 
+def test_oof_decodes_each_clip_once_per_run_and_the_cache_changes_no_prediction(finished, competition, tmp_path,
+                                                                                monkeypatch):
+    """Three folds predict the test set three times, from one decode per clip; a warm cache decodes
+    nothing; with the cache off the predictions are the same to the bit."""
+    from collections import Counter
+
+    import ensemble.audio.load as load_module
+    from ensemble.commands.oof import run_oof
+
+    decodes: Counter = Counter()
+    original = load_module.decode_file
+    monkeypatch.setattr(load_module, "decode_file", lambda path: (decodes.update([str(path)]), original(path))[1])
+    comp = Competition.load(competition)
+    ws = Workspace(tmp_path / "copy")
+    shutil.copytree(finished, ws.root)
+    shutil.rmtree(ws.root / "cache")  # finetune filled it; start cold
+    files = {f: ws.run_dir("w2v") / f for f in ("oof.parquet", "test.parquet", "oof_testlike.parquet")}
+    run_oof(ws, comp, "w2v", provider="cpu")
+    cold = {f: pd.read_parquet(p) for f, p in files.items()}
+    test_paths = {str(comp.audio_path(p)) for p in comp.test["path"]}
+    assert test_paths <= set(decodes) and max(decodes.values()) == 1
+    decodes.clear()
+    run_oof(ws, comp, "w2v", provider="cpu")
+    assert not decodes  # warm: every wave read from the cache
+    monkeypatch.setenv("ENS_AUDIO_CACHE", "off")
+    run_oof(ws, comp, "w2v", provider="cpu")
+    assert max(decodes.values()) == 1  # off: still once per run (the in-memory stores span the folds)
+    for name, path in files.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(path), cold[name], check_exact=True)
+
+
 def test_no_leakage_training_rows_and_testlike_sources(competition, tmp_path, monkeypatch, sampled_rows):
     """Spy on every training example and every test-like clip a fold model predicts."""
     import ensemble.commands.finetune as fold_job

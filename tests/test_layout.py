@@ -22,7 +22,8 @@ RANK = {"foundation": 0, "metrics": 1, "audio": 2, "artifacts": 3,
 # shows the board and restacks submissions to draw them.
 COMPOSITES = {"commands.demo": {"commands.board", "commands.finetune", "commands.oof", "commands.score",
                                 "commands.stack"},
-              "commands.report": {"commands.board", "commands.stack"}}
+              "commands.report": {"commands.board", "commands.stack"},
+              "commands.finetune_ray": {"commands.finetune"}}  # finetune's folds, as Ray tasks
 
 
 def area(module: str) -> str:

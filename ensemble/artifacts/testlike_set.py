@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from ensemble.artifacts.competition import Competition
 from ensemble.errors import ContractError, DataError
 from ensemble.artifacts.io import frame_sha256, read_json, read_parquet, write_json, write_parquet
 from ensemble.artifacts.workspace import Workspace
+
+if TYPE_CHECKING:
+    from ensemble.audio.cache import DecodeCache
 
 TESTLIKE_FILE = "testlike.parquet"
 META_FILE = "testlike.json"
@@ -57,9 +60,9 @@ def train_loader(comp: Competition, folds: pd.DataFrame, sr: int) -> Callable[[s
     return lambda rid: store[row[rid]]
 
 
-def background_loader(comp: Competition, sr: int) -> Callable[[str], np.ndarray]:
+def background_loader(comp: Competition, sr: int, decoded: DecodeCache | None = None) -> Callable[[str], np.ndarray]:
     """`load_background(source)`: a real clip of the competition folder (path relative to it) at `sr`,
-    decoded once; what test-like recipes with real backgrounds need to render."""
+    decoded once (read from `decoded` when given); what test-like recipes with real backgrounds need."""
     from functools import lru_cache
 
     from ensemble.audio.load import load_audio
@@ -69,7 +72,7 @@ def background_loader(comp: Competition, sr: int) -> Callable[[str], np.ndarray]
         path = (comp.root / source).resolve()
         if not path.is_relative_to(comp.root.resolve()):
             raise DataError(f"test-like background {source!r} lies outside the competition folder")
-        return load_audio(path, sr)
+        return decoded.load(path, sr) if decoded else load_audio(path, sr)
 
     return load
 

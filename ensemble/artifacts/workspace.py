@@ -7,10 +7,15 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ensemble.errors import ConfigError, DataError, ExistsError
 
+if TYPE_CHECKING:
+    from ensemble.audio.cache import DecodeCache
+
 CONFIG_NAME = "ens.toml"
+AUDIO_CACHE_ENV = "ENS_AUDIO_CACHE"  # "0"/"off": no decode cache; a folder: keep it there (e.g. a local disk)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,16 @@ class Workspace:
     @property
     def submissions_dir(self) -> Path:
         return self.root / "submissions"
+
+    def audio_cache(self) -> "DecodeCache | None":
+        """The decoded-audio cache every run and `ens oof` share: `cache/audio/` in the workspace, or the
+        folder `$ENS_AUDIO_CACHE` names; None when it is "0" or "off"."""
+        from ensemble.audio.cache import DecodeCache
+
+        chosen = os.environ.get(AUDIO_CACHE_ENV, "").strip()
+        if chosen.lower() in ("0", "off", "false", "no"):
+            return None
+        return DecodeCache(Path(chosen) if chosen else self.root / "cache" / "audio")
 
     def run_dir(self, name: str) -> Path:
         check_name(name, "run")

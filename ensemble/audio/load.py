@@ -1,7 +1,9 @@
 """Decode audio files to float32 mono at one sample rate, with a per-dataset in-memory cache.
 
 One decode path for training and inference: soundfile (libsndfile: wav, flac, ogg, …, any rate,
-mono or stereo), stereo mixed to mono by the mean of the channels, soxr 'HQ' resampling.
+mono or stereo), stereo mixed to mono by the mean of the channels, soxr 'HQ' resampling. A
+`WaveStore` given a `DecodeCache` (audio/cache.py) reads decoded waves from disk instead, so a clip
+is decoded once per workspace and rate, not once per run, fold or process.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +22,9 @@ import soxr
 
 from ensemble.errors import ConfigError, DataError
 from ensemble.progress import Progress, emit
+
+if TYPE_CHECKING:
+    from ensemble.audio.cache import DecodeCache
 
 
 
@@ -75,13 +80,12 @@ def resample(wave: np.ndarray, sr_in: int, sr: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def load_audio(path: Path, sr: int) -> np.ndarray:
-    """Decode `path` to float32 mono at `sr` Hz, shape `(samples,)`.
+def decode_file(path: Path) -> tuple[np.ndarray, int]:
+    """Decode `path` to float32 mono at its own rate: `(wave (samples,), rate)`; the expensive part.
 
     Raises `DataError` naming the path when the file is missing or libsndfile cannot read it.
     Non-finite samples (broken files) are replaced by 0 so they cannot poison a batch.
     """
-    sr = _check_rate(sr)
     path = Path(path)
     try:
         with quiet_stderr():
@@ -91,7 +95,14 @@ def load_audio(path: Path, sr: int) -> np.ndarray:
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(wave).all():
         wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
-    return resample(wave, int(sr_in), sr)
+    return wave, int(sr_in)
+
+
+def load_audio(path: Path, sr: int) -> np.ndarray:
+    """Decode `path` to float32 mono at `sr` Hz, shape `(samples,)` (see `decode_file`)."""
+    sr = _check_rate(sr)
+    wave, sr_in = decode_file(path)
+    return resample(wave, sr_in, sr)
 
 
 def audio_duration(path: Path) -> float:
@@ -110,12 +121,15 @@ class WaveStore:
 
     `store[i]` is item i's float32 mono wave. The cache keeps decoded waves up to `max_bytes`
     (default 4 GiB), evicting the least recently used beyond it: at 16 kHz a 5-s clip takes 320 kB, so
-    2,000 clips fit (~0.6 GB) while a 55k-clip contest set (~18 GB) is decoded again as it cycles.
+    2,000 clips fit (~0.6 GB) while a 55k-clip contest set (~18 GB) cycles through it. With `decoded`
+    (a `DecodeCache`) a wave missing from memory is read from the on-disk cache, not decoded again.
     """
 
-    def __init__(self, paths: Sequence[Path], sr: int, cache: bool = True, max_bytes: int = 4 << 30) -> None:
+    def __init__(self, paths: Sequence[Path], sr: int, cache: bool = True, max_bytes: int = 4 << 30,
+                 decoded: "DecodeCache | None" = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.sr = _check_rate(sr)
+        self.decoded = decoded
         self.cache = bool(cache)
         self.max_bytes = int(max_bytes)
         self._waves: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -138,7 +152,7 @@ class WaveStore:
         if wave is not None:
             self._waves.move_to_end(i)
             return wave
-        wave = load_audio(self.paths[i], self.sr)
+        wave = self.decoded.load(self.paths[i], self.sr) if self.decoded else load_audio(self.paths[i], self.sr)
         wave.flags.writeable = False  # shared by every caller: nobody may edit it in place
         if self.cache and wave.nbytes <= self.max_bytes:
             self._waves[i] = wave

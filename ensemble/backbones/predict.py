@@ -111,11 +111,12 @@ def predict_fold_splits(predict: BatchPredict, splits: dict[str, Split], fold: i
 
 def fold_splits(comp, folds: pd.DataFrame, fold: int, load_row: Callable[[str], np.ndarray], sr: int,
                 testlike: pd.DataFrame | None, which: Sequence[str] = ("train", "test", "testlike"),
-                load_background: Callable[[str], np.ndarray] | None = None) -> dict[str, Split]:
+                load_background: Callable[[str], np.ndarray] | None = None,
+                test_store=None) -> dict[str, Split]:
     """The clips fold `fold`'s model predicts: its held-out train rows (OOF; `load_row(id)` decodes one),
-    the test set, and its own test-like clips (rendered from held-out rows only, over real backgrounds
-    that `load_background` decodes)."""
-    from ensemble.audio.load import load_audio
+    the test set (from `test_store`, a `WaveStore` over `comp.test_ids`' files at `sr`, kept across folds
+    so each clip is decoded once per run), and its own test-like clips (rendered from held-out rows only,
+    over real backgrounds that `load_background` decodes)."""
     from ensemble.audio.testlike_render import render_testlike
 
     out: dict[str, Split] = {}
@@ -123,10 +124,17 @@ def fold_splits(comp, folds: pd.DataFrame, fold: int, load_row: Callable[[str], 
         held = folds.loc[folds["fold"] == fold, "id"].tolist()
         out["train"] = Split(held, (load_row(i) for i in held), len(held))
     if "test" in which:
-        paths = comp.test.set_index(comp.test["id"].astype(str))["path"]
-        waves = (load_audio(comp.audio_path(paths[i]), sr) for i in comp.test_ids)
-        out["test"] = Split(comp.test_ids, waves, len(comp.test_ids))
+        store = test_store if test_store is not None else test_wave_store(comp, sr, cache=False)
+        out["test"] = Split(comp.test_ids, (store[i] for i in range(len(store))), len(comp.test_ids))
     if "testlike" in which:
         own = testlike[testlike["fold"] == fold]
         out["testlike"] = Split(own["id"], (render_testlike(r, load_row, sr, load_background) for r in own["recipe"]), len(own))
     return out
+
+
+def test_wave_store(comp, sr: int, decoded=None, cache: bool = True):
+    """A `WaveStore` over the test clips in `comp.test_ids` order, at `sr` Hz (see `fold_splits`)."""
+    from ensemble.audio.load import WaveStore
+
+    paths = comp.test.set_index(comp.test["id"].astype(str))["path"]
+    return WaveStore([comp.audio_path(paths[i]) for i in comp.test_ids], sr, cache=cache, decoded=decoded)

@@ -1,6 +1,11 @@
 """Fine-tune one fold: BCE on logits, AdamW, warmup + cosine, gradient accumulation, mixed precision,
 best checkpoint by validation score, and resume after interruption.
 
+With a `Shard` (rank, world: one of several processes, `backbones/distributed.py`) the module is wrapped
+in DistributedDataParallel: every process draws the same seeded micro-batches and trains on its share
+(rows rank, rank + world, …), gradients are averaged across processes, so the effective batch and the
+updates are those of one process up to the order of float sums; rank 0 alone validates and writes.
+
 Resume gives the same weights as an uninterrupted run because everything random is a function of the
 epoch: torch, numpy's global RNG (transformers draws SpecAugment masks from it) and `random` are
 re-seeded with `(seed, epoch)` at the start of each epoch, `batches(epoch)` must be
@@ -50,6 +55,14 @@ class TrainConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "grad_accum": self.accumulation()}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among the processes training one fold together."""
+
+    rank: int
+    world: int
 
 
 @dataclass
@@ -126,13 +139,23 @@ def _count(batches: Batches, given: int | None) -> int:
 class _Trainer:
     """The mutable state of one fold's training (model, optimizer, schedule, scaler, history)."""
 
-    def __init__(self, clf: Classifier, config: TrainConfig, device: str, precision: str, total: int) -> None:
+    def __init__(self, clf: Classifier, config: TrainConfig, device: str, precision: str, total: int,
+                 shard: Shard | None = None) -> None:
         import torch
 
-        self.clf, self.config, self.device, self.precision = clf, config, device, precision
+        self.clf, self.config, self.device, self.precision, self.shard = clf, config, device, precision, shard
         if config.freeze_feature_encoder:
             clf.freeze_feature_encoder()
         clf.module.to(device)
+        self.forward = clf.module
+        if shard is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if device == "cuda":  # batch-norm statistics over the whole batch, as one process has them
+                torch.nn.SyncBatchNorm.convert_sync_batchnorm(clf.module)
+
+            # wav2vec2's mask embedding is used only on steps that draw a SpecAugment mask
+            self.forward = DistributedDataParallel(clf.module, find_unused_parameters=True)
         self.optimizer = _optimizer(clf.module, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: _lr_factor(s, total, config.warmup))
@@ -177,13 +200,24 @@ class _Trainer:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         loss_sum, samples, pending = 0.0, 0, 0
         for waves, targets in batches:
+            n_batch, weight = len(waves), 1.0
+            if self.shard is not None:  # this process's rows; DDP averages the gradients over processes
+                mine = slice(self.shard.rank, None, self.shard.world)
+                if len(waves[mine]) == 0:  # a last batch smaller than the group: join the gradient sum with 0
+                    mine, weight = slice(0, 1), 0.0
+                waves, targets = waves[mine], targets[mine]
             inputs = {k: torch.from_numpy(v).to(self.device) for k, v in self.clf.preprocess(list(waves)).items()}
             y = torch.as_tensor(np.asarray(targets), dtype=torch.float32, device=self.device)
             with torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
-                logits = module(**inputs)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+                logits = self.forward(**inputs)
+            if self.shard is None:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+            else:  # this share's part of the whole batch's mean, times world (DDP divides by it)
+                loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum")
+                        * (weight * self.shard.world / (n_batch * y.shape[1])))
             self.scaler.scale(loss / accum).backward()
-            loss_sum, samples, pending = loss_sum + loss.item() * len(y), samples + len(y), pending + 1
+            rows_loss = loss.item() * (len(y) if self.shard is None else n_batch / self.shard.world)
+            loss_sum, samples, pending = loss_sum + rows_loss, samples + int(weight) * len(y), pending + 1
             if pending == accum:
                 self._step(pending)
                 pending = 0
@@ -192,18 +226,25 @@ class _Trainer:
                               "lr": self.scheduler.get_last_lr()[0], "samples": samples})
         if pending:
             self._step(pending)
+        if self.shard is not None:  # the whole batch's loss and rows, as one process reports them
+            import torch.distributed as dist
+
+            total = torch.tensor([loss_sum, float(samples)], dtype=torch.float64)
+            dist.all_reduce(total)
+            loss_sum, samples = float(total[0]), int(total[1])
         return loss_sum / max(1, samples), samples
 
 
 def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Classifier], float],
              config: TrainConfig, checkpoint_dir: Path, progress: Callable[[dict], None] | None = None,
-             micro_batches_per_epoch: int | None = None) -> FitResult:
+             micro_batches_per_epoch: int | None = None, shard: Shard | None = None) -> FitResult:
     """Train `classifier` in place for `config.epochs`, resuming from `checkpoint_dir/last` if present.
 
     `batches(epoch)` yields `(waves (b, n), targets (b, labels))`, seeded by epoch; its length gives the
     schedule (pass `micro_batches_per_epoch` when it has no `len`, else epoch 0 is iterated once to
     count). `validate(classifier)` returns a score where lower is better. On return the classifier holds
-    the best epoch's weights (also in `checkpoint_dir/best`).
+    the best epoch's weights (also in `checkpoint_dir/best`). With `shard`, this is one of the processes
+    training the fold together (see the module's docstring); every one of them calls `fit_fold`.
     """
     from safetensors.torch import load_file
 
@@ -211,7 +252,8 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     per_epoch = max(1, math.ceil(_count(batches, micro_batches_per_epoch) / config.accumulation()))
-    trainer = _Trainer(classifier, config, device, precision, per_epoch * config.epochs)
+    trainer = _Trainer(classifier, config, device, precision, per_epoch * config.epochs, shard)
+    writer = shard is None or shard.rank == 0
     last, best = checkpoint_dir / "last", checkpoint_dir / "best"
     if (last / "trainer.pt").is_file():
         classifier.module.load_state_dict(load_file(str(last / "model.safetensors"), device=device))
@@ -222,19 +264,22 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     trained = 0
     for epoch in range(len(trainer.history), config.epochs):
         t0 = time.perf_counter()
-        _seed_epoch(config.seed, epoch)
+        _seed_epoch(config.seed, epoch, shard.rank if shard else 0)
         train_loss, n = trainer.train_epoch(batches(epoch), progress, epoch)
         trained += n
         classifier.module.eval()
-        score = float(validate(classifier))
+        score = _validate(validate, classifier, shard)
         classifier.module.to(device)  # in case validate moved it
         if score < trainer.best_score:
             trainer.best_epoch, trainer.best_score = epoch, score
-            classifier.save(best)
+            if writer:
+                classifier.save(best)
         record = {"epoch": epoch, "train_loss": train_loss, "val_score": score,
                   "lr": trainer.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
         trainer.history.append(record)
-        _save_last(classifier, trainer, last)
+        if writer:
+            _save_last(classifier, trainer, last)
+        _barrier(shard)  # the others read `best` at the end: it must be written
         if progress:
             progress({"stage": "epoch", **record, "best_epoch": trainer.best_epoch,
                       "best_score": trainer.best_score})
@@ -271,13 +316,33 @@ def load_trainer_state(path: Path, device: str) -> dict[str, Any]:
     return state
 
 
-def _seed_epoch(seed: int, epoch: int) -> None:
-    """Seed every RNG training draws from (dropout: torch; SpecAugment masks in transformers: numpy)."""
+def _validate(validate: Callable[[Classifier], float], classifier: Classifier, shard: Shard | None) -> float:
+    """The validation score; with several processes rank 0 computes it and sends it to the others."""
+    if shard is None:
+        return float(validate(classifier))
+    import torch
+    import torch.distributed as dist
+
+    score = torch.tensor([float(validate(classifier)) if shard.rank == 0 else 0.0], dtype=torch.float64)
+    dist.broadcast(score, 0)
+    return float(score[0])
+
+
+def _barrier(shard: Shard | None) -> None:
+    if shard is not None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
+    """Seed every RNG training draws from (dropout: torch; SpecAugment masks in transformers: numpy);
+    each process of a fold draws its own dropout masks."""
     import random
 
     import torch
 
-    value = seed * 100_003 + epoch
+    value = seed * 100_003 + epoch + 7_919 * rank
     torch.manual_seed(value)
     np.random.seed(value % 2**32)
     random.seed(value)

@@ -220,28 +220,37 @@ def finetune_cmd(
     augment: Annotated[str, typer.Option("--augment", help="'default', 'none', or a list such as mix,noise,gain,shift.")] = "default",
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these options (command-line values win).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    devices: Annotated[int, typer.Option("--devices", help="Processes training each fold together (DDP: one GPU each on CUDA, gloo on CPU); same effective batch.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
     testlike_per_fold: Annotated[Optional[int], typer.Option("--testlike-per-fold", help="Test-like clips per fold when the shared set is first built (default: about half a fold, 50–2000).")] = None,
     freeze: Annotated[Optional[bool], typer.Option("--freeze-feature-encoder/--train-feature-encoder", help="Freeze the convolutional feature encoder (default: frozen for pretrained checkpoints, trained for named configs).")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run every fold as a Ray task: 'local' (a cluster started here), 'auto' (the cluster running on this machine) or the head's host:port. Every node needs the workspace and data at the same path.")] = None,
+    ray_cpus: Annotated[float, typer.Option("--ray-cpus", help="CPUs per fold task on Ray.")] = 1.0,
+    ray_gpus: Annotated[Optional[float], typer.Option("--ray-gpus", help="GPUs per fold task on Ray (default: 1 when the cluster has GPUs and --device is not cpu).")] = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
-    from ensemble.commands.finetune import FinetuneOptions, check_model_ref, finetune
+    from ensemble.commands.finetune import FinetuneOptions, check_devices_option, check_model_ref, finetune
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
     values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
-                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
+                  device=device, devices=devices, seed=seed, testlike_per_fold=testlike_per_fold,
+                  freeze_feature_encoder=freeze)
     if config is not None:
         values = merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
     check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
+    check_devices_option(opts)
     ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
-        run = finetune(ws, comp, opts, force=force, progress=show)
+        if ray is None:
+            run = finetune(ws, comp, opts, force=force, progress=show)
+        else:
+            run = _finetune_on_ray(ws, comp, opts, force, show, ray, ray_cpus, ray_gpus)
     if run is None:
         from ensemble.artifacts.runs import partial_run
 
@@ -255,6 +264,20 @@ def finetune_cmd(
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
     typer.echo(f"run {run.name}: CV {metrics['cv']['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}, "
                f"ONNX parity {parity:.2e} → {run.dir}")
+
+
+def _finetune_on_ray(ws, comp, opts, force: bool, show, address: str, cpus: float, gpus: float | None):
+    """`ens finetune --ray`: the run's folds as Ray tasks (Ray is an optional extra)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        from ensemble.errors import ConfigError
+
+        raise ConfigError("--ray needs Ray: pip install 'ens[ray]'") from None
+    from ensemble.commands.finetune_ray import FoldResources, connect, finetune_on_ray
+
+    connect(address)
+    return finetune_on_ray(ws, comp, [opts], force=force, progress=show, resources=FoldResources(cpus, gpus))[0]
 
 
 @command("oof")

@@ -43,6 +43,8 @@ def event_printer(console) -> Iterator[Callable[[dict], None]]:
             label = event.get("stage", "")
             if "fold" in event:
                 label = f"fold {event['fold']} {label}"
+            if "run" in event:  # folds of several runs at once (Ray)
+                label = f"{event['run']} {label}"
             label = label.replace("_progress", "").replace("_", " ")
             if label not in tasks:
                 tasks[label] = bars.add_task(label, total=event["total"])

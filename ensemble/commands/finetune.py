@@ -59,6 +59,7 @@ class FinetuneOptions:
     seed: int = 0
     testlike_per_fold: int | None = None
     freeze_feature_encoder: bool | None = None  # None: freeze pretrained encoders, train random ones
+    devices: int = 1  # processes training each fold together (DDP; one GPU each on CUDA)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -67,7 +68,7 @@ class FinetuneOptions:
 
     def identity(self) -> dict:
         """The options that must match for a resumed or merged run (not the fold subset)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name")}
+        return {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name", "devices")}
 
 
 def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
@@ -99,9 +100,21 @@ def check_model_ref(model: str) -> str:
 def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
              progress: Progress | None = None) -> Run | None:
     """Run (or resume) the requested folds; returns the run once every fold is done, else None."""
+    ctx, todo = prepare(ws, comp, opts, force, progress)
+    started = time.perf_counter()
+    for k in todo:
+        run_pending_fold(ctx, k)
+    return finish(ctx, time.perf_counter() - started)
+
+
+def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
+            progress: Progress | None = None) -> tuple[FoldContext, list[int]]:
+    """Everything before the folds: checks, the shared folds and test-like files, the run's options.
+    Returns what every fold shares and the folds to run (each then runs anywhere: here, or as a Ray task)."""
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_model_ref(opts.model)
+    check_devices_option(opts)
     check_competition_audio(ws, comp, progress=emit)
     with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
         sweep_tmp(ws.models_dir)
@@ -117,20 +130,41 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     with exclusive(run_lock(ws.models_dir, run_dir.name)):
         _check_options(run_dir, opts, force)
         sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these
-    context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit)
-    started = time.perf_counter()
-    for k in todo:
-        if (run_dir / f"fold{k}" / "fold.json").is_file():
-            emit({"stage": "fold_skipped", "fold": k})
-            continue
-        sweep_tmp(run_dir / f"fold{k}")  # this process redoes fold k: what is there is a killed writer's
-        run_fold(context, k)
-    missing = [k for k in range(n_folds) if not (run_dir / f"fold{k}" / "fold.json").is_file()]
+    context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit,
+                          decoded=ws.audio_cache())
+    return context, todo
+
+
+def check_devices_option(opts: FinetuneOptions) -> None:
+    """--devices: a whole number, no more than the GPUs there are, and only for gradient-trained families."""
+    from ensemble.backbones.distributed import check_devices
+    from ensemble.backbones.families import is_classical
+
+    check_devices(opts.devices, opts.device)
+    if opts.devices > 1 and is_classical(opts.model):
+        raise ConfigError(f"--devices {opts.devices}: {opts.model!r} is a classical family (one process fits it); "
+                          "use --devices 1")
+
+
+def run_pending_fold(ctx: FoldContext, k: int) -> None:
+    """Fold `k` unless it is finished; what a killed writer left in `fold<k>/` is swept first (a
+    checkpoint of finished epochs is kept, so training resumes from it)."""
+    if (ctx.run_dir / f"fold{k}" / "fold.json").is_file():
+        ctx.emit({"stage": "fold_skipped", "fold": k})
+        return
+    sweep_tmp(ctx.run_dir / f"fold{k}")
+    run_fold(ctx, k)
+
+
+def finish(ctx: FoldContext, seconds: float) -> Run | None:
+    """The assembled run once every fold is done (by this call or elsewhere), else None."""
+    n_folds = int(ctx.folds["fold"].nunique())
+    missing = [k for k in range(n_folds) if not (ctx.run_dir / f"fold{k}" / "fold.json").is_file()]
     if missing:
-        emit({"stage": "partial", "missing": missing})
+        ctx.emit({"stage": "partial", "missing": missing})
         return None
-    with exclusive(run_lock(ws.models_dir, run_dir.name)):  # folds finished elsewhere may assemble too
-        return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
+    with exclusive(run_lock(ctx.ws.models_dir, ctx.run_dir.name)):  # folds finished elsewhere may assemble too
+        return assemble(ctx.ws, ctx.comp, ctx.folds, ctx.testlike, ctx.opts, ctx.run_dir, seconds)
 
 
 def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
@@ -177,6 +211,7 @@ class FoldContext:
     opts: FinetuneOptions
     run_dir: Path
     emit: Progress
+    decoded: Any = None  # the workspace's DecodeCache (None: decode every time)
 
 
 @dataclass
@@ -237,9 +272,9 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     comp, opts = ctx.comp, ctx.opts
     n = int(round(opts.max_seconds * sr))
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
-    train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr)
+    train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr, decoded=ctx.decoded)
     unlabeled = [p for p in comp.unlabeled_paths() if stable_half(p) == 0]
-    background = WaveStore(unlabeled, sr) if unlabeled else None
+    background = WaveStore(unlabeled, sr, decoded=ctx.decoded) if unlabeled else None
     in_fold = ctx.folds["fold"].to_numpy() == fold
     train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)
     targets = ctx.folds[comp.labels].to_numpy(dtype=np.float32)
@@ -257,11 +292,12 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
     fold, labels, batch = data.fold, ctx.comp.labels, max(1, ctx.opts.batch_size)
     config = _train_config(ctx, fold, data.sampler.n_batches(batch))
     predict = torch_predictor(classifier, resolve_device(config.device))
+    parallel = ctx.opts.devices > 1  # validation then runs in a child process: it reports nothing
 
     def validate(model) -> float:
         probs = predict_split(predict, (data.train_store[i] for i in data.held_idx), len(data.held_idx),
                               classifier.sampling_rate, ctx.opts.max_seconds, batch,
-                              tagged(ctx.emit, stage="validate_progress", fold=fold))
+                              None if parallel else tagged(ctx.emit, stage="validate_progress", fold=fold))
         try:
             return competition_score(data.targets[data.held_idx], probs, labels).score
         except MetricError:
@@ -273,19 +309,26 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
 
     ctx.emit({"stage": "fold_start", "fold": fold, "train_rows": int(data.train_idx.size),
               "held_out": int(data.held_idx.size), "batches_per_epoch": data.sampler.n_batches(batch)})
-    result = fit_fold(classifier, batches, validate, config, ctx.run_dir / f"fold{fold}" / "checkpoint",
-                      progress=_relay(ctx, fold, int(data.train_idx.size)),
-                      micro_batches_per_epoch=data.sampler.n_batches(batch))
+    fit_args = dict(progress=_relay(ctx, fold, int(data.train_idx.size)),
+                    micro_batches_per_epoch=data.sampler.n_batches(batch))
+    checkpoint = ctx.run_dir / f"fold{fold}" / "checkpoint"
+    if parallel:
+        from ensemble.backbones.distributed import fit_fold_parallel
+
+        result = fit_fold_parallel(classifier, batches, validate, config, checkpoint, ctx.opts.devices, **fit_args)
+    else:
+        result = fit_fold(classifier, batches, validate, config, checkpoint, **fit_args)
     return result, config, predict
 
 
 def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd.DataFrame]:
     """OOF (the held-out rows), test and the fold's own test-like clips, by the trained fold model."""
-    from ensemble.backbones.predict import fold_splits, predict_fold_splits
+    from ensemble.backbones.predict import fold_splits, predict_fold_splits, test_wave_store
 
     row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
     splits = fold_splits(ctx.comp, ctx.folds, data.fold, lambda rid: data.train_store[row_of[rid]], sr, ctx.testlike,
-                         load_background=background_loader(ctx.comp, sr))
+                         load_background=background_loader(ctx.comp, sr, ctx.decoded),
+                         test_store=test_wave_store(ctx.comp, sr, ctx.decoded, cache=False))
     return predict_fold_splits(predict, splits, data.fold, ctx.comp.labels, sr, ctx.opts.max_seconds,
                                max(1, ctx.opts.batch_size), ctx.emit)
 

@@ -32,7 +32,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     """Re-predict `splits` with ONNX Runtime; returns the max |Δp| against the files replaced."""
     from ensemble.audio.load import WaveStore
     from ensemble.backbones.ort import OnnxClassifier
-    from ensemble.backbones.predict import fold_splits, onnx_predictor, predict_fold_splits
+    from ensemble.backbones.predict import fold_splits, onnx_predictor, predict_fold_splits, test_wave_store
 
     emit = progress or (lambda event: None)
     run = load_run(ws, name)
@@ -48,17 +48,18 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     clips = load_testlike(ws) if "testlike" in splits else None
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
     frames: dict[str, list[pd.DataFrame]] = {s: [] for s in splits}
-    used_provider, stores = None, {}
+    used_provider, stores, decoded = None, {}, ws.audio_cache()
     row_of = {rid: i for i, rid in enumerate(folds["id"])}
     for info in manifest["folds"]:
         k = int(info["fold"])
         model = OnnxClassifier(run.dir / info["onnx"]["path"], provider=provider)
         used_provider, sr = model.provider, model.sampling_rate
-        if sr not in stores:
-            stores[sr] = WaveStore([comp.audio_path(paths[i]) for i in folds["id"]], sr)
-        store = stores[sr]
-        waves = fold_splits(comp, folds, k, lambda rid: store[row_of[rid]], sr, clips, splits,
-                            background_loader(comp, sr))
+        if sr not in stores:  # one store per rate, kept across folds: each clip is decoded once per run
+            stores[sr] = (WaveStore([comp.audio_path(paths[i]) for i in folds["id"]], sr, decoded=decoded),
+                          test_wave_store(comp, sr, decoded), background_loader(comp, sr, decoded))
+        store, test_store, load_background = stores[sr]
+        waves = fold_splits(comp, folds, k, lambda rid: store[row_of[rid]], sr, clips, splits, load_background,
+                            test_store)
         predicted = predict_fold_splits(onnx_predictor(model, model.preprocess), waves, k, labels, sr, max_seconds,
                                         batch_size, emit)
         for split, frame in predicted.items():
