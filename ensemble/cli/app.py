@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from ensemble.cli.config import merge_config, parse_folds, parse_params
 from ensemble.errors import EnsError
 
-PIPELINE = ["finetune", "oof", "import", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
+PIPELINE = ["finetune", "oof", "import", "features", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
             "demo"]
 
 
@@ -255,6 +255,27 @@ def finetune_cmd(
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
     typer.echo(f"run {run.name}: CV {metrics['cv']['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}, "
                f"ONNX parity {parity:.2e} → {run.dir}")
+
+
+@command("features")
+def features_cmd(
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="vad: Silero VAD voice activity (voiced fraction, longest voiced stretch, peak and mean P(speech)), duration and level.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Feature set name (default: KIND).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the shared folds and test-like set, when this command makes them.")] = 0,
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Per-clip meta-features for the stacker (train, test and test-like clips) in models/features/NAME/; `ens stack --meta NAME` uses them."""
+    from ensemble.cli.progress import event_printer
+    from ensemble.commands.features import make_features
+
+    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
+    with event_printer(console()) as show:
+        manifest = make_features(ws, comp, kind, name, seed=seed, force=force, progress=show)
+    rows = ", ".join(f"{n} {split}" for split, n in manifest["rows"].items())
+    typer.echo(f"feature set {manifest['name']}: {len(manifest['columns'])} columns for {rows} clips in "
+               f"{manifest['seconds']:.0f} s → {ws.models_dir / 'features' / manifest['name']}")
 
 
 @command("oof")
