@@ -316,6 +316,7 @@ def stack_cmd(
     compare: Annotated[bool, typer.Option("--compare", help="Score every run (raw and calibrated) and every method side by side; writes nothing unless --write.")] = False,
     write: Annotated[bool, typer.Option("--write", help="With --compare: write what the decision rule chooses (as --method auto).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for bagging, bootstrap and LightGBM.")] = 0,
+    meta: Annotated[str, typer.Option("--meta", help="Per-clip meta-features (feature sets made by `ens features`) for logreg and lgbm: auto (with --compare or --method auto, every feature set joins as extra candidates such as logreg+meta, written only when one credibly beats the best single run; none otherwise), none, or NAME[,NAME].")] = "auto",
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
@@ -336,7 +337,7 @@ def stack_cmd(
     with event_printer(console()) as show:
         done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
                          test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
-                         progress=show)
+                         progress=show, meta=meta)
     out = console()
     if compare:
         out.print(compare_table(done.comparison, out.width))

@@ -100,7 +100,7 @@ def make_features(ws: Workspace, comp: Competition, kind: str = "vad", name: str
     for split, (ids, waves) in _splits(comp, folds, clips).items():
         frames[split] = _frame(ids, _features(waves(), len(ids), split, progress))
     manifest = {
-        "kind": "silero-vad", "name": name, "columns": list(FEATURES), "features_version": FEATURES_VERSION,
+        "kind": kind, "name": name, "columns": list(FEATURES), "features_version": FEATURES_VERSION,
         "speech_prob": SPEECH_PROB, "labels_used": False,
         "model": {"file": weights.name, "sha256": file_sha256(weights), "package": "silero-vad"},
         "data_fingerprint": comp.fingerprint(), "folds_fingerprint": folds_fingerprint(folds),
