@@ -112,6 +112,7 @@ def test_features_vad_then_stack_with_meta(competition, featured, tmp_path, ws_w
     assert unknown.exit_code == 1 and "feature set 'nope' not found" in unknown.output and "known: vad" in unknown.output
     done = ens("stack", "a", "b", "--method", "logreg", "--meta", "vad", "--name", "m")
     assert done.exit_code == 0, done.output
+    assert "meta-features beside the logits: vad:vad_voiced_fraction" in done.output  # the recipe in words
     recipe = json.loads((workspace / "submissions" / "m.json").read_text())["recipe"]
     assert recipe["meta_features"]["columns"] == [f"vad:{c}" for c in FEATURES]
     assert recipe["meta_features"]["sets"][0]["model_sha256"] == manifest["model"]["sha256"]

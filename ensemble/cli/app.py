@@ -261,6 +261,7 @@ def finetune_cmd(
 def features_cmd(
     kind: Annotated[str, typer.Argument(metavar="KIND", help="vad: Silero VAD voice activity (voiced fraction, longest voiced stretch, peak and mean P(speech)), duration and level.")],
     name: Annotated[Optional[str], typer.Option("--name", help="Feature set name (default: KIND).")] = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="Number of folds when this command makes the shared folds file (default 5).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the shared folds and test-like set, when this command makes them.")] = 0,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
@@ -272,7 +273,7 @@ def features_cmd(
 
     ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
-        manifest = make_features(ws, comp, kind, name, seed=seed, force=force, progress=show)
+        manifest = make_features(ws, comp, kind, name, seed=seed, force=force, progress=show, n_folds=folds)
     rows = ", ".join(f"{n} {split}" for split, n in manifest["rows"].items())
     typer.echo(f"feature set {manifest['name']}: {len(manifest['columns'])} columns for {rows} clips in "
                f"{manifest['seconds']:.0f} s → {ws.models_dir / 'features' / manifest['name']}")

@@ -77,11 +77,11 @@ def _splits(comp: Competition, folds: pd.DataFrame, clips: pd.DataFrame) -> dict
 
 
 def make_features(ws: Workspace, comp: Competition, kind: str = "vad", name: str | None = None, seed: int = 0,
-                  force: bool = False, progress: Progress | None = None) -> dict:
+                  force: bool = False, progress: Progress | None = None, n_folds: int | None = None) -> dict:
     """Compute a feature set for train, test and test-like clips; returns its manifest.
 
     The shared folds and test-like set are made first when the workspace has none (as `ens finetune`
-    makes them), so the rows line up with every run's.
+    makes them; `n_folds` as `ens finetune --folds`), so the rows line up with every run's.
     """
     from ensemble.audio.vad import FEATURES, FEATURES_VERSION, SPEECH_PROB, model_path
 
@@ -93,7 +93,7 @@ def make_features(ws: Workspace, comp: Competition, kind: str = "vad", name: str
     weights = model_path()
     check_competition_audio(ws, comp, progress=progress)
     with exclusive(ws.models_dir / ".lock"):
-        folds = ensure_folds(ws, comp, None, seed)
+        folds = ensure_folds(ws, comp, n_folds, seed)
         clips = ensure_testlike(ws, comp, folds, seed=seed)
     started = time.perf_counter()
     frames = {}
