@@ -52,7 +52,7 @@ def test_features_are_finite_named_and_the_onnx_front_end_matches_torch():
     assert np.allclose(loud[:, level] - x[:, level], 20.0, atol=0.01)  # the level feature measures level
 
 
-@pytest.mark.parametrize("estimator", ["lgbm", "logreg"])
+@pytest.mark.parametrize("estimator", ["lgbm", "logreg", "svm"])
 def test_one_onnx_graph_matches_the_estimators(estimator, tmp_path):
     from ensemble.backbones.classical import build_classical
     from ensemble.backbones.ort import OnnxClassifier
