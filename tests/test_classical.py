@@ -1,4 +1,5 @@
-"""Classical families (`features-lgbm`, `features-logreg`): features, one ONNX graph, the finetune/oof contract."""
+"""Classical families (`features-lgbm`, `features-logreg`, `features-svm`): features, one ONNX graph, the
+finetune/oof contract."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def test_classical_families_are_told_apart_from_neural_ones():
     from ensemble.backbones.families import is_classical
     from ensemble.errors import ConfigError
 
-    assert is_classical("features-lgbm") and is_classical("features-logreg")
+    assert is_classical("features-lgbm") and is_classical("features-logreg") and is_classical("features-svm")
     assert not is_classical("logmel-cnn") and not is_classical("facebook/wav2vec2-base")
     with pytest.raises(ConfigError, match="classical estimator"):
         FeatureClassifier(ClassicalConfig("features-x", "svm-nope"), "x", ["fake", "real"])
