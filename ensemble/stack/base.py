@@ -102,10 +102,7 @@ class Blender:
         meta = None if meta is None else check_meta(meta, P.shape[0])
         self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
         self.n_meta_ = 0 if meta is None else meta.shape[1]
-        if self.uses_meta:
-            self._fit(P, y, folds, meta)
-        else:
-            self._fit(P, y, folds)
+        self._fit(P, y, folds, meta) if self.uses_meta else self._fit(P, y, folds)
         return self
 
     def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
@@ -118,12 +115,11 @@ class Blender:
                 f"P has {P.shape[1]} runs and {P.shape[2]} labels; the blender was fitted on "
                 f"{self.n_runs_} runs and {self.n_labels_} labels"
             )
-        n_meta = 0 if meta is None else np.shape(meta)[1] if np.ndim(meta) == 2 else -1
+        meta = None if meta is None else check_meta(meta, P.shape[0])
+        n_meta = 0 if meta is None else meta.shape[1]
         if n_meta != self.n_meta_:
             raise DataError(f"meta has {n_meta} feature columns; the blender was fitted on {self.n_meta_}")
-        if not self.uses_meta:
-            return np.clip(self._predict(P), 0.0, 1.0)
-        return np.clip(self._predict(P, None if meta is None else check_meta(meta, P.shape[0])), 0.0, 1.0)
+        return np.clip(self._predict(P, meta) if self.uses_meta else self._predict(P), 0.0, 1.0)
 
     def recipe(self) -> dict[str, Any]:
         """Learned state worth storing in a submission's sidecar (JSON-serialisable)."""
