@@ -89,8 +89,12 @@ def _sklearn_onnx(fitted: Any, n_features: int) -> Any:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    return convert_sklearn(fitted, initial_types=[(FEATURES_NAME, FloatTensorType([None, n_features]))],
-                           options={id(fitted.steps[-1][1]): {"zipmap": False}}, target_opset=OPSET)
+    with warnings.catch_warnings():
+        # skl2onnx's SVC converter reads SVC.probA_/probB_ (deprecated in scikit-learn 1.9) even when the
+        # SVC has no probability model; ours is calibrated outside it, so those attributes are not used
+        warnings.filterwarnings("ignore", message="Attribute `prob[AB]_` was deprecated", category=FutureWarning)
+        return convert_sklearn(fitted, initial_types=[(FEATURES_NAME, FloatTensorType([None, n_features]))],
+                               options={id(fitted.steps[-1][1]): {"zipmap": False}}, target_opset=OPSET)
 
 
 def _proba(fitted: Any, x: np.ndarray) -> np.ndarray:
