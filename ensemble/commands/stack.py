@@ -85,6 +85,9 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
         method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
         decision = comparison.decision.as_dict(comparison.candidates)
         use_meta = chosen.meta
+        if use_meta and inputs.meta is None:
+            raise ConfigError(f"the comparison chose {chosen.name}, which needs the meta-features it was offered; "
+                              "stack with the same --meta")
     else:
         use_meta = inputs.meta is not None
     result = stack(inputs.oof, inputs.y, inputs.folds, inputs.test, method=method, params=params,
