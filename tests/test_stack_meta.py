@@ -87,7 +87,8 @@ def test_a_meta_feature_that_copies_a_label_is_refused(where):
     else:
         meta_tl = tl.y[:, [1]] * 2.0
     meta = MetaFeatures(["vad:leaky"], meta_oof, np.zeros((20, 1)), meta_tl)
-    with pytest.raises(ContractError, match=rf"meta-feature 'vad:leaky' separates label 'real' perfectly on the {where} rows"):
+    message = rf"meta-feature 'vad:leaky' separates label 'real' perfectly on the {where} rows"
+    with pytest.raises(ContractError, match=message):
         stack(d.P, d.y, d.folds, d.P_test, method="logreg", labels=LABELS, P_tl=tl.P, y_tl=tl.y,
               folds_tl=tl.folds % 5, meta=meta)
     with pytest.raises(ContractError, match="separates label 'real' perfectly"):

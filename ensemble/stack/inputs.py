@@ -138,8 +138,9 @@ def gather_meta(ws: Workspace, comp: Competition, names: list[str], folds: pd.Da
         fs = load_feature_set(ws, name)
         stale = [k for k, v in current.items() if fs.manifest.get(k) != v]
         if stale:
+            remake = f"ens features {fs.manifest.get('kind', 'vad')} --name {name} --force"
             raise ContractError(f"feature set {name!r} was made for other {stale[0].split('_')[0]} than the workspace "
-                                f"holds now; make it again with `ens features {fs.manifest.get('kind', 'vad')} --name {name} --force`")
+                                f"holds now; make it again with `{remake}`")
         parts["train"].append(_meta_part(fs, "train", folds["id"].astype(str), "models/folds.parquet"))
         parts["test"].append(_meta_part(fs, "test", comp.test_ids.astype(str), "test.csv"))
         if clips is not None:

@@ -41,7 +41,8 @@ class MetaFeatures:
             self.testlike = check_meta(self.testlike, n_testlike, "meta (test-like rows)")
         for part in (self.test, self.testlike):
             if part is not None and part.shape[1] != self.oof.shape[1]:
-                raise DataError(f"meta-features have {self.oof.shape[1]} columns on OOF rows, {part.shape[1]} elsewhere")
+                raise DataError(f"meta-features have {self.oof.shape[1]} columns on OOF rows, "
+                                f"{part.shape[1]} elsewhere")
         if len(self.names) != self.oof.shape[1]:
             raise DataError(f"meta-features name {len(self.names)} columns; they hold {self.oof.shape[1]}")
         return self
