@@ -41,6 +41,8 @@ FAMILIES = {
                                  "seed": 1}),
     # per-clip features + LightGBM per label on 5 passes of augmented 5-s examples: errs unlike the CNNs
     "feat-lgbm": ("features-lgbm", {"epochs": 5, "max_seconds": 5.0}),
+    # the same features, an RBF SVM per label (Platt-scaled): the background material's classical baseline
+    "feat-svm": ("features-svm", {"epochs": 5, "max_seconds": 5.0}),
 }
 # per-clip meta-features for the stacker (feature set name: kind), made without labels
 FEATURE_SETS = {"vad": "vad"}
