@@ -152,6 +152,15 @@ MUTATIONS = [
     Mutation("DDP: every process trains on the same share of the batch", "ensemble/backbones/train.py",
              "mine = slice(self.shard.rank, None, self.shard.world)", "mine = slice(0, None, self.shard.world)",
              ("tests/test_distributed.py", "-k", "gloo")),
+    Mutation("a meta-feature column that copies a label is let through", "ensemble/stack/metafeatures.py",
+             "if x[pos].min() > x[neg].max() or x[pos].max() < x[neg].min():", "if False:",
+             ("tests/test_stack_meta.py", "-k", "copies")),
+    Mutation("meta-features of every row fit each outer fold", "ensemble/stack/nested.py",
+             "meta = None if self.meta is None else self.meta[keep]", "meta = self.meta",
+             ("tests/test_stack_meta.py", "-k", "spy")),
+    Mutation("ens export lets a meta-feature submission through", "ensemble/commands/export.py",
+             'if recipe["state"].get("blender", {}).get("meta") or recipe.get("meta_features"):', "if False:",
+             ("tests/test_features_vad.py", "-k", "stack_with_meta")),
 ]
 
 

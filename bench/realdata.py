@@ -2,9 +2,10 @@
 
     python bench/realdata.py --data ../shared/data/voices-dev --out /tmp/realdata [--quick]
 
-Fine-tunes each model family k-fold (ONNX, OOF, test-like OOF), then scores every candidate the decision
-rule weighs (each run raw and calibrated, each blend method) by nested CV and on the answers, side by
-side: the Spearman rank correlation between the two, the written pick (`--method auto`, with and without
+Fine-tunes each model family k-fold (ONNX, OOF, test-like OOF), makes the per-clip feature sets in
+`FEATURE_SETS` (Silero VAD meta-features, `ens features vad`), then scores every candidate the decision
+rule weighs (each run raw and calibrated, each blend method, each meta-feature method with the feature
+sets: `logreg+meta`, `lgbm+meta`) by nested CV and on the answers, side by side: the Spearman rank correlation between the two, the written pick (`--method auto`, with and without
 `--test-prior em`) against the best single run and `mean`, and each run's test ECE raw and calibrated.
 Nothing here is tuned to the answers: they are read only to score at the end.
 See bench/realdata.md for the recipe and the numbers measured.
@@ -13,12 +14,14 @@ See bench/realdata.md for the recipe and the numbers measured.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from ensemble.commands.features import make_features
 from ensemble.commands.stack import compare_methods, stack_runs
 from ensemble.artifacts.competition import Competition
 from ensemble.commands.finetune import FinetuneOptions, finetune
@@ -38,7 +41,11 @@ FAMILIES = {
                                  "seed": 1}),
     # per-clip features + LightGBM per label on 5 passes of augmented 5-s examples: errs unlike the CNNs
     "feat-lgbm": ("features-lgbm", {"epochs": 5, "max_seconds": 5.0}),
+    # the same features, an RBF SVM per label (Platt-scaled): the background material's classical baseline
+    "feat-svm": ("features-svm", {"epochs": 5, "max_seconds": 5.0}),
 }
+# per-clip meta-features for the stacker (feature set name: kind), made without labels
+FEATURE_SETS = {"vad": "vad"}
 
 
 def main() -> None:
@@ -47,6 +54,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("realdata-workspace"), help="workspace to create")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one epoch per family (a smoke run)")
+    parser.add_argument("--runs", help="comma-separated runs of FAMILIES to train and stack (default: all)")
     parser.add_argument("--rebuild-testlike", choices=("default", "fit"),
                         help="remake the test-like set (default or fitted generator) of a trained workspace and "
                              "re-predict the runs' test-like clips with their ONNX folds; no training")
@@ -58,25 +66,37 @@ def main() -> None:
     if args.rebuild_testlike:
         rebuild_testlike(ws, comp, fit=args.rebuild_testlike == "fit")
     seconds = {}
+    runs = args.runs.split(",") if args.runs else list(FAMILIES)
+    load_before = os.getloadavg()
     for name, (model, options) in FAMILIES.items():
-        if name in ws.run_names():
+        if name in ws.run_names() or name not in runs:
             continue
         options = {**options, "epochs": 1} if args.quick else options
         t0 = time.perf_counter()
         finetune(ws, comp, FinetuneOptions(model=model, name=name, folds=args.folds, **options))
         seconds[name] = time.perf_counter() - t0
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
-    runs = list(FAMILIES)
+    from ensemble.artifacts.features import feature_set_names
+
+    for name, kind in FEATURE_SETS.items():
+        if name not in feature_set_names(ws):
+            t0 = time.perf_counter()
+            make_features(ws, comp, kind, name)
+            print(f"feature set {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    t0 = time.perf_counter()
     comparison = compare_methods(ws, comp, runs)
+    print(f"stack --compare: {time.perf_counter() - t0:.0f} s", flush=True)
     truth, labels = read_answers(args.data / "test_answers.csv", comp.labels)
     rows = []
     for cand, row in zip(comparison.candidates, comparison.rows):
-        result, _ = stack_runs(ws, comp, runs, cand.method, params=cand.params, calibrate=cand.calibrate)
+        result, _ = stack_runs(ws, comp, runs, cand.method, params=cand.params, calibrate=cand.calibrate,
+                               meta=",".join(FEATURE_SETS) if cand.meta else "none")
         rows.append(_row(cand.name, row, result.test, comp, truth, labels))
     for prior in ("none", "em"):
         result, sidecar = stack_runs(ws, comp, runs, "auto", test_prior=prior, comparison=comparison)
         write_submission(ws, f"auto-prior-{prior}", submission_frame(result.test, comp), comp, sidecar, force=True)
         rows.append(_row(f"written (auto, prior {prior})", {}, result.test, comp, truth, labels))
+    print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} (1 min)")
     print_tables(pd.DataFrame(rows), comparison, time.perf_counter() - started)
 
 

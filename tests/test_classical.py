@@ -1,4 +1,5 @@
-"""Classical families (`features-lgbm`, `features-logreg`): features, one ONNX graph, the finetune/oof contract."""
+"""Classical families (`features-lgbm`, `features-logreg`, `features-svm`): features, one ONNX graph, the
+finetune/oof contract."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_features_are_finite_named_and_the_onnx_front_end_matches_torch():
     assert np.allclose(loud[:, level] - x[:, level], 20.0, atol=0.01)  # the level feature measures level
 
 
-@pytest.mark.parametrize("estimator", ["lgbm", "logreg"])
+@pytest.mark.parametrize("estimator", ["lgbm", "logreg", "svm"])
 def test_one_onnx_graph_matches_the_estimators(estimator, tmp_path):
     from ensemble.backbones.classical import build_classical
     from ensemble.backbones.ort import OnnxClassifier
@@ -113,7 +114,7 @@ def test_classical_families_are_told_apart_from_neural_ones():
     from ensemble.backbones.families import is_classical
     from ensemble.errors import ConfigError
 
-    assert is_classical("features-lgbm") and is_classical("features-logreg")
+    assert is_classical("features-lgbm") and is_classical("features-logreg") and is_classical("features-svm")
     assert not is_classical("logmel-cnn") and not is_classical("facebook/wav2vec2-base")
     with pytest.raises(ConfigError, match="classical estimator"):
         FeatureClassifier(ClassicalConfig("features-x", "svm-nope"), "x", ["fake", "real"])

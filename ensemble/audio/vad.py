@@ -92,3 +92,25 @@ def longest_run(mask: np.ndarray) -> tuple[int, int]:
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     k = int(np.argmax(ends - starts))
     return int(starts[k]), int(ends[k] - starts[k])
+
+
+SPEECH_PROB = 0.5  # Silero's own default threshold: a chunk at or above it counts as speech
+FEATURES = ("vad_voiced_fraction", "vad_longest_voiced_s", "vad_peak", "vad_mean", "duration_s", "level_db")
+FEATURES_VERSION = 1
+
+
+def clip_features(waves: Sequence[np.ndarray], batch: int = 256) -> np.ndarray:
+    """Per-clip voice-activity features `(clips, len(FEATURES))` of 16-kHz waves, deterministic.
+
+    Voiced fraction and longest voiced stretch (seconds) at `SPEECH_PROB`, peak and mean P(speech), the
+    clip's duration (seconds) and RMS level (dBFS). Why: a clip without a voice is neither fake nor real,
+    and how much voice a clip holds tells the stacker how far to trust the runs' logits.
+    """
+    waves = [np.asarray(w, np.float32).ravel() for w in waves]
+    out = np.empty((len(waves), len(FEATURES)))
+    for i, (wave, probs) in enumerate(zip(waves, speech_probs(waves, batch))):
+        voiced = probs >= SPEECH_PROB
+        rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
+        out[i] = (voiced.mean(), longest_run(voiced)[1] * CHUNK_S, probs.max(), probs.mean(), wave.size / SR,
+                  20 * np.log10(max(rms, 1e-5)))
+    return out

@@ -71,12 +71,30 @@ def _fit_logreg(x: np.ndarray, y: np.ndarray, params: dict, seed: int, threads: 
     return make_pipeline(StandardScaler(), LogisticRegression(**params, random_state=seed)).fit(x, y)
 
 
+def _fit_svm(x: np.ndarray, y: np.ndarray, params: dict, seed: int, threads: int) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    # Platt scaling of the margins on 3-fold cross-validated decisions, then one SVC on every row
+    # (ensemble=False): probabilities the metric can score, one kernel machine to export
+    folds = StratifiedKFold(3, shuffle=True, random_state=seed)
+    svm = CalibratedClassifierCV(SVC(**params, random_state=seed), method="sigmoid", cv=folds, ensemble=False)
+    return make_pipeline(StandardScaler(), svm).fit(x, y)
+
+
 def _sklearn_onnx(fitted: Any, n_features: int) -> Any:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
-    return convert_sklearn(fitted, initial_types=[(FEATURES_NAME, FloatTensorType([None, n_features]))],
-                           options={id(fitted.steps[-1][1]): {"zipmap": False}}, target_opset=OPSET)
+    with warnings.catch_warnings():
+        # skl2onnx's SVC converter reads SVC.probA_/probB_ (deprecated in scikit-learn 1.9) even when the
+        # SVC has no probability model; ours is calibrated outside it, so those attributes are not used
+        warnings.filterwarnings("ignore", message="Attribute `prob[AB]_` was deprecated", category=FutureWarning)
+        return convert_sklearn(fitted, initial_types=[(FEATURES_NAME, FloatTensorType([None, n_features]))],
+                               options={id(fitted.steps[-1][1]): {"zipmap": False}}, target_opset=OPSET)
 
 
 def _proba(fitted: Any, x: np.ndarray) -> np.ndarray:
@@ -89,6 +107,7 @@ ESTIMATORS.add("lgbm", Estimator(_fit_lgbm, _proba, _lgbm_onnx,
                                   "min_child_samples": 20, "subsample": 0.8, "subsample_freq": 1,
                                   "colsample_bytree": 0.5, "reg_lambda": 1.0}))
 ESTIMATORS.add("logreg", Estimator(_fit_logreg, _proba, _sklearn_onnx, {"C": 0.1, "max_iter": 2000}))
+ESTIMATORS.add("svm", Estimator(_fit_svm, _proba, _sklearn_onnx, {"C": 1.0, "kernel": "rbf", "gamma": "scale"}))
 
 
 @dataclass

@@ -68,6 +68,7 @@ for _family in [
     # Classical: fixed per-clip features (no parameters) and one estimator per label, fitted, not trained.
     Family("features-lgbm", WAVEFORM, "never", "nothing (fixed features)", 0.05, trainer="features"),
     Family("features-logreg", WAVEFORM, "never", "nothing (fixed features)", 0.0, trainer="features"),
+    Family("features-svm", WAVEFORM, "never", "nothing (fixed features)", 0.0, trainer="features"),
 ]:
     FAMILIES.add(_family.model_type, _family)
 
@@ -145,6 +146,7 @@ for _name, _make in {
     # Per-clip features + LightGBM / logistic regression, one model per label (seconds per fold on a CPU).
     "features-lgbm": _classical("lgbm"),
     "features-logreg": _classical("logreg"),
+    "features-svm": _classical("svm"),
 }.items():
     NAMED_CONFIGS.add(_name, _make)
 

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from ensemble.cli.config import merge_config, parse_folds, parse_params
 from ensemble.errors import EnsError
 
-PIPELINE = ["finetune", "oof", "import", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
+PIPELINE = ["finetune", "oof", "import", "features", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
             "demo"]
 
 
@@ -280,6 +280,28 @@ def _finetune_on_ray(ws, comp, opts, force: bool, show, address: str, cpus: floa
     return finetune_on_ray(ws, comp, [opts], force=force, progress=show, resources=FoldResources(cpus, gpus))[0]
 
 
+@command("features")
+def features_cmd(
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="vad: Silero VAD voice activity (voiced fraction, longest voiced stretch, peak and mean P(speech)), duration and level.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Feature set name (default: KIND).")] = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="Number of folds when this command makes the shared folds file (default 5).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the shared folds and test-like set, when this command makes them.")] = 0,
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Per-clip meta-features for the stacker (train, test and test-like clips) in models/features/NAME/; `ens stack --meta NAME` uses them."""
+    from ensemble.cli.progress import event_printer
+    from ensemble.commands.features import make_features
+
+    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
+    with event_printer(console()) as show:
+        manifest = make_features(ws, comp, kind, name, seed=seed, force=force, progress=show, n_folds=folds)
+    rows = ", ".join(f"{n} {split}" for split, n in manifest["rows"].items())
+    typer.echo(f"feature set {manifest['name']}: {len(manifest['columns'])} columns for {rows} clips in "
+               f"{manifest['seconds']:.0f} s → {ws.models_dir / 'features' / manifest['name']}")
+
+
 @command("oof")
 def oof_cmd(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run whose ONNX folds to run.")],
@@ -318,6 +340,7 @@ def stack_cmd(
     compare: Annotated[bool, typer.Option("--compare", help="Score every run (raw and calibrated) and every method side by side; writes nothing unless --write.")] = False,
     write: Annotated[bool, typer.Option("--write", help="With --compare: write what the decision rule chooses (as --method auto).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for bagging, bootstrap and LightGBM.")] = 0,
+    meta: Annotated[str, typer.Option("--meta", help="Per-clip meta-features (feature sets made by `ens features`) for logreg and lgbm: auto (with --compare or --method auto, every feature set joins as extra candidates such as logreg+meta, written only when one credibly beats the best single run; none otherwise), none, or NAME[,NAME].")] = "auto",
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
@@ -338,7 +361,7 @@ def stack_cmd(
     with event_printer(console()) as show:
         done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
                          test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
-                         progress=show)
+                         progress=show, meta=meta)
     out = console()
     if compare:
         out.print(compare_table(done.comparison, out.width))

@@ -159,6 +159,11 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
     if not isinstance(recipe, dict) or not isinstance(recipe.get("state"), dict):
         raise ContractError(f"{sidecar_path}: no recipe.state (the fitted blend); it was stacked by an older ens — "
                             "stack it again to export it")
+    if recipe["state"].get("blender", {}).get("meta") or recipe.get("meta_features"):
+        columns = ", ".join((recipe.get("meta_features") or {}).get("columns", [])) or "meta-features"
+        raise ConfigError(f"submission {name!r} blends per-clip meta-features ({columns}), which an exported graph "
+                          "cannot compute yet (the voice-activity detector is not in it); export a submission "
+                          "stacked without them (`ens stack … --meta none`)")
     labels = list(recipe.get("labels") or [])
     entries = recipe.get("runs")
     if not isinstance(entries, list):

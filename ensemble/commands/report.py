@@ -128,7 +128,9 @@ def stacked_series(ws: Workspace, name: str, sidecar: dict) -> list[Series]:
     try:
         result, _ = stack_runs(ws, comp, names, recipe["method"], params=recipe.get("params"),
                                calibrate=recipe.get("calibrate", "auto"), test_prior=str(recipe.get("test_prior", "none")),
-                               fit_on=recipe.get("fit_on", "auto"), seed=int(recipe.get("seed", 0)))
+                               fit_on=recipe.get("fit_on", "auto"), seed=int(recipe.get("seed", 0)),
+                               meta=",".join(s["name"] for s in (recipe.get("meta_features") or {}).get("sets", []))
+                               or "none")
     except (TypeError, ValueError) as exc:
         raise EnsError(f"submission {name!r}: its recipe does not re-run ({exc})") from None
     written = read_csv(submission_paths(ws, name)[0])[comp.labels].to_numpy(dtype=np.float64)

@@ -34,17 +34,40 @@ def _scores(parts) -> dict | None:
 
 def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, params: dict | None = None,
                calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto", seed: int = 0,
-               comparison: Comparison | None = None, progress: Progress | None = None):
+               comparison: Comparison | None = None, progress: Progress | None = None, meta: str = "auto"):
     """Stack the runs with one method; returns (StackResult, sidecar dict for the submission).
 
     `method="auto"` (or a `comparison` already made) writes what the decision rule chooses
     (`ensemble.stack.decide`): the best single run unless a blend or calibration credibly beats it.
+    `meta`: feature sets whose per-clip meta-features the methods that take them use (see `meta_sets`).
     """
     prior = _prior_mode(test_prior)
     _check_method(method)
+    sets = meta_sets(ws, meta, method)
     runs = load_runs(ws, run_names)
-    return _stack(ws, comp, runs, gather(ws, comp, runs), method, prior, params=params, calibrate=calibrate,
+    return _stack(ws, comp, runs, gather(ws, comp, runs, sets), method, prior, params=params, calibrate=calibrate,
                   test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison, progress=progress)
+
+
+def meta_sets(ws: Workspace, meta: str, method: str) -> list[str]:
+    """The feature sets `--meta` names: `none`; `auto` (every set in the workspace, offered to the comparison
+    as extra candidates, written only when one credibly beats the best single run; none for an explicit
+    method, which no comparison backs); or `NAME[,NAME]` (with `logreg`/`lgbm`, or the comparison)."""
+    from ensemble.artifacts.features import feature_set_names
+    from ensemble.stack.base import BLENDERS
+
+    if meta == "none":
+        return []
+    if meta == "auto":
+        return feature_set_names(ws) if method == "auto" else []
+    names = [n.strip() for n in meta.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--meta must be auto, none or feature set names such as vad; got {meta!r}")
+    if method != "auto" and not BLENDERS.get(method).uses_meta:
+        takers = ", ".join(n for n, c in BLENDERS.items() if c.uses_meta)
+        raise ConfigError(f"--meta {meta}: method {method!r} takes no meta-features; use one of {takers}, "
+                          "or --compare")
+    return names
 
 
 def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: str, prior: str | float, *,
@@ -61,13 +84,21 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
         chosen = comparison.chosen
         method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
         decision = comparison.decision.as_dict(comparison.candidates)
+        use_meta = chosen.meta
+        if use_meta and inputs.meta is None:
+            raise ConfigError(f"the comparison chose {chosen.name}, which needs the meta-features it was offered; "
+                              "stack with the same --meta")
+    else:
+        use_meta = inputs.meta is not None
     result = stack(inputs.oof, inputs.y, inputs.folds, inputs.test, method=method, params=params,
                    calibrate=calibrate, test_prior=prior, fit_on=fit_on,
                    P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
-                   w_tl=inputs.w_testlike, labels=comp.labels, seed=seed, progress=progress)
+                   w_tl=inputs.w_testlike, labels=comp.labels, seed=seed, progress=progress,
+                   meta=inputs.meta if use_meta else None)
     recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed,
               "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on,
-              "testlike_weighting": inputs.weighting}
+              "testlike_weighting": inputs.weighting,
+              "meta_offered": None if inputs.meta is None else inputs.meta.record()["columns"]}
     if decision is not None:
         recipe["decision"] = decision
     sidecar = {
@@ -126,10 +157,10 @@ def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
 
 def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, methods: list[str] | None = None,
                     calibrate: str = "auto", fit_on: str = "auto", seed: int = 0,
-                    progress: Progress | None = None) -> Comparison:
+                    progress: Progress | None = None, meta: str = "auto") -> Comparison:
     """Every candidate (each run, raw and calibrated, and each method) by nested CV on the same folds,
     and the decision of which to write."""
-    inputs = gather(ws, comp, load_runs(ws, run_names))
+    inputs = gather(ws, comp, load_runs(ws, run_names), meta_sets(ws, meta, "auto"))
     return _compare(inputs, run_names, calibrate, fit_on, seed, methods, progress)
 
 
@@ -142,7 +173,7 @@ def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: in
                           "(import them with --oof)")
     return compare(inputs.oof, inputs.y, inputs.folds, run_names=run_names, methods=methods, calibrate=calibrate,
                    fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
-                   w_tl=inputs.w_testlike, seed=seed, progress=progress)
+                   w_tl=inputs.w_testlike, seed=seed, progress=progress, meta=inputs.meta, labels=inputs.labels)
 
 
 
@@ -160,7 +191,7 @@ class StackOutcome:
 def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, name: str | None = None,
               params: dict | None = None, calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto",
               seed: int = 0, compare: bool = False, write: bool = False, force: bool = False,
-              progress: Progress | None = None) -> StackOutcome:
+              progress: Progress | None = None, meta: str = "auto") -> StackOutcome:
     """`ens stack`: one method (or `auto`, the decision rule's choice) written as a validated submission;
     with `compare`, every candidate side by side, written only with `write`."""
     from ensemble.artifacts.submission import check_free, submission_frame, write_submission
@@ -172,8 +203,9 @@ def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: st
         check_free(ws, out_name, force)  # before seconds of stacking
         prior = _prior_mode(test_prior)
     _check_method(method)
+    sets = meta_sets(ws, meta, method)
     runs = load_runs(ws, run_names)
-    inputs = gather(ws, comp, runs)  # once, for the comparison and the submission alike
+    inputs = gather(ws, comp, runs, sets)  # once, for the comparison and the submission alike
     comparison = _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress) if method == "auto" else None
     if not writes:
         return StackOutcome(out_name, comparison)

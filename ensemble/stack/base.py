@@ -54,11 +54,22 @@ def check_folds(folds: Any, n_rows: int, name: str = "folds") -> np.ndarray:
     return folds
 
 
+def check_meta(meta: Any, n_rows: int, name: str = "meta") -> np.ndarray:
+    """Validate `(rows, features)` finite meta-features for `n_rows` rows; float64."""
+    meta = np.asarray(meta, dtype=np.float64)
+    if meta.ndim != 2 or meta.shape[0] != n_rows or meta.shape[1] == 0:
+        raise DataError(f"{name} must have shape (rows, features) with {n_rows} rows; got {meta.shape}")
+    if not np.isfinite(meta).all():
+        raise DataError(f"{name} holds NaN or infinite values")
+    return meta
+
+
 class Blender:
     """Base class: combine `(rows, runs, labels)` probabilities into `(rows, labels)` probabilities."""
 
     name: str = "blender"
     needs_targets: bool = True
+    uses_meta: bool = False  # True: `_fit(P, y, folds, meta)` and `_predict(P, meta)` take meta-features
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters and their current values."""
@@ -73,8 +84,10 @@ class Blender:
             setattr(self, key, value)
         return self
 
-    def fit(self, P: np.ndarray, y: np.ndarray | None = None, folds: np.ndarray | None = None) -> "Blender":
-        """Learn from OOF tensor `P` and targets `y`; `folds` lets a method stop early on inner folds."""
+    def fit(self, P: np.ndarray, y: np.ndarray | None = None, folds: np.ndarray | None = None,
+            meta: np.ndarray | None = None) -> "Blender":
+        """Learn from OOF tensor `P` and targets `y`; `folds` lets a method stop early on inner folds;
+        `meta` `(rows, features)`: per-clip meta-features, for the methods that take them (`uses_meta`)."""
         P = check_tensor(P)
         if y is None:
             if self.needs_targets:
@@ -83,12 +96,17 @@ class Blender:
             y = check_targets(y, P)
         if folds is not None:
             folds = check_folds(folds, P.shape[0])
+        if meta is not None and not self.uses_meta:
+            raise ConfigError(f"method {self.name!r} takes no meta-features; "
+                              f"these do: {', '.join(n for n, c in BLENDERS.items() if c.uses_meta)}")
+        meta = None if meta is None else check_meta(meta, P.shape[0])
         self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
-        self._fit(P, y, folds)
+        self.n_meta_ = 0 if meta is None else meta.shape[1]
+        self._fit(P, y, folds, meta) if self.uses_meta else self._fit(P, y, folds)
         return self
 
-    def predict(self, P: np.ndarray) -> np.ndarray:
-        """Blend `P` `(rows, runs, labels)` into `(rows, labels)` probabilities in [0, 1]."""
+    def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        """Blend `P` `(rows, runs, labels)` (and `meta`, when fitted with it) into `(rows, labels)` probabilities."""
         if not hasattr(self, "n_runs_"):
             raise NotFittedError(f"{self.name} blender is not fitted; call fit(P, y) first")
         P = check_tensor(P)
@@ -97,7 +115,11 @@ class Blender:
                 f"P has {P.shape[1]} runs and {P.shape[2]} labels; the blender was fitted on "
                 f"{self.n_runs_} runs and {self.n_labels_} labels"
             )
-        return np.clip(self._predict(P), 0.0, 1.0)
+        meta = None if meta is None else check_meta(meta, P.shape[0])
+        n_meta = 0 if meta is None else meta.shape[1]
+        if n_meta != self.n_meta_:
+            raise DataError(f"meta has {n_meta} feature columns; the blender was fitted on {self.n_meta_}")
+        return np.clip(self._predict(P, meta) if self.uses_meta else self._predict(P), 0.0, 1.0)
 
     def recipe(self) -> dict[str, Any]:
         """Learned state worth storing in a submission's sidecar (JSON-serialisable)."""

@@ -39,6 +39,7 @@ class Candidate:
     calibrate: str
     params: dict = field(default_factory=dict, hash=False)
     run: str | None = None    # the run, for single-run candidates
+    meta: bool = False        # the method also takes the per-clip meta-features
 
     @property
     def is_raw_run(self) -> bool:
@@ -51,13 +52,18 @@ def blend_methods() -> list[str]:
 
 
 def candidates(run_names: Sequence[str], methods: Sequence[str] | None = None,
-               calibrate: str = "auto") -> list[Candidate]:
-    """Each run raw, each run calibrated (unless `calibrate` is 'none'), then each blend method."""
+               calibrate: str = "auto", with_meta: bool = False) -> list[Candidate]:
+    """Each run raw, each run calibrated (unless `calibrate` is 'none'), then each blend method; with
+    `with_meta`, each method that takes meta-features once more with them (`logreg+meta`, …)."""
     out = [Candidate(f"run:{name}", "single", "none", {"run": r}, name) for r, name in enumerate(run_names)]
     if calibrate != "none":
         out += [Candidate(f"run:{name}+cal", "single", calibrate, {"run": r}, name)
                 for r, name in enumerate(run_names)]
-    return out + [Candidate(m, m, calibrate) for m in (methods or blend_methods())]
+    methods = list(methods or blend_methods())
+    out += [Candidate(m, m, calibrate) for m in methods]
+    if with_meta:
+        out += [Candidate(f"{m}+meta", m, calibrate, meta=True) for m in methods if BLENDERS.get(m).uses_meta]
+    return out
 
 
 @dataclass

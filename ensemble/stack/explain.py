@@ -36,16 +36,16 @@ def _weights(names: list[str], labels: list[str], weights: list[list[float]], wo
     return lines
 
 
-def _coefficients(names: list[str], labels: list[str], coef: list[Any]) -> list[str]:
+def _coefficients(names: list[str], labels: list[str], coef: list[Any], meta: list[str]) -> list[str]:
     lines = []
     for label, row in zip(labels, coef):
         if isinstance(row, float):
             lines.append(f"logistic regression, {label}: constant {row:.3f} (one class in the fit rows)")
             continue
-        if len(row) == len(names):
-            feats = names
-        else:  # every label's logit of every run, run-major
-            feats = [f"{n}:{lab}" for n in names for lab in labels]
+        if len(row) - len(meta) == len(names):
+            feats = names + meta
+        else:  # every label's logit of every run, run-major, then the meta-features (standardised)
+            feats = [f"{n}:{lab}" for n in names for lab in labels] + meta
         lines.append(f"logistic regression on logits, {label}: "
                      + ", ".join(f"{f} {c:+.2f}" for f, c in zip(feats, row)))
     return lines
@@ -60,7 +60,8 @@ def blender_lines(recipe: dict) -> list[str]:
     if "run" in blender and method == "single":
         k = int(blender["run"])
         return [f"uses run {names[k] if k < len(names) else k} alone"]
-    lines = []
+    meta = list((recipe.get("meta_features") or {}).get("columns", []))
+    lines = [f"meta-features beside the logits: {', '.join(meta)}"] if meta else []
     if method == "flip":
         for r, name in enumerate(names):
             cols, inv = (blender.get("columns") or [])[r:r + 1], (blender.get("inverted") or [])[r:r + 1]
@@ -73,7 +74,7 @@ def blender_lines(recipe: dict) -> list[str]:
     if "weights" in blender:
         lines += _weights(names, labels, blender["weights"], "weights")
     elif "coef" in blender:
-        lines += _coefficients(names, labels, blender["coef"])
+        lines += _coefficients(names, labels, blender["coef"], meta)
     elif method in BLEND_WORDS:
         lines.append(f"{BLEND_WORDS[method]}: {', '.join(names)}")
     return lines

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ensemble.artifacts.competition import Competition, check_same_ids
-from ensemble.errors import ContractError, DataError
+from ensemble.errors import ConfigError, ContractError, DataError
+from ensemble.artifacts.features import MANIFEST as FEATURES_MANIFEST, FeatureSet, load_feature_set
 from ensemble.artifacts.folds import FOLDS_FILE, folds_fingerprint, load_folds
+from ensemble.artifacts.io import file_sha256
 from ensemble.probability import logit, sigmoid
 from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_compatible, validate_oof, validate_test
 from ensemble.artifacts.testlike_set import load_testlike, testlike_fingerprint, testlike_weights
 from ensemble.artifacts.workspace import Workspace
-
+from ensemble.stack.metafeatures import MetaFeatures
 
 
 MIN_WEIGHT_ESS = 0.25
@@ -36,6 +39,7 @@ class StackInputs:
     folds_testlike: np.ndarray | None = None
     w_testlike: np.ndarray | None = None  # density-ratio weights, when the set has usable ones
     weighting: str = "none"               # why the test-like rows are (not) weighted
+    meta: MetaFeatures | None = None      # per-clip meta-features of the feature sets asked for
 
 
 def mean_of_logits(probs: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -74,8 +78,8 @@ def current_folds_fingerprint(ws: Workspace) -> str | None:
     return folds_fingerprint(load_folds(ws)) if (ws.models_dir / FOLDS_FILE).is_file() else None
 
 
-def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
-    """Load and align every run; OOF parts only when every run has them.
+def gather(ws: Workspace, comp: Competition, runs: list[Run], meta: Sequence[str] = ()) -> StackInputs:
+    """Load and align every run (and the feature sets named in `meta`); OOF parts only when every run has them.
 
     Every run, a lone one too, must have been made on the competition's current data and the
     workspace's folds; every file must hold exactly the rows its contract says.
@@ -83,6 +87,9 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
     check_compatible(runs, data=comp.fingerprint(), folds=current_folds_fingerprint(ws), labels=comp.labels)
     inputs = StackInputs(runs=[r.name for r in runs], labels=comp.labels, test=test_tensor(runs, comp))
     if not all(r.has_oof for r in runs):
+        if meta:
+            lacking = ", ".join(repr(r.name) for r in runs if not r.has_oof)
+            raise ConfigError(f"meta-features need OOF predictions for every run; runs without: {lacking}")
         return inputs
     folds = load_folds(ws)
     frames = [r.oof() for r in runs]
@@ -105,7 +112,45 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run]) -> StackInputs:
         inputs.y_testlike = clips[comp.labels].to_numpy(dtype=np.float64)
         inputs.folds_testlike = clips["fold"].to_numpy()
         inputs.w_testlike, inputs.weighting = usable_weights(testlike_weights(clips))
+    if meta:
+        inputs.meta = gather_meta(ws, comp, list(meta), folds, clips if inputs.testlike is not None else None)
     return inputs
+
+
+def _meta_part(feature_set: FeatureSet, split: str, ids: pd.Series, reference: str) -> np.ndarray:
+    frame = feature_set.frame(split)
+    check_same_ids(frame["id"].astype(str), ids, feature_set.dir / f"{split}.parquet", reference)
+    return frame.set_index(frame["id"].astype(str)).loc[ids, feature_set.columns].to_numpy(dtype=np.float64)
+
+
+def gather_meta(ws: Workspace, comp: Competition, names: list[str], folds: pd.DataFrame,
+                clips: pd.DataFrame | None) -> MetaFeatures:
+    """The named feature sets' columns for OOF, test and (with `clips`) test-like rows, aligned like the runs.
+
+    A set must have been made on the current data, folds and test-like clips, like every run.
+    """
+    current = {"data_fingerprint": comp.fingerprint(), "folds_fingerprint": folds_fingerprint(folds)}
+    if clips is not None:
+        current["testlike_fingerprint"] = testlike_fingerprint(clips)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "test": [], "testlike": []}
+    columns, sources = [], []
+    for name in dict.fromkeys(names):
+        fs = load_feature_set(ws, name)
+        stale = [k for k, v in current.items() if fs.manifest.get(k) != v]
+        if stale:
+            remake = f"ens features {fs.manifest.get('kind', 'vad')} --name {name} --force"
+            raise ContractError(f"feature set {name!r} was made for other {stale[0].split('_')[0]} than the workspace "
+                                f"holds now; make it again with `{remake}`")
+        parts["train"].append(_meta_part(fs, "train", folds["id"].astype(str), "models/folds.parquet"))
+        parts["test"].append(_meta_part(fs, "test", comp.test_ids.astype(str), "test.csv"))
+        if clips is not None:
+            parts["testlike"].append(_meta_part(fs, "testlike", clips["id"].astype(str), "models/testlike.parquet"))
+        columns += [f"{name}:{c}" for c in fs.columns]
+        sources.append({"name": name, "kind": fs.manifest.get("kind"), "columns": fs.columns,
+                        "manifest_sha256": file_sha256(fs.dir / FEATURES_MANIFEST),
+                        "model_sha256": (fs.manifest.get("model") or {}).get("sha256")})
+    return MetaFeatures(columns, np.hstack(parts["train"]), np.hstack(parts["test"]),
+                        np.hstack(parts["testlike"]) if clips is not None else None, sources)
 
 
 def usable_weights(w: np.ndarray) -> tuple[np.ndarray | None, str]:

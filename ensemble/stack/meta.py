@@ -1,8 +1,9 @@
 """Meta-learners on the runs' logits: logistic regression and a shallow, regularised LightGBM.
 
 Per label, features are the runs' logits for that label, or (`all_labels=True`) every label's
-logits, so a `fake` model can use what the `real` columns say. No class reweighting: it would
-spoil the probabilities the metric scores.
+logits, so a `fake` model can use what the `real` columns say, plus the per-clip meta-features when
+given (voiced fraction, duration, level…: how far to trust the logits on this clip). No class
+reweighting: it would spoil the probabilities the metric scores.
 """
 
 from __future__ import annotations
@@ -12,41 +13,52 @@ import numpy as np
 from ensemble.stack.base import Blender, logit, register
 
 
-def _features(P: np.ndarray, j: int, all_labels: bool) -> np.ndarray:
+def _features(P: np.ndarray, j: int, all_labels: bool, meta: np.ndarray | None = None) -> np.ndarray:
     Z = logit(P)
-    return Z.reshape(Z.shape[0], -1) if all_labels else Z[:, :, j]
+    X = Z.reshape(Z.shape[0], -1) if all_labels else Z[:, :, j]
+    return X if meta is None else np.hstack([X, meta])
 
 
-def _per_label(models: list, P: np.ndarray, predict, all_labels: bool) -> np.ndarray:
+def _per_label(models: list, P: np.ndarray, predict, all_labels: bool, meta: np.ndarray | None = None) -> np.ndarray:
     """Each label's model on its features; a float stands for a label with one class in the fit data."""
     out = np.empty((P.shape[0], P.shape[2]))
     for j, model in enumerate(models):
-        out[:, j] = model if isinstance(model, float) else predict(j, model, _features(P, j, all_labels))
+        out[:, j] = model if isinstance(model, float) else predict(j, model, _features(P, j, all_labels, meta))
     return out
 
 
 @register("logreg")
 class LogRegBlender(Blender):
-    """L2 logistic regression per label on the runs' logits."""
+    """L2 logistic regression per label on the runs' logits (and meta-features, standardised on the fit rows)."""
+
+    uses_meta = True
 
     def __init__(self, C: float = 1.0, all_labels: bool = True, max_iter: int = 200) -> None:
         self.C = C
         self.all_labels = all_labels
         self.max_iter = max_iter
 
-    def _fit(self, P, y, folds) -> None:
+    def _fit(self, P, y, folds, meta=None) -> None:
         from sklearn.linear_model import LogisticRegression
 
+        if meta is not None:
+            self.meta_mean_ = meta.mean(axis=0)
+            self.meta_scale_ = np.where(meta.std(axis=0) > 0, meta.std(axis=0), 1.0)
+            meta = self._scaled(meta)
         self.models_ = []
         for j in range(P.shape[2]):
             if y[:, j].min() == y[:, j].max():
                 self.models_.append(float(y[0, j]))
                 continue
             model = LogisticRegression(C=self.C, max_iter=self.max_iter)
-            self.models_.append(model.fit(_features(P, j, self.all_labels), y[:, j]))
+            self.models_.append(model.fit(_features(P, j, self.all_labels, meta), y[:, j]))
 
-    def _predict(self, P: np.ndarray) -> np.ndarray:
-        return _per_label(self.models_, P, lambda j, model, X: model.predict_proba(X)[:, 1], self.all_labels)
+    def _scaled(self, meta: np.ndarray | None) -> np.ndarray | None:
+        return None if meta is None else (meta - self.meta_mean_) / self.meta_scale_
+
+    def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        return _per_label(self.models_, P, lambda j, model, X: model.predict_proba(X)[:, 1], self.all_labels,
+                          self._scaled(meta))
 
     def recipe(self) -> dict:
         return {
@@ -70,6 +82,8 @@ class LGBMBlender(Blender):
     One thread by default: on a few thousand rows × 20 features LightGBM's threads cost more than
     they save, and on shared cores they spin (10–40× slower measured on 2 busy cores).
     """
+
+    uses_meta = True
 
     def __init__(
         self,
@@ -106,13 +120,13 @@ class LGBMBlender(Blender):
             "seed": self.seed, "deterministic": True, "force_col_wise": True, "verbose": -1,
         }
 
-    def _fit(self, P, y, folds) -> None:
+    def _fit(self, P, y, folds, meta=None) -> None:
         import lightgbm as lgb
 
         valid = _validation_rows(y, folds, self.seed)
         self.models_, self.best_iterations_ = [], []
         for j in range(P.shape[2]):
-            X, t = _features(P, j, self.all_labels), y[:, j]
+            X, t = _features(P, j, self.all_labels, meta), y[:, j]
             if t.min() == t.max() or t[valid].min() == t[valid].max():
                 self.models_.append(float(t.mean()))
                 self.best_iterations_.append(0)
@@ -126,11 +140,11 @@ class LGBMBlender(Blender):
             self.models_.append(booster)
             self.best_iterations_.append(int(booster.best_iteration or self.n_estimators))
 
-    def _predict(self, P: np.ndarray) -> np.ndarray:
+    def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         def predict(j, booster, X):
             return booster.predict(X, num_iteration=self.best_iterations_[j], num_threads=self.num_threads)
 
-        return _per_label(self.models_, P, predict, self.all_labels)
+        return _per_label(self.models_, P, predict, self.all_labels, meta)
 
     def recipe(self) -> dict:
         return {"best_iterations": self.best_iterations_}

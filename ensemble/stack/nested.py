@@ -4,7 +4,8 @@ For outer fold k the pipeline is fitted on rows with fold ≠ k only, and predic
 fit, the calibrator is fitted on inner out-of-fold blend predictions (the blender refitted on the
 training part's other folds) and `auto` picks it by cross-validation over those inner folds, so
 neither the blend nor its calibration ever sees fold k. Methods that learn nothing from targets
-(`mean`, `logit`, `rank`) skip the inner refits: their in-sample blend is already honest.
+(`mean`, `logit`, `rank`) skip the inner refits: their in-sample blend is already honest. Per-clip
+meta-features, when given, travel with their rows through the same splits.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ class FitCache:
     """
 
     def __init__(self, factory: BlenderFactory, P: np.ndarray, y: np.ndarray, folds: np.ndarray,
-                 weights: np.ndarray | None = None) -> None:
+                 weights: np.ndarray | None = None, meta: np.ndarray | None = None) -> None:
         self.factory, self.P, self.y, self.folds, self.weights = factory, P, y, folds, weights
+        self.meta = meta  # (rows, features) or None
         self.fits: dict[frozenset, Blender] = {}
 
     def rows(self, excluded: frozenset) -> np.ndarray:
@@ -40,7 +42,8 @@ class FitCache:
     def get(self, excluded: frozenset) -> Blender:
         if excluded not in self.fits:
             keep = self.rows(excluded)
-            self.fits[excluded] = self.factory().fit(self.P[keep], self.y[keep], folds=self.folds[keep])
+            meta = None if self.meta is None else self.meta[keep]
+            self.fits[excluded] = self.factory().fit(self.P[keep], self.y[keep], folds=self.folds[keep], meta=meta)
         return self.fits[excluded]
 
 
@@ -60,6 +63,7 @@ class StackPipeline:
         """Fit on the cache's rows outside the `excluded` folds, reusing blenders fitted before."""
         train = cache.rows(excluded)
         P, y, folds = cache.P[train], cache.y[train], cache.folds[train]
+        meta = None if cache.meta is None else cache.meta[train]
         self.blender_ = cache.get(excluded)
         if self.calibrate == "none":
             self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
@@ -70,15 +74,15 @@ class StackPipeline:
             S = np.empty((P.shape[0], P.shape[2]))
             for f in inner:
                 rows = folds == f
-                S[rows] = cache.get(excluded | {f}).predict(P[rows])
+                S[rows] = cache.get(excluded | {f}).predict(P[rows], None if meta is None else meta[rows])
         else:
-            S = self.blender_.predict(P)
+            S = self.blender_.predict(P, meta)
         w = None if cache.weights is None else cache.weights[train]
         self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer)
         return self
 
-    def predict(self, P: np.ndarray) -> np.ndarray:
-        S = self.blender_.predict(P)
+    def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        S = self.blender_.predict(P, meta)
         out = np.column_stack([c.predict(S[:, j]) for j, c in enumerate(self.calibrators_)])
         return np.clip(out, 0.0, 1.0)
 
@@ -92,17 +96,19 @@ def nested_predict(
     cache: FitCache | None = None,
     scorer: Scorer = COMPETITION,
 ) -> dict[str, np.ndarray]:
-    """Out-of-fold predictions for each eval set `(P, folds)`, the pipeline fitted on `fit_set` rows of other folds."""
+    """Out-of-fold predictions for each eval set `(P, folds)` or `(P, folds, meta)`, the pipeline fitted on
+    `fit_set` rows of other folds."""
     P, y, folds = fit_set
     cache = cache or FitCache(factory, P, y, folds)
-    out = {name: np.empty((Pe.shape[0], P.shape[2])) for name, (Pe, _) in eval_sets.items()}
-    all_folds = np.unique(np.concatenate([folds] + [f for _, f in eval_sets.values()]))
+    out = {name: np.empty((e[0].shape[0], P.shape[2])) for name, e in eval_sets.items()}
+    all_folds = np.unique(np.concatenate([folds] + [e[1] for e in eval_sets.values()]))
     for i, k in enumerate(all_folds):
         pipe = StackPipeline(factory, calibrate, scorer).fit_cached(cache, frozenset({k}))
-        for name, (Pe, fe) in eval_sets.items():
+        for name, (Pe, fe, *rest) in eval_sets.items():
             rows = fe == k
+            Me = rest[0] if rest and rest[0] is not None else None
             if rows.any():
-                out[name][rows] = pipe.predict(Pe[rows])
+                out[name][rows] = pipe.predict(Pe[rows], None if Me is None else Me[rows])
         emit(progress, "nested_cv", done=i + 1, total=len(all_folds))
     return out
 

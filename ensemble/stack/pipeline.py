@@ -25,6 +25,7 @@ from ensemble.stack.decide import N_BOOT, Candidate, Decision, candidates, decid
 from ensemble.stack.bootstrap import gain_interval
 from ensemble.progress import Progress
 from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nested_predict
+from ensemble.stack.metafeatures import MetaFeatures, check_no_label_copy
 from ensemble.stack.prior import adapt_prior, sensitivity_table
 from ensemble.stack.state import pipeline_state
 
@@ -57,6 +58,7 @@ class _Data:
     tl: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     w_tl: np.ndarray | None = None  # density-ratio weight per test-like row (mean 1), or None
     scorer: Scorer = COMPETITION     # what every choice inside the stacker minimises
+    meta: MetaFeatures | None = None  # per-clip meta-features, for the candidates that take them
 
     @property
     def trusted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -69,6 +71,17 @@ def _check_weights(w_tl, n_rows: int) -> np.ndarray:
     if w.shape != (n_rows,) or not np.isfinite(w).all() or (w <= 0).any():
         raise DataError(f"w_tl must hold one positive, finite weight per test-like row ({n_rows},); got shape {w.shape}")
     return w / w.mean()
+
+
+def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Sequence[str]) -> MetaFeatures | None:
+    """Meta-features shaped like the stacker's rows, none of them a copy of a label."""
+    if meta is None:
+        return None
+    meta.check(len(data.y), n_test, None if data.tl is None else len(data.tl[1]))
+    check_no_label_copy(meta.oof, data.y, meta.names, labels, "OOF")
+    if data.tl is not None:
+        check_no_label_copy(meta.testlike, data.tl[1], meta.names, labels, "test-like")
+    return meta
 
 
 def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | Scorer = COMPETITION) -> _Data:
@@ -94,6 +107,13 @@ def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | 
         raise ConfigError("w_tl weighs test-like rows; none given")
     w = None if w_tl is None else _check_weights(w_tl, tl[0].shape[0])
     return _Data(P, y, folds, tl, w, get_scorer(metric))
+
+
+def _fit_meta(data: _Data, fit_on: str) -> np.ndarray | None:
+    """The fit rows' meta-features (`fit_on` resolved), in `_fit_set`'s row order."""
+    m = data.meta
+    return None if m is None else {"clean": m.oof, "testlike": m.testlike,
+                                   "both": None if m.testlike is None else np.concatenate([m.oof, m.testlike])}[fit_on]
 
 
 def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray | None]:
@@ -130,15 +150,19 @@ def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str, scorer:
         return None
 
 
-def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, progress) -> tuple[StackPipeline, dict]:
-    """Nested and in-sample scores of one method, and the pipeline fitted on the whole fit set."""
+def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, progress,
+              use_meta: bool = False) -> tuple[StackPipeline, dict]:
+    """Nested and in-sample scores of one method (with the meta-features when `use_meta`), and the
+    pipeline fitted on the whole fit set."""
     factory = _factory(method, params, seed)
     fit_on, (Pf, yf, ff), wf = _fit_set(data, fit_on)
-    evals = {"clean": (data.P, data.folds)}
+    meta = data.meta if use_meta else None
+    evals = {"clean": (data.P, data.folds, None if meta is None else meta.oof)}
     if data.tl is not None:
-        evals["testlike"] = (data.tl[0], data.tl[2])
+        evals["testlike"] = (data.tl[0], data.tl[2], None if meta is None else meta.testlike)
     warnings: list[str] = []
-    cache = FitCache(factory, Pf, yf, ff, wf)
+    Mf = _fit_meta(data, fit_on) if use_meta else None
+    cache = FitCache(factory, Pf, yf, ff, wf, Mf)
     oof = nested_predict(factory, (Pf, yf, ff), evals, calibrate, progress, cache, data.scorer)
     final = StackPipeline(factory, calibrate, data.scorer).fit_cached(cache, frozenset())
     nested = {"clean": _score(data.y, oof["clean"], warnings, "nested clean score", data.scorer)}
@@ -147,7 +171,7 @@ def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, prog
                                     data.w_tl)
     fit_oof = {"clean": oof["clean"], "testlike": oof.get("testlike")}
     p_fit = fit_oof[fit_on] if fit_on != "both" else np.concatenate([oof["clean"], oof["testlike"]])
-    in_sample = _score(yf, final.predict(Pf), warnings, "in-sample score", data.scorer, wf)
+    in_sample = _score(yf, final.predict(Pf, Mf), warnings, "in-sample score", data.scorer, wf)
     nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", data.scorer, wf)
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
@@ -211,22 +235,33 @@ def stack(
     fit_on: str = "auto", P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None,
     folds_tl: np.ndarray | None = None, w_tl: np.ndarray | None = None, labels: Sequence[str], seed: int = 0,
     n_boot: int = 100, progress: Progress | None = None, metric: str | Scorer = COMPETITION,
+    meta: MetaFeatures | None = None,
 ) -> StackResult:
-    """Blend, calibrate and prior-adapt test predictions with `method`; score it by nested CV."""
+    """Blend, calibrate and prior-adapt test predictions with `method`; score it by nested CV.
+
+    `meta`: per-clip meta-features for OOF, test-like and test rows, for a method that takes them."""
     start = time.perf_counter()
     check_calibrate(calibrate)
     P_test = check_tensor(P_test, "P_test")
     labels = list(labels)
     if len(labels) != P_test.shape[2]:
         raise DataError(f"labels names {len(labels)} columns but P_test has {P_test.shape[2]} labels")
+    if meta is not None and not BLENDERS.get(method).uses_meta:
+        raise ConfigError(f"method {method!r} takes no meta-features; these do: "
+                          f"{', '.join(n for n, c in BLENDERS.items() if c.uses_meta)}")
     if P_oof is None:
+        if meta is not None:
+            raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
         return _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start)
     data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric)
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
-    final, ev = _evaluate(method, params, data, calibrate, fit_on, seed, n_boot, progress)
-    prior = adapt_prior(final.predict(P_test), ev["p_fit"], ev["y_fit"], test_prior, labels)
+    data.meta = _check_meta(meta, data, P_test.shape[0], labels)
+    final, ev = _evaluate(method, params, data, calibrate, fit_on, seed, n_boot, progress, use_meta=meta is not None)
+    prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev["p_fit"], ev["y_fit"],
+                        test_prior, labels)
     recipe = _recipe(method, final, ev["fit_on"], calibrate, labels)
+    recipe["meta_features"] = None if meta is None else meta.record()
     recipe["prior"] = prior.recipe()
     recipe["state"] = pipeline_state(final.blender_, final.calibrators_)  # exact, for `ens export`
     sens = sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer)
@@ -262,9 +297,10 @@ def compare(
     methods: Sequence[str] | None = None, calibrate: str = "auto", fit_on: str = "auto",
     P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
     w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = N_BOOT, progress: Progress | None = None,
-    metric: str | Scorer = COMPETITION,
+    metric: str | Scorer = COMPETITION, meta: MetaFeatures | None = None, labels: Sequence[str] | None = None,
 ) -> Comparison:
-    """Every candidate (each run raw and calibrated, each method) by nested CV, and the one to write.
+    """Every candidate (each run raw and calibrated, each method, and with `meta` each method that takes
+    meta-features once more with them) by nested CV, and the one to write.
 
     A row holds the trusted nested score and parts, the clean/test-like scores, in-sample score, gap,
     gain over the best single run (its interval is in `decision.tests`), seconds, and whether the
@@ -275,7 +311,9 @@ def compare(
     names = list(run_names) if run_names is not None else [f"run{r}" for r in range(data.P.shape[1])]
     if len(names) != data.P.shape[1]:
         raise DataError(f"run_names names {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
-    cands = candidates(names, methods, calibrate)
+    if meta is not None:
+        data.meta = _check_meta(meta, data, meta.test.shape[0], labels or [str(j) for j in range(data.y.shape[1])])
+    cands = candidates(names, methods, calibrate, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
     n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl[2]] if data.tl is not None else []))))
@@ -285,7 +323,7 @@ def compare(
         bar = None if progress is None else (lambda e, i=i, name=cand.name: progress(
             {"stage": "compare", "candidate": name, "done": i * n_folds + e["done"], "total": len(cands) * n_folds}))
         # n_boot=0: the gain intervals are the decision's (below), not bootstrapped twice
-        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, 0, bar)
+        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, 0, bar, cand.meta)
         trusted.append(ev["oof"][trust])
         clean.append(ev["oof"]["clean"])
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})

@@ -56,6 +56,10 @@ def blender_state(blender: Any) -> dict[str, Any]:
     elif name in ("logreg", "lgbm"):
         state["all_labels"] = bool(blender.all_labels)
         state["models"] = _meta_models(blender)
+        state["meta"] = int(getattr(blender, "n_meta_", 0))  # meta-feature columns after the logits
+        if state["meta"] and name == "logreg":
+            state["meta_mean"] = np.asarray(blender.meta_mean_, float).tolist()
+            state["meta_scale"] = np.asarray(blender.meta_scale_, float).tolist()
     elif name == "flip":
         state["columns"] = np.asarray(blender.perm_, int).tolist()
         state["inverted"] = np.asarray(blender.invert_, bool).tolist()
