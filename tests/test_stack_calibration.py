@@ -71,3 +71,15 @@ def test_auto_picks_per_label_by_cv():
 def test_unknown_calibrator():
     with pytest.raises(ConfigError, match="unknown calibrator 'x'; choose one of: none, temperature"):
         make_calibrator("x")
+
+
+def test_auto_falls_back_to_none_where_the_metric_is_undefined():
+    """Predictions on bin edges make the organisers' ECE fail for some columns: `auto` cannot show a
+    calibrator helps there, so it keeps none instead of failing the whole stack."""
+    from ensemble.metrics.dacon import EDGES
+    from ensemble.stack.calibration import choose_calibrator
+
+    y = np.r_[np.zeros(20), np.ones(20)]
+    p = np.r_[np.full(10, 0.15), np.full(10, EDGES[2]), np.full(10, 0.45), np.full(10, EDGES[5])]
+    name, note = choose_calibrator(p, y, np.arange(40) % 4)
+    assert name == "none" and "undefined" in note["rule"]

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.probability import logit
 from ensemble.registry import Registry
@@ -237,10 +238,14 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
     if len(np.unique(folds)) < 2 or y.min() == y.max():
         return "none", {"rule": "none: too few folds or one class, so no calibrator can be shown to help"}
     oof = cv_calibrator_predictions(p, y, folds, sample_weight)
-    if sample_weight is None:
-        values = scorer.column_losses(y, oof)
-    else:
-        values = np.array([scorer.replicate_losses(oof[:, c], y, sample_weight[None, :])[0] for c in range(oof.shape[1])])
+    try:
+        if sample_weight is None:
+            values = scorer.column_losses(y, oof)
+        else:
+            values = np.array([scorer.replicate_losses(oof[:, c], y, sample_weight[None, :])[0]
+                               for c in range(oof.shape[1])])
+    except MetricError as err:  # the organisers' ECE fails on some bin-edge predictions: nothing is shown
+        return "none", {"rule": f"none: the metric is undefined for these predictions ({err})"}
     scores = dict(zip(CALIBRATORS, values.tolist()))
     best = min(scores, key=scores.get)
     note: dict[str, Any] = {"cv_scores": {k: round(v, 6) for k, v in scores.items()}}
@@ -250,8 +255,12 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
     rows = np.arange(len(p))
     if len(p) > AUTO_BOOT_ROWS:  # a subsample widens the interval (errs towards none) and bounds the cost
         rows = np.sort(np.random.default_rng(seed).choice(len(p), AUTO_BOOT_ROWS, replace=False))
-    g = gain_interval(y[rows, None], oof[rows][:, [CALIBRATORS.index(best)]], p[rows, None], n_boot=AUTO_BOOT,
-                      alpha=alpha, seed=seed, weights=None if sample_weight is None else sample_weight[rows], scorer=scorer)
+    try:
+        g = gain_interval(y[rows, None], oof[rows][:, [CALIBRATORS.index(best)]], p[rows, None], n_boot=AUTO_BOOT,
+                          alpha=alpha, seed=seed, weights=None if sample_weight is None else sample_weight[rows],
+                          scorer=scorer)
+    except MetricError as err:
+        return "none", {**note, "rule": f"none: the metric is undefined for these predictions ({err})"}
     note["gain"] = {k: round(g[k], 6) for k in ("gain", "lo", "hi")}
     if g["lo"] > 0:
         return best, {**note, "rule": f"{best}: gain over none {g['gain']:+.4f}, interval above zero"}
