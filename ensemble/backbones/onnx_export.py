@@ -47,8 +47,8 @@ def _probability_module(classifier: Classifier) -> Any:
 
         def forward(self, input_values: Any, attention_mask: Any = None) -> Any:
             if attention_mask is None:
-                return torch.sigmoid(inner(input_values))
-            return torch.sigmoid(inner(input_values, attention_mask))
+                return classifier.probabilities(inner(input_values))
+            return classifier.probabilities(inner(input_values, attention_mask))
 
     return Probabilities().eval()
 

@@ -44,6 +44,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     max_grad_norm: float | None = 1.0
+    class_weight: tuple[float, ...] | None = None  # multiclass cross-entropy weight per class (None: equal)
 
     def accumulation(self) -> int:
         return self.grad_accum or max(1, math.ceil(self.effective_batch / self.batch_size))
@@ -139,6 +140,8 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
         self.history: list[dict[str, float]] = []
         self.best_epoch, self.best_score = -1, math.inf
+        self.class_weight = (None if config.class_weight is None else
+                             torch.tensor(config.class_weight, dtype=torch.float32, device=device))
 
     def state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -181,7 +184,8 @@ class _Trainer:
             y = torch.as_tensor(np.asarray(targets), dtype=torch.float32, device=self.device)
             with torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = module(**inputs)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+            loss = (torch.nn.functional.cross_entropy(logits.float(), y, weight=self.class_weight)
+                    if self.clf.multiclass else torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y))
             self.scaler.scale(loss / accum).backward()
             loss_sum, samples, pending = loss_sum + loss.item() * len(y), samples + len(y), pending + 1
             if pending == accum:
@@ -314,6 +318,6 @@ def predict_proba_torch(classifier: Classifier, waves: list[np.ndarray], batch_s
             idx = order[start:start + batch_size]
             inputs = classifier.preprocess([waves[i] for i in idx])
             logits = module(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
-            out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+            out[idx] = classifier.probabilities(logits.float()).cpu().numpy()
     module.train(was_training)
     return out

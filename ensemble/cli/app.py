@@ -56,6 +56,8 @@ WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", envva
                                                       help="Workspace folder (holds models/ and submissions/). Default: current directory.")]
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Competition folder; remembered in the workspace's ens.toml.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+MetricOpt = Annotated[Optional[str], typer.Option("--metric", help="Metric every choice uses: dacon-fakevoice (alias competition; the default for fake/real), auc, macro-auc, logloss (the default for multiclass), brier, accuracy or macro-f1; remembered in ens.toml.")]
+TaskOpt = Annotated[Optional[str], typer.Option("--task", help="multilabel or multiclass (default: from the competition folder; remembered in ens.toml).")]
 
 
 class Format(str, Enum):
@@ -102,13 +104,13 @@ def command(*args, **kwargs) -> Callable:
     return decorate
 
 
-def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = ()):
+def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = (), task: str | None = None):
     """The workspace and its validated competition folder (with the audio of `audio` splits checked)."""
     from ensemble.artifacts.competition import open_competition
     from ensemble.artifacts.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    return ws, open_competition(ws, data, audio)
+    return ws, open_competition(ws, data, audio, task)
 
 
 def console():
@@ -150,18 +152,23 @@ def score_cmd(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="Submission CSV to score.")],
     answers: Annotated[Path, typer.Option("--answers", help="Answer key: CSV with id and 0/1 label columns.")],
     format: Annotated[str, typer.Option("--format", help="table, json, csv or md.")] = "table",
+    metric: MetricOpt = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="multilabel or multiclass (default: multiclass when the key has 3+ columns and one 1 per row).")] = None,
 ) -> None:
-    """Score a submission against an answer key with the competition metric (lower is better)."""
+    """Score a submission against an answer key (default: the competition metric, lower is better;
+    multiclass: log loss, with accuracy, macro-F1 and per-class precision/recall/F1)."""
     from ensemble.commands.score import score_file
+    from ensemble.metrics.scorer import SCORERS
 
     format = output_format(format)
-    parts, per_label = score_file(file, answers)
+    parts, per_label = score_file(file, answers, metric, task)
     if format == Format.json:
         typer.echo(json.dumps({**parts.as_dict(), "labels": per_label}, indent=2))
         return
     from ensemble.cli.present import score_table
 
-    console().print(score_table(parts, per_label, format.value))
+    name = metric or ("logloss" if "*" in per_label else "competition")
+    console().print(score_table(parts, per_label, format.value, name, SCORERS[name].greater_is_better))
 
 
 @command("lb")
@@ -223,6 +230,9 @@ def finetune_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
     testlike_per_fold: Annotated[Optional[int], typer.Option("--testlike-per-fold", help="Test-like clips per fold when the shared set is first built (default: about half a fold, 50–2000).")] = None,
     freeze: Annotated[Optional[bool], typer.Option("--freeze-feature-encoder/--train-feature-encoder", help="Freeze the convolutional feature encoder (default: frozen for pretrained checkpoints, trained for named configs).")] = None,
+    metric: MetricOpt = None,
+    class_weight: Annotated[str, typer.Option("--class-weight", help="Multiclass imbalance: none (default: keeps the probabilities calibrated to the class mix, which log loss scores) or balanced (loss weights 1/class count; for macro-F1 on rare classes).")] = "none",
+    task: TaskOpt = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
 ) -> None:
@@ -233,13 +243,14 @@ def finetune_cmd(
 
     values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
-                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
+                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze,
+                  metric=metric, class_weight=class_weight)
     if config is not None:
         values = merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
     check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
-    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
+    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"), task=task)
     with event_printer(console()) as show:
         run = finetune(ws, comp, opts, force=force, progress=show)
     if run is None:
@@ -253,8 +264,13 @@ def finetune_cmd(
         return
     metrics = run.manifest["metrics"]
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
-    typer.echo(f"run {run.name}: CV {metrics['cv']['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}, "
-               f"ONNX parity {parity:.2e} → {run.dir}")
+    cv = metrics["cv"]
+    if "metric" in cv:  # multiclass: the chosen metric beside the usual numbers
+        scores = (f"CV {cv['metric']} {cv['score']:.5f} (log loss {cv['logloss']:.4f}, accuracy {cv['accuracy']:.4f}, "
+                  f"macro-F1 {cv['macro_f1']:.4f})")
+    else:
+        scores = f"CV {cv['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}"
+    typer.echo(f"run {run.name}: {scores}, ONNX parity {parity:.2e} → {run.dir}")
 
 
 @command("oof")
@@ -295,6 +311,8 @@ def stack_cmd(
     compare: Annotated[bool, typer.Option("--compare", help="Score every run (raw and calibrated) and every method side by side; writes nothing unless --write.")] = False,
     write: Annotated[bool, typer.Option("--write", help="With --compare: write what the decision rule chooses (as --method auto).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for bagging, bootstrap and LightGBM.")] = 0,
+    metric: MetricOpt = None,
+    task: TaskOpt = None,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
@@ -310,12 +328,12 @@ def stack_cmd(
              "every `ens stack` writes its submission")
     if name is not None:
         check_name(name, "submission")  # before any compute is spent
-    ws, comp = _context(workspace, data)
+    ws, comp = _context(workspace, data, task=task)
     params = parse_params(param)
     with event_printer(console()) as show:
         done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
                          test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
-                         progress=show)
+                         progress=show, metric=metric)
     out = console()
     if compare:
         out.print(compare_table(done.comparison, out.width))

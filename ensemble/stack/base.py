@@ -59,6 +59,8 @@ class Blender:
 
     name: str = "blender"
     needs_targets: bool = True
+    multiclass: bool = False        # can blend single-label multiclass runs (rows of class probabilities)
+    task: str = "multilabel"        # set on the instance by the stacker (`for_task`), not a parameter
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters and their current values."""
@@ -83,6 +85,10 @@ class Blender:
             y = check_targets(y, P)
         if folds is not None:
             folds = check_folds(folds, P.shape[0])
+        if self.task == "multiclass" and not self.multiclass:
+            usable = [n for n, c in BLENDERS.items() if c.multiclass]
+            raise ConfigError(f"method {self.name!r} works label by label and cannot blend multiclass runs; "
+                              f"use one of: {', '.join(usable)}")
         self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
         self._fit(P, y, folds)
         return self
@@ -124,3 +130,10 @@ def make_blender(name: str, **params: Any) -> Blender:
             f"method {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(valid) or 'none'}"
         )
     return cls(**params)
+
+
+def for_task(blender: Blender, task: str) -> Blender:
+    """`blender` set to blend `task` ('multilabel' or 'multiclass') runs; returns it."""
+    if task != Blender.task:
+        blender.task = task
+    return blender
