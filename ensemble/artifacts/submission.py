@@ -135,4 +135,6 @@ def check_submission_table(df: pd.DataFrame, comp: Competition, path: Path | str
         raise DataError(f"{path}: unknown column {extra[0]!r}; expected id, {', '.join(comp.labels)}")
     check_ids(df["id"], path)
     check_probabilities(df, comp.labels, path)
+    if comp.multiclass:
+        check_rows_sum_to_one(df, comp.labels, path)
     return df

@@ -18,6 +18,7 @@ from ensemble.errors import ConfigError
 from ensemble.metrics.scorer import Scorer
 
 LOG_EPS = 1e-7
+LOG_T_BOUNDS = (-np.log(10.0), np.log(10.0))  # temperatures in [0.1, 10]: wider ones only fit noise
 CALIBRATE = ("auto", "none", "temperature")
 
 
@@ -76,7 +77,7 @@ class TemperatureScaling:
             ls = log_softmax(L / np.exp(log_t), axis=1)
             return float(-(w * ls[np.arange(len(truth)), truth]).sum() / w.sum())
 
-        self.temperature_ = float(np.exp(minimize_scalar(loss, bounds=(-4.0, 4.0), method="bounded").x))
+        self.temperature_ = float(np.exp(minimize_scalar(loss, bounds=LOG_T_BOUNDS, method="bounded").x))
         return self
 
     def predict(self, S: np.ndarray) -> np.ndarray:
