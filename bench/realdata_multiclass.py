@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="multiclass competition folder with test_answers.csv")
     parser.add_argument("--out", type=Path, default=Path("realdata-mc-workspace"), help="workspace to create")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--runs", default=",".join(FAMILIES), help="comma list of the families above")
     args = parser.parse_args()
 

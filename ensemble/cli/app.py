@@ -193,6 +193,7 @@ def lb_cmd(
 @command("board")
 def board_cmd(
     format: Annotated[str, typer.Option("--format", help="table (for people), json, csv or md.")] = "table",
+    metric: MetricOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Compare runs and submissions: CV score and its parts, recorded leaderboard scores, rank; partial runs
@@ -202,7 +203,7 @@ def board_cmd(
     from ensemble.artifacts.workspace import Workspace
 
     format = output_format(format)
-    frame = board_frame(Workspace.resolve(workspace))
+    frame = board_frame(Workspace.resolve(workspace), metric)
     out = console()
     output = board_output(frame, cv_public_correlation(frame), format.value, out.width)
     if isinstance(output, str):

@@ -122,7 +122,10 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, w
 
     shown = frame.drop(columns=DETAIL)
     shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown
-    parts = [frame_table(shown, title="runs and submissions (lower is better)", digits=3, method_width=9, width=width),
+    if "metric" in frame.attrs:  # parts the metric has not are left out
+        shown = shown.drop(columns=[c for c in ("auc", "brier", "ece") if shown[c].isna().all()])
+    title = f"runs and submissions ({frame.attrs.get('metric', 'lower is better')})"
+    parts = [frame_table(shown, title=title, digits=3, method_width=9, width=width),
              legend(board_legend(frame), width)]
     if correlation:
         parts.append(Text(hang(correlation_sentence(correlation), width)))
@@ -193,7 +196,10 @@ def stack_summary(path, result, recipe: dict, width: int = 80) -> str:
     for what, parts in (("nested CV", result.nested), ("test-like nested CV", result.nested_testlike),
                         ("in-sample", result.in_sample)):
         if parts is not None:
-            lines.append(f"  {what}: {parts.score:.5f} (AUC {parts.auc:.4f}, Brier {parts.brier:.4f}, ECE {parts.ece:.4f})")
+            if parts.auc != parts.auc:  # another metric than the competition's: no parts
+                lines.append(f"  {what} ({recipe.get('metric')}): {parts.score:.5f}")
+            else:
+                lines.append(f"  {what}: {parts.score:.5f} (AUC {parts.auc:.4f}, Brier {parts.brier:.4f}, ECE {parts.ece:.4f})")
     if result.gain:
         g = result.gain
         lines.append(f"  gain over best single run (positive = better): {g['gain']:+.5f} [{g['lo']:+.5f}, {g['hi']:+.5f}]")

@@ -82,6 +82,13 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
         "warnings": result.warnings, "prior_sensitivity": result.sensitivity, "seconds": round(result.seconds, 3),
         "testlike_domain": load_domain_check(ws),
     }
+    if comp.multiclass and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
+        from ensemble.metrics.scorer import class_report
+
+        report = class_report(inputs.y, result.oof, comp.labels)
+        sidecar["metrics"]["cv"] = {**(sidecar["metrics"]["cv"] or {}), "metric": metric,
+                                    **{k: report[k] for k in ("logloss", "accuracy", "macro_f1")}}
+        sidecar["metrics"]["cv_report"] = report
     if decision is not None:  # what the decision compared, for `ens report`'s table
         from ensemble.stack.explain import COMPARE_KEYS
 
