@@ -175,3 +175,28 @@ def plot_cv_vs_leaderboard(path: Path, subs: pd.DataFrame) -> None:
 
 
 # ---------------------------------------------------------------- page
+
+
+def plot_confusion(path: Path, labels: list[str], matrices: dict[str, np.ndarray]) -> None:
+    """One confusion matrix per run (rows: true class, columns: predicted; colour: share of the true class,
+    so rare classes show as clearly as common ones; numbers: counts)."""
+    k, n = len(labels), len(matrices)
+    side = max(3.6, 0.55 * k + 2.0)
+    fig = _figure(side * n + 0.8, side)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    image = None
+    for ax, (name, cm) in zip(axes, matrices.items()):
+        share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        image = ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
+        ax.set_xticks(range(k), labels, rotation=45, ha="right")
+        ax.set_yticks(range(k), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"run '{name}'")
+        for a in range(k):
+            for b in range(k):
+                ax.text(b, a, f"{int(cm[a, b])}", ha="center", va="center", fontsize=9,
+                        color="white" if share[a, b] > 0.6 else "black")
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of the true class's rows")
+    fig.suptitle("Confusion matrices of the runs' OOF predictions (arg-max class)", fontsize=11)
+    _save(fig, path)

@@ -239,6 +239,14 @@ def test_stack_cli_remembers_the_metric_and_records_it(tmp_path, workspace):
     assert 'metric = "accuracy"' in (workspace / "ens.toml").read_text()
     line = one_line_error(ens("stack", "r0", "r1", "--method", "flip"))
     assert "'flip' works label by label" in line
+    board = json.loads(ens("board", "--format", "json").output)["rows"]  # ranked by accuracy, higher first
+    runs = [r for r in board if r["kind"] == "run"]
+    assert [r["accuracy"] for r in runs] == sorted((r["accuracy"] for r in runs), reverse=True)
+    assert runs[0]["rank"] == 1 and runs[0]["cv"] == runs[0]["accuracy"] and runs[0]["logloss"] > 0
+    blend = next(r for r in board if r["name"] == "blend")
+    assert blend["cv"] == pytest.approx(sidecar["metrics"]["cv"]["score"]) and blend["macro_f1"] is not None
+    by_logloss = json.loads(ens("board", "--format", "json", "--metric", "logloss").output)["rows"]
+    assert next(r for r in by_logloss if r["name"] == "blend")["cv"] is None  # stacked with another metric
 
 
 def test_import_refuses_multiclass_rows_not_summing_to_one(tmp_path, workspace):

@@ -55,6 +55,10 @@ def test_toy_multiclass_finetune_oof_stack_score(tones, tmp_path):
     assert scored["labels"]["*"]["accuracy"] >= 5 / 6  # three pitches: easy
     board = json.loads(ens("board", "--format", "json", "-w", ws).output)
     assert {r["name"] for r in board["rows"]} >= {"lr", "gbm", "pick"}
+    assert all(r["accuracy"] is not None for r in board["rows"])
+    ens("report", "--no-restack", "-w", ws)
+    page = (ws / "report" / "index.md").read_text()
+    assert (ws / "report" / "confusion.png").is_file() and "Per-class scores" in page
 
 
 def test_softmax_cnn_rows_sum_to_one_through_onnx(tones, tmp_path):
