@@ -51,6 +51,16 @@ def _save(fig, path: Path) -> None:
     fig.savefig(path, format="png")
 
 
+def _ece_text(y: np.ndarray, p: np.ndarray, label: str) -> str:
+    """The competition ECE of one column, or 'undefined' where its formula fails (values on bin edges)."""
+    from ensemble.metrics.dacon import MetricError
+
+    try:
+        return f"{ece_per_column(y, p, [label])[0]:.3f}"
+    except MetricError:
+        return "undefined"
+
+
 def plot_reliability(path: Path, title: str, labels: list[str], series: list[Series]) -> None:
     """Per label: fraction of positives vs mean prediction per bin (marker area ∝ rows), and a histogram."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
@@ -65,7 +75,7 @@ def plot_reliability(path: Path, title: str, labels: list[str], series: list[Ser
         for k, s in enumerate(series):
             colour = _COLOURS[k % len(_COLOURS)]
             mean_p, frac, count = calibration_bins(s.y[:, j], s.p[:, j])
-            eces.append(f"{s.short} {ece_per_column(s.y[:, [j]], s.p[:, [j]], [label])[0]:.3f}")
+            eces.append(f"{s.short} {_ece_text(s.y[:, [j]], s.p[:, [j]], label)}")
             ax.plot(mean_p, frac, "-", color=colour, lw=1.5, label=f"{s.name}, {len(s.y):,} rows" if j == 0 else None)
             ax.scatter(mean_p, frac, s=12 + 150 * count / count.max(), color=colour, zorder=3)
             ax.plot(*quantile_bins(s.y[:, j], s.p[:, j]), ":", marker=".", color=colour, lw=1.2, alpha=0.8)

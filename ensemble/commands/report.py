@@ -243,8 +243,13 @@ def _scores_text(sidecar: dict) -> str:
     parts = []
     for key, what in (("cv", "nested CV"), ("cv_testlike", "test-like nested CV")):
         m = metrics.get(key)
-        if m:
+        if m and "logloss" in m:  # multiclass: the metric, then the usual numbers
+            parts.append(f"{what} {m.get('metric', '')} {m['score']:.4f} (log loss {m['logloss']:.3f}, accuracy "
+                         f"{m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f})")
+        elif m and m.get("auc") == m.get("auc"):
             parts.append(f"{what} {m['score']:.4f} (AUC {m['auc']:.3f}, Brier {m['brier']:.3f}, ECE {m['ece']:.3f})")
+        elif m:  # another metric than the competition's: no parts
+            parts.append(f"{what} {(sidecar.get('recipe') or {}).get('metric', '')} {m['score']:.4f}")
     gain = metrics.get("gain")
     if gain:
         parts.append(f"gain over the best single run {gain['gain']:+.4f} [{gain['lo']:+.4f}, {gain['hi']:+.4f}] "
