@@ -258,3 +258,13 @@ def test_import_refuses_multiclass_rows_not_summing_to_one(tmp_path, workspace):
     line = one_line_error(ens("import", "r", "--test", tmp_path / "t.csv", "--data", root))
     assert "TEST_002" in line and "sum to 1" in line
     assert not (workspace / "models" / "r").exists()
+
+
+def test_export_refuses_a_multiclass_submission_in_one_line(tmp_path, workspace):
+    from ensemble.artifacts.io import write_json
+
+    (workspace / "submissions").mkdir()
+    pd.DataFrame({"id": ["a"], "x": [1.0]}).to_csv(workspace / "submissions" / "mc.csv", index=False)
+    write_json({"recipe": {"task": "multiclass", "state": {}, "labels": ["x"]}}, workspace / "submissions" / "mc.json")
+    line = one_line_error(ens("export", "mc"))
+    assert "multiclass submission cannot be exported" in line

@@ -159,6 +159,9 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
     if not isinstance(recipe, dict) or not isinstance(recipe.get("state"), dict):
         raise ContractError(f"{sidecar_path}: no recipe.state (the fitted blend); it was stacked by an older ens — "
                             "stack it again to export it")
+    if recipe.get("task") == "multiclass":  # the graph ops pool, aggregate and blend logits label by label
+        raise ConfigError(f"{sidecar_path}: a multiclass submission cannot be exported yet (the exported chain "
+                          "pools and blends label by label); its runs' fold graphs are in models/<run>/fold*/model.onnx")
     labels = list(recipe.get("labels") or [])
     entries = recipe.get("runs")
     if not isinstance(entries, list):

@@ -75,8 +75,8 @@ class FinetuneOptions:
     def identity(self) -> dict:
         """The options that must match for a resumed or merged run (not the fold subset)."""
         out = {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name")}
-        if out["metric"] is None:  # runs started before these options existed resume unchanged
-            del out["metric"]
+        if out["metric"] in (None, "competition", "dacon-fakevoice"):  # runs started before these options
+            del out["metric"]                                             # existed resume unchanged
         if out["class_weight"] == "none":
             del out["class_weight"]
         return out
