@@ -268,3 +268,17 @@ def test_export_refuses_a_multiclass_submission_in_one_line(tmp_path, workspace)
     write_json({"recipe": {"task": "multiclass", "state": {}, "labels": ["x"]}}, workspace / "submissions" / "mc.json")
     line = one_line_error(ens("export", "mc"))
     assert "multiclass submission cannot be exported" in line
+
+
+def test_meta_learners_fitted_on_one_class_predict_its_shares():
+    """An inner fold may hold one class only (small data): logreg and lgbm fall back to the class shares."""
+    from ensemble.stack.base import for_task, make_blender
+    from ensemble.stack.state import blender_state
+
+    P, y, _ = runs_tensor(40)
+    one = np.zeros_like(y)
+    one[:, 2] = 1
+    for method in ("logreg", "lgbm"):
+        blender = for_task(make_blender(method), "multiclass").fit(P, one)
+        assert np.allclose(blender.predict(P[:5]), [0, 0, 1, 0])
+        assert blender_state(blender)["models"] == [{"constant": [0.0, 0.0, 1.0, 0.0]}]

@@ -163,7 +163,7 @@ def score_cmd(
     format = output_format(format)
     parts, per_label = score_file(file, answers, metric, task)
     if format == Format.json:
-        typer.echo(json.dumps({**parts.as_dict(), "labels": per_label}, indent=2))
+        typer.echo(json.dumps({**{k: v for k, v in parts.as_dict().items() if v == v}, "labels": per_label}, indent=2))
         return
     from ensemble.cli.present import score_table
 

@@ -32,10 +32,14 @@ def _metric(ws: Workspace, metric: str | None):
     """The board's scorer: `metric` (remembered), else the workspace's; None: the competition metric of a
     multi-label workspace, ranked from the scores runs and submissions recorded (as before `--metric`)."""
     from ensemble.artifacts.competition import Competition
+    from ensemble.errors import EnsError
     from ensemble.metrics.scorer import get_scorer
 
     if metric is None and "metric" not in ws.settings() and ws.settings().get("task") != "multiclass":
-        if "data" not in ws.settings() or not Competition.load(ws.data_dir()).multiclass:
+        try:
+            if "data" not in ws.settings() or not Competition.load(ws.data_dir()).multiclass:
+                return None
+        except (EnsError, OSError):  # the folder moved: rank by what runs and submissions recorded
             return None
     comp = Competition.load(ws.data_dir(), ws.settings().get("task"))
     scorer = get_scorer(ws.metric(comp.task, metric), comp.task)
