@@ -282,3 +282,39 @@ def test_meta_learners_fitted_on_one_class_predict_its_shares():
         blender = for_task(make_blender(method), "multiclass").fit(P, one)
         assert np.allclose(blender.predict(P[:5]), [0, 0, 1, 0])
         assert blender_state(blender)["models"] == [{"constant": [0.0, 0.0, 1.0, 0.0]}]
+
+
+def test_augmentation_keeps_one_class_per_example():
+    from ensemble.audio.augment import AugmentConfig, single_label
+
+    kept = single_label(AugmentConfig.from_spec("default"), "default")
+    assert kept.p_mix == 0 and kept.p_empty == 0 and kept.p_noise == AugmentConfig().p_noise
+    for spec in ("none,mix", "default,p_mix=0.5", "none,p_empty=0.2"):
+        with pytest.raises(ConfigError, match="one class per clip"):
+            single_label(AugmentConfig.from_spec(spec), spec)
+
+
+def test_a_submission_whose_rows_do_not_sum_to_one_is_not_written(tmp_path, workspace):
+    from ensemble.artifacts.submission import submission_frame, write_submission
+    from ensemble.artifacts.workspace import Workspace
+
+    comp = Competition.load(csv_multiclass(tmp_path / "mc"))
+    p = np.full((8, 4), 0.25)
+    p[5] = [0.7, 0.1, 0.1, 0.2]
+    with pytest.raises(DataError, match="'TEST_005' has probabilities summing to 1.1"):
+        write_submission(Workspace(workspace), "bad", submission_frame(p, comp), comp, {})
+    assert not (workspace / "submissions" / "bad.csv").exists()
+
+
+def test_balanced_class_weights_are_inverse_class_counts(tmp_path):
+    from types import SimpleNamespace
+
+    from ensemble.commands.finetune import FinetuneOptions, _class_weights
+
+    comp = Competition.load(csv_multiclass(tmp_path / "mc"))
+    targets = np.eye(4)[[0] * 6 + [1] * 2 + [2] * 2 + [3] * 2]
+    data = SimpleNamespace(targets=targets, train_idx=np.arange(12))
+    ctx = SimpleNamespace(comp=comp, opts=FinetuneOptions(model="logmel-cnn", class_weight="balanced"))
+    assert _class_weights(ctx, data) == pytest.approx((0.5, 1.5, 1.5, 1.5))
+    ctx.opts = FinetuneOptions(model="logmel-cnn")
+    assert _class_weights(ctx, data) is None
