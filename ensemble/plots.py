@@ -51,6 +51,16 @@ def _save(fig, path: Path) -> None:
     fig.savefig(path, format="png")
 
 
+def _ece_text(y: np.ndarray, p: np.ndarray, label: str) -> str:
+    """The competition ECE of one column, or 'undefined' where its formula fails (values on bin edges)."""
+    from ensemble.metrics.dacon import MetricError
+
+    try:
+        return f"{ece_per_column(y, p, [label])[0]:.3f}"
+    except MetricError:
+        return "undefined"
+
+
 def plot_reliability(path: Path, title: str, labels: list[str], series: list[Series]) -> None:
     """Per label: fraction of positives vs mean prediction per bin (marker area ∝ rows), and a histogram."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
@@ -65,7 +75,7 @@ def plot_reliability(path: Path, title: str, labels: list[str], series: list[Ser
         for k, s in enumerate(series):
             colour = _COLOURS[k % len(_COLOURS)]
             mean_p, frac, count = calibration_bins(s.y[:, j], s.p[:, j])
-            eces.append(f"{s.short} {ece_per_column(s.y[:, [j]], s.p[:, [j]], [label])[0]:.3f}")
+            eces.append(f"{s.short} {_ece_text(s.y[:, [j]], s.p[:, [j]], label)}")
             ax.plot(mean_p, frac, "-", color=colour, lw=1.5, label=f"{s.name}, {len(s.y):,} rows" if j == 0 else None)
             ax.scatter(mean_p, frac, s=12 + 150 * count / count.max(), color=colour, zorder=3)
             ax.plot(*quantile_bins(s.y[:, j], s.p[:, j]), ":", marker=".", color=colour, lw=1.2, alpha=0.8)
@@ -175,3 +185,28 @@ def plot_cv_vs_leaderboard(path: Path, subs: pd.DataFrame) -> None:
 
 
 # ---------------------------------------------------------------- page
+
+
+def plot_confusion(path: Path, labels: list[str], matrices: dict[str, np.ndarray]) -> None:
+    """One confusion matrix per run (rows: true class, columns: predicted; colour: share of the true class,
+    so rare classes show as clearly as common ones; numbers: counts)."""
+    k, n = len(labels), len(matrices)
+    side = max(3.6, 0.55 * k + 2.0)
+    fig = _figure(side * n + 0.8, side)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    image = None
+    for ax, (name, cm) in zip(axes, matrices.items()):
+        share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        image = ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
+        ax.set_xticks(range(k), labels, rotation=45, ha="right")
+        ax.set_yticks(range(k), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"run '{name}'")
+        for a in range(k):
+            for b in range(k):
+                ax.text(b, a, f"{int(cm[a, b])}", ha="center", va="center", fontsize=9,
+                        color="white" if share[a, b] > 0.6 else "black")
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of the true class's rows")
+    fig.suptitle("Confusion matrices of the runs' OOF predictions (arg-max class)", fontsize=11)
+    _save(fig, path)

@@ -15,6 +15,25 @@ from ensemble.errors import DataError
 from ensemble.artifacts.io import file_sha256, read_csv
 
 AUDIO_SUFFIXES = {".ogg", ".wav", ".flac", ".mp3", ".opus", ".aiff", ".aif"}
+TASKS = ("multilabel", "multiclass")
+SUM_TOL = 1e-6  # a multiclass row's probabilities sum to 1 within this
+
+
+def check_task(task: str) -> str:
+    """`task` when it is one of TASKS; else a one-line error listing them."""
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    return task
+
+
+def check_rows_sum_to_one(df: pd.DataFrame, labels: list[str], source: Path | str) -> None:
+    """A multiclass table's probability rows must each sum to 1 (within SUM_TOL); name the first that does not."""
+    total = df[labels].to_numpy(dtype=np.float64).sum(axis=1)
+    bad = np.abs(total - 1.0) > SUM_TOL
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source}: id {df['id'].iloc[i]!r} has probabilities summing to {total[i]:.6g}; "
+                        f"a multiclass row must sum to 1 (within {SUM_TOL:g})")
 
 
 def require_columns(df: pd.DataFrame, columns: list[str], source: Path | str) -> None:
@@ -64,9 +83,10 @@ class Competition:
 
     root: Path
     sample: pd.DataFrame = field(repr=False)
+    explicit_task: str | None = None  # `--task` (remembered in ens.toml); None: detected from the folder
 
     @classmethod
-    def load(cls, root: Path | str) -> "Competition":
+    def load(cls, root: Path | str, task: str | None = None) -> "Competition":
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"{root}: competition folder not found")
@@ -77,12 +97,33 @@ class Competition:
         check_ids(sample["id"], path)
         if len(sample.columns) < 2:
             raise DataError(f"{path}: no label columns besides 'id'")
-        return cls(root=root, sample=sample)
+        return cls(root=root, sample=sample, explicit_task=None if task is None else check_task(task))
 
     @property
     def labels(self) -> list[str]:
         """Label columns in submission order."""
         return [c for c in self.sample.columns if c != "id"]
+
+    @cached_property
+    def task(self) -> str:
+        """'multiclass' (one class per clip, softmax, rows sum to 1) or 'multilabel' (independent 0/1 columns).
+
+        Detected as multiclass when `train.csv` has a `label` column, the sample submission has three or
+        more class columns and its rows sum to 1. Two columns stay multi-label: a fake/real set looks the
+        same (one label per train clip, 0.5/0.5 sample rows) while its test clips may hold both voices, so
+        a two-class multiclass task says `--task multiclass`.
+        """
+        if self.explicit_task is not None:
+            return self.explicit_task
+        if "label" not in self.train.columns or len(self.labels) < 3:
+            return "multilabel"
+        values = self.sample[self.labels].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        sums = values.sum(axis=1)
+        return "multiclass" if np.isfinite(sums).all() and np.allclose(sums, 1.0, rtol=0, atol=SUM_TOL) else "multilabel"
+
+    @property
+    def multiclass(self) -> bool:
+        return self.task == "multiclass"
 
     @property
     def test_ids(self) -> pd.Series:
@@ -105,7 +146,10 @@ class Competition:
     @cached_property
     def targets(self) -> np.ndarray:
         """Multi-hot targets `(train rows, labels)` as float64 0/1, aligned with `train`."""
-        return targets_from_frame(self.train, self.labels, self.root / "train.csv")
+        y = targets_from_frame(self.train, self.labels, self.root / "train.csv")
+        if self.multiclass:
+            check_one_class(self.train, y, self.labels, self.root / "train.csv")
+        return y
 
     @cached_property
     def test(self) -> pd.DataFrame:
@@ -177,6 +221,15 @@ def targets_from_frame(df: pd.DataFrame, labels: list[str], source: Path | str) 
     return block
 
 
+def check_one_class(df: pd.DataFrame, y: np.ndarray, labels: list[str], source: Path | str) -> None:
+    """Multiclass targets: exactly one class per row (a multi-hot or empty row names its id)."""
+    bad = y.sum(axis=1) != 1
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source}: id {df['id'].iloc[i]!r} has {int(y[i].sum())} classes set; a multiclass "
+                        f"task has exactly one of {', '.join(labels)} per row")
+
+
 def check_same_ids(ids: pd.Series, expected: pd.Series, source: Path | str, reference: Path | str) -> None:
     """The id sets must match exactly; name one id that is extra or missing."""
     have, want = set(ids), set(expected)
@@ -188,15 +241,17 @@ def check_same_ids(ids: pd.Series, expected: pd.Series, source: Path | str, refe
         raise DataError(f"{source}: id {missing[0]!r} from {reference} is missing ({len(missing)} missing ids)")
 
 
-def open_competition(ws, data: Path | str | None = None, audio: tuple[str, ...] = ()) -> Competition:
+def open_competition(ws, data: Path | str | None = None, audio: tuple[str, ...] = (),
+                     task: str | None = None) -> Competition:
     """The workspace's competition folder (`data` overrides it), validated: its CSVs, and the audio of
-    the `audio` splits (train, test, unlabeled) for commands that read it. `data` is remembered in
-    `ens.toml` only once the folder validated, so a bad folder is never remembered."""
-    comp = Competition.load(ws.data_dir(data, remember=False)).validate()
+    the `audio` splits (train, test, unlabeled) for commands that read it. `data` and `task` are
+    remembered in `ens.toml` only once the folder validated, so a bad folder is never remembered."""
+    task = task if task is not None else ws.settings().get("task")
+    comp = Competition.load(ws.data_dir(data, remember=False), task).validate()
     if audio:
         from ensemble.artifacts.audio_check import check_competition_audio
 
         check_competition_audio(ws, comp, audio)
-    if data is not None:
-        ws.remember_data(comp.root)
+    if data is not None or (task is not None and ws.settings().get("task") != task):
+        ws.remember(data=str(comp.root) if data is not None else None, task=task)
     return comp

@@ -76,21 +76,46 @@ class Workspace:
             if remember:
                 self.remember_data(path)
             return path
-        config = self.root / CONFIG_NAME
-        if config.is_file():
-            with open(config, "rb") as f:
-                stored = tomllib.load(f).get("data")
-            if stored:
-                return Path(stored)
+        stored = self.settings().get("data")
+        if stored:
+            return Path(stored)
         raise ConfigError("no competition folder: pass --data DIR once (the workspace remembers it)")
+
+    def settings(self) -> dict:
+        """What `ens.toml` remembers: `data` (the competition folder), `task`, `metric`; {} when absent."""
+        config = self.root / CONFIG_NAME
+        if not config.is_file():
+            return {}
+        with open(config, "rb") as f:
+            try:
+                return tomllib.load(f)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{config}: not valid TOML ({exc})") from None
+
+    def remember(self, **values: str | None) -> None:
+        """Store settings in `ens.toml` beside the ones already there (None values are left out)."""
+        from ensemble.artifacts.io import atomic_path
+
+        merged = {**self.settings(), **{k: v for k, v in values.items() if v is not None}}
+        self.root.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.root / CONFIG_NAME) as tmp:
+            tmp.write_text("".join(f"{key} = {json.dumps(str(value))}\n" for key, value in merged.items()))
+
+    def metric(self, task: str, override: str | None = None) -> str:
+        """The metric every choice uses: `override` (remembered once valid), else `ens.toml`'s, else the
+        task's default; an unknown name, or one without a form for `task`, is a one-line error."""
+        from ensemble.metrics.scorer import default_metric, get_scorer
+
+        stored = self.settings().get("metric")
+        name = override or stored or default_metric(task)
+        get_scorer(name, task)
+        if override is not None and override != stored:
+            self.remember(metric=override)
+        return name
 
     def remember_data(self, path: Path) -> None:
         """Store the competition folder in `ens.toml` (call it once the folder validated)."""
-        from ensemble.artifacts.io import atomic_path
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.root / CONFIG_NAME) as tmp:
-            tmp.write_text(f"data = {json.dumps(str(path))}\n")
+        self.remember(data=str(path))
 
 
 def check_name(name: str, what: str) -> None:

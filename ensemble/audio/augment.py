@@ -129,6 +129,18 @@ class AugmentConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
+def single_label(config: AugmentConfig, spec: str) -> AugmentConfig:
+    """The augmentation of a multiclass task: every example keeps exactly one class, so no second voice
+    (`mix`) and no voiceless example (`p_empty`). `default` switches them off; a spec that asks for
+    them is refused."""
+    asked = [p.strip() for p in str(spec).split(",")]
+    wanted = [p for p in asked if p == "mix" or p.split("=")[0].strip() in ("p_mix", "p_empty")]
+    if wanted and (config.p_mix > 0 or config.p_empty > 0):
+        raise ConfigError(f"--augment {wanted[0]}: mixing two clips or voiceless examples gives a clip two classes "
+                          "or none; a multiclass task keeps one class per clip (leave it out)")
+    return replace(config, p_mix=0.0, p_empty=0.0)
+
+
 def _valid() -> str:
     return ", ".join(ITEMS) + " or field=value"
 

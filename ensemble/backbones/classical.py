@@ -139,6 +139,7 @@ class FeatureClassifier:
         self.frontend = ClipFeatures(config.spec).eval()
         self.preprocessor = Preprocessor(RAW, config.spec.sampling_rate, False)
         self.models: list[Any] = []
+        self.multiclass = False  # True: one multiclass estimator over the labels (rows sum to 1)
 
     @property
     def sampling_rate(self) -> int:
@@ -157,6 +158,13 @@ class FeatureClassifier:
         # One thread by default: on a shared 2-core machine LightGBM's OpenMP pool spins (measured 10x
         # slower with 2 threads under load), and the data is small.
         threads = threads or 1
+        if self.multiclass:
+            target = np.asarray(y).argmax(axis=1)
+            missing = [label for k, label in enumerate(self.labels) if not (target == k).any()]
+            if missing:
+                raise ConfigError(f"class {missing[0]!r} has no training examples in this fold; cannot fit")
+            self.models = [self.estimator.fit(x, target, self.params, seed, threads)]
+            return self
         models = []
         for j, label in enumerate(self.labels):
             target = (y[:, j] > 0.5).astype(np.int64)
@@ -168,6 +176,8 @@ class FeatureClassifier:
 
     def predict_proba_native(self, x: np.ndarray) -> np.ndarray:
         """`(n, labels)` probabilities by the estimators themselves (the parity reference for ONNX)."""
+        if self.multiclass:
+            return np.asarray(self.models[0].predict_proba(x), dtype=np.float64)
         return np.stack([self.estimator.predict(m, x) for m in self.models], axis=1)
 
     def describe(self) -> dict[str, Any]:
@@ -182,7 +192,7 @@ class FeatureClassifier:
             raise ConfigError("the classifier is not fitted; call fit first")
         front = _export_frontend(self.frontend)
         heads = [self.estimator.to_onnx(m, len(self.feature_names)) for m in self.models]
-        return _splice(front, heads, self.labels)
+        return _splice(front, heads, self.labels, whole=self.multiclass)
 
     def export_onnx(self, path: Path, metadata: dict[str, str]) -> None:
         """Write the ONNX file atomically, with the neural families' metadata keys plus the features'."""
@@ -224,8 +234,9 @@ def _export_frontend(frontend: ClipFeatures) -> Any:
     return onnx.load_from_string(buf.getvalue())
 
 
-def _splice(front: Any, heads: list[Any], labels: list[str]) -> Any:
-    """One graph: front end → `features` → each head's positive-class column → `probabilities`."""
+def _splice(front: Any, heads: list[Any], labels: list[str], whole: bool = False) -> Any:
+    """One graph: front end → `features` → each head's positive-class column → `probabilities` (`whole`:
+    one multiclass head whose every column is a label)."""
     import onnx
     from onnx import TensorProto, compose, helper, numpy_helper
 
@@ -241,6 +252,9 @@ def _splice(front: Any, heads: list[Any], labels: list[str]) -> Any:
         inits += head.graph.initializer
         for o in head.opset_import:
             opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+        if whole:
+            columns.append(f"{prefix}{OUTPUT_NAME}")
+            continue
         column = f"{prefix}positive"
         starts, ends, axes = (numpy_helper.from_array(np.array([v], dtype=np.int64), f"{prefix}slice_{n}")
                               for n, v in (("starts", 1), ("ends", 2), ("axes", 1)))
@@ -248,7 +262,10 @@ def _splice(front: Any, heads: list[Any], labels: list[str]) -> Any:
         nodes.append(helper.make_node("Slice", [f"{prefix}{OUTPUT_NAME}", starts.name, ends.name, axes.name],
                                       [column], name=f"{prefix}slice"))
         columns.append(column)
-    nodes.append(helper.make_node("Concat", columns, [OUTPUT_NAME], axis=1, name="concat_labels"))
+    if whole:
+        nodes.append(helper.make_node("Identity", columns, [OUTPUT_NAME], name="class_probabilities"))
+    else:
+        nodes.append(helper.make_node("Concat", columns, [OUTPUT_NAME], axis=1, name="concat_labels"))
     output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", len(labels)])
     graph = helper.make_graph(nodes, "ens-classical", list(front.graph.input), [output], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],

@@ -54,6 +54,13 @@ class Classifier:
         self.family = model_type
         self.preprocessor = preprocessor
         self.config = json.loads(json.dumps(config, default=str))  # JSON-clean, as the manifest stores it
+        self.multiclass = False  # True: one softmax over the labels (cross-entropy), not a sigmoid each
+
+    def probabilities(self, logits: Any) -> Any:
+        """The head's activation on torch logits `(batch, labels)`: softmax (multiclass) or sigmoid."""
+        import torch
+
+        return torch.softmax(logits, dim=-1) if self.multiclass else torch.sigmoid(logits)
 
     @property
     def family_info(self) -> Family:

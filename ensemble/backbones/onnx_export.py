@@ -35,7 +35,6 @@ OUTPUT_NAME = "probabilities"
 
 
 def _probability_module(classifier: Classifier) -> Any:
-    import torch
     from torch import nn
 
     inner = classifier.module
@@ -47,8 +46,8 @@ def _probability_module(classifier: Classifier) -> Any:
 
         def forward(self, input_values: Any, attention_mask: Any = None) -> Any:
             if attention_mask is None:
-                return torch.sigmoid(inner(input_values))
-            return torch.sigmoid(inner(input_values, attention_mask))
+                return classifier.probabilities(inner(input_values))
+            return classifier.probabilities(inner(input_values, attention_mask))
 
     return Probabilities().eval()
 

@@ -2,7 +2,8 @@
 
 Every clip is cut into `n`-sample windows (a short clip is one window, zero-padded at the end, as
 training pads); windows are predicted in batches of equal length and each clip's probability is
-the mean of its windows' logits. Clips are streamed, so a 50k-clip test set never sits in memory.
+the mean of its windows' logits (multiclass: the softmax of the mean of its windows' log-probabilities,
+so rows sum to 1). Clips are streamed, so a 50k-clip test set never sits in memory.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ _EPS = 1e-7
 
 
 def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, predict: BatchPredict,
-                  batch_size: int, progress: Progress | None = None) -> np.ndarray:
-    """Probabilities `(n_clips, labels)` for a stream of waves, windows pooled by mean logit."""
+                  batch_size: int, progress: Progress | None = None, multiclass: bool = False) -> np.ndarray:
+    """Probabilities `(n_clips, labels)` for a stream of waves, windows pooled by mean logit (multiclass:
+    by mean log-probability)."""
+    to_z = (lambda p: np.log(np.clip(p, _EPS, 1.0))) if multiclass else (lambda p: logit(p, _EPS))
     pending: list[np.ndarray] = []
     owners: list[int] = []
     sums: dict[int, np.ndarray] = {}
@@ -33,7 +36,7 @@ def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, p
 
     def flush() -> None:
         probs = predict(np.stack(pending))
-        for owner, z in zip(owners, logit(probs, _EPS)):
+        for owner, z in zip(owners, to_z(np.asarray(probs, dtype=np.float64))):
             sums[owner] = sums.get(owner, 0) + z
         pending.clear()
         owners.clear()
@@ -53,6 +56,10 @@ def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, p
     if done != n_clips:
         raise ValueError(f"expected {n_clips} clips, got {done}")
     z = np.stack([sums[i] / counts[i] for i in range(n_clips)])
+    if multiclass:
+        from scipy.special import softmax
+
+        return softmax(z, axis=1)
     return sigmoid(z)
 
 
@@ -93,18 +100,20 @@ def prediction_frame(ids, fold: int, probs: np.ndarray, labels: list[str]) -> pd
 
 
 def predict_split(predict: BatchPredict, waves: Iterable[np.ndarray], count: int, sr: int, max_seconds: float,
-                  batch_size: int, progress: Progress | None = None) -> np.ndarray:
+                  batch_size: int, progress: Progress | None = None, multiclass: bool = False) -> np.ndarray:
     """Probabilities `(count, labels)` of one fold model: `max_seconds` windows overlapping by half, pooled
     by mean logit. `ens finetune` (torch) and `ens oof` (ONNX Runtime) both predict through here."""
     n = int(round(max_seconds * sr))
-    return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), predict, batch_size, progress)
+    return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), predict, batch_size, progress, multiclass)
 
 
 def predict_fold_splits(predict: BatchPredict, splits: dict[str, Split], fold: int, labels: list[str], sr: int,
-                        max_seconds: float, batch_size: int, progress: Progress | None = None) -> dict[str, pd.DataFrame]:
+                        max_seconds: float, batch_size: int, progress: Progress | None = None,
+                        multiclass: bool = False) -> dict[str, pd.DataFrame]:
     """Each split's prediction frame from fold `fold`'s model, in the order given."""
     return {name: prediction_frame(s.ids, fold, predict_split(predict, s.waves, s.count, sr, max_seconds, batch_size,
-                                                               tagged(progress, stage=f"predict {name}", fold=fold)),
+                                                               tagged(progress, stage=f"predict {name}", fold=fold),
+                                                               multiclass),
                                    labels)
             for name, s in splits.items()}
 

@@ -49,6 +49,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     max_grad_norm: float | None = 1.0
+    class_weight: tuple[float, ...] | None = None  # multiclass cross-entropy weight per class (None: equal)
 
     def accumulation(self) -> int:
         return self.grad_accum or max(1, math.ceil(self.effective_batch / self.batch_size))
@@ -162,6 +163,8 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
         self.history: list[dict[str, float]] = []
         self.best_epoch, self.best_score = -1, math.inf
+        self.class_weight = (None if config.class_weight is None else
+                             torch.tensor(config.class_weight, dtype=torch.float32, device=device))
 
     def state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -194,6 +197,7 @@ class _Trainer:
     def train_epoch(self, batches: Iterable[tuple[np.ndarray, np.ndarray]],
                     progress: Callable[[dict], None] | None, epoch: int) -> tuple[float, int]:
         import torch
+        import torch.nn.functional as F
 
         module, accum = self.clf.module, self.config.accumulation()
         module.train()
@@ -211,10 +215,13 @@ class _Trainer:
             with torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = self.forward(**inputs)
             if self.shard is None:
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+                loss = (F.cross_entropy(logits.float(), y, weight=self.class_weight) if self.clf.multiclass
+                        else F.binary_cross_entropy_with_logits(logits.float(), y))
             else:  # this share's part of the whole batch's mean, times world (DDP divides by it)
-                loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum")
-                        * (weight * self.shard.world / (n_batch * y.shape[1])))
+                share = weight * self.shard.world / n_batch
+                loss = (F.cross_entropy(logits.float(), y, weight=self.class_weight, reduction="sum") * share
+                        if self.clf.multiclass else
+                        F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum") * (share / y.shape[1]))
             self.scaler.scale(loss / accum).backward()
             rows_loss = loss.item() * (len(y) if self.shard is None else n_batch / self.shard.world)
             loss_sum, samples, pending = loss_sum + rows_loss, samples + int(weight) * len(y), pending + 1
@@ -379,6 +386,6 @@ def predict_proba_torch(classifier: Classifier, waves: list[np.ndarray], batch_s
             idx = order[start:start + batch_size]
             inputs = classifier.preprocess([waves[i] for i in idx])
             logits = module(**{k: torch.from_numpy(v).to(device) for k, v in inputs.items()})
-            out[idx] = torch.sigmoid(logits.float()).cpu().numpy()
+            out[idx] = classifier.probabilities(logits.float()).cpu().numpy()
     module.train(was_training)
     return out

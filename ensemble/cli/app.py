@@ -56,6 +56,8 @@ WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", envva
                                                       help="Workspace folder (holds models/ and submissions/). Default: current directory.")]
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Competition folder; remembered in the workspace's ens.toml.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+MetricOpt = Annotated[Optional[str], typer.Option("--metric", help="Metric every choice uses: dacon-fakevoice (alias competition; the default for fake/real), auc, macro-auc, logloss (the default for multiclass), brier, accuracy or macro-f1; remembered in ens.toml.")]
+TaskOpt = Annotated[Optional[str], typer.Option("--task", help="multilabel or multiclass (default: from the competition folder; remembered in ens.toml).")]
 
 
 class Format(str, Enum):
@@ -102,13 +104,13 @@ def command(*args, **kwargs) -> Callable:
     return decorate
 
 
-def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = ()):
+def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = (), task: str | None = None):
     """The workspace and its validated competition folder (with the audio of `audio` splits checked)."""
     from ensemble.artifacts.competition import open_competition
     from ensemble.artifacts.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    return ws, open_competition(ws, data, audio)
+    return ws, open_competition(ws, data, audio, task)
 
 
 def console():
@@ -150,18 +152,23 @@ def score_cmd(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="Submission CSV to score.")],
     answers: Annotated[Path, typer.Option("--answers", help="Answer key: CSV with id and 0/1 label columns.")],
     format: Annotated[str, typer.Option("--format", help="table, json, csv or md.")] = "table",
+    metric: MetricOpt = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="multilabel or multiclass (default: multiclass when the key has 3+ columns and one 1 per row).")] = None,
 ) -> None:
-    """Score a submission against an answer key with the competition metric (lower is better)."""
+    """Score a submission against an answer key (default: the competition metric, lower is better;
+    multiclass: log loss, with accuracy, macro-F1 and per-class precision/recall/F1)."""
     from ensemble.commands.score import score_file
+    from ensemble.metrics.scorer import SCORERS
 
     format = output_format(format)
-    parts, per_label = score_file(file, answers)
+    parts, per_label = score_file(file, answers, metric, task)
     if format == Format.json:
-        typer.echo(json.dumps({**parts.as_dict(), "labels": per_label}, indent=2))
+        typer.echo(json.dumps({**{k: v for k, v in parts.as_dict().items() if v == v}, "labels": per_label}, indent=2))
         return
     from ensemble.cli.present import score_table
 
-    console().print(score_table(parts, per_label, format.value))
+    name = metric or ("logloss" if "*" in per_label else "competition")
+    console().print(score_table(parts, per_label, format.value, name, SCORERS[name].greater_is_better))
 
 
 @command("lb")
@@ -186,6 +193,7 @@ def lb_cmd(
 @command("board")
 def board_cmd(
     format: Annotated[str, typer.Option("--format", help="table (for people), json, csv or md.")] = "table",
+    metric: MetricOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Compare runs and submissions: CV score and its parts, recorded leaderboard scores, rank; partial runs
@@ -195,7 +203,7 @@ def board_cmd(
     from ensemble.artifacts.workspace import Workspace
 
     format = output_format(format)
-    frame = board_frame(Workspace.resolve(workspace))
+    frame = board_frame(Workspace.resolve(workspace), metric)
     out = console()
     output = board_output(frame, cv_public_correlation(frame), format.value, out.width)
     if isinstance(output, str):
@@ -227,6 +235,9 @@ def finetune_cmd(
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run every fold as a Ray task: 'local' (a cluster started here), 'auto' (the cluster running on this machine) or the head's host:port. Every node needs the workspace and data at the same path.")] = None,
     ray_cpus: Annotated[float, typer.Option("--ray-cpus", help="CPUs per fold task on Ray.")] = 1.0,
     ray_gpus: Annotated[Optional[float], typer.Option("--ray-gpus", help="GPUs per fold task on Ray (default: 1 when the cluster has GPUs and --device is not cpu).")] = None,
+    metric: MetricOpt = None,
+    class_weight: Annotated[str, typer.Option("--class-weight", help="Multiclass imbalance: none (default: keeps the probabilities calibrated to the class mix, which log loss scores) or balanced (loss weights 1/class count; for macro-F1 on rare classes).")] = "none",
+    task: TaskOpt = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
 ) -> None:
@@ -238,14 +249,14 @@ def finetune_cmd(
     values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
                   device=device, devices=devices, seed=seed, testlike_per_fold=testlike_per_fold,
-                  freeze_feature_encoder=freeze)
+                  freeze_feature_encoder=freeze, metric=metric, class_weight=class_weight)
     if config is not None:
         values = merge_config(config, values, ctx)
     opts = FinetuneOptions(**values)
     check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
     check_devices_option(opts)
-    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
+    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"), task=task)
     with event_printer(console()) as show:
         if ray is None:
             run = finetune(ws, comp, opts, force=force, progress=show)
@@ -262,8 +273,13 @@ def finetune_cmd(
         return
     metrics = run.manifest["metrics"]
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
-    typer.echo(f"run {run.name}: CV {metrics['cv']['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}, "
-               f"ONNX parity {parity:.2e} → {run.dir}")
+    cv = metrics["cv"]
+    if "metric" in cv:  # multiclass: the chosen metric beside the usual numbers
+        scores = (f"CV {cv['metric']} {cv['score']:.5f} (log loss {cv['logloss']:.4f}, accuracy {cv['accuracy']:.4f}, "
+                  f"macro-F1 {cv['macro_f1']:.4f})")
+    else:
+        scores = f"CV {cv['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}"
+    typer.echo(f"run {run.name}: {scores}, ONNX parity {parity:.2e} → {run.dir}")
 
 
 def _finetune_on_ray(ws, comp, opts, force: bool, show, address: str, cpus: float, gpus: float | None):
@@ -341,6 +357,8 @@ def stack_cmd(
     write: Annotated[bool, typer.Option("--write", help="With --compare: write what the decision rule chooses (as --method auto).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for bagging, bootstrap and LightGBM.")] = 0,
     meta: Annotated[str, typer.Option("--meta", help="Per-clip meta-features (feature sets made by `ens features`) for logreg and lgbm: auto (with --compare or --method auto, every feature set joins as extra candidates such as logreg+meta, written only when one credibly beats the best single run; none otherwise), none, or NAME[,NAME].")] = "auto",
+    metric: MetricOpt = None,
+    task: TaskOpt = None,
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
@@ -356,12 +374,12 @@ def stack_cmd(
              "every `ens stack` writes its submission")
     if name is not None:
         check_name(name, "submission")  # before any compute is spent
-    ws, comp = _context(workspace, data)
+    ws, comp = _context(workspace, data, task=task)
     params = parse_params(param)
     with event_printer(console()) as show:
         done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
                          test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
-                         progress=show, meta=meta)
+                         progress=show, meta=meta, metric=metric)
     out = console()
     if compare:
         out.print(compare_table(done.comparison, out.width))

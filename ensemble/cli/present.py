@@ -122,7 +122,10 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, w
 
     shown = frame.drop(columns=DETAIL)
     shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown
-    parts = [frame_table(shown, title="runs and submissions (lower is better)", digits=3, method_width=9, width=width),
+    if "metric" in frame.attrs:  # parts the metric has not are left out
+        shown = shown.drop(columns=[c for c in ("auc", "brier", "ece") if shown[c].isna().all()])
+    title = f"runs and submissions ({frame.attrs.get('metric', 'lower is better')})"
+    parts = [frame_table(shown, title=title, digits=3, method_width=9, width=width),
              legend(board_legend(frame), width)]
     if correlation:
         parts.append(Text(hang(correlation_sentence(correlation), width)))
@@ -132,8 +135,27 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, w
     return Group(*parts)
 
 
-def score_table(parts: ScoreParts, per_label: dict[str, dict[str, float]], fmt_name: str):
-    """The metric and its parts, overall and per label."""
+def score_table(parts: ScoreParts, per_label: dict[str, dict[str, float]], fmt_name: str, metric: str = "competition",
+                greater_is_better: bool = False):
+    """The metric and its parts, overall and per label (multiclass: per class, and the usual numbers)."""
+    direction = "higher" if greater_is_better else "lower"
+    if "*" in per_label or not all({"auc", "brier", "ece"} <= set(v) for v in per_label.values()):
+        report = per_label.get("*")
+        rows = [{"label": label, **values} for label, values in per_label.items() if label != "*"]
+        if report:
+            for row in rows:
+                row["support"] = report["per_class"][row["label"]]["support"]
+        frame = pd.DataFrame(rows)
+        head = f"{metric} {parts.score:.6f} ({direction} is better)"
+        if report:
+            head += (f"; log loss {report['logloss']:.4f}, accuracy {report['accuracy']:.4f}, "
+                     f"macro-F1 {report['macro_f1']:.4f}")
+        if fmt_name in ("csv", "md"):
+            return text_output(frame, fmt_name) + head + "\n"
+        from rich.console import Group
+        from rich.text import Text
+
+        return Group(Text(head), frame_table(frame, digits=4))
     rows = [{"label": label, **values} for label, values in per_label.items()]
     rows.append({"label": "mean", "auc": parts.auc, "brier": parts.brier, "ece": parts.ece})
     frame = pd.DataFrame(rows, columns=["label", "auc", "brier", "ece"])
@@ -158,7 +180,9 @@ def compare_table(comparison, width: int = 80):
 
     frame, testlike = compare_frame(comparison.sorted_rows())
     where = "test-like rows" if testlike else "OOF rows"
-    table = frame_table(frame, title=f"candidates, nested CV on {where}", method_width=18, width=width)
+    metric = comparison.scorer.name
+    on = f"nested CV on {where}" if metric == "competition" else f"nested CV ({metric}) on {where}"
+    table = frame_table(frame, title=f"candidates, {on}", method_width=18, width=width)
     return Group(table, legend(compare_legend(testlike), width),
                  Text(hang(f"decision: {comparison.decision.rule}", width)))
 
@@ -172,7 +196,10 @@ def stack_summary(path, result, recipe: dict, width: int = 80) -> str:
     for what, parts in (("nested CV", result.nested), ("test-like nested CV", result.nested_testlike),
                         ("in-sample", result.in_sample)):
         if parts is not None:
-            lines.append(f"  {what}: {parts.score:.5f} (AUC {parts.auc:.4f}, Brier {parts.brier:.4f}, ECE {parts.ece:.4f})")
+            if parts.auc != parts.auc:  # another metric than the competition's: no parts
+                lines.append(f"  {what} ({recipe.get('metric')}): {parts.score:.5f}")
+            else:
+                lines.append(f"  {what}: {parts.score:.5f} (AUC {parts.auc:.4f}, Brier {parts.brier:.4f}, ECE {parts.ece:.4f})")
     if result.gain:
         g = result.gain
         lines.append(f"  gain over best single run (positive = better): {g['gain']:+.5f} [{g['lo']:+.5f}, {g['hi']:+.5f}]")

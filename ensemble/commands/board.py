@@ -28,8 +28,47 @@ def _row(name: str, kind: str, method: str, metrics: dict, board: dict) -> dict:
     }
 
 
-def board_frame(ws: Workspace) -> pd.DataFrame:
-    """One row per run and submission, best CV first (lower is better), with rank and delta to best."""
+def _metric(ws: Workspace, metric: str | None):
+    """The board's scorer: `metric` (remembered), else the workspace's; None: the competition metric of a
+    multi-label workspace, ranked from the scores runs and submissions recorded (as before `--metric`)."""
+    from ensemble.artifacts.competition import Competition
+    from ensemble.errors import EnsError
+    from ensemble.metrics.scorer import get_scorer
+
+    if metric is None and "metric" not in ws.settings() and ws.settings().get("task") != "multiclass":
+        try:
+            if "data" not in ws.settings() or not Competition.load(ws.data_dir()).multiclass:
+                return None
+        except (EnsError, OSError):  # the folder moved: rank by what runs and submissions recorded
+            return None
+    comp = Competition.load(ws.data_dir(), ws.settings().get("task"))
+    scorer = get_scorer(ws.metric(comp.task, metric), comp.task)
+    return None if scorer is get_scorer("competition") else scorer
+
+
+def _rescore(ws: Workspace, name: str, scorer, truth: pd.DataFrame | None) -> dict | None:
+    """A run's CV on `scorer`, from its OOF file and the folds' targets (None: no OOF)."""
+    from ensemble.artifacts.runs import load_run
+    from ensemble.metrics.frames import multiclass_scores
+
+    run = load_run(ws, name)
+    if not run.has_oof or truth is None:
+        return None
+    labels = run.labels
+    if scorer.task == "multiclass":
+        return multiclass_scores(run.oof(), truth, labels, scorer)
+    p = run.oof().set_index("id").loc[truth["id"], labels].to_numpy(dtype=np.float64)
+    return {"score": scorer(truth[labels].to_numpy(dtype=np.float64), p)}
+
+
+def board_frame(ws: Workspace, metric: str | None = None) -> pd.DataFrame:
+    """One row per run and submission, best CV first, with rank and delta to best. Ranked by the
+    workspace's metric (`metric`, else ens.toml's; lower is better unless the metric says otherwise):
+    runs are rescored from their OOF, submissions show the nested score they were stacked with when
+    that was the same metric (else none: restack them with `--metric`)."""
+    scorer = _metric(ws, metric)
+    if scorer is not None:
+        return _metric_frame(ws, scorer)
     rows = []
     for name in ws.run_names():
         manifest = read_json(ws.run_dir(name) / MANIFEST_FILE)
@@ -54,6 +93,45 @@ def board_frame(ws: Workspace) -> pd.DataFrame:
     return frame
 
 
+MULTICLASS_PARTS = ["logloss", "accuracy", "macro_f1"]
+
+
+def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
+    """`board_frame` ranked by another metric than the competition's (multiclass: with its usual numbers)."""
+    from ensemble.artifacts.folds import load_folds
+
+    truth = load_folds(ws) if (ws.models_dir / "folds.parquet").is_file() else None
+    rows = []
+    for name in ws.run_names():
+        manifest = read_json(ws.run_dir(name) / MANIFEST_FILE)
+        method = manifest.get("source", {}).get("model_ref") or manifest.get("kind", "run")
+        cv = _rescore(ws, name, scorer, truth)
+        rows.append(_row(name, "run", method, {"cv": cv} if cv else {}, {}) | {k: (cv or {}).get(k) for k in MULTICLASS_PARTS})
+    for name in ws.submission_names():
+        sidecar = read_json(ws.submissions_dir / f"{name}.json")
+        recipe = sidecar.get("recipe") or {}
+        metrics = sidecar.get("metrics") or {}
+        same = recipe.get("metric", "competition") in (scorer.name, *(["dacon-fakevoice"] if scorer.name == "competition" else []))
+        cv = (metrics.get("cv") or {}) if same else {}
+        rows.append(_row(name, "submission", recipe.get("method", "?"), metrics if same else {},
+                         sidecar.get("leaderboard") or {}) | {k: cv.get(k) for k in MULTICLASS_PARTS})
+    for partial in partial_runs(ws):
+        rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
+    parts = MULTICLASS_PARTS if scorer.task == "multiclass" else []
+    columns = [c for c in COLUMNS if c not in ("rank", "delta")] + parts
+    frame = pd.DataFrame(rows, columns=columns)
+    if frame.empty:
+        return frame.reindex(columns=COLUMNS + parts)
+    key = scorer.sign * frame["cv_testlike"].where(frame["cv_testlike"].notna(), frame["cv"]).astype(float)
+    frame = frame.assign(_key=key).sort_values(["_key", "name"], na_position="last", kind="stable")
+    frame["rank"] = frame["_key"].rank(method="min").astype("Int64")
+    frame["delta"] = scorer.sign * (frame["_key"] - frame["_key"].min()) + 0.0
+    frame = frame.drop(columns="_key").reindex(columns=COLUMNS + parts).reset_index(drop=True)
+    frame.attrs["partial"] = [f"partial run {p.name}: {p.progress()}; finish: {p.finish_hint()}" for p in partial_runs(ws)]
+    frame.attrs["metric"] = f"{scorer.name} ({'higher' if scorer.greater_is_better else 'lower'} is better)"
+    return frame
+
+
 def ranked_by(frame: pd.DataFrame) -> str:
     """Which score ranks the board's rows: test-like CV, clean CV, or test-like where present (else clean)."""
     scored = frame[frame["kind"] != "partial"]
@@ -68,6 +146,10 @@ def ranked_by(frame: pd.DataFrame) -> str:
 
 def board_legend(frame: pd.DataFrame) -> list[str]:
     """What the board's columns mean, in words, and which one ranks the rows (lower is better but for AUC)."""
+    if "metric" in frame.attrs:
+        return [f"# ranks by {ranked_by(frame)} on {frame.attrs['metric']}; delta: that score minus #1's. Runs are "
+                "scored from their OOF; a submission stacked with another metric has no score here (restack it "
+                "with --metric)", *frame.attrs.get("partial", [])]
     lines = [f"# ranks by {ranked_by(frame)}; delta: that score minus #1's. Lower is better in every column but auc.",
              "cv: nested CV score on the clean train rows (auc, brier, ece: its parts); t-like: the same on the "
              "simulated test-like clips; pub, priv: leaderboard scores recorded with `ens lb`."]

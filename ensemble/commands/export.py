@@ -164,6 +164,9 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ConfigError(f"submission {name!r} blends per-clip meta-features ({columns}), which an exported graph "
                           "cannot compute yet (the voice-activity detector is not in it); export a submission "
                           "stacked without them (`ens stack … --meta none`)")
+    if recipe.get("task") == "multiclass":  # the graph ops pool, aggregate and blend logits label by label
+        raise ConfigError(f"{sidecar_path}: a multiclass submission cannot be exported yet (the exported chain "
+                          "pools and blends label by label); its runs' fold graphs are in models/<run>/fold*/model.onnx")
     labels = list(recipe.get("labels") or [])
     entries = recipe.get("runs")
     if not isinstance(entries, list):

@@ -8,6 +8,11 @@ by this fold. Finished folds are kept in `fold<k>/`, so an
 interrupted run resumes; `--fold` runs a subset (folds on different machines, merged by copying
 `fold<k>/` folders into one run). Once every fold is done the run's Parquet files and `run.json`
 are assembled.
+
+A multiclass task (`Competition.task`) trains a softmax head with cross-entropy (classical families: one
+multiclass estimator), keeps one class per training example (no mixing, no voiceless examples), picks
+the best epoch by the workspace's metric (default log loss) and has no test-like set: its clips mix
+voices, which would give a clip two classes or none.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class FinetuneOptions:
     freeze_feature_encoder: bool | None = None  # None: freeze pretrained encoders, train random ones
     devices: int = 1  # processes training each fold together (DDP; one GPU each on CUDA)
     extra: dict = field(default_factory=dict)
+    metric: str | None = None     # best-epoch metric; None: the workspace's (ens.toml) or the task's default
+    class_weight: str = "none"    # multiclass: 'none' or 'balanced' (loss weights ∝ 1 / class count)
 
     @property
     def run_name(self) -> str:
@@ -68,7 +75,12 @@ class FinetuneOptions:
 
     def identity(self) -> dict:
         """The options that must match for a resumed or merged run (not the fold subset)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name", "devices")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name", "devices")}
+        if out["metric"] in (None, "competition", "dacon-fakevoice"):  # runs started before these options
+            del out["metric"]                                             # existed resume unchanged
+        if out["class_weight"] == "none":
+            del out["class_weight"]
+        return out
 
 
 def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
@@ -125,8 +137,12 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
         bad = [k for k in todo if not 0 <= k < n_folds]
         if bad:
             raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
-        clips = ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed)
-    opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
+        clips = None if comp.multiclass else ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed)
+    if clips is not None:
+        opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
+    if opts.class_weight not in ("none", "balanced"):
+        raise ConfigError(f"--class-weight must be none or balanced; got {opts.class_weight!r}")
+    opts = replace(opts, metric=ws.metric(comp.task, opts.metric))
     with exclusive(run_lock(ws.models_dir, run_dir.name)):
         _check_options(run_dir, opts, force)
         sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these
@@ -171,28 +187,31 @@ def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(run_dir / f"fold{k}" / filename) for k in range(n_folds)], ignore_index=True)
 
 
-def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.DataFrame, opts: FinetuneOptions,
+def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.DataFrame | None, opts: FinetuneOptions,
              run_dir: Path, seconds: float) -> Run:
     """Merge the folds' predictions into the run's Parquet files and write run.json."""
     from ensemble.artifacts.runs import validate_oof, validate_test
 
     n_folds = int(folds["fold"].nunique())
     fold_info = [read_json(run_dir / f"fold{k}" / "fold.json") for k in range(n_folds)]
-    oof, test, testlike = (_concat(run_dir, n_folds, f) for f in (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE))
+    names = (OOF_FILE, TEST_FILE) if clips is None else (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE)
+    frames = {name: _concat(run_dir, n_folds, name) for name in names}
+    oof, test = frames[OOF_FILE], frames[TEST_FILE]
     validate_oof(oof, comp.labels, folds, run_dir / OOF_FILE)
     validate_test(test, comp.labels, comp.test_ids, run_dir / TEST_FILE)
-    metrics = cv_metrics(oof, folds, comp.labels)
-    metrics["cv_testlike"] = score_frame(testlike, clips, comp.labels).as_dict()
+    metrics = cv_metrics(oof, folds, comp.labels, _scorer(comp, opts))
+    if clips is not None:
+        metrics["cv_testlike"] = score_frame(frames[TESTLIKE_OOF_FILE], clips, comp.labels).as_dict()
     manifest = {
         "name": run_dir.name, "kind": "finetune", "created": now_iso(), "labels": comp.labels,
         "source": {"model_ref": opts.model, "model": fold_info[0].get("model", {})},
         "options": asdict(opts), "folds_fingerprint": folds_fingerprint(folds), "n_folds": n_folds,
-        "testlike_fingerprint": testlike_fingerprint(clips), "testlike_domain": load_domain_check(ws),
+        "testlike_fingerprint": None if clips is None else testlike_fingerprint(clips),
+        "testlike_domain": load_domain_check(ws), "task": comp.task,
         "data": comp.fingerprint(),
         "metrics": metrics, "folds": fold_info, "versions": package_versions(), "machine": machine(),
         "seconds": {"total_this_call": round(seconds, 2), "folds": [f.get("seconds") for f in fold_info]},
-        "files": {name: write_run_file(frame, run_dir, name)
-                  for name, frame in ((OOF_FILE, oof), (TEST_FILE, test), (TESTLIKE_OOF_FILE, testlike))},
+        "files": {name: write_run_file(frame, run_dir, name) for name, frame in frames.items()},
     }
     write_manifest(run_dir, manifest)
     return load_run(ws, run_dir.name)
@@ -207,7 +226,7 @@ class FoldContext:
     ws: Workspace
     comp: Competition
     folds: pd.DataFrame
-    testlike: pd.DataFrame
+    testlike: pd.DataFrame | None  # None: a multiclass task, which has no test-like set
     opts: FinetuneOptions
     run_dir: Path
     emit: Progress
@@ -279,6 +298,10 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)
     targets = ctx.folds[comp.labels].to_numpy(dtype=np.float32)
     augment = AugmentConfig.from_spec(opts.augment)
+    if comp.multiclass:
+        from ensemble.audio.augment import single_label
+
+        augment = single_label(augment, opts.augment)
     sampler = ExampleSampler(train_store, train_idx, targets, n, augment, seed=opts.seed * 1000 + fold,
                              background=background)
     return FoldData(fold, train_store, train_idx, held_idx, targets, sampler, augment)
@@ -290,15 +313,20 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
     from ensemble.backbones.train import fit_fold, resolve_device
 
     fold, labels, batch = data.fold, ctx.comp.labels, max(1, ctx.opts.batch_size)
-    config = _train_config(ctx, fold, data.sampler.n_batches(batch))
+    config = replace(_train_config(ctx, fold, data.sampler.n_batches(batch)), class_weight=_class_weights(ctx, data))
     predict = torch_predictor(classifier, resolve_device(config.device))
     parallel = ctx.opts.devices > 1  # validation then runs in a child process: it reports nothing
+
+    scorer = _scorer(ctx.comp, ctx.opts)
 
     def validate(model) -> float:
         probs = predict_split(predict, (data.train_store[i] for i in data.held_idx), len(data.held_idx),
                               classifier.sampling_rate, ctx.opts.max_seconds, batch,
-                              None if parallel else tagged(ctx.emit, stage="validate_progress", fold=fold))
+                              None if parallel else tagged(ctx.emit, stage="validate_progress", fold=fold),
+                              ctx.comp.multiclass)
         try:
+            if scorer is not None:  # lower is better: the chosen metric as a loss
+                return scorer.loss(data.targets[data.held_idx].astype(np.float64), probs)
             return competition_score(data.targets[data.held_idx], probs, labels).score
         except MetricError:
             return float(((probs - data.targets[data.held_idx]) ** 2).mean())
@@ -326,11 +354,12 @@ def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd
     from ensemble.backbones.predict import fold_splits, predict_fold_splits, test_wave_store
 
     row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
+    which = ("train", "test") if ctx.testlike is None else ("train", "test", "testlike")
     splits = fold_splits(ctx.comp, ctx.folds, data.fold, lambda rid: data.train_store[row_of[rid]], sr, ctx.testlike,
-                         load_background=background_loader(ctx.comp, sr, ctx.decoded),
+                         which, load_background=background_loader(ctx.comp, sr, ctx.decoded),
                          test_store=test_wave_store(ctx.comp, sr, ctx.decoded, cache=False))
     return predict_fold_splits(predict, splits, data.fold, ctx.comp.labels, sr, ctx.opts.max_seconds,
-                               max(1, ctx.opts.batch_size), ctx.emit)
+                               max(1, ctx.opts.batch_size), ctx.emit, ctx.comp.multiclass)
 
 
 @dataclass
@@ -351,6 +380,7 @@ def _fit_neural(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     from ensemble.backbones.model import build_classifier
 
     classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold)
+    classifier.multiclass = ctx.comp.multiclass
     sr = classifier.sampling_rate
     data = _fold_data(ctx, fold, sr)
     result, config, predict = _train(ctx, data, classifier)
@@ -375,6 +405,9 @@ def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
 
     o = ctx.opts
     classifier = build_classical(o.model, ctx.comp.labels, lr=o.lr)
+    classifier.multiclass = ctx.comp.multiclass
+    if o.class_weight == "balanced":
+        classifier.params["class_weight"] = "balanced"
     sr = classifier.sampling_rate
     data = _fold_data(ctx, fold, sr)
     batch = max(1, o.batch_size)
@@ -411,22 +444,47 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     frames = _predict(ctx, data, trained.predict, trained.sr)
     onnx_info = trained.export()
     hashes = {name: write_run_file(frames[split], fold_dir, name)
-              for split, name in (("train", OOF_FILE), ("test", TEST_FILE), ("testlike", TESTLIKE_OOF_FILE))}
+              for split, name in (("train", OOF_FILE), ("test", TEST_FILE), ("testlike", TESTLIKE_OOF_FILE))
+              if split in frames}
     info = {
         "fold": fold, "model": trained.model, "train_rows": int(data.train_idx.size),
-        "held_out_rows": int(data.held_idx.size), "testlike_clips": int(len(frames["testlike"])),
+        "held_out_rows": int(data.held_idx.size), "testlike_clips": int(len(frames.get("testlike", ()))),
         **trained.fit, "augment": data.augment.to_dict(), "onnx": onnx_info, "files": hashes,
         "seconds": {"train": round(train_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     }
     try:
-        oof = frames["train"][ctx.comp.labels].to_numpy()
-        info["cv"] = competition_score(data.targets[data.held_idx], oof, ctx.comp.labels).as_dict()
+        scorer = _scorer(ctx.comp, ctx.opts)
+        if scorer is not None and scorer.task == "multiclass":
+            from ensemble.metrics.frames import multiclass_scores
+
+            info["cv"] = multiclass_scores(frames["train"], ctx.folds.iloc[data.held_idx], ctx.comp.labels, scorer)
+        else:
+            oof = frames["train"][ctx.comp.labels].to_numpy()
+            info["cv"] = competition_score(data.targets[data.held_idx], oof, ctx.comp.labels).as_dict()
     except MetricError:
         info["cv"] = None
     write_json(info, fold_dir / "fold.json")
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
     ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": onnx_info["parity_max_abs_diff"]})
     return info
+
+
+def _scorer(comp: Competition, opts: FinetuneOptions):
+    """The best-epoch metric's scorer; None for the competition metric on a multi-label task (its exact
+    form, as before `--metric` existed)."""
+    from ensemble.metrics.scorer import get_scorer
+
+    name = opts.metric or ("logloss" if comp.multiclass else "competition")
+    scorer = get_scorer(name, comp.task)
+    return None if scorer is get_scorer("competition") else scorer
+
+
+def _class_weights(ctx: FoldContext, data: FoldData) -> tuple[float, ...] | None:
+    """`balanced`: weights n / (classes · count) from the fold's training rows (as scikit-learn's)."""
+    if ctx.opts.class_weight != "balanced" or not ctx.comp.multiclass:
+        return None
+    counts = data.targets[data.train_idx].sum(axis=0)
+    return tuple(float(len(data.train_idx) / (len(counts) * max(c, 1.0))) for c in counts)
 
 
 def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list[np.ndarray]) -> dict:

@@ -33,6 +33,8 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     """
     run_dir = ws.run_dir(name)
     check_overwrite(run_dir, force, "run")
+    if testlike_csv is not None and comp.multiclass:
+        raise DataError("--testlike: a multiclass task has no test-like set (its clips mix voices)")
     if testlike_csv is not None and oof_csv is None:
         raise DataError("--testlike needs --oof too: test-like predictions are used only beside OOF ones")
     test = read_submission_csv(test_csv, comp)
@@ -58,7 +60,7 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
             manifest["source"]["oof"] = {"path": str(oof_csv), "sha256": file_sha256(oof_csv)}
             manifest["files"][OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
             manifest["folds_fingerprint"] = folds_fingerprint(folds)
-            manifest["metrics"] = cv_metrics(oof, folds, comp.labels)
+            manifest["metrics"] = cv_metrics(oof, folds, comp.labels, _multiclass_scorer(ws, comp))
         if testlike is not None:
             manifest["source"]["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
             manifest["files"][TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
@@ -71,6 +73,13 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return load_run(ws, name)
+
+
+def _multiclass_scorer(ws: Workspace, comp: Competition):
+    """A multiclass run's CV is recorded with the workspace's metric (None: multi-label, the competition's)."""
+    from ensemble.metrics.scorer import get_scorer
+
+    return get_scorer(ws.metric(comp.task), comp.task) if comp.multiclass else None
 
 
 def _read_oof(ws: Workspace, comp: Competition, oof_csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

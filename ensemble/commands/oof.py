@@ -35,6 +35,10 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     from ensemble.backbones.predict import fold_splits, onnx_predictor, predict_fold_splits, test_wave_store
 
     emit = progress or (lambda event: None)
+    if comp.multiclass:  # a multiclass run has no test-like set (its clips mix voices: two classes or none)
+        if splits == ("testlike",):
+            raise ContractError(f"run {name!r}: a multiclass task has no test-like clips to predict")
+        splits = tuple(s for s in splits if s != "testlike")
     run = load_run(ws, name)
     manifest = run.manifest
     if manifest.get("kind") != "finetune":
@@ -61,12 +65,22 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
         waves = fold_splits(comp, folds, k, lambda rid: store[row_of[rid]], sr, clips, splits, load_background,
                             test_store)
         predicted = predict_fold_splits(onnx_predictor(model, model.preprocess), waves, k, labels, sr, max_seconds,
-                                        batch_size, emit)
+                                        batch_size, emit, comp.multiclass)
         for split, frame in predicted.items():
             frames[split].append(frame)
     with exclusive(run_lock(ws.models_dir, run.name)):
         sweep_tmp(run.dir)  # a killed `ens oof` or `ens finetune` left these
         return _write(run, comp, folds, clips, frames, used_provider)
+
+
+def run_scorer(manifest: dict, comp: Competition):
+    """The scorer a multiclass run's CV was recorded with (None: multi-label, the competition's parts)."""
+    from ensemble.metrics.scorer import default_metric, get_scorer
+
+    if not comp.multiclass:
+        return None
+    return get_scorer((manifest.get("metrics", {}).get("cv") or {}).get("metric") or default_metric(comp.task),
+                      comp.task)
 
 
 def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, provider: str) -> dict[str, float]:
@@ -93,7 +107,8 @@ def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, pro
             diffs[split] = float(max(np.abs(merged[f"{c}_old"] - merged[c]).max() for c in comp.labels))
         manifest["files"][filename[split]] = write_run_file(new, run.dir, filename[split])
         if split == "train":
-            manifest["metrics"].update(cv_metrics(new, folds, comp.labels))
+            scorer = run_scorer(manifest, comp)
+            manifest["metrics"].update(cv_metrics(new, folds, comp.labels, scorer))
         if split == "testlike":
             manifest["metrics"]["cv_testlike"] = score_frame(new, clips, comp.labels).as_dict()
     manifest["onnxruntime"] = {"provider": provider, "predicted": now_iso(), "max_abs_diff_to_previous": diffs}

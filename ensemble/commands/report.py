@@ -245,8 +245,13 @@ def _scores_text(sidecar: dict) -> str:
     parts = []
     for key, what in (("cv", "nested CV"), ("cv_testlike", "test-like nested CV")):
         m = metrics.get(key)
-        if m:
+        if m and "logloss" in m:  # multiclass: the metric, then the usual numbers
+            parts.append(f"{what} {m.get('metric', '')} {m['score']:.4f} (log loss {m['logloss']:.3f}, accuracy "
+                         f"{m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f})")
+        elif m and m.get("auc") == m.get("auc"):
             parts.append(f"{what} {m['score']:.4f} (AUC {m['auc']:.3f}, Brier {m['brier']:.3f}, ECE {m['ece']:.3f})")
+        elif m:  # another metric than the competition's: no parts
+            parts.append(f"{what} {(sidecar.get('recipe') or {}).get('metric', '')} {m['score']:.4f}")
     gain = metrics.get("gain")
     if gain:
         parts.append(f"gain over the best single run {gain['gain']:+.4f} [{gain['lo']:+.4f}, {gain['hi']:+.4f}] "
@@ -362,6 +367,45 @@ def _submission_sections(ws: Workspace, runs: list[Run], folder: Path, restack: 
     return sections
 
 
+def _class_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Section]:
+    """Multiclass runs: per-class precision, recall and F1 of each run's OOF arg-max, and their confusion
+    matrices (nothing for a multi-label workspace)."""
+    from ensemble.artifacts.folds import load_folds
+    from ensemble.metrics.scorer import class_report
+    from ensemble.plots import plot_confusion
+
+    if not runs or not (runs[0].manifest.get("task") == "multiclass" or _multiclass_workspace(ws)):
+        return []
+    labels, folds = runs[0].labels, load_folds(ws)
+    y = folds[labels].to_numpy(dtype=np.float64)
+    rows, matrices = [], {}
+    for run in runs:
+        report = class_report(y, _aligned(run.oof(), folds["id"], labels), labels)
+        matrices[run.name] = np.asarray(report["confusion"])
+        for label, v in report["per_class"].items():
+            rows.append({"run": run.name, "class": label, **{k: round(v[k], 4) for k in ("precision", "recall", "f1")},
+                         "support": v["support"]})
+        rows.append({"run": run.name, "class": "(accuracy, macro-F1)", "precision": None,
+                     "recall": round(report["accuracy"], 4), "f1": round(report["macro_f1"], 4), "support": len(y)})
+    plot_confusion(folder / "confusion.png", labels, matrices)
+    return [Section("Per-class scores of each run", "Precision, recall and F1 of each run's arg-max class on its OOF "
+                    "predictions, per class; the last row of a run holds its accuracy (recall column) and macro-F1 "
+                    "(F1 column).", table=pd.DataFrame(rows)),
+            Section("Confusion matrices", "Rows: the true class; columns: the class each run's OOF prediction puts "
+                    "first.", ["confusion.png"])]
+
+
+def _multiclass_workspace(ws: Workspace) -> bool:
+    """Whether the workspace's competition is multiclass (imported runs do not record it)."""
+    from ensemble.artifacts.competition import Competition
+    from ensemble.errors import EnsError
+
+    try:
+        return Competition.load(ws.data_dir(), ws.settings().get("task")).multiclass
+    except (EnsError, OSError):  # a report without its competition folder shows what the runs record
+        return False
+
+
 def write_report(ws: Workspace, out: Path | None = None, runs: list[str] | None = None, *,
                  restack: bool = True, progress: Callable[[dict], None] | None = None) -> Path:
     """Write the figures, `index.md` and `index.html` into `out` (default `<workspace>/report`); returns `out`.
@@ -379,6 +423,7 @@ def write_report(ws: Workspace, out: Path | None = None, runs: list[str] | None 
     try:
         with matplotlib.rc_context({"font.size": 10, "axes.titlesize": 11}):
             sections = ([_board_section(ws), *_recipe_sections(ws)] + _run_sections(ws, chosen, staging)
+                        + _class_sections(ws, chosen, staging)
                         + _submission_sections(ws, chosen, staging, restack, progress))
         title = f"ens report: {len(chosen)} run{'s' if len(chosen) > 1 else ''} in {ws.root.name}"
         intro = Section("Contents", f"Runs: {', '.join(r.name for r in chosen)}. Labels: {', '.join(chosen[0].labels)}. "

@@ -26,9 +26,24 @@ def read_answers(path: Path, labels: list[str] | None = None) -> tuple[pd.DataFr
     return answers, labels
 
 
-def score_file(path: Path, answers_path: Path) -> tuple[ScoreParts, dict[str, dict[str, float]]]:
-    """Score a submission CSV against an answer key; validated like a submission first."""
+def answers_task(answers: pd.DataFrame, labels: list[str]) -> str:
+    """'multiclass' when the key has three or more columns and exactly one 1 per row (the competition
+    folder's rule: two columns stay multi-label), else 'multilabel'."""
+    one_each = (answers[labels].to_numpy(dtype=np.float64).sum(axis=1) == 1).all()
+    return "multiclass" if len(labels) >= 3 and one_each else "multilabel"
+
+
+def score_file(path: Path, answers_path: Path, metric: str | None = None,
+               task: str | None = None) -> tuple[ScoreParts, dict[str, dict[str, float]]]:
+    """Score a submission CSV against an answer key with `metric` (default: the task's); validated like a
+    submission first. Multi-label: per label AUC, Brier, ECE. Multiclass (`task`, or detected from the
+    key): rows must sum to 1; per class precision, recall, F1, and the whole class report in `per_label['*']`."""
+    from ensemble.artifacts.competition import check_one_class, check_rows_sum_to_one, check_task
+    from ensemble.metrics.scorer import class_report, default_metric, get_scorer
+
     answers, labels = read_answers(answers_path)
+    task = check_task(task) if task is not None else answers_task(answers, labels)
+    scorer = get_scorer(metric or default_metric(task), task)  # an unknown metric fails before reading more
     pred = read_csv(path)
     require_columns(pred, ["id", *labels], path)
     extra = [c for c in pred.columns if c not in ("id", *labels)]
@@ -37,13 +52,25 @@ def score_file(path: Path, answers_path: Path) -> tuple[ScoreParts, dict[str, di
     check_ids(pred["id"], path)
     check_same_ids(pred["id"], answers["id"], path, answers_path)
     check_probabilities(pred, labels, path)
-    parts = score_frame(pred, answers, labels)
     y = answers[labels].to_numpy(dtype=np.float64)
+    if task == "multiclass":
+        check_one_class(answers, y, labels, answers_path)
+        check_rows_sum_to_one(pred, labels, path)
     p = pred.set_index("id").loc[answers["id"], labels].to_numpy(dtype=np.float64)
-    per_label = {
-        label: {"auc": float(a), "brier": float(b), "ece": float(e)}
-        for label, a, b, e in zip(labels, auc_per_column(y, p, labels), brier_per_column(y, p), ece_per_column(y, p, labels))
-    }
+    if task == "multiclass":
+        report = class_report(y, p, labels)
+        parts = scorer.score_parts(y, p)
+        per_label = {label: {k: v[k] for k in ("precision", "recall", "f1")} for label, v in report["per_class"].items()}
+        per_label["*"] = report
+    elif scorer is get_scorer("competition"):
+        parts = score_frame(pred, answers, labels)
+        per_label = {
+            label: {"auc": float(a), "brier": float(b), "ece": float(e)}
+            for label, a, b, e in zip(labels, auc_per_column(y, p, labels), brier_per_column(y, p), ece_per_column(y, p, labels))
+        }
+    else:
+        parts = scorer.score_parts(y, p)
+        per_label = {label: {scorer.name: float(v)} for label, v in zip(labels, scorer.per_label(y, p))}
     if not np.isfinite(parts.score):
         raise DataError(f"{path}: score is not finite")
     return parts, per_label

@@ -34,7 +34,8 @@ def _scores(parts) -> dict | None:
 
 def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, params: dict | None = None,
                calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto", seed: int = 0,
-               comparison: Comparison | None = None, progress: Progress | None = None, meta: str = "auto"):
+               comparison: Comparison | None = None, progress: Progress | None = None, meta: str = "auto",
+               metric: str | None = None):
     """Stack the runs with one method; returns (StackResult, sidecar dict for the submission).
 
     `method="auto"` (or a `comparison` already made) writes what the decision rule chooses
@@ -43,10 +44,12 @@ def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: s
     """
     prior = _prior_mode(test_prior)
     _check_method(method)
+    metric = ws.metric(comp.task, metric)
     sets = meta_sets(ws, meta, method)
     runs = load_runs(ws, run_names)
     return _stack(ws, comp, runs, gather(ws, comp, runs, sets), method, prior, params=params, calibrate=calibrate,
-                  test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison, progress=progress)
+                  test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison, progress=progress,
+                  metric=metric)
 
 
 def meta_sets(ws: Workspace, meta: str, method: str) -> list[str]:
@@ -72,15 +75,16 @@ def meta_sets(ws: Workspace, meta: str, method: str) -> list[str]:
 
 def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: str, prior: str | float, *,
            params: dict | None, calibrate: str, test_prior: str, fit_on: str, seed: int,
-           comparison: Comparison | None, progress: Progress | None):
-    """`stack_runs` on runs already loaded and gathered into `inputs`."""
+           comparison: Comparison | None, progress: Progress | None, metric: str):
+    """`stack_runs` on runs already loaded and gathered into `inputs`, every choice made on `metric`."""
     from ensemble.stack.pipeline import stack
 
     run_names = [run.name for run in runs]
     _check_options(runs, inputs, calibrate, prior, fit_on)
     decision = None
     if method == "auto" or comparison is not None:
-        comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress)
+        comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress,
+                                            metric=metric, task=comp.task)
         chosen = comparison.chosen
         method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
         decision = comparison.decision.as_dict(comparison.candidates)
@@ -94,8 +98,9 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
                    calibrate=calibrate, test_prior=prior, fit_on=fit_on,
                    P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
                    w_tl=inputs.w_testlike, labels=comp.labels, seed=seed, progress=progress,
-                   meta=inputs.meta if use_meta else None)
-    recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed,
+                   meta=inputs.meta if use_meta else None, metric=metric, task=comp.task)
+    recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed, "metric": metric,
+              "task": comp.task,
               "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on,
               "testlike_weighting": inputs.weighting,
               "meta_offered": None if inputs.meta is None else inputs.meta.record()["columns"]}
@@ -108,6 +113,13 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
         "warnings": result.warnings, "prior_sensitivity": result.sensitivity, "seconds": round(result.seconds, 3),
         "testlike_domain": load_domain_check(ws),
     }
+    if comp.multiclass and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
+        from ensemble.metrics.scorer import class_report
+
+        report = class_report(inputs.y, result.oof, comp.labels)
+        sidecar["metrics"]["cv"] = {**(sidecar["metrics"]["cv"] or {}), "metric": metric,
+                                    **{k: report[k] for k in ("logloss", "accuracy", "macro_f1")}}
+        sidecar["metrics"]["cv_report"] = report
     if decision is not None:  # what the decision compared, for `ens report`'s table
         from ensemble.stack.explain import COMPARE_KEYS
 
@@ -157,15 +169,17 @@ def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
 
 def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, methods: list[str] | None = None,
                     calibrate: str = "auto", fit_on: str = "auto", seed: int = 0,
-                    progress: Progress | None = None, meta: str = "auto") -> Comparison:
+                    progress: Progress | None = None, meta: str = "auto", metric: str | None = None) -> Comparison:
     """Every candidate (each run, raw and calibrated, and each method) by nested CV on the same folds,
     and the decision of which to write."""
+    metric = ws.metric(comp.task, metric)
     inputs = gather(ws, comp, load_runs(ws, run_names), meta_sets(ws, meta, "auto"))
-    return _compare(inputs, run_names, calibrate, fit_on, seed, methods, progress)
+    return _compare(inputs, run_names, calibrate, fit_on, seed, methods, progress, metric, comp.task)
 
 
 def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: int,
-             methods: list[str] | None = None, progress: Progress | None = None) -> Comparison:
+             methods: list[str] | None = None, progress: Progress | None = None, metric: str | None = None,
+             task: str = "multilabel") -> Comparison:
     from ensemble.stack.pipeline import compare
 
     if inputs.oof is None:
@@ -173,7 +187,8 @@ def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: in
                           "(import them with --oof)")
     return compare(inputs.oof, inputs.y, inputs.folds, run_names=run_names, methods=methods, calibrate=calibrate,
                    fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
-                   w_tl=inputs.w_testlike, seed=seed, progress=progress, meta=inputs.meta, labels=inputs.labels)
+                   w_tl=inputs.w_testlike, seed=seed, progress=progress, meta=inputs.meta, labels=inputs.labels,
+                   metric=metric, task=task)
 
 
 
@@ -191,7 +206,7 @@ class StackOutcome:
 def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, name: str | None = None,
               params: dict | None = None, calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto",
               seed: int = 0, compare: bool = False, write: bool = False, force: bool = False,
-              progress: Progress | None = None, meta: str = "auto") -> StackOutcome:
+              progress: Progress | None = None, meta: str = "auto", metric: str | None = None) -> StackOutcome:
     """`ens stack`: one method (or `auto`, the decision rule's choice) written as a validated submission;
     with `compare`, every candidate side by side, written only with `write`."""
     from ensemble.artifacts.submission import check_free, submission_frame, write_submission
@@ -203,14 +218,16 @@ def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: st
         check_free(ws, out_name, force)  # before seconds of stacking
         prior = _prior_mode(test_prior)
     _check_method(method)
+    metric = ws.metric(comp.task, metric)
     sets = meta_sets(ws, meta, method)
     runs = load_runs(ws, run_names)
     inputs = gather(ws, comp, runs, sets)  # once, for the comparison and the submission alike
-    comparison = _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress) if method == "auto" else None
+    comparison = (_compare(inputs, run_names, calibrate, fit_on, seed, progress=progress, metric=metric,
+                           task=comp.task) if method == "auto" else None)
     if not writes:
         return StackOutcome(out_name, comparison)
     result, sidecar = _stack(ws, comp, runs, inputs, method, prior, params=params, calibrate=calibrate,
                              test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison,
-                             progress=progress)
+                             progress=progress, metric=metric)
     written = write_submission(ws, out_name, submission_frame(result.test, comp), comp, sidecar, force=force)
     return StackOutcome(out_name, comparison, result, sidecar, written)

@@ -4,6 +4,15 @@ Every consumer that ranks predictions — hill climbing, the calibrator choice, 
 of a gain, the prior sensitivity table — takes a `Scorer` and works with its *loss* (the score, negated
 when greater is better), so any registered metric can drive them (AutoGluon's `Scorer`). The
 competition scorer brings fast vectorised forms; other scorers fall back to the exact one.
+
+Two task shapes: multi-label (independent 0/1 columns, scored per column and averaged: `per_label`) and
+single-label multiclass (rows of class probabilities summing to 1, scored on the whole `(rows, classes)`
+matrix: `matrix`). A registered name holds its multi-label form and, where one exists, its multiclass
+form (`Scorer.multiclass`); `get_scorer(name, task)` picks the one for the task. Names: `dacon-fakevoice`
+(alias `competition`: the fake/real contest's formula, multi-label only), `auc` (multiclass: micro-averaged
+over the one-hot matrix), `macro-auc` (mean over columns of each column's AUC; columns holding one class
+are skipped, as BirdCLEF does), `logloss`, `brier`, `accuracy` (multiclass: of the arg-max class) and
+`macro-f1` (multi-label: per column at 0.5; multiclass: of the arg-max class).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from ensemble.registry import Registry
 PerLabel = Callable[[np.ndarray, np.ndarray], np.ndarray]       # (y, p) (rows, labels) -> (labels,)
 Columns = Callable[[np.ndarray, np.ndarray], np.ndarray]        # (y 1-D, C (rows, cands)) -> (cands,)
 Replicates = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (p 1-D, y 1-D, counts (B, rows)) -> (B,)
+Matrix = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], float]  # (Y, P, row weights | None) -> score
 
 
 @dataclass(frozen=True)
@@ -33,10 +43,37 @@ class Scorer:
     columns: Columns | None = None
     replicates: Replicates | None = None
     parts: Callable[[np.ndarray, np.ndarray, np.ndarray | None], ScoreParts] | None = None
+    matrix: Matrix | None = None          # set: a multiclass form, scored on whole (rows, classes) matrices
+    multiclass: "Scorer | None" = None    # the multiclass form of a multi-label scorer, where one exists
 
     def __call__(self, y: np.ndarray, p: np.ndarray) -> float:
-        """The score (mean over label columns) in the metric's own direction."""
+        """The score (mean over label columns; multiclass: of the whole matrix) in the metric's own direction."""
+        if self.matrix is not None:
+            return float(self.matrix(np.asarray(y, float), np.asarray(p, float), None))
         return float(np.mean(self.per_label(np.asarray(y, float), np.asarray(p, float))))
+
+    @property
+    def task(self) -> str:
+        return "multiclass" if self.matrix is not None else "multilabel"
+
+    def for_task(self, task: str) -> "Scorer":
+        """This metric's form for `task` ('multilabel' or 'multiclass'); a one-line error where it has none."""
+        if task == self.task:
+            return self
+        if task == "multiclass" and self.multiclass is not None:
+            return self.multiclass
+        usable = [n for n, s in SCORERS.items() if s.task == task or (task == "multiclass" and s.multiclass)]
+        raise ConfigError(f"metric {self.name!r} has no {task} form; choose one of: {', '.join(usable)}")
+
+    def matrix_replicate_losses(self, P: np.ndarray, Y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Multiclass: loss of the whole matrix in each replicate of row weights `counts` `(n_boot, rows)`."""
+        out = []
+        for c in counts:
+            try:
+                out.append(self.matrix(Y, P, c))
+            except MetricError:
+                out.append(np.nan)
+        return self.sign * np.array(out)
 
     @property
     def sign(self) -> float:
@@ -49,6 +86,8 @@ class Scorer:
 
     def column_losses(self, y: np.ndarray, C: np.ndarray) -> np.ndarray:
         """Loss of each candidate column of `C` `(rows, candidates)` against 1-D targets `y`."""
+        if self.matrix is not None:
+            raise ConfigError(f"metric {self.name!r} scores whole multiclass matrices, not single columns")
         if self.columns is not None:
             return self.sign * self.columns(y, C)
         Y = np.broadcast_to(y[:, None], C.shape)
@@ -73,6 +112,9 @@ class Scorer:
         """The score (and the competition's parts where the metric has them), rows weighted by `weights`."""
         if self.parts is not None:
             return self.parts(y, p, weights)
+        if self.matrix is not None:
+            return ScoreParts(score=float(self.matrix(y, p, weights)), auc=float("nan"), brier=float("nan"),
+                              ece=float("nan"))
         if weights is None:
             s = self(y, p)
         else:
@@ -90,16 +132,142 @@ def _log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-15) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p)).mean(axis=0)
 
 
+def _macro_auc(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per-column AUC where a column holds both classes; the others get the mean of those (so the mean over
+    columns is the mean over scorable columns)."""
+    both = (y.min(axis=0) != y.max(axis=0))
+    if not both.any():
+        raise MetricError("macro-auc: no label column holds both classes")
+    auc = dacon.auc_per_column(y[:, both], p[:, both])
+    out = np.full(y.shape[1], auc.mean())
+    out[both] = auc
+    return out
+
+
+def _f1_per_column(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    hit = p >= 0.5
+    tp = (hit & (y == 1)).sum(axis=0)
+    wrong = (hit != (y == 1)).sum(axis=0)
+    return np.where(2 * tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)
+
+
+# ---- multiclass forms: `Y` one-hot (rows, classes), `P` rows summing to 1, `w` row weights or None ----
+
+def _weights(w: np.ndarray | None, n: int) -> np.ndarray:
+    w = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
+    if w.sum() <= 0:
+        raise MetricError("no rows to score")
+    return w
+
+
+def mc_logloss(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None, eps: float = 1e-15) -> float:
+    """Mean negative log-probability of the true class."""
+    w = _weights(w, len(Y))
+    return float(w @ -np.log(np.clip((Y * P).sum(axis=1), eps, 1.0)) / w.sum())
+
+
+def mc_brier(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Mean over rows of the squared distance between the probability row and the one-hot target."""
+    w = _weights(w, len(Y))
+    return float(w @ ((P - Y) ** 2).sum(axis=1) / w.sum())
+
+
+def mc_accuracy(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Share of rows whose arg-max class is the true class."""
+    w = _weights(w, len(Y))
+    return float(w @ (P.argmax(axis=1) == Y.argmax(axis=1)) / w.sum())
+
+
+def confusion(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """`(classes, classes)` weighted counts: row = true class, column = arg-max predicted class."""
+    w = _weights(w, len(Y))
+    k = Y.shape[1]
+    return np.bincount(Y.argmax(axis=1) * k + P.argmax(axis=1), weights=w, minlength=k * k).reshape(k, k)
+
+
+def per_class_prf(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """`(classes, 3)` precision, recall and F1 of the arg-max class (0 where undefined, as scikit-learn)."""
+    cm = confusion(Y, P, w)
+    tp, pred, true = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.where(pred > 0, tp / np.maximum(pred, 1e-300), 0.0)
+    recall = np.where(true > 0, tp / np.maximum(true, 1e-300), 0.0)
+    f1 = np.where(pred + true > 0, 2 * tp / np.maximum(pred + true, 1e-300), 0.0)
+    return np.column_stack([precision, recall, f1])
+
+
+def mc_macro_f1(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Mean F1 over the classes that occur as truth or prediction (scikit-learn's `average='macro'`)."""
+    cm = confusion(Y, P, w)
+    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    return float(per_class_prf(Y, P, w)[present, 2].mean())
+
+
+def _repeat(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Integer row weights as repeated rows (AUC has no cheap weighted form here)."""
+    if w is None:
+        return Y, P
+    if not np.array_equal(w, np.round(w)):
+        raise ConfigError(f"metric {name!r} has no weighted form: it cannot use density-ratio weights")
+    rows = np.repeat(np.arange(len(Y)), w.astype(np.int64))
+    return Y[rows], P[rows]
+
+
+def mc_macro_auc(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> float:
+    """One-vs-rest AUC per class, averaged over classes present (and absent) in the rows."""
+    Y, P = _repeat(Y, P, w, "macro-auc")
+    return float(_macro_auc(Y, P).mean())
+
+
+def mc_micro_auc(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> float:
+    """One AUC over every (row, class) cell of the one-hot matrix."""
+    Y, P = _repeat(Y, P, w, "auc")
+    return float(dacon.auc_per_column(Y.reshape(-1, 1), P.reshape(-1, 1))[0])
+
+
 SCORERS: Registry[Scorer] = Registry("metric")
-COMPETITION = SCORERS.add("competition", Scorer(
+
+
+def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = None) -> Scorer:
+    if multiclass is not None:
+        mc = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, matrix=multiclass)
+        scorer = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, scorer.columns, scorer.replicates,
+                        scorer.parts, multiclass=mc)
+    for name in names:
+        SCORERS.add(name, scorer)
+    return scorer
+
+
+COMPETITION = _add(("competition", "dacon-fakevoice"), Scorer(
     "competition", dacon.label_scores, columns=dacon.column_scores, replicates=dacon.weighted_label_score,
     parts=dacon.weighted_score))
-SCORERS.add("auc", Scorer("auc", lambda y, p: dacon.auc_per_column(y, p), greater_is_better=True))
-SCORERS.add("logloss", Scorer("logloss", _log_loss))
-SCORERS.add("brier", Scorer("brier", dacon.brier_per_column))
-SCORERS.add("accuracy", Scorer("accuracy", lambda y, p: ((p >= 0.5) == y).mean(axis=0), greater_is_better=True))
+_add(("auc",), Scorer("auc", lambda y, p: dacon.auc_per_column(y, p), greater_is_better=True), mc_micro_auc)
+_add(("macro-auc",), Scorer("macro-auc", _macro_auc, greater_is_better=True), mc_macro_auc)
+_add(("logloss",), Scorer("logloss", _log_loss), mc_logloss)
+_add(("brier",), Scorer("brier", dacon.brier_per_column), mc_brier)
+_add(("accuracy",), Scorer("accuracy", lambda y, p: ((p >= 0.5) == y).mean(axis=0), greater_is_better=True),
+     mc_accuracy)
+_add(("macro-f1",), Scorer("macro-f1", _f1_per_column, greater_is_better=True), mc_macro_f1)
+DEFAULT_METRIC = {"multilabel": "competition", "multiclass": "logloss"}
 
 
-def get_scorer(name: str | Scorer) -> Scorer:
-    """The scorer registered under `name` (a Scorer passes through); an unknown name lists the valid ones."""
-    return name if isinstance(name, Scorer) else SCORERS.get(name)
+def get_scorer(name: str | Scorer, task: str = "multilabel") -> Scorer:
+    """The scorer registered under `name` in its form for `task` (a Scorer passes through); an unknown name
+    lists the valid ones."""
+    return (name if isinstance(name, Scorer) else SCORERS.get(name)).for_task(task)
+
+
+def default_metric(task: str) -> str:
+    """The metric a workspace uses until `--metric` says otherwise: the contest's for fake/real, log loss
+    for multiclass (proper, smooth, and what most audio-classification contests with classes report)."""
+    return DEFAULT_METRIC[task]
+
+
+def class_report(Y: np.ndarray, P: np.ndarray, labels: list[str]) -> dict:
+    """A multiclass prediction's usual numbers: log loss, accuracy, macro-F1, Brier, per-class precision /
+    recall / F1 / support, and the confusion matrix (rows: true class, columns: predicted)."""
+    prf = per_class_prf(Y, P)
+    return {"logloss": mc_logloss(Y, P), "accuracy": mc_accuracy(Y, P), "macro_f1": mc_macro_f1(Y, P),
+            "brier": mc_brier(Y, P),
+            "per_class": {label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                          for label, (p, r, f), s in zip(labels, prf, Y.sum(axis=0))},
+            "confusion": confusion(Y, P).astype(int).tolist(), "labels": list(labels)}

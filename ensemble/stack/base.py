@@ -70,6 +70,8 @@ class Blender:
     name: str = "blender"
     needs_targets: bool = True
     uses_meta: bool = False  # True: `_fit(P, y, folds, meta)` and `_predict(P, meta)` take meta-features
+    multiclass: bool = False        # can blend single-label multiclass runs (rows of class probabilities)
+    task: str = "multilabel"        # set on the instance by the stacker (`for_task`), not a parameter
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters and their current values."""
@@ -96,9 +98,15 @@ class Blender:
             y = check_targets(y, P)
         if folds is not None:
             folds = check_folds(folds, P.shape[0])
+        if self.task == "multiclass" and not self.multiclass:
+            usable = [n for n, c in BLENDERS.items() if c.multiclass]
+            raise ConfigError(f"method {self.name!r} works label by label and cannot blend multiclass runs; "
+                              f"use one of: {', '.join(usable)}")
         if meta is not None and not self.uses_meta:
             raise ConfigError(f"method {self.name!r} takes no meta-features; "
                               f"these do: {', '.join(n for n, c in BLENDERS.items() if c.uses_meta)}")
+        if meta is not None and self.task == "multiclass":
+            raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
         meta = None if meta is None else check_meta(meta, P.shape[0])
         self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
         self.n_meta_ = 0 if meta is None else meta.shape[1]
@@ -146,3 +154,10 @@ def make_blender(name: str, **params: Any) -> Blender:
             f"method {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(valid) or 'none'}"
         )
     return cls(**params)
+
+
+def for_task(blender: Blender, task: str) -> Blender:
+    """`blender` set to blend `task` ('multilabel' or 'multiclass') runs; returns it."""
+    if task != Blender.task:
+        blender.task = task
+    return blender

@@ -29,6 +29,10 @@ def gain_interval(
         counts = multinomial_counts(len(y), min(20, n_boot - start), rng)
         if weights is not None:
             counts = counts * weights[None, :]
+        if scorer.matrix is not None:  # multiclass: the whole matrix per replicate
+            boots.append(scorer.matrix_replicate_losses(p_base, y, counts)
+                         - scorer.matrix_replicate_losses(p_new, y, counts))
+            continue
         diff = sum(scorer.replicate_losses(p_base[:, j], y[:, j], counts)
                    - scorer.replicate_losses(p_new[:, j], y[:, j], counts) for j in range(y.shape[1]))
         boots.append(diff / y.shape[1])

@@ -41,9 +41,34 @@ def greedy_select(y: np.ndarray, X: np.ndarray, n_iter: int, space: str, scorer:
     return best_counts
 
 
+def greedy_select_matrix(y: np.ndarray, L: np.ndarray, n_iter: int, scorer: Scorer) -> np.ndarray:
+    """Multiclass `greedy_select`: `L` `(rows, runs, classes)` log-probabilities, candidates scored as whole
+    softmax matrices by the scorer's multiclass form."""
+    from ensemble.stack.multiclass import softmax_rows
+
+    n_runs = L.shape[1]
+    counts = np.zeros(n_runs, dtype=np.int64)
+    total = np.zeros((L.shape[0], L.shape[2]))
+    best_score, best_counts = math.inf, counts.copy()
+    for step in range(1, n_iter + 1):
+        scores = np.array([scorer.loss(y, softmax_rows((total + L[:, r]) / step)) for r in range(n_runs)])
+        low = scores.min()
+        ties = np.flatnonzero(scores <= low + 1e-12)
+        chosen = ties[counts[ties] > 0]
+        pick = int(chosen[0] if chosen.size else ties[0])
+        counts[pick] += 1
+        total += L[:, pick]
+        if low < best_score - 1e-12:
+            best_score, best_counts = low, counts.copy()
+    return best_counts
+
+
 @register("hillclimb")
 class HillClimbBlender(Blender):
-    """Bagged greedy selection with replacement; blends in `space` 'logit' or 'prob'."""
+    """Bagged greedy selection with replacement; blends in `space` 'logit' or 'prob'. Multiclass: one
+    selection for all classes, blending log-probabilities (softmax of the weighted sum)."""
+
+    multiclass = True
 
     def __init__(
         self,
@@ -73,10 +98,13 @@ class HillClimbBlender(Blender):
 
     def _fit(self, P, y, folds) -> None:
         self._check_params()
-        scorer = get_scorer(self.metric)
+        scorer = get_scorer(self.metric, self.task)
         rng = np.random.default_rng(self.seed)
         n_rows, n_runs, n_labels = P.shape
         rows = np.sort(rng.permutation(n_rows)[: self.max_rows])
+        if self.task == "multiclass":
+            self._fit_multiclass(P[rows], y[rows], scorer, rng)
+            return
         X = logit(P[rows]) if self.space == "logit" else P[rows]
         per_bag = max(1, math.ceil(self.bag_fraction * n_runs))
         weights = np.zeros((n_runs, n_labels))
@@ -93,7 +121,25 @@ class HillClimbBlender(Blender):
                 self.counts_.append({"label": j, "runs": bag.tolist(), "counts": counts.tolist()})
         self.weights_ = weights
 
+    def _fit_multiclass(self, P: np.ndarray, y: np.ndarray, scorer: Scorer, rng: np.random.Generator) -> None:
+        from ensemble.stack.multiclass import log_probs
+
+        n_runs = P.shape[1]
+        L, per_bag = log_probs(P), max(1, math.ceil(self.bag_fraction * n_runs))
+        weights = np.zeros(n_runs)
+        self.counts_ = []
+        for _ in range(self.n_bags):
+            bag = np.sort(rng.permutation(n_runs)[:per_bag])
+            counts = greedy_select_matrix(y, L[:, bag], self.n_iter, scorer)
+            weights[bag] += counts / counts.sum() / self.n_bags
+            self.counts_.append({"label": "all classes", "runs": bag.tolist(), "counts": counts.tolist()})
+        self.weights_ = np.repeat(weights[:, None], P.shape[2], axis=1)
+
     def _predict(self, P: np.ndarray) -> np.ndarray:
+        if self.task == "multiclass":
+            from ensemble.stack.multiclass import weighted_log_blend
+
+            return weighted_log_blend(P, self.weights_[:, 0])
         if self.space == "logit":
             return sigmoid(np.einsum("nrl,rl->nl", logit(P), self.weights_))
         return np.einsum("nrl,rl->nl", P, self.weights_)

@@ -29,9 +29,11 @@ def _per_label(models: list, P: np.ndarray, predict, all_labels: bool, meta: np.
 
 @register("logreg")
 class LogRegBlender(Blender):
-    """L2 logistic regression per label on the runs' logits (and meta-features, standardised on the fit rows)."""
+    """L2 logistic regression per label on the runs' logits (and meta-features, standardised on the fit
+    rows); multiclass: one multinomial logistic regression on every run's log-probabilities."""
 
     uses_meta = True
+    multiclass = True
 
     def __init__(self, C: float = 1.0, all_labels: bool = True, max_iter: int = 200) -> None:
         self.C = C
@@ -46,6 +48,11 @@ class LogRegBlender(Blender):
             self.meta_scale_ = np.where(meta.std(axis=0) > 0, meta.std(axis=0), 1.0)
             meta = self._scaled(meta)
         self.models_ = []
+        if self.task == "multiclass":
+            t = y.argmax(axis=1)
+            self.models_.append(y.mean(axis=0) if len(np.unique(t)) < 2 else
+                                LogisticRegression(C=self.C, max_iter=self.max_iter).fit(_log_features(P), t))
+            return
         for j in range(P.shape[2]):
             if y[:, j].min() == y[:, j].max():
                 self.models_.append(float(y[0, j]))
@@ -57,14 +64,39 @@ class LogRegBlender(Blender):
         return None if meta is None else (meta - self.meta_mean_) / self.meta_scale_
 
     def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        if self.task == "multiclass":
+            model = self.models_[0]
+            if isinstance(model, np.ndarray):  # one class in the fit data: its shares
+                return np.broadcast_to(model, (P.shape[0], P.shape[2])).copy()
+            return _class_columns(model.classes_, model.predict_proba(_log_features(P)), P.shape[2])
         return _per_label(self.models_, P, lambda j, model, X: model.predict_proba(X)[:, 1], self.all_labels,
                           self._scaled(meta))
 
     def recipe(self) -> dict:
+        if self.task == "multiclass":
+            m = self.models_[0]
+            if isinstance(m, np.ndarray):
+                return {"constant": m.round(6).tolist()}
+            return {"coef": m.coef_.round(6).tolist(), "intercept": m.intercept_.round(6).tolist(),
+                    "classes": m.classes_.tolist()}
         return {
             "coef": [m if isinstance(m, float) else m.coef_[0].round(6).tolist() for m in self.models_],
             "intercept": [m if isinstance(m, float) else float(m.intercept_[0]) for m in self.models_],
         }
+
+
+def _log_features(P: np.ndarray) -> np.ndarray:
+    """Multiclass features: every run's log-probability of every class."""
+    from ensemble.stack.multiclass import log_probs
+
+    return log_probs(P).reshape(P.shape[0], -1)
+
+
+def _class_columns(classes: np.ndarray, proba: np.ndarray, n_classes: int) -> np.ndarray:
+    """A model's class probabilities placed in the task's columns; a class absent from the fit data gets 0."""
+    out = np.zeros((proba.shape[0], n_classes))
+    out[:, np.asarray(classes, dtype=np.int64)] = proba
+    return out
 
 
 def _validation_rows(y: np.ndarray, folds: np.ndarray | None, seed: int) -> np.ndarray:
@@ -80,10 +112,12 @@ class LGBMBlender(Blender):
     """Shallow, regularised LightGBM per label; early stopping on an inner fold; deterministic.
 
     One thread by default: on a few thousand rows × 20 features LightGBM's threads cost more than
-    they save, and on shared cores they spin (10–40× slower measured on 2 busy cores).
+    they save, and on shared cores they spin (10–40× slower measured on 2 busy cores). Multiclass: one
+    `multiclass` booster on every run's log-probabilities.
     """
 
     uses_meta = True
+    multiclass = True
 
     def __init__(
         self,
@@ -125,6 +159,20 @@ class LGBMBlender(Blender):
 
         valid = _validation_rows(y, folds, self.seed)
         self.models_, self.best_iterations_ = [], []
+        if self.task == "multiclass":
+            X, t = _log_features(P), y.argmax(axis=1)
+            if len(np.unique(t[~valid])) < 2:  # one class to learn from: its shares
+                self.models_.append(y.mean(axis=0))
+                self.best_iterations_.append(0)
+                return
+            params = {**self._params(int((~valid).sum())), "objective": "multiclass", "num_class": P.shape[2]}
+            train_set = lgb.Dataset(X[~valid], t[~valid], free_raw_data=True)
+            valid_set = lgb.Dataset(X[valid], t[valid], reference=train_set)
+            booster = lgb.train(params, train_set, num_boost_round=self.n_estimators, valid_sets=[valid_set],
+                                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
+            self.models_.append(booster)
+            self.best_iterations_.append(int(booster.best_iteration or self.n_estimators))
+            return
         for j in range(P.shape[2]):
             X, t = _features(P, j, self.all_labels, meta), y[:, j]
             if t.min() == t.max() or t[valid].min() == t[valid].max():
@@ -141,6 +189,12 @@ class LGBMBlender(Blender):
             self.best_iterations_.append(int(booster.best_iteration or self.n_estimators))
 
     def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        if self.task == "multiclass":
+            if isinstance(self.models_[0], np.ndarray):
+                return np.broadcast_to(self.models_[0], (P.shape[0], P.shape[2])).copy()
+            return self.models_[0].predict(_log_features(P), num_iteration=self.best_iterations_[0],
+                                           num_threads=self.num_threads)
+
         def predict(j, booster, X):
             return booster.predict(X, num_iteration=self.best_iterations_[j], num_threads=self.num_threads)
 

@@ -65,7 +65,8 @@ class StackPipeline:
         P, y, folds = cache.P[train], cache.y[train], cache.folds[train]
         meta = None if cache.meta is None else cache.meta[train]
         self.blender_ = cache.get(excluded)
-        if self.calibrate == "none":
+        multiclass = self.scorer.task == "multiclass"
+        if self.calibrate == "none" and not multiclass:
             self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
             self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
             return self
@@ -78,11 +79,20 @@ class StackPipeline:
         else:
             S = self.blender_.predict(P, meta)
         w = None if cache.weights is None else cache.weights[train]
+        if multiclass:  # one temperature over the classes: rows keep summing to 1
+            from ensemble.stack.multiclass import fit_temperature
+
+            cal, note = fit_temperature(S, y, folds, self.calibrate, w, self.scorer)
+            self.calibrators_, self.matrix_calibrator_ = [], cal
+            self.calibration_ = [{"label": "all classes", "calibrator": cal.name, "params": cal.params(), **note}]
+            return self
         self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer)
         return self
 
     def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         S = self.blender_.predict(P, meta)
+        if self.scorer.task == "multiclass":
+            return self.matrix_calibrator_.predict(S)
         out = np.column_stack([c.predict(S[:, j]) for j, c in enumerate(self.calibrators_)])
         return np.clip(out, 0.0, 1.0)
 

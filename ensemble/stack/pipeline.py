@@ -18,8 +18,8 @@ import numpy as np
 
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
-from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
-from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
+from ensemble.metrics.scorer import COMPETITION, Scorer, default_metric, get_scorer
+from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, for_task, make_blender
 from ensemble.stack.calibration import check_calibrate
 from ensemble.stack.decide import N_BOOT, Candidate, Decision, candidates, decide
 from ensemble.stack.bootstrap import gain_interval
@@ -77,6 +77,8 @@ def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Seq
     """Meta-features shaped like the stacker's rows, none of them a copy of a label."""
     if meta is None:
         return None
+    if data.scorer.task == "multiclass":
+        raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
     meta.check(len(data.y), n_test, None if data.tl is None else len(data.tl[1]))
     check_no_label_copy(meta.oof, data.y, meta.names, labels, "OOF")
     if data.tl is not None:
@@ -84,7 +86,8 @@ def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Seq
     return meta
 
 
-def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | Scorer = COMPETITION) -> _Data:
+def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | Scorer | None = None,
+                task: str = "multilabel") -> _Data:
     P = check_tensor(P_oof, "P_oof")
     y = check_targets(y, P)
     folds = check_folds(folds, P.shape[0])
@@ -106,7 +109,24 @@ def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | 
     if w_tl is not None and tl is None:
         raise ConfigError("w_tl weighs test-like rows; none given")
     w = None if w_tl is None else _check_weights(w_tl, tl[0].shape[0])
-    return _Data(P, y, folds, tl, w, get_scorer(metric))
+    scorer = get_scorer(metric if metric is not None else default_metric(task), task)
+    if scorer.task == "multiclass":
+        _check_multiclass(P, y, "P_oof")
+    return _Data(P, y, folds, tl, w, scorer)
+
+
+def _check_multiclass(P: np.ndarray, y: np.ndarray | None, name: str) -> None:
+    """Multiclass inputs: each run's rows sum to 1, each target row holds one class."""
+    from ensemble.artifacts.competition import SUM_TOL
+
+    if y is not None and (y.sum(axis=1) != 1).any():
+        row = int(np.flatnonzero(y.sum(axis=1) != 1)[0])
+        raise DataError(f"multiclass targets need exactly one class per row; row {row} has {int(y[row].sum())}")
+    bad = np.abs(P.sum(axis=2) - 1.0) > SUM_TOL
+    if bad.any():
+        row, run = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(f"{name}: run {run}'s probabilities in row {row} sum to {P[row, run].sum():.6g}; "
+                        "a multiclass run's rows must sum to 1")
 
 
 def _fit_meta(data: _Data, fit_on: str) -> np.ndarray | None:
@@ -133,12 +153,16 @@ def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarra
     return fit_on, tuple(np.concatenate([a, b]) for a, b in zip(clean, data.tl)), weights
 
 
-def _factory(method: str, params: dict | None, seed: int) -> Callable:
+def _factory(method: str, params: dict | None, seed: int, scorer: Scorer = COMPETITION) -> Callable:
+    """New blenders of `method` for the scorer's task; a method that chooses by a metric (hill climbing)
+    gets the stacker's unless `params` name one."""
     params = dict(params or {})
     probe = make_blender(method, **params)
     if "seed" in probe.get_params() and "seed" not in params:
         params["seed"] = seed
-    return lambda: make_blender(method, **params)
+    if "metric" in probe.get_params() and "metric" not in params and scorer.name != probe.get_params()["metric"]:
+        params["metric"] = scorer.name
+    return lambda: for_task(make_blender(method, **params), scorer.task)
 
 
 def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str, scorer: Scorer,
@@ -154,7 +178,7 @@ def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, prog
               use_meta: bool = False) -> tuple[StackPipeline, dict]:
     """Nested and in-sample scores of one method (with the meta-features when `use_meta`), and the
     pipeline fitted on the whole fit set."""
-    factory = _factory(method, params, seed)
+    factory = _factory(method, params, seed, data.scorer)
     fit_on, (Pf, yf, ff), wf = _fit_set(data, fit_on)
     meta = data.meta if use_meta else None
     evals = {"clean": (data.P, data.folds, None if meta is None else meta.oof)}
@@ -190,7 +214,8 @@ def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labe
     return {
         "method": method, "params": blender.get_params(), "labels": list(labels), "fit_on": fit_on,
         "calibrate": calibrate, "blender": blender.recipe(),
-        "calibrators": [{**c, "label": labels[c["label"]]} for c in final.calibration_],
+        "calibrators": [{**c, "label": labels[c["label"]] if isinstance(c["label"], int) else c["label"]}
+                        for c in final.calibration_],
         "decisions": getattr(blender, "decisions_", []),
     }
 
@@ -234,8 +259,8 @@ def stack(
     method: str, params: dict | None = None, calibrate: str = "auto", test_prior: str | float = "none",
     fit_on: str = "auto", P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None,
     folds_tl: np.ndarray | None = None, w_tl: np.ndarray | None = None, labels: Sequence[str], seed: int = 0,
-    n_boot: int = 100, progress: Progress | None = None, metric: str | Scorer = COMPETITION,
-    meta: MetaFeatures | None = None,
+    n_boot: int = 100, progress: Progress | None = None, metric: str | Scorer | None = None,
+    meta: MetaFeatures | None = None, task: str = "multilabel",
 ) -> StackResult:
     """Blend, calibrate and prior-adapt test predictions with `method`; score it by nested CV.
 
@@ -253,7 +278,14 @@ def stack(
         if meta is not None:
             raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
         return _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start)
-    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric)
+    if task == "multiclass":
+        _check_multiclass(P_test, None, "P_test")
+        if str(test_prior) != "none":
+            raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
+        from ensemble.stack.multiclass import check_calibrate_multiclass
+
+        check_calibrate_multiclass(calibrate)
+    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric, task)
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
@@ -264,7 +296,8 @@ def stack(
     recipe["meta_features"] = None if meta is None else meta.record()
     recipe["prior"] = prior.recipe()
     recipe["state"] = pipeline_state(final.blender_, final.calibrators_)  # exact, for `ens export`
-    sens = sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer)
+    sens = ([] if data.scorer.task == "multiclass" else
+            sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer))
     return StackResult(
         test=prior.p_test, oof=ev["oof"]["clean"], oof_testlike=ev["oof"].get("testlike"),
         nested=ev["nested"]["clean"], nested_testlike=ev["nested"].get("testlike"), in_sample=ev["in_sample"],
@@ -297,7 +330,8 @@ def compare(
     methods: Sequence[str] | None = None, calibrate: str = "auto", fit_on: str = "auto",
     P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
     w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = N_BOOT, progress: Progress | None = None,
-    metric: str | Scorer = COMPETITION, meta: MetaFeatures | None = None, labels: Sequence[str] | None = None,
+    metric: str | Scorer | None = None, meta: MetaFeatures | None = None, labels: Sequence[str] | None = None,
+    task: str = "multilabel",
 ) -> Comparison:
     """Every candidate (each run raw and calibrated, each method, and with `meta` each method that takes
     meta-features once more with them) by nested CV, and the one to write.
@@ -307,12 +341,20 @@ def compare(
     decision chose it.
     """
     check_calibrate(calibrate)
-    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric)
+    if task == "multiclass":
+        from ensemble.stack.multiclass import check_calibrate_multiclass
+
+        check_calibrate_multiclass(calibrate)
+    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric, task)
     names = list(run_names) if run_names is not None else [f"run{r}" for r in range(data.P.shape[1])]
     if len(names) != data.P.shape[1]:
         raise DataError(f"run_names names {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
         data.meta = _check_meta(meta, data, meta.test.shape[0], labels or [str(j) for j in range(data.y.shape[1])])
+    if methods is None and data.scorer.task == "multiclass":
+        from ensemble.stack.decide import blend_methods
+
+        methods = [m for m in blend_methods() if BLENDERS[m].multiclass]
     cands = candidates(names, methods, calibrate, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []

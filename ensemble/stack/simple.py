@@ -8,6 +8,7 @@ from scipy.optimize import minimize
 from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import competition_score
 from ensemble.stack.base import Blender, logit, register, sigmoid
+from ensemble.stack.multiclass import fit_logloss_weights, weighted_log_blend
 
 
 class _FixedBlend(Blender):
@@ -24,7 +25,9 @@ class _FixedBlend(Blender):
 
 @register("mean")
 class MeanBlender(_FixedBlend):
-    """Mean of the runs' probabilities."""
+    """Mean of the runs' probabilities (multiclass rows still sum to 1)."""
+
+    multiclass = True
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
         return P.mean(axis=1)
@@ -32,9 +35,14 @@ class MeanBlender(_FixedBlend):
 
 @register("logit")
 class LogitBlender(_FixedBlend):
-    """Mean of the runs' logits (probabilities clipped to [1e-6, 1 − 1e-6]), mapped back by the sigmoid."""
+    """Mean of the runs' logits (probabilities clipped to [1e-6, 1 − 1e-6]), mapped back by the sigmoid;
+    multiclass: mean of the log-probabilities, mapped back by the softmax (a normalised geometric mean)."""
+
+    multiclass = True
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
+        if self.task == "multiclass":
+            return weighted_log_blend(P, np.full(P.shape[1], 1.0 / P.shape[1]))
         return sigmoid(logit(P).mean(axis=1))
 
 
@@ -107,8 +115,11 @@ class WeightedBlender(Blender):
     """Per-label non-negative weights summing to 1 on the runs' logits, fitted on OOF.
 
     `objective="logloss"` (smooth, fast, default) or `"competition"` (the competition score, refined by
-    Powell from the log-loss weights on at most `max_rows` rows).
+    Powell from the log-loss weights on at most `max_rows` rows). Multiclass: one weight per run on the
+    log-probabilities (softmax of the weighted sum), fitted by multiclass log loss.
     """
+
+    multiclass = True
 
     def __init__(self, objective: str = "logloss", max_rows: int = 20000, seed: int = 0) -> None:
         self.objective = objective
@@ -118,6 +129,11 @@ class WeightedBlender(Blender):
     def _fit(self, P, y, folds) -> None:
         if self.objective not in ("logloss", "competition"):
             raise ConfigError(f"weighted: objective must be 'logloss' or 'competition'; got {self.objective!r}")
+        if self.task == "multiclass":
+            if self.objective != "logloss":
+                raise ConfigError("weighted: a multiclass task fits objective='logloss' only")
+            self.weights_ = np.repeat(fit_logloss_weights(P, y)[:, None], P.shape[2], axis=1)
+            return
         Z = logit(P)
         weights = []
         for j in range(P.shape[2]):
@@ -130,6 +146,8 @@ class WeightedBlender(Blender):
         self.weights_ = np.stack(weights, axis=1)  # (runs, labels)
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
+        if self.task == "multiclass":
+            return weighted_log_blend(P, self.weights_[:, 0])
         return sigmoid(np.einsum("nrl,rl->nl", logit(P), self.weights_))
 
     def recipe(self) -> dict:
@@ -141,6 +159,7 @@ class SingleRunBlender(Blender):
     """One run's probabilities unchanged: the best single run as a candidate every blend must beat."""
 
     needs_targets = False
+    multiclass = True
 
     def __init__(self, run: int = 0) -> None:
         self.run = run
