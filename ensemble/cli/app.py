@@ -17,7 +17,7 @@ from typing import Annotated, Callable, Optional
 import typer
 from typer.core import TyperGroup
 
-from ensemble.cli.config import merge_config, parse_folds, parse_params
+from ensemble.cli.config import merge_config, parse_folds, parse_grad_norm, parse_params
 from ensemble.errors import EnsError
 
 PIPELINE = ["finetune", "oof", "import", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
@@ -222,20 +222,31 @@ def finetune_cmd(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
     testlike_per_fold: Annotated[Optional[int], typer.Option("--testlike-per-fold", help="Test-like clips per fold when the shared set is first built (default: about half a fold, 50–2000).")] = None,
-    freeze: Annotated[Optional[bool], typer.Option("--freeze-feature-encoder/--train-feature-encoder", help="Freeze the convolutional feature encoder (default: frozen for pretrained checkpoints, trained for named configs).")] = None,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="Weights kept fixed: feature-encoder, first:N (feature encoder and the first N transformer layers), all-but-head, or none (default: feature-encoder for pretrained checkpoints, none for named configs).")] = None,
+    model_config: Annotated[Optional[list[str]], typer.Option("--model-config", metavar="KEY=VALUE", help="Override a key of the backbone's config before it is built (repeatable), e.g. apply_spec_augment=false, attention_dropout=0.1, layerdrop=0.05.")] = None,
+    schedule: Annotated[str, typer.Option("--schedule", help="Learning-rate schedule after the warm-up: cosine, linear, tri-stage (hold, then linear decay) or constant.")] = "cosine",
+    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up, as a fraction of the optimizer steps.")] = 0.1,
+    hold: Annotated[float, typer.Option("--hold", help="tri-stage: steps held at the peak rate after the warm-up, as a fraction (e.g. 0.4).")] = 0.0,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay (matrices only).")] = 0.01,
+    max_grad_norm: Annotated[str, typer.Option("--max-grad-norm", help="Clip the gradient norm at this value; 0 or off: no clipping.")] = "1.0",
+    pooling: Annotated[str, typer.Option("--pooling", help="How frames become one vector (wav2vec2-like families): mean, attention, stats (mean and std), or weighted (learned sum of all layers, SUPERB).")] = "mean",
     workspace: WorkspaceOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
+    from ensemble.backbones.overrides import parse_overrides
     from ensemble.commands.finetune import FinetuneOptions, check_model_ref, finetune
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
     values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
-                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze_feature_encoder=freeze)
+                  device=device, seed=seed, testlike_per_fold=testlike_per_fold, freeze=freeze,
+                  model_config=parse_overrides(model_config or []), schedule=schedule, warmup=warmup, hold=hold,
+                  weight_decay=weight_decay, max_grad_norm=max_grad_norm, pooling=pooling)
     if config is not None:
         values = merge_config(config, values, ctx)
+    values["max_grad_norm"] = parse_grad_norm(values["max_grad_norm"])
     opts = FinetuneOptions(**values)
     check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
@@ -253,8 +264,11 @@ def finetune_cmd(
         return
     metrics = run.manifest["metrics"]
     parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
+    model_info = run.manifest["source"]["model"]
+    trainable = (f", {model_info['n_trainable']:,} of {model_info['n_params']:,} weights trained"
+                 if "n_trainable" in model_info else "")
     typer.echo(f"run {run.name}: CV {metrics['cv']['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}, "
-               f"ONNX parity {parity:.2e} → {run.dir}")
+               f"ONNX parity {parity:.2e}{trainable} → {run.dir}")
 
 
 @command("oof")

@@ -58,8 +58,17 @@ class FinetuneOptions:
     device: str = "auto"
     seed: int = 0
     testlike_per_fold: int | None = None
-    freeze_feature_encoder: bool | None = None  # None: freeze pretrained encoders, train random ones
     extra: dict = field(default_factory=dict)
+    # the fine-tuning knobs (README's table); at their defaults they stay out of `identity()`, so runs
+    # started before the knobs existed still resume
+    freeze: str | None = None  # None: feature-encoder for pretrained checkpoints, none for named configs
+    model_config: dict = field(default_factory=dict)  # overrides of the backbone's config
+    schedule: str = "cosine"
+    warmup: float = 0.1
+    hold: float = 0.0
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # 0: no clipping
+    pooling: str = "mean"
 
     @property
     def run_name(self) -> str:
@@ -67,7 +76,21 @@ class FinetuneOptions:
 
     def identity(self) -> dict:
         """The options that must match for a resumed or merged run (not the fold subset)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name")}
+        defaults = FinetuneOptions(self.model)
+        return {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name")
+                and not (k in KNOBS and v == getattr(defaults, k))}
+
+    def freeze_scheme(self) -> str:
+        """The `--freeze` scheme this run trains with (its default depends on the model)."""
+        from ensemble.backbones.families import NAMED_CONFIGS
+
+        if self.freeze is not None:
+            return self.freeze
+        return "none" if self.model in NAMED_CONFIGS else "feature-encoder"
+
+
+KNOBS = ("freeze", "model_config", "schedule", "warmup", "hold", "weight_decay", "max_grad_norm", "pooling")
+LEGACY_KEYS = {"freeze_feature_encoder": None}  # options.json keys of older versions, at their default
 
 
 def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
@@ -80,7 +103,7 @@ def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
 
         shutil.rmtree(run_dir)
     if saved.is_file():
-        before = read_json(saved)
+        before = {k: v for k, v in read_json(saved).items() if not (k in LEGACY_KEYS and v == LEGACY_KEYS[k])}
         if before != opts.identity():
             changed = sorted(k for k in set(before) | set(opts.identity()) if before.get(k) != opts.identity().get(k))
             raise ConfigError(f"run {run_dir.name!r} was started with other options ({', '.join(changed)}); "
@@ -102,6 +125,7 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_model_ref(opts.model)
+    opts = check_knobs(opts)
     check_competition_audio(ws, comp, progress=emit)
     with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
         sweep_tmp(ws.models_dir)
@@ -131,6 +155,19 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
         return None
     with exclusive(run_lock(ws.models_dir, run_dir.name)):  # folds finished elsewhere may assemble too
         return assemble(ws, comp, folds, clips, opts, run_dir, time.perf_counter() - started)
+
+
+def check_knobs(opts: FinetuneOptions) -> FinetuneOptions:
+    """The knobs checked against MODEL before any compute (a typo fails in a second); `--model-config`
+    values come back in the config's own types."""
+    from ensemble.backbones.model import check_knobs as check
+    from ensemble.backbones.schedules import check_schedule
+
+    check_schedule(opts.schedule, opts.warmup, opts.hold)
+    if opts.max_grad_norm < 0 or opts.weight_decay < 0:
+        raise ConfigError(f"--max-grad-norm {opts.max_grad_norm:g} / --weight-decay {opts.weight_decay:g}: "
+                          "must be ≥ 0 (0 turns clipping off)")
+    return replace(opts, model_config=check(opts.model, dict(opts.model_config), opts.freeze_scheme(), opts.pooling))
 
 
 def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
@@ -201,14 +238,14 @@ def default_lr(model: str) -> float:
 
 def _train_config(ctx: FoldContext, fold: int, batches_per_epoch: int):
     """Effective batch 128 by accumulation, fewer where an epoch would give under 8 optimizer updates."""
-    from ensemble.backbones.families import NAMED_CONFIGS
     from ensemble.backbones.train import TrainConfig
 
     o = ctx.opts
     accum = o.grad_accum or max(1, min(-(-128 // o.batch_size), batches_per_epoch // MIN_UPDATES_PER_EPOCH))
-    freeze = o.freeze_feature_encoder if o.freeze_feature_encoder is not None else o.model not in NAMED_CONFIGS
     return TrainConfig(lr=o.lr or default_lr(o.model), epochs=o.epochs, batch_size=o.batch_size, grad_accum=accum,
-                       freeze_feature_encoder=freeze, device=o.device, seed=o.seed + fold)
+                       freeze=o.freeze_scheme(), schedule=o.schedule, warmup=o.warmup, hold=o.hold,
+                       weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm or None,
+                       device=o.device, seed=o.seed + fold)
 
 
 def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Progress:
@@ -307,7 +344,8 @@ def _fit_neural(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     from ensemble.audio.clip import fit_length
     from ensemble.backbones.model import build_classifier
 
-    classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold)
+    classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold,
+                                  overrides=ctx.opts.model_config, pooling=ctx.opts.pooling)
     sr = classifier.sampling_rate
     data = _fold_data(ctx, fold, sr)
     result, config, predict = _train(ctx, data, classifier)
