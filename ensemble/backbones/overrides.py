@@ -47,7 +47,8 @@ def config_keys(config: Any) -> list[str]:
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """`value` in the type of the config's own `default`, or ConfigError naming the key and both types."""
     def wrong() -> ConfigError:
-        return ConfigError(f"--model-config {key}={json.dumps(value)}: expected {type(default).__name__} "
+        kind = "list" if isinstance(default, (list, tuple)) else type(default).__name__
+        return ConfigError(f"--model-config {key}={json.dumps(value)}: expected {kind} "
                            f"like the config's {json.dumps(default, default=str)}")
 
     if default is None:
@@ -70,12 +71,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, str):
             raise wrong()
         return value
-    if isinstance(default, (list, tuple)):
-        if not isinstance(value, list):
+    if isinstance(default, (list, tuple)):  # kept a list: run.json and options.json hold JSON
+        if not isinstance(value, (list, tuple)):
             raise wrong()
-        if default:
-            value = [_coerce(key, v, default[0]) for v in value]
-        return type(default)(value)
+        return [_coerce(key, v, default[0]) for v in value] if default else list(value)
     raise ConfigError(f"--model-config {key}: the config's value is a {type(default).__name__}; "
                       "only numbers, switches, text and lists can be overridden")
 
