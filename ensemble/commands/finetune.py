@@ -424,6 +424,41 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     return info
 
 
+def fit_held_out(ws: Workspace, comp: Competition, opts: FinetuneOptions, work_dir: Path, folds: list[int],
+                 progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train `opts` on each fold of `folds` (its training rows only) and predict its held-out rows; no
+    export, no test predictions, nothing kept (hyper-parameter search). Returns the held-out rows'
+    `(ids, targets, probabilities)`, fold by fold. `work_dir` holds the checkpoints meanwhile."""
+    from ensemble.backbones.families import is_classical
+    from ensemble.backbones.predict import predict_split
+
+    emit = progress or (lambda event: None)
+    opts = check_knobs(opts)
+    check_competition_audio(ws, comp, progress=emit)
+    with exclusive(ws.models_dir / ".lock"):  # the same shared folds as every run
+        shared = ensure_folds(ws, comp, opts.folds, opts.seed)
+    n_folds = int(shared["fold"].nunique())
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
+    ctx = FoldContext(ws=ws, comp=comp, folds=shared, testlike=pd.DataFrame(), opts=opts, run_dir=work_dir, emit=emit)
+    ids, targets, probs = [], [], []
+    try:
+        for k in folds:
+            fold_dir = work_dir / f"fold{k}"
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            trained = (_fit_classical if is_classical(opts.model) else _fit_neural)(ctx, k, fold_dir)
+            held = trained.data.held_idx
+            probs.append(predict_split(trained.predict, (trained.data.train_store[i] for i in held), len(held),
+                                       trained.sr, opts.max_seconds, max(1, opts.batch_size),
+                                       tagged(emit, stage="predict held-out", fold=k)))
+            ids.append(shared["id"].to_numpy()[held].astype(str))
+            targets.append(trained.data.targets[held])
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return np.concatenate(ids), np.concatenate(targets), np.concatenate(probs)
+
+
 def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list[np.ndarray]) -> dict:
     """ONNX export with metadata, then parity against torch on clips of another length."""
     from ensemble.backbones.onnx_export import export_onnx, measure_parity
