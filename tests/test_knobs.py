@@ -245,3 +245,20 @@ def test_pooling_heads_reach_the_model_save_and_export_with_parity(name: str, po
     np.testing.assert_array_equal(predict_proba_torch(back, probe, batch_size=3, device="cpu"), p)
     export_onnx(clf, tmp_path / "model.onnx", {"run_id": "r"})
     assert measure_parity(clf, tmp_path / "model.onnx", probe) <= 1e-4
+
+
+def test_bad_knobs_fail_on_the_command_line_before_the_audio_is_read(csv_competition) -> None:
+    """csv_competition has no audio: the knob's error must come first, in one line."""
+    from typer.testing import CliRunner
+
+    from ensemble.cli import app
+
+    for args, message in [(["--model-config", "attention_dropot=0.1"], "did you mean attention_dropout"),
+                          (["--freeze", "first:7"], "has 2 transformer layers"),
+                          (["--pooling", "stats", "--schedule", "tri-stage", "--hold", "0.95"], "must not pass 1"),
+                          (["--max-grad-norm", "big"], "takes a norm ≥ 0 or off")]:
+        result = CliRunner().invoke(app, ["finetune", "tiny-wav2vec2", *args, "--data", str(csv_competition)])
+        assert result.exit_code == 1 and result.output.startswith("Error: ") and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(app, ["tune", "tiny-ast", "--config", "/nonexistent.toml"])
+    assert result.exit_code == 1 and "config file not found" in result.output

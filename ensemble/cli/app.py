@@ -235,7 +235,7 @@ def finetune_cmd(
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
     from ensemble.backbones.overrides import parse_overrides
-    from ensemble.commands.finetune import FinetuneOptions, check_model_ref, finetune
+    from ensemble.commands.finetune import FinetuneOptions, check_knobs, check_model_ref, finetune
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
@@ -250,6 +250,7 @@ def finetune_cmd(
     opts = FinetuneOptions(**values)
     check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
+    check_knobs(opts)
     ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
         run = finetune(ws, comp, opts, force=force, progress=show)
@@ -296,7 +297,7 @@ def tune_cmd(
     """Search the fine-tuning knobs with Optuna on the workspace's folds; write the best options as a run.toml."""
     from ensemble.cli.progress import event_printer
     from ensemble.commands.finetune import FinetuneOptions
-    from ensemble.commands.tune import TuneOptions, tune
+    from ensemble.commands.tune import TuneOptions, check_tune, tune
 
     values = dict(model=model, epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
                   max_seconds=max_seconds, augment=augment, device=device, seed=seed, trials=trials,
@@ -305,7 +306,7 @@ def tune_cmd(
         values = merge_config(config, values, ctx)
     settings = TuneOptions(trials=values.pop("trials"), folds=values.pop("only_folds"), metric=values.pop("metric"),
                            study=values.pop("study"), out=Path(values["out"]) if values.pop("out") else None)
-    base = FinetuneOptions(**values)
+    base = check_tune(FinetuneOptions(**values), settings)  # before the folder's audio is checked
     ws, comp = _context(workspace, data, audio=("train",))
     with event_printer(console()) as show:
         result = tune(ws, comp, base, settings, force=force, progress=show)

@@ -56,7 +56,7 @@ def suggest(trial: Any, base: FinetuneOptions, config: Any) -> FinetuneOptions:
     lr0 = base.lr or default_lr(base.model)
     schedule = trial.suggest_categorical("schedule", list(SCHEDULES))
     low_seconds = min(2.0, base.max_seconds)
-    overrides = {key: trial.suggest_float(f"model_config.{key}", low, high, step=0.05 if high > 0.1 else 0.025)
+    overrides = {key: round(trial.suggest_float(f"model_config.{key}", low, high, step=0.05 if high > 0.1 else 0.025), 4)
                  for key, (low, high) in CONFIG_RANGES.items() if key in config_keys(config)}
     return replace(
         base,
@@ -65,8 +65,8 @@ def suggest(trial: Any, base: FinetuneOptions, config: Any) -> FinetuneOptions:
         max_seconds=(trial.suggest_float("max_seconds", low_seconds, base.max_seconds, step=0.5)
                      if base.max_seconds > low_seconds else base.max_seconds),
         schedule=schedule,
-        warmup=trial.suggest_float("warmup", 0.0, 0.3, step=0.05),
-        hold=trial.suggest_float("hold", 0.1, 0.5, step=0.1) if schedule == "tri-stage" else 0.0,
+        warmup=round(trial.suggest_float("warmup", 0.0, 0.3, step=0.05), 4),  # 0.15, not 0.15000000000000002
+        hold=round(trial.suggest_float("hold", 0.1, 0.5, step=0.1), 4) if schedule == "tri-stage" else 0.0,
         weight_decay=trial.suggest_categorical("weight_decay", [0.0, 0.01, 0.05, 0.1]),
         max_grad_norm=trial.suggest_categorical("max_grad_norm", [0.0, 1.0, 5.0]),
         freeze=trial.suggest_categorical("freeze", freeze_choices(config)),

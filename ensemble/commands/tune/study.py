@@ -63,22 +63,13 @@ def tune(ws: Workspace, comp: Competition, base: FinetuneOptions, settings: Tune
     """Run the study's missing trials (up to `settings.trials` complete ones) and write the best options."""
     import optuna
 
-    from ensemble.backbones.families import is_classical
     from ensemble.backbones.model import load_config
-    from ensemble.commands.finetune import check_knobs, check_model_ref
     from ensemble.metrics.scorer import get_scorer
 
     emit = progress or (lambda event: None)
+    base = check_tune(base, settings)
     name = settings.study or base.run_name
-    check_name(name, "study")
     scorer = get_scorer(settings.metric)
-    if settings.trials < 1:
-        raise ConfigError(f"--trials {settings.trials}: a study needs at least one trial")
-    check_model_ref(base.model)
-    if is_classical(base.model):
-        raise ConfigError(f"{base.model}: ens tune searches the fine-tuning knobs of trained (torch) families; "
-                          "a classical family has none of them")
-    base = check_knobs(base)
     folds = sorted(set(settings.folds or [0]))
     config = load_config(base.model)
     root = ws.root / TUNE_DIR
@@ -113,7 +104,7 @@ def tune(ws: Workspace, comp: Competition, base: FinetuneOptions, settings: Tune
             study.tell(trial, score)
             ran += 1
             emit({"stage": "trial", "trial": trial.number, settings.metric: score,
-                  "best": study.best_value, "seconds": round(time.perf_counter() - t0, 1)})
+                  "best": study.best_value, "seconds": int(round(time.perf_counter() - t0))})
         trials = _complete(study)
     if not trials:
         raise ConfigError(f"study {name!r} holds no complete trial")
@@ -127,6 +118,23 @@ def tune(ws: Workspace, comp: Competition, base: FinetuneOptions, settings: Tune
         "(optimistic: the best of several draws)",
         f"use: ens finetune {base.model} --config {toml_path.name}"])
     return TuneResult(name, trials, best, best_options, toml_path, time.perf_counter() - started, ran)
+
+
+def check_tune(base: FinetuneOptions, settings: TuneOptions) -> FinetuneOptions:
+    """Everything a study's settings can get wrong, checked before any compute; returns the checked base."""
+    from ensemble.backbones.families import is_classical
+    from ensemble.commands.finetune import check_knobs, check_model_ref
+    from ensemble.metrics.scorer import get_scorer
+
+    check_name(settings.study or base.run_name, "study")
+    get_scorer(settings.metric)
+    if settings.trials < 1:
+        raise ConfigError(f"--trials {settings.trials}: a study needs at least one trial")
+    check_model_ref(base.model)
+    if is_classical(base.model):
+        raise ConfigError(f"{base.model}: ens tune searches the fine-tuning knobs of trained (torch) families; "
+                          "a classical family has none of them")
+    return check_knobs(base)
 
 
 def _startup(trials: int) -> int:
