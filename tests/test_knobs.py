@@ -42,6 +42,27 @@ def test_config_overrides_reach_the_built_model_and_its_saved_config(tmp_path: P
     assert cnn.module.dropout.p == 0.4 and cnn.module.head.in_features == 16
 
 
+def test_overrides_and_pooling_reach_a_pretrained_checkpoint_folder(tmp_path: Path) -> None:
+    """The hub path (`from_pretrained`), on a local folder: overridden config, trained weights kept."""
+    import transformers
+
+    from ensemble.backbones.families import named_config
+
+    config = named_config("tiny-wav2vec2")
+    transformers.Wav2Vec2ForSequenceClassification(config).save_pretrained(tmp_path / "ckpt")
+    transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, return_attention_mask=False,
+                                          do_normalize=True).save_pretrained(tmp_path / "ckpt")
+    saved = transformers.Wav2Vec2ForSequenceClassification.from_pretrained(tmp_path / "ckpt").state_dict()
+    clf = build_classifier(str(tmp_path / "ckpt"), LABELS, overrides={"layerdrop": 0.3, "attention_dropout": 0.2},
+                           pooling="attention")
+    hf = clf.module.model
+    assert hf.config.layerdrop == 0.3 and hf.wav2vec2.encoder.layers[1].attention.dropout == 0.2
+    assert hf.config.num_labels == 2 and hf.config.id2label == {0: "fake", 1: "real"}
+    key = "wav2vec2.encoder.layers.1.feed_forward.output_dense.weight"
+    assert torch.equal(hf.state_dict()[key], saved[key])  # the checkpoint's weights, not a fresh init
+    assert clf.pooling == "attention" and clf.describe()["pooling"] == "attention"
+
+
 @pytest.mark.parametrize("items, message", [
     (["attention_dropot=0.1"], "Wav2Vec2Config has no such key; did you mean attention_dropout"),
     (["attention_dropout=high"], 'attention_dropout="high": expected float'),

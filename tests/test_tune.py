@@ -45,7 +45,7 @@ def test_the_space_is_seeded_and_fits_the_family() -> None:
                       for _ in range(3)])
     assert draws[0] == draws[1] and len({(o.lr, o.schedule) for o in draws[0]}) == 3
     for opts in draws[0]:
-        assert base.lr is None and 1e-4 <= opts.lr <= 1e-2 and 1 <= opts.epochs <= 2 and opts.max_seconds == 1.0
+        assert base.lr is None and 1e-4 <= opts.lr <= 1e-2 and 1 <= opts.epochs <= 2 and opts.max_seconds in (0.5, 0.75, 1.0)
         assert set(opts.model_config) == {"attention_dropout", "hidden_dropout", "activation_dropout",
                                           "mask_time_prob", "layerdrop"}
         assert (opts.hold > 0) == (opts.schedule == "tri-stage")

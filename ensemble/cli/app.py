@@ -286,7 +286,7 @@ def tune_cmd(
     lr: Annotated[Optional[float], typer.Option("--lr", help="Centre of the learning-rate range (a decade either side; default as finetune's).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step (fixed).")] = 16,
     grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Steps per update (fixed; default as finetune's).")] = None,
-    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Longest crop a trial may draw (from 2 s).")] = 5.0,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Longest crop a trial may draw (from half of it).")] = 5.0,
     augment: Annotated[str, typer.Option("--augment", help="Augmentation (fixed), as for finetune.")] = "default",
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these options (command-line values win).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",

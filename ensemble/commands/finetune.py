@@ -214,6 +214,7 @@ class FoldContext:
     opts: FinetuneOptions
     run_dir: Path
     emit: Progress
+    stores: dict = field(default_factory=dict)  # sampling rate → decoded train audio, shared by calls
 
 
 @dataclass
@@ -274,7 +275,8 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     comp, opts = ctx.comp, ctx.opts
     n = int(round(opts.max_seconds * sr))
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
-    train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr)
+    train_store = ctx.stores.get(sr) or WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr)
+    ctx.stores[sr] = train_store
     unlabeled = [p for p in comp.unlabeled_paths() if stable_half(p) == 0]
     background = WaveStore(unlabeled, sr) if unlabeled else None
     in_fold = ctx.folds["fold"].to_numpy() == fold
@@ -425,10 +427,12 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
 
 
 def fit_held_out(ws: Workspace, comp: Competition, opts: FinetuneOptions, work_dir: Path, folds: list[int],
-                 progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 progress: Progress | None = None, stores: dict | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train `opts` on each fold of `folds` (its training rows only) and predict its held-out rows; no
     export, no test predictions, nothing kept (hyper-parameter search). Returns the held-out rows'
-    `(ids, targets, probabilities)`, fold by fold. `work_dir` holds the checkpoints meanwhile."""
+    `(ids, targets, probabilities)`, fold by fold. `work_dir` holds the checkpoints meanwhile; pass the
+    same `stores` dict to calls on the same data so the audio is decoded once, not once per call."""
     from ensemble.backbones.families import is_classical
     from ensemble.backbones.predict import predict_split
 
@@ -441,7 +445,8 @@ def fit_held_out(ws: Workspace, comp: Competition, opts: FinetuneOptions, work_d
     bad = [k for k in folds if not 0 <= k < n_folds]
     if bad:
         raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
-    ctx = FoldContext(ws=ws, comp=comp, folds=shared, testlike=pd.DataFrame(), opts=opts, run_dir=work_dir, emit=emit)
+    ctx = FoldContext(ws=ws, comp=comp, folds=shared, testlike=pd.DataFrame(), opts=opts, run_dir=work_dir, emit=emit,
+                      stores=stores if stores is not None else {})
     ids, targets, probs = [], [], []
     try:
         for k in folds:

@@ -1,7 +1,8 @@
 """The search space of `ens tune`: the fine-tuning knobs a trial draws, per family.
 
 Ranges are centred on what the background material and ens's defaults use: the learning rate a
-decade either side of the default, 1..`--epochs` epochs, crops from 2 s to `--max-seconds`, every
+decade either side of the default, 1..`--epochs` epochs, crops from half of `--max-seconds` to all of
+it (0.25-s steps), every
 schedule (tri-stage with a 10–50 % hold), warm-up 0–30 %, clipping off / 1 / 5, weight decay 0–0.1,
 every freezing scheme the family can do, every pooling where it has frames, and the config's
 dropouts, SpecAugment time masking and layer drop where the config has them. Fixed options
@@ -42,7 +43,7 @@ def describe_space(base: FinetuneOptions, config: Any) -> dict[str, Any]:
     """The space in words (kept with the study: a resumed study must search the same one)."""
     lr0 = base.lr or default_lr(base.model)
     return {"lr": [lr0 / 10, lr0 * 10], "epochs": [1, base.epochs],
-            "max_seconds": [min(2.0, base.max_seconds), base.max_seconds], "schedule": list(SCHEDULES),
+            "max_seconds": [base.max_seconds / 2, base.max_seconds], "schedule": list(SCHEDULES),
             "freeze": freeze_choices(config), "pooling": _poolings(config),
             "model_config": {k: list(v) for k, v in CONFIG_RANGES.items() if k in config_keys(config)}}
 
@@ -55,15 +56,14 @@ def suggest(trial: Any, base: FinetuneOptions, config: Any) -> FinetuneOptions:
     """One trial's options: `base` with every searched knob drawn from `trial` (an Optuna trial)."""
     lr0 = base.lr or default_lr(base.model)
     schedule = trial.suggest_categorical("schedule", list(SCHEDULES))
-    low_seconds = min(2.0, base.max_seconds)
+    low_seconds = base.max_seconds / 2
     overrides = {key: round(trial.suggest_float(f"model_config.{key}", low, high, step=0.05 if high > 0.1 else 0.025), 4)
                  for key, (low, high) in CONFIG_RANGES.items() if key in config_keys(config)}
     return replace(
         base,
         lr=trial.suggest_float("lr", lr0 / 10, lr0 * 10, log=True),
         epochs=trial.suggest_int("epochs", 1, base.epochs),
-        max_seconds=(trial.suggest_float("max_seconds", low_seconds, base.max_seconds, step=0.5)
-                     if base.max_seconds > low_seconds else base.max_seconds),
+        max_seconds=round(trial.suggest_float("max_seconds", low_seconds, base.max_seconds, step=0.25), 4),
         schedule=schedule,
         warmup=round(trial.suggest_float("warmup", 0.0, 0.3, step=0.05), 4),  # 0.15, not 0.15000000000000002
         hold=round(trial.suggest_float("hold", 0.1, 0.5, step=0.1), 4) if schedule == "tri-stage" else 0.0,

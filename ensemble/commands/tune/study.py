@@ -87,14 +87,14 @@ def tune(ws: Workspace, comp: Competition, base: FinetuneOptions, settings: Tune
         _check_identity(study, _identity(ws, comp, base, folds, scorer.name, config), storage_path)
         _fail_stale(study)
         done = _complete(study)
-        ran = 0
+        ran, stores = 0, {}  # the decoded audio, shared by the trials
         for _ in range(max(0, settings.trials - len(done))):
             trial = study.ask()
             opts = replace(suggest(trial, base, config), name=f"{name}-trial{trial.number}")
             t0 = time.perf_counter()
             try:
                 _ids, y, p = fit_held_out(ws, comp, opts, root / f".{name}.trial{trial.number}", folds,
-                                          tagged(emit, trial=trial.number))
+                                          tagged(emit, trial=trial.number), stores)
                 score = float(scorer(y, p))
             except BaseException:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
