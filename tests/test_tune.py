@@ -109,3 +109,21 @@ def test_bad_tune_settings_fail_before_training(competition, workspace) -> None:
         tune(ws, comp, FinetuneOptions(**{**BASE, "model": "features-lgbm"}), TuneOptions())
     out = runner.invoke(app, ["tune", "tiny-wav2vec2", "--trials", "0", "--data", str(competition)])
     assert out.exit_code == 1 and out.output.startswith("Error: --trials 0") and not (workspace / "tune").exists()
+
+
+def test_a_trial_left_running_by_a_killed_search_counts_as_failed(tmp_path) -> None:
+    import optuna
+
+    from ensemble.commands.tune.study import _complete, _fail_stale
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.ask()  # the search was killed during this trial
+    done = study.ask()
+    done.set_user_attr("options", {"lr": 0.1})
+    study.tell(done, 0.3)
+    resumed = optuna.load_study(study_name="s", storage=storage)
+    _fail_stale(resumed)
+    states = [t.state for t in resumed.get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert [t["number"] for t in _complete(resumed)] == [1]
