@@ -197,7 +197,7 @@ def test_help_lists_commands_in_pipeline_order_and_cuts_nothing():
     assert "..." not in commands and "…" not in commands
     finetune = ens("finetune", "--help").output
     assert_fits(finetune)
-    assert "--freeze TEXT" in finetune and "--model-config KEY=VALUE" in finetune
+    assert "--freeze <str>" in finetune and "--model-config KEY=VALUE" in finetune
     assert "<bool>" not in finetune and not re.search(r"--[\w-]+…", finetune)
     stack = flat(ens("stack", "--help").output)
     assert "hillclimb (greedy forward selection of runs" in stack
