@@ -63,6 +63,9 @@ def main() -> None:
               "load_before": [round(x, 2) for x in load0], "load_after": [round(x, 2) for x in os.getloadavg()],
               "trials_run": result.ran, "trials": result.trials, "best": result.best}
     print(json.dumps({k: v for k, v in search.items() if k != "trials"}, indent=1))
+    saved = args.out / "bench.json"
+    if result.ran == 0 and saved.is_file():  # a resumed call: the search was measured by the first one
+        search = json.loads(saved.read_text())["search"]
     tuned = replace(BASE, **tomllib.loads(result.toml_path.read_text()))
 
     scores = {}
