@@ -283,3 +283,14 @@ def test_bad_knobs_fail_on_the_command_line_before_the_audio_is_read(csv_competi
         assert len(result.output.strip().splitlines()) == 1
     result = CliRunner().invoke(app, ["tune", "tiny-ast", "--config", "/nonexistent.toml"])
     assert result.exit_code == 1 and "config file not found" in result.output
+
+
+def test_the_default_freeze_fits_the_model(tmp_path: Path) -> None:
+    from ensemble.backbones.model import default_freeze
+
+    build_classifier("logmel-cnn", LABELS).save(tmp_path / "cnn")
+    build_classifier("tiny-hubert", LABELS).save(tmp_path / "hubert")
+    assert [default_freeze(m) for m in ("tiny-hubert", "logmel-cnn", str(tmp_path / "cnn"), str(tmp_path / "hubert"),
+                                        "facebook/wav2vec2-base")] == ["none", "none", "none", "feature-encoder",
+                                                                       "feature-encoder"]
+    check_knobs(str(tmp_path / "cnn"), {}, default_freeze(str(tmp_path / "cnn")), "mean")  # a saved CNN fine-tunes on

@@ -220,6 +220,17 @@ def load_config(model_ref: str) -> Any:
         raise ConfigError(f"model {model_ref!r}: its config could not be read: {str(exc).splitlines()[0]}") from None
 
 
+def default_freeze(model_ref: str) -> str:
+    """`--freeze`'s default: the feature encoder of a pretrained checkpoint; nothing for a named config
+    (random weights) or a saved log-mel CNN (its front end has no weights)."""
+    if model_ref in NAMED_CONFIGS:
+        return "none"
+    manifest = Path(model_ref) / MANIFEST
+    if manifest.is_file() and json.loads(manifest.read_text()).get("model_type") == "logmel-cnn":
+        return "none"
+    return "feature-encoder"
+
+
 def _config_object(model_type: str, config: dict[str, Any]) -> Any:
     if model_type == "logmel-cnn":
         from ensemble.backbones.logmel import LogMelConfig

@@ -82,11 +82,9 @@ class FinetuneOptions:
 
     def freeze_scheme(self) -> str:
         """The `--freeze` scheme this run trains with (its default depends on the model)."""
-        from ensemble.backbones.families import NAMED_CONFIGS
+        from ensemble.backbones.model import default_freeze
 
-        if self.freeze is not None:
-            return self.freeze
-        return "none" if self.model in NAMED_CONFIGS else "feature-encoder"
+        return self.freeze if self.freeze is not None else default_freeze(self.model)
 
 
 KNOBS = ("freeze", "model_config", "schedule", "warmup", "hold", "weight_decay", "max_grad_norm", "pooling")
