@@ -161,6 +161,26 @@ MUTATIONS = [
     Mutation("ens export lets a meta-feature submission through", "ensemble/commands/export.py",
              'if recipe["state"].get("blender", {}).get("meta") or recipe.get("meta_features"):', "if False:",
              ("tests/test_features_vad.py", "-k", "stack_with_meta")),
+    # the fine-tuning knobs (tests/test_knobs.py, tests/test_tune.py)
+    Mutation("--model-config overrides are dropped", "ensemble/backbones/overrides.py",
+             "    checked = check_overrides(config, overrides)\n    if not checked:",
+             "    checked = check_overrides(config, overrides)\n    if True:",
+             ("tests/test_knobs.py", "-k", "reach_the_built_model")),
+    Mutation("an unknown config key is accepted", "ensemble/backbones/overrides.py", "        if key not in known:",
+             "        if False:", ("tests/test_knobs.py", "-k", "bad_config_overrides")),
+    Mutation("first:N leaves the first layers trainable", "ensemble/backbones/freezing.py",
+             "        for module in [*stack[n:], *after]:", "        for module in [*stack, *after]:",
+             ("tests/test_knobs.py", "-k", "frozen_weights")),
+    Mutation("the tri-stage hold is skipped", "ensemble/backbones/schedules.py",
+             "    if step < warm + held:", "    if False:", ("tests/test_knobs.py", "-k", "each_schedule")),
+    Mutation("gradients are never clipped", "ensemble/backbones/train.py",
+             "        if self.config.max_grad_norm:", "        if False:", ("tests/test_knobs.py", "-k", "clipping")),
+    Mutation("stats pooling averages the padding too", "ensemble/backbones/pooling.py",
+             "    return (hidden * frames.unsqueeze(-1)).sum(dim=1) / frames.sum(dim=1, keepdim=True).clamp(min=1.0)",
+             "    return hidden.mean(dim=1)", ("tests/test_knobs.py", "-k", "masked_pooling")),
+    Mutation("a tune trial scores the rows it trained on", "ensemble/commands/finetune.py",
+             "            held = trained.data.held_idx", "            held = trained.data.train_idx",
+             ("tests/test_tune.py", "-k", "trains_on_fold_rows")),
 ]
 
 

@@ -42,7 +42,7 @@ def partial_run(workspace: Path, name: str, model: str, done: list[int], folds: 
     folder = workspace / "models" / name
     folder.mkdir(parents=True)
     (folder / "options.json").write_text(json.dumps({"model": model, "folds": folds, "epochs": 2, "lr": None,
-                                                     "augment": "none", "freeze_feature_encoder": False,
+                                                     "augment": "none", "freeze": "none",
                                                      "extra": {}}))
     for k in done:
         (folder / f"fold{k}").mkdir()
@@ -101,7 +101,7 @@ def test_board_legend_names_the_ranking_column_and_lists_partial_runs(two_runs, 
     row = next(line for line in result.output.splitlines() if " tty " in line)
     assert "part" in row and "–" in row  # listed, unranked
     assert ("partial run tty: fold 0 of 3 finished; finish: ens finetune tiny-hubert --name tty --fold 1,2 "
-            "--epochs 2 --augment none --train-feature-encoder") in said  # the options it must repeat
+            "--epochs 2 --augment none --freeze none") in said  # the options it must repeat
     rows = json.loads(ens("board", "--format", "json").output)["rows"]
     assert [(r["name"], r["kind"], r["rank"]) for r in rows if r["kind"] == "partial"] == [("tty", "partial", None)]
     # the run is named as partial, not as missing, where a command needs it
@@ -197,7 +197,7 @@ def test_help_lists_commands_in_pipeline_order_and_cuts_nothing():
     assert "..." not in commands and "…" not in commands
     finetune = ens("finetune", "--help").output
     assert_fits(finetune)
-    assert "--freeze-feature-encoder / --train-feature-encoder" in finetune
+    assert "--freeze <str>" in finetune and "--model-config KEY=VALUE" in finetune
     assert "<bool>" not in finetune and not re.search(r"--[\w-]+…", finetune)
     stack = flat(ens("stack", "--help").output)
     assert "hillclimb (greedy forward selection of runs" in stack
@@ -249,7 +249,9 @@ def test_the_finish_hint_repeats_every_option_the_resume_check_compares(tmp_path
     competition = generate_competition(tmp_path / "comp", n_train=12, n_test=3, n_unlabeled=0, seed=1)
     started = ft.FinetuneOptions(model="tiny-hubert", name="tty", folds=3, epochs=2, lr=0.01, batch_size=8,
                                  grad_accum=2, max_seconds=3.0, augment="none", seed=4, testlike_per_fold=50,
-                                 freeze_feature_encoder=False)
+                                 freeze="first:1", model_config={"layerdrop": 0.05, "conv_dim": [32, 32, 32]},
+                                 schedule="tri-stage", warmup=0.2, hold=0.4, weight_decay=0.0, max_grad_norm=0.0,
+                                 pooling="stats")
     hint = PartialRun("tty", "tiny-hubert", [0], 3, started.identity()).finish_hint()
     seen = []
     monkeypatch.setattr(ft, "finetune", lambda ws, comp, opts, **kw: seen.append(opts))  # stop before training

@@ -53,7 +53,7 @@ def train(devices: int, tmp_path) -> tuple[np.ndarray, list[float]]:
         return [(x[order[i:i + BATCH]], y[order[i:i + BATCH]]) for i in range(0, ROWS, BATCH)]
 
     clf = deterministic_classifier()
-    config = TrainConfig(lr=1e-2, epochs=2, batch_size=BATCH, grad_accum=1, freeze_feature_encoder=False,
+    config = TrainConfig(lr=1e-2, epochs=2, batch_size=BATCH, grad_accum=1, freeze="none",
                          device="cpu", seed=0, warmup=0.0)
     validate = lambda c: -float(np.mean(c.module.training is False))  # noqa: E731 (the last epoch wins ties: no)
     checkpoint = tmp_path / f"ckpt{devices}"

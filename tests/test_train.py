@@ -13,12 +13,12 @@ from safetensors.torch import load_file
 from ensemble.backbones.model import build_classifier
 from ensemble.backbones.train import (
     TrainConfig,
-    _lr_factor,
     fit_fold,
     predict_proba_torch,
     resolve_device,
     resolve_precision,
 )
+from ensemble.backbones.schedules import lr_factor
 from ensemble.errors import ConfigError
 
 torch.set_num_threads(2)
@@ -133,7 +133,7 @@ def test_default_accumulation_reaches_an_effective_batch_of_128() -> None:
 
 
 def test_schedule_warms_up_linearly_then_decays_to_zero() -> None:
-    factors = [_lr_factor(s, 100, 0.1) for s in range(100)]
+    factors = [lr_factor(s, 100, 0.1) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
     assert factors[-1] < 0.001

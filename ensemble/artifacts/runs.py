@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import json
+import shlex
+
 import numpy as np
 import pandas as pd
 
@@ -57,6 +60,8 @@ class PartialRun:
             value = self.options.get(key)
             if isinstance(value, bool):
                 flags.append(flag[0] if value else flag[1])
+            elif isinstance(value, dict):
+                flags += [f"{flag} {shlex.quote(key_value)}" for key_value in _key_values(value)]
             elif value is not None:
                 flags.append(f"{flag} {value}")
         more = "" if self.options and not self.options.get("extra") else \
@@ -67,7 +72,14 @@ class PartialRun:
 # options.json keys a finishing `ens finetune` must repeat (folds and test-like size come from the workspace)
 FINETUNE_FLAGS = {"epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size", "grad_accum": "--grad-accum",
                   "max_seconds": "--max-seconds", "augment": "--augment", "seed": "--seed",
-                  "freeze_feature_encoder": ("--freeze-feature-encoder", "--train-feature-encoder")}
+                  "freeze": "--freeze", "model_config": "--model-config", "schedule": "--schedule", "warmup": "--warmup",
+                  "hold": "--hold", "weight_decay": "--weight-decay", "max_grad_norm": "--max-grad-norm",
+                  "pooling": "--pooling"}
+
+
+def _key_values(values: dict) -> list[str]:
+    """`{"layerdrop": 0.05}` → `["layerdrop=0.05"]`, values as JSON (as `--model-config` parses them)."""
+    return [f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in values.items()]
 
 
 def partial_run(folder: Path) -> PartialRun | None:

@@ -22,7 +22,7 @@ WAVEFORM = "waveform"
 SPECTROGRAM = "spectrogram"
 
 # The model types whose `...ForSequenceClassification` wraps a conv feature encoder on raw audio.
-_WAV2VEC2_LIKE = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat", "sew", "sew-d")
+WAV2VEC2_LIKE = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "unispeech", "unispeech-sat", "sew", "sew-d")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Family:
 
 FAMILIES: Registry[Family] = Registry("model_type")
 for _family in [
-    *[Family(t, WAVEFORM, "layer-norm", "conv feature encoder (`freeze_feature_encoder()`)") for t in _WAV2VEC2_LIKE
+    *[Family(t, WAVEFORM, "layer-norm", "conv feature encoder (`freeze_feature_encoder()`)") for t in WAV2VEC2_LIKE
       if t != "data2vec-audio"],
     # data2vec-audio's conv encoder always uses layer norm (its config has no feat_extract_norm).
     Family("data2vec-audio", WAVEFORM, "always",
@@ -80,7 +80,7 @@ def get_family(model_type: str) -> Family:
 
 def freeze_feature_encoder(module: Any, model_type: str) -> None:
     """Freeze the family's feature encoder in place (see `Family.freeze`); other weights stay trainable."""
-    if model_type in _WAV2VEC2_LIKE:
+    if model_type in WAV2VEC2_LIKE:
         module.freeze_feature_encoder()
     elif model_type == "audio-spectrogram-transformer":
         for p in module.audio_spectrogram_transformer.embeddings.patch_embeddings.parameters():

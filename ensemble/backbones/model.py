@@ -26,9 +26,18 @@ from ensemble.artifacts.io import umask_mode
 MANIFEST = "ens_classifier.json"
 
 
-def _logits_module(model: Any, takes_mask: bool) -> Any:
-    """Wrap a transformers classifier so `forward(input_values[, attention_mask])` returns logits."""
+def _logits_module(model: Any, takes_mask: bool, pooling: str = "mean") -> Any:
+    """Wrap a transformers classifier so `forward(input_values[, attention_mask])` returns logits.
+
+    `mean` and `weighted` pooling are Hugging Face's own head (`weighted` through the config's
+    `use_weighted_layer_sum`); `attention` and `stats` pool the frames in `backbones.pooling`.
+    """
     from torch import nn
+
+    if pooling not in ("mean", "weighted"):
+        from ensemble.backbones.pooling import pooled_logits_module
+
+        return pooled_logits_module(model, takes_mask, pooling)
 
     class LogitsOnly(nn.Module):
         def __init__(self) -> None:
@@ -47,12 +56,13 @@ class Classifier:
     """A multi-label audio classifier: `.module`, `.preprocess`, `.labels`, `.sampling_rate`, `.family`."""
 
     def __init__(self, module: Any, model_ref: str, labels: list[str], model_type: str,
-                 preprocessor: Preprocessor, config: dict[str, Any]) -> None:
+                 preprocessor: Preprocessor, config: dict[str, Any], pooling: str = "mean") -> None:
         self.module = module
         self.model_ref = model_ref
         self.labels = list(labels)
         self.family = model_type
         self.preprocessor = preprocessor
+        self.pooling = pooling
         self.config = json.loads(json.dumps(config, default=str))  # JSON-clean, as the manifest stores it
         self.multiclass = False  # True: one softmax over the labels (cross-entropy), not a sigmoid each
 
@@ -83,6 +93,13 @@ class Classifier:
 
         freeze_feature_encoder(self._inner(), self.family)
 
+    def freeze(self, spec: str) -> None:
+        """Freeze weights by a `--freeze` scheme (`backbones.freezing`): none, feature-encoder, first:N,
+        all-but-head."""
+        from ensemble.backbones.freezing import apply_freeze
+
+        apply_freeze(self._inner(), self.family, spec)
+
     def _inner(self) -> Any:
         return getattr(self.module, "model", self.module)
 
@@ -90,7 +107,7 @@ class Classifier:
         params = list(self.module.parameters())
         return {"model_ref": self.model_ref, "model_type": self.family, "labels": self.labels,
                 "sampling_rate": self.sampling_rate, "input_names": self.input_names,
-                "input_kind": self.family_info.input_kind, "config": self.config,
+                "input_kind": self.family_info.input_kind, "config": self.config, "pooling": self.pooling,
                 "n_params": int(sum(p.numel() for p in params)),
                 "n_trainable": int(sum(p.numel() for p in params if p.requires_grad))}
 
@@ -106,7 +123,7 @@ class Classifier:
         save_file(state, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(self.config, indent=1, sort_keys=True))
         manifest = {"model_ref": self.model_ref, "labels": self.labels, "model_type": self.family,
-                    "preprocessor": self.preprocessor.to_dict()}
+                    "preprocessor": self.preprocessor.to_dict(), "pooling": self.pooling}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         _replace_dir(tmp, directory)
 
@@ -121,11 +138,13 @@ class Classifier:
         manifest = json.loads((directory / MANIFEST).read_text())
         config = json.loads((directory / "config.json").read_text())
         preprocessor = Preprocessor.from_dict(manifest["preprocessor"])
-        module = _module_from_config(manifest["model_type"], config, preprocessor.takes_attention_mask)
+        pooling = manifest.get("pooling", "mean")
+        module = _module_from_config(manifest["model_type"], config, preprocessor.takes_attention_mask, pooling)
         module.load_state_dict(load_file(str(directory / "model.safetensors")))
         if hasattr(module, "model"):
             config = module.model.config.to_dict()
-        return cls(module, manifest["model_ref"], manifest["labels"], manifest["model_type"], preprocessor, config)
+        return cls(module, manifest["model_ref"], manifest["labels"], manifest["model_type"], preprocessor, config,
+                   pooling)
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
@@ -139,7 +158,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
-def _module_from_config(model_type: str, config: dict[str, Any], takes_mask: bool) -> Any:
+def _module_from_config(model_type: str, config: dict[str, Any], takes_mask: bool, pooling: str = "mean") -> Any:
     if model_type == "logmel-cnn":
         from ensemble.backbones.logmel import LogMelCNN, LogMelConfig
 
@@ -148,7 +167,7 @@ def _module_from_config(model_type: str, config: dict[str, Any], takes_mask: boo
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     hf_config = CONFIG_MAPPING[model_type].from_dict(config)
-    return _logits_module(AutoModelForAudioClassification.from_config(hf_config), takes_mask)
+    return _logits_module(AutoModelForAudioClassification.from_config(hf_config), takes_mask, pooling)
 
 
 def _label_maps(labels: list[str]) -> dict[str, Any]:
@@ -165,25 +184,99 @@ def _named_extractor(model_type: str, config: Any, takes_mask: bool) -> Any:
                                                  do_normalize=True, return_attention_mask=takes_mask)
 
 
-def build_classifier(model_ref: str, labels: list[str], seed: int = 0) -> Classifier:
-    """A classifier with a fresh `len(labels)`-way sigmoid head; weights seeded by `seed` where random."""
+def build_classifier(model_ref: str, labels: list[str], seed: int = 0, overrides: dict[str, Any] | None = None,
+                     pooling: str = "mean") -> Classifier:
+    """A classifier with a fresh `len(labels)`-way sigmoid head; weights seeded by `seed` where random.
+
+    `overrides` (`--model-config`) change the backbone's config before the model is built;
+    `pooling` (`backbones.pooling`) how its frames become one vector.
+    """
     import torch
 
     if not labels or len(set(labels)) != len(labels):
         raise ConfigError(f"labels must be non-empty and unique; got {labels!r}")
+    overrides = dict(overrides or {})
     torch.manual_seed(seed)
     if model_ref in NAMED_CONFIGS:
-        return _build_named(model_ref, labels)
+        return _build_named(model_ref, labels, overrides, pooling)
     if Path(model_ref).is_dir() and (Path(model_ref) / MANIFEST).is_file():
         clf = Classifier.load(Path(model_ref))
         if clf.labels != list(labels):
             raise ConfigError(f"{model_ref} was trained for labels {clf.labels}; asked for {labels}")
+        if overrides or pooling != clf.pooling:
+            raise ConfigError(f"{model_ref} is a classifier trained by ens: its config and pooling "
+                              f"({clf.pooling}) are fixed; --model-config and --pooling do not apply")
         return clf
-    return _build_pretrained(model_ref, labels)
+    return _build_pretrained(model_ref, labels, overrides, pooling)
 
 
-def _build_named(name: str, labels: list[str]) -> Classifier:
+def load_config(model_ref: str) -> Any:
+    """The config MODEL would be built from (named: a fresh one; folders and hub ids: their config)."""
+    if model_ref in NAMED_CONFIGS:
+        return named_config(model_ref)
+    path = Path(model_ref)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        manifest = json.loads((path / MANIFEST).read_text())
+        return _config_object(manifest["model_type"], json.loads((path / "config.json").read_text()))
+    from transformers import AutoConfig
+
+    _quiet_hub()
+    try:
+        return AutoConfig.from_pretrained(model_ref)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model {model_ref!r}: its config could not be read: {str(exc).splitlines()[0]}") from None
+
+
+def default_freeze(model_ref: str) -> str:
+    """`--freeze`'s default: the feature encoder of a pretrained checkpoint; nothing for a named config
+    (random weights) or a saved log-mel CNN (its front end has no weights)."""
+    if model_ref in NAMED_CONFIGS:
+        return "none"
+    manifest = Path(model_ref) / MANIFEST
+    if manifest.is_file() and json.loads(manifest.read_text()).get("model_type") == "logmel-cnn":
+        return "none"
+    return "feature-encoder"
+
+
+def _config_object(model_type: str, config: dict[str, Any]) -> Any:
+    if model_type == "logmel-cnn":
+        from ensemble.backbones.logmel import LogMelConfig
+
+        return LogMelConfig.from_dict(config)
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    return CONFIG_MAPPING[model_type].from_dict(config)
+
+
+def check_knobs(model_ref: str, overrides: dict[str, Any], freeze: str, pooling: str) -> dict[str, Any]:
+    """Check `--model-config`, `--freeze` and `--pooling` against MODEL's config before any compute;
+    returns the overrides in the config's types."""
+    from ensemble.backbones.freezing import check_freeze
+    from ensemble.backbones.overrides import apply_overrides, check_overrides
+    from ensemble.backbones.pooling import check_pooling
+
+    config = load_config(model_ref)
+    family = get_family(config.model_type)
+    if overrides and family.trainer != "torch":
+        raise ConfigError(f"--model-config: {config.model_type} is a classical family; it has no backbone config")
+    checked = check_overrides(config, overrides)
+    check_pooling(pooling, config.model_type)
+    check_freeze(freeze, config.model_type, apply_overrides(config, checked))
+    return checked
+
+
+def _with_pooling(overrides: dict[str, Any], pooling: str) -> dict[str, Any]:
+    """`weighted` pooling is the config's `use_weighted_layer_sum` (SUPERB's learned layer weights)."""
+    return {**overrides, "use_weighted_layer_sum": True} if pooling == "weighted" else overrides
+
+
+def _build_named(name: str, labels: list[str], overrides: dict[str, Any], pooling: str) -> Classifier:
+    from ensemble.backbones.overrides import apply_overrides
+    from ensemble.backbones.pooling import check_pooling
+
     config = named_config(name)
+    check_pooling(pooling, config.model_type)
+    config = apply_overrides(config, _with_pooling(overrides, pooling))
     family = get_family(config.model_type)
     if config.model_type == "logmel-cnn":
         from ensemble.backbones.logmel import LogMelCNN
@@ -198,7 +291,8 @@ def _build_named(name: str, labels: list[str]) -> Classifier:
     takes_mask = family.takes_attention_mask(config)
     model = AutoModelForAudioClassification.from_config(config)
     pre = from_extractor(_named_extractor(config.model_type, config, takes_mask), takes_mask)
-    return Classifier(_logits_module(model, takes_mask), name, labels, config.model_type, pre, config.to_dict())
+    return Classifier(_logits_module(model, takes_mask, pooling), name, labels, config.model_type, pre,
+                      config.to_dict(), pooling)
 
 
 def _truthy(value: str | None) -> bool:
@@ -271,7 +365,7 @@ def _quiet_hub() -> None:
     tf_logging.set_verbosity_error()
 
 
-def _build_pretrained(model_ref: str, labels: list[str]) -> Classifier:
+def _build_pretrained(model_ref: str, labels: list[str], overrides: dict[str, Any], pooling: str) -> Classifier:
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
 
     _quiet_hub()
@@ -282,11 +376,23 @@ def _build_pretrained(model_ref: str, labels: list[str]) -> Classifier:
             f"model {model_ref!r} is not a named config ({', '.join(NAMED_CONFIGS)}), a local model folder "
             f"or a reachable hub id: {str(exc).splitlines()[0]}"
         ) from None
+    from ensemble.backbones.overrides import apply_overrides
+    from ensemble.backbones.pooling import check_pooling
+
     family = get_family(config.model_type)
+    check_pooling(pooling, config.model_type)
+    overrides = _with_pooling(overrides, pooling)
     takes_mask = family.takes_attention_mask(config)
-    model = AutoModelForAudioClassification.from_pretrained(model_ref, ignore_mismatched_sizes=True,
-                                                            **_label_maps(labels))
+    if overrides:  # a rebuilt config, so attributes derived from the overridden ones follow
+        config = apply_overrides(config, overrides)
+        for key, value in _label_maps(labels).items():
+            setattr(config, key, value)
+        takes_mask = family.takes_attention_mask(config)
+        model = AutoModelForAudioClassification.from_pretrained(model_ref, config=config, ignore_mismatched_sizes=True)
+    else:
+        model = AutoModelForAudioClassification.from_pretrained(model_ref, ignore_mismatched_sizes=True,
+                                                                **_label_maps(labels))
     extractor = AutoFeatureExtractor.from_pretrained(model_ref)
     pre = from_extractor(extractor, takes_mask)
-    return Classifier(_logits_module(model, takes_mask), model_ref, labels, config.model_type, pre,
-                      model.config.to_dict())
+    return Classifier(_logits_module(model, takes_mask, pooling), model_ref, labels, config.model_type, pre,
+                      model.config.to_dict(), pooling)

@@ -1,5 +1,6 @@
-"""Fine-tune one fold: BCE on logits, AdamW, warmup + cosine, gradient accumulation, mixed precision,
-best checkpoint by validation score, and resume after interruption.
+"""Fine-tune one fold: BCE on logits, AdamW, a warmup schedule (`backbones.schedules`), gradient clipping,
+freezing (`backbones.freezing`), gradient accumulation, mixed precision, best checkpoint by validation
+score, and resume after interruption.
 
 With a `Shard` (rank, world: one of several processes, `backbones/distributed.py`) the module is wrapped
 in DistributedDataParallel: every process draws the same seeded micro-batches and trains on its share
@@ -35,7 +36,11 @@ TRAINER_KEYS = frozenset({"optimizer", "scheduler", "scaler", "history", "best_e
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning hyper-parameters; `grad_accum=None` means `ceil(effective_batch / batch_size)`."""
+    """Fine-tuning hyper-parameters; `grad_accum=None` means `ceil(effective_batch / batch_size)`.
+
+    `schedule`, `warmup` and `hold`: see `backbones.schedules`; `freeze`: a `backbones.freezing` scheme;
+    `max_grad_norm=None` trains without gradient clipping.
+    """
 
     lr: float = 3e-5
     epochs: int = 5
@@ -44,7 +49,9 @@ class TrainConfig:
     effective_batch: int = 128
     warmup: float = 0.1
     weight_decay: float = 0.01
-    freeze_feature_encoder: bool = True
+    freeze: str = "feature-encoder"
+    schedule: str = "cosine"
+    hold: float = 0.0
     precision: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -107,15 +114,6 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
-def _lr_factor(step: int, total: int, warmup: float) -> float:
-    """Linear warmup over `warmup` of the steps, then cosine decay to zero."""
-    warm = max(1, int(round(warmup * total)))
-    if step < warm:
-        return (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def _optimizer(module: Any, config: TrainConfig) -> Any:
     import torch
 
@@ -144,9 +142,11 @@ class _Trainer:
                  shard: Shard | None = None) -> None:
         import torch
 
+        from ensemble.backbones.schedules import check_schedule, lr_factor
+
+        check_schedule(config.schedule, config.warmup, config.hold)
         self.clf, self.config, self.device, self.precision, self.shard = clf, config, device, precision, shard
-        if config.freeze_feature_encoder:
-            clf.freeze_feature_encoder()
+        clf.freeze(config.freeze)
         clf.module.to(device)
         self.forward = clf.module
         if shard is not None:
@@ -159,7 +159,7 @@ class _Trainer:
             self.forward = DistributedDataParallel(clf.module, find_unused_parameters=True)
         self.optimizer = _optimizer(clf.module, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: _lr_factor(s, total, config.warmup))
+            self.optimizer, lambda s: lr_factor(s, total, config.warmup, config.schedule, config.hold))
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
         self.history: list[dict[str, float]] = []
         self.best_epoch, self.best_score = -1, math.inf
@@ -267,6 +267,10 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
         trainer.restore(load_trainer_state(last / "trainer.pt", device))
         if progress:
             progress({"stage": "resume", "epoch": len(trainer.history)})
+    if progress:
+        described = classifier.describe()
+        progress({"stage": "trainable", "freeze": config.freeze, "n_trainable": described["n_trainable"],
+                  "n_params": described["n_params"]})
     start = time.perf_counter()
     trained = 0
     for epoch in range(len(trainer.history), config.epochs):

@@ -17,10 +17,10 @@ from typing import Annotated, Callable, Optional
 import typer
 from typer.core import TyperGroup
 
-from ensemble.cli.config import merge_config, parse_folds, parse_params
+from ensemble.cli.config import merge_config, parse_folds, parse_grad_norm, parse_params
 from ensemble.errors import EnsError
 
-PIPELINE = ["finetune", "oof", "import", "features", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
+PIPELINE = ["finetune", "tune", "oof", "import", "features", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
             "demo"]
 
 
@@ -231,7 +231,14 @@ def finetune_cmd(
     devices: Annotated[int, typer.Option("--devices", help="Processes training each fold together (DDP: one GPU each on CUDA, gloo on CPU); same effective batch.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
     testlike_per_fold: Annotated[Optional[int], typer.Option("--testlike-per-fold", help="Test-like clips per fold when the shared set is first built (default: about half a fold, 50–2000).")] = None,
-    freeze: Annotated[Optional[bool], typer.Option("--freeze-feature-encoder/--train-feature-encoder", help="Freeze the convolutional feature encoder (default: frozen for pretrained checkpoints, trained for named configs).")] = None,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="Weights kept fixed: feature-encoder, first:N (feature encoder and the first N transformer layers), all-but-head, or none (default: feature-encoder for pretrained checkpoints, none for named configs).")] = None,
+    model_config: Annotated[Optional[list[str]], typer.Option("--model-config", metavar="KEY=VALUE", help="Override a key of the backbone's config before it is built (repeatable), e.g. apply_spec_augment=false, attention_dropout=0.1, layerdrop=0.05.")] = None,
+    schedule: Annotated[str, typer.Option("--schedule", help="Learning-rate schedule after the warm-up: cosine, linear, tri-stage (hold, then linear decay) or constant.")] = "cosine",
+    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up, as a fraction of the optimizer steps.")] = 0.1,
+    hold: Annotated[float, typer.Option("--hold", help="tri-stage: steps held at the peak rate after the warm-up, as a fraction (e.g. 0.4).")] = 0.0,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay (matrices only).")] = 0.01,
+    max_grad_norm: Annotated[str, typer.Option("--max-grad-norm", help="Clip the gradient norm at this value; 0 or off: no clipping.")] = "1.0",
+    pooling: Annotated[str, typer.Option("--pooling", help="How frames become one vector (wav2vec2-like families): mean, attention, stats (mean and std), or weighted (learned sum of all layers, SUPERB).")] = "mean",
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run every fold as a Ray task: 'local' (a cluster started here), 'auto' (the cluster running on this machine) or the head's host:port. Every node needs the workspace and data at the same path.")] = None,
     ray_cpus: Annotated[float, typer.Option("--ray-cpus", help="CPUs per fold task on Ray.")] = 1.0,
     ray_gpus: Annotated[Optional[float], typer.Option("--ray-gpus", help="GPUs per fold task on Ray (default: 1 when the cluster has GPUs and --device is not cpu).")] = None,
@@ -242,20 +249,25 @@ def finetune_cmd(
     force: ForceOpt = False,
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
-    from ensemble.commands.finetune import FinetuneOptions, check_devices_option, check_model_ref, finetune
+    from ensemble.backbones.overrides import parse_overrides
+    from ensemble.commands.finetune import FinetuneOptions, check_devices_option, check_knobs, check_model_ref, finetune
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
     values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
-                  device=device, devices=devices, seed=seed, testlike_per_fold=testlike_per_fold,
-                  freeze_feature_encoder=freeze, metric=metric, class_weight=class_weight)
+                  device=device, devices=devices, seed=seed, testlike_per_fold=testlike_per_fold, freeze=freeze,
+                  model_config=parse_overrides(model_config or []), schedule=schedule, warmup=warmup, hold=hold,
+                  weight_decay=weight_decay, max_grad_norm=max_grad_norm, pooling=pooling, metric=metric,
+                  class_weight=class_weight)
     if config is not None:
         values = merge_config(config, values, ctx)
+    values["max_grad_norm"] = parse_grad_norm(values["max_grad_norm"])
     opts = FinetuneOptions(**values)
     check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
     check_devices_option(opts)
+    check_knobs(opts)
     ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"), task=task)
     with event_printer(console()) as show:
         if ray is None:
@@ -279,7 +291,10 @@ def finetune_cmd(
                   f"macro-F1 {cv['macro_f1']:.4f})")
     else:
         scores = f"CV {cv['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}"
-    typer.echo(f"run {run.name}: {scores}, ONNX parity {parity:.2e} → {run.dir}")
+    model_info = run.manifest["source"]["model"]
+    trainable = (f", {model_info['n_trainable']:,} of {model_info['n_params']:,} weights trained"
+                 if "n_trainable" in model_info else "")
+    typer.echo(f"run {run.name}: {scores}, ONNX parity {parity:.2e}{trainable} → {run.dir}")
 
 
 def _finetune_on_ray(ws, comp, opts, force: bool, show, address: str, cpus: float, gpus: float | None):
@@ -316,6 +331,54 @@ def features_cmd(
     rows = ", ".join(f"{n} {split}" for split, n in manifest["rows"].items())
     typer.echo(f"feature set {manifest['name']}: {len(manifest['columns'])} columns for {rows} clips in "
                f"{manifest['seconds']:.0f} s → {ws.models_dir / 'features' / manifest['name']}")
+
+
+@command("tune")
+def tune_cmd(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id, local folder, or a named config, as for finetune.")],
+    data: DataOpt = None,
+    trials: Annotated[int, typer.Option("--trials", help="Complete trials the study should hold (a resumed study runs the rest).")] = 10,
+    fold: Annotated[Optional[str], typer.Option("--fold", help="Folds each trial trains and scores, e.g. 0,1 (default 0).")] = None,
+    metric: MetricOpt = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study name: tune/<study>.db in the workspace (default: from MODEL).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the best options (default tune/<study>.toml).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs a trial may draw.")] = 5,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Centre of the learning-rate range (a decade either side; default as finetune's).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step (fixed).")] = 16,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Steps per update (fixed; default as finetune's).")] = None,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Longest crop a trial may draw (from half of it).")] = 5.0,
+    augment: Annotated[str, typer.Option("--augment", help="Augmentation (fixed), as for finetune.")] = "default",
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these options (command-line values win).")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler and of every trial's training.")] = 0,
+    workspace: WorkspaceOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Start the study over (its stored trials are deleted).")] = False,
+) -> None:
+    """Search the fine-tuning knobs with Optuna on the workspace's folds; write the best options as a run.toml."""
+    from ensemble.cli.progress import event_printer
+    from ensemble.commands.finetune import FinetuneOptions
+    from ensemble.commands.tune import TuneOptions, check_tune, tune
+
+    values = dict(model=model, epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
+                  max_seconds=max_seconds, augment=augment, device=device, seed=seed, trials=trials,
+                  only_folds=parse_folds(fold), metric=metric, study=study, out=out)
+    if config is not None:
+        values = merge_config(config, values, ctx)
+    settings = TuneOptions(trials=values.pop("trials"), folds=values.pop("only_folds"), metric=values.pop("metric"),
+                           study=values.pop("study"), out=Path(values["out"]) if values.pop("out") else None)
+    base = check_tune(FinetuneOptions(**values), settings)  # before the folder's audio is checked
+    ws, comp = _context(workspace, data, audio=("train",))
+    with event_printer(console()) as show:
+        result = tune(ws, comp, base, settings, force=force, progress=show)
+    from ensemble.cli.present import trial_lines
+
+    typer.echo(f"study {result.study}: {result.ran} trial(s) run now, {len(result.trials)} complete, "
+               f"{result.seconds:.0f} s")
+    for line in trial_lines(result.trials[:5], ws.metric(comp.task)):
+        say(line)
+    say(f"best options (trial {result.best['number']}) → {result.toml_path}; next: "
+        f"`ens finetune {model} --config {result.toml_path}`")
 
 
 @command("oof")

@@ -33,6 +33,19 @@ def parse_params(items: list[str]) -> dict:
     return params
 
 
+def parse_grad_norm(value: str | float | int) -> float:
+    """`--max-grad-norm`: a norm ≥ 0, or `off` (0: no clipping)."""
+    if isinstance(value, str) and value.strip().lower() in ("off", "none"):
+        return 0.0
+    try:
+        norm = float(value)
+    except (TypeError, ValueError):
+        norm = -1.0
+    if isinstance(value, bool) or not norm >= 0:
+        raise ConfigError(f"--max-grad-norm takes a norm ≥ 0 or off, got {value!r}")
+    return norm
+
+
 def merge_config(path: Path, values: dict, ctx) -> dict:
     """Options from a TOML file, overridden by options given on the command line."""
     import tomllib
@@ -50,7 +63,7 @@ def merge_config(path: Path, values: dict, ctx) -> dict:
         raise ConfigError(f"{path}: unknown option {unknown[0]!r}; accepted: {', '.join(sorted(values))}")
     merged = dict(values)
     for key, value in stored.items():
-        param = {"only_folds": "fold", "freeze_feature_encoder": "freeze"}.get(key, key)
+        param = {"only_folds": "fold"}.get(key, key)
         source = ctx.get_parameter_source(param)
         if source is None or source.name != "COMMANDLINE":
             merged[key] = value

@@ -222,3 +222,17 @@ def prior_table(result) -> Table | None:
              f"BBSE {fmt(prior['prior_bbse'][j], 3)}, used {fmt(prior['prior_used'][j], 3) if prior.get('prior_used') else '–'}"
              for j, label in enumerate(labels)]
     return Group(Text("\n".join(lines)), frame_table(frame, title="OOF score vs prior", digits=4))
+
+
+def trial_lines(trials: list[dict], metric: str) -> list[str]:
+    """`ens tune`'s trials, one line each: score, time, and the options it drew."""
+    lines = []
+    for t in trials:
+        options = dict(t["options"])
+        config = options.pop("model_config", {})
+        drawn = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in options.items()
+                          if k in ("lr", "epochs", "max_seconds", "schedule", "warmup", "hold", "weight_decay",
+                                   "max_grad_norm", "freeze", "pooling"))
+        drawn += "".join(f", {k} {v:.3g}" if isinstance(v, float) else f", {k} {v}" for k, v in config.items())
+        lines.append(f"trial {t['number']}: {metric} {t['score']:.5f} ({t['seconds']:.0f} s): {drawn}")
+    return lines

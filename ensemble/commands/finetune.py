@@ -63,11 +63,20 @@ class FinetuneOptions:
     device: str = "auto"
     seed: int = 0
     testlike_per_fold: int | None = None
-    freeze_feature_encoder: bool | None = None  # None: freeze pretrained encoders, train random ones
     devices: int = 1  # processes training each fold together (DDP; one GPU each on CUDA)
     extra: dict = field(default_factory=dict)
     metric: str | None = None     # best-epoch metric; None: the workspace's (ens.toml) or the task's default
     class_weight: str = "none"    # multiclass: 'none' or 'balanced' (loss weights ∝ 1 / class count)
+    # the fine-tuning knobs (README's table); at their defaults they stay out of `identity()`, so runs
+    # started before the knobs existed still resume
+    freeze: str | None = None  # None: feature-encoder for pretrained checkpoints, none for named configs
+    model_config: dict = field(default_factory=dict)  # overrides of the backbone's config
+    schedule: str = "cosine"
+    warmup: float = 0.1
+    hold: float = 0.0
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # 0: no clipping
+    pooling: str = "mean"
 
     @property
     def run_name(self) -> str:
@@ -75,12 +84,24 @@ class FinetuneOptions:
 
     def identity(self) -> dict:
         """The options that must match for a resumed or merged run (not the fold subset)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name", "devices")}
+        defaults = FinetuneOptions(self.model)
+        out = {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name", "devices")
+               and not (k in KNOBS and v == getattr(defaults, k))}
         if out["metric"] in (None, "competition", "dacon-fakevoice"):  # runs started before these options
             del out["metric"]                                             # existed resume unchanged
         if out["class_weight"] == "none":
             del out["class_weight"]
         return out
+
+    def freeze_scheme(self) -> str:
+        """The `--freeze` scheme this run trains with (its default depends on the model)."""
+        from ensemble.backbones.model import default_freeze
+
+        return self.freeze if self.freeze is not None else default_freeze(self.model)
+
+
+KNOBS = ("freeze", "model_config", "schedule", "warmup", "hold", "weight_decay", "max_grad_norm", "pooling")
+LEGACY_KEYS = {"freeze_feature_encoder": None}  # options.json keys of older versions, at their default
 
 
 def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
@@ -93,7 +114,7 @@ def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
 
         shutil.rmtree(run_dir)
     if saved.is_file():
-        before = read_json(saved)
+        before = {k: v for k, v in read_json(saved).items() if not (k in LEGACY_KEYS and v == LEGACY_KEYS[k])}
         if before != opts.identity():
             changed = sorted(k for k in set(before) | set(opts.identity()) if before.get(k) != opts.identity().get(k))
             raise ConfigError(f"run {run_dir.name!r} was started with other options ({', '.join(changed)}); "
@@ -127,6 +148,7 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_model_ref(opts.model)
     check_devices_option(opts)
+    opts = check_knobs(opts)
     check_competition_audio(ws, comp, progress=emit)
     with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
         sweep_tmp(ws.models_dir)
@@ -183,6 +205,19 @@ def finish(ctx: FoldContext, seconds: float) -> Run | None:
         return assemble(ctx.ws, ctx.comp, ctx.folds, ctx.testlike, ctx.opts, ctx.run_dir, seconds)
 
 
+def check_knobs(opts: FinetuneOptions) -> FinetuneOptions:
+    """The knobs checked against MODEL before any compute (a typo fails in a second); `--model-config`
+    values come back in the config's own types."""
+    from ensemble.backbones.model import check_knobs as check
+    from ensemble.backbones.schedules import check_schedule
+
+    check_schedule(opts.schedule, opts.warmup, opts.hold)
+    if opts.max_grad_norm < 0 or opts.weight_decay < 0:
+        raise ConfigError(f"--max-grad-norm {opts.max_grad_norm:g} / --weight-decay {opts.weight_decay:g}: "
+                          "must be ≥ 0 (0 turns clipping off)")
+    return replace(opts, model_config=check(opts.model, dict(opts.model_config), opts.freeze_scheme(), opts.pooling))
+
+
 def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(run_dir / f"fold{k}" / filename) for k in range(n_folds)], ignore_index=True)
 
@@ -231,6 +266,7 @@ class FoldContext:
     run_dir: Path
     emit: Progress
     decoded: Any = None  # the workspace's DecodeCache (None: decode every time)
+    stores: dict = field(default_factory=dict)  # sampling rate → decoded train audio, shared by calls
 
 
 @dataclass
@@ -255,14 +291,14 @@ def default_lr(model: str) -> float:
 
 def _train_config(ctx: FoldContext, fold: int, batches_per_epoch: int):
     """Effective batch 128 by accumulation, fewer where an epoch would give under 8 optimizer updates."""
-    from ensemble.backbones.families import NAMED_CONFIGS
     from ensemble.backbones.train import TrainConfig
 
     o = ctx.opts
     accum = o.grad_accum or max(1, min(-(-128 // o.batch_size), batches_per_epoch // MIN_UPDATES_PER_EPOCH))
-    freeze = o.freeze_feature_encoder if o.freeze_feature_encoder is not None else o.model not in NAMED_CONFIGS
     return TrainConfig(lr=o.lr or default_lr(o.model), epochs=o.epochs, batch_size=o.batch_size, grad_accum=accum,
-                       freeze_feature_encoder=freeze, device=o.device, seed=o.seed + fold)
+                       freeze=o.freeze_scheme(), schedule=o.schedule, warmup=o.warmup, hold=o.hold,
+                       weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm or None,
+                       device=o.device, seed=o.seed + fold)
 
 
 def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Progress:
@@ -291,7 +327,9 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     comp, opts = ctx.comp, ctx.opts
     n = int(round(opts.max_seconds * sr))
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
-    train_store = WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr, decoded=ctx.decoded)
+    train_store = ctx.stores.get(sr) or WaveStore([comp.audio_path(paths[i]) for i in ctx.folds["id"]], sr,
+                                                  decoded=ctx.decoded)
+    ctx.stores[sr] = train_store
     unlabeled = [p for p in comp.unlabeled_paths() if stable_half(p) == 0]
     background = WaveStore(unlabeled, sr, decoded=ctx.decoded) if unlabeled else None
     in_fold = ctx.folds["fold"].to_numpy() == fold
@@ -379,7 +417,8 @@ def _fit_neural(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     from ensemble.audio.clip import fit_length
     from ensemble.backbones.model import build_classifier
 
-    classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold)
+    classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold,
+                                  overrides=ctx.opts.model_config, pooling=ctx.opts.pooling)
     classifier.multiclass = ctx.comp.multiclass
     sr = classifier.sampling_rate
     data = _fold_data(ctx, fold, sr)
@@ -485,6 +524,44 @@ def _class_weights(ctx: FoldContext, data: FoldData) -> tuple[float, ...] | None
         return None
     counts = data.targets[data.train_idx].sum(axis=0)
     return tuple(float(len(data.train_idx) / (len(counts) * max(c, 1.0))) for c in counts)
+
+
+def fit_held_out(ws: Workspace, comp: Competition, opts: FinetuneOptions, work_dir: Path, folds: list[int],
+                 progress: Progress | None = None, stores: dict | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train `opts` on each fold of `folds` (its training rows only) and predict its held-out rows; no
+    export, no test predictions, nothing kept (hyper-parameter search). Returns the held-out rows'
+    `(ids, targets, probabilities)`, fold by fold. `work_dir` holds the checkpoints meanwhile; pass the
+    same `stores` dict to calls on the same data so the audio is decoded once, not once per call."""
+    from ensemble.backbones.families import is_classical
+    from ensemble.backbones.predict import predict_split
+
+    emit = progress or (lambda event: None)
+    opts = check_knobs(opts)
+    check_competition_audio(ws, comp, progress=emit)
+    with exclusive(ws.models_dir / ".lock"):  # the same shared folds as every run
+        shared = ensure_folds(ws, comp, opts.folds, opts.seed)
+    n_folds = int(shared["fold"].nunique())
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
+    ctx = FoldContext(ws=ws, comp=comp, folds=shared, testlike=pd.DataFrame(), opts=opts, run_dir=work_dir, emit=emit,
+                      decoded=ws.audio_cache(), stores=stores if stores is not None else {})
+    ids, targets, probs = [], [], []
+    try:
+        for k in folds:
+            fold_dir = work_dir / f"fold{k}"
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            trained = (_fit_classical if is_classical(opts.model) else _fit_neural)(ctx, k, fold_dir)
+            held = trained.data.held_idx
+            probs.append(predict_split(trained.predict, (trained.data.train_store[i] for i in held), len(held),
+                                       trained.sr, opts.max_seconds, max(1, opts.batch_size),
+                                       tagged(emit, stage="predict held-out", fold=k), comp.multiclass))
+            ids.append(shared["id"].to_numpy()[held].astype(str))
+            targets.append(trained.data.targets[held])
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return np.concatenate(ids), np.concatenate(targets), np.concatenate(probs)
 
 
 def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list[np.ndarray]) -> dict:
