@@ -294,3 +294,26 @@ def test_the_default_freeze_fits_the_model(tmp_path: Path) -> None:
                                         "facebook/wav2vec2-base")] == ["none", "none", "none", "feature-encoder",
                                                                        "feature-encoder"]
     check_knobs(str(tmp_path / "cnn"), {}, default_freeze(str(tmp_path / "cnn")), "mean")  # a saved CNN fine-tunes on
+
+
+def test_weighted_pooling_turns_layer_drop_off_and_refuses_it_when_asked(tmp_path: Path) -> None:
+    """transformers keeps no hidden state for a layer that layer drop skips, so a weighted layer sum over a
+    checkpoint with layer drop (wav2vec2-base's config has 0.1) failed mid-training: seen on a GPU."""
+    import transformers
+
+    from ensemble.backbones.families import named_config
+
+    config = named_config("tiny-wav2vec2")
+    config.layerdrop = 0.9
+    transformers.Wav2Vec2ForSequenceClassification(config).save_pretrained(tmp_path / "ckpt")
+    transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, return_attention_mask=False,
+                                          do_normalize=True).save_pretrained(tmp_path / "ckpt")
+    clf = build_classifier(str(tmp_path / "ckpt"), LABELS, pooling="weighted")
+    assert clf.module.model.config.layerdrop == 0.0 and clf.module.model.config.use_weighted_layer_sum
+    clf.module.train()
+    torch.manual_seed(0)
+    x = torch.randn(2, 16000)
+    for _ in range(10):  # with layer drop 0.9 over 2 layers, some forward would skip a layer
+        assert clf.module(x).shape == (2, 2)
+    with pytest.raises(ConfigError, match="layerdrop 0.2 skips layers"):
+        build_classifier("tiny-wav2vec2", LABELS, overrides={"layerdrop": 0.2}, pooling="weighted")

@@ -261,13 +261,22 @@ def check_knobs(model_ref: str, overrides: dict[str, Any], freeze: str, pooling:
         raise ConfigError(f"--model-config: {config.model_type} is a classical family; it has no backbone config")
     checked = check_overrides(config, overrides)
     check_pooling(pooling, config.model_type)
-    check_freeze(freeze, config.model_type, apply_overrides(config, checked))
+    check_freeze(freeze, config.model_type, apply_overrides(config, _with_pooling(config, checked, pooling)))
     return checked
 
 
-def _with_pooling(overrides: dict[str, Any], pooling: str) -> dict[str, Any]:
-    """`weighted` pooling is the config's `use_weighted_layer_sum` (SUPERB's learned layer weights)."""
-    return {**overrides, "use_weighted_layer_sum": True} if pooling == "weighted" else overrides
+def _with_pooling(config: Any, overrides: dict[str, Any], pooling: str) -> dict[str, Any]:
+    """`weighted` pooling is the config's `use_weighted_layer_sum` (SUPERB's learned layer weights).
+
+    A weighted sum needs every layer's hidden state, and transformers records none for a layer that layer
+    drop skips (the sum then fails mid-training), so layer drop goes off with it: refused when asked for."""
+    if pooling != "weighted" and not overrides.get("use_weighted_layer_sum"):
+        return overrides
+    if overrides.get("layerdrop"):
+        raise ConfigError(f"--pooling weighted (use_weighted_layer_sum) needs every layer's output, and layerdrop "
+                          f"{overrides['layerdrop']} skips layers; leave layerdrop out or set it to 0")
+    off = {"layerdrop": 0.0} if getattr(config, "layerdrop", 0.0) else {}
+    return {**overrides, "use_weighted_layer_sum": True, **off}
 
 
 def _build_named(name: str, labels: list[str], overrides: dict[str, Any], pooling: str) -> Classifier:
@@ -276,7 +285,7 @@ def _build_named(name: str, labels: list[str], overrides: dict[str, Any], poolin
 
     config = named_config(name)
     check_pooling(pooling, config.model_type)
-    config = apply_overrides(config, _with_pooling(overrides, pooling))
+    config = apply_overrides(config, _with_pooling(config, overrides, pooling))
     family = get_family(config.model_type)
     if config.model_type == "logmel-cnn":
         from ensemble.backbones.logmel import LogMelCNN
@@ -381,7 +390,7 @@ def _build_pretrained(model_ref: str, labels: list[str], overrides: dict[str, An
 
     family = get_family(config.model_type)
     check_pooling(pooling, config.model_type)
-    overrides = _with_pooling(overrides, pooling)
+    overrides = _with_pooling(config, overrides, pooling)
     takes_mask = family.takes_attention_mask(config)
     if overrides:  # a rebuilt config, so attributes derived from the overridden ones follow
         config = apply_overrides(config, overrides)
