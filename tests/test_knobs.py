@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ensemble.backbones.model import Classifier, build_classifier, check_knobs
-from ensemble.backbones.overrides import parse_overrides
+from ensemble.cli.config import parse_params
 from ensemble.backbones.schedules import check_schedule, lr_factor
 from ensemble.backbones.train import TrainConfig, _Trainer, predict_proba_torch
 from ensemble.errors import ConfigError
@@ -27,7 +27,7 @@ def waves(*lengths: int, seed: int = 0) -> list[np.ndarray]:
 # ---- --model-config ------------------------------------------------------------------------------------
 
 def test_config_overrides_reach_the_built_model_and_its_saved_config(tmp_path: Path) -> None:
-    overrides = parse_overrides(["attention_dropout=0.25", "classifier_proj_size=8", "apply_spec_augment=false",
+    overrides = parse_params(["attention_dropout=0.25", "classifier_proj_size=8", "apply_spec_augment=false",
                                  "conv_dim=[16,16,16]"])
     clf = build_classifier("tiny-wav2vec2", LABELS, overrides=check_knobs("tiny-wav2vec2", overrides, "none", "mean"))
     hf = clf.module.model
@@ -74,7 +74,7 @@ def test_overrides_and_pooling_reach_a_pretrained_checkpoint_folder(tmp_path: Pa
 ])
 def test_bad_config_overrides_fail_in_one_line(items: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as caught:
-        check_knobs("tiny-wav2vec2", parse_overrides(items), "none", "mean")
+        check_knobs("tiny-wav2vec2", parse_params(items, "--model-config"), "none", "mean")
     assert "\n" not in str(caught.value)
 
 

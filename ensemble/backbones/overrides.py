@@ -22,21 +22,6 @@ RESERVED = frozenset({"num_labels", "id2label", "label2id", "problem_type", "mod
                       "sampling_rate"})
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`key=value` strings → a dict; values parsed as JSON where they can be (0.1, true, [1, 2]), else text."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--model-config takes key=value (e.g. attention_dropout=0.1), got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def config_keys(config: Any) -> list[str]:
     """The keys a config accepts: its dataclass fields, or a Hugging Face config's attributes."""
     if is_dataclass(config):

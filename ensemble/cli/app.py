@@ -249,7 +249,6 @@ def finetune_cmd(
     force: ForceOpt = False,
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
-    from ensemble.backbones.overrides import parse_overrides
     from ensemble.commands.finetune import FinetuneOptions, check_devices_option, check_knobs, check_model_ref, finetune
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
@@ -257,7 +256,7 @@ def finetune_cmd(
     values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
                   batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
                   device=device, devices=devices, seed=seed, testlike_per_fold=testlike_per_fold, freeze=freeze,
-                  model_config=parse_overrides(model_config or []), schedule=schedule, warmup=warmup, hold=hold,
+                  model_config=parse_params(model_config or [], "--model-config"), schedule=schedule, warmup=warmup, hold=hold,
                   weight_decay=weight_decay, max_grad_norm=max_grad_norm, pooling=pooling, metric=metric,
                   class_weight=class_weight)
     if config is not None:

@@ -19,13 +19,15 @@ def parse_folds(value: str | None) -> list[int] | None:
         raise ConfigError(f"--fold takes fold numbers separated by commas (e.g. 0,2), got {value!r}") from None
 
 
-def parse_params(items: list[str]) -> dict:
-    """`--param key=value` pairs; values parsed as JSON where they can be (numbers, lists, true/false)."""
+def parse_params(items: list[str], option: str = "--param") -> dict:
+    """`key=value` pairs of a repeatable option (`--param`, `--model-config`); values parsed as JSON where
+    they can be (numbers, lists, true/false), else kept as text."""
     params = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--param takes key=value, got {item!r}")
+            raise ConfigError(f"{option} takes key=value, got {item!r}")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -23,22 +23,11 @@ from ensemble.stack.base import Blender, logit, register, sigmoid
 
 def greedy_select(y: np.ndarray, X: np.ndarray, n_iter: int, space: str, scorer: Scorer = COMPETITION) -> np.ndarray:
     """Counts per run of the best prefix of a greedy selection; `X` `(rows, runs)` logits or probabilities."""
-    n_runs = X.shape[1]
-    counts = np.zeros(n_runs, dtype=np.int64)
-    total = np.zeros(X.shape[0])
-    best_score, best_counts = math.inf, counts.copy()
-    for step in range(1, n_iter + 1):
+    def losses(total: np.ndarray, step: int) -> np.ndarray:
         cand = (total[:, None] + X) / step
-        scores = scorer.column_losses(y, sigmoid(cand) if space == "logit" else cand)
-        low = scores.min()
-        ties = np.flatnonzero(scores <= low + 1e-12)
-        chosen = ties[counts[ties] > 0]
-        pick = int(chosen[0] if chosen.size else ties[0])
-        counts[pick] += 1
-        total += X[:, pick]
-        if low < best_score - 1e-12:
-            best_score, best_counts = low, counts.copy()
-    return best_counts
+        return scorer.column_losses(y, sigmoid(cand) if space == "logit" else cand)
+
+    return _greedy(X, n_iter, losses)
 
 
 def greedy_select_matrix(y: np.ndarray, L: np.ndarray, n_iter: int, scorer: Scorer) -> np.ndarray:
@@ -46,18 +35,27 @@ def greedy_select_matrix(y: np.ndarray, L: np.ndarray, n_iter: int, scorer: Scor
     softmax matrices by the scorer's multiclass form."""
     from ensemble.stack.multiclass import softmax_rows
 
-    n_runs = L.shape[1]
+    def losses(total: np.ndarray, step: int) -> np.ndarray:
+        return np.array([scorer.loss(y, softmax_rows((total + L[:, r]) / step)) for r in range(L.shape[1])])
+
+    return _greedy(L, n_iter, losses)
+
+
+def _greedy(X: np.ndarray, n_iter: int, losses) -> np.ndarray:
+    """The selection loop: `X` `(rows, runs, ...)`; `losses(total, step)` scores adding each run to the
+    running sum `total` (`X[:, run]`'s shape) at `step`."""
+    n_runs = X.shape[1]
     counts = np.zeros(n_runs, dtype=np.int64)
-    total = np.zeros((L.shape[0], L.shape[2]))
+    total = np.zeros((X.shape[0],) + X.shape[2:])
     best_score, best_counts = math.inf, counts.copy()
     for step in range(1, n_iter + 1):
-        scores = np.array([scorer.loss(y, softmax_rows((total + L[:, r]) / step)) for r in range(n_runs)])
+        scores = losses(total, step)
         low = scores.min()
         ties = np.flatnonzero(scores <= low + 1e-12)
         chosen = ties[counts[ties] > 0]
         pick = int(chosen[0] if chosen.size else ties[0])
         counts[pick] += 1
-        total += L[:, pick]
+        total += X[:, pick]
         if low < best_score - 1e-12:
             best_score, best_counts = low, counts.copy()
     return best_counts
