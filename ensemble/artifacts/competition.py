@@ -130,14 +130,20 @@ class Competition:
         """Test ids in submission order."""
         return self.sample["id"]
 
-    @cached_property
-    def train(self) -> pd.DataFrame:
-        """`train.csv` validated: `id`, `path`, `label` or one 0/1 column per label, optional `group`."""
-        path = self.root / "train.csv"
+    @staticmethod
+    def _clip_table(path: Path) -> pd.DataFrame:
+        """A CSV of clips (`train.csv`, `test.csv`): `id` and `path` columns, sane rows, unique ids."""
         df = read_csv(path)
         require_columns(df, ["id", "path"], path)
         check_rows(df, path)
         check_ids(df["id"], path)
+        return df
+
+    @cached_property
+    def train(self) -> pd.DataFrame:
+        """`train.csv` validated: `id`, `path`, `label` or one 0/1 column per label, optional `group`."""
+        path = self.root / "train.csv"
+        df = self._clip_table(path)
         if "label" not in df.columns:
             require_columns(df, self.labels, path)
         check_paths(df, self.root, path)
@@ -155,10 +161,7 @@ class Competition:
     def test(self) -> pd.DataFrame:
         """`test.csv` validated; its ids must be exactly the sample submission's."""
         path = self.root / "test.csv"
-        df = read_csv(path)
-        require_columns(df, ["id", "path"], path)
-        check_rows(df, path)
-        check_ids(df["id"], path)
+        df = self._clip_table(path)
         check_same_ids(df["id"], self.test_ids, path, self.root / "sample_submission.csv")
         check_paths(df, self.root, path)
         return df
