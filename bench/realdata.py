@@ -101,17 +101,23 @@ def main() -> None:
 
 
 def rebuild_testlike(ws: Workspace, comp: Competition, fit: bool) -> None:
-    """A new test-like set for the workspace's folds, then every run's test-like predictions remade."""
+    """A new test-like set for the workspace's folds, then every run's test-like predictions remade (and the
+    feature sets, whose test-like rows belong to the old set, dropped: the main loop makes them again)."""
+    import shutil
+
+    from ensemble.artifacts.features import feature_set_names, features_dir
     from ensemble.artifacts.folds import load_folds
     from ensemble.commands.oof import run_oof
     from ensemble.artifacts.testlike_set import META_FILE, TESTLIKE_FILE, ensure_testlike
 
     for name in (TESTLIKE_FILE, META_FILE):
         (ws.models_dir / name).unlink(missing_ok=True)
+    for name in feature_set_names(ws):
+        shutil.rmtree(features_dir(ws, name))
     t0 = time.perf_counter()
     ensure_testlike(ws, comp, load_folds(ws), per_fold=None, fit=fit)
     print(f"test-like set rebuilt ({'fitted' if fit else 'default'} generator): {time.perf_counter() - t0:.0f} s", flush=True)
-    for name in FAMILIES:
+    for name in ws.run_names():
         t0 = time.perf_counter()
         run_oof(ws, comp, name, splits=("testlike",), provider="cpu")
         print(f"{name}: test-like re-predicted in {time.perf_counter() - t0:.0f} s", flush=True)

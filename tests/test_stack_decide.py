@@ -73,6 +73,35 @@ def test_a_challenger_credibly_worse_on_the_clean_rows_is_not_chosen():
     assert d.chosen == d.baseline and "worse on the clean rows" in d.rule
 
 
+def _clean_vs_testlike_runs(n: int = 4000):
+    """Two runs: on the clean rows run 0 is far better than run 1 (so `mean` is worse than run 0 there);
+    on the test-like rows they are equally good with independent errors (so `mean` credibly beats both)."""
+    rng = np.random.default_rng(7)
+    y, y_tl = ((rng.random((2, n)) < 0.5).astype(float))
+    clean = np.stack([sigmoid(2.0 * (2 * y - 1) + 0.5 * rng.standard_normal(n)),
+                      sigmoid(0.3 * (2 * y - 1) + rng.standard_normal(n))], axis=1)[:, :, None]
+    tl = np.stack([sigmoid(1.0 * (2 * y_tl - 1) + rng.standard_normal(n)) for _ in range(2)], axis=1)[:, :, None]
+    folds = np.arange(n) % 5
+    return dict(P_oof=clean, y=y[:, None], folds=folds, P_tl=tl, y_tl=y_tl[:, None], folds_tl=folds)
+
+
+@pytest.mark.parametrize("check, writes_mean", [
+    (None, False),                                                              # never checked
+    ({"auc": 0.66, "auc_interval": [0.62, 0.70], "threshold": 0.65}, False),    # the check warns
+    ({"auc": 0.63, "auc_interval": [0.60, 0.67], "threshold": 0.65}, False),    # not shown: interval reaches over
+    ({"auc": 0.58, "auc_interval": [0.54, 0.62], "threshold": 0.65}, True),     # shown faithful
+])
+def test_the_clean_rows_veto_only_while_the_test_like_set_is_not_shown_faithful(check, writes_mean):
+    d = _clean_vs_testlike_runs()
+    c = compare(d.pop("P_oof"), d.pop("y"), d.pop("folds"), **d, methods=["mean"], calibrate="none", n_boot=100,
+                testlike_check=check)
+    mean = [x.name for x in c.candidates].index("mean")
+    assert c.decision.tests[mean]["lo"] > 0  # credibly better on the trusted (test-like) rows either way
+    assert (c.chosen.name == "mean") == writes_mean
+    assert ("clean rows were not asked" in c.decision.rule) == writes_mean
+    assert ("worse on the clean rows" in c.decision.rule) != writes_mean
+
+
 def test_compare_keeps_the_best_run_when_runs_are_interchangeable():
     d = make_runs(600, 50, n_runs=3, strength=[1.0, 1.0, 1.0], rho=0.95, seed=4)
     c = compare(d.P, d.y, d.folds, methods=["mean", "logit"], calibrate="none", n_boot=10)
@@ -119,6 +148,23 @@ def test_em_prior_falls_back_under_covariate_shift():
     assert "covariate shift" in res.fallback["fake"] and res.prior_used == res.prior_train
     np.testing.assert_array_equal(res.p_test[:, 0], squeezed)
     assert any(w.startswith("test prior not adapted for fake") for w in res.warnings)
+
+
+def test_em_prior_falls_back_when_one_run_shows_covariate_shift_that_the_blend_hides():
+    rng = np.random.default_rng(8)
+    p_oof, y_oof, p_test = _shifted(0.45, rng)
+    # run 2 sees the test audio differently (its test predictions squeezed and shifted), which a blend
+    # dominated by run 1 does not show: the shift is not a label shift, whatever EM says
+    c = np.log(0.3 / 0.7)
+    squeezed = sigmoid(0.6 * (np.log(p_test / (1 - p_test)) - c) + c - 0.4)
+    runs = (np.stack([p_oof, p_oof], axis=1)[:, :, None], np.stack([p_test, squeezed], axis=1)[:, :, None])
+    alone = adapt_prior(p_test[:, None], p_oof[:, None], y_oof[:, None], "em", labels=["fake"])
+    assert not alone.fallback and abs(alone.prior_used[0] - 0.45) < 0.03
+    both = adapt_prior(p_test[:, None], p_oof[:, None], y_oof[:, None], "em", labels=["fake"], runs=runs)
+    assert "run 2's test predictions" in both.fallback["fake"] and both.prior_used == both.prior_train
+    same = adapt_prior(p_test[:, None], p_oof[:, None], y_oof[:, None], "em", labels=["fake"],
+                       runs=(runs[0], np.stack([p_test, p_test], axis=1)[:, :, None]))
+    assert not same.fallback  # runs that agree with a true label shift change nothing
 
 
 def test_em_prior_is_not_trusted_at_the_edges_or_without_bbse():

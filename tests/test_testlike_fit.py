@@ -155,6 +155,50 @@ def test_ratio_fit_moves_towards_the_real_clips_and_is_deterministic(tmp_path, m
     cutoffs = [r["lowpass_hz"] for r in recipes if r["lowpass_hz"]]
     assert all(abs(c - b) >= nuisance.CUTOFF_GAP * b - 0.1 for c in cutoffs for b in train["lowpass_hz"])
     assert all(fit.snr_quantiles[0] <= r["noise"]["snr_db"] <= fit.snr_quantiles[-1] for r in recipes)
+    assert len(fit.profiles) == 60 and all(p["weight"] > 0 for p in fit.profiles)  # the last round's pool
+    kept = [json.dumps(p["nuisance"]["noise"]["snr_db"]) for p in fit.profiles]
+    assert all(json.dumps(r["noise"]["snr_db"]) in kept for r in recipes)  # drawn jointly from the profiles
+
+
+def _profile(voices, weight, snr, lowpass=None, fill=0.5):
+    nuis = {"reverb": None, "noise": {"kind": "tilt", "alpha": 0.5, "snr_db": snr, "seed": 1}, "band_limit_hz": None,
+            "tilt_db_per_oct": float(snr) / 10, "lowpass_hz": lowpass, "codec": None, "level_db": -20.0 - voices}
+    return {"voices": voices, "weight": weight, "fill": [fill] * voices, "nuisance": nuis}
+
+
+def test_profiles_draw_every_nuisance_of_a_clip_together_and_keep_the_voice_mix():
+    profiles = (_profile(0, 1.0, 3.0), _profile(1, 1.0, 30.0, fill=0.2), _profile(1, 9.0, -5.0, 3000.0, fill=0.8),
+                _profile(2, 1.0, 10.0, 6000.0, fill=0.6))
+    source, _ = voices()
+    plain = build_testlike_recipes(**source, per_fold=120, seed=3)
+    frame = build_testlike_recipes(**source, per_fold=120, seed=3, params=GeneratorParams(profiles=profiles))
+    pd.testing.assert_series_equal(frame["n_voices"], plain["n_voices"])  # voice_probs, not the weights, set the mix
+    by_snr = {p["nuisance"]["noise"]["snr_db"]: p for p in profiles}
+    picked = []
+    for recipe, voiced in zip(frame["recipe"], frame["n_voices"]):
+        r = json.loads(recipe)
+        p = by_snr[r["noise"]["snr_db"]]
+        assert p["voices"] == voiced and r["fill"] == p["fill"]
+        assert {k: r[k] for k in ("lowpass_hz", "tilt_db_per_oct", "level_db")} == \
+            {k: p["nuisance"][k] for k in ("lowpass_hz", "tilt_db_per_oct", "level_db")}
+        picked.append(r["noise"]["snr_db"])
+    seeds = {json.loads(r)["noise"]["seed"] for r in frame["recipe"]}
+    assert len(seeds) == len(frame)  # fresh noise per clip, not the profile's
+    one = [s for s, v in zip(picked, frame["n_voices"]) if v == 1]
+    assert 0.8 < np.mean(np.array(one) == -5.0) < 0.97  # weight 9 of 10
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lowpass_hz": 4000.0}, "training augmentation"),
+    ({"weight": 0.0}, "voices or weight"),
+    ({"fill": [0.5, 0.5]}, "fill"),
+])
+def test_bad_profiles_are_refused(change, message):
+    profile = {**_profile(1, 1.0, 3.0), **{k: v for k, v in change.items() if k != "lowpass_hz"}}
+    if "lowpass_hz" in change:
+        profile["nuisance"]["lowpass_hz"] = change["lowpass_hz"]
+    with pytest.raises(ConfigError, match=message):
+        GeneratorParams(profiles=(profile,))
 
 
 def test_default_recipes_are_unchanged_by_the_quantile_options():

@@ -98,7 +98,7 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     stretches of real clips as backgrounds, levels quantile-matched, the rest by density-ratio
     reweighting); otherwise the default parameters are used and the reason is recorded in
     `models/testlike.json`. On voices-dev (900 real clips) the fit takes a few minutes on 2 cores and
-    the held-out domain AUC is about 0.60 (0.83 with the earlier generator; `bench/testlike_domain.py`).
+    the held-out domain AUC is about 0.58 (0.83 with the first generator; `bench/testlike_domain.py`).
     """
     from ensemble.audio.generator import GeneratorParams
     from ensemble.audio.stats import ANALYSIS_SR

@@ -77,6 +77,14 @@ def _model(seed: int):
     return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
 
 
+def shown_faithful(check: dict | None) -> bool:
+    """Whether a recorded domain check (`DomainCheck.to_dict()`) shows the test-like clips hard to tell
+    from the real ones: the upper end of its AUC interval at or below its warning threshold."""
+    if not check or "auc_interval" not in check:
+        return False
+    return float(check["auc_interval"][1]) <= float(check.get("threshold", WARN_AUC))
+
+
 def standardized_differences(sim: np.ndarray, real: np.ndarray,
                              names: Sequence[str] = STAT_NAMES) -> list[tuple[str, float]]:
     """(statistic, (mean_real − mean_sim) / pooled std), largest |difference| first."""

@@ -1,7 +1,9 @@
 """The test-like generator's parameters and its version-2 recipes (nuisances apart from training's).
 
 `GeneratorParams` holds every distribution a test-like clip is drawn from; its defaults are a guess,
-`ensemble.audio.testlike_fit` fits them to the competition's unlabeled test audio. A version-2 recipe is
+`ensemble.audio.testlike_fit` fits them to the competition's unlabeled test audio — as per-nuisance
+distributions and, once fitted, as weighted joint *profiles* (every nuisance of one clip of the fit's
+pool, drawn together so that their dependencies survive). A version-2 recipe is
 drawn per clip from a per-clip random stream (the same seed gives the same uniforms whatever the
 parameters, so candidate settings in a fit compare on common random numbers) and rendered by
 `render_v2` with the blocks of `ensemble.audio.nuisance`, never with the training augmentation's.
@@ -20,6 +22,7 @@ from ensemble.errors import ConfigError, DataError
 
 VERSION = 2
 SPEECH_DB = -26.0
+PROFILE_KEYS = ("reverb", "noise", "band_limit_hz", "tilt_db_per_oct", "lowpass_hz", "codec", "level_db")
 _PAIRS = ("second_voice_db", "level_db", "snr_db", "noise_alpha", "tilt_db_per_oct", "rt60_s", "drr_db",
           "damping_hz", "lowpass_hz", "codec_compression", "voice_fill", "gap_s")
 
@@ -59,6 +62,10 @@ class GeneratorParams:
     voice_fill: tuple[float, float] = (0.2, 0.9)  # share of the clip one voice's utterances span
     fill_quantiles: tuple[float, ...] = ()  # replaces voice_fill when given (share of the clip)
     gap_s: tuple[float, float] = (0.05, 0.6)  # pause between a voice's consecutive utterances
+    # joint nuisance draws replacing the per-nuisance ones when given: {"voices": 0-2, "weight": > 0,
+    # "fill": [share per voice], "nuisance": {PROFILE_KEYS}}; a clip with k voices takes one of the
+    # k-voice profiles with probability ∝ weight (importance resampling of the fit's pool)
+    profiles: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -89,6 +96,7 @@ class GeneratorParams:
         for name, banned, gap in (("noise_alpha", nuisance.TRAIN_ALPHAS.values(), nuisance.ALPHA_GAP),
                                   ("lowpass_hz", _train_cutoffs(), nuisance.CUTOFF_GAP)):
             nuisance.draw_allowed(0.5, *getattr(self, name), banned, gap, name)  # raises when nothing is left
+        object.__setattr__(self, "profiles", tuple(_check_profile(k, p) for k, p in enumerate(self.profiles)))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -103,6 +111,57 @@ class GeneratorParams:
 
     def with_(self, **changes: Any) -> "GeneratorParams":
         return replace(self, **changes)
+
+
+def _check_profile(k: int, profile: Any) -> dict:
+    """One joint profile, checked like the per-nuisance parameters (training's nuisances stay out)."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"test-like profile {k} is invalid ({why}); accepted: voices 0-2, weight > 0, "
+                           f"one fill share in [0, 1] per voice, nuisance keys {', '.join(PROFILE_KEYS)}")
+
+    if not isinstance(profile, dict) or set(profile) != {"voices", "weight", "fill", "nuisance"}:
+        raise bad("keys")
+    voices, weight, fill, nuis = profile["voices"], profile["weight"], profile["fill"], profile["nuisance"]
+    if voices not in (0, 1, 2) or not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+        raise bad("voices or weight")
+    if not isinstance(fill, (list, tuple)) or len(fill) != voices or any(not 0.0 <= f <= 1.0 for f in fill):
+        raise bad("fill")
+    if not isinstance(nuis, dict) or set(nuis) != set(PROFILE_KEYS):
+        raise bad("nuisance keys")
+    cutoff, codec = nuis["lowpass_hz"], nuis["codec"]
+    if cutoff and _outside(float(cutoff), _train_cutoffs(), nuisance.CUTOFF_GAP) != float(cutoff):
+        raise bad(f"low-pass {cutoff} Hz is one of the training augmentation's")
+    if codec and not nuisance.CODEC_RANGE[0] <= codec.get("compression", -1) <= nuisance.CODEC_RANGE[1]:
+        raise bad("codec compression overlaps the training augmentation's")
+    return {"voices": int(voices), "weight": float(weight), "fill": [float(f) for f in fill], "nuisance": nuis}
+
+
+def profile_tables(params: GeneratorParams) -> dict[int, tuple[np.ndarray, list[dict]]]:
+    """Per voice count, the cumulative weights and the profiles with that many voices."""
+    tables = {}
+    for k in (0, 1, 2):
+        chosen = [p for p in params.profiles if p["voices"] == k]
+        if chosen:
+            w = np.cumsum([p["weight"] for p in chosen])
+            tables[k] = (w / w[-1], chosen)
+    return tables
+
+
+def from_profile(tables: dict, voices: int, rng: np.random.Generator) -> tuple[dict, list[float]] | None:
+    """The nuisances and voice fills of a profile with `voices` voices drawn ∝ weight, with fresh noise and
+    room seeds from `rng`; None when the fit's pool held no clip with that many voices."""
+    import copy
+
+    u, seeds = rng.random(), rng.integers(2**31, size=2)
+    if voices not in tables:
+        return None
+    cdf, chosen = tables[voices]
+    profile = chosen[int(min(np.searchsorted(cdf, u, side="right"), len(chosen) - 1))]
+    nuis = copy.deepcopy(profile["nuisance"])
+    if nuis["reverb"]:
+        nuis["reverb"]["seed"] = int(seeds[0])
+    nuis["noise"]["seed"] = int(seeds[1])
+    return nuis, list(profile["fill"])
 
 
 def _pair(name: str, value: Any) -> tuple[float, float]:

@@ -23,7 +23,8 @@ import pandas as pd
 
 from ensemble.audio import dsp
 from ensemble.audio.generator import VERSION as RECIPE_VERSION
-from ensemble.audio.generator import GeneratorParams, clip_rng, draw_nuisances, n_voices, render_v2, voice_fill
+from ensemble.audio.generator import (GeneratorParams, clip_rng, draw_nuisances, from_profile, n_voices, profile_tables,
+                                      render_v2, voice_fill)
 from ensemble.errors import ConfigError, DataError
 from ensemble.progress import Progress, emit
 
@@ -97,7 +98,7 @@ def _track(first: int, rows: np.ndarray, patterns: np.ndarray, durations: np.nda
 
 
 def _recipe(ids, durations, chosen, seconds, rng, nuis, params: GeneratorParams, rows: np.ndarray,
-            patterns: np.ndarray, fills: np.ndarray) -> dict[str, Any]:
+            patterns: np.ndarray, fills: Sequence[float]) -> dict[str, Any]:
     """Voices as tracks of same-label utterances filling a drawn share of the clip, placed at random.
 
     A track longer than the clip shows a random window of it; utterances entirely outside are dropped.
@@ -107,7 +108,7 @@ def _recipe(ids, durations, chosen, seconds, rng, nuis, params: GeneratorParams,
     used = set(chosen)
     for k, row in enumerate(chosen):
         level = SPEECH_DB + (rng.uniform(*params.second_voice_db) if k else 0.0)
-        span = float(voice_fill(params, fills[k])) * seconds
+        span = float(fills[k]) * seconds
         track = _track(row, rows, patterns, durations, used, span, params.gap_s, rng)
         length = track[-1][1] + float(durations[track[-1][0]])
         if len(track) == 1:
@@ -147,7 +148,9 @@ def build_testlike_recipes(
     the label columns (max over the sources), `n_voices`, `sources` (JSON list of train ids) and
     `recipe` (JSON: everything `render_testlike` needs, in seconds and dB, with per-clip seeds).
     `params` are the generator's distributions (default `GeneratorParams()`; `voice_probs` overrides
-    theirs); `backgrounds` are real background envelopes (`{"source", "envelope"}`) for noise.
+    theirs); `backgrounds` are real background envelopes (`{"source", "envelope"}`) for noise. With
+    fitted `params.profiles`, a clip's nuisances and voice fills come jointly from one profile with its
+    number of voices (the number itself still follows `voice_probs`, so the label mix stays put).
     """
     params = params or GeneratorParams()
     if voice_probs is not None:
@@ -158,6 +161,7 @@ def build_testlike_recipes(
         ids, targets, folds, labels, durations, per_fold, seed, seconds, params.voice_probs
     )
     patterns = np.array(["".join(str(int(v)) for v in row) for row in targets > 0.5])
+    tables = profile_tables(params)
     row_of = {rid: k for k, rid in enumerate(ids)}
     records = []
     for fold in np.unique(folds):
@@ -168,7 +172,10 @@ def build_testlike_recipes(
             k = min(n_voices(params, stream.random()), rows.size)
             chosen = _pick_rows(rows, patterns[rows], k, rng)
             nuis = draw_nuisances(params, stream, bool(chosen), backgrounds)
-            recipe = _recipe(ids, durations, chosen, seconds, rng, nuis, params, rows, patterns, stream.random(2))
+            fills = [voice_fill(params, u) for u in stream.random(2)]
+            if tables:
+                nuis, fills = from_profile(tables, len(chosen), stream) or (nuis, fills)
+            recipe = _recipe(ids, durations, chosen, seconds, rng, nuis, params, rows, patterns, fills)
             sources = [v["id"] for v in recipe["voices"]]
             y = targets[[row_of[s] for s in sources]].max(axis=0) if sources else np.zeros(len(labels), np.float32)
             records.append(

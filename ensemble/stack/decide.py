@@ -8,7 +8,11 @@ A challenger replaces it only when
    paired bootstrap interval is above zero, at a level corrected for the number of challengers
    (Bonferroni), since the best of many noisy gains is positive by chance alone; and
 2. it is not credibly worse on the other rows (the clean ones, when test-like rows are trusted): the
-   upper end of that interval is not below zero.
+   upper end of that interval is not below zero. This second opinion is asked only while the test-like
+   set has not been shown faithful (its domain check, `ensemble.audio.domain.shown_faithful`): the clean
+   rows are single clean voices, a domain the test does not resemble, where the best run on clean audio
+   beats every mixture of runs (even `mean`, which fits nothing), so once the test-like clips are hard
+   to tell from the test's they alone speak for the test.
 
 Among the challengers that pass, the best trusted score wins. Why: on real data the simulated test-like
 set is imperfect, and a blend or calibrator that "wins" by a hair has fitted its quirks; a team loses
@@ -83,10 +87,10 @@ class Decision:
 def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: Sequence[np.ndarray],
            y_trusted: np.ndarray, other: Sequence[np.ndarray] | None = None, y_other: np.ndarray | None = None,
            alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0, weights: np.ndarray | None = None,
-           scorer: Scorer = COMPETITION) -> Decision:
+           scorer: Scorer = COMPETITION, note: str = "") -> Decision:
     """Apply the rule above; `scores` are the trusted nested losses (lower is better), `trusted`/`other` the nested
-    predictions `(rows, labels)` of each candidate on the trusted and the other rows; `weights`
-    (density ratios) weigh the trusted rows."""
+    predictions `(rows, labels)` of each candidate on the trusted and the other rows (`other` None: not
+    asked); `weights` (density ratios) weigh the trusted rows; `note` ends the rule's words (why)."""
     score = np.array([np.inf if s is None or not np.isfinite(s) else s for s in scores])
     raw = [i for i, c in enumerate(cands) if c.is_raw_run]
     if not raw:
@@ -110,7 +114,8 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
         tests[i] = {**test, "passed": passed}
     winners = [i for i in challengers if tests[i]["passed"]]
     chosen = min(winners, key=lambda i: score[i]) if winners else base
-    return Decision(chosen, base, _rule(cands, tests, base, chosen, level, other is not None), tests)
+    rule = _rule(cands, tests, base, chosen, level, other is not None)
+    return Decision(chosen, base, f"{rule}; {note}" if note else rule, tests)
 
 
 def _rule(cands: Sequence[Candidate], tests: list[dict], base: int, chosen: int, level: float,

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ensemble.audio.domain import shown_faithful
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, default_metric, get_scorer
@@ -290,8 +291,9 @@ def stack(
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
     final, ev = _evaluate(method, params, data, calibrate, fit_on, seed, n_boot, progress, use_meta=meta is not None)
+    _, (P_fit, _, _), _ = _fit_set(data, ev["fit_on"])
     prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev["p_fit"], ev["y_fit"],
-                        test_prior, labels)
+                        test_prior, labels, runs=(P_fit, P_test))
     recipe = _recipe(method, final, ev["fit_on"], calibrate, labels)
     recipe["meta_features"] = None if meta is None else meta.record()
     recipe["prior"] = prior.recipe()
@@ -331,10 +333,13 @@ def compare(
     P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
     w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = N_BOOT, progress: Progress | None = None,
     metric: str | Scorer | None = None, meta: MetaFeatures | None = None, labels: Sequence[str] | None = None,
-    task: str = "multilabel",
+    task: str = "multilabel", testlike_check: dict | None = None,
 ) -> Comparison:
     """Every candidate (each run raw and calibrated, each method, and with `meta` each method that takes
     meta-features once more with them) by nested CV, and the one to write.
+
+    `testlike_check` is the test-like set's recorded domain check: while it does not show the set
+    faithful, a challenger must also not be credibly worse on the clean rows (`ensemble.stack.decide`).
 
     A row holds the trusted nested score and parts, the clean/test-like scores, in-sample score, gap,
     gain over the best single run (its interval is in `decision.tests`), seconds, and whether the
@@ -370,10 +375,16 @@ def compare(
         clean.append(ev["oof"]["clean"])
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
     _, y_trusted, w_trusted = data.trusted
-    other = (clean, data.y) if data.tl is not None else (None, None)
+    faithful = data.tl is not None and shown_faithful(testlike_check)
+    other = (clean, data.y) if data.tl is not None and not faithful else (None, None)
+    note = ""
+    if faithful:
+        lo, hi = testlike_check["auc_interval"]
+        note = (f"the clean rows were not asked: the test-like set passed its domain check (AUC "
+                f"{testlike_check['auc']:.3f}, 95 % [{lo:.3f}, {hi:.3f}] ≤ {testlike_check['threshold']:.2f})")
     losses = [None if r.get("score") is None else data.scorer.sign * r["score"] for r in rows]
     decision = decide(cands, losses, trusted, y_trusted, *other, n_boot=n_boot, seed=seed, weights=w_trusted,
-                      scorer=data.scorer)
+                      scorer=data.scorer, note=note)
     for i, row in enumerate(rows):
         row["chosen"] = i == decision.chosen
     return Comparison(cands, rows, decision, data.scorer)

@@ -8,8 +8,11 @@
 - `em` adapts a label only when the estimate can be trusted, and otherwise leaves it (one warning line):
   EM and BBSE agree within DISAGREE_WARN, neither lies near 0 or 1, and the test predictions look like a
   label shift: their distribution is the mixture q·F₁ + (1 − q)·F₀ of the OOF class-conditional
-  distributions (KS distance within its sampling noise). Covariate shift (noisier test audio) breaks
-  that, and there EM's estimate is an artefact. The odds move by at most MAX_LOGIT_SHIFT in logit.
+  distributions (KS distance within its sampling noise). Under a label shift every function of the
+  audio keeps its class-conditional distributions, so the same must hold for each run's own predictions
+  (given, Bonferroni over the tests): a blend can hide a shift that one of its runs shows. Covariate
+  shift (noisier test audio) breaks that, and there EM's estimate is an artefact. The odds move by at
+  most MAX_LOGIT_SHIFT in logit.
 - A sensitivity table (score on OOF when a prior q is assumed) and a shift check (two-sample KS
   statistic above 0.1 with p < 0.01 between OOF and test predictions) tell the user how much the choice matters.
 """
@@ -32,7 +35,7 @@ KS_PVALUE = 0.01   # … that is also unlikely by chance (small test sets)
 DISAGREE_WARN = 0.05  # EM and BBSE further apart than this: the estimate is not trusted
 EDGE = 0.02           # an estimate within this of 0 or 1 is not trusted
 MAX_LOGIT_SHIFT = 2.0  # the most an estimated prior may move the odds: a factor of e² ≈ 7.4
-MIXTURE_KS_C = 1.63    # KS critical constant at α = 0.01
+MIXTURE_ALPHA = 0.01   # level of the label-shift (mixture KS) tests, shared by all a label's tests
 
 
 def prior_logit(q: float) -> float:
@@ -123,9 +126,11 @@ def _parse_mode(mode: str | float | Sequence[float], n_labels: int) -> tuple[str
     return "value", values
 
 
-def mixture_ks(p_oof: np.ndarray, y_oof: np.ndarray, p_test: np.ndarray, q: float) -> tuple[float, float]:
+def mixture_ks(p_oof: np.ndarray, y_oof: np.ndarray, p_test: np.ndarray, q: float,
+               tests: int = 1) -> tuple[float, float]:
     """KS distance between the test predictions and the label-shift mixture q·F₁ + (1 − q)·F₀ of the OOF
-    class-conditional distributions, and the distance sampling noise alone reaches at α = 0.01."""
+    class-conditional distributions, and the distance sampling noise alone reaches at MIXTURE_ALPHA
+    (split over `tests` tests)."""
     pos, neg = np.sort(p_oof[y_oof == 1]), np.sort(p_oof[y_oof == 0])
     grid = np.sort(p_test)
     test_cdf = np.arange(1, len(grid) + 1) / len(grid)
@@ -133,21 +138,25 @@ def mixture_ks(p_oof: np.ndarray, y_oof: np.ndarray, p_test: np.ndarray, q: floa
     mix_left = q * np.searchsorted(pos, grid, side="left") / len(pos) + (1 - q) * np.searchsorted(neg, grid, side="left") / len(neg)
     distance = float(max(np.abs(test_cdf - mix).max(), np.abs(test_cdf - 1 / len(grid) - mix_left).max()))
     n_ref = 1.0 / (q**2 / len(pos) + (1 - q) ** 2 / len(neg))
-    return distance, MIXTURE_KS_C * float(np.sqrt(1 / len(grid) + 1 / n_ref))
+    critical = np.sqrt(-np.log(MIXTURE_ALPHA / (2 * tests)) / 2)  # asymptotic KS quantile
+    return distance, float(critical * np.sqrt(1 / len(grid) + 1 / n_ref))
 
 
-def untrusted_reason(em: float, bbse: float, train: float, mixture: tuple[float, float]) -> str | None:
-    """Why an EM prior estimate should not be applied, or None when it can be."""
+def untrusted_reason(em: float, bbse: float, train: float, mixture: tuple[float, float],
+                     run_mixtures: Sequence[tuple[float, float]] = ()) -> str | None:
+    """Why an EM prior estimate should not be applied, or None when it can be; `mixture` is the label-shift
+    test of the predictions, `run_mixtures` those of each run's own predictions."""
     if not np.isfinite(bbse):
         return f"BBSE cannot cross-check EM's {em:.3f} (the predictions barely separate the classes)"
     if abs(em - bbse) > DISAGREE_WARN:
         return f"EM prior {em:.3f} and BBSE prior {bbse:.3f} disagree"
     if min(em, bbse) < EDGE or max(em, bbse) > 1 - EDGE:
         return f"the estimate ({em:.3f}) lies at the edge of [0, 1]"
-    distance, noise = mixture
-    if distance > noise:
-        return (f"the test predictions are no reweighting of the OOF ones (KS {distance:.3f} > {noise:.3f}): "
-                "covariate shift, not label shift")
+    for what, (distance, noise) in [("the test predictions", mixture)] + [
+            (f"run {r + 1}'s test predictions", m) for r, m in enumerate(run_mixtures)]:
+        if distance > noise:
+            return (f"{what} are no reweighting of the OOF ones (KS {distance:.3f} > {noise:.3f}): "
+                    "covariate shift, not label shift")
     return None
 
 
@@ -158,9 +167,11 @@ def bounded_prior(q: float, train: float) -> float:
 
 
 def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: str | float | Sequence[float],
-                labels: Sequence[str] | None = None) -> PriorResult:
+                labels: Sequence[str] | None = None,
+                runs: tuple[np.ndarray, np.ndarray] | None = None) -> PriorResult:
     """Estimate test priors (EM, BBSE), warn on shift, and apply `mode`: 'none', a given value, or 'em'
-    where the estimate can be trusted (else the label is left as it is, with a warning)."""
+    where the estimate can be trusted (else the label is left as it is, with a warning). `runs` are the
+    blended runs' own predictions on the same OOF and test rows, `(rows, runs, labels)` each."""
     L = y_oof.shape[1]
     kind, values = _parse_mode(mode, L)
     names = list(labels) if labels else [str(j) for j in range(L)]
@@ -175,7 +186,12 @@ def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: 
     used = list(train) if kind == "none" else list(values) if kind == "value" else []
     if kind == "em":
         for j in range(L):
-            reason = untrusted_reason(em[j], bbse[j], train[j], mixture_ks(p_oof[:, j], y_oof[:, j], p_test[:, j], em[j]))
+            R_oof, R_test = runs if runs is not None else (np.zeros((len(y_oof), 0, L)), None)
+            tests = 1 + R_oof.shape[1]
+            reason = untrusted_reason(em[j], bbse[j], train[j],
+                                      mixture_ks(p_oof[:, j], y_oof[:, j], p_test[:, j], em[j], tests),
+                                      [mixture_ks(R_oof[:, r, j], y_oof[:, j], R_test[:, r, j], em[j], tests)
+                                       for r in range(R_oof.shape[1])])
             if reason:
                 fallback[names[j]] = reason
             used.append(train[j] if reason else bounded_prior(em[j], train[j]))
