@@ -403,3 +403,32 @@ def test_voiceless_clips_take_real_noise_and_the_voice_free_clips_levels():
     assert silent and voiced
     assert all(r["noise"]["kind"] == "real" and r["level_db"] == -40.0 for r in silent)
     assert all(r["noise"]["kind"] == "tilt" and r["level_db"] == -20.0 for r in voiced)  # p_background=0
+
+
+def test_the_built_set_is_judged_on_real_clips_the_fit_never_saw(tmp_path, monkeypatch):
+    from ensemble.artifacts.competition import Competition
+    from ensemble.artifacts.folds import ensure_folds
+    from ensemble.artifacts.testlike_set import (META_FILE, TESTLIKE_FILE, ensure_testlike, held_out_real,
+                                                 load_testlike_meta, real_clips)
+    from ensemble.artifacts.workspace import Workspace
+    from ensemble.audio.domain import shown_faithful
+    from ensemble.demo import generate_competition
+
+    data = generate_competition(tmp_path / "data", n_train=24, n_test=100, n_unlabeled=20, sr=8000, seed=3, workers=1)
+    comp, ws = Competition.load(data), Workspace(tmp_path / "ws")
+    folds = ensure_folds(ws, comp, 3, 0)
+    paths, _ = real_clips(comp)
+    monkeypatch.setattr(testlike_fit, "MAX_REAL", 60)  # the fit analyses 60 of the 120 real clips
+    ensure_testlike(ws, comp, folds, per_fold=10, seed=0)
+    check = load_testlike_meta(ws)["domain_check"]
+    fitted = {paths[i] for i in testlike_fit.fit_sample(len(paths), 0)}
+    held = held_out_real(paths, 0)
+    assert len(fitted) == 60 and len(held) == 60 and fitted.isdisjoint(held)
+    assert check["extra"]["held_out"] and check["n_real"] == 60
+    monkeypatch.setattr(testlike_fit, "MAX_REAL", 400)  # every real clip in the fit: nothing left to judge on
+    for name in (TESTLIKE_FILE, META_FILE):
+        (ws.models_dir / name).unlink()
+    ensure_testlike(ws, comp, folds, per_fold=10, seed=0)
+    check = load_testlike_meta(ws)["domain_check"]
+    assert check["extra"]["held_out"] is False and check["n_real"] == 120
+    assert not shown_faithful({**check, "auc_interval": [0.5, 0.5]})  # in-sample never counts as shown

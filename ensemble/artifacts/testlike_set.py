@@ -15,9 +15,10 @@ were (not) fitted, the fit's cost and the domain check (`load_domain_check`).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -125,7 +126,8 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
                                    seconds=seconds, params=params, backgrounds=backgrounds)
     clips["weight"] = 1.0
     if real is not None:
-        _weigh_and_check(clips, load, background_loader(comp, ANALYSIS_SR), real, seed, meta)
+        _weigh_and_check(clips, load, background_loader(comp, ANALYSIS_SR), real, seed, meta,
+                         held_out_real(paths, seed))
     meta["params"] = params.to_dict()
     write_parquet(clips, ws.models_dir / TESTLIKE_FILE)
     write_json(meta, ws.models_dir / META_FILE)
@@ -153,8 +155,27 @@ def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Co
     return params, real.backgrounds, real
 
 
-def _weigh_and_check(clips: pd.DataFrame, load, load_background, real, seed: int, meta: dict) -> None:
-    """Density-ratio weights for every recipe row and the domain check of a sample, in place / in meta."""
+def held_out_real(paths: Sequence[Path], seed: int) -> list[Path]:
+    """The real clips the generator's fit (seeded `seed`) left out of its sample."""
+    from ensemble.audio.testlike_fit import fit_sample
+
+    fitted = set(fit_sample(len(paths), seed).tolist())
+    return [p for i, p in enumerate(paths) if i not in fitted]
+
+
+def judged_real(held_out: Sequence[Path], n_clips: int, seed: int) -> list[Path]:
+    """Up to `n_clips` held-out real clips (a seeded sample) to judge the set on; none when fewer than
+    MIN_REAL are held out (the check then falls back to the clips the fit saw, and says so)."""
+    if len(held_out) < _min_real():
+        return []
+    return [held_out[i] for i in np.sort(np.random.default_rng(seed).permutation(len(held_out))[:n_clips])]
+
+
+def _weigh_and_check(clips: pd.DataFrame, load, load_background, real, seed: int, meta: dict,
+                     held_out: Sequence[Path]) -> None:
+    """Density-ratio weights for every recipe row and the domain check of a sample, in place / in meta.
+    The check judges the set on real clips the fit never saw when enough are left (`held_out`)."""
+    from ensemble.audio.load import load_audio
     from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
     from ensemble.audio.testlike_render import render_testlike
     from ensemble.audio.domain import domain_check, density_ratio_weights
@@ -162,7 +183,10 @@ def _weigh_and_check(clips: pd.DataFrame, load, load_background, real, seed: int
     stats = stats_matrix(render_testlike(r, load, ANALYSIS_SR, load_background) for r in clips["recipe"])
     clips["weight"] = density_ratio_weights(stats, real.stats, stats, seed=seed)
     sample = np.random.default_rng(seed).permutation(len(stats))[:CHECK_CLIPS]
-    meta["domain_check"] = domain_check(stats[sample], real.stats, seed=seed).to_dict()
+    judged = judged_real(held_out, CHECK_CLIPS, seed)
+    reference = stats_matrix(load_audio(p, ANALYSIS_SR) for p in judged) if judged else real.stats
+    check = replace(domain_check(stats[sample], reference, seed=seed), extra={"held_out": bool(judged)})
+    meta["domain_check"] = check.to_dict()
     w = clips["weight"].to_numpy()
     meta["weights"] = {"min": float(w.min()), "max": float(w.max()), "ess": float(w.sum() ** 2 / (w**2).sum())}
 

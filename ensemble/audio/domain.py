@@ -79,8 +79,9 @@ def _model(seed: int):
 
 def shown_faithful(check: dict | None) -> bool:
     """Whether a recorded domain check (`DomainCheck.to_dict()`) shows the test-like clips hard to tell
-    from the real ones: the upper end of its AUC interval at or below its warning threshold."""
-    if not check or "auc_interval" not in check:
+    from the real ones: judged on real clips the generator's fit never saw (`extra.held_out`), the upper
+    end of its AUC interval at or below its warning threshold."""
+    if not check or "auc_interval" not in check or not (check.get("extra") or {}).get("held_out"):
         return False
     return float(check["auc_interval"][1]) <= float(check.get("threshold", WARN_AUC))
 

@@ -76,8 +76,14 @@ class FitResult:
                 "history": self.history, "seconds": round(self.seconds, 2)}
 
 
+def fit_sample(n_real: int, seed: int = 0, max_clips: int | None = None) -> np.ndarray:
+    """Indices of the real clips the fit analyses, a seeded sample of at most `max_clips` (default
+    MAX_REAL); the others are held out from the fit, for a domain check it cannot flatter."""
+    return np.sort(np.random.default_rng(seed).permutation(n_real)[:MAX_REAL if max_clips is None else max_clips])
+
+
 def analyse_real(paths: Sequence[Path], background_ok: Sequence[bool], seed: int = 0,
-                 max_clips: int = MAX_REAL, root: Path | None = None) -> RealAudio:
+                 max_clips: int | None = None, root: Path | None = None) -> RealAudio:
     """Load up to `max_clips` real clips (a seeded sample) at ANALYSIS_SR: statistics and backgrounds.
 
     `background_ok[i]` says whether clip i may serve as a background (not a training background). A
@@ -90,8 +96,7 @@ def analyse_real(paths: Sequence[Path], background_ok: Sequence[bool], seed: int
 
     if len(paths) != len(background_ok):
         raise DataError(f"{len(paths)} real clips but {len(background_ok)} background flags")
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.permutation(len(paths))[:max_clips])
+    pick = fit_sample(len(paths), seed, max_clips)
     waves = [load_audio(paths[i], ANALYSIS_SR) for i in pick]
     probs = vad.speech_probs([_at_vad_rate(w) for w in waves])
     silent = np.array([vad.voice_free(p).mean() >= SILENT_SHARE for p in probs], dtype=bool)

@@ -528,8 +528,9 @@ def testlike_check_cmd(
 ) -> None:
     """Domain check: cross-validated AUC of a classifier telling rendered test-like clips from the real
     test (and unlabeled) clips on per-clip audio statistics (0.5: indistinguishable), the statistics
-    that differ most, and a warning above the threshold; with RUNS, the same on the runs' predictions.
-    Recorded in models/testlike.json."""
+    that differ most, and a warning above the threshold; real clips the generator's fit never saw are
+    used when at least 50 are left. With RUNS, the same on the runs' predictions. Recorded in
+    models/testlike.json; a pass on held-out clips lets the test-like rows alone decide what to write."""
     from ensemble.commands.testlike import check_predictions, check_testlike
 
     ws, comp = _context(workspace, data)
@@ -540,8 +541,9 @@ def testlike_check_cmd(
 
 def _show_domain_check(check, feature: str, what: str) -> None:
     low, high = check.auc_interval
+    held = " held out from the generator's fit" if check.extra.get("held_out") else ""
     typer.echo(f"domain AUC on {what} {check.auc:.3f} (95% {low:.3f}–{high:.3f}, fold std {check.auc_fold_std:.3f}; "
-               f"{check.n_simulated} test-like vs {check.n_real} real clips)")
+               f"{check.n_simulated} test-like vs {check.n_real} real clips{held})")
     typer.echo(f"{feature:<18} {'real − test-like (SMD)':>22}")
     for stat, smd in check.top(5):
         typer.echo(f"{stat:<18} {smd:>+22.2f}")

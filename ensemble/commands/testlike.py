@@ -3,6 +3,7 @@ WAV files for models made outside ens."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from ensemble.artifacts.competition import Competition
 from ensemble.artifacts.io import umask_mode, write_json
 from ensemble.artifacts.runs import load_runs
 from ensemble.artifacts.testlike_set import (CHECK_CLIPS, META_FILE, TESTLIKE_FILE, background_loader, ensure_testlike,
-                                             load_testlike, load_testlike_meta, real_clips, train_loader)
+                                             held_out_real, judged_real, load_testlike, load_testlike_meta, real_clips,
+                                             train_loader)
 from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import DataError
 
@@ -35,13 +37,16 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     paths, _ = real_clips(comp)
     folds = ensure_folds(ws, comp, None, seed)
     clips = ensure_testlike(ws, comp, folds, seed=seed)
+    meta = load_testlike_meta(ws) or {}
     rng = np.random.default_rng(seed)
     rows = clips.iloc[np.sort(rng.permutation(len(clips))[:n_clips])]
     load = train_loader(comp, folds, ANALYSIS_SR)
     sim = stats_matrix(render_testlike(r, load, ANALYSIS_SR, background_loader(comp, ANALYSIS_SR)) for r in rows["recipe"])
-    real = stats_matrix(load_audio(paths[i], ANALYSIS_SR) for i in np.sort(rng.permutation(len(paths))[:n_clips]))
-    check = domain_check(sim, real, seed=seed)
-    meta = load_testlike_meta(ws) or {}
+    # real clips the generator's fit never saw, when enough are left: a check the fit cannot flatter
+    held = judged_real(held_out_real(paths, int(meta.get("seed", 0))), n_clips, seed) if meta.get("fitted") else []
+    judged = held or [paths[i] for i in np.sort(rng.permutation(len(paths))[:n_clips])]
+    check = replace(domain_check(sim, stats_matrix(load_audio(p, ANALYSIS_SR) for p in judged), seed=seed),
+                    extra={"held_out": bool(held)})
     meta["domain_check"] = check.to_dict()
     write_json(meta, ws.models_dir / META_FILE)
     return check
