@@ -119,3 +119,20 @@ def test_prediction_check_tells_squashed_test_predictions_from_testlike_ones(tmp
     assert aucs["squashed"] > 0.9 and aucs["alike"] < aucs["squashed"] - 0.2
     assert load_testlike_meta(ws)["prediction_check"]["runs"] == ["squashed"]
     assert check.top(1)[0][0] in ("|squashed:fake|", "|squashed:real|")  # less confident on the test
+
+
+def test_the_recorded_domain_check_reaches_the_decision(tmp_path, csv_competition, workspace):
+    rng = np.random.default_rng(2)
+    ids, oof, test, clips = _workspace_with_clips(tmp_path, csv_competition, workspace, rng)
+    for name in ("a", "b"):
+        tl = write_predictions(tmp_path / f"tl-{name}.csv", clips["id"].tolist(), rng.random((len(clips), 2)))
+        assert ens("import", name, "--test", test, "--oof", oof, "--testlike", tl, "--force").exit_code == 0
+    faithful = {"auc": 0.55, "auc_interval": [0.5, 0.6], "threshold": 0.65, "extra": {"held_out": True}}
+    rules = {}
+    for recorded in (False, True):
+        (workspace / "models" / "testlike.json").write_text(json.dumps({"domain_check": faithful} if recorded else {}))
+        name = f"auto{int(recorded)}"
+        result = ens("stack", "a", "b", "--method", "auto", "--calibrate", "none", "--name", name)
+        assert result.exit_code == 0, result.output
+        rules[recorded] = json.loads((workspace / "submissions" / f"{name}.json").read_text())["recipe"]["decision"]["rule"]
+    assert "clean rows were not asked" in rules[True] and "were not asked" not in rules[False]

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ensemble.audio.generator import GeneratorParams
+from ensemble.audio.generator import PROFILE_KEYS, GeneratorParams
 from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats
 from ensemble.errors import DataError
 from ensemble.progress import Progress, emit
@@ -321,7 +321,5 @@ def _reweight(render_pool: PoolRender, real: RealAudio, params: GeneratorParams,
 
 def _profile(recipe: dict, voices: int, weight: float) -> dict:
     """A pool clip's nuisances and voice fills with its density-ratio weight (seeds are redrawn per clip)."""
-    from ensemble.audio.generator import PROFILE_KEYS
-
     return {"voices": int(voices), "weight": round(float(weight), 5), "fill": list(recipe.get("fill", [])),
             "nuisance": {k: recipe[k] for k in PROFILE_KEYS}}

@@ -84,7 +84,7 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
     decision = None
     if method == "auto" or comparison is not None:
         comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress,
-                                            metric=metric, task=comp.task, testlike_check=load_domain_check(ws))
+                                            metric=metric, task=comp.task)
         chosen = comparison.chosen
         method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
         decision = comparison.decision.as_dict(comparison.candidates)
@@ -174,13 +174,12 @@ def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, m
     and the decision of which to write."""
     metric = ws.metric(comp.task, metric)
     inputs = gather(ws, comp, load_runs(ws, run_names), meta_sets(ws, meta, "auto"))
-    return _compare(inputs, run_names, calibrate, fit_on, seed, methods, progress, metric, comp.task,
-                    load_domain_check(ws))
+    return _compare(inputs, run_names, calibrate, fit_on, seed, methods, progress, metric, comp.task)
 
 
 def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: int,
              methods: list[str] | None = None, progress: Progress | None = None, metric: str | None = None,
-             task: str = "multilabel", testlike_check: dict | None = None) -> Comparison:
+             task: str = "multilabel") -> Comparison:
     from ensemble.stack.pipeline import compare
 
     if inputs.oof is None:
@@ -189,7 +188,7 @@ def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: in
     return compare(inputs.oof, inputs.y, inputs.folds, run_names=run_names, methods=methods, calibrate=calibrate,
                    fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
                    w_tl=inputs.w_testlike, seed=seed, progress=progress, meta=inputs.meta, labels=inputs.labels,
-                   metric=metric, task=task, testlike_check=testlike_check)
+                   metric=metric, task=task, testlike_check=inputs.testlike_check)
 
 
 
@@ -224,7 +223,7 @@ def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: st
     runs = load_runs(ws, run_names)
     inputs = gather(ws, comp, runs, sets)  # once, for the comparison and the submission alike
     comparison = (_compare(inputs, run_names, calibrate, fit_on, seed, progress=progress, metric=metric,
-                           task=comp.task, testlike_check=load_domain_check(ws)) if method == "auto" else None)
+                           task=comp.task) if method == "auto" else None)
     if not writes:
         return StackOutcome(out_name, comparison)
     result, sidecar = _stack(ws, comp, runs, inputs, method, prior, params=params, calibrate=calibrate,

@@ -16,7 +16,7 @@ from ensemble.artifacts.folds import FOLDS_FILE, folds_fingerprint, load_folds
 from ensemble.artifacts.io import file_sha256
 from ensemble.probability import logit, sigmoid
 from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_compatible, validate_oof, validate_test
-from ensemble.artifacts.testlike_set import load_testlike, testlike_fingerprint, testlike_weights
+from ensemble.artifacts.testlike_set import load_domain_check, load_testlike, testlike_fingerprint, testlike_weights
 from ensemble.artifacts.workspace import Workspace
 from ensemble.stack.metafeatures import MetaFeatures
 
@@ -39,6 +39,7 @@ class StackInputs:
     folds_testlike: np.ndarray | None = None
     w_testlike: np.ndarray | None = None  # density-ratio weights, when the set has usable ones
     weighting: str = "none"               # why the test-like rows are (not) weighted
+    testlike_check: dict | None = None    # the test-like set's recorded domain check (`DomainCheck.to_dict()`)
     meta: MetaFeatures | None = None      # per-clip meta-features of the feature sets asked for
 
 
@@ -118,6 +119,7 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run], meta: Sequence[str
         inputs.y_testlike = clips[comp.labels].to_numpy(dtype=np.float64)
         inputs.folds_testlike = clips["fold"].to_numpy()
         inputs.w_testlike, inputs.weighting = usable_weights(testlike_weights(clips))
+        inputs.testlike_check = load_domain_check(ws)
     if meta:
         inputs.meta = gather_meta(ws, comp, list(meta), folds, clips if inputs.testlike is not None else None)
     return inputs

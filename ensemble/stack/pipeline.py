@@ -204,7 +204,7 @@ def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, prog
     gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt, scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
     return final, {
-        "fit_on": fit_on, "oof": oof, "nested": nested, "in_sample": in_sample, "p_fit": p_fit, "y_fit": yf,
+        "fit_on": fit_on, "oof": oof, "nested": nested, "in_sample": in_sample, "P_fit": Pf, "p_fit": p_fit, "y_fit": yf,
         "optimism": None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score,
         "gain": gain, "warnings": warnings,
     }
@@ -291,9 +291,8 @@ def stack(
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
     final, ev = _evaluate(method, params, data, calibrate, fit_on, seed, n_boot, progress, use_meta=meta is not None)
-    _, (P_fit, _, _), _ = _fit_set(data, ev["fit_on"])
     prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev["p_fit"], ev["y_fit"],
-                        test_prior, labels, runs=(P_fit, P_test))
+                        test_prior, labels, runs=(ev["P_fit"], P_test))
     recipe = _recipe(method, final, ev["fit_on"], calibrate, labels)
     recipe["meta_features"] = None if meta is None else meta.record()
     recipe["prior"] = prior.recipe()

@@ -185,9 +185,9 @@ def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: 
     fallback: dict[str, str] = {}
     used = list(train) if kind == "none" else list(values) if kind == "value" else []
     if kind == "em":
+        R_oof, R_test = runs if runs is not None else (np.zeros((len(y_oof), 0, L)), None)
+        tests = 1 + R_oof.shape[1]  # the blend's label-shift test and each run's share one level
         for j in range(L):
-            R_oof, R_test = runs if runs is not None else (np.zeros((len(y_oof), 0, L)), None)
-            tests = 1 + R_oof.shape[1]
             reason = untrusted_reason(em[j], bbse[j], train[j],
                                       mixture_ks(p_oof[:, j], y_oof[:, j], p_test[:, j], em[j], tests),
                                       [mixture_ks(R_oof[:, r, j], y_oof[:, j], R_test[:, r, j], em[j], tests)
