@@ -1,4 +1,5 @@
-# Quick start: `make demo` (the whole pipeline on embedded demo audio), `make test` (the test suite).
+# Quick start: `make demo` (the whole pipeline on embedded demo audio), `make test` (the test suite;
+# `make test-fast` leaves out the tests marked slow).
 # Both create .venv and install ens from this checkout first. TORCH picks the PyTorch build:
 # the default is the CPU wheel this project's machines carry; on a GPU box use e.g. TORCH=torch.
 PYTHON ?= python3
@@ -6,7 +7,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test test-fast install clean-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# The inner loop: everything but the tests marked slow (real training, export, Ray, faults); CI runs all.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 clean-demo:
 	rm -rf demo

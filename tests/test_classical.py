@@ -78,6 +78,7 @@ def test_one_onnx_graph_matches_the_estimators(estimator, tmp_path):
     assert json.loads(model.metadata["features"])["version"] == clf.config.spec.version
 
 
+@pytest.mark.slow
 def test_finetune_and_oof_contract_without_leakage(competition, tmp_path, sampled_rows):
     """features-lgbm through `ens finetune` and `ens oof`: the run contract, parity, no held-out row seen."""
     used = sampled_rows

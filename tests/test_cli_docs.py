@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from ensemble.cli import app
 
-README = (Path(__file__).parents[1] / "README.md").read_text()
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
 COMMANDS = sorted(c.name for c in app.registered_commands)
 
 
@@ -25,6 +26,20 @@ def test_every_command_has_help_and_a_readme_line(name):
     assert result.exit_code == 0
     assert len(result.output.strip()) > 100
     assert f"`ens {name}" in README, f"README has no line for `ens {name}`"
+
+
+def test_the_readme_stands_alone_in_a_clone():
+    """Every link and every `--data`/`--answers` path the README names lies inside the repository."""
+    import re
+
+    assert "../" not in README
+    links = re.findall(r"\]\(([^)#]+)\)", README)
+    paths = re.findall(r"--(?:data|answers) ([\w./-]+)", README)
+    top = {entry.name for entry in ROOT.iterdir()}  # a path under one of these is the repository's; others
+    local = [x for x in links if "://" not in x] + [x for x in paths if x.split("/")[0] in top]  # are the user's
+    assert "examples/voices-src-sample" in paths
+    missing = [x for x in local if not (ROOT / x).exists()]
+    assert not missing, f"README names paths a clone does not have: {missing}"
 
 
 def test_help_stack_and_board_do_not_import_torch():

@@ -178,6 +178,7 @@ def check_rerun(ws: Path, complete: bool, reference: bytes, method: str = "mean"
     assert not tmp_litter(ws / "submissions")
 
 
+@pytest.mark.slow
 def test_stack_killed_at_every_rename(ws, tmp_path, reference):
     done = renames(stack_args(ws), tmp_path)
     assert [line.split()[0] for line in done] == ["replace", "replace"]  # the sidecar, then the CSV (the commit)
@@ -191,6 +192,7 @@ def test_stack_killed_at_every_rename(ws, tmp_path, reference):
         check_rerun(fresh, complete=False, reference=reference["mean"])
 
 
+@pytest.mark.slow
 def test_forced_replace_killed_at_every_rename_leaves_old_new_or_nothing(ws, tmp_path, reference):
     assert run(stack_args(ws, "logit")).returncode == 0
     args = stack_args(ws, "mean", "--force")
@@ -206,6 +208,7 @@ def test_forced_replace_killed_at_every_rename_leaves_old_new_or_nothing(ws, tmp
         check_rerun(fresh, complete=check_pair_or_nothing(fresh), reference=reference["mean"])
 
 
+@pytest.mark.slow
 def test_stack_killed_at_random_moments(ws, tmp_path, reference):
     rng = random.Random(9)
     for round_ in range(3):
@@ -221,6 +224,7 @@ def test_stack_killed_at_random_moments(ws, tmp_path, reference):
         check_rerun(fresh, complete, reference["mean"])
 
 
+@pytest.mark.slow
 def test_two_writers_of_one_name_exactly_one_wins(ws, tmp_path, reference):
     # each writer pauses 2 s before its first rename (the sidecar's), so without exclusive creation
     # both would pass the exists check before either commits
@@ -294,6 +298,7 @@ def finetune_reference(finetune_template, tmp_path_factory) -> tuple[dict[str, p
     return {f: pd.read_parquet(ws / "models" / "cnn" / f) for f in ("oof.parquet", "test.parquet")}, done
 
 
+@pytest.mark.slow
 def test_finetune_rename_count_is_the_one_the_kills_cover(finetune_reference):
     names = [Path(line.split()[1]).name for line in finetune_reference[1]]
     assert len(names) == FINETUNE_RENAMES, names

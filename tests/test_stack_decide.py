@@ -11,7 +11,7 @@ from ensemble.stack.base import sigmoid
 from ensemble.stack.calibration import choose_calibrator, fit_calibrators
 from ensemble.stack.decide import Candidate, candidates, decide
 from ensemble.stack.pipeline import compare
-from ensemble.stack.prior import adapt_prior, bounded_prior, untrusted_reason
+from ensemble.stack.prior import adapt_prior, bounded_prior, mixture_ks, untrusted_reason
 from ensemble.stack.synthetic import make_runs
 
 LABELS = ["fake", "real"]
@@ -169,6 +169,45 @@ def test_em_prior_falls_back_when_one_run_shows_covariate_shift_that_the_blend_h
     same = adapt_prior(p_test[:, None], p_oof[:, None], y_oof[:, None], "em", labels=["fake"],
                        runs=(runs[0], np.stack([p_test, p_test], axis=1)[:, :, None]))
     assert not same.fallback  # runs that agree with a true label shift change nothing
+
+
+def test_em_prior_adapts_a_true_label_shift_on_a_few_hundred_test_rows():
+    # one run, 400 test rows: BBSE's own sampling noise (about 0.04 here) puts it 0.06 from EM by chance;
+    # a fixed 0.05 tolerance called that a disagreement and gave up a 20 % better score
+    d = make_runs(2000, 400, n_runs=1, prior=(0.3, 0.3), test_prior=(0.6, 0.5), strength=[1.0], seed=3)
+    kw = dict(method="single", labels=LABELS, n_boot=5)
+    em = stack(d.P, d.y, d.folds, d.P_test, test_prior="em", **kw)
+    none = stack(d.P, d.y, d.folds, d.P_test, test_prior="none", **kw)
+    assert not em.recipe["prior"]["fallback"]
+    np.testing.assert_allclose(em.recipe["prior"]["prior_used"], d.y_test.mean(axis=0), atol=0.03)
+    assert competition_score(d.y_test, em.test).score < 0.9 * competition_score(d.y_test, none.test).score
+
+
+def test_a_run_is_asked_whether_any_label_shift_fits_it_not_the_blends_prior():
+    rng = np.random.default_rng(17)
+    c = np.log(0.3 / 0.7)
+
+    def draw(n: int, prior: float, separation: float, noise: float):
+        y = (rng.random(n) < prior).astype(float)
+        return y, noise * rng.standard_normal(n) + separation * (2 * y - 1)
+
+    y, weak = draw(3000, 0.3, 0.5, 1.0)
+    y_test, weak_test = draw(800, 0.6, 0.5, 1.0)
+    strong, strong_test = (0.5 * rng.standard_normal(len(t)) + 2 * (2 * t - 1) for t in (y, y_test))
+    # a true label shift to 0.61; the weak blend's EM says 0.52 by chance (BBSE agrees), and the sharp
+    # run 2, whose mixture is sensitive to q, is no mixture at 0.52 (KS 0.09 > 0.07) but is one at its
+    # own best q
+    runs = (np.stack([sigmoid(weak + c), sigmoid(strong)], 1)[:, :, None],
+            np.stack([sigmoid(weak_test + c), sigmoid(strong_test)], 1)[:, :, None])
+    res = adapt_prior(runs[1][:, 0], runs[0][:, 0], y[:, None], "em", labels=["fake"], runs=runs)
+    assert not res.fallback and res.prior_used[0] > 0.45
+    distance, noise = mixture_ks(runs[0][:, 1, 0], y, runs[1][:, 1, 0], res.prior_em[0], 3)
+    assert distance > noise  # the old test, at the blend's q
+    best, _ = mixture_ks(runs[0][:, 1, 0], y, runs[1][:, 1, 0], None, 3)
+    assert best < noise and best <= min(mixture_ks(runs[0][:, 1, 0], y, runs[1][:, 1, 0], q, 3)[0]
+                                        for q in np.linspace(0, 1, 101)) + 1e-3
+    truth = y_test[:, None]
+    assert competition_score(truth, res.p_test).score < competition_score(truth, runs[1][:, 0]).score
 
 
 def test_em_prior_is_not_trusted_at_the_edges_or_without_bbse():

@@ -405,6 +405,7 @@ def test_voiceless_clips_take_real_noise_and_the_voice_free_clips_levels():
     assert all(r["noise"]["kind"] == "tilt" and r["level_db"] == -20.0 for r in voiced)  # p_background=0
 
 
+@pytest.mark.slow
 def test_the_built_set_is_judged_on_real_clips_the_fit_never_saw(tmp_path, monkeypatch):
     from ensemble.artifacts.competition import Competition
     from ensemble.artifacts.folds import ensure_folds
