@@ -284,3 +284,39 @@ def test_a_candidate_identical_to_the_baseline_is_not_tested():
     d = decide(_cands(), scores, preds, y[:, None])
     assert d.tests[2] == {"same_as_baseline": True, "passed": False}
     assert "closest: run:b" in d.rule
+
+
+def _rows(n: int, scale: float, rng, prior: float = 0.5):
+    """Targets and posteriors of one run whose logits are `scale` × the exact ones (1: calibrated)."""
+    y = (rng.random(n) < prior).astype(float)
+    return y, sigmoid(scale * 2 * (rng.standard_normal(n) + (2 * y - 1)))
+
+
+def _auto_single(clean, testlike, test, rng):
+    """`stack` of one run with `--calibrate auto`, fitted on test-like rows, and its test score."""
+    (y, p), (y_tl, p_tl), (y_test, p_test) = clean, testlike, test
+    kw = dict(method="single", labels=["fake"], n_boot=5, P_tl=p_tl[:, None, None], y_tl=y_tl[:, None],
+              folds_tl=rng.permutation(np.arange(len(y_tl)) % 4))
+    folds = rng.permutation(np.arange(len(y)) % 4)
+    auto = stack(p[:, None, None], y[:, None], folds, p_test[:, None, None], calibrate="auto", **kw)
+    none = stack(p[:, None, None], y[:, None], folds, p_test[:, None, None], calibrate="none", **kw)
+    score = lambda r: competition_score(y_test[:, None], r.test)  # noqa: E731
+    return auto.recipe["calibrators"][0], score(auto), score(none)
+
+
+def test_calibrate_auto_keeps_a_calibration_the_clean_rows_share_and_the_test_gains():
+    rng = np.random.default_rng(11)
+    # the run is over-confident everywhere (logits × 3): clean rows, test-like rows and the test alike
+    cal, auto, none = _auto_single(_rows(2000, 3.0, rng), _rows(2000, 3.0, rng), _rows(2000, 3.0, rng), rng)
+    assert cal["calibrator"] != "none" and cal["guard_gain"] > 0
+    assert auto.score < none.score - 0.01 and auto.ece < none.ece
+
+
+def test_calibrate_auto_refuses_a_calibration_only_the_test_like_rows_want():
+    rng = np.random.default_rng(12)
+    # over-confident on the simulated rows only (a quirk of the simulator): the test is like the clean rows,
+    # where the run is calibrated; a calibrator fitted on the test-like rows would raise the test's ECE
+    cal, auto, none = _auto_single(_rows(2000, 1.0, rng), _rows(2000, 3.0, rng), _rows(2000, 1.0, rng), rng)
+    assert cal["calibrator"] == "none" and cal["gain"]["lo"] > 0 and cal["guard_gain"] < 0
+    assert "not shared by the clean rows" in cal["rule"]
+    assert auto.ece <= none.ece + 1e-12

@@ -227,12 +227,37 @@ def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray,
     return out
 
 
+def _guard_gain(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sample_weight: np.ndarray | None,
+                guard: tuple[np.ndarray, np.ndarray, np.ndarray], scorer: Scorer) -> float | None:
+    """The gain of calibrator `name` over `none` on the guard rows, each row calibrated by a calibrator
+    fitted on the fit rows of other folds; None where it cannot be measured."""
+    pg, yg, fg = guard
+    out = np.asarray(pg, dtype=np.float64).copy()
+    for k in np.unique(fg):
+        train = folds != k
+        if y[train].min() == y[train].max():
+            continue
+        w = None if sample_weight is None else sample_weight[train]
+        out[fg == k] = make_calibrator(name).fit(p[train], y[train], w).predict(pg[fg == k])
+    try:
+        none, cal = scorer.column_losses(yg, np.column_stack([pg, out]))
+    except MetricError:
+        return None
+    return float(none - cal)
+
+
 def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0,
-                      sample_weight: np.ndarray | None = None, scorer: Scorer = COMPETITION) -> tuple[str, dict]:
+                      sample_weight: np.ndarray | None = None, scorer: Scorer = COMPETITION,
+                      guard: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[str, dict]:
     """`auto`: the calibrator with the best cross-validated score, kept only when its gain over `none`
-    is credibly positive (paired bootstrap interval above zero, Bonferroni over the calibrators);
-    else `none`. Rows count by `sample_weight` (density-ratio weights) in fits and scores.
-    Returns the name and what decided it."""
+    is credibly positive (paired bootstrap interval above zero, Bonferroni over the calibrators) and,
+    with `guard` (the blend, targets and folds of labelled rows outside the fit set: the clean rows
+    when the fit rows are test-like), when it also helps those rows, calibrated from the fit rows of
+    other folds; else `none`. Why the guard: a calibrator fitted to simulated test-like rows learns
+    their quirks (their class mix, how sure the runs are on them) as readily as a real miscalibration,
+    and on real tests such a map raised the ECE it was meant to lower; a real miscalibration of the
+    runs shows on both kinds of rows. Rows count by `sample_weight` (density-ratio weights) in fits
+    and scores. Returns the name and what decided it."""
     from ensemble.stack.bootstrap import gain_interval
 
     if len(np.unique(folds)) < 2 or y.min() == y.max():
@@ -262,6 +287,13 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
     except MetricError as err:
         return "none", {**note, "rule": f"none: the metric is undefined for these predictions ({err})"}
     note["gain"] = {k: round(g[k], 6) for k in ("gain", "lo", "hi")}
+    if g["lo"] > 0 and guard is not None:
+        other = _guard_gain(best, p, y, folds, sample_weight, guard, scorer)
+        note["guard_gain"] = None if other is None else round(other, 6)
+        if other is None or other <= 0:
+            shown = "cannot be scored" if other is None else f"{other:+.4f}"
+            return "none", {**note, "rule": f"none: {best}'s gain {g['gain']:+.4f} on the fit rows is not "
+                                            f"shared by the clean rows ({shown})"}
     if g["lo"] > 0:
         return best, {**note, "rule": f"{best}: gain over none {g['gain']:+.4f}, interval above zero"}
     return "none", {**note, "rule": f"none: {best}'s gain {g['gain']:+.4f} [{g['lo']:+.4f}, {g['hi']:+.4f}] "
@@ -269,15 +301,19 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
 
 
 def fit_calibrators(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str,
-                    sample_weight: np.ndarray | None = None,
-                    scorer: Scorer = COMPETITION) -> tuple[list[Calibrator], list[dict]]:
-    """Fit one calibrator per label on blend `S` `(rows, labels)`; `auto` chooses by `choose_calibrator`."""
+                    sample_weight: np.ndarray | None = None, scorer: Scorer = COMPETITION,
+                    guard: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                    ) -> tuple[list[Calibrator], list[dict]]:
+    """Fit one calibrator per label on blend `S` `(rows, labels)`; `auto` chooses by `choose_calibrator`
+    (with `guard`: the blend `(rows, labels)`, targets and folds of rows it must also help)."""
     check_calibrate(method)
     cals, notes = [], []
     for j in range(S.shape[1]):
         name, note = method, {}
         if method == "auto":
-            name, note = choose_calibrator(S[:, j], y[:, j], folds, sample_weight=sample_weight, scorer=scorer)
+            label_guard = None if guard is None else (guard[0][:, j], guard[1][:, j], guard[2])
+            name, note = choose_calibrator(S[:, j], y[:, j], folds, sample_weight=sample_weight, scorer=scorer,
+                                           guard=label_guard)
         cal = make_calibrator(name)
         if y[:, j].min() != y[:, j].max():
             cal.fit(S[:, j], y[:, j], sample_weight)

@@ -31,9 +31,11 @@ class FitCache:
     """
 
     def __init__(self, factory: BlenderFactory, P: np.ndarray, y: np.ndarray, folds: np.ndarray,
-                 weights: np.ndarray | None = None, meta: np.ndarray | None = None) -> None:
+                 weights: np.ndarray | None = None, meta: np.ndarray | None = None,
+                 guard: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None) -> None:
         self.factory, self.P, self.y, self.folds, self.weights = factory, P, y, folds, weights
         self.meta = meta  # (rows, features) or None
+        self.guard = guard  # (P, y, folds, meta) of rows outside the fit set that `auto` must not hurt
         self.fits: dict[frozenset, Blender] = {}
 
     def rows(self, excluded: frozenset) -> np.ndarray:
@@ -70,14 +72,7 @@ class StackPipeline:
             self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
             self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
             return self
-        inner = np.unique(folds)
-        if self.blender_.needs_targets and len(inner) >= 2:
-            S = np.empty((P.shape[0], P.shape[2]))
-            for f in inner:
-                rows = folds == f
-                S[rows] = cache.get(excluded | {f}).predict(P[rows], None if meta is None else meta[rows])
-        else:
-            S = self.blender_.predict(P, meta)
+        S = self._inner_blend(cache, excluded, P, folds, meta)
         w = None if cache.weights is None else cache.weights[train]
         if multiclass:  # one temperature over the classes: rows keep summing to 1
             from ensemble.stack.multiclass import fit_temperature
@@ -86,8 +81,27 @@ class StackPipeline:
             self.calibrators_, self.matrix_calibrator_ = [], cal
             self.calibration_ = [{"label": "all classes", "calibrator": cal.name, "params": cal.params(), **note}]
             return self
-        self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer)
+        guard = None
+        if cache.guard is not None and self.calibrate == "auto":
+            Pg, yg, fg, Mg = cache.guard
+            keep = ~np.isin(fg, list(excluded))
+            guard = (self._inner_blend(cache, excluded, Pg[keep], fg[keep], None if Mg is None else Mg[keep]),
+                     yg[keep], fg[keep])
+        self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer, guard)
         return self
+
+    def _inner_blend(self, cache: FitCache, excluded: frozenset, P: np.ndarray, folds: np.ndarray,
+                     meta: np.ndarray | None) -> np.ndarray:
+        """The blend of rows `P`, each from a blender that never saw its fold (when the blender learns)."""
+        inner = np.unique(cache.folds[cache.rows(excluded)])
+        if not (self.blender_.needs_targets and len(inner) >= 2):
+            return self.blender_.predict(P, meta)
+        S = np.empty((P.shape[0], P.shape[2]))
+        for f in np.unique(folds):
+            rows = folds == f
+            blender = cache.get(excluded | {f}) if f in inner else self.blender_
+            S[rows] = blender.predict(P[rows], None if meta is None else meta[rows])
+        return S
 
     def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         S = self.blender_.predict(P, meta)

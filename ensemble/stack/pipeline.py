@@ -187,7 +187,10 @@ def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, prog
         evals["testlike"] = (data.tl[0], data.tl[2], None if meta is None else meta.testlike)
     warnings: list[str] = []
     Mf = _fit_meta(data, fit_on) if use_meta else None
-    cache = FitCache(factory, Pf, yf, ff, wf, Mf)
+    guard = None  # clean rows a test-like-fitted `auto` calibrator must also help (`choose_calibrator`)
+    if fit_on == "testlike":
+        guard = (data.P, data.y, data.folds, None if meta is None else meta.oof)
+    cache = FitCache(factory, Pf, yf, ff, wf, Mf, guard)
     oof = nested_predict(factory, (Pf, yf, ff), evals, calibrate, progress, cache, data.scorer)
     final = StackPipeline(factory, calibrate, data.scorer).fit_cached(cache, frozenset())
     nested = {"clean": _score(data.y, oof["clean"], warnings, "nested clean score", data.scorer)}
