@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet "$(TORCH)"
 	$(VENV)/bin/pip install --quiet -e ".[audio,ray,dev]"
+	# features-dvec-lgbm reads only the speaker encoder's weights file that ships in Resemblyzer; its own
+	# dependencies (librosa, webrtcvad, typing) are never imported, so they are not installed
+	$(VENV)/bin/pip install --quiet --no-deps "resemblyzer==0.1.4"
 	touch $(STAMP)
 
 install: $(STAMP)

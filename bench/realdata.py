@@ -41,6 +41,9 @@ FAMILIES = {
                                  "seed": 1}),
     # per-clip features + LightGBM per label on 5 passes of augmented 5-s examples: errs unlike the CNNs
     "feat-lgbm": ("features-lgbm", {"epochs": 5, "max_seconds": 5.0}),
+    # the same + a pretrained speaker encoder's d-vector (Resemblyzer's GE2E weights): what a voice sounds
+    # like, learnt from thousands of speakers, where the summary features see only spectra and levels
+    "feat-dvec": ("features-dvec-lgbm", {"epochs": 5, "max_seconds": 5.0}),
     # the same features, an RBF SVM per label (Platt-scaled): the background material's classical baseline
     "feat-svm": ("features-svm", {"epochs": 5, "max_seconds": 5.0}),
 }

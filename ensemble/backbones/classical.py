@@ -225,7 +225,8 @@ def _export_frontend(frontend: ClipFeatures) -> Any:
     import torch
 
     buf = io.BytesIO()
-    example = torch.zeros(2, frontend.spec.sampling_rate)
+    # 2 s where a speaker encoder needs 1.6-s windows to trace; 1 s otherwise (the time axis is dynamic)
+    example = torch.zeros(2, frontend.spec.sampling_rate * (2 if frontend.spec.embedding else 1))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(frontend, (example,), buf, dynamo=False, input_names=["input_values"],
@@ -273,6 +274,21 @@ def _splice(front: Any, heads: list[Any], labels: list[str], whole: bool = False
     model.ir_version = max(front.ir_version, *(h.ir_version for h in heads))
     onnx.checker.check_model(model)
     return model
+
+
+def check_classical_options(model_ref: str, max_seconds: float) -> None:
+    """What a classical family needs before any audio is read: a speaker encoder's weights, and training
+    and inference windows long enough for its 1.6-s windows."""
+    from ensemble.backbones.families import is_classical, named_config
+
+    if not is_classical(model_ref) or not named_config(model_ref).spec.embedding:
+        return
+    from ensemble.backbones.voice_embedding import MIN_SAMPLES, SAMPLING_RATE, weights_path
+
+    weights_path()
+    if max_seconds * SAMPLING_RATE < MIN_SAMPLES:
+        raise ConfigError(f"--max-seconds {max_seconds:g}: {model_ref!r} embeds 1.6-s windows; "
+                          f"use at least {MIN_SAMPLES / SAMPLING_RATE:.2f}")
 
 
 def build_classical(model_ref: str, labels: list[str], lr: float | None = None) -> FeatureClassifier:

@@ -69,6 +69,9 @@ for _family in [
     Family("features-lgbm", WAVEFORM, "never", "nothing (fixed features)", 0.05, trainer="features"),
     Family("features-logreg", WAVEFORM, "never", "nothing (fixed features)", 0.0, trainer="features"),
     Family("features-svm", WAVEFORM, "never", "nothing (fixed features)", 0.0, trainer="features"),
+    # The same features plus a pretrained speaker encoder's d-vector (fixed: fitted estimators only).
+    Family("features-dvec-lgbm", WAVEFORM, "never", "nothing (fixed features and encoder)", 0.05,
+           trainer="features"),
 ]:
     FAMILIES.add(_family.model_type, _family)
 
@@ -112,11 +115,13 @@ def _logmel() -> Any:
     return LogMelConfig()
 
 
-def _classical(estimator: str) -> Callable[[], Any]:
+def _classical(estimator: str, embedding: str = "") -> Callable[[], Any]:
     def make() -> Any:
         from ensemble.backbones.classical import ClassicalConfig
+        from ensemble.backbones.features import FeatureSpec
 
-        return ClassicalConfig(f"features-{estimator}", estimator)
+        name = f"features-{'dvec-' if embedding else ''}{estimator}"
+        return ClassicalConfig(name, estimator, spec=FeatureSpec(embedding=embedding))
 
     return make
 
@@ -147,6 +152,8 @@ for _name, _make in {
     "features-lgbm": _classical("lgbm"),
     "features-logreg": _classical("logreg"),
     "features-svm": _classical("svm"),
+    # The same + a pretrained speaker encoder's d-vector (weights from `pip install --no-deps resemblyzer`).
+    "features-dvec-lgbm": _classical("lgbm", "dvector"),
 }.items():
     NAMED_CONFIGS.add(_name, _make)
 

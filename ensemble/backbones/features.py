@@ -4,7 +4,9 @@
 means and deviations (all frames, and the active frames only), MFCC means, deviations and delta
 deviations, spectral shape per frame (centroid, spread, high-band share from the power spectrum; roll-off
 band, flatness and flux over the mel bands) as mean and deviation, level (frame energy mean / deviation / max / min, clip RMS, peak, crest) and
-activity (share of frames within 20 and 40 dB of the loudest, zero-crossing rate). Plain ops only
+activity (share of frames within 20 and 40 dB of the loudest, zero-crossing rate), and with
+`FeatureSpec(embedding="dvector")` a pretrained speaker encoder's 256-dimensional d-vector
+(`voice_embedding`). Plain ops only
 (a strided conv1d with fixed DFT kernels, as the log-mel CNN's front end), so the same graph runs in
 torch for training and inside the exported ONNX file; `FEATURES_VERSION` changes whenever the
 definition does, and is recorded in run.json and the ONNX metadata.
@@ -20,12 +22,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from ensemble.backbones.logmel import dft_kernels, mel_matrix
+from ensemble.errors import ConfigError
 
 FEATURES_VERSION = "clip-features-2"
 _EPS = 1e-10
 _SHAPE = ("centroid_khz", "spread_khz", "rolloff_band", "log_flatness", "log_high_share", "flux")
 _LEVEL = ("energy_db_mean", "energy_db_std", "energy_db_max", "energy_db_min", "rms_db", "peak_db", "crest_db")
 _ACTIVITY = ("active20", "active40", "zcr")
+EMBEDDING_DIMS = {"dvector": 256}  # FeatureSpec.embedding → its width (`voice_embedding`)
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,21 @@ class FeatureSpec:
     n_mfcc: int = 20
     high_hz: float = 4000.0
     version: str = FEATURES_VERSION
+    embedding: str = ""  # a pretrained voice embedding appended to the summary features: "" or "dvector"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.embedding:  # the summary features alone: recorded as before the embedding existed
+            del out["embedding"]
+        return out
 
     def names(self) -> list[str]:
         """Feature names in column order."""
         mel = [f"mel{i}_{s}" for s in ("mean", "std", "active_mean") for i in range(self.n_mels)]
         mfcc = [f"mfcc{i}_{s}" for s in ("mean", "std", "delta_std") for i in range(self.n_mfcc)]
         shape = [f"{n}_{s}" for n in _SHAPE for s in ("mean", "std")]
-        return mel + mfcc + shape + list(_LEVEL) + list(_ACTIVITY)
+        embedding = [f"{self.embedding}{i}" for i in range(EMBEDDING_DIMS[self.embedding])] if self.embedding else []
+        return mel + mfcc + shape + list(_LEVEL) + list(_ACTIVITY) + embedding
 
 
 def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -83,6 +92,14 @@ class ClipFeatures(nn.Module):
         f_khz = freqs / 1000.0
         moments = np.stack([np.ones_like(f_khz), f_khz, f_khz ** 2, (freqs >= spec.high_hz)], axis=1)
         self.register_buffer("moments", torch.from_numpy(moments.astype(np.float32)), persistent=False)
+        self.voice = None
+        if spec.embedding:
+            from ensemble.backbones.voice_embedding import SAMPLING_RATE, VoiceEmbedding
+
+            if spec.embedding not in EMBEDDING_DIMS or spec.sampling_rate != SAMPLING_RATE:
+                raise ConfigError(f"embedding {spec.embedding!r} needs one of {sorted(EMBEDDING_DIMS)} at "
+                                  f"{SAMPLING_RATE} Hz; got {spec.sampling_rate} Hz")
+            self.voice = VoiceEmbedding()
 
     def power(self, waves: torch.Tensor) -> torch.Tensor:
         """Power spectrogram `(b, freq, frames)`: an FFT in torch, fixed DFT kernels (a conv1d) in ONNX
@@ -131,8 +148,10 @@ class ClipFeatures(nn.Module):
                              peak_db - rms_db], dim=1)
         zcr = ((waves[:, 1:] * waves[:, :-1]) < 0).to(waves.dtype).mean(dim=1)
         activity = torch.stack([active.mean(dim=1), (energy > peak - 40.0).to(waves.dtype).mean(dim=1), zcr], dim=1)
-        return torch.cat([mel_mean, mel_std, mel_active, mfcc_mean, mfcc_std, delta_std, shape_stats, level,
-                          activity], dim=1)
+        parts = [mel_mean, mel_std, mel_active, mfcc_mean, mfcc_std, delta_std, shape_stats, level, activity]
+        if self.voice is not None:
+            parts.append(self.voice(waves))
+        return torch.cat(parts, dim=1)
 
 
 def clip_features(module: ClipFeatures, waves: np.ndarray, batch_size: int = 64) -> np.ndarray:

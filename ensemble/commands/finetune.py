@@ -144,11 +144,14 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
             progress: Progress | None = None) -> tuple[FoldContext, list[int]]:
     """Everything before the folds: checks, the shared folds and test-like files, the run's options.
     Returns what every fold shares and the folds to run (each then runs anywhere: here, or as a Ray task)."""
+    from ensemble.backbones.classical import check_classical_options
+
     emit = progress or (lambda event: None)
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_model_ref(opts.model)
     check_devices_option(opts)
     opts = check_knobs(opts)
+    check_classical_options(opts.model, opts.max_seconds)
     check_competition_audio(ws, comp, progress=emit)
     with exclusive(ws.models_dir / ".lock"):  # the shared folds and test-like files are made once
         sweep_tmp(ws.models_dir)
