@@ -24,8 +24,8 @@ from ensemble.metrics.dacon import competition_score
 from ensemble.stack.synthetic import make_runs
 
 LABELS = ["fake", "real"]
-CASES = [  # (test rows, runs)
-    (300, 1), (300, 4), (800, 1), (800, 4),
+CASES = [  # (test rows, runs, the runs' class separation: weakest, strongest)
+    (300, 1, 1.0, 1.0), (300, 4, 1.0, 1.5), (500, 3, 0.6, 1.0), (800, 1, 1.0, 1.0), (800, 4, 1.0, 1.5),
 ]
 
 
@@ -42,9 +42,9 @@ def _ens(*args, cwd: Path) -> str:
     return done.stdout
 
 
-def case(n_test: int, n_runs: int, seed: int, root: Path) -> dict:
+def case(n_test: int, n_runs: int, weakest: float, strongest: float, seed: int, root: Path) -> dict:
     d = make_runs(2000, n_test, n_runs=n_runs, prior=(0.3, 0.3), test_prior=(0.6, 0.5),
-                  strength=np.linspace(1.0, 1.5, n_runs), seed=seed)
+                  strength=np.linspace(weakest, strongest, n_runs), seed=seed)
     comp, ws = root / "comp", root / "ws"
     comp.mkdir()
     ws.mkdir()
@@ -78,10 +78,10 @@ def main() -> None:
     print(f"{'test rows':>9} {'runs':>4} {'seed':>4}  {'true prior':<14} {'EM used':<14} {'em':>7} {'none':>7} "
           f"{'gain':>6}  method / fallback")
     gains = []
-    for n_test, n_runs in CASES:
+    for n_test, n_runs, weakest, strongest in CASES:
         for seed in range(args.seeds):
             with tempfile.TemporaryDirectory() as tmp:
-                r = case(n_test, n_runs, seed, Path(tmp))
+                r = case(n_test, n_runs, weakest, strongest, seed, Path(tmp))
             gains.append(1 - r["em"] / r["none"])
             print(f"{n_test:>9} {n_runs:>4} {seed:>4}  {str(r['true']):<14} {str(r['used']):<14} {r['em']:>7.4f} "
                   f"{r['none']:>7.4f} {gains[-1]:>6.1%}  {r['method']} {r['fallback'] or ''}", flush=True)
