@@ -182,9 +182,12 @@ def test_compare_write_refuses_a_taken_name_before_comparing(two_runs, workspace
     import ensemble.commands.stack as stack
 
     assert ens("stack", "r0", "r1", "--name", "taken").exit_code == 0
-    monkeypatch.setattr(stack, "compare_methods", lambda *a, **k: pytest.fail("compared before the name check"))
-    result = ens("stack", "r0", "r1", "--compare", "--write", "--name", "taken")
-    assert result.exit_code == 1 and result.output.startswith("Error: submission 'taken' already exists")
+    # the steps `run_stack` takes after the name check: neither may start for a taken name
+    monkeypatch.setattr(stack, "_compare", lambda *a, **k: pytest.fail("compared before the name check"))
+    monkeypatch.setattr(stack, "_stack", lambda *a, **k: pytest.fail("stacked before the name check"))
+    for args in (["--compare", "--write"], ["--method", "mean"]):
+        result = ens("stack", "r0", "r1", *args, "--name", "taken")
+        assert result.exit_code == 1 and result.output.startswith("Error: submission 'taken' already exists")
 
 
 def test_help_lists_commands_in_pipeline_order_and_cuts_nothing():

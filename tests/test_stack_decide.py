@@ -320,3 +320,39 @@ def test_calibrate_auto_refuses_a_calibration_only_the_test_like_rows_want():
     assert cal["calibrator"] == "none" and cal["gain"]["lo"] > 0 and cal["guard_gain"] < 0
     assert "not shared by the clean rows" in cal["rule"]
     assert auto.ece <= none.ece + 1e-12
+
+
+def _challengers(y: np.ndarray, base: np.ndarray, others: list[np.ndarray]):
+    cands = [Candidate("run:a", "single", "none", {"run": 0}, "a")]
+    cands += [Candidate(f"blend{i}", "mean", "none") for i in range(len(others))]
+    preds = [q[:, None] for q in [base] + others]
+    return cands, [competition_score(y[:, None], q).score for q in preds], preds
+
+
+def test_the_gain_interval_is_corrected_for_the_number_of_challengers():
+    rng = np.random.default_rng(0)
+    n = 1000
+    y = (rng.random(n) < 0.5).astype(float)
+    shared, own = rng.standard_normal(n), rng.standard_normal(n)
+    base = sigmoid(2 * y - 1 + shared)
+    weak = [sigmoid(0.3 * (2 * y - 1) + rng.standard_normal(n)) for _ in range(19)]
+    better = sigmoid(1.05 * (2 * y - 1) + 0.8 * shared + 0.6 * own)  # a little better, within noise
+    alone = decide(*_challengers(y, base, [better]), y[:, None])
+    assert alone.chosen == 1 and alone.tests[1]["lo"] > 0  # one test at 95 %: it passes
+    among = decide(*_challengers(y, base, [better] + weak), y[:, None])
+    # the best of 20 gains is positive by chance more often: each is tested at 1 − 0.05 / 20
+    assert among.chosen == 0 and among.tests[1]["alpha"] == pytest.approx(0.05 / 20)
+    assert among.tests[1]["lo"] <= 0 < alone.tests[1]["lo"]
+
+
+def test_of_the_challengers_that_pass_the_best_scored_is_written():
+    rng = np.random.default_rng(3)
+    n = 2000
+    y = (rng.random(n) < 0.5).astype(float)
+    base = sigmoid(0.8 * (2 * y - 1) + rng.standard_normal(n))
+    good, best = (sigmoid(s * (2 * y - 1) + 0.5 * rng.standard_normal(n)) for s in (1.5, 2.5))
+    for order, best_at in (([good, best], 2), ([best, good], 1)):
+        cands, scores, preds = _challengers(y, base, order)
+        d = decide(cands, scores, preds, y[:, None])
+        assert d.tests[1]["passed"] and d.tests[2]["passed"]
+        assert d.chosen == best_at and scores[d.chosen] == min(scores)
