@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ensemble.backbones.logmel import dft_kernels, mel_matrix
+from ensemble.backbones.logmel import dft_kernels, dft_power, mel_matrix
 from ensemble.errors import ConfigError
 
 FEATURES_VERSION = "clip-features-2"
@@ -94,20 +94,19 @@ class ClipFeatures(nn.Module):
         self.register_buffer("moments", torch.from_numpy(moments.astype(np.float32)), persistent=False)
         self.voice = None
         if spec.embedding:
-            from ensemble.backbones.voice_embedding import SAMPLING_RATE, VoiceEmbedding
+            from ensemble.backbones.voice_embedding import HOP, N_FFT, SAMPLING_RATE, VoiceEmbedding
 
-            if spec.embedding not in EMBEDDING_DIMS or spec.sampling_rate != SAMPLING_RATE:
-                raise ConfigError(f"embedding {spec.embedding!r} needs one of {sorted(EMBEDDING_DIMS)} at "
-                                  f"{SAMPLING_RATE} Hz; got {spec.sampling_rate} Hz")
+            if spec.embedding not in EMBEDDING_DIMS or (spec.sampling_rate, spec.n_fft, spec.hop_length) != (
+                    SAMPLING_RATE, N_FFT, HOP):
+                raise ConfigError(f"embedding {spec.embedding!r}: the known ones are {sorted(EMBEDDING_DIMS)}, on "
+                                  f"{SAMPLING_RATE} Hz frames of {N_FFT} samples every {HOP}")
             self.voice = VoiceEmbedding()
 
     def power(self, waves: torch.Tensor) -> torch.Tensor:
         """Power spectrogram `(b, freq, frames)`: an FFT in torch, fixed DFT kernels (a conv1d) in ONNX
         (the same Hann-windowed, zero-padded frames; the two agree to float32 rounding)."""
         if torch.onnx.is_in_onnx_export():
-            x = F.pad(waves.unsqueeze(1), (self.pad, self.pad))
-            spec = F.conv1d(x, self.kernels, stride=self.spec.hop_length)
-            return spec[:, : self.n_freq] ** 2 + spec[:, self.n_freq:] ** 2
+            return dft_power(waves, self.kernels, self.spec.hop_length)
         spec = torch.stft(F.pad(waves, (self.pad, self.pad)), self.spec.n_fft, self.spec.hop_length,
                           window=self.window, center=False, return_complex=True)
         return spec.real ** 2 + spec.imag ** 2
@@ -150,7 +149,7 @@ class ClipFeatures(nn.Module):
         activity = torch.stack([active.mean(dim=1), (energy > peak - 40.0).to(waves.dtype).mean(dim=1), zcr], dim=1)
         parts = [mel_mean, mel_std, mel_active, mfcc_mean, mfcc_std, delta_std, shape_stats, level, activity]
         if self.voice is not None:
-            parts.append(self.voice(waves))
+            parts.append(self.voice(waves, power))  # the same frames: its STFT is this one
         return torch.cat(parts, dim=1)
 
 

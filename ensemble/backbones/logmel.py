@@ -68,22 +68,27 @@ def dft_kernels(n_fft: int) -> np.ndarray:
     return np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])[:, None, :].astype(np.float32)
 
 
+def dft_power(waves: torch.Tensor, kernels: torch.Tensor, hop_length: int) -> torch.Tensor:
+    """Power spectrogram `(batch, n_fft // 2 + 1, frames)` of zero-padded (centred) frames, by a strided
+    conv1d with `dft_kernels(n_fft)`: plain ops that export to ONNX."""
+    n_freq = kernels.shape[0] // 2
+    pad = kernels.shape[2] // 2
+    spec = F.conv1d(F.pad(waves.unsqueeze(1), (pad, pad)), kernels, stride=hop_length)  # (b, 2 * n_freq, frames)
+    return spec[:, :n_freq] ** 2 + spec[:, n_freq:] ** 2
+
+
 class LogMelFrontEnd(nn.Module):
     """Waveform `(batch, samples)` → log-mel `(batch, 1, n_mels, frames)`; no trainable parameters."""
 
     def __init__(self, config: LogMelConfig) -> None:
         super().__init__()
         self.hop_length = config.hop_length
-        self.pad = config.n_fft // 2
-        self.n_freq = config.n_fft // 2 + 1
         self.register_buffer("kernels", torch.from_numpy(dft_kernels(config.n_fft)), persistent=False)
         mel = mel_matrix(config.sampling_rate, config.n_fft, config.n_mels)
         self.register_buffer("mel", torch.from_numpy(mel), persistent=False)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        x = F.pad(waves.unsqueeze(1), (self.pad, self.pad))
-        spec = F.conv1d(x, self.kernels, stride=self.hop_length)  # (b, 2 * n_freq, frames)
-        power = spec[:, : self.n_freq] ** 2 + spec[:, self.n_freq :] ** 2
+        power = dft_power(waves, self.kernels, self.hop_length)
         mel = torch.matmul(power.transpose(1, 2), self.mel)  # (b, frames, n_mels)
         return torch.log(mel + 1e-6).transpose(1, 2).unsqueeze(1)
 

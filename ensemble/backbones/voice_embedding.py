@@ -98,15 +98,18 @@ class VoiceEmbedding(nn.Module):
         self.register_buffer("kernels", torch.from_numpy(dft_kernels(N_FFT)), persistent=False)
         self.register_buffer("mel", torch.from_numpy(slaney_mel(SAMPLING_RATE, N_FFT, N_MELS)), persistent=False)
 
-    def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        rms = torch.sqrt((waves ** 2).mean(dim=1, keepdim=True) + 1e-12)
-        waves = waves * torch.clamp(10 ** (TARGET_DBFS / 20) / rms, min=1.0)  # level up only, as Resemblyzer
+    def forward(self, waves: torch.Tensor, power: torch.Tensor | None = None) -> torch.Tensor:
+        """`power`: the waves' power spectrogram `(batch, 201, frames)` on 25-ms frames every 10 ms (centred),
+        when the caller has computed it already; else it is computed here."""
+        from ensemble.backbones.logmel import dft_power
+
         if not torch.onnx.is_in_onnx_export() and waves.shape[1] < MIN_SAMPLES:
             raise ConfigError(f"the d-vector front end needs clips of at least {MIN_SAMPLES / SAMPLING_RATE:.2f} s "
                               f"(one window); got {waves.shape[1]} samples: raise --max-seconds")
-        spec = F.conv1d(F.pad(waves.unsqueeze(1), (N_FFT // 2, N_FFT // 2)), self.kernels, stride=HOP)
-        n_freq = N_FFT // 2 + 1
-        power = spec[:, :n_freq] ** 2 + spec[:, n_freq:] ** 2  # (b, freq, frames)
+        rms = torch.sqrt((waves ** 2).mean(dim=1, keepdim=True) + 1e-12)
+        gain = torch.clamp(10 ** (TARGET_DBFS / 20) / rms, min=1.0)  # level up only, as Resemblyzer
+        power = dft_power(waves, self.kernels, HOP) if power is None else power
+        power = power * (gain ** 2).unsqueeze(2)  # levelling the waves scales their power
         mels = torch.matmul(power.transpose(1, 2), self.mel)  # (b, frames, 40): power, not log (GE2E's input)
         # windows by a gather, not `unfold`: ONNX export needs the frame count as a graph value
         n_windows = (mels.shape[1] - WINDOW_FRAMES) // STEP_FRAMES + 1

@@ -211,20 +211,24 @@ def check_calibrate(name: str) -> str:
     return name
 
 
+def _cross_fitted(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sample_weight: np.ndarray | None,
+                 p_eval: np.ndarray, folds_eval: np.ndarray) -> np.ndarray:
+    """Calibrator `name`'s predictions for the rows `p_eval`, each by a calibrator fitted on the rows of
+    `p` outside its fold (left as they are where those rows hold one class)."""
+    out = np.asarray(p_eval, dtype=np.float64).copy()
+    for k in np.unique(folds_eval):
+        train, rows = folds != k, folds_eval == k
+        if y[train].min() == y[train].max():
+            continue
+        w = None if sample_weight is None else sample_weight[train]
+        out[rows] = make_calibrator(name).fit(p[train], y[train], w).predict(p_eval[rows])
+    return out
+
+
 def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray,
                               sample_weight: np.ndarray | None = None) -> np.ndarray:
     """`(rows, calibrators)`: each calibrator's predictions for 1-D `p`, cross-validated over `folds`."""
-    out = np.empty((len(p), len(CALIBRATORS)))
-    for k in np.unique(folds):
-        test = folds == k
-        train = ~test
-        w = None if sample_weight is None else sample_weight[train]
-        for c, name in enumerate(CALIBRATORS):
-            if y[train].min() == y[train].max():
-                out[test, c] = p[test]
-            else:
-                out[test, c] = make_calibrator(name).fit(p[train], y[train], w).predict(p[test])
-    return out
+    return np.column_stack([_cross_fitted(name, p, y, folds, sample_weight, p, folds) for name in CALIBRATORS])
 
 
 def _guard_gain(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sample_weight: np.ndarray | None,
@@ -232,13 +236,7 @@ def _guard_gain(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, samp
     """The gain of calibrator `name` over `none` on the guard rows, each row calibrated by a calibrator
     fitted on the fit rows of other folds; None where it cannot be measured."""
     pg, yg, fg = guard
-    out = np.asarray(pg, dtype=np.float64).copy()
-    for k in np.unique(fg):
-        train = folds != k
-        if y[train].min() == y[train].max():
-            continue
-        w = None if sample_weight is None else sample_weight[train]
-        out[fg == k] = make_calibrator(name).fit(p[train], y[train], w).predict(pg[fg == k])
+    out = _cross_fitted(name, p, y, folds, sample_weight, pg, fg)
     try:
         none, cal = scorer.column_losses(yg, np.column_stack([pg, out]))
     except MetricError:
