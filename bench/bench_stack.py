@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ensemble.stack import BLENDERS, stack
+from ensemble.stack.request import StackInputs, StackRequest
 from ensemble.stack.nested import best_single_run
 from ensemble.stack.synthetic import make_runs
 
@@ -28,8 +29,10 @@ def main(methods: list[str]) -> None:
           f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; best single run {best}: "
           f"{singles[best]:.4f}")
     print(f"{'method':<10} {'seconds':>8} {'nested':>8} {'AUC':>7} {'Brier':>7} {'ECE':>7} {'in-sample':>9} {'gap':>8}")
+    inputs = StackInputs(runs=[f"run{r}" for r in range(d.P.shape[1])], labels=["fake", "real"], test=d.P_test,
+                         oof=d.P, y=d.y, folds=d.folds)
     for method in methods or list(BLENDERS):
-        r = stack(d.P, d.y, d.folds, d.P_test, method=method, labels=["fake", "real"])
+        r = stack(inputs, StackRequest(method=method))
         n = r.nested
         print(f"{method:<10} {r.seconds:>8.1f} {n.score:>8.4f} {n.auc:>7.4f} {n.brier:>7.4f} {n.ece:>7.4f} "
               f"{r.in_sample.score:>9.4f} {r.optimism:>8.4f}", flush=True)

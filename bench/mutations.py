@@ -39,9 +39,9 @@ class Mutation:
 
 
 MUTATIONS = [
-    Mutation("stack_runs ignores --test-prior", "ensemble/commands/stack.py",
-             "calibrate=calibrate, test_prior=prior, fit_on=fit_on,",
-             'calibrate=calibrate, test_prior="none", fit_on=fit_on,',
+    Mutation("stack ignores --test-prior", "ensemble/stack/pipeline.py",
+             "    method, meta, test_prior = request.method, inputs.meta, request.prior",
+             '    method, meta, test_prior = request.method, inputs.meta, "none"',
              ("tests/test_stack_cli.py::test_numeric_test_prior_shifts_every_logit_by_hand",)),
     Mutation("check_compatible drops the data-fingerprint check", "ensemble/artifacts/runs.py",
              "made_on[key] != ref_data[key]:", "False:",
@@ -114,7 +114,7 @@ MUTATIONS = [
              "    if not (meta.is_file() and csv.is_file()):", "    if not meta.is_file():",
              ("tests/test_faults.py::test_stack_killed_at_every_rename",)),
     Mutation("ens stack checks the name only after stacking", "ensemble/commands/stack.py",
-             "        check_free(ws, out_name, force)", "        pass",
+             "        check_free(ws, request.out_name, request.force)", "        pass",
              ("tests/test_bad_inputs_stack.py", "-k", "refused-before")),
     Mutation("ens oof leaves temp litter in the run folder", "ensemble/commands/oof.py",
              "        sweep_tmp(run.dir)  # a killed", "        pass  # a killed",
@@ -189,7 +189,7 @@ MUTATIONS = [
              "    chosen = max(winners, key=lambda i: score[i]) if winners else base",
              ("tests/test_stack_decide.py", "-k", "best_scored")),
     Mutation("ens stack checks a taken name only when it writes", "ensemble/commands/stack.py",
-             "        check_free(ws, out_name, force)  # before seconds of stacking", "        pass",
+             "        check_free(ws, request.out_name, request.force)  # before seconds of stacking", "        pass",
              ("tests/test_cli_ux.py", "-k", "taken_name")),
     Mutation("EM and BBSE must agree within 0.05 whatever BBSE's noise", "ensemble/stack/prior.py",
              "    tolerance = max(DISAGREE_WARN, float(norm.isf(MIXTURE_ALPHA / 2)) * bbse_error)",

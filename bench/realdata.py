@@ -17,16 +17,18 @@ import argparse
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from ensemble.commands.features import make_features
-from ensemble.commands.stack import compare_methods, stack_runs
+from ensemble.artifacts.submission import submission_frame
+from ensemble.commands.stack import run_stack
+from ensemble.stack.request import StackRequest
 from ensemble.artifacts.competition import Competition
 from ensemble.commands.finetune import FinetuneOptions, finetune
 from ensemble.artifacts.provenance import package_versions
-from ensemble.artifacts.submission import submission_frame, write_submission
 from ensemble.commands.score import read_answers
 from ensemble.metrics.frames import score_frame
 from ensemble.artifacts.workspace import Workspace
@@ -87,17 +89,19 @@ def main() -> None:
             make_features(ws, comp, kind, name)
             print(f"feature set {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     t0 = time.perf_counter()
-    comparison = compare_methods(ws, comp, runs)
+    asked = StackRequest(runs=tuple(runs), compare=True, write=False)
+    comparison = run_stack(ws, comp, asked).comparison
     print(f"stack --compare: {time.perf_counter() - t0:.0f} s", flush=True)
     truth, labels = read_answers(args.data / "test_answers.csv", comp.labels)
     rows = []
     for cand, row in zip(comparison.candidates, comparison.rows):
-        result, _ = stack_runs(ws, comp, runs, cand.method, params=cand.params, calibrate=cand.calibrate,
-                               meta=",".join(FEATURE_SETS) if cand.meta else "none")
+        result = run_stack(ws, comp, replace(asked.with_candidate(cand), meta=",".join(FEATURE_SETS) if cand.meta
+                                             else "none")).result
         rows.append(_row(cand.name, row, result.test, comp, truth, labels))
     for prior in ("none", "em"):
-        result, sidecar = stack_runs(ws, comp, runs, "auto", test_prior=prior, comparison=comparison)
-        write_submission(ws, f"auto-prior-{prior}", submission_frame(result.test, comp), comp, sidecar, force=True)
+        written = replace(asked, compare=False, method="auto", test_prior=prior, name=f"auto-prior-{prior}",
+                          write=True, force=True)
+        result = run_stack(ws, comp, written, comparison=comparison).result
         rows.append(_row(f"written (auto, prior {prior})", {}, result.test, comp, truth, labels))
     print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} (1 min)")
     print_tables(pd.DataFrame(rows), comparison, time.perf_counter() - started)

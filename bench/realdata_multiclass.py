@@ -26,6 +26,7 @@ from ensemble.artifacts.workspace import Workspace
 from ensemble.commands.finetune import FinetuneOptions, finetune
 from ensemble.commands.score import read_answers
 from ensemble.commands.stack import run_stack
+from ensemble.stack.request import StackRequest
 from ensemble.metrics.scorer import class_report
 from ensemble.stack.inputs import test_tensor
 
@@ -67,7 +68,7 @@ def main() -> None:
         seconds[name] = time.perf_counter() - t0
         print(f"{name}: {seconds[name]:.0f} s", flush=True)
     t0 = time.perf_counter()
-    done = run_stack(ws, comp, runs, "auto", compare=True, write=True, metric="logloss", force=True)
+    done = run_stack(ws, comp, StackRequest(runs=tuple(runs), compare=True, write=True, metric="logloss", force=True))
     seconds["stack --compare --write"] = time.perf_counter() - t0
     truth, labels = read_answers(args.data / "test_answers.csv", comp.labels)
     y = truth.set_index("id").loc[comp.test_ids, labels].to_numpy(dtype=np.float64)

@@ -184,7 +184,7 @@ CASES = [
          r"method 'hillclimb' has no parameter 'bags'; valid: n_iter, n_bags, bag_fraction, space, max_rows, seed, metric"),
     Case("stack: --fit-on testlike without test-like OOF", lambda c: ["stack", "r0", "r1", "--fit-on", "testlike"],
          r"--fit-on testlike needs test-like OOF \(oof_testlike\.parquet, made by `ens finetune`\) for every run; runs without: 'r0', 'r1' \(use --fit-on auto or clean\)"),
-    Case("stack: unknown --fit-on", lambda c: ["stack", "r0", "r1", "--fit-on", "train"], r"fit_on must be one of auto, clean, testlike, both; got 'train'"),
+    Case("stack: unknown --fit-on", lambda c: ["stack", "r0", "r1", "--fit-on", "train"], r"--fit-on must be one of auto, clean, testlike, both; got 'train'"),
     Case("stack: --calibrate without OOF", lambda c: ["stack", "t0", "--calibrate", "platt"],
          r"--calibrate platt needs OOF predictions for every run; runs without: 't0' \(import them with --oof, or leave the option out\)"),
     Case("stack: unknown --calibrate", lambda c: ["stack", "r0", "r1", "--calibrate", "sigmoid"],

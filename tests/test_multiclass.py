@@ -14,7 +14,7 @@ from ensemble.artifacts.competition import Competition
 from ensemble.cli import app
 from ensemble.errors import ConfigError, DataError
 from ensemble.metrics.scorer import get_scorer
-from ensemble.stack.pipeline import compare, stack
+from stacking import compare, stack
 
 runner = CliRunner()
 CLASSES = ["human", "espeak", "festival", "flite"]
@@ -62,10 +62,11 @@ def test_task_and_metric_are_remembered_in_ens_toml(tmp_path, csv_competition, w
     comp = open_competition(ws, csv_competition, task="multiclass")
     assert comp.task == "multiclass" and ws.settings() == {"data": str(csv_competition.resolve()), "task": "multiclass"}
     assert open_competition(ws).task == "multiclass"  # remembered, without --task
-    assert ws.metric("multiclass", "macro-f1") == "macro-f1" and ws.settings()["metric"] == "macro-f1"
+    assert ws.metric("multiclass", "macro-f1") == "macro-f1" and "metric" not in ws.settings()  # a getter only
+    ws.remember_metric("multiclass", "macro-f1")
     assert ws.metric("multiclass") == "macro-f1"
     with pytest.raises(ConfigError, match="'competition' has no multiclass form"):
-        ws.metric("multiclass", "competition")
+        ws.remember_metric("multiclass", "competition")
     assert ws.settings()["metric"] == "macro-f1"  # a refused metric is not remembered
 
 

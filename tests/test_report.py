@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import pandas as pd
 import pytest
 
 from conftest import LABELS, write_predictions
-from ensemble.commands.stack import stack_runs
+from ensemble.commands.stack import run_stack
+from ensemble.stack.request import StackRequest
 from ensemble.artifacts.competition import Competition
 from ensemble.errors import EnsError, ExistsError
 from ensemble.artifacts.folds import load_folds
@@ -63,8 +65,7 @@ def built(tmp_path: Path, csv_competition: Path, workspace: Path) -> Workspace:
     write_run_file(tl, ws.run_dir("w2v"), TESTLIKE_OOF_FILE)
     for name, method, runs, public, private in [("blend-mean", "mean", ["w2v", "cnn"], 0.21, 0.23),
                                                 ("blend-logit", "logit", ["w2v", "cnn", "hubert"], 0.19, None)]:
-        result, sidecar = stack_runs(ws, comp, runs, method)
-        write_submission(ws, name, submission_frame(result.test, comp), comp, sidecar)
+        run_stack(ws, comp, StackRequest(runs=tuple(runs), method=method, name=name))
         record_leaderboard(ws, name, public, private)
     return ws
 
@@ -170,6 +171,19 @@ def test_a_submission_its_recipe_does_not_reproduce_is_named_not_drawn(built: Wo
     assert "'blend-mean': re-running its recipe does not reproduce its CSV" in (out / "index.md").read_text()
 
 
+def test_a_submission_stacked_on_another_metric_re_runs_on_its_own(built: Workspace):
+    """The restack takes the recipe's metric, not the workspace's: `--calibrate auto` keeps a calibrator
+    only where it helps the metric, so the CSV reproduces only with the metric it was made with."""
+    from ensemble.commands.report import stacked_series
+
+    comp = Competition.load(built.data_dir())
+    request = StackRequest(runs=("w2v", "cnn", "hubert"), method="logit", metric="auc", name="logit-auc")
+    other = run_stack(built, comp, replace(request, metric=None, write=False)).result.test
+    assert not np.allclose(run_stack(built, comp, request).result.test, other)  # the metric matters here
+    sidecar = json.loads((built.submissions_dir / "logit-auc.json").read_text())
+    assert [s.name for s in stacked_series(built, "logit-auc", sidecar)]
+
+
 def test_report_tells_progress_of_the_restacks(built: Workspace, tmp_path: Path):
     events: list[dict] = []
     write_report(built, tmp_path / "r", runs=["cnn", "w2v"], progress=events.append)
@@ -195,8 +209,7 @@ window.addEventListener('load', () => {
 def _with_auto_submission(ws: Workspace) -> None:
     """A submission written by the decision rule, so the page has a comparison table to show."""
     comp = Competition.load(ws.data_dir())
-    result, sidecar = stack_runs(ws, comp, ["w2v", "cnn", "hubert"], "auto")
-    write_submission(ws, "picked", submission_frame(result.test, comp), comp, sidecar)
+    run_stack(ws, comp, StackRequest(runs=("w2v", "cnn", "hubert"), method="auto", name="picked"))
 
 
 def test_report_page_holds_the_board_the_recipes_and_the_comparison(built: Workspace, tmp_path: Path):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from ensemble.metrics.dacon import competition_score
-from ensemble.stack import stack
+from stacking import stack
 from ensemble.stack.base import sigmoid
 from ensemble.stack.calibration import choose_calibrator, fit_calibrators
 from ensemble.stack.decide import Candidate, candidates, decide
-from ensemble.stack.pipeline import compare
+from stacking import compare
 from ensemble.stack.prior import adapt_prior, bounded_prior, mixture_ks, untrusted_reason
 from ensemble.stack.synthetic import make_runs
 

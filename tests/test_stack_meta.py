@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ensemble.errors import ConfigError, ContractError, DataError
-from ensemble.stack import compare, stack
+from stacking import compare, stack
 from ensemble.stack.base import Blender, make_blender
 from ensemble.stack.decide import candidates
 from ensemble.stack.metafeatures import MetaFeatures

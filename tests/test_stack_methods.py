@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ensemble.metrics.dacon import competition_score
-from ensemble.stack import make_blender, stack
+from ensemble.stack import make_blender
+from stacking import stack
 from ensemble.stack.flip import bootstrap_auc_ci
 from ensemble.metrics.dacon import column_scores
 from ensemble.stack.hillclimb import greedy_select

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ensemble.errors import ConfigError, DataError, EnsError
-from ensemble.stack import compare, nested_cv_predict, stack
+from ensemble.stack import nested_cv_predict
+from stacking import compare, stack
 from ensemble.stack.base import Blender
 from ensemble.stack.simple import LogitBlender
 from ensemble.stack.synthetic import make_runs
@@ -98,10 +99,10 @@ def test_test_only_runs():
     "kwargs, error, message",
     [
         (dict(fit_on="testlike"), ConfigError, "needs test-like"),
-        (dict(fit_on="everything"), ConfigError, "fit_on must be one of"),
+        (dict(fit_on="everything"), ConfigError, "--fit-on must be one of"),
         (dict(calibrate="magic"), ConfigError, "unknown calibrator 'magic'"),
-        (dict(test_prior="lots"), ConfigError, "test_prior must be"),
-        (dict(test_prior=1.5), ConfigError, "test_prior must be in"),
+        (dict(test_prior="lots"), ConfigError, "--test-prior must be"),
+        (dict(test_prior=1.5), ConfigError, "--test-prior must be"),
         (dict(labels=["fake"]), DataError, "labels names 1"),
         (dict(method="nope"), EnsError, "unknown stacking method"),
         (dict(params={"C": -1, "bogus": 1}, method="logreg"), ConfigError, "no parameter 'bogus'"),

@@ -5,7 +5,7 @@ import pytest
 
 from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import auc_per_column, competition_score
-from ensemble.stack import stack
+from stacking import stack
 from ensemble.stack.prior import adapt_prior, adjust_prior, bbse_prior, em_prior, sensitivity_table
 from ensemble.stack.synthetic import make_runs
 

@@ -102,16 +102,18 @@ class Workspace:
             tmp.write_text("".join(f"{key} = {json.dumps(str(value))}\n" for key, value in merged.items()))
 
     def metric(self, task: str, override: str | None = None) -> str:
-        """The metric every choice uses: `override` (remembered once valid), else `ens.toml`'s, else the
-        task's default; an unknown name, or one without a form for `task`, is a one-line error."""
+        """The metric every choice uses: `override`, else `ens.toml`'s, else the task's default; an unknown
+        name, or one without a form for `task`, is a one-line error."""
         from ensemble.metrics.scorer import default_metric, get_scorer
 
-        stored = self.settings().get("metric")
-        name = override or stored or default_metric(task)
+        name = override or self.settings().get("metric") or default_metric(task)
         get_scorer(name, task)
-        if override is not None and override != stored:
-            self.remember(metric=override)
         return name
+
+    def remember_metric(self, task: str, name: str) -> None:
+        """Store a valid metric in `ens.toml`, so later commands choose by it too (the CLI's `--metric`)."""
+        if self.metric(task, name) != self.settings().get("metric"):
+            self.remember(metric=name)
 
     def remember_data(self, path: Path) -> None:
         """Store the competition folder in `ens.toml` (call it once the folder validated)."""

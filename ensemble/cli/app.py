@@ -104,13 +104,18 @@ def command(*args, **kwargs) -> Callable:
     return decorate
 
 
-def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = (), task: str | None = None):
-    """The workspace and its validated competition folder (with the audio of `audio` splits checked)."""
+def _context(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = (), task: str | None = None,
+             metric: str | None = None):
+    """The workspace and its validated competition folder (with the audio of `audio` splits checked); a
+    `--metric` given is remembered in the workspace's ens.toml."""
     from ensemble.artifacts.competition import open_competition
     from ensemble.artifacts.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    return ws, open_competition(ws, data, audio, task)
+    comp = open_competition(ws, data, audio, task)
+    if metric is not None:
+        ws.remember_metric(comp.task, metric)
+    return ws, comp
 
 
 def console():
@@ -267,7 +272,7 @@ def finetune_cmd(
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
     check_devices_option(opts)
     check_knobs(opts)
-    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"), task=task)
+    ws, comp = _context(workspace, data, audio=("train", "test", "unlabeled"), task=task, metric=metric)
     with event_printer(console()) as show:
         if ray is None:
             run = finetune(ws, comp, opts, force=force, progress=show)
@@ -367,7 +372,7 @@ def tune_cmd(
     settings = TuneOptions(trials=values.pop("trials"), folds=values.pop("only_folds"), metric=values.pop("metric"),
                            study=values.pop("study"), out=Path(values["out"]) if values.pop("out") else None)
     base = check_tune(FinetuneOptions(**values), settings)  # before the folder's audio is checked
-    ws, comp = _context(workspace, data, audio=("train",))
+    ws, comp = _context(workspace, data, audio=("train",), metric=metric)
     with event_printer(console()) as show:
         result = tune(ws, comp, base, settings, force=force, progress=show)
     from ensemble.cli.present import trial_lines
@@ -426,22 +431,21 @@ def stack_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Blend runs into a calibrated submission scored by nested CV (the blender never scores rows it saw)."""
-    from ensemble.artifacts.workspace import check_name
     from ensemble.cli.present import compare_table, prior_table, stack_summary
     from ensemble.cli.progress import event_printer
     from ensemble.commands.stack import run_stack
+    from ensemble.stack.request import StackRequest
 
     if write and not compare:
         fail("--write only goes with --compare (it writes what the comparison chooses); without --compare "
              "every `ens stack` writes its submission")
-    if name is not None:
-        check_name(name, "submission")  # before any compute is spent
-    ws, comp = _context(workspace, data, task=task)
-    params = parse_params(param)
+    request = StackRequest(runs=tuple(runs), method=method, params=parse_params(param), calibrate=calibrate,
+                           test_prior=test_prior, fit_on=fit_on, seed=seed, meta=meta, metric=metric, name=name,
+                           compare=compare, write=write or not compare, force=force)
+    request.check()  # before any data is read
+    ws, comp = _context(workspace, data, task=task, metric=metric)
     with event_printer(console()) as show:
-        done = run_stack(ws, comp, runs, method, name=name, params=params, calibrate=calibrate,
-                         test_prior=test_prior, fit_on=fit_on, seed=seed, compare=compare, write=write, force=force,
-                         progress=show, meta=meta, metric=metric)
+        done = run_stack(ws, comp, request, progress=show)
     out = console()
     if compare:
         out.print(compare_table(done.comparison, out.width))

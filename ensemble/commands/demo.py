@@ -87,6 +87,7 @@ def share_cpu_politely(max_threads: int = 2) -> None:
 def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress | None = None) -> DemoResult:
     """Generate, fine-tune, re-predict with ONNX Runtime, stack, submit and score; everything under `out`."""
     from ensemble.commands.stack import run_stack
+    from ensemble.stack.request import StackRequest
     from ensemble.demo.synth import generate_competition
     from ensemble.commands.finetune import FinetuneOptions, finetune
     from ensemble.commands.oof import run_oof
@@ -113,7 +114,7 @@ def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress |
     add_flipped_run(ws, comp, "cnn", FLIPPED)
     runs = [name for name, _, _ in DEMO_MODELS] + [FLIPPED]
     emit({"stage": "comparing stack methods", "runs": ", ".join(runs)})
-    stacked = run_stack(ws, comp, runs, "auto", name="demo-auto", seed=seed, force=True)
+    stacked = run_stack(ws, comp, StackRequest(runs=tuple(runs), method="auto", name="demo-auto", seed=seed, force=True))
     return DemoResult(ws.root, data, stacked.written.csv, stacked.comparison,
                       score_all(ws, comp, data / "test_answers.csv"))
 

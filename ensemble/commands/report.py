@@ -111,7 +111,8 @@ def stacked_series(ws: Workspace, name: str, sidecar: dict) -> list[Series]:
     Submissions do not store their OOF; re-running the recorded stack (same runs, method, parameters,
     seed) gives it. Raises EnsError naming what stops that (changed run, missing data folder, …).
     """
-    from ensemble.commands.stack import stack_runs
+    from ensemble.commands.stack import run_stack
+    from ensemble.stack.request import StackRequest
     from ensemble.artifacts.competition import Competition
     from ensemble.artifacts.io import file_sha256
     from ensemble.artifacts.submission import submission_paths
@@ -119,18 +120,13 @@ def stacked_series(ws: Workspace, name: str, sidecar: dict) -> list[Series]:
     recipe = sidecar.get("recipe") or {}
     if "method" not in recipe or not recipe.get("runs"):
         raise EnsError(f"submission {name!r}: its sidecar holds no stacking recipe")
-    names = [r["run"] for r in recipe["runs"]]
     for entry in recipe["runs"]:
         path = ws.run_dir(entry["run"]) / "run.json"
         if not path.is_file() or file_sha256(path) != entry.get("manifest_sha256"):
             raise EnsError(f"submission {name!r}: run {entry['run']!r} changed or is gone since it was stacked")
     comp = Competition.load(ws.data_dir())
     try:
-        result, _ = stack_runs(ws, comp, names, recipe["method"], params=recipe.get("params"),
-                               calibrate=recipe.get("calibrate", "auto"), test_prior=str(recipe.get("test_prior", "none")),
-                               fit_on=recipe.get("fit_on", "auto"), seed=int(recipe.get("seed", 0)),
-                               meta=",".join(s["name"] for s in (recipe.get("meta_features") or {}).get("sets", []))
-                               or "none")
+        result = run_stack(ws, comp, StackRequest.from_recipe(recipe)).result
     except (TypeError, ValueError) as exc:
         raise EnsError(f"submission {name!r}: its recipe does not re-run ({exc})") from None
     written = read_csv(submission_paths(ws, name)[0])[comp.labels].to_numpy(dtype=np.float64)

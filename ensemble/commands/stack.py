@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ensemble.artifacts.competition import Competition
@@ -13,95 +13,103 @@ from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import ConfigError
 from ensemble.progress import Progress
 from ensemble.stack.inputs import gather
+from ensemble.stack.request import StackRequest
 
 if TYPE_CHECKING:
     from ensemble.stack.pipeline import Comparison, StackResult
-
-
-def default_name(method: str, run_names: list[str]) -> str:
-    """`<method>-<run>+<run>…`, shortened to a hash when long."""
-    import hashlib
-
-    joined = "+".join(run_names)
-    if len(joined) > 60:
-        joined = f"{len(run_names)}runs-{hashlib.sha256(joined.encode()).hexdigest()[:8]}"
-    return f"{method}-{joined}"
+    from ensemble.stack.request import StackInputs
 
 
 def _scores(parts) -> dict | None:
     return parts.as_dict() if parts is not None else None
 
 
-def stack_runs(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, params: dict | None = None,
-               calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto", seed: int = 0,
-               comparison: Comparison | None = None, progress: Progress | None = None, meta: str = "auto",
-               metric: str | None = None):
-    """Stack the runs with one method; returns (StackResult, sidecar dict for the submission).
+@dataclass
+class StackOutcome:
+    """What `ens stack` did: the comparison (with `--compare` or `auto`), and the written submission."""
 
-    `method="auto"` (or a `comparison` already made) writes what the decision rule chooses
-    (`ensemble.stack.decide`): the best single run unless a blend or calibration credibly beats it.
-    `meta`: feature sets whose per-clip meta-features the methods that take them use (see `meta_sets`).
+    name: str
+    comparison: Comparison | None
+    result: StackResult | None = None   # None: compared only, nothing written
+    sidecar: dict | None = None
+    written: Written | None = None
+
+
+def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress: Progress | None = None,
+              comparison: Comparison | None = None) -> StackOutcome:
+    """`ens stack`: one method, or with `compare`/`method="auto"` every candidate side by side and the
+    decision rule's choice (`ensemble.stack.decide`: the best single run unless a blend or calibration
+    credibly beats it); written as a validated submission when `request.write`.
+
+    Every option and the submission's name are checked before any data is read. A `comparison` already
+    made for these runs is reused instead of comparing again.
     """
-    prior = _prior_mode(test_prior)
-    _check_method(method)
-    metric = ws.metric(comp.task, metric)
-    sets = meta_sets(ws, meta, method)
-    runs = load_runs(ws, run_names)
-    return _stack(ws, comp, runs, gather(ws, comp, runs, sets), method, prior, params=params, calibrate=calibrate,
-                  test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison, progress=progress,
-                  metric=metric)
+    from ensemble.artifacts.submission import check_free, submission_frame, write_submission
+
+    request.check()
+    if request.write:
+        check_free(ws, request.out_name, request.force)  # before seconds of stacking
+    request = replace(request, metric=ws.metric(comp.task, request.metric))
+    sets = meta_sets(ws, request)
+    runs = load_runs(ws, list(request.runs))
+    inputs = gather(ws, comp, runs, sets)  # once, for the comparison and the submission alike
+    _check_options(runs, inputs, request)
+    if comparison is None and request.method == "auto":
+        comparison = _compare(inputs, request, progress)
+    if request.compare and not request.write:
+        return StackOutcome(request.out_name, comparison)
+    result, sidecar = _stack(ws, comp, runs, inputs, request, comparison, progress)
+    written = None
+    if request.write:
+        written = write_submission(ws, request.out_name, submission_frame(result.test, comp), comp, sidecar,
+                                   force=request.force)
+    return StackOutcome(request.out_name, comparison, result, sidecar, written)
 
 
-def meta_sets(ws: Workspace, meta: str, method: str) -> list[str]:
+def meta_sets(ws: Workspace, request: StackRequest) -> list[str]:
     """The feature sets `--meta` names: `none`; `auto` (every set in the workspace, offered to the comparison
     as extra candidates, written only when one credibly beats the best single run; none for an explicit
     method, which no comparison backs); or `NAME[,NAME]` (with `logreg`/`lgbm`, or the comparison)."""
     from ensemble.artifacts.features import feature_set_names
-    from ensemble.stack.base import BLENDERS
 
+    meta = request.meta
     if meta == "none":
         return []
     if meta == "auto":
-        return feature_set_names(ws) if method == "auto" else []
-    names = [n.strip() for n in meta.split(",") if n.strip()]
-    if not names:
-        raise ConfigError(f"--meta must be auto, none or feature set names such as vad; got {meta!r}")
-    if method != "auto" and not BLENDERS.get(method).uses_meta:
-        takers = ", ".join(n for n, c in BLENDERS.items() if c.uses_meta)
-        raise ConfigError(f"--meta {meta}: method {method!r} takes no meta-features; use one of {takers}, "
-                          "or --compare")
-    return names
+        return feature_set_names(ws) if request.method == "auto" else []
+    return [n.strip() for n in meta.split(",") if n.strip()]
 
 
-def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: str, prior: str | float, *,
-           params: dict | None, calibrate: str, test_prior: str, fit_on: str, seed: int,
-           comparison: Comparison | None, progress: Progress | None, metric: str):
-    """`stack_runs` on runs already loaded and gathered into `inputs`, every choice made on `metric`."""
+def _compare(inputs: StackInputs, request: StackRequest, progress: Progress | None) -> Comparison:
+    from ensemble.stack.pipeline import compare
+
+    if inputs.oof is None:
+        raise ConfigError("choosing a method (--compare, --method auto) needs OOF predictions for every run "
+                          "(import them with --oof)")
+    return compare(inputs, request, progress)
+
+
+def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInputs, request: StackRequest,
+           comparison: Comparison | None, progress: Progress | None) -> tuple[StackResult, dict]:
+    """The request's method (or the comparison's choice) stacked; the result and its sidecar."""
     from ensemble.stack.pipeline import stack
 
-    run_names = [run.name for run in runs]
-    _check_options(runs, inputs, calibrate, prior, fit_on)
     decision = None
-    if method == "auto" or comparison is not None:
-        comparison = comparison or _compare(inputs, run_names, calibrate, fit_on, seed, progress=progress,
-                                            metric=metric, task=comp.task)
+    if comparison is not None:
         chosen = comparison.chosen
-        method, params, calibrate = chosen.method, chosen.params, chosen.calibrate
+        request = request.with_candidate(chosen)
         decision = comparison.decision.as_dict(comparison.candidates)
-        use_meta = chosen.meta
-        if use_meta and inputs.meta is None:
+        if chosen.meta and inputs.meta is None:
             raise ConfigError(f"the comparison chose {chosen.name}, which needs the meta-features it was offered; "
                               "stack with the same --meta")
+        stacked = inputs if chosen.meta else replace(inputs, meta=None)
     else:
-        use_meta = inputs.meta is not None
-    result = stack(inputs.oof, inputs.y, inputs.folds, inputs.test, method=method, params=params,
-                   calibrate=calibrate, test_prior=prior, fit_on=fit_on,
-                   P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
-                   w_tl=inputs.w_testlike, labels=comp.labels, seed=seed, progress=progress,
-                   meta=inputs.meta if use_meta else None, metric=metric, task=comp.task)
-    recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed, "metric": metric,
-              "task": comp.task,
-              "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on,
+        stacked = inputs
+    result = stack(stacked, request, progress)
+    metric = request.metric
+    recipe = {**result.recipe, "method": request.method, "runs": _run_hashes(runs), "seed": request.seed,
+              "metric": metric, "task": comp.task, "calibrate": request.calibrate, "test_prior": request.test_prior,
+              "fit_on": request.fit_on,
               "testlike_weighting": inputs.weighting,
               "meta_offered": None if inputs.meta is None else inputs.meta.record()["columns"]}
     if decision is not None:
@@ -127,15 +135,9 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
     return result, sidecar
 
 
-def _check_method(method: str) -> None:
-    from ensemble.stack.base import BLENDERS
-
-    if method != "auto" and method not in BLENDERS:
-        raise ConfigError(f"unknown stacking method {method!r}; choose one of: auto, {', '.join(BLENDERS)}")
-
-
-def _check_options(runs: list[Run], inputs, calibrate: str, prior: str | float, fit_on: str) -> None:
+def _check_options(runs: list[Run], inputs: StackInputs, request: StackRequest) -> None:
     """Options that need OOF or test-like OOF, refused with the runs that lack them (before any fitting)."""
+    calibrate, prior, fit_on = request.calibrate, request.prior, request.fit_on
     wants_oof = [f"--test-prior {prior}"] if prior != "none" else []
     wants_oof += [f"--calibrate {calibrate}"] if calibrate not in ("auto", "none") else []
     if inputs.oof is None and wants_oof:
@@ -148,86 +150,8 @@ def _check_options(runs: list[Run], inputs, calibrate: str, prior: str | float, 
                           f"for every run; runs without: {lacking} (use --fit-on auto or clean)")
 
 
-def _prior_mode(value: str) -> str | float:
-    if value in ("em", "none"):
-        return value
-    try:
-        prior = float(value)
-    except ValueError:
-        prior = float("nan")
-    if not 0 < prior < 1:  # NaN fails too
-        raise ConfigError(f"--test-prior must be em, none or a number in (0, 1); got {value!r}")
-    return prior
-
-
 def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
     from ensemble.artifacts.io import file_sha256
 
     return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / MANIFEST_FILE),
              "files": run.manifest.get("files", {})} for run in runs]
-
-
-def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, methods: list[str] | None = None,
-                    calibrate: str = "auto", fit_on: str = "auto", seed: int = 0,
-                    progress: Progress | None = None, meta: str = "auto", metric: str | None = None) -> Comparison:
-    """Every candidate (each run, raw and calibrated, and each method) by nested CV on the same folds,
-    and the decision of which to write."""
-    metric = ws.metric(comp.task, metric)
-    inputs = gather(ws, comp, load_runs(ws, run_names), meta_sets(ws, meta, "auto"))
-    return _compare(inputs, run_names, calibrate, fit_on, seed, methods, progress, metric, comp.task)
-
-
-def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: int,
-             methods: list[str] | None = None, progress: Progress | None = None, metric: str | None = None,
-             task: str = "multilabel") -> Comparison:
-    from ensemble.stack.pipeline import compare
-
-    if inputs.oof is None:
-        raise ConfigError("choosing a method (--compare, --method auto) needs OOF predictions for every run "
-                          "(import them with --oof)")
-    return compare(inputs.oof, inputs.y, inputs.folds, run_names=run_names, methods=methods, calibrate=calibrate,
-                   fit_on=fit_on, P_tl=inputs.testlike, y_tl=inputs.y_testlike, folds_tl=inputs.folds_testlike,
-                   w_tl=inputs.w_testlike, seed=seed, progress=progress, meta=inputs.meta, labels=inputs.labels,
-                   metric=metric, task=task, testlike_check=inputs.testlike_check)
-
-
-
-@dataclass
-class StackOutcome:
-    """What `ens stack` did: the comparison (with `--compare` or `auto`), and the written submission."""
-
-    name: str
-    comparison: Comparison | None
-    result: StackResult | None = None   # None: compared only, nothing written
-    sidecar: dict | None = None
-    written: Written | None = None
-
-
-def run_stack(ws: Workspace, comp: Competition, run_names: list[str], method: str, *, name: str | None = None,
-              params: dict | None = None, calibrate: str = "auto", test_prior: str = "none", fit_on: str = "auto",
-              seed: int = 0, compare: bool = False, write: bool = False, force: bool = False,
-              progress: Progress | None = None, meta: str = "auto", metric: str | None = None) -> StackOutcome:
-    """`ens stack`: one method (or `auto`, the decision rule's choice) written as a validated submission;
-    with `compare`, every candidate side by side, written only with `write`."""
-    from ensemble.artifacts.submission import check_free, submission_frame, write_submission
-
-    method = "auto" if compare else method
-    out_name = name if name is not None else default_name(method, run_names)
-    writes = not compare or write
-    if writes:
-        check_free(ws, out_name, force)  # before seconds of stacking
-        prior = _prior_mode(test_prior)
-    _check_method(method)
-    metric = ws.metric(comp.task, metric)
-    sets = meta_sets(ws, meta, method)
-    runs = load_runs(ws, run_names)
-    inputs = gather(ws, comp, runs, sets)  # once, for the comparison and the submission alike
-    comparison = (_compare(inputs, run_names, calibrate, fit_on, seed, progress=progress, metric=metric,
-                           task=comp.task) if method == "auto" else None)
-    if not writes:
-        return StackOutcome(out_name, comparison)
-    result, sidecar = _stack(ws, comp, runs, inputs, method, prior, params=params, calibrate=calibrate,
-                             test_prior=test_prior, fit_on=fit_on, seed=seed, comparison=comparison,
-                             progress=progress, metric=metric)
-    written = write_submission(ws, out_name, submission_frame(result.test, comp), comp, sidecar, force=force)
-    return StackOutcome(out_name, comparison, result, sidecar, written)

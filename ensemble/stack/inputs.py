@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,28 +18,10 @@ from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run,
 from ensemble.artifacts.testlike_set import load_domain_check, load_testlike, testlike_fingerprint, testlike_weights
 from ensemble.artifacts.workspace import Workspace
 from ensemble.stack.metafeatures import MetaFeatures
+from ensemble.stack.request import StackInputs
 
 
 MIN_WEIGHT_ESS = 0.25
-
-
-@dataclass
-class StackInputs:
-    """Everything a stacker needs, aligned: rows in folds-file order, test rows in submission order."""
-
-    runs: list[str]
-    labels: list[str]
-    test: np.ndarray                    # (test rows, runs, labels)
-    oof: np.ndarray | None = None       # (rows, runs, labels)
-    y: np.ndarray | None = None         # (rows, labels)
-    folds: np.ndarray | None = None     # (rows,)
-    testlike: np.ndarray | None = None  # (test-like rows, runs, labels)
-    y_testlike: np.ndarray | None = None
-    folds_testlike: np.ndarray | None = None
-    w_testlike: np.ndarray | None = None  # density-ratio weights, when the set has usable ones
-    weighting: str = "none"               # why the test-like rows are (not) weighted
-    testlike_check: dict | None = None    # the test-like set's recorded domain check (`DomainCheck.to_dict()`)
-    meta: MetaFeatures | None = None      # per-clip meta-features of the feature sets asked for
 
 
 def mean_of_logits(probs: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -92,7 +73,8 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run], meta: Sequence[str
     workspace's folds; every file must hold exactly the rows its contract says.
     """
     check_compatible(runs, data=comp.fingerprint(), folds=current_folds_fingerprint(ws), labels=comp.labels)
-    inputs = StackInputs(runs=[r.name for r in runs], labels=comp.labels, test=test_tensor(runs, comp))
+    inputs = StackInputs(runs=[r.name for r in runs], labels=comp.labels, test=test_tensor(runs, comp),
+                         task=comp.task)
     if not all(r.has_oof for r in runs):
         if meta:
             lacking = ", ".join(repr(r.name) for r in runs if not r.has_oof)

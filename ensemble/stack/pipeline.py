@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,9 +28,8 @@ from ensemble.progress import Progress
 from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.metafeatures import MetaFeatures, check_no_label_copy
 from ensemble.stack.prior import adapt_prior, sensitivity_table
+from ensemble.stack.request import FIT_ON, StackInputs, StackRequest
 from ensemble.stack.state import pipeline_state
-
-FIT_ON = ("auto", "clean", "testlike", "both")
 
 
 @dataclass
@@ -87,11 +86,12 @@ def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Seq
     return meta
 
 
-def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | Scorer | None = None,
-                task: str = "multilabel") -> _Data:
-    P = check_tensor(P_oof, "P_oof")
-    y = check_targets(y, P)
-    folds = check_folds(folds, P.shape[0])
+def _check_data(inputs: StackInputs, metric: str | Scorer | None) -> _Data:
+    """The OOF (and test-like) tensors, targets and folds checked; the scorer every choice minimises."""
+    P = check_tensor(inputs.oof, "P_oof")
+    y = check_targets(inputs.y, P)
+    folds = check_folds(inputs.folds, P.shape[0])
+    P_tl, y_tl, folds_tl, w_tl = inputs.testlike, inputs.y_testlike, inputs.folds_testlike, inputs.w_testlike
     if len(np.unique(folds)) < 2:
         raise DataError(f"folds must hold at least 2 fold ids for nested CV; got {np.unique(folds).tolist()}")
     tl = None
@@ -110,7 +110,7 @@ def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | 
     if w_tl is not None and tl is None:
         raise ConfigError("w_tl weighs test-like rows; none given")
     w = None if w_tl is None else _check_weights(w_tl, tl[0].shape[0])
-    scorer = get_scorer(metric if metric is not None else default_metric(task), task)
+    scorer = get_scorer(metric if metric is not None else default_metric(inputs.task), inputs.task)
     if scorer.task == "multiclass":
         _check_multiclass(P, y, "P_oof")
     return _Data(P, y, folds, tl, w, scorer)
@@ -175,12 +175,13 @@ def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str, scorer:
         return None
 
 
-def _evaluate(method, params, data: _Data, calibrate, fit_on, seed, n_boot, progress,
+def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
               use_meta: bool = False) -> tuple[StackPipeline, dict]:
-    """Nested and in-sample scores of one method (with the meta-features when `use_meta`), and the
-    pipeline fitted on the whole fit set."""
-    factory = _factory(method, params, seed, data.scorer)
-    fit_on, (Pf, yf, ff), wf = _fit_set(data, fit_on)
+    """Nested and in-sample scores of the request's method (with the meta-features when `use_meta`), and
+    the pipeline fitted on the whole fit set."""
+    factory = _factory(request.method, request.params, request.seed, data.scorer)
+    calibrate, seed, n_boot = request.calibrate, request.seed, request.n_boot
+    fit_on, (Pf, yf, ff), wf = _fit_set(data, request.fit_on)
     meta = data.meta if use_meta else None
     evals = {"clean": (data.P, data.folds, None if meta is None else meta.oof)}
     if data.tl is not None:
@@ -224,8 +225,9 @@ def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labe
     }
 
 
-def _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start) -> StackResult:
-    blender = _factory(method, params, seed)()
+def _test_only(P_test: np.ndarray, request: StackRequest, labels: list[str], start: float) -> StackResult:
+    method, calibrate, test_prior = request.method, request.calibrate, request.prior
+    blender = _factory(method, request.params, request.seed)()
     if blender.needs_targets:
         usable = [n for n, c in BLENDERS.items() if not c.needs_targets]
         raise EnsError(f"method {method!r} needs OOF predictions with targets; runs without OOF can use: "
@@ -258,45 +260,41 @@ def single_threaded_blas(func: Callable) -> Callable:
 
 
 @single_threaded_blas
-def stack(
-    P_oof: np.ndarray | None, y: np.ndarray | None, folds: np.ndarray | None, P_test: np.ndarray, *,
-    method: str, params: dict | None = None, calibrate: str = "auto", test_prior: str | float = "none",
-    fit_on: str = "auto", P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None,
-    folds_tl: np.ndarray | None = None, w_tl: np.ndarray | None = None, labels: Sequence[str], seed: int = 0,
-    n_boot: int = 100, progress: Progress | None = None, metric: str | Scorer | None = None,
-    meta: MetaFeatures | None = None, task: str = "multilabel",
-) -> StackResult:
-    """Blend, calibrate and prior-adapt test predictions with `method`; score it by nested CV.
+def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None = None) -> StackResult:
+    """Blend, calibrate and prior-adapt the test predictions with the request's method; score it by nested CV.
 
-    `meta`: per-clip meta-features for OOF, test-like and test rows, for a method that takes them."""
+    `inputs.meta`: per-clip meta-features for OOF, test-like and test rows, for a method that takes them."""
     start = time.perf_counter()
-    check_calibrate(calibrate)
-    P_test = check_tensor(P_test, "P_test")
-    labels = list(labels)
+    request.check()
+    method, meta, test_prior = request.method, inputs.meta, request.prior
+    if method == "auto":
+        raise ConfigError("method 'auto' is the comparison's choice: compare first, then stack the chosen candidate")
+    P_test = check_tensor(inputs.test, "P_test")
+    labels = list(inputs.labels)
     if len(labels) != P_test.shape[2]:
         raise DataError(f"labels names {len(labels)} columns but P_test has {P_test.shape[2]} labels")
     if meta is not None and not BLENDERS.get(method).uses_meta:
         raise ConfigError(f"method {method!r} takes no meta-features; these do: "
                           f"{', '.join(n for n, c in BLENDERS.items() if c.uses_meta)}")
-    if P_oof is None:
+    if inputs.oof is None:
         if meta is not None:
             raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
-        return _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start)
-    if task == "multiclass":
+        return _test_only(P_test, request, labels, start)
+    if inputs.task == "multiclass":
         _check_multiclass(P_test, None, "P_test")
         if str(test_prior) != "none":
             raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
         from ensemble.stack.multiclass import check_calibrate_multiclass
 
-        check_calibrate_multiclass(calibrate)
-    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric, task)
+        check_calibrate_multiclass(request.calibrate)
+    data = _check_data(inputs, request.metric)
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
-    final, ev = _evaluate(method, params, data, calibrate, fit_on, seed, n_boot, progress, use_meta=meta is not None)
+    final, ev = _evaluate(data, request, progress, use_meta=meta is not None)
     prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev["p_fit"], ev["y_fit"],
                         test_prior, labels, runs=(ev["P_fit"], P_test))
-    recipe = _recipe(method, final, ev["fit_on"], calibrate, labels)
+    recipe = _recipe(method, final, ev["fit_on"], request.calibrate, labels)
     recipe["meta_features"] = None if meta is None else meta.record()
     recipe["prior"] = prior.recipe()
     recipe["state"] = pipeline_state(final.blender_, final.calibrators_)  # exact, for `ens export`
@@ -329,40 +327,35 @@ class Comparison:
 
 
 @single_threaded_blas
-def compare(
-    P_oof: np.ndarray, y: np.ndarray, folds: np.ndarray, *, run_names: Sequence[str] | None = None,
-    methods: Sequence[str] | None = None, calibrate: str = "auto", fit_on: str = "auto",
-    P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
-    w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = N_BOOT, progress: Progress | None = None,
-    metric: str | Scorer | None = None, meta: MetaFeatures | None = None, labels: Sequence[str] | None = None,
-    task: str = "multilabel", testlike_check: dict | None = None,
-) -> Comparison:
-    """Every candidate (each run raw and calibrated, each method, and with `meta` each method that takes
-    meta-features once more with them) by nested CV, and the one to write.
+def compare(inputs: StackInputs, request: StackRequest, progress: Progress | None = None,
+            methods: Sequence[str] | None = None, n_boot: int = N_BOOT) -> Comparison:
+    """Every candidate (each run raw and calibrated, each method, and with `inputs.meta` each method that
+    takes meta-features once more with them) by nested CV, and the one to write.
 
-    `testlike_check` is the test-like set's recorded domain check: while it does not show the set
+    `inputs.testlike_check` is the test-like set's recorded domain check: while it does not show the set
     faithful, a challenger must also not be credibly worse on the clean rows (`ensemble.stack.decide`).
 
     A row holds the trusted nested score and parts, the clean/test-like scores, in-sample score, gap,
     gain over the best single run (its interval is in `decision.tests`), seconds, and whether the
     decision chose it.
     """
-    check_calibrate(calibrate)
-    if task == "multiclass":
+    check_calibrate(request.calibrate)
+    if inputs.task == "multiclass":
         from ensemble.stack.multiclass import check_calibrate_multiclass
 
-        check_calibrate_multiclass(calibrate)
-    data = _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl, metric, task)
-    names = list(run_names) if run_names is not None else [f"run{r}" for r in range(data.P.shape[1])]
+        check_calibrate_multiclass(request.calibrate)
+    data = _check_data(inputs, request.metric)
+    meta, testlike_check = inputs.meta, inputs.testlike_check
+    names = list(inputs.runs)
     if len(names) != data.P.shape[1]:
-        raise DataError(f"run_names names {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
+        raise DataError(f"inputs name {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
-        data.meta = _check_meta(meta, data, meta.test.shape[0], labels or [str(j) for j in range(data.y.shape[1])])
+        data.meta = _check_meta(meta, data, meta.test.shape[0], inputs.labels)
     if methods is None and data.scorer.task == "multiclass":
         from ensemble.stack.decide import blend_methods
 
         methods = [m for m in blend_methods() if BLENDERS[m].multiclass]
-    cands = candidates(names, methods, calibrate, with_meta=meta is not None)
+    cands = candidates(names, methods, request.calibrate, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
     n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl[2]] if data.tl is not None else []))))
@@ -372,7 +365,7 @@ def compare(
         bar = None if progress is None else (lambda e, i=i, name=cand.name: progress(
             {"stage": "compare", "candidate": name, "done": i * n_folds + e["done"], "total": len(cands) * n_folds}))
         # n_boot=0: the gain intervals are the decision's (below), not bootstrapped twice
-        _, ev = _evaluate(cand.method, cand.params, data, cand.calibrate, fit_on, seed, 0, bar, cand.meta)
+        _, ev = _evaluate(data, replace(request.with_candidate(cand), n_boot=0), bar, cand.meta)
         trusted.append(ev["oof"][trust])
         clean.append(ev["oof"]["clean"])
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
@@ -385,7 +378,7 @@ def compare(
         note = (f"the clean rows were not asked: the test-like set passed its domain check on held-out real "
                 f"clips (AUC {testlike_check['auc']:.3f}, 95 % [{lo:.3f}, {hi:.3f}] ≤ {testlike_check['threshold']:.2f})")
     losses = [None if r.get("score") is None else data.scorer.sign * r["score"] for r in rows]
-    decision = decide(cands, losses, trusted, y_trusted, *other, n_boot=n_boot, seed=seed, weights=w_trusted,
+    decision = decide(cands, losses, trusted, y_trusted, *other, n_boot=n_boot, seed=request.seed, weights=w_trusted,
                       scorer=data.scorer, note=note)
     for i, row in enumerate(rows):
         row["chosen"] = i == decision.chosen
