@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ensemble.probability import logit
+
 DOUBLE = 11  # onnx.TensorProto.DOUBLE
 FLOAT = 1
 INT64 = 7
@@ -116,8 +118,6 @@ def prior_shift(g: Graph, S: str, prior: dict[str, Any] | None) -> str:
     """`ensemble.stack.prior.adapt_prior`'s applied shift: logit(p) + logit(q) − logit(π) where adapted."""
     if not prior or prior.get("mode", "none") == "none":
         return S
-    from ensemble.stack.prior import prior_logit
-
     train, used, mode = prior["prior_train"], prior["prior_used"], prior["mode"]
     cols = []
     for j, (pi, q) in enumerate(zip(train, used)):
@@ -125,6 +125,6 @@ def prior_shift(g: Graph, S: str, prior: dict[str, Any] | None) -> str:
         if q == pi and mode != "value":
             cols.append(col)
             continue
-        z = g.op("Add", g.logit(col, CAL_EPS), g.const(prior_logit(q)))
-        cols.append(g.sigmoid(g.op("Sub", z, g.const(prior_logit(pi)))))
+        z = g.op("Add", g.logit(col, CAL_EPS), g.const(logit(q)))
+        cols.append(g.sigmoid(g.op("Sub", z, g.const(logit(pi)))))
     return g.clip01(stack_columns(g, cols))

@@ -31,6 +31,7 @@ import numpy as np
 from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.scorer import COMPETITION, Scorer
+from ensemble.probability import logit
 from ensemble.stack.base import sigmoid
 from ensemble.stack.calibration import cal_logit
 
@@ -42,14 +43,9 @@ MAX_LOGIT_SHIFT = 2.0  # the most an estimated prior may move the odds: a factor
 MIXTURE_ALPHA = 0.01   # level of the label-shift (mixture KS) tests, shared by all a label's tests
 
 
-def prior_logit(q: float) -> float:
-    q = min(max(q, 1e-6), 1 - 1e-6)
-    return float(np.log(q) - np.log1p(-q))
-
-
 def adjust_prior(p: np.ndarray, prior_train: float, prior_new: float) -> np.ndarray:
     """Posteriors under a new class prior (monotone odds shift)."""
-    return sigmoid(cal_logit(p) + prior_logit(prior_new) - prior_logit(prior_train))
+    return sigmoid(cal_logit(p) + logit(prior_new) - logit(prior_train))
 
 
 def em_prior(p: np.ndarray, prior_train: float, max_iter: int = 500, tol: float = 1e-8) -> float:
@@ -196,8 +192,8 @@ def untrusted_reason(em: float, bbse: float, train: float, mixture: tuple[float,
 
 def bounded_prior(q: float, train: float) -> float:
     """`q`, moved back towards `train` so the odds change by at most MAX_LOGIT_SHIFT."""
-    shift = np.clip(prior_logit(q) - prior_logit(train), -MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
-    return float(sigmoid(prior_logit(train) + shift))
+    shift = np.clip(logit(q) - logit(train), -MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
+    return float(sigmoid(logit(train) + shift))
 
 
 def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: str | float | Sequence[float],

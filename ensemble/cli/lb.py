@@ -1,0 +1,29 @@
+"""`ens lb`: leaderboard scores recorded for a submission."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ensemble.cli.shared import WorkspaceOpt, command, say
+
+
+@command("lb")
+def lb_cmd(
+    submission: Annotated[str, typer.Argument(metavar="SUBMISSION", help="Submission name (or its CSV path).")],
+    public: Annotated[Optional[float], typer.Option("--public", help="Public leaderboard score.")] = None,
+    private: Annotated[Optional[float], typer.Option("--private", help="Private leaderboard score.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Record leaderboard scores for a submission (stored in its JSON sidecar)."""
+    from ensemble.commands.lb import record_leaderboard
+    from ensemble.artifacts.workspace import Workspace
+
+    sidecar = record_leaderboard(Workspace.resolve(workspace), Path(submission).stem, public, private)
+    board = sidecar["leaderboard"]
+    scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
+    typer.echo(f"recorded {sidecar['name']}: {scores}")
+    say("next: `ens board` ranks it beside the others; from three public scores on it tells whether CV predicts "
+        "the leaderboard")

@@ -1,0 +1,128 @@
+"""What every `ens` command shares: the app, its common options, output helpers and error handling.
+
+Library errors (`EnsError`) become one line on stderr, `Error: …`, and exit code 1; set ENS_DEBUG=1 for
+the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from ensemble.errors import EnsError
+
+PIPELINE = ["finetune", "tune", "oof", "import", "features", "testlike", "stack", "score", "lb", "board", "report", "export", "predict", "serve",
+            "demo"]
+
+
+class PipelineGroup(TyperGroup):
+    """Commands listed in pipeline order, each with its whole first sentence (click cuts them at 45 characters)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: PIPELINE.index(n) if n in PIPELINE else len(PIPELINE))
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, " ".join((cmd.short_help or cmd.help or "").split("\n\n")[0].split())))
+        with formatter.section("Commands, in pipeline order"):
+            formatter.write_dl(rows)
+
+
+app = typer.Typer(
+    help="ens: fine-tune audio models k-fold, export ONNX, stack their predictions into an honest, calibrated submission.",
+    epilog="A day with ens: finetune (or import) runs → stack --compare → submit the CSV on the contest site → "
+           "lb NAME --public X → board → report.",
+    cls=PipelineGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: option names never cut, no <bool> on flags, wraps at the terminal
+)
+
+WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", envvar="ENS_WORKSPACE",
+                                                      help="Workspace folder (holds models/ and submissions/). Default: current directory.")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Competition folder; remembered in the workspace's ens.toml.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+MetricOpt = Annotated[Optional[str], typer.Option("--metric", help="Metric every choice uses: dacon-fakevoice (alias competition; the default for fake/real), auc, macro-auc, logloss (the default for multiclass), brier, accuracy or macro-f1; remembered in ens.toml.")]
+TaskOpt = Annotated[Optional[str], typer.Option("--task", help="multilabel or multiclass (default: from the competition folder; remembered in ens.toml).")]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    md = "md"
+
+
+def output_format(value: str) -> Format:
+    """`--format` checked here, so a bad value is one `Error:` line naming the option and the choices."""
+    try:
+        return Format(value)
+    except ValueError:
+        fail(f"--format must be one of {', '.join(f.value for f in Format)}; got {value!r}")
+
+
+def fail(message: str) -> None:
+    """Print one error line and exit 1."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def handles_errors(func: Callable) -> Callable:
+    """Turn library errors into one `Error: …` line and exit code 1 (traceback with ENS_DEBUG=1)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (EnsError, OSError) as exc:
+            if os.environ.get("ENS_DEBUG"):
+                raise
+            fail(str(exc))
+
+    return wrapper
+
+
+def command(*args, **kwargs) -> Callable:
+    """`app.command` with the one-line error handling every command shares."""
+    def decorate(func: Callable) -> Callable:
+        return app.command(*args, **kwargs)(handles_errors(func))
+
+    return decorate
+
+
+def workspace_and_competition(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = (),
+                              task: str | None = None, metric: str | None = None):
+    """The workspace and its validated competition folder (with the audio of `audio` splits checked); a
+    `--metric` given is remembered in the workspace's ens.toml."""
+    from ensemble.artifacts.competition import open_competition
+    from ensemble.artifacts.workspace import Workspace
+
+    ws = Workspace.resolve(workspace)
+    comp = open_competition(ws, data, audio, task)
+    if metric is not None:
+        ws.remember_metric(comp.task, metric)
+    return ws, comp
+
+
+def console():
+    from rich.console import Console
+
+    return Console(width=max(80, min(140, Console().width)))
+
+
+def say(text: str) -> None:
+    """One message on stdout, wrapped at the console's width with continuation lines indented."""
+    from ensemble.cli.present import hang
+
+    typer.echo(hang(text, console().width))
