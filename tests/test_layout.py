@@ -116,3 +116,41 @@ def test_the_check_catches_a_wrong_import(module, statement, why) -> None:
     graph = imports()
     graph[module] |= imported(ast.parse(statement), set(module_names()))
     assert any(why in v and module in v for v in violations(graph))
+
+
+MAX_PARAMETERS = 8
+# scikit-learn's estimator contract: every hyper-parameter is its own `__init__` keyword (`get_params`)
+ESTIMATOR_INITS = {("ensemble/stack/meta.py", "LGBMBlender.__init__")}
+
+
+def wide_functions(paths: list[Path], root: Path = PACKAGE.parent) -> list[str]:
+    """Functions taking more than MAX_PARAMETERS parameters (self/cls not counted; *args, **kwargs one each)."""
+    wide = []
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        for cls in [None, *[n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]]:
+            body = tree.body if cls is None else cls.body
+            for node in body:
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                a = node.args
+                names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)] + [p.arg for p in (a.vararg, a.kwarg) if p]
+                count = len([n for n in names if n not in ("self", "cls")])
+                where = (str(path.relative_to(root)), f"{cls.name}.{node.name}" if cls else node.name)
+                if count > MAX_PARAMETERS and where not in ESTIMATOR_INITS:
+                    wide.append(f"{where[0]}: {where[1]} takes {count}")
+    return wide
+
+
+def test_the_stacking_functions_take_few_parameters() -> None:
+    """Options travel as one `StackRequest`, tensors as one `StackInputs`, not as loose keywords."""
+    paths = sorted((PACKAGE / "stack").glob("*.py")) + [PACKAGE / "commands" / "stack.py"]
+    assert wide_functions(paths) == []
+
+
+def test_the_parameter_check_catches_a_wide_function(tmp_path: Path) -> None:
+    code = ("def narrow(a, b, c, d, e, f, g, *, h=0):\n    pass\n"
+            "def wide(a, b, c, d, e, f, g, *, h=0, i=1):\n    pass\n"
+            "class C:\n    def m(self, a, b, c, d, e, f, g, *args, **kwargs):\n        pass\n")
+    (tmp_path / "mod.py").write_text(code)
+    assert wide_functions([tmp_path / "mod.py"], tmp_path) == ["mod.py: wide takes 9", "mod.py: C.m takes 9"]

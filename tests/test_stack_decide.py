@@ -9,7 +9,7 @@ from ensemble.metrics.dacon import competition_score
 from stacking import stack
 from ensemble.stack.base import sigmoid
 from ensemble.stack.calibration import choose_calibrator, fit_calibrators
-from ensemble.stack.decide import Candidate, candidates, decide
+from ensemble.stack.decide import Candidate, Evidence, candidates, decide
 from stacking import compare
 from ensemble.stack.prior import adapt_prior, bounded_prior, mixture_ks, untrusted_reason
 from ensemble.stack.synthetic import make_runs
@@ -42,7 +42,7 @@ def test_a_blend_whose_gain_interval_crosses_zero_is_not_chosen():
     preds = [p[:, None], (0.5 + 0 * p)[:, None], noisy[:, None]]
     scores = [competition_score(y[:, None], q).score for q in preds]
     scores[2] = scores[0] - 1e-4  # nominally the best
-    d = decide(_cands(), scores, preds, y[:, None])
+    d = decide(_cands(), scores, Evidence(preds, y[:, None]))
     assert d.baseline == 0 and d.chosen == 0
     assert d.tests[2]["lo"] <= 0 and not d.tests[2]["passed"]
     assert "kept" in d.rule and "run:a" in d.rule
@@ -55,7 +55,7 @@ def test_a_blend_that_credibly_beats_the_best_run_is_chosen():
     strong = sigmoid(2.0 * (2 * y - 1) + 0.5 * rng.standard_normal(len(y)))
     preds = [weak[0][:, None], weak[1][:, None], strong[:, None]]
     scores = [competition_score(y[:, None], q).score for q in preds]
-    d = decide(_cands(), scores, preds, y[:, None])
+    d = decide(_cands(), scores, Evidence(preds, y[:, None]))
     assert d.chosen == 2 and d.tests[2]["lo"] > 0
     assert d.rule.startswith("mean beats the best single run")
 
@@ -68,7 +68,7 @@ def test_a_challenger_credibly_worse_on_the_clean_rows_is_not_chosen():
     trusted = [weak, weak, strong]
     other = [strong, strong, weak]  # the challenger is far worse on the other rows
     scores = [competition_score(y[:, None], q).score for q in trusted]
-    d = decide(_cands(), scores, trusted, y[:, None], other, y[:, None])
+    d = decide(_cands(), scores, Evidence(trusted, y[:, None]), Evidence(other, y[:, None]))
     assert d.tests[2]["lo"] > 0 and d.tests[2]["other_hi"] < 0
     assert d.chosen == d.baseline and "worse on the clean rows" in d.rule
 
@@ -281,7 +281,7 @@ def test_a_candidate_identical_to_the_baseline_is_not_tested():
     y, p = _calibrated(300, 0.5, rng)
     preds = [p[:, None], (0.4 + 0.2 * p)[:, None], p[:, None].copy()]
     scores = [competition_score(y[:, None], q).score for q in preds]
-    d = decide(_cands(), scores, preds, y[:, None])
+    d = decide(_cands(), scores, Evidence(preds, y[:, None]))
     assert d.tests[2] == {"same_as_baseline": True, "passed": False}
     assert "closest: run:b" in d.rule
 
@@ -326,7 +326,7 @@ def _challengers(y: np.ndarray, base: np.ndarray, others: list[np.ndarray]):
     cands = [Candidate("run:a", "single", "none", {"run": 0}, "a")]
     cands += [Candidate(f"blend{i}", "mean", "none") for i in range(len(others))]
     preds = [q[:, None] for q in [base] + others]
-    return cands, [competition_score(y[:, None], q).score for q in preds], preds
+    return cands, [competition_score(y[:, None], q).score for q in preds], Evidence(preds, y[:, None])
 
 
 def test_the_gain_interval_is_corrected_for_the_number_of_challengers():
@@ -337,9 +337,9 @@ def test_the_gain_interval_is_corrected_for_the_number_of_challengers():
     base = sigmoid(2 * y - 1 + shared)
     weak = [sigmoid(0.3 * (2 * y - 1) + rng.standard_normal(n)) for _ in range(19)]
     better = sigmoid(1.05 * (2 * y - 1) + 0.8 * shared + 0.6 * own)  # a little better, within noise
-    alone = decide(*_challengers(y, base, [better]), y[:, None])
+    alone = decide(*_challengers(y, base, [better]))
     assert alone.chosen == 1 and alone.tests[1]["lo"] > 0  # one test at 95 %: it passes
-    among = decide(*_challengers(y, base, [better] + weak), y[:, None])
+    among = decide(*_challengers(y, base, [better] + weak))
     # the best of 20 gains is positive by chance more often: each is tested at 1 − 0.05 / 20
     assert among.chosen == 0 and among.tests[1]["alpha"] == pytest.approx(0.05 / 20)
     assert among.tests[1]["lo"] <= 0 < alone.tests[1]["lo"]
@@ -352,7 +352,7 @@ def test_of_the_challengers_that_pass_the_best_scored_is_written():
     base = sigmoid(0.8 * (2 * y - 1) + rng.standard_normal(n))
     good, best = (sigmoid(s * (2 * y - 1) + 0.5 * rng.standard_normal(n)) for s in (1.5, 2.5))
     for order, best_at in (([good, best], 2), ([best, good], 1)):
-        cands, scores, preds = _challengers(y, base, order)
-        d = decide(cands, scores, preds, y[:, None])
+        cands, scores, rows = _challengers(y, base, order)
+        d = decide(cands, scores, rows)
         assert d.tests[1]["passed"] and d.tests[2]["passed"]
         assert d.chosen == best_at and scores[d.chosen] == min(scores)

@@ -84,13 +84,22 @@ class Decision:
                 "tests": [{"candidate": c.name, **t} for c, t in zip(cands, self.tests)]}
 
 
-def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: Sequence[np.ndarray],
-           y_trusted: np.ndarray, other: Sequence[np.ndarray] | None = None, y_other: np.ndarray | None = None,
-           alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0, weights: np.ndarray | None = None,
-           scorer: Scorer = COMPETITION, note: str = "") -> Decision:
-    """Apply the rule above; `scores` are the trusted nested losses (lower is better), `trusted`/`other` the nested
-    predictions `(rows, labels)` of each candidate on the trusted and the other rows (`other` None: not
-    asked); `weights` (density ratios) weigh the trusted rows; `note` ends the rule's words (why)."""
+@dataclass(frozen=True)
+class Evidence:
+    """Each candidate's nested predictions `(rows, labels)` on one set of rows, the rows' targets, and
+    their weights (density ratios; None: equal)."""
+
+    predictions: Sequence[np.ndarray]
+    y: np.ndarray
+    weights: np.ndarray | None = None
+
+
+def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: Evidence,
+           other: Evidence | None = None, *, n_boot: int = N_BOOT, seed: int = 0, scorer: Scorer = COMPETITION,
+           note: str = "") -> Decision:
+    """Apply the rule above; `scores` are the trusted nested losses (lower is better); `other` the clean rows
+    a challenger must also not lose on (None: not asked); `note` ends the rule's words (why)."""
+    alpha = ALPHA
     score = np.array([np.inf if s is None or not np.isfinite(s) else s for s in scores])
     raw = [i for i, c in enumerate(cands) if c.is_raw_run]
     if not raw:
@@ -100,15 +109,17 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
     level = alpha / max(1, len(challengers))
     tests: list[dict[str, Any]] = [{} for _ in cands]
     for i in challengers:
-        if np.array_equal(trusted[i], trusted[base]):  # e.g. the baseline "calibrated" by `none`
+        preds = trusted.predictions
+        if np.array_equal(preds[i], preds[base]):  # e.g. the baseline "calibrated" by `none`
             tests[i] = {"same_as_baseline": True, "passed": False}
             continue
-        g = gain_interval(y_trusted, trusted[i], trusted[base], n_boot=n_boot, alpha=level, seed=seed, weights=weights,
-                          scorer=scorer)
+        g = gain_interval(trusted.y, preds[i], preds[base], n_boot=n_boot, alpha=level, seed=seed,
+                          weights=trusted.weights, scorer=scorer)
         test = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level}
         passed = bool(g["lo"] > 0)
         if other is not None and passed:
-            h = gain_interval(y_other, other[i], other[base], n_boot=n_boot, alpha=alpha, seed=seed, scorer=scorer)
+            h = gain_interval(other.y, other.predictions[i], other.predictions[base], n_boot=n_boot, alpha=alpha,
+                              seed=seed, scorer=scorer)
             test.update(other_gain=h["gain"], other_lo=h["lo"], other_hi=h["hi"])
             passed = bool(h["hi"] >= 0)
         tests[i] = {**test, "passed": passed}

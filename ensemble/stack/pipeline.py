@@ -22,7 +22,7 @@ from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, default_metric, get_scorer
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, for_task, make_blender
 from ensemble.stack.calibration import check_calibrate
-from ensemble.stack.decide import N_BOOT, Candidate, Decision, candidates, decide
+from ensemble.stack.decide import N_BOOT, Candidate, Decision, Evidence, candidates, decide
 from ensemble.stack.bootstrap import gain_interval
 from ensemble.progress import Progress
 from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nested_predict
@@ -371,14 +371,14 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
     _, y_trusted, w_trusted = data.trusted
     faithful = data.tl is not None and shown_faithful(testlike_check)
-    other = (clean, data.y) if data.tl is not None and not faithful else (None, None)
+    other = Evidence(clean, data.y) if data.tl is not None and not faithful else None
     note = ""
     if faithful:
         lo, hi = testlike_check["auc_interval"]
         note = (f"the clean rows were not asked: the test-like set passed its domain check on held-out real "
                 f"clips (AUC {testlike_check['auc']:.3f}, 95 % [{lo:.3f}, {hi:.3f}] ≤ {testlike_check['threshold']:.2f})")
     losses = [None if r.get("score") is None else data.scorer.sign * r["score"] for r in rows]
-    decision = decide(cands, losses, trusted, y_trusted, *other, n_boot=n_boot, seed=request.seed, weights=w_trusted,
+    decision = decide(cands, losses, Evidence(trusted, y_trusted, w_trusted), other, n_boot=n_boot, seed=request.seed,
                       scorer=data.scorer, note=note)
     for i, row in enumerate(rows):
         row["chosen"] = i == decision.chosen

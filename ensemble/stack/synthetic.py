@@ -33,17 +33,28 @@ def _logits(y: np.ndarray, n_runs: int, strength: np.ndarray, rho: float, rng: n
     return strength[None, :, None] * (2 * y[:, None, :] - 1) + 1.2 * noise
 
 
-def _break(Z: np.ndarray, inverted, swapped, overconfident, biased, noise, rng) -> np.ndarray:
+@dataclass(frozen=True)
+class Faults:
+    """Which runs (by index) are broken on purpose, and how."""
+
+    inverted: Sequence[int] = ()       # 1 − p
+    swapped: Sequence[int] = ()        # label columns swapped
+    overconfident: Sequence[int] = ()  # logits × 4
+    biased: Sequence[int] = ()         # logits + 1.5
+    noise: Sequence[int] = ()          # pure noise
+
+
+def _break(Z: np.ndarray, faults: Faults, rng: np.random.Generator) -> np.ndarray:
     Z = Z.copy()
-    for r in inverted:
+    for r in faults.inverted:
         Z[:, r, :] = -Z[:, r, :]
-    for r in swapped:
+    for r in faults.swapped:
         Z[:, r, :] = Z[:, r, ::-1]
-    for r in overconfident:
+    for r in faults.overconfident:
         Z[:, r, :] *= 4.0
-    for r in biased:
+    for r in faults.biased:
         Z[:, r, :] += 1.5
-    for r in noise:
+    for r in faults.noise:
         Z[:, r, :] = rng.standard_normal(Z[:, r, :].shape)
     return Z
 
@@ -55,17 +66,16 @@ def make_runs(
     n_labels: int = 2,
     n_folds: int = 5,
     prior: Sequence[float] = (0.45, 0.35),
-    test_prior: Sequence[float] | None = None,
-    strength: Sequence[float] | None = None,
-    rho: float = 0.5,
-    inverted: Sequence[int] = (),
-    swapped: Sequence[int] = (),
-    overconfident: Sequence[int] = (),
-    biased: Sequence[int] = (),
-    noise: Sequence[int] = (),
     seed: int = 0,
+    **shape: object,
 ) -> SyntheticRuns:
-    """OOF and test tensors for `n_runs` runs; `strength` is each run's class separation (default 1.0–1.5)."""
+    """OOF and test tensors for `n_runs` runs. `shape` holds `test_prior` (default `prior`), `strength`
+    (each run's class separation, default 1.0–1.5), `rho` (the runs' shared noise, default 0.5) and the
+    `Faults` fields (which runs to break)."""
+    test_prior = shape.pop("test_prior", None)
+    strength = shape.pop("strength", None)
+    rho = float(shape.pop("rho", 0.5))
+    faults = Faults(**shape)  # an unknown name is a TypeError
     rng = np.random.default_rng(seed)
     prior = np.resize(np.asarray(prior, dtype=float), n_labels)
     tprior = prior if test_prior is None else np.resize(np.asarray(test_prior, dtype=float), n_labels)
@@ -73,7 +83,6 @@ def make_runs(
     y = (rng.random((n_rows, n_labels)) < prior).astype(float)
     y_test = (rng.random((n_test, n_labels)) < tprior).astype(float)
     folds = rng.permutation(np.arange(n_rows) % n_folds)
-    breaks = (inverted, swapped, overconfident, biased, noise)
-    P = sigmoid(_break(_logits(y, n_runs, s, rho, rng), *breaks, rng))
-    P_test = sigmoid(_break(_logits(y_test, n_runs, s, rho, rng), *breaks, rng))
+    P = sigmoid(_break(_logits(y, n_runs, s, rho, rng), faults, rng))
+    P_test = sigmoid(_break(_logits(y_test, n_runs, s, rho, rng), faults, rng))
     return SyntheticRuns(P, y, folds, P_test, y_test)
