@@ -78,7 +78,7 @@ def main() -> None:
         cv = load_run(ws, name).manifest["metrics"]["cv"]
         rows.append(_row(f"run {name}", y, p, labels, cv["logloss"]))
     pick = pd.read_csv(done.written.csv).set_index("id").loc[comp.test_ids, labels].to_numpy(dtype=np.float64)
-    rows.append(_row(f"pick ({done.comparison.chosen.name})", y, pick, labels, done.sidecar["metrics"]["cv"]["score"]))
+    rows.append(_row(f"pick ({done.comparison.chosen.name})", y, pick, labels, done.sidecar.cv["score"]))
     frame = pd.DataFrame(rows)
     best = frame[frame["name"].str.startswith("run ")]["test logloss"].min()
     print("| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns))

@@ -64,3 +64,13 @@ def write_predictions(path: Path, ids: list[str], values: np.ndarray, fold: np.n
         frame[label] = values[:, j]
     frame.to_csv(path, index=False)
     return path
+
+
+def hand_sidecar(name: str, method: str = "mean", metrics: dict | None = None):
+    """A sidecar as a hand-made submission has it: a bare recipe (no fitted state) and the given scores."""
+    from ensemble.artifacts.records import Recipe
+    from ensemble.artifacts.submission import new_sidecar
+
+    recipe = Recipe(method=method, params={}, labels=list(LABELS), fit_on="clean", calibrate="none", blender={},
+                    calibrators=[], decisions=[], state={})
+    return new_sidecar(name, recipe, metrics or {})

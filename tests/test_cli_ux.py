@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import hand_sidecar
 from ensemble.cli import app
 from test_stack_cli import two_runs  # noqa: F401  (fixture: imported runs r0, r1 with OOF)
 
@@ -68,12 +69,13 @@ def test_written_submission_shows_its_recipe_in_words(two_runs, workspace):  # n
 def test_a_blend_with_all_weight_on_one_run_says_so():
     from ensemble.stack.explain import blender_lines
 
-    recipe = {"method": "hillclimb", "labels": ["fake", "real"], "runs": [{"run": "a"}, {"run": "b"}, {"run": "c"}],
-              "blender": {"weights": [[1.0, 0.0, 0.0], [0.97, 0.03, 0.0]]}}
+    recipe = hand_sidecar("hc", "hillclimb").recipe
+    recipe.runs = [{"run": "a"}, {"run": "b"}, {"run": "c"}]
+    recipe.blender = {"weights": [[1.0, 0.0, 0.0], [0.97, 0.03, 0.0]]}
     lines = blender_lines(recipe)
     assert lines[:2] == ["weights, fake: a 1.00, b 0.00, c 0.00", "weights, real: a 0.97, b 0.03, c 0.00"]
     assert lines[2].startswith("note: (nearly) all weight on a:") and "calibration" in lines[2]
-    recipe["blender"]["weights"][1] = [0.6, 0.4, 0.0]
+    recipe.blender["weights"][1] = [0.6, 0.4, 0.0]
     assert not any(line.startswith("note:") for line in blender_lines(recipe))
 
 
@@ -121,8 +123,7 @@ def test_board_ranking_column_when_some_rows_lack_test_like_scores(csv_competiti
         metrics = {"cv": {"score": 0.3, "auc": 0.9, "brier": 0.1, "ece": 0.05}}
         if testlike is not None:
             metrics["cv_testlike"] = {"score": testlike, "auc": 0.8, "brier": 0.2, "ece": 0.1}
-        write_submission(ws, name, submission_frame(np.full((12, 2), 0.5), comp), comp,
-                         {"recipe": {"method": "mean"}, "metrics": metrics})
+        write_submission(ws, submission_frame(np.full((12, 2), 0.5), comp), comp, hand_sidecar(name, "mean", metrics))
     said = flat(ens("board").output)
     assert "# ranks by test-like CV where a row has it, else clean CV (clean-only)" in said
 
@@ -134,10 +135,8 @@ def test_long_names_break_between_parts_not_mid_word(csv_competition, workspace)
 
     ws, comp = Workspace.resolve(), Competition.load(csv_competition)
     name = "hillclimb-good+inv+noisy-extra+long"
-    write_submission(ws, name, submission_frame(np.full((12, 2), 0.5), comp), comp,
-                     {"recipe": {"method": "hillclimb"},
-                      "metrics": {"cv": {"score": 0.3, "auc": 0.9, "brier": 0.1, "ece": 0.05},
-                                  "cv_testlike": {"score": 0.2, "auc": 0.8, "brier": 0.2, "ece": 0.1}}})
+    write_submission(ws, submission_frame(np.full((12, 2), 0.5), comp), comp, hand_sidecar(name, "hillclimb", {"cv": {"score": 0.3, "auc": 0.9, "brier": 0.1, "ece": 0.05},
+                                  "cv_testlike": {"score": 0.2, "auc": 0.8, "brier": 0.2, "ece": 0.1}}))
     out = ens("board").output
     assert_fits(out)
     cells = [line.split()[1] if line.split()[0] == "1" else line.split()[0]

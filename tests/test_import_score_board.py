@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import LABELS, write_predictions
+from conftest import LABELS, hand_sidecar, write_predictions
 from ensemble.cli import app
 
 runner = CliRunner()
@@ -141,8 +142,7 @@ def test_lb_and_board(tmp_path, csv_competition, workspace):
     ws, comp = Workspace.resolve(), Competition.load(csv_competition)
     for k, (cv, public) in enumerate([(0.30, 0.36), (0.25, 0.33), (0.20, 0.31)]):
         frame = submission_frame(np.full((12, 2), 0.1 * (k + 1)), comp)
-        write_submission(ws, f"s{k}", frame, comp, {"recipe": {"method": "mean"},
-                                                     "metrics": {"cv": {"score": cv, "auc": 0.9, "brier": 0.1, "ece": 0.05}}})
+        write_submission(ws, frame, comp, hand_sidecar(f"s{k}", "mean", {"cv": {"score": cv, "auc": 0.9, "brier": 0.1, "ece": 0.05}}))
         assert ens("lb", f"s{k}", "--public", public).exit_code == 0
     assert ens("lb", "s0", "--private", 0.4).exit_code == 0
     assert json.loads((workspace / "submissions" / "s0.json").read_text())["leaderboard"]["public"] == 0.36
@@ -174,7 +174,7 @@ def test_submission_rows_must_be_in_sample_order(csv_competition, workspace):
     sample = csv_competition / "sample_submission.csv"
     with pytest.raises(DataError, match=f"^{workspace / 'submissions' / 's.csv'}: row 2 holds id {ids[1]!r}; "
                                         f"{sample} has {ids[0]!r} there$"):
-        write_submission(Workspace.resolve(), "s", swapped, comp, {})
+        write_submission(Workspace.resolve(), swapped, comp, hand_sidecar("s"))
     assert not (workspace / "submissions").exists()
 
 
@@ -190,9 +190,31 @@ def test_board_ranks_by_the_test_like_score_where_there_is_one(csv_competition, 
         metrics = {"cv": {"score": cv, "auc": 0.9, "brier": 0.1, "ece": 0.05}}
         if testlike is not None:
             metrics["cv_testlike"] = {"score": testlike, "auc": 0.8, "brier": 0.2, "ece": 0.1}
-        write_submission(ws, name, submission_frame(np.full((12, 2), 0.5), comp), comp,
-                         {"recipe": {"method": "mean"}, "metrics": metrics})
+        write_submission(ws, submission_frame(np.full((12, 2), 0.5), comp), comp, hand_sidecar(name, "mean", metrics))
     rows = json.loads(ens("board", "--format", "json").output)["rows"]
     # keys: a 0.40 (test-like), b 0.20 (test-like), c 0.25 (clean) -> b, c, a
     assert [(r["name"], r["rank"]) for r in rows] == [("b", 1), ("c", 2), ("a", 3)]
     assert [r["delta"] for r in rows] == pytest.approx([0.0, 0.05, 0.20], abs=1e-12)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(leaderbord={}), "unknown key 'leaderbord'; a Sidecar holds name, created"),
+    (lambda d: d.pop("metrics"), "missing key 'metrics'"),
+    (lambda d: d["recipe"].pop("method"), r"\(recipe\): missing key 'method'"),
+    (lambda d: d.update(schema=7), "schema 7; this ens reads schema 1"),
+])
+def test_a_sidecar_off_its_schema_is_one_error_line_naming_it(csv_competition, workspace, edit, message):
+    from ensemble.artifacts.competition import Competition
+    from ensemble.artifacts.submission import submission_frame, write_submission
+    from ensemble.artifacts.workspace import Workspace
+
+    ws, comp = Workspace.resolve(), Competition.load(csv_competition)
+    write_submission(ws, submission_frame(np.full((12, 2), 0.5), comp), comp, hand_sidecar("s"))
+    path = workspace / "submissions" / "s.json"
+    raw = json.loads(path.read_text())
+    edit(raw)
+    path.write_text(json.dumps(raw))
+    for args in (["board"], ["lb", "s", "--public", "0.3"]):
+        result = ens(*args)
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+        assert re.search(f"^Error: {re.escape(str(path))}.*{message}", result.output), result.output

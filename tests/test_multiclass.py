@@ -14,6 +14,7 @@ from ensemble.artifacts.competition import Competition
 from ensemble.cli import app
 from ensemble.errors import ConfigError, DataError
 from ensemble.metrics.scorer import get_scorer
+from conftest import hand_sidecar
 from stacking import compare, stack
 
 runner = CliRunner()
@@ -180,7 +181,7 @@ def test_learned_blends_beat_the_best_run_and_temperature_keeps_the_argmax():
     result = stack(P, y, folds, P[:50], method="single", calibrate="temperature", labels=CLASSES,
                    task="multiclass", metric="logloss")
     assert (result.test.argmax(axis=1) == P[:50, 0].argmax(axis=1)).all()
-    assert result.recipe["calibrators"][0]["params"]["temperature"] != 1.0
+    assert result.recipe.calibrators[0]["params"]["temperature"] != 1.0
 
 
 def test_label_by_label_options_refuse_multiclass_in_one_line():
@@ -213,7 +214,7 @@ def test_metric_auc_drives_hill_climbing_to_another_run():
     for metric in (None, "auc"):
         result = stack(P, y, folds, P[:10], method="hillclimb", params=params, calibrate="none", labels=["fake"],
                        metric=metric)
-        picks[metric] = int(np.argmax(result.recipe["blender"]["weights"][0]))
+        picks[metric] = int(np.argmax(result.recipe.blender["weights"][0]))
     assert picks == {None: 1, "auc": 0}
 
 
@@ -262,11 +263,15 @@ def test_import_refuses_multiclass_rows_not_summing_to_one(tmp_path, workspace):
 
 
 def test_export_refuses_a_multiclass_submission_in_one_line(tmp_path, workspace):
+    from dataclasses import replace
+
     from ensemble.artifacts.io import write_json
 
     (workspace / "submissions").mkdir()
     pd.DataFrame({"id": ["a"], "x": [1.0]}).to_csv(workspace / "submissions" / "mc.csv", index=False)
-    write_json({"recipe": {"task": "multiclass", "state": {}, "labels": ["x"]}}, workspace / "submissions" / "mc.json")
+    sidecar = hand_sidecar("mc")
+    sidecar.recipe = replace(sidecar.recipe, task="multiclass", labels=["x"])
+    write_json(sidecar.to_dict(), workspace / "submissions" / "mc.json")
     line = one_line_error(ens("export", "mc"))
     assert "multiclass submission cannot be exported" in line
 
@@ -303,7 +308,7 @@ def test_a_submission_whose_rows_do_not_sum_to_one_is_not_written(tmp_path, work
     p = np.full((8, 4), 0.25)
     p[5] = [0.7, 0.1, 0.1, 0.2]
     with pytest.raises(DataError, match="'TEST_005' has probabilities summing to 1.1"):
-        write_submission(Workspace(workspace), "bad", submission_frame(p, comp), comp, {})
+        write_submission(Workspace(workspace), submission_frame(p, comp), comp, hand_sidecar("bad"))
     assert not (workspace / "submissions" / "bad.csv").exists()
 
 

@@ -27,7 +27,7 @@ from ensemble.metrics.dacon import calibration_bins
 from ensemble.plots import quantile_bins
 from ensemble.artifacts.runs import TESTLIKE_OOF_FILE, load_run, write_run_file
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE as CLIPS_FILE
-from ensemble.artifacts.submission import submission_frame, write_submission
+from ensemble.artifacts.submission import read_sidecar, submission_frame, write_submission
 from ensemble.commands.lb import record_leaderboard
 from ensemble.artifacts.workspace import Workspace
 
@@ -138,7 +138,7 @@ def test_report_data_matches_numpy(built: Workspace):
     z = np.log(oof) - np.log1p(-oof)
     for j in range(len(LABELS)):
         np.testing.assert_allclose(corr[j], np.corrcoef(z[:, :, j].T), atol=1e-12)
-    assert fold_scores(runs[0]) == [f["score"] for f in runs[0].manifest["metrics"]["per_fold"]]
+    assert fold_scores(runs[0]) == [f["score"] for f in runs[0].manifest.metrics["per_fold"]]
     assert len(fold_scores(runs[0])) == N_FOLDS
 
 
@@ -162,9 +162,8 @@ def test_quantile_bins_hold_equal_counts_in_prediction_order():
 
 def test_a_submission_its_recipe_does_not_reproduce_is_named_not_drawn(built: Workspace):
     comp = Competition.load(built.data_dir())
-    sidecar = json.loads((built.submissions_dir / "blend-mean.json").read_text())
     edited = submission_frame(np.full((len(comp.test_ids), 2), 0.3), comp)
-    write_submission(built, "blend-mean", edited, comp, {k: sidecar[k] for k in ("recipe", "metrics")}, force=True)
+    write_submission(built, edited, comp, read_sidecar(built, "blend-mean"), force=True)
     out = write_report(built, built.root / "report")
     assert not (out / "reliability-sub-blend-mean.png").exists()
     assert (out / "reliability-sub-blend-logit.png").is_file()
@@ -180,8 +179,7 @@ def test_a_submission_stacked_on_another_metric_re_runs_on_its_own(built: Worksp
     request = StackRequest(runs=("w2v", "cnn", "hubert"), method="logit", metric="auc", name="logit-auc")
     other = run_stack(built, comp, replace(request, metric=None, write=False)).result.test
     assert not np.allclose(run_stack(built, comp, request).result.test, other)  # the metric matters here
-    sidecar = json.loads((built.submissions_dir / "logit-auc.json").read_text())
-    assert [s.name for s in stacked_series(built, "logit-auc", sidecar)]
+    assert [s.name for s in stacked_series(built, "logit-auc", read_sidecar(built, "logit-auc"))]
 
 
 def test_report_tells_progress_of_the_restacks(built: Workspace, tmp_path: Path):

@@ -84,4 +84,4 @@ def test_lgbm_still_splits_on_a_small_fit_set():
     d = make_runs(300, 50, n_runs=4, seed=13)
     r = stack(d.P, d.y, d.folds, d.P_test, method="lgbm", labels=["fake", "real"], n_boot=5)
     assert r.nested.auc > 0.85
-    assert all(n > 1 for n in r.recipe["blender"]["best_iterations"])
+    assert all(n > 1 for n in r.recipe.blender["best_iterations"])

@@ -62,7 +62,7 @@ def test_stack_result_fields_and_recipe_are_json():
     assert r.test.shape == (200, 2) and r.oof.shape == (800, 2)
     assert r.nested_testlike is None and r.seconds > 0
     assert r.gain["lo"] <= r.gain["gain"] <= r.gain["hi"]
-    recipe = json.loads(json.dumps(r.recipe))
+    recipe = json.loads(json.dumps(r.recipe.to_dict()))  # JSON-ready
     assert recipe["method"] == "weighted" and len(recipe["calibrators"]) == 2
     assert recipe["calibrators"][0]["label"] == "fake"
     assert {row["label"] for row in r.sensitivity} == set(LABELS)
@@ -73,10 +73,10 @@ def test_testlike_set_is_scored_and_fitted_on():
     tl = make_runs(300, 10, n_runs=3, rho=0.8, seed=8)
     kw = dict(P_tl=tl.P, y_tl=tl.y, folds_tl=tl.folds, labels=LABELS, n_boot=10)
     r = stack(d.P, d.y, d.folds, d.P_test, method="logit", **kw)
-    assert r.recipe["fit_on"] == "testlike"
+    assert r.recipe.fit_on == "testlike"
     assert r.nested_testlike is not None and r.oof_testlike.shape == (300, 2)
     both = stack(d.P, d.y, d.folds, d.P_test, method="logit", fit_on="both", **kw)
-    assert both.recipe["fit_on"] == "both"
+    assert both.recipe.fit_on == "both"
     rows = compare(d.P, d.y, d.folds, methods=["mean", "logreg"], P_tl=tl.P, y_tl=tl.y, folds_tl=tl.folds,
                    n_boot=10).rows
     runs = [f"run:run{r}" for r in range(3)]

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.artifacts.io import file_sha256, read_json, read_parquet, write_json, write_parquet
+from ensemble.artifacts.records import RunManifest
 from ensemble.artifacts.workspace import Workspace
 
 OOF_FILE = "oof.parquet"
@@ -172,11 +173,11 @@ class Run:
 
     name: str
     dir: Path
-    manifest: dict
+    manifest: RunManifest
 
     @property
     def labels(self) -> list[str]:
-        return list(self.manifest["labels"])
+        return list(self.manifest.labels)
 
     @property
     def has_oof(self) -> bool:
@@ -212,12 +213,12 @@ def load_run(ws: Workspace, name: str) -> Run:
             raise DataError(f"run {name!r} is not finished ({partial.progress()}); finish it: {partial.finish_hint()}")
         known = ", ".join(ws.run_names()) or "none yet"
         raise DataError(f"run {name!r} not found in {ws.models_dir} (runs: {known})")
-    manifest = read_json(folder / MANIFEST_FILE)
-    labels = manifest.get("labels") if isinstance(manifest, dict) else None
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise DataError(f"{folder / MANIFEST_FILE}: 'labels' must be a list of label column names; "
-                        f"got {labels!r}")
-    return Run(name=name, dir=folder, manifest=manifest)
+    return Run(name=name, dir=folder, manifest=read_manifest(folder / MANIFEST_FILE))
+
+
+def read_manifest(path: Path) -> RunManifest:
+    """A run.json, checked against the manifest's schema."""
+    return RunManifest.from_dict(read_json(path), path)
 
 
 def write_run_file(df: pd.DataFrame, run_dir: Path, filename: str) -> str:
@@ -227,8 +228,8 @@ def write_run_file(df: pd.DataFrame, run_dir: Path, filename: str) -> str:
     return file_sha256(run_dir / filename)
 
 
-def write_manifest(run_dir: Path, manifest: dict) -> None:
-    write_json(manifest, run_dir / MANIFEST_FILE)
+def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
+    write_json(manifest.to_dict(), run_dir / MANIFEST_FILE)
 
 
 DATA_KEYS = ("train.csv", "test.csv", "sample_submission.csv", "audio")
@@ -245,19 +246,19 @@ def check_compatible(runs: list[Run], data: dict[str, str] | None = None, folds:
     current = data is not None
     where = "the competition folder" if current else f"run {runs[0].name!r}"
     ref_labels = labels if labels is not None else runs[0].labels
-    ref_data = data if current else runs[0].manifest.get("data") or {}
-    ref_folds = folds if current else runs[0].manifest.get("folds_fingerprint")
+    ref_data = data if current else runs[0].manifest.data
+    ref_folds = folds if current else runs[0].manifest.folds_fingerprint
     for run in runs if current else runs[1:]:
         if run.labels != ref_labels:
             raise ContractError(f"run {run.name!r} has label columns {run.labels}; {where} has {ref_labels}: "
                                 "runs with different label columns cannot be blended")
-        made_on = run.manifest.get("data") or {}
+        made_on = run.manifest.data
         for key in DATA_KEYS:
             if key in made_on and key in ref_data and made_on[key] != ref_data[key]:
                 raise ContractError(
                     f"run {run.name!r} was made on different data than {where}: {key} differs "
                     f"(sha256 {made_on[key][:12]}… vs {ref_data[key][:12]}…); re-run or re-import it on the current data")
-        run_folds = run.manifest.get("folds_fingerprint")
+        run_folds = run.manifest.folds_fingerprint
         if run_folds is not None and (ref_folds is not None or current) and run_folds != ref_folds:
             target = "the workspace's folds (models/folds.parquet)" if current else where
             ref = f"{ref_folds[:12]}…" if ref_folds else "none: the workspace has no folds file"

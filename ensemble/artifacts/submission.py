@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from ensemble.errors import DataError, ExistsError
 from ensemble.artifacts.io import atomic_path, csv_to, file_sha256, read_csv, read_json, sweep_tmp, write_json
 from ensemble.artifacts.locking import exclusive
 from ensemble.artifacts.provenance import now_iso, package_versions
+from ensemble.artifacts.records import Recipe, Sidecar
 from ensemble.artifacts.runs import check_probabilities
 from ensemble.artifacts.workspace import Workspace, check_name
 
@@ -90,17 +91,18 @@ def tidy(ws: Workspace, name: str) -> list[str]:
     return notes
 
 
-def write_submission(ws: Workspace, name: str, frame: pd.DataFrame, comp: Competition, sidecar: dict,
+def write_submission(ws: Workspace, frame: pd.DataFrame, comp: Competition, sidecar: Sidecar,
                      force: bool = False) -> Written:
-    """Validate, then write the sidecar and the CSV as a pair; refuse to replace a submission without `force`.
+    """Validate, then write the sidecar and the CSV as a pair (named `sidecar.name`); refuse to replace a
+    submission without `force`.
 
     Under the submissions lock, so of two writers of one name exactly one wins. The CSV's rename is the
     commit point: a writer killed at any moment leaves the whole old pair, the whole new one, or neither
     plus litter that the next writer removes. The sidecar records the CSV's SHA-256.
     """
+    name = sidecar.name
     csv, meta = submission_paths(ws, name)
     validate_submission(frame, comp, csv)
-    sidecar = {"name": name, "created": now_iso(), "versions": package_versions(), "leaderboard": {}, **sidecar}
     with exclusive(submission_lock(ws)):
         cleaned = tidy(ws, name)
         if csv.is_file():
@@ -109,17 +111,22 @@ def write_submission(ws: Workspace, name: str, frame: pd.DataFrame, comp: Compet
             csv.unlink()  # un-commit first: from here a kill leaves a lone sidecar, which the next writer removes
         with atomic_path(csv) as tmp:
             csv_to(frame, tmp)
-            write_json({**sidecar, "csv_sha256": file_sha256(tmp)}, meta)
+            write_json(replace(sidecar, csv_sha256=file_sha256(tmp)).to_dict(), meta)
     return Written(csv, meta, cleaned)
 
 
-def read_sidecar(ws: Workspace, name: str) -> dict:
+def read_sidecar(ws: Workspace, name: str) -> Sidecar:
     """A submission's sidecar; a submission exists only as a pair (CSV and sidecar)."""
     csv, meta = submission_paths(ws, name)
     if not (meta.is_file() and csv.is_file()):
         known = ", ".join(ws.submission_names()) or "none yet"
         raise DataError(f"submission {name!r} not found in {ws.submissions_dir} (submissions: {known})")
-    return read_json(meta)
+    return Sidecar.from_dict(read_json(meta), meta)
+
+
+def new_sidecar(name: str, recipe: Recipe, metrics: dict, **more) -> Sidecar:
+    """A sidecar for a submission about to be written: named, dated, with the package versions."""
+    return Sidecar(name=name, created=now_iso(), versions=package_versions(), recipe=recipe, metrics=metrics, **more)
 
 
 def read_submission_csv(path: Path, comp: Competition) -> pd.DataFrame:

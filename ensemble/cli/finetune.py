@@ -82,15 +82,15 @@ def finetune_cmd(
         say(f"run {opts.run_name}: {state}; finish it: {hint} (or copy fold folders made elsewhere into "
             f"{ws.run_dir(opts.run_name)} and run it again)")
         return
-    metrics = run.manifest["metrics"]
-    parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest["folds"])
+    metrics = run.manifest.metrics
+    parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest.folds)
     cv = metrics["cv"]
     if "metric" in cv:  # multiclass: the chosen metric beside the usual numbers
         scores = (f"CV {cv['metric']} {cv['score']:.5f} (log loss {cv['logloss']:.4f}, accuracy {cv['accuracy']:.4f}, "
                   f"macro-F1 {cv['macro_f1']:.4f})")
     else:
         scores = f"CV {cv['score']:.5f}, test-like CV {metrics['cv_testlike']['score']:.5f}"
-    model_info = run.manifest["source"]["model"]
+    model_info = run.manifest.source["model"]
     trainable = (f", {model_info['n_trainable']:,} of {model_info['n_params']:,} weights trained"
                  if "n_trainable" in model_info else "")
     typer.echo(f"run {run.name}: {scores}, ONNX parity {parity:.2e}{trainable} → {run.dir}")

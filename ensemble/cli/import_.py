@@ -25,7 +25,7 @@ def import_cmd(
 
     ws, comp = workspace_and_competition(workspace, data)
     run = import_run(ws, comp, name, test, oof, force=force, testlike_csv=testlike)
-    cv = (run.manifest.get("metrics") or {}).get("cv")
+    cv = run.manifest.cv
     tail = f" (CV {cv['score']:.5f})" if cv else " (no OOF: can be averaged, not learned from)"
     typer.echo(f"imported run {name} into {run.dir}{tail}")
     say(f"next: `ens board` lists it; `ens stack {name} OTHER_RUN --compare` tells whether a blend helps")

@@ -22,8 +22,8 @@ def lb_cmd(
     from ensemble.artifacts.workspace import Workspace
 
     sidecar = record_leaderboard(Workspace.resolve(workspace), Path(submission).stem, public, private)
-    board = sidecar["leaderboard"]
+    board = sidecar.leaderboard
     scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
-    typer.echo(f"recorded {sidecar['name']}: {scores}")
+    typer.echo(f"recorded {sidecar.name}: {scores}")
     say("next: `ens board` ranks it beside the others; from three public scores on it tells whether CV predicts "
         "the leaderboard")

@@ -9,6 +9,7 @@ import re
 import pandas as pd
 from rich.table import Table
 
+from ensemble.artifacts.records import Recipe
 from ensemble.metrics.dacon import ScoreParts
 
 SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested", "clean", "in-smp", "gain", "s",
@@ -187,7 +188,7 @@ def compare_table(comparison, width: int = 80):
                  Text(hang(f"decision: {comparison.decision.rule}", width)))
 
 
-def stack_summary(path, result, recipe: dict, width: int = 80) -> str:
+def stack_summary(path, result, recipe: Recipe, width: int = 80) -> str:
     """The written submission: its honest scores, then its recipe in words (why this method, weights per run,
     calibrator per label, test prior), so the JSON sidecar need not be read."""
     from ensemble.stack.explain import recipe_lines
@@ -197,7 +198,7 @@ def stack_summary(path, result, recipe: dict, width: int = 80) -> str:
                         ("in-sample", result.in_sample)):
         if parts is not None:
             if parts.auc != parts.auc:  # another metric than the competition's: no parts
-                lines.append(f"  {what} ({recipe.get('metric')}): {parts.score:.5f}")
+                lines.append(f"  {what} ({recipe.metric}): {parts.score:.5f}")
             else:
                 lines.append(f"  {what}: {parts.score:.5f} (AUC {parts.auc:.4f}, Brier {parts.brier:.4f}, ECE {parts.ece:.4f})")
     if result.gain:
@@ -210,14 +211,14 @@ def stack_summary(path, result, recipe: dict, width: int = 80) -> str:
 
 def prior_table(result) -> Table | None:
     """Estimated test priors per label and the OOF score at each assumed prior (`--test-prior`)."""
-    prior = result.recipe.get("prior") or {}
+    prior = result.recipe.prior or {}
     if not result.sensitivity or not prior:
         return None
     frame = pd.DataFrame(result.sensitivity).pivot(index="prior", columns="label", values="score").reset_index()
     from rich.console import Group
     from rich.text import Text
 
-    labels = result.recipe.get("labels", [])
+    labels = result.recipe.labels
     lines = [f"test prior of {label}: train {prior['prior_train'][j]:.3f}, EM {fmt(prior['prior_em'][j], 3)}, "
              f"BBSE {fmt(prior['prior_bbse'][j], 3)}, used {fmt(prior['prior_used'][j], 3) if prior.get('prior_used') else '–'}"
              for j, label in enumerate(labels)]

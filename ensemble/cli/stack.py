@@ -54,7 +54,7 @@ def stack_cmd(
             return
     for note in done.written.cleaned:
         typer.echo(f"warning: {note}", err=True)  # whole: it names files to find
-    typer.echo(stack_summary(done.written.csv, done.result, done.sidecar["recipe"], out.width))
+    typer.echo(stack_summary(done.written.csv, done.result, done.sidecar.recipe, out.width))
     if test_prior != "none" and (table := prior_table(done.result)) is not None:
         out.print(table)
     say(f"next: submit {done.written.csv.name} on the contest site, then `ens lb {done.name} --public SCORE`; "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ensemble.artifacts.io import read_json
-from ensemble.artifacts.runs import MANIFEST_FILE, partial_runs
+from ensemble.artifacts.runs import MANIFEST_FILE, partial_runs, read_manifest
+from ensemble.artifacts.submission import read_sidecar
 from ensemble.artifacts.workspace import Workspace
 
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
@@ -71,13 +71,11 @@ def board_frame(ws: Workspace, metric: str | None = None) -> pd.DataFrame:
         return _metric_frame(ws, scorer)
     rows = []
     for name in ws.run_names():
-        manifest = read_json(ws.run_dir(name) / MANIFEST_FILE)
-        method = manifest.get("source", {}).get("model_ref") or manifest.get("kind", "run")
-        rows.append(_row(name, "run", method, manifest.get("metrics") or {}, {}))
+        manifest = read_manifest(ws.run_dir(name) / MANIFEST_FILE)
+        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, manifest.metrics, {}))
     for name in ws.submission_names():
-        sidecar = read_json(ws.submissions_dir / f"{name}.json")
-        method = (sidecar.get("recipe") or {}).get("method", "?")
-        rows.append(_row(name, "submission", method, sidecar.get("metrics") or {}, sidecar.get("leaderboard") or {}))
+        sidecar = read_sidecar(ws, name)
+        rows.append(_row(name, "submission", sidecar.recipe.method, sidecar.metrics, sidecar.leaderboard))
     for partial in partial_runs(ws):  # unranked: no scores until every fold is done
         rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("rank", "delta")])
@@ -103,18 +101,16 @@ def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
     truth = load_folds(ws) if (ws.models_dir / "folds.parquet").is_file() else None
     rows = []
     for name in ws.run_names():
-        manifest = read_json(ws.run_dir(name) / MANIFEST_FILE)
-        method = manifest.get("source", {}).get("model_ref") or manifest.get("kind", "run")
+        manifest = read_manifest(ws.run_dir(name) / MANIFEST_FILE)
         cv = _rescore(ws, name, scorer, truth)
-        rows.append(_row(name, "run", method, {"cv": cv} if cv else {}, {}) | {k: (cv or {}).get(k) for k in MULTICLASS_PARTS})
+        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, {"cv": cv} if cv else {}, {})
+                    | {k: (cv or {}).get(k) for k in MULTICLASS_PARTS})
     for name in ws.submission_names():
-        sidecar = read_json(ws.submissions_dir / f"{name}.json")
-        recipe = sidecar.get("recipe") or {}
-        metrics = sidecar.get("metrics") or {}
-        same = recipe.get("metric", "competition") in (scorer.name, *(["dacon-fakevoice"] if scorer.name == "competition" else []))
-        cv = (metrics.get("cv") or {}) if same else {}
-        rows.append(_row(name, "submission", recipe.get("method", "?"), metrics if same else {},
-                         sidecar.get("leaderboard") or {}) | {k: cv.get(k) for k in MULTICLASS_PARTS})
+        sidecar = read_sidecar(ws, name)
+        same = (sidecar.recipe.metric or "competition") in (scorer.name, *(["dacon-fakevoice"] if scorer.name == "competition" else []))
+        cv = (sidecar.cv or {}) if same else {}
+        rows.append(_row(name, "submission", sidecar.recipe.method, sidecar.metrics if same else {},
+                         sidecar.leaderboard) | {k: cv.get(k) for k in MULTICLASS_PARTS})
     for partial in partial_runs(ws):
         rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
     parts = MULTICLASS_PARTS if scorer.task == "multiclass" else []

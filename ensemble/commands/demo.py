@@ -54,21 +54,21 @@ def _swap_columns(frame: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
 
 def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str) -> None:
     """A copy of run `source` with fake/real swapped in every prediction file (no ONNX folds)."""
+    from dataclasses import replace
+
     from ensemble.artifacts.folds import load_folds
-    from ensemble.artifacts.io import read_json
-    from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, write_manifest, write_run_file
+    from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, read_manifest, write_manifest, write_run_file
     from ensemble.metrics.frames import cv_metrics, score_frame
     from ensemble.artifacts.testlike_set import load_testlike
 
     src, dst = ws.run_dir(source), ws.run_dir(name)
     dst.mkdir(parents=True, exist_ok=True)
-    manifest = read_json(src / MANIFEST_FILE)
     frames = {f: _swap_columns(pd.read_parquet(src / f), comp.labels) for f in (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE)}
-    manifest.pop("folds", None)
     metrics = cv_metrics(frames[OOF_FILE], load_folds(ws), comp.labels)
     metrics["cv_testlike"] = score_frame(frames[TESTLIKE_OOF_FILE], load_testlike(ws), comp.labels).as_dict()
-    manifest.update(name=name, kind="derived", derived_from=source, transform="label columns swapped", metrics=metrics,
-                    files={f: write_run_file(frame, dst, f) for f, frame in frames.items()})
+    manifest = replace(read_manifest(src / MANIFEST_FILE), name=name, kind="derived", derived_from=source,
+                       transform="label columns swapped", metrics=metrics, folds=None,
+                       files={f: write_run_file(frame, dst, f) for f, frame in frames.items()})
     write_manifest(dst, manifest)
 
 

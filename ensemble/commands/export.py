@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ensemble.artifacts.records import Recipe, Sidecar
 from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.export.graph import RunGraphs, build_model, metadata_json, preprocessing
 from ensemble.progress import Progress
@@ -79,14 +80,15 @@ def _fold_graph(run, info: Any, manifest_path: Path, quantize: str, tmp: Path, k
     return model, normalize, mask, int(pre.get("sampling_rate", 0))
 
 
-def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tmp: Path) -> tuple[list[RunGraphs], int, dict]:
+def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: str,
+               tmp: Path) -> tuple[list[RunGraphs], int, dict]:
     """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
     from ensemble.backbones.predict import HOP_FRACTION
     from ensemble.artifacts.io import file_sha256
     from ensemble.artifacts.runs import MANIFEST_FILE, load_run
 
     runs, rates, hashes = [], set(), {}
-    for entry in recipe.get("runs") or []:
+    for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("run"), str):
             raise ContractError(f"{sidecar_path}: recipe.runs holds {entry!r}; expected {{'run': NAME, 'manifest_sha256': …}}")
         run = load_run(ws, str(entry.get("run")))
@@ -94,22 +96,22 @@ def _load_runs(ws, recipe: dict[str, Any], sidecar_path: Path, quantize: str, tm
         if file_sha256(manifest_path) != entry.get("manifest_sha256"):
             raise ContractError(f"{manifest_path} changed since submission {sidecar_path.stem!r} was stacked "
                                 "(re-predicted or re-trained?); stack again, then export")
-        if run.manifest.get("kind") != "finetune" or not isinstance(run.manifest.get("folds"), list) or not run.manifest["folds"]:
-            raise ContractError(f"run {run.name!r} has no ONNX folds (kind {run.manifest.get('kind', '?')!r}); "
+        if run.manifest.kind != "finetune" or not isinstance(run.manifest.folds, list) or not run.manifest.folds:
+            raise ContractError(f"run {run.name!r} has no ONNX folds (kind {run.manifest.kind!r}); "
                                 "only submissions made of `ens finetune` runs can be exported")
         folds, fold_ids, normalize, mask, rate = [], [], False, False, 0
-        for info in run.manifest["folds"]:
+        for info in run.manifest.folds:
             model, normalize, mask, rate = _fold_graph(run, info, manifest_path, quantize, tmp, len(folds), hashes)
             rates.add(rate)
             folds.append(model)
             fold_ids.append(int(info.get("fold", len(fold_ids))))
         hashes[f"{run.name}/{MANIFEST_FILE}"] = entry["manifest_sha256"]
         try:
-            n = int(round(float(run.manifest["options"]["max_seconds"]) * rate))
+            n = int(round(float(run.manifest.options["max_seconds"]) * rate))
         except (KeyError, TypeError, ValueError) as err:
             raise ContractError(f"{manifest_path}: options.max_seconds missing or not a number") from err
         runs.append(RunGraphs(run.name, folds, n, max(1, int(n * HOP_FRACTION)), normalize, mask,
-                              list(run.manifest["labels"]), fold_ids, rate))
+                              list(run.manifest.labels), fold_ids, rate))
     if not runs:
         raise ContractError(f"{sidecar_path}: recipe names no runs")
     if len(rates) != 1:
@@ -134,18 +136,18 @@ def _quantized(path: Path, out: Path) -> Path:
     return out
 
 
-def _metadata(name: str, sidecar: dict, labels: list[str], rate: int, runs: list[RunGraphs], hashes: dict,
+def _metadata(name: str, sidecar: Sidecar, labels: list[str], rate: int, runs: list[RunGraphs], hashes: dict,
               quantize: str) -> dict[str, str]:
     from ensemble import __version__
 
-    recipe = {k: v for k, v in sidecar["recipe"].items() if k != "state"}
+    recipe = {k: v for k, v in sidecar.recipe.to_dict().items() if k != "state"}
     return {"ens_export_format": FORMAT_VERSION, "ens_version": __version__, "submission": name,
             "labels": metadata_json(labels), "sampling_rate": str(rate),
             "windows": metadata_json({r.name: {"n": r.n, "hop": r.hop, "folds": len(r.folds)} for r in runs}),
             "recipe": metadata_json(recipe), "sha256": metadata_json(hashes), "quantize": quantize}
 
 
-def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, list[RunGraphs], dict]:
+def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, list[RunGraphs], Recipe]:
     """The ONNX model of submission `name` (not written), the runs in it, and the recipe it was built
     from (its state re-indexed to those runs)."""
     from ensemble.artifacts.io import file_sha256
@@ -155,34 +157,32 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}; got {quantize!r}")
     csv, sidecar_path = submission_paths(ws, name)
     sidecar = read_sidecar(ws, name)
-    recipe = sidecar.get("recipe") if isinstance(sidecar, dict) else None
-    if not isinstance(recipe, dict) or not isinstance(recipe.get("state"), dict):
-        raise ContractError(f"{sidecar_path}: no recipe.state (the fitted blend); it was stacked by an older ens — "
-                            "stack it again to export it")
-    if recipe["state"].get("blender", {}).get("meta") or recipe.get("meta_features"):
-        columns = ", ".join((recipe.get("meta_features") or {}).get("columns", [])) or "meta-features"
+    recipe = sidecar.recipe
+    if not isinstance(recipe.state, dict):
+        raise ContractError(f"{sidecar_path}: recipe.state (the fitted blend) is not an object; stack it again to "
+                            "export it")
+    if recipe.state.get("blender", {}).get("meta") or recipe.meta_features:
+        columns = ", ".join((recipe.meta_features or {}).get("columns", [])) or "meta-features"
         raise ConfigError(f"submission {name!r} blends per-clip meta-features ({columns}), which an exported graph "
                           "cannot compute yet (the voice-activity detector is not in it); export a submission "
                           "stacked without them (`ens stack … --meta none`)")
-    if recipe.get("task") == "multiclass":  # the graph ops pool, aggregate and blend logits label by label
+    if recipe.task == "multiclass":  # the graph ops pool, aggregate and blend logits label by label
         raise ConfigError(f"{sidecar_path}: a multiclass submission cannot be exported yet (the exported chain "
                           "pools and blends label by label); its runs' fold graphs are in models/<run>/fold*/model.onnx")
-    labels = list(recipe.get("labels") or [])
-    entries = recipe.get("runs")
+    labels, entries = list(recipe.labels), recipe.runs
     if not isinstance(entries, list):
         raise ContractError(f"{sidecar_path}: recipe.runs is {type(entries).__name__}; expected a list of runs")
-    keep, state = used_runs(len(entries), recipe["state"])  # a run the blend ignores need not be exportable
+    keep, state = used_runs(len(entries), recipe.state)  # a run the blend ignores need not be exportable
     with tempfile.TemporaryDirectory(prefix="ens-export-") as tmp:
-        runs, rate, hashes = _load_runs(ws, {**recipe, "runs": [entries[r] for r in keep]}, sidecar_path, quantize,
-                                        Path(tmp))
+        runs, rate, hashes = _load_runs(ws, [entries[r] for r in keep], sidecar_path, quantize, Path(tmp))
         for run in runs:
             if run.labels != labels:
                 raise ContractError(f"run {run.name!r} has labels {run.labels}; submission {name!r} has {labels}")
         hashes["sidecar"] = file_sha256(sidecar_path)
         hashes["submission_csv"] = file_sha256(csv)
         metadata = _metadata(name, sidecar, labels, rate, runs, hashes, quantize)
-        model = build_model(runs, state, recipe.get("prior"), labels, metadata)
-    return model, runs, {**recipe, "state": state}
+        model = build_model(runs, state, recipe.prior, labels, metadata)
+    return model, runs, replace(recipe, state=state)
 
 
 def used_runs(n_runs: int, state: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:
@@ -260,7 +260,7 @@ def _interleaved_speed(chains: dict[str, Path], sample: list[np.ndarray], rounds
     return {**{f"{k}_clips_per_s": float(np.median(v)) for k, v in times.items()}, "speed_clips": len(sample)}
 
 
-def quantization_check(ws, comp, recipe: dict[str, Any], variants: dict[str, list[RunGraphs]],
+def quantization_check(ws, comp, recipe: Recipe, variants: dict[str, list[RunGraphs]],
                        chains: dict[str, Path], rows: int, seed: int,
                        progress: Progress | None = None) -> dict[str, Any]:
     """The competition score of the fp32 and int8 chains on OOF rows, and their speed.
@@ -275,7 +275,7 @@ def quantization_check(ws, comp, recipe: dict[str, Any], variants: dict[str, lis
     from ensemble.metrics.dacon import MetricError, competition_score
 
     folds = load_folds(ws)
-    labels = list(recipe["labels"])
+    labels = list(recipe.labels)
     pick = np.sort(np.random.default_rng(seed).permutation(len(folds))[: max(1, rows)])
     ids, fold_of = folds["id"].astype(str).to_numpy()[pick], folds["fold"].to_numpy()[pick]
     y = folds[labels].to_numpy(dtype=np.float64)[pick]
@@ -301,7 +301,7 @@ def quantization_check(ws, comp, recipe: dict[str, Any], variants: dict[str, lis
         if np.isnan(P).any():
             raise ContractError("the runs' folds do not cover the workspace's folds file; the score check needs them all")
         opset = max(o.version for o in runs[0].folds[0].opset_import if o.domain in ("", "ai.onnx"))
-        blend = _session(build_blend_model(recipe["state"], recipe.get("prior"), len(runs), len(labels), opset,
+        blend = _session(build_blend_model(recipe.state, recipe.prior, len(runs), len(labels), opset,
                                            runs[0].folds[0].ir_version))
         p = blend.run(["probabilities"], {"P": P})[0]
         try:

@@ -33,6 +33,7 @@ from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
 from ensemble.artifacts.io import read_json, sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
+from ensemble.artifacts.records import RunManifest
 from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
 from ensemble.metrics.dacon import MetricError, competition_score
@@ -240,17 +241,16 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
     metrics = cv_metrics(oof, folds, comp.labels, _scorer(comp, opts))
     if clips is not None:
         metrics["cv_testlike"] = score_frame(frames[TESTLIKE_OOF_FILE], clips, comp.labels).as_dict()
-    manifest = {
-        "name": run_dir.name, "kind": "finetune", "created": now_iso(), "labels": comp.labels,
-        "source": {"model_ref": opts.model, "model": fold_info[0].get("model", {})},
-        "options": asdict(opts), "folds_fingerprint": folds_fingerprint(folds), "n_folds": n_folds,
-        "testlike_fingerprint": None if clips is None else testlike_fingerprint(clips),
-        "testlike_domain": load_domain_check(ws), "task": comp.task,
-        "data": comp.fingerprint(),
-        "metrics": metrics, "folds": fold_info, "versions": package_versions(), "machine": machine(),
-        "seconds": {"total_this_call": round(seconds, 2), "folds": [f.get("seconds") for f in fold_info]},
-        "files": {name: write_run_file(frame, run_dir, name) for name, frame in frames.items()},
-    }
+    manifest = RunManifest(
+        name=run_dir.name, kind="finetune", created=now_iso(), labels=comp.labels,
+        source={"model_ref": opts.model, "model": fold_info[0].get("model", {})},
+        options=asdict(opts), folds_fingerprint=folds_fingerprint(folds), n_folds=n_folds,
+        testlike_fingerprint=None if clips is None else testlike_fingerprint(clips),
+        testlike_domain=load_domain_check(ws), task=comp.task, data=comp.fingerprint(),
+        metrics=metrics, folds=fold_info, versions=package_versions(), machine=machine(),
+        seconds={"total_this_call": round(seconds, 2), "folds": [f.get("seconds") for f in fold_info]},
+        files={name: write_run_file(frame, run_dir, name) for name, frame in frames.items()},
+    )
     write_manifest(run_dir, manifest)
     return load_run(ws, run_dir.name)
 

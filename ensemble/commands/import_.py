@@ -14,6 +14,7 @@ from ensemble.errors import DataError
 from ensemble.artifacts.folds import FOLDS_FILE, ensure_folds, folds_fingerprint, load_folds
 from ensemble.artifacts.io import file_sha256, read_csv, umask_mode, write_parquet
 from ensemble.artifacts.provenance import now_iso, package_versions
+from ensemble.artifacts.records import RunManifest
 from ensemble.artifacts.runs import (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, validate_oof,
                            validate_test, write_manifest, write_run_file)
 from ensemble.metrics.frames import cv_metrics, score_frame
@@ -45,27 +46,26 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     oof, folds = _read_oof(ws, comp, oof_csv) if oof_csv is not None else (None, None)
     testlike, clips = _read_testlike(ws, comp, testlike_csv) if testlike_csv is not None else (None, None)
 
-    manifest = {
-        "name": name, "kind": "import", "created": now_iso(), "labels": comp.labels,
-        "data": comp.fingerprint(), "versions": package_versions(),
-        "source": {"test": {"path": str(test_csv), "sha256": file_sha256(test_csv)}},
-        "files": {}, "metrics": {},
-    }
+    manifest = RunManifest(
+        name=name, kind="import", created=now_iso(), labels=comp.labels, task=comp.task,
+        data=comp.fingerprint(), versions=package_versions(),
+        source={"test": {"path": str(test_csv), "sha256": file_sha256(test_csv)}}, files={},
+    )
     ws.models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=ws.models_dir))
     staging.chmod(umask_mode(directory=True))
     try:
-        manifest["files"][TEST_FILE] = write_run_file(test, staging, TEST_FILE)
+        manifest.files[TEST_FILE] = write_run_file(test, staging, TEST_FILE)
         if oof is not None:
-            manifest["source"]["oof"] = {"path": str(oof_csv), "sha256": file_sha256(oof_csv)}
-            manifest["files"][OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
-            manifest["folds_fingerprint"] = folds_fingerprint(folds)
-            manifest["metrics"] = cv_metrics(oof, folds, comp.labels, _multiclass_scorer(ws, comp))
+            manifest.source["oof"] = {"path": str(oof_csv), "sha256": file_sha256(oof_csv)}
+            manifest.files[OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
+            manifest.folds_fingerprint = folds_fingerprint(folds)
+            manifest.metrics = cv_metrics(oof, folds, comp.labels, _multiclass_scorer(ws, comp))
         if testlike is not None:
-            manifest["source"]["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
-            manifest["files"][TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
-            manifest["testlike_fingerprint"] = testlike_fingerprint(clips)
-            manifest["metrics"]["cv_testlike"] = score_frame(testlike, clips, comp.labels).as_dict()
+            manifest.source["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
+            manifest.files[TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
+            manifest.testlike_fingerprint = testlike_fingerprint(clips)
+            manifest.metrics["cv_testlike"] = score_frame(testlike, clips, comp.labels).as_dict()
         write_manifest(staging, manifest)
         if run_dir.exists():
             shutil.rmtree(run_dir)

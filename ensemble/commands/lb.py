@@ -9,12 +9,13 @@ import numpy as np
 from ensemble.artifacts.io import write_json
 from ensemble.artifacts.locking import exclusive
 from ensemble.artifacts.provenance import now_iso
+from ensemble.artifacts.records import Sidecar
 from ensemble.artifacts.submission import read_sidecar, submission_lock, submission_paths
 from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import DataError
 
 
-def record_leaderboard(ws: Workspace, name: str, public: float | None, private: float | None) -> dict:
+def record_leaderboard(ws: Workspace, name: str, public: float | None, private: float | None) -> Sidecar:
     """Store leaderboard scores in the submission's sidecar (under the submissions lock); returns it."""
     if public is None and private is None:
         raise DataError("give --public and/or --private")
@@ -28,6 +29,6 @@ def record_leaderboard(ws: Workspace, name: str, public: float | None, private: 
     read_sidecar(ws, name)  # an unknown name fails before the lock file is made
     with exclusive(submission_lock(ws)):
         sidecar = read_sidecar(ws, name)
-        sidecar["leaderboard"] = {**(sidecar.get("leaderboard") or {}), **scores, "recorded": now_iso()}
-        write_json(sidecar, submission_paths(ws, name)[1])
+        sidecar.leaderboard = {**sidecar.leaderboard, **scores, "recorded": now_iso()}
+        write_json(sidecar.to_dict(), submission_paths(ws, name)[1])
     return sidecar

@@ -19,6 +19,7 @@ from ensemble.artifacts.folds import load_folds
 from ensemble.artifacts.io import sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import now_iso
+from ensemble.artifacts.records import RunManifest
 from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, load_run, write_manifest, write_run_file
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.artifacts.testlike_set import background_loader, load_testlike, testlike_fingerprint
@@ -41,20 +42,20 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
         splits = tuple(s for s in splits if s != "testlike")
     run = load_run(ws, name)
     manifest = run.manifest
-    if manifest.get("kind") != "finetune":
-        raise ContractError(f"run {name!r} has no ONNX folds to run (its kind is {manifest.get('kind', '?')!r}; "
+    if manifest.kind != "finetune":
+        raise ContractError(f"run {name!r} has no ONNX folds to run (its kind is {manifest.kind!r}; "
                             "only runs made by `ens finetune` have them)")
     from ensemble.artifacts.audio_check import audio_splits, check_competition_audio
 
     check_competition_audio(ws, comp, audio_splits(splits), progress=emit)
     folds = load_folds(ws)
-    labels, max_seconds = comp.labels, float(manifest["options"]["max_seconds"])
+    labels, max_seconds = comp.labels, float(manifest.options["max_seconds"])
     clips = load_testlike(ws) if "testlike" in splits else None
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
     frames: dict[str, list[pd.DataFrame]] = {s: [] for s in splits}
     used_provider, stores, decoded = None, {}, ws.audio_cache()
     row_of = {rid: i for i, rid in enumerate(folds["id"])}
-    for info in manifest["folds"]:
+    for info in manifest.folds:
         k = int(info["fold"])
         model = OnnxClassifier(run.dir / info["onnx"]["path"], provider=provider)
         used_provider, sr = model.provider, model.sampling_rate
@@ -73,14 +74,13 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
         return _write(run, comp, folds, clips, frames, used_provider)
 
 
-def run_scorer(manifest: dict, comp: Competition):
+def run_scorer(manifest: RunManifest, comp: Competition):
     """The scorer a multiclass run's CV was recorded with (None: multi-label, the competition's parts)."""
     from ensemble.metrics.scorer import default_metric, get_scorer
 
     if not comp.multiclass:
         return None
-    return get_scorer((manifest.get("metrics", {}).get("cv") or {}).get("metric") or default_metric(comp.task),
-                      comp.task)
+    return get_scorer((manifest.cv or {}).get("metric") or default_metric(comp.task), comp.task)
 
 
 def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, provider: str) -> dict[str, float]:
@@ -96,21 +96,20 @@ def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, pro
             validate_oof(new, comp.labels, folds, f"{run.name} ONNX OOF")
         elif split == "test":
             validate_test(new, comp.labels, comp.test_ids, f"{run.name} ONNX test")
-        if split == "testlike" and manifest.get("testlike_fingerprint") != testlike_fingerprint(clips):
+        if split == "testlike" and manifest.testlike_fingerprint != testlike_fingerprint(clips):
             diffs[split] = float("nan")  # the test-like set was rebuilt: nothing to compare with
-            manifest["testlike_fingerprint"] = testlike_fingerprint(clips)
+            manifest.testlike_fingerprint = testlike_fingerprint(clips)
         else:
             old = pd.read_parquet(run.dir / filename[split])
             merged = old.merge(new, on=["id", "fold"], suffixes=("_old", ""), validate="one_to_one")
             if len(merged) != len(new):
                 raise ContractError(f"{run.dir / filename[split]}: rows differ from the ONNX predictions")
             diffs[split] = float(max(np.abs(merged[f"{c}_old"] - merged[c]).max() for c in comp.labels))
-        manifest["files"][filename[split]] = write_run_file(new, run.dir, filename[split])
+        manifest.files[filename[split]] = write_run_file(new, run.dir, filename[split])
         if split == "train":
-            scorer = run_scorer(manifest, comp)
-            manifest["metrics"].update(cv_metrics(new, folds, comp.labels, scorer))
+            manifest.metrics.update(cv_metrics(new, folds, comp.labels, run_scorer(manifest, comp)))
         if split == "testlike":
-            manifest["metrics"]["cv_testlike"] = score_frame(new, clips, comp.labels).as_dict()
-    manifest["onnxruntime"] = {"provider": provider, "predicted": now_iso(), "max_abs_diff_to_previous": diffs}
+            manifest.metrics["cv_testlike"] = score_frame(new, clips, comp.labels).as_dict()
+    manifest.onnxruntime = {"provider": provider, "predicted": now_iso(), "max_abs_diff_to_previous": diffs}
     write_manifest(run.dir, manifest)
     return diffs

@@ -24,6 +24,7 @@ import pandas as pd
 from ensemble.errors import ConfigError, ContractError, EnsError, ExistsError
 from ensemble.artifacts.folds import load_folds
 from ensemble.artifacts.io import read_csv
+from ensemble.artifacts.records import Sidecar
 from ensemble.artifacts.runs import Run, check_compatible, load_run
 from ensemble.plots import Series, plot_correlation, plot_cv_vs_leaderboard, plot_fold_scores, plot_reliability
 from ensemble.probability import logit
@@ -64,7 +65,7 @@ def logit_correlation(oof: np.ndarray) -> np.ndarray:
 
 def fold_scores(run: Run) -> list[float]:
     """The competition score of each scorable fold, from run.json `metrics.per_fold`."""
-    rows = (run.manifest.get("metrics") or {}).get("per_fold") or []
+    rows = run.manifest.metrics.get("per_fold") or []
     return [float(r["score"]) for r in rows if r.get("score") is not None]
 
 
@@ -105,7 +106,7 @@ def _run_series(ws: Workspace, runs: list[Run]) -> tuple[np.ndarray, dict[str, l
     return oof, series
 
 
-def stacked_series(ws: Workspace, name: str, sidecar: dict) -> list[Series]:
+def stacked_series(ws: Workspace, name: str, sidecar: Sidecar) -> list[Series]:
     """A submission's nested OOF, recomputed from its recipe and checked to reproduce its CSV exactly.
 
     Submissions do not store their OOF; re-running the recorded stack (same runs, method, parameters,
@@ -117,10 +118,10 @@ def stacked_series(ws: Workspace, name: str, sidecar: dict) -> list[Series]:
     from ensemble.artifacts.io import file_sha256
     from ensemble.artifacts.submission import submission_paths
 
-    recipe = sidecar.get("recipe") or {}
-    if "method" not in recipe or not recipe.get("runs"):
-        raise EnsError(f"submission {name!r}: its sidecar holds no stacking recipe")
-    for entry in recipe["runs"]:
+    recipe = sidecar.recipe
+    if not recipe.runs:
+        raise EnsError(f"submission {name!r}: its recipe names no runs")
+    for entry in recipe.runs:
         path = ws.run_dir(entry["run"]) / "run.json"
         if not path.is_file() or file_sha256(path) != entry.get("manifest_sha256"):
             raise EnsError(f"submission {name!r}: run {entry['run']!r} changed or is gone since it was stacked")
@@ -236,8 +237,8 @@ def _board_section(ws: Workspace) -> Section:
                    "`ens board` shows it.", table=shown, legend=[*board_legend(frame), verdict])
 
 
-def _scores_text(sidecar: dict) -> str:
-    metrics = sidecar.get("metrics") or {}
+def _scores_text(sidecar: Sidecar) -> str:
+    metrics = sidecar.metrics
     parts = []
     for key, what in (("cv", "nested CV"), ("cv_testlike", "test-like nested CV")):
         m = metrics.get(key)
@@ -247,12 +248,12 @@ def _scores_text(sidecar: dict) -> str:
         elif m and m.get("auc") == m.get("auc"):
             parts.append(f"{what} {m['score']:.4f} (AUC {m['auc']:.3f}, Brier {m['brier']:.3f}, ECE {m['ece']:.3f})")
         elif m:  # another metric than the competition's: no parts
-            parts.append(f"{what} {(sidecar.get('recipe') or {}).get('metric', '')} {m['score']:.4f}")
+            parts.append(f"{what} {sidecar.recipe.metric or ''} {m['score']:.4f}")
     gain = metrics.get("gain")
     if gain:
         parts.append(f"gain over the best single run {gain['gain']:+.4f} [{gain['lo']:+.4f}, {gain['hi']:+.4f}] "
                      "(positive = better)")
-    board = sidecar.get("leaderboard") or {}
+    board = sidecar.leaderboard
     parts += [f"{key} leaderboard {board[key]:g}" for key in ("public", "private") if board.get(key) is not None]
     return "; ".join(parts) + "." if parts else "No scores recorded."
 
@@ -265,12 +266,12 @@ def _recipe_sections(ws: Workspace) -> list[Section]:
     sections = []
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
-        recipe = sidecar.get("recipe") or {}
-        section = Section(f"Submission {name}", _scores_text(sidecar), items=recipe_lines(recipe) if recipe else [])
-        rows = sidecar.get("comparison")
+        recipe = sidecar.recipe
+        section = Section(f"Submission {name}", _scores_text(sidecar), items=recipe_lines(recipe))
+        rows = sidecar.comparison
         if rows:
             section.table, testlike = compare_frame(rows)
-            rule = (recipe.get("decision") or {}).get("rule")
+            rule = (recipe.decision or {}).get("rule")
             section.legend = compare_legend(testlike) + ([f"decision: {rule}"] if rule else [])
         sections.append(section)
     return sections
@@ -301,7 +302,7 @@ def _run_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Section]
     scores = {r.name: fold_scores(r) for r in runs}
     scores = {k: v for k, v in scores.items() if v}
     if scores:
-        cv = {r.name: ((r.manifest.get("metrics") or {}).get("cv") or {}).get("score") for r in runs}
+        cv = {r.name: (r.manifest.cv or {}).get("score") for r in runs}
         plot_fold_scores(folder / "fold-scores.png", scores, cv)
         skipped = [r.name for r in runs if r.name not in scores]
         sections.append(Section("Per-fold score spread", "Each run's competition score on each fold's held-out rows "
@@ -322,7 +323,7 @@ def _submission_sections(ws: Workspace, runs: list[Run], folder: Path, restack: 
     todo = []
     for name in ws.submission_names() if restack else []:
         sidecar = read_sidecar(ws, name)
-        used = {r.get("run") for r in (sidecar.get("recipe") or {}).get("runs") or []}
+        used = set(sidecar.recipe.run_names)
         if used and used <= chosen:
             todo.append((name, sidecar))
     figures, notes = [], []
@@ -370,7 +371,7 @@ def _class_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Sectio
     from ensemble.metrics.scorer import class_report
     from ensemble.plots import plot_confusion
 
-    if not runs or not (runs[0].manifest.get("task") == "multiclass" or _multiclass_workspace(ws)):
+    if not runs or not (runs[0].manifest.task == "multiclass" or _multiclass_workspace(ws)):
         return []
     labels, folds = runs[0].labels, load_folds(ws)
     y = folds[labels].to_numpy(dtype=np.float64)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ensemble.artifacts.competition import Competition
 from ensemble.artifacts.runs import MANIFEST_FILE, Run, load_runs
-from ensemble.artifacts.submission import Written
+from ensemble.artifacts.records import Sidecar
+from ensemble.artifacts.submission import Written, new_sidecar
 from ensemble.artifacts.testlike_set import load_domain_check
 from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import ConfigError
@@ -31,7 +32,7 @@ class StackOutcome:
     name: str
     comparison: Comparison | None
     result: StackResult | None = None   # None: compared only, nothing written
-    sidecar: dict | None = None
+    sidecar: Sidecar | None = None
     written: Written | None = None
 
 
@@ -61,8 +62,7 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
     result, sidecar = _stack(ws, comp, runs, inputs, request, comparison, progress)
     written = None
     if request.write:
-        written = write_submission(ws, request.out_name, submission_frame(result.test, comp), comp, sidecar,
-                                   force=request.force)
+        written = write_submission(ws, submission_frame(result.test, comp), comp, sidecar, force=request.force)
     return StackOutcome(request.out_name, comparison, result, sidecar, written)
 
 
@@ -90,7 +90,7 @@ def _compare(inputs: StackInputs, request: StackRequest, progress: Progress | No
 
 
 def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInputs, request: StackRequest,
-           comparison: Comparison | None, progress: Progress | None) -> tuple[StackResult, dict]:
+           comparison: Comparison | None, progress: Progress | None) -> tuple[StackResult, Sidecar]:
     """The request's method (or the comparison's choice) stacked; the result and its sidecar."""
     from ensemble.stack.pipeline import stack
 
@@ -107,31 +107,27 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInput
         stacked = inputs
     result = stack(stacked, request, progress)
     metric = request.metric
-    recipe = {**result.recipe, "method": request.method, "runs": _run_hashes(runs), "seed": request.seed,
-              "metric": metric, "task": comp.task, "calibrate": request.calibrate, "test_prior": request.test_prior,
-              "fit_on": request.fit_on,
-              "testlike_weighting": inputs.weighting,
-              "meta_offered": None if inputs.meta is None else inputs.meta.record()["columns"]}
-    if decision is not None:
-        recipe["decision"] = decision
-    sidecar = {
-        "recipe": recipe,
-        "metrics": {"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
-                    "in_sample": _scores(result.in_sample), "optimism": result.optimism, "gain": result.gain},
-        "warnings": result.warnings, "prior_sensitivity": result.sensitivity, "seconds": round(result.seconds, 3),
-        "testlike_domain": load_domain_check(ws),
-    }
+    recipe = replace(result.recipe, method=request.method, runs=_run_hashes(runs), seed=request.seed, metric=metric,
+                     task=comp.task, calibrate=request.calibrate, test_prior=request.test_prior,
+                     fit_on=request.fit_on, testlike_weighting=inputs.weighting, decision=decision,
+                     meta_offered=None if inputs.meta is None else inputs.meta.record()["columns"])
+    metrics = {"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
+               "in_sample": _scores(result.in_sample), "optimism": result.optimism, "gain": result.gain}
     if comp.multiclass and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
         from ensemble.metrics.scorer import class_report
 
         report = class_report(inputs.y, result.oof, comp.labels)
-        sidecar["metrics"]["cv"] = {**(sidecar["metrics"]["cv"] or {}), "metric": metric,
-                                    **{k: report[k] for k in ("logloss", "accuracy", "macro_f1")}}
-        sidecar["metrics"]["cv_report"] = report
+        metrics["cv"] = {**(metrics["cv"] or {}), "metric": metric,
+                         **{k: report[k] for k in ("logloss", "accuracy", "macro_f1")}}
+        metrics["cv_report"] = report
+    compared = None
     if decision is not None:  # what the decision compared, for `ens report`'s table
         from ensemble.stack.explain import COMPARE_KEYS
 
-        sidecar["comparison"] = [{k: row.get(k) for k in COMPARE_KEYS} for row in comparison.sorted_rows()]
+        compared = [{k: row.get(k) for k in COMPARE_KEYS} for row in comparison.sorted_rows()]
+    sidecar = new_sidecar(request.out_name, recipe, metrics, warnings=result.warnings,
+                          prior_sensitivity=result.sensitivity, seconds=round(result.seconds, 3),
+                          testlike_domain=load_domain_check(ws), comparison=compared)
     return result, sidecar
 
 
@@ -154,4 +150,4 @@ def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
     from ensemble.artifacts.io import file_sha256
 
     return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / MANIFEST_FILE),
-             "files": run.manifest.get("files", {})} for run in runs]
+             "files": run.manifest.files} for run in runs]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ensemble.artifacts.records import Recipe
+
 ONE_RUN = 0.95  # a share of the weight this large means the blend is, in effect, that run
 
 BLEND_WORDS = {
@@ -51,16 +53,13 @@ def _coefficients(names: list[str], labels: list[str], coef: list[Any], meta: li
     return lines
 
 
-def blender_lines(recipe: dict) -> list[str]:
+def blender_lines(recipe: Recipe) -> list[str]:
     """How the runs are combined, in words."""
-    names = [r.get("run", "?") for r in recipe.get("runs") or []]
-    labels = list(recipe.get("labels") or [])
-    method = recipe.get("method", "?")
-    blender = recipe.get("blender") or {}
+    names, labels, method, blender = recipe.run_names, list(recipe.labels), recipe.method, recipe.blender
     if "run" in blender and method == "single":
         k = int(blender["run"])
         return [f"uses run {names[k] if k < len(names) else k} alone"]
-    meta = list((recipe.get("meta_features") or {}).get("columns", []))
+    meta = list((recipe.meta_features or {}).get("columns", []))
     lines = [f"meta-features beside the logits: {', '.join(meta)}"] if meta else []
     if method == "flip":
         for r, name in enumerate(names):
@@ -80,19 +79,18 @@ def blender_lines(recipe: dict) -> list[str]:
     return lines
 
 
-def calibrator_lines(recipe: dict) -> list[str]:
+def calibrator_lines(recipe: Recipe) -> list[str]:
     """The calibrator per label and why `auto` picked it."""
     out = []
-    for cal in recipe.get("calibrators") or []:
+    for cal in recipe.calibrators:
         why = f" ({cal['rule']})" if cal.get("rule") else ""
         out.append(f"calibrator, {cal.get('label')}: {cal.get('calibrator')}{why}")
     return out
 
 
-def prior_lines(recipe: dict) -> list[str]:
+def prior_lines(recipe: Recipe) -> list[str]:
     """What `--test-prior` did per label: not asked, adapted, or kept (and why)."""
-    prior = recipe.get("prior") or {}
-    labels = list(recipe.get("labels") or [])
+    prior, labels = recipe.prior or {}, list(recipe.labels)
     mode = prior.get("mode", "none")
     if not prior or mode == "none":
         return ["test prior: not adapted (--test-prior none)"]
@@ -108,16 +106,15 @@ def prior_lines(recipe: dict) -> list[str]:
     return out
 
 
-def decision_line(recipe: dict) -> str:
+def decision_line(recipe: Recipe) -> str:
     """Why this method: the decision rule's sentence, or the user's explicit choice."""
-    decision = recipe.get("decision")
-    if decision:
-        return f"chosen by the decision rule: {decision.get('rule')}"
-    return (f"method {recipe.get('method')} as asked (--method); `--compare` or `--method auto` lets the "
+    if recipe.decision:
+        return f"chosen by the decision rule: {recipe.decision.get('rule')}"
+    return (f"method {recipe.method} as asked (--method); `--compare` or `--method auto` lets the "
             "decision rule choose")
 
 
-def recipe_lines(recipe: dict) -> list[str]:
+def recipe_lines(recipe: Recipe) -> list[str]:
     """The whole recipe in words, most important first: why this method, how runs combine, calibration, prior."""
     return [decision_line(recipe), *blender_lines(recipe), *calibrator_lines(recipe), *prior_lines(recipe)]
 

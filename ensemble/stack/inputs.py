@@ -92,7 +92,7 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run], meta: Sequence[str
         frames = [r.oof_testlike() for r in runs]
         current = testlike_fingerprint(clips)
         for run, frame in zip(runs, frames):
-            made_for = run.manifest.get("testlike_fingerprint")
+            made_for = run.manifest.testlike_fingerprint
             if made_for is not None and made_for != current:
                 raise ContractError(f"run {run.name!r} predicted other test-like clips than models/testlike.parquet "
                                     f"holds now; re-predict them with `ens oof {run.name} --split testlike`")

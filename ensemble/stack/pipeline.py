@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ensemble.artifacts.records import Recipe
 from ensemble.audio.domain import shown_faithful
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
@@ -44,7 +45,7 @@ class StackResult:
     in_sample: ScoreParts | None           # fitted on the fit set and scored on it
     optimism: float | None                 # nested − in-sample score on the fit set (≥ 0 means optimism)
     gain: dict[str, Any] | None            # best single run's score − blend's, with bootstrap interval
-    recipe: dict[str, Any]
+    recipe: Recipe
     warnings: list[str] = field(default_factory=list)
     sensitivity: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -214,15 +215,16 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     }
 
 
-def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labels: Sequence[str]) -> dict:
+def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labels: Sequence[str]) -> Recipe:
     blender = final.blender_
-    return {
-        "method": method, "params": blender.get_params(), "labels": list(labels), "fit_on": fit_on,
-        "calibrate": calibrate, "blender": blender.recipe(),
-        "calibrators": [{**c, "label": labels[c["label"]] if isinstance(c["label"], int) else c["label"]}
-                        for c in final.calibration_],
-        "decisions": getattr(blender, "decisions_", []),
-    }
+    return Recipe(
+        method=method, params=blender.get_params(), labels=list(labels), fit_on=fit_on, calibrate=calibrate,
+        blender=blender.recipe(),
+        calibrators=[{**c, "label": labels[c["label"]] if isinstance(c["label"], int) else c["label"]}
+                     for c in final.calibration_],
+        decisions=getattr(blender, "decisions_", []),
+        state=pipeline_state(blender, final.calibrators_),  # exact, for `ens export`
+    )
 
 
 def _test_only(P_test: np.ndarray, request: StackRequest, labels: list[str], start: float) -> StackResult:
@@ -237,9 +239,8 @@ def _test_only(P_test: np.ndarray, request: StackRequest, labels: list[str], sta
     if str(test_prior) != "none":
         raise ConfigError(f"test_prior={test_prior!r} needs OOF predictions; without them use 'none'")
     blender.fit(P_test, None)
-    recipe = {"method": method, "params": blender.get_params(), "labels": list(labels), "fit_on": "test",
-              "calibrate": "none", "blender": blender.recipe(), "calibrators": [], "decisions": [],
-              "state": pipeline_state(blender, [])}
+    recipe = Recipe(method=method, params=blender.get_params(), labels=list(labels), fit_on="test", calibrate="none",
+                    blender=blender.recipe(), calibrators=[], decisions=[], state=pipeline_state(blender, []))
     warnings = ["no OOF predictions: fitted on the test tensor, not calibrated, no CV score"]
     return StackResult(blender.predict(P_test), None, None, None, None, None, None, None, recipe, warnings,
                        seconds=time.perf_counter() - start)
@@ -294,10 +295,8 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
     final, ev = _evaluate(data, request, progress, use_meta=meta is not None)
     prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev["p_fit"], ev["y_fit"],
                         test_prior, labels, runs=(ev["P_fit"], P_test))
-    recipe = _recipe(method, final, ev["fit_on"], request.calibrate, labels)
-    recipe["meta_features"] = None if meta is None else meta.record()
-    recipe["prior"] = prior.recipe()
-    recipe["state"] = pipeline_state(final.blender_, final.calibrators_)  # exact, for `ens export`
+    recipe = replace(_recipe(method, final, ev["fit_on"], request.calibrate, labels),
+                     meta_features=None if meta is None else meta.record(), prior=prior.recipe())
     sens = ([] if data.scorer.task == "multiclass" else
             sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer))
     return StackResult(

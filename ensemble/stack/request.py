@@ -15,6 +15,7 @@ import numpy as np
 from ensemble.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ensemble.artifacts.records import Recipe
     from ensemble.metrics.scorer import Scorer
     from ensemble.stack.decide import Candidate
     from ensemble.stack.metafeatures import MetaFeatures
@@ -124,11 +125,10 @@ class StackRequest:
         return replace(self, method=cand.method, params=cand.params, calibrate=cand.calibrate, compare=False)
 
     @classmethod
-    def from_recipe(cls, recipe: Mapping[str, Any]) -> StackRequest:
+    def from_recipe(cls, recipe: Recipe) -> StackRequest:
         """The request that re-runs a written recipe (no writing): same runs, method, options, seed, metric."""
-        sets = (recipe.get("meta_features") or {}).get("sets", [])
-        return cls(runs=tuple(r["run"] for r in recipe["runs"]), method=recipe["method"],
-                   params=recipe.get("params") or {}, calibrate=recipe.get("calibrate", "auto"),
-                   test_prior=str(recipe.get("test_prior", "none")), fit_on=recipe.get("fit_on", "auto"),
-                   seed=int(recipe.get("seed", 0)), meta=",".join(s["name"] for s in sets) or "none",
-                   metric=recipe.get("metric"), write=False)
+        sets = (recipe.meta_features or {}).get("sets", [])
+        return cls(runs=tuple(recipe.run_names), method=recipe.method, params=recipe.params,
+                   calibrate=recipe.calibrate, test_prior=str(recipe.test_prior), fit_on=recipe.fit_on,
+                   seed=int(recipe.seed), meta=",".join(s["name"] for s in sets) or "none", metric=recipe.metric,
+                   write=False)

@@ -1,0 +1,153 @@
+"""The JSON records beside the data: a run's manifest (`run.json`), a submission's sidecar and its recipe.
+
+One dataclass per record, each with one `to_dict`/`from_dict`: every writer builds the dataclass and
+every reader gets one back, so a key is named in one place. The files are untrusted input: an unknown
+key, a missing one, or a schema this ens does not read is a one-line `DataError` naming the file.
+Files written before records carried a `schema` read as schema 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ensemble.errors import DataError
+
+SCHEMA = 1
+
+Record = TypeVar("Record")
+
+
+def _checked(cls: type[Record], raw: Any, source: Path | str, **nested: Any) -> Record:
+    """`cls(**raw)` once `raw` holds a known schema, no unknown key and every required one."""
+    if not isinstance(raw, dict):
+        raise DataError(f"{source}: expected a JSON object; got {type(raw).__name__}")
+    schema = raw.get("schema", SCHEMA)
+    if schema != SCHEMA:
+        raise DataError(f"{source}: schema {schema!r}; this ens reads schema {SCHEMA} (upgrade ens, or remake it)")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise DataError(f"{source}: unknown key {unknown[0]!r}; a {cls.__name__} holds {', '.join(known)}")
+    missing = [name for name, f in known.items() if name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise DataError(f"{source}: missing key {missing[0]!r}")
+    return cls(**{**raw, **nested})
+
+
+@dataclass
+class RunManifest:
+    """`models/<run>/run.json`: what made a run and how good it is (DESIGN.md, Contracts)."""
+
+    name: str
+    kind: str                            # finetune, import or derived
+    created: str
+    labels: list[str]
+    data: dict[str, str]                 # fingerprints of the competition files the run was made on
+    versions: dict[str, str]
+    source: dict[str, Any]               # finetune: model_ref and model; import: the CSVs and their hashes
+    files: dict[str, str]                # prediction file name → SHA-256
+    metrics: dict[str, Any] = field(default_factory=dict)  # cv, cv_testlike, per_fold (no OOF: empty)
+    task: str | None = None              # None: written before runs recorded their task (multi-label)
+    folds_fingerprint: str | None = None
+    testlike_fingerprint: str | None = None
+    testlike_domain: dict[str, Any] | None = None
+    n_folds: int | None = None
+    options: dict[str, Any] | None = None    # finetune's options
+    folds: list[dict[str, Any]] | None = None  # finetune: each fold's record (fold.json)
+    machine: dict[str, Any] | None = None
+    seconds: dict[str, Any] | None = None
+    onnxruntime: dict[str, Any] | None = None  # the last `ens oof`: provider, when, largest change
+    derived_from: str | None = None
+    transform: str | None = None
+    schema: int = SCHEMA
+
+    @property
+    def cv(self) -> dict[str, Any] | None:
+        """The OOF score and its parts (None: no OOF)."""
+        return self.metrics.get("cv")
+
+    @property
+    def model_ref(self) -> str | None:
+        return self.source.get("model_ref")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> RunManifest:
+        manifest = _checked(cls, raw, source)
+        labels = manifest.labels
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+            raise DataError(f"{source}: 'labels' must be a list of label column names; got {labels!r}")
+        return manifest
+
+
+@dataclass
+class Recipe:
+    """How a submission was stacked: enough to re-run it (`StackRequest.from_recipe`) or export it."""
+
+    method: str
+    params: dict[str, Any]
+    labels: list[str]
+    fit_on: str                          # resolved: clean, testlike, both (or test: no OOF)
+    calibrate: str
+    blender: dict[str, Any]
+    calibrators: list[dict[str, Any]]
+    decisions: list[Any]
+    state: dict[str, Any]                # the exact fitted blend and calibrators, for `ens export`
+    runs: list[dict[str, Any]] = field(default_factory=list)  # run, manifest_sha256, files
+    seed: int = 0
+    metric: str | None = None
+    task: str | None = None
+    test_prior: str | float = "none"
+    prior: dict[str, Any] | None = None
+    meta_features: dict[str, Any] | None = None
+    meta_offered: list[str] | None = None
+    testlike_weighting: str | None = None
+    decision: dict[str, Any] | None = None  # the decision rule's choice, when it chose
+
+    @property
+    def run_names(self) -> list[str]:
+        return [entry["run"] for entry in self.runs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> Recipe:
+        return _checked(cls, raw, source)
+
+
+@dataclass
+class Sidecar:
+    """`submissions/<name>.json`: the recipe, nested-CV scores and recorded leaderboard scores."""
+
+    name: str
+    created: str
+    versions: dict[str, str]
+    recipe: Recipe
+    metrics: dict[str, Any]              # cv, cv_testlike, in_sample, optimism, gain (multiclass: cv_report)
+    leaderboard: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    prior_sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float | None = None
+    testlike_domain: dict[str, Any] | None = None
+    comparison: list[dict[str, Any]] | None = None  # what the decision rule compared
+    csv_sha256: str | None = None        # set when written
+    schema: int = SCHEMA
+
+    @property
+    def cv(self) -> dict[str, Any] | None:
+        return self.metrics.get("cv")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> Sidecar:
+        recipe = Recipe.from_dict(raw.get("recipe") if isinstance(raw, dict) else None, f"{source} (recipe)")
+        return _checked(cls, raw, source, recipe=recipe)
