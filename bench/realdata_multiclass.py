@@ -75,7 +75,7 @@ def main() -> None:
     rows = []
     for name in runs:
         p = test_tensor([load_run(ws, name)], comp)[:, 0, :]
-        cv = load_run(ws, name).manifest["metrics"]["cv"]
+        cv = load_run(ws, name).manifest.cv
         rows.append(_row(f"run {name}", y, p, labels, cv["logloss"]))
     pick = pd.read_csv(done.written.csv).set_index("id").loc[comp.test_ids, labels].to_numpy(dtype=np.float64)
     rows.append(_row(f"pick ({done.comparison.chosen.name})", y, pick, labels, done.sidecar.cv["score"]))
