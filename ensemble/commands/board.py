@@ -8,6 +8,7 @@ import pandas as pd
 from ensemble.artifacts.io import read_json
 from ensemble.artifacts.runs import MANIFEST_FILE, partial_runs
 from ensemble.artifacts.workspace import Workspace
+from ensemble.task import task_named
 
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
            "in_sample", "gap", "gain", "gain_lo", "gain_hi"]
@@ -35,9 +36,10 @@ def _metric(ws: Workspace, metric: str | None):
     from ensemble.errors import EnsError
     from ensemble.metrics.scorer import get_scorer
 
-    if metric is None and "metric" not in ws.settings() and ws.settings().get("task") != "multiclass":
+    stored_task = ws.settings().get("task")
+    if metric is None and "metric" not in ws.settings() and not (stored_task and task_named(stored_task).exclusive):
         try:
-            if "data" not in ws.settings() or not Competition.load(ws.data_dir()).multiclass:
+            if "data" not in ws.settings() or not Competition.load(ws.data_dir()).task.exclusive:
                 return None
         except (EnsError, OSError):  # the folder moved: rank by what runs and submissions recorded
             return None
@@ -55,7 +57,7 @@ def _rescore(ws: Workspace, name: str, scorer, truth: pd.DataFrame | None) -> di
     if not run.has_oof or truth is None:
         return None
     labels = run.labels
-    if scorer.task == "multiclass":
+    if scorer.task.exclusive:
         return multiclass_scores(run.oof(), truth, labels, scorer)
     p = run.oof().set_index("id").loc[truth["id"], labels].to_numpy(dtype=np.float64)
     return {"score": scorer(truth[labels].to_numpy(dtype=np.float64), p)}
@@ -93,20 +95,18 @@ def board_frame(ws: Workspace, metric: str | None = None) -> pd.DataFrame:
     return frame
 
 
-MULTICLASS_PARTS = ["logloss", "accuracy", "macro_f1"]
-
-
 def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
     """`board_frame` ranked by another metric than the competition's (multiclass: with its usual numbers)."""
     from ensemble.artifacts.folds import load_folds
 
     truth = load_folds(ws) if (ws.models_dir / "folds.parquet").is_file() else None
+    parts = list(scorer.task.usual_scores)
     rows = []
     for name in ws.run_names():
         manifest = read_json(ws.run_dir(name) / MANIFEST_FILE)
         method = manifest.get("source", {}).get("model_ref") or manifest.get("kind", "run")
         cv = _rescore(ws, name, scorer, truth)
-        rows.append(_row(name, "run", method, {"cv": cv} if cv else {}, {}) | {k: (cv or {}).get(k) for k in MULTICLASS_PARTS})
+        rows.append(_row(name, "run", method, {"cv": cv} if cv else {}, {}) | {k: (cv or {}).get(k) for k in parts})
     for name in ws.submission_names():
         sidecar = read_json(ws.submissions_dir / f"{name}.json")
         recipe = sidecar.get("recipe") or {}
@@ -114,10 +114,9 @@ def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
         same = recipe.get("metric", "competition") in (scorer.name, *(["dacon-fakevoice"] if scorer.name == "competition" else []))
         cv = (metrics.get("cv") or {}) if same else {}
         rows.append(_row(name, "submission", recipe.get("method", "?"), metrics if same else {},
-                         sidecar.get("leaderboard") or {}) | {k: cv.get(k) for k in MULTICLASS_PARTS})
+                         sidecar.get("leaderboard") or {}) | {k: cv.get(k) for k in parts})
     for partial in partial_runs(ws):
         rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
-    parts = MULTICLASS_PARTS if scorer.task == "multiclass" else []
     columns = [c for c in COLUMNS if c not in ("rank", "delta")] + parts
     frame = pd.DataFrame(rows, columns=columns)
     if frame.empty:

@@ -25,6 +25,7 @@ import numpy as np
 from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.export.graph import RunGraphs, build_model, metadata_json, preprocessing
 from ensemble.progress import Progress
+from ensemble.task import MULTILABEL, task_named
 
 FORMAT_VERSION = "1"
 QUANTIZE = ("none", "int8")
@@ -164,7 +165,7 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ConfigError(f"submission {name!r} blends per-clip meta-features ({columns}), which an exported graph "
                           "cannot compute yet (the voice-activity detector is not in it); export a submission "
                           "stacked without them (`ens stack … --meta none`)")
-    if recipe.get("task") == "multiclass":  # the graph ops pool, aggregate and blend logits label by label
+    if not task_named(recipe.get("task", MULTILABEL.name)).label_by_label:  # the graph pools and blends per label
         raise ConfigError(f"{sidecar_path}: a multiclass submission cannot be exported yet (the exported chain "
                           "pools and blends label by label); its runs' fold graphs are in models/<run>/fold*/model.onnx")
     labels = list(recipe.get("labels") or [])

@@ -29,6 +29,7 @@ from ensemble.plots import Series, plot_correlation, plot_cv_vs_leaderboard, plo
 from ensemble.probability import logit
 from ensemble.artifacts.testlike_set import load_testlike
 from ensemble.artifacts.workspace import Workspace
+from ensemble.task import MULTILABEL, task_named
 
 REPORT_DIR = "report"
 _REPORT_FILES = {"index.md", "index.html"}
@@ -374,7 +375,8 @@ def _class_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Sectio
     from ensemble.metrics.scorer import class_report
     from ensemble.plots import plot_confusion
 
-    if not runs or not (runs[0].manifest.get("task") == "multiclass" or _multiclass_workspace(ws)):
+    if not runs or not (task_named(runs[0].manifest.get("task", MULTILABEL.name)).exclusive
+                        or _multiclass_workspace(ws)):
         return []
     labels, folds = runs[0].labels, load_folds(ws)
     y = folds[labels].to_numpy(dtype=np.float64)
@@ -401,7 +403,7 @@ def _multiclass_workspace(ws: Workspace) -> bool:
     from ensemble.errors import EnsError
 
     try:
-        return Competition.load(ws.data_dir(), ws.settings().get("task")).multiclass
+        return Competition.load(ws.data_dir(), ws.settings().get("task")).task.exclusive
     except (EnsError, OSError):  # a report without its competition folder shows what the runs record
         return False
 

@@ -13,6 +13,7 @@ from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import ConfigError
 from ensemble.progress import Progress
 from ensemble.stack.inputs import gather
+from ensemble.task import MULTILABEL, Task
 
 if TYPE_CHECKING:
     from ensemble.stack.pipeline import Comparison, StackResult
@@ -100,7 +101,7 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
                    w_tl=inputs.w_testlike, labels=comp.labels, seed=seed, progress=progress,
                    meta=inputs.meta if use_meta else None, metric=metric, task=comp.task)
     recipe = {**result.recipe, "method": method, "runs": _run_hashes(runs), "seed": seed, "metric": metric,
-              "task": comp.task,
+              "task": comp.task.name,
               "calibrate": calibrate, "test_prior": test_prior, "fit_on": fit_on,
               "testlike_weighting": inputs.weighting,
               "meta_offered": None if inputs.meta is None else inputs.meta.record()["columns"]}
@@ -113,7 +114,7 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs, method: st
         "warnings": result.warnings, "prior_sensitivity": result.sensitivity, "seconds": round(result.seconds, 3),
         "testlike_domain": load_domain_check(ws),
     }
-    if comp.multiclass and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
+    if comp.task.exclusive and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
         from ensemble.metrics.scorer import class_report
 
         report = class_report(inputs.y, result.oof, comp.labels)
@@ -179,7 +180,7 @@ def compare_methods(ws: Workspace, comp: Competition, run_names: list[str], *, m
 
 def _compare(inputs, run_names: list[str], calibrate: str, fit_on: str, seed: int,
              methods: list[str] | None = None, progress: Progress | None = None, metric: str | None = None,
-             task: str = "multilabel") -> Comparison:
+             task: Task = MULTILABEL) -> Comparison:
     from ensemble.stack.pipeline import compare
 
     if inputs.oof is None:

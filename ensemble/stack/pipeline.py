@@ -19,7 +19,7 @@ import numpy as np
 from ensemble.audio.domain import shown_faithful
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
-from ensemble.metrics.scorer import COMPETITION, Scorer, default_metric, get_scorer
+from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, for_task, make_blender
 from ensemble.stack.calibration import check_calibrate
 from ensemble.stack.decide import N_BOOT, Candidate, Decision, candidates, decide
@@ -29,6 +29,7 @@ from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nest
 from ensemble.stack.metafeatures import MetaFeatures, check_no_label_copy
 from ensemble.stack.prior import adapt_prior, sensitivity_table
 from ensemble.stack.state import pipeline_state
+from ensemble.task import MULTILABEL, Task
 
 FIT_ON = ("auto", "clean", "testlike", "both")
 
@@ -78,7 +79,7 @@ def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Seq
     """Meta-features shaped like the stacker's rows, none of them a copy of a label."""
     if meta is None:
         return None
-    if data.scorer.task == "multiclass":
+    if not data.scorer.task.label_by_label:
         raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
     meta.check(len(data.y), n_test, None if data.tl is None else len(data.tl[1]))
     check_no_label_copy(meta.oof, data.y, meta.names, labels, "OOF")
@@ -88,7 +89,7 @@ def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Seq
 
 
 def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | Scorer | None = None,
-                task: str = "multilabel") -> _Data:
+                task: Task = MULTILABEL) -> _Data:
     P = check_tensor(P_oof, "P_oof")
     y = check_targets(y, P)
     folds = check_folds(folds, P.shape[0])
@@ -110,8 +111,8 @@ def _check_data(P_oof, y, folds, P_tl, y_tl, folds_tl, w_tl=None, metric: str | 
     if w_tl is not None and tl is None:
         raise ConfigError("w_tl weighs test-like rows; none given")
     w = None if w_tl is None else _check_weights(w_tl, tl[0].shape[0])
-    scorer = get_scorer(metric if metric is not None else default_metric(task), task)
-    if scorer.task == "multiclass":
+    scorer = get_scorer(metric if metric is not None else task.default_metric, task)
+    if scorer.task.exclusive:
         _check_multiclass(P, y, "P_oof")
     return _Data(P, y, folds, tl, w, scorer)
 
@@ -264,7 +265,7 @@ def stack(
     fit_on: str = "auto", P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None,
     folds_tl: np.ndarray | None = None, w_tl: np.ndarray | None = None, labels: Sequence[str], seed: int = 0,
     n_boot: int = 100, progress: Progress | None = None, metric: str | Scorer | None = None,
-    meta: MetaFeatures | None = None, task: str = "multilabel",
+    meta: MetaFeatures | None = None, task: Task = MULTILABEL,
 ) -> StackResult:
     """Blend, calibrate and prior-adapt test predictions with `method`; score it by nested CV.
 
@@ -282,7 +283,7 @@ def stack(
         if meta is not None:
             raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
         return _test_only(P_test, method, params, calibrate, test_prior, labels, seed, start)
-    if task == "multiclass":
+    if task.exclusive:
         _check_multiclass(P_test, None, "P_test")
         if str(test_prior) != "none":
             raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
@@ -300,8 +301,8 @@ def stack(
     recipe["meta_features"] = None if meta is None else meta.record()
     recipe["prior"] = prior.recipe()
     recipe["state"] = pipeline_state(final.blender_, final.calibrators_)  # exact, for `ens export`
-    sens = ([] if data.scorer.task == "multiclass" else
-            sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer))
+    sens = (sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer)
+            if data.scorer.task.label_by_label else [])
     return StackResult(
         test=prior.p_test, oof=ev["oof"]["clean"], oof_testlike=ev["oof"].get("testlike"),
         nested=ev["nested"]["clean"], nested_testlike=ev["nested"].get("testlike"), in_sample=ev["in_sample"],
@@ -335,7 +336,7 @@ def compare(
     P_tl: np.ndarray | None = None, y_tl: np.ndarray | None = None, folds_tl: np.ndarray | None = None,
     w_tl: np.ndarray | None = None, seed: int = 0, n_boot: int = N_BOOT, progress: Progress | None = None,
     metric: str | Scorer | None = None, meta: MetaFeatures | None = None, labels: Sequence[str] | None = None,
-    task: str = "multilabel", testlike_check: dict | None = None,
+    task: Task = MULTILABEL, testlike_check: dict | None = None,
 ) -> Comparison:
     """Every candidate (each run raw and calibrated, each method, and with `meta` each method that takes
     meta-features once more with them) by nested CV, and the one to write.
@@ -348,7 +349,7 @@ def compare(
     decision chose it.
     """
     check_calibrate(calibrate)
-    if task == "multiclass":
+    if task.exclusive:
         from ensemble.stack.multiclass import check_calibrate_multiclass
 
         check_calibrate_multiclass(calibrate)
@@ -358,10 +359,10 @@ def compare(
         raise DataError(f"run_names names {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
         data.meta = _check_meta(meta, data, meta.test.shape[0], labels or [str(j) for j in range(data.y.shape[1])])
-    if methods is None and data.scorer.task == "multiclass":
+    if methods is None and data.scorer.task.exclusive:
         from ensemble.stack.decide import blend_methods
 
-        methods = [m for m in blend_methods() if BLENDERS[m].multiclass]
+        methods = [m for m in blend_methods() if BLENDERS[m].blends(data.scorer.task)]
     cands = candidates(names, methods, calibrate, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
