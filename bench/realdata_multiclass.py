@@ -55,7 +55,7 @@ def main() -> None:
     started = time.perf_counter()
     ws = Workspace(args.out.resolve())
     comp = open_competition(ws, args.data)
-    if not comp.multiclass:
+    if not comp.task.exclusive:
         raise SystemExit(f"{args.data}: not a multiclass task")
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     seconds = {}

@@ -11,10 +11,11 @@ import numpy as np
 from ensemble.stack.decide import N_BOOT
 from ensemble.stack.pipeline import Comparison, StackResult, compare as compare_inputs, stack as stack_inputs
 from ensemble.stack.request import StackInputs, StackRequest
+from ensemble.task import MULTILABEL
 
 
 def arrays(P_oof, y, folds, P_test=None, *, labels=None, run_names=None, P_tl=None, y_tl=None, folds_tl=None,
-           w_tl=None, meta=None, task="multilabel", testlike_check=None) -> StackInputs:
+           w_tl=None, meta=None, task=MULTILABEL, testlike_check=None) -> StackInputs:
     """A `StackInputs` from the tensors (default run and label names from their shapes)."""
     shape = np.shape(P_test if P_test is not None else P_oof)
     return StackInputs(
@@ -26,14 +27,14 @@ def arrays(P_oof, y, folds, P_test=None, *, labels=None, run_names=None, P_tl=No
 
 
 def stack(P_oof, y, folds, P_test, *, progress=None, labels=None, P_tl=None, y_tl=None, folds_tl=None, w_tl=None,
-          meta=None, task="multilabel", **options) -> StackResult:
+          meta=None, task=MULTILABEL, **options) -> StackResult:
     inputs = arrays(P_oof, y, folds, P_test, labels=labels, P_tl=P_tl, y_tl=y_tl, folds_tl=folds_tl, w_tl=w_tl,
                     meta=meta, task=task)
     return stack_inputs(inputs, StackRequest(runs=tuple(inputs.runs), **options), progress)
 
 
 def compare(P_oof, y, folds, *, methods=None, n_boot=N_BOOT, progress=None, run_names=None, labels=None, P_tl=None,
-            y_tl=None, folds_tl=None, w_tl=None, meta=None, task="multilabel", testlike_check=None,
+            y_tl=None, folds_tl=None, w_tl=None, meta=None, task=MULTILABEL, testlike_check=None,
             **options) -> Comparison:
     inputs = arrays(P_oof, y, folds, labels=labels, run_names=run_names, P_tl=P_tl, y_tl=y_tl, folds_tl=folds_tl,
                     w_tl=w_tl, meta=meta, task=task, testlike_check=testlike_check)

@@ -17,7 +17,7 @@ import pytest
 import ensemble
 
 PACKAGE = Path(ensemble.__file__).parent
-FOUNDATION = {"errors", "progress", "probability", "registry"}
+FOUNDATION = {"errors", "progress", "probability", "registry", "task"}
 RANK = {"foundation": 0, "metrics": 1, "audio": 2, "artifacts": 3,
         "stack": 4, "backbones": 4, "export": 4, "demo": 4, "plots": 4, "commands": 5, "cli": 6}
 # Commands that are compositions of other commands, by design: the demo runs the pipeline, the report

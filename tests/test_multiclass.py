@@ -15,6 +15,7 @@ from ensemble.cli import app
 from ensemble.errors import ConfigError, DataError
 from ensemble.metrics.scorer import get_scorer
 from conftest import hand_sidecar
+from ensemble.task import MULTICLASS, MULTILABEL
 from stacking import compare, stack
 
 runner = CliRunner()
@@ -47,11 +48,11 @@ def one_line_error(result) -> str:
 # ---- the task shape ----------------------------------------------------------------------------------
 
 def test_task_is_detected_from_the_folder(tmp_path, csv_competition):
-    assert Competition.load(csv_multiclass(tmp_path / "mc")).task == "multiclass"
-    assert Competition.load(csv_competition).task == "multilabel"  # fake/real: two columns stay multi-label
-    assert Competition.load(csv_multiclass(tmp_path / "ml", sample_value=0.5)).task == "multilabel"  # rows sum to 2
-    assert Competition.load(csv_competition, "multiclass").task == "multiclass"
-    with pytest.raises(DataError, match="unknown task 'softmax'"):
+    assert Competition.load(csv_multiclass(tmp_path / "mc")).task is MULTICLASS
+    assert Competition.load(csv_competition).task is MULTILABEL  # fake/real: two columns stay multi-label
+    assert Competition.load(csv_multiclass(tmp_path / "ml", sample_value=0.5)).task is MULTILABEL  # rows sum to 2
+    assert Competition.load(csv_competition, "multiclass").task is MULTICLASS
+    with pytest.raises(ConfigError, match="unknown task 'softmax'"):
         Competition.load(csv_competition, "softmax")
 
 
@@ -61,13 +62,13 @@ def test_task_and_metric_are_remembered_in_ens_toml(tmp_path, csv_competition, w
 
     ws = Workspace(workspace)
     comp = open_competition(ws, csv_competition, task="multiclass")
-    assert comp.task == "multiclass" and ws.settings() == {"data": str(csv_competition.resolve()), "task": "multiclass"}
-    assert open_competition(ws).task == "multiclass"  # remembered, without --task
-    assert ws.metric("multiclass", "macro-f1") == "macro-f1" and "metric" not in ws.settings()  # a getter only
-    ws.remember_metric("multiclass", "macro-f1")
-    assert ws.metric("multiclass") == "macro-f1"
+    assert comp.task is MULTICLASS and ws.settings() == {"data": str(csv_competition.resolve()), "task": "multiclass"}
+    assert open_competition(ws).task is MULTICLASS  # remembered, without --task
+    assert ws.metric(MULTICLASS, "macro-f1") == "macro-f1" and "metric" not in ws.settings()  # a getter only
+    ws.remember_metric(MULTICLASS, "macro-f1")
+    assert ws.metric(MULTICLASS) == "macro-f1"
     with pytest.raises(ConfigError, match="'competition' has no multiclass form"):
-        ws.remember_metric("multiclass", "competition")
+        ws.remember_metric(MULTICLASS, "competition")
     assert ws.settings()["metric"] == "macro-f1"  # a refused metric is not remembered
 
 
@@ -166,20 +167,20 @@ def runs_tensor(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np
 @pytest.mark.parametrize("method", ["mean", "logit", "weighted", "hillclimb", "logreg", "lgbm", "single"])
 def test_every_multiclass_method_writes_rows_summing_to_one(method):
     P, y, folds = runs_tensor()
-    result = stack(P, y, folds, P[:50], method=method, labels=CLASSES, task="multiclass", metric="logloss")
+    result = stack(P, y, folds, P[:50], method=method, labels=CLASSES, task=MULTICLASS, metric="logloss")
     assert np.abs(result.test.sum(axis=1) - 1).max() < 1e-9
     assert np.abs(result.oof.sum(axis=1) - 1).max() < 1e-9
-    assert result.nested.score == pytest.approx(get_scorer("logloss", "multiclass")(y, result.oof))
+    assert result.nested.score == pytest.approx(get_scorer("logloss", MULTICLASS)(y, result.oof))
 
 
 def test_learned_blends_beat_the_best_run_and_temperature_keeps_the_argmax():
     P, y, folds = runs_tensor()
-    comparison = compare(P, y, folds, task="multiclass", metric="logloss")
+    comparison = compare(P, y, folds, task=MULTICLASS, metric="logloss")
     rows = {r["method"]: r["score"] for r in comparison.rows}
     assert min(rows["weighted"], rows["hillclimb"], rows["logreg"]) < rows["run:run0"] - 0.05
     assert "rank" not in rows and "flip" not in rows  # label-by-label methods are not candidates
     result = stack(P, y, folds, P[:50], method="single", calibrate="temperature", labels=CLASSES,
-                   task="multiclass", metric="logloss")
+                   task=MULTICLASS, metric="logloss")
     assert (result.test.argmax(axis=1) == P[:50, 0].argmax(axis=1)).all()
     assert result.recipe.calibrators[0]["params"]["temperature"] != 1.0
 
@@ -187,15 +188,15 @@ def test_learned_blends_beat_the_best_run_and_temperature_keeps_the_argmax():
 def test_label_by_label_options_refuse_multiclass_in_one_line():
     P, y, folds = runs_tensor(80)
     with pytest.raises(ConfigError, match="method 'rank' works label by label"):
-        stack(P, y, folds, P[:5], method="rank", labels=CLASSES, task="multiclass")
+        stack(P, y, folds, P[:5], method="rank", labels=CLASSES, task=MULTICLASS)
     with pytest.raises(ConfigError, match="--calibrate platt"):
-        stack(P, y, folds, P[:5], method="mean", calibrate="platt", labels=CLASSES, task="multiclass")
+        stack(P, y, folds, P[:5], method="mean", calibrate="platt", labels=CLASSES, task=MULTICLASS)
     with pytest.raises(ConfigError, match="--test-prior"):
-        stack(P, y, folds, P[:5], method="mean", test_prior="em", labels=CLASSES, task="multiclass")
+        stack(P, y, folds, P[:5], method="mean", test_prior="em", labels=CLASSES, task=MULTICLASS)
     bad = P.copy()
     bad[3, 1, 0] += 0.1
     with pytest.raises(DataError, match="run 1's probabilities in row 3 sum to"):
-        stack(bad, y, folds, P[:5], method="mean", labels=CLASSES, task="multiclass")
+        stack(bad, y, folds, P[:5], method="mean", labels=CLASSES, task=MULTICLASS)
 
 
 def test_metric_auc_drives_hill_climbing_to_another_run():
@@ -285,7 +286,7 @@ def test_meta_learners_fitted_on_one_class_predict_its_shares():
     one = np.zeros_like(y)
     one[:, 2] = 1
     for method in ("logreg", "lgbm"):
-        blender = for_task(make_blender(method), "multiclass").fit(P, one)
+        blender = for_task(make_blender(method), MULTICLASS).fit(P, one)
         assert np.allclose(blender.predict(P[:5]), [0, 0, 1, 0])
         assert blender_state(blender)["models"] == [{"constant": [0.0, 0.0, 1.0, 0.0]}]
 

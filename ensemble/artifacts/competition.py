@@ -13,17 +13,10 @@ import pandas as pd
 
 from ensemble.errors import DataError
 from ensemble.artifacts.io import file_sha256, read_csv
+from ensemble.task import MULTICLASS, MULTILABEL, Task, task_named
 
 AUDIO_SUFFIXES = {".ogg", ".wav", ".flac", ".mp3", ".opus", ".aiff", ".aif"}
-TASKS = ("multilabel", "multiclass")
 SUM_TOL = 1e-6  # a multiclass row's probabilities sum to 1 within this
-
-
-def check_task(task: str) -> str:
-    """`task` when it is one of TASKS; else a one-line error listing them."""
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    return task
 
 
 def check_rows_sum_to_one(df: pd.DataFrame, labels: list[str], source: Path | str) -> None:
@@ -83,7 +76,7 @@ class Competition:
 
     root: Path
     sample: pd.DataFrame = field(repr=False)
-    explicit_task: str | None = None  # `--task` (remembered in ens.toml); None: detected from the folder
+    explicit_task: Task | None = None  # `--task` (remembered in ens.toml); None: detected from the folder
 
     @classmethod
     def load(cls, root: Path | str, task: str | None = None) -> "Competition":
@@ -97,7 +90,7 @@ class Competition:
         check_ids(sample["id"], path)
         if len(sample.columns) < 2:
             raise DataError(f"{path}: no label columns besides 'id'")
-        return cls(root=root, sample=sample, explicit_task=None if task is None else check_task(task))
+        return cls(root=root, sample=sample, explicit_task=None if task is None else task_named(task))
 
     @property
     def labels(self) -> list[str]:
@@ -105,8 +98,8 @@ class Competition:
         return [c for c in self.sample.columns if c != "id"]
 
     @cached_property
-    def task(self) -> str:
-        """'multiclass' (one class per clip, softmax, rows sum to 1) or 'multilabel' (independent 0/1 columns).
+    def task(self) -> Task:
+        """MULTICLASS (one class per clip, softmax, rows sum to 1) or MULTILABEL (independent 0/1 columns).
 
         Detected as multiclass when `train.csv` has a `label` column, the sample submission has three or
         more class columns and its rows sum to 1. Two columns stay multi-label: a fake/real set looks the
@@ -116,14 +109,10 @@ class Competition:
         if self.explicit_task is not None:
             return self.explicit_task
         if "label" not in self.train.columns or len(self.labels) < 3:
-            return "multilabel"
+            return MULTILABEL
         values = self.sample[self.labels].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
         sums = values.sum(axis=1)
-        return "multiclass" if np.isfinite(sums).all() and np.allclose(sums, 1.0, rtol=0, atol=SUM_TOL) else "multilabel"
-
-    @property
-    def multiclass(self) -> bool:
-        return self.task == "multiclass"
+        return MULTICLASS if np.isfinite(sums).all() and np.allclose(sums, 1.0, rtol=0, atol=SUM_TOL) else MULTILABEL
 
     @property
     def test_ids(self) -> pd.Series:
@@ -153,7 +142,7 @@ class Competition:
     def targets(self) -> np.ndarray:
         """Multi-hot targets `(train rows, labels)` as float64 0/1, aligned with `train`."""
         y = targets_from_frame(self.train, self.labels, self.root / "train.csv")
-        if self.multiclass:
+        if self.task.exclusive:
             check_one_class(self.train, y, self.labels, self.root / "train.csv")
         return y
 

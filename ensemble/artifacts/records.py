@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ensemble.errors import DataError
+from ensemble.task import MULTILABEL, Task, task_named
 
 SCHEMA = 1
 
@@ -71,6 +72,10 @@ class RunManifest:
         return self.metrics.get("cv")
 
     @property
+    def task_type(self) -> Task:
+        return task_named(self.task or MULTILABEL.name)
+
+    @property
     def model_ref(self) -> str | None:
         return self.source.get("model_ref")
 
@@ -109,6 +114,10 @@ class Recipe:
     meta_offered: list[str] | None = None
     testlike_weighting: str | None = None
     decision: dict[str, Any] | None = None  # the decision rule's choice, when it chose
+
+    @property
+    def task_type(self) -> Task:
+        return task_named(self.task or MULTILABEL.name)
 
     @property
     def run_names(self) -> list[str]:

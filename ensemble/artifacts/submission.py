@@ -39,7 +39,7 @@ def validate_submission(df: pd.DataFrame, comp: Competition, source: Path | str)
         i = int(np.flatnonzero(order)[0])
         raise DataError(f"{source}: row {i + 2} holds id {df['id'].iloc[i]!r}; {sample_path} has {comp.test_ids.iloc[i]!r} there")
     check_probabilities(df, comp.labels, source)
-    if comp.multiclass:
+    if comp.task.exclusive:
         check_rows_sum_to_one(df, comp.labels, source)
 
 
@@ -142,6 +142,6 @@ def check_submission_table(df: pd.DataFrame, comp: Competition, path: Path | str
         raise DataError(f"{path}: unknown column {extra[0]!r}; expected id, {', '.join(comp.labels)}")
     check_ids(df["id"], path)
     check_probabilities(df, comp.labels, path)
-    if comp.multiclass:
+    if comp.task.exclusive:
         check_rows_sum_to_one(df, comp.labels, path)
     return df

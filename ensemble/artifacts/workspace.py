@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ensemble.errors import ConfigError, DataError, ExistsError
+from ensemble.task import Task
 
 if TYPE_CHECKING:
     from ensemble.audio.cache import DecodeCache
@@ -101,16 +102,16 @@ class Workspace:
         with atomic_path(self.root / CONFIG_NAME) as tmp:
             tmp.write_text("".join(f"{key} = {json.dumps(str(value))}\n" for key, value in merged.items()))
 
-    def metric(self, task: str, override: str | None = None) -> str:
+    def metric(self, task: Task, override: str | None = None) -> str:
         """The metric every choice uses: `override`, else `ens.toml`'s, else the task's default; an unknown
         name, or one without a form for `task`, is a one-line error."""
-        from ensemble.metrics.scorer import default_metric, get_scorer
+        from ensemble.metrics.scorer import get_scorer
 
-        name = override or self.settings().get("metric") or default_metric(task)
+        name = override or self.settings().get("metric") or task.default_metric
         get_scorer(name, task)
         return name
 
-    def remember_metric(self, task: str, name: str) -> None:
+    def remember_metric(self, task: Task, name: str) -> None:
         """Store a valid metric in `ens.toml`, so later commands choose by it too (the CLI's `--metric`)."""
         if self.metric(task, name) != self.settings().get("metric"):
             self.remember(metric=name)

@@ -28,6 +28,7 @@ from ensemble.backbones.preprocess import RAW, Preprocessor
 from ensemble.errors import ConfigError
 from ensemble.progress import Progress, emit
 from ensemble.registry import Registry
+from ensemble.task import MULTILABEL
 
 OPSET = 15  # the highest default-domain opset onnxmltools' LightGBM converter emits
 OUTPUT_NAME = "probabilities"
@@ -139,7 +140,7 @@ class FeatureClassifier:
         self.frontend = ClipFeatures(config.spec).eval()
         self.preprocessor = Preprocessor(RAW, config.spec.sampling_rate, False)
         self.models: list[Any] = []
-        self.multiclass = False  # True: one multiclass estimator over the labels (rows sum to 1)
+        self.task = MULTILABEL  # MULTICLASS: one multiclass estimator over the labels (rows sum to 1)
 
     @property
     def sampling_rate(self) -> int:
@@ -158,7 +159,7 @@ class FeatureClassifier:
         # One thread by default: on a shared 2-core machine LightGBM's OpenMP pool spins (measured 10x
         # slower with 2 threads under load), and the data is small.
         threads = threads or 1
-        if self.multiclass:
+        if self.task.exclusive:
             target = np.asarray(y).argmax(axis=1)
             missing = [label for k, label in enumerate(self.labels) if not (target == k).any()]
             if missing:
@@ -176,7 +177,7 @@ class FeatureClassifier:
 
     def predict_proba_native(self, x: np.ndarray) -> np.ndarray:
         """`(n, labels)` probabilities by the estimators themselves (the parity reference for ONNX)."""
-        if self.multiclass:
+        if self.task.exclusive:
             return np.asarray(self.models[0].predict_proba(x), dtype=np.float64)
         return np.stack([self.estimator.predict(m, x) for m in self.models], axis=1)
 
@@ -192,7 +193,7 @@ class FeatureClassifier:
             raise ConfigError("the classifier is not fitted; call fit first")
         front = _export_frontend(self.frontend)
         heads = [self.estimator.to_onnx(m, len(self.feature_names)) for m in self.models]
-        return _splice(front, heads, self.labels, whole=self.multiclass)
+        return _splice(front, heads, self.labels, whole=self.task.exclusive)
 
     def export_onnx(self, path: Path, metadata: dict[str, str]) -> None:
         """Write the ONNX file atomically, with the neural families' metadata keys plus the features'."""

@@ -22,6 +22,7 @@ from ensemble.backbones.families import NAMED_CONFIGS, Family, get_family, named
 from ensemble.backbones.preprocess import RAW, Preprocessor, from_extractor
 from ensemble.errors import ConfigError
 from ensemble.artifacts.io import umask_mode
+from ensemble.task import MULTILABEL
 
 MANIFEST = "ens_classifier.json"
 
@@ -64,13 +65,14 @@ class Classifier:
         self.preprocessor = preprocessor
         self.pooling = pooling
         self.config = json.loads(json.dumps(config, default=str))  # JSON-clean, as the manifest stores it
-        self.multiclass = False  # True: one softmax over the labels (cross-entropy), not a sigmoid each
+        self.task = MULTILABEL  # MULTICLASS: one softmax over the labels (cross-entropy), not a sigmoid each
 
     def probabilities(self, logits: Any) -> Any:
-        """The head's activation on torch logits `(batch, labels)`: softmax (multiclass) or sigmoid."""
+        """The head's activation on torch logits `(batch, labels)`: the task's (sigmoid or softmax)."""
         import torch
 
-        return torch.softmax(logits, dim=-1) if self.multiclass else torch.sigmoid(logits)
+        activations = {"sigmoid": torch.sigmoid, "softmax": lambda z: torch.softmax(z, dim=-1)}
+        return activations[self.task.activation](logits)
 
     @property
     def family_info(self) -> Family:

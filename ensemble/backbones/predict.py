@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ensemble.audio.clip import windows
-from ensemble.probability import logit, sigmoid
 from ensemble.progress import Progress, emit, tagged
+from ensemble.task import MULTILABEL, Task
 
 BatchPredict = Callable[[np.ndarray], np.ndarray]  # (batch, n) waves -> (batch, labels) probabilities
 HOP_FRACTION = 0.5  # windows overlap by half
@@ -25,10 +25,9 @@ _EPS = 1e-7
 
 
 def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, predict: BatchPredict,
-                  batch_size: int, progress: Progress | None = None, multiclass: bool = False) -> np.ndarray:
-    """Probabilities `(n_clips, labels)` for a stream of waves, windows pooled by mean logit (multiclass:
-    by mean log-probability)."""
-    to_z = (lambda p: np.log(np.clip(p, _EPS, 1.0))) if multiclass else (lambda p: logit(p, _EPS))
+                  batch_size: int, progress: Progress | None = None, task: Task = MULTILABEL) -> np.ndarray:
+    """Probabilities `(n_clips, labels)` for a stream of waves, windows pooled by the mean of the task's link
+    (mean logit; multiclass: mean log-probability)."""
     pending: list[np.ndarray] = []
     owners: list[int] = []
     sums: dict[int, np.ndarray] = {}
@@ -36,7 +35,7 @@ def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, p
 
     def flush() -> None:
         probs = predict(np.stack(pending))
-        for owner, z in zip(owners, to_z(np.asarray(probs, dtype=np.float64))):
+        for owner, z in zip(owners, task.link(np.asarray(probs, dtype=np.float64), _EPS)):
             sums[owner] = sums.get(owner, 0) + z
         pending.clear()
         owners.clear()
@@ -55,12 +54,7 @@ def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, p
         flush()
     if done != n_clips:
         raise ValueError(f"expected {n_clips} clips, got {done}")
-    z = np.stack([sums[i] / counts[i] for i in range(n_clips)])
-    if multiclass:
-        from scipy.special import softmax
-
-        return softmax(z, axis=1)
-    return sigmoid(z)
+    return task.inverse_link(np.stack([sums[i] / counts[i] for i in range(n_clips)]))
 
 
 def torch_predictor(classifier, device: str) -> BatchPredict:
@@ -100,20 +94,20 @@ def prediction_frame(ids, fold: int, probs: np.ndarray, labels: list[str]) -> pd
 
 
 def predict_split(predict: BatchPredict, waves: Iterable[np.ndarray], count: int, sr: int, max_seconds: float,
-                  batch_size: int, progress: Progress | None = None, multiclass: bool = False) -> np.ndarray:
+                  batch_size: int, progress: Progress | None = None, task: Task = MULTILABEL) -> np.ndarray:
     """Probabilities `(count, labels)` of one fold model: `max_seconds` windows overlapping by half, pooled
-    by mean logit. `ens finetune` (torch) and `ens oof` (ONNX Runtime) both predict through here."""
+    by mean logit (the task's link). `ens finetune` (torch) and `ens oof` (ONNX Runtime) both predict through here."""
     n = int(round(max_seconds * sr))
-    return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), predict, batch_size, progress, multiclass)
+    return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), predict, batch_size, progress, task)
 
 
 def predict_fold_splits(predict: BatchPredict, splits: dict[str, Split], fold: int, labels: list[str], sr: int,
                         max_seconds: float, batch_size: int, progress: Progress | None = None,
-                        multiclass: bool = False) -> dict[str, pd.DataFrame]:
+                        task: Task = MULTILABEL) -> dict[str, pd.DataFrame]:
     """Each split's prediction frame from fold `fold`'s model, in the order given."""
     return {name: prediction_frame(s.ids, fold, predict_split(predict, s.waves, s.count, sr, max_seconds, batch_size,
                                                                tagged(progress, stage=f"predict {name}", fold=fold),
-                                                               multiclass),
+                                                               task),
                                    labels)
             for name, s in splits.items()}
 

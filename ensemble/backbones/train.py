@@ -215,12 +215,12 @@ class _Trainer:
             with torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = self.forward(**inputs)
             if self.shard is None:
-                loss = (F.cross_entropy(logits.float(), y, weight=self.class_weight) if self.clf.multiclass
+                loss = (F.cross_entropy(logits.float(), y, weight=self.class_weight) if self.clf.task.exclusive
                         else F.binary_cross_entropy_with_logits(logits.float(), y))
             else:  # this share's part of the whole batch's mean, times world (DDP divides by it)
                 share = weight * self.shard.world / n_batch
                 loss = (F.cross_entropy(logits.float(), y, weight=self.class_weight, reduction="sum") * share
-                        if self.clf.multiclass else
+                        if self.clf.task.exclusive else
                         F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum") * (share / y.shape[1]))
             self.scaler.scale(loss / accum).backward()
             rows_loss = loss.item() * (len(y) if self.shard is None else n_batch / self.shard.world)

@@ -8,6 +8,7 @@ import pandas as pd
 from ensemble.artifacts.runs import MANIFEST_FILE, partial_runs, read_manifest
 from ensemble.artifacts.submission import read_sidecar
 from ensemble.artifacts.workspace import Workspace
+from ensemble.task import task_named
 
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
            "in_sample", "gap", "gain", "gain_lo", "gain_hi"]
@@ -35,9 +36,10 @@ def _metric(ws: Workspace, metric: str | None):
     from ensemble.errors import EnsError
     from ensemble.metrics.scorer import get_scorer
 
-    if metric is None and "metric" not in ws.settings() and ws.settings().get("task") != "multiclass":
+    stored_task = ws.settings().get("task")
+    if metric is None and "metric" not in ws.settings() and not (stored_task and task_named(stored_task).exclusive):
         try:
-            if "data" not in ws.settings() or not Competition.load(ws.data_dir()).multiclass:
+            if "data" not in ws.settings() or not Competition.load(ws.data_dir()).task.exclusive:
                 return None
         except (EnsError, OSError):  # the folder moved: rank by what runs and submissions recorded
             return None
@@ -55,7 +57,7 @@ def _rescore(ws: Workspace, name: str, scorer, truth: pd.DataFrame | None) -> di
     if not run.has_oof or truth is None:
         return None
     labels = run.labels
-    if scorer.task == "multiclass":
+    if scorer.task.exclusive:
         return multiclass_scores(run.oof(), truth, labels, scorer)
     p = run.oof().set_index("id").loc[truth["id"], labels].to_numpy(dtype=np.float64)
     return {"score": scorer(truth[labels].to_numpy(dtype=np.float64), p)}
@@ -91,29 +93,26 @@ def board_frame(ws: Workspace, metric: str | None = None) -> pd.DataFrame:
     return frame
 
 
-MULTICLASS_PARTS = ["logloss", "accuracy", "macro_f1"]
-
-
 def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
     """`board_frame` ranked by another metric than the competition's (multiclass: with its usual numbers)."""
     from ensemble.artifacts.folds import load_folds
 
     truth = load_folds(ws) if (ws.models_dir / "folds.parquet").is_file() else None
+    parts = list(scorer.task.usual_scores)
     rows = []
     for name in ws.run_names():
         manifest = read_manifest(ws.run_dir(name) / MANIFEST_FILE)
         cv = _rescore(ws, name, scorer, truth)
         rows.append(_row(name, "run", manifest.model_ref or manifest.kind, {"cv": cv} if cv else {}, {})
-                    | {k: (cv or {}).get(k) for k in MULTICLASS_PARTS})
+                    | {k: (cv or {}).get(k) for k in parts})
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
         same = (sidecar.recipe.metric or "competition") in (scorer.name, *(["dacon-fakevoice"] if scorer.name == "competition" else []))
         cv = (sidecar.cv or {}) if same else {}
         rows.append(_row(name, "submission", sidecar.recipe.method, sidecar.metrics if same else {},
-                         sidecar.leaderboard) | {k: cv.get(k) for k in MULTICLASS_PARTS})
+                         sidecar.leaderboard) | {k: cv.get(k) for k in parts})
     for partial in partial_runs(ws):
         rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
-    parts = MULTICLASS_PARTS if scorer.task == "multiclass" else []
     columns = [c for c in COLUMNS if c not in ("rank", "delta")] + parts
     frame = pd.DataFrame(rows, columns=columns)
     if frame.empty:

@@ -166,7 +166,7 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ConfigError(f"submission {name!r} blends per-clip meta-features ({columns}), which an exported graph "
                           "cannot compute yet (the voice-activity detector is not in it); export a submission "
                           "stacked without them (`ens stack … --meta none`)")
-    if recipe.task == "multiclass":  # the graph ops pool, aggregate and blend logits label by label
+    if not recipe.task_type.label_by_label:  # the graph pools and blends per label
         raise ConfigError(f"{sidecar_path}: a multiclass submission cannot be exported yet (the exported chain "
                           "pools and blends label by label); its runs' fold graphs are in models/<run>/fold*/model.onnx")
     labels, entries = list(recipe.labels), recipe.runs

@@ -163,7 +163,7 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
         bad = [k for k in todo if not 0 <= k < n_folds]
         if bad:
             raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
-        clips = None if comp.multiclass else ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed)
+        clips = ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed) if comp.task.has_testlike else None
     if clips is not None:
         opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
     if opts.class_weight not in ("none", "balanced"):
@@ -246,7 +246,7 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
         source={"model_ref": opts.model, "model": fold_info[0].get("model", {})},
         options=asdict(opts), folds_fingerprint=folds_fingerprint(folds), n_folds=n_folds,
         testlike_fingerprint=None if clips is None else testlike_fingerprint(clips),
-        testlike_domain=load_domain_check(ws), task=comp.task, data=comp.fingerprint(),
+        testlike_domain=load_domain_check(ws), task=comp.task.name, data=comp.fingerprint(),
         metrics=metrics, folds=fold_info, versions=package_versions(), machine=machine(),
         seconds={"total_this_call": round(seconds, 2), "folds": [f.get("seconds") for f in fold_info]},
         files={name: write_run_file(frame, run_dir, name) for name, frame in frames.items()},
@@ -339,7 +339,7 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)
     targets = ctx.folds[comp.labels].to_numpy(dtype=np.float32)
     augment = AugmentConfig.from_spec(opts.augment)
-    if comp.multiclass:
+    if comp.task.exclusive:
         from ensemble.audio.augment import single_label
 
         augment = single_label(augment, opts.augment)
@@ -364,7 +364,7 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
         probs = predict_split(predict, (data.train_store[i] for i in data.held_idx), len(data.held_idx),
                               classifier.sampling_rate, ctx.opts.max_seconds, batch,
                               None if parallel else tagged(ctx.emit, stage="validate_progress", fold=fold),
-                              ctx.comp.multiclass)
+                              ctx.comp.task)
         try:
             if scorer is not None:  # lower is better: the chosen metric as a loss
                 return scorer.loss(data.targets[data.held_idx].astype(np.float64), probs)
@@ -400,7 +400,7 @@ def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd
                          which, load_background=background_loader(ctx.comp, sr, ctx.decoded),
                          test_store=test_wave_store(ctx.comp, sr, ctx.decoded, cache=False))
     return predict_fold_splits(predict, splits, data.fold, ctx.comp.labels, sr, ctx.opts.max_seconds,
-                               max(1, ctx.opts.batch_size), ctx.emit, ctx.comp.multiclass)
+                               max(1, ctx.opts.batch_size), ctx.emit, ctx.comp.task)
 
 
 @dataclass
@@ -422,7 +422,7 @@ def _fit_neural(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
 
     classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold,
                                   overrides=ctx.opts.model_config, pooling=ctx.opts.pooling)
-    classifier.multiclass = ctx.comp.multiclass
+    classifier.task = ctx.comp.task
     sr = classifier.sampling_rate
     data = _fold_data(ctx, fold, sr)
     result, config, predict = _train(ctx, data, classifier)
@@ -447,7 +447,7 @@ def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
 
     o = ctx.opts
     classifier = build_classical(o.model, ctx.comp.labels, lr=o.lr)
-    classifier.multiclass = ctx.comp.multiclass
+    classifier.task = ctx.comp.task
     if o.class_weight == "balanced":
         classifier.params["class_weight"] = "balanced"
     sr = classifier.sampling_rate
@@ -496,7 +496,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     }
     try:
         scorer = _scorer(ctx.comp, ctx.opts)
-        if scorer is not None and scorer.task == "multiclass":
+        if scorer is not None and scorer.task.exclusive:
             from ensemble.metrics.frames import multiclass_scores
 
             info["cv"] = multiclass_scores(frames["train"], ctx.folds.iloc[data.held_idx], ctx.comp.labels, scorer)
@@ -516,14 +516,13 @@ def _scorer(comp: Competition, opts: FinetuneOptions):
     form, as before `--metric` existed)."""
     from ensemble.metrics.scorer import get_scorer
 
-    name = opts.metric or ("logloss" if comp.multiclass else "competition")
-    scorer = get_scorer(name, comp.task)
+    scorer = get_scorer(opts.metric or comp.task.default_metric, comp.task)
     return None if scorer is get_scorer("competition") else scorer
 
 
 def _class_weights(ctx: FoldContext, data: FoldData) -> tuple[float, ...] | None:
     """`balanced`: weights n / (classes · count) from the fold's training rows (as scikit-learn's)."""
-    if ctx.opts.class_weight != "balanced" or not ctx.comp.multiclass:
+    if ctx.opts.class_weight != "balanced" or not ctx.comp.task.exclusive:
         return None
     counts = data.targets[data.train_idx].sum(axis=0)
     return tuple(float(len(data.train_idx) / (len(counts) * max(c, 1.0))) for c in counts)
@@ -559,7 +558,7 @@ def fit_held_out(ws: Workspace, comp: Competition, opts: FinetuneOptions, work_d
             held = trained.data.held_idx
             probs.append(predict_split(trained.predict, (trained.data.train_store[i] for i in held), len(held),
                                        trained.sr, opts.max_seconds, max(1, opts.batch_size),
-                                       tagged(emit, stage="predict held-out", fold=k), comp.multiclass))
+                                       tagged(emit, stage="predict held-out", fold=k), comp.task))
             ids.append(shared["id"].to_numpy()[held].astype(str))
             targets.append(trained.data.targets[held])
     finally:

@@ -34,7 +34,7 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     """
     run_dir = ws.run_dir(name)
     check_overwrite(run_dir, force, "run")
-    if testlike_csv is not None and comp.multiclass:
+    if testlike_csv is not None and not comp.task.has_testlike:
         raise DataError("--testlike: a multiclass task has no test-like set (its clips mix voices)")
     if testlike_csv is not None and oof_csv is None:
         raise DataError("--testlike needs --oof too: test-like predictions are used only beside OOF ones")
@@ -47,7 +47,7 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     testlike, clips = _read_testlike(ws, comp, testlike_csv) if testlike_csv is not None else (None, None)
 
     manifest = RunManifest(
-        name=name, kind="import", created=now_iso(), labels=comp.labels, task=comp.task,
+        name=name, kind="import", created=now_iso(), labels=comp.labels, task=comp.task.name,
         data=comp.fingerprint(), versions=package_versions(),
         source={"test": {"path": str(test_csv), "sha256": file_sha256(test_csv)}}, files={},
     )
@@ -79,7 +79,7 @@ def _multiclass_scorer(ws: Workspace, comp: Competition):
     """A multiclass run's CV is recorded with the workspace's metric (None: multi-label, the competition's)."""
     from ensemble.metrics.scorer import get_scorer
 
-    return get_scorer(ws.metric(comp.task), comp.task) if comp.multiclass else None
+    return get_scorer(ws.metric(comp.task), comp.task) if comp.task.exclusive else None
 
 
 def _read_oof(ws: Workspace, comp: Competition, oof_csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -36,7 +36,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     from ensemble.backbones.predict import fold_splits, onnx_predictor, predict_fold_splits, test_wave_store
 
     emit = progress or (lambda event: None)
-    if comp.multiclass:  # a multiclass run has no test-like set (its clips mix voices: two classes or none)
+    if not comp.task.has_testlike:
         if splits == ("testlike",):
             raise ContractError(f"run {name!r}: a multiclass task has no test-like clips to predict")
         splits = tuple(s for s in splits if s != "testlike")
@@ -66,7 +66,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
         waves = fold_splits(comp, folds, k, lambda rid: store[row_of[rid]], sr, clips, splits, load_background,
                             test_store)
         predicted = predict_fold_splits(onnx_predictor(model, model.preprocess), waves, k, labels, sr, max_seconds,
-                                        batch_size, emit, comp.multiclass)
+                                        batch_size, emit, comp.task)
         for split, frame in predicted.items():
             frames[split].append(frame)
     with exclusive(run_lock(ws.models_dir, run.name)):
@@ -76,11 +76,11 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
 
 def run_scorer(manifest: RunManifest, comp: Competition):
     """The scorer a multiclass run's CV was recorded with (None: multi-label, the competition's parts)."""
-    from ensemble.metrics.scorer import default_metric, get_scorer
+    from ensemble.metrics.scorer import get_scorer
 
-    if not comp.multiclass:
+    if not comp.task.exclusive:
         return None
-    return get_scorer((manifest.cv or {}).get("metric") or default_metric(comp.task), comp.task)
+    return get_scorer((manifest.cv or {}).get("metric") or comp.task.default_metric, comp.task)
 
 
 def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, provider: str) -> dict[str, float]:

@@ -371,7 +371,7 @@ def _class_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Sectio
     from ensemble.metrics.scorer import class_report
     from ensemble.plots import plot_confusion
 
-    if not runs or not (runs[0].manifest.task == "multiclass" or _multiclass_workspace(ws)):
+    if not runs or not (runs[0].manifest.task_type.exclusive or _multiclass_workspace(ws)):
         return []
     labels, folds = runs[0].labels, load_folds(ws)
     y = folds[labels].to_numpy(dtype=np.float64)
@@ -398,7 +398,7 @@ def _multiclass_workspace(ws: Workspace) -> bool:
     from ensemble.errors import EnsError
 
     try:
-        return Competition.load(ws.data_dir(), ws.settings().get("task")).multiclass
+        return Competition.load(ws.data_dir(), ws.settings().get("task")).task.exclusive
     except (EnsError, OSError):  # a report without its competition folder shows what the runs record
         return False
 

@@ -13,6 +13,7 @@ from ensemble.artifacts.runs import check_probabilities
 from ensemble.errors import DataError
 from ensemble.metrics.dacon import ScoreParts, auc_per_column, brier_per_column, ece_per_column
 from ensemble.metrics.frames import score_frame
+from ensemble.task import MULTICLASS, MULTILABEL, Task, task_named
 
 
 def read_answers(path: Path, labels: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -26,11 +27,11 @@ def read_answers(path: Path, labels: list[str] | None = None) -> tuple[pd.DataFr
     return answers, labels
 
 
-def answers_task(answers: pd.DataFrame, labels: list[str]) -> str:
-    """'multiclass' when the key has three or more columns and exactly one 1 per row (the competition
-    folder's rule: two columns stay multi-label), else 'multilabel'."""
+def answers_task(answers: pd.DataFrame, labels: list[str]) -> Task:
+    """MULTICLASS when the key has three or more columns and exactly one 1 per row (the competition
+    folder's rule: two columns stay multi-label), else MULTILABEL."""
     one_each = (answers[labels].to_numpy(dtype=np.float64).sum(axis=1) == 1).all()
-    return "multiclass" if len(labels) >= 3 and one_each else "multilabel"
+    return MULTICLASS if len(labels) >= 3 and one_each else MULTILABEL
 
 
 def score_file(path: Path, answers_path: Path, metric: str | None = None,
@@ -38,12 +39,12 @@ def score_file(path: Path, answers_path: Path, metric: str | None = None,
     """Score a submission CSV against an answer key with `metric` (default: the task's); validated like a
     submission first. Multi-label: per label AUC, Brier, ECE. Multiclass (`task`, or detected from the
     key): rows must sum to 1; per class precision, recall, F1, and the whole class report in `per_label['*']`."""
-    from ensemble.artifacts.competition import check_one_class, check_rows_sum_to_one, check_task
-    from ensemble.metrics.scorer import class_report, default_metric, get_scorer
+    from ensemble.artifacts.competition import check_one_class, check_rows_sum_to_one
+    from ensemble.metrics.scorer import class_report, get_scorer
 
     answers, labels = read_answers(answers_path)
-    task = check_task(task) if task is not None else answers_task(answers, labels)
-    scorer = get_scorer(metric or default_metric(task), task)  # an unknown metric fails before reading more
+    kind = task_named(task) if task is not None else answers_task(answers, labels)
+    scorer = get_scorer(metric or kind.default_metric, kind)  # an unknown metric fails before reading more
     pred = read_csv(path)
     require_columns(pred, ["id", *labels], path)
     extra = [c for c in pred.columns if c not in ("id", *labels)]
@@ -53,11 +54,11 @@ def score_file(path: Path, answers_path: Path, metric: str | None = None,
     check_same_ids(pred["id"], answers["id"], path, answers_path)
     check_probabilities(pred, labels, path)
     y = answers[labels].to_numpy(dtype=np.float64)
-    if task == "multiclass":
+    if kind.exclusive:
         check_one_class(answers, y, labels, answers_path)
         check_rows_sum_to_one(pred, labels, path)
     p = pred.set_index("id").loc[answers["id"], labels].to_numpy(dtype=np.float64)
-    if task == "multiclass":
+    if kind.exclusive:
         report = class_report(y, p, labels)
         parts = scorer.score_parts(y, p)
         per_label = {label: {k: v[k] for k in ("precision", "recall", "f1")} for label, v in report["per_class"].items()}

@@ -108,12 +108,12 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInput
     result = stack(stacked, request, progress)
     metric = request.metric
     recipe = replace(result.recipe, method=request.method, runs=_run_hashes(runs), seed=request.seed, metric=metric,
-                     task=comp.task, calibrate=request.calibrate, test_prior=request.test_prior,
+                     task=comp.task.name, calibrate=request.calibrate, test_prior=request.test_prior,
                      fit_on=request.fit_on, testlike_weighting=inputs.weighting, decision=decision,
                      meta_offered=None if inputs.meta is None else inputs.meta.record()["columns"])
     metrics = {"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
                "in_sample": _scores(result.in_sample), "optimism": result.optimism, "gain": result.gain}
-    if comp.multiclass and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
+    if comp.task.exclusive and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
         from ensemble.metrics.scorer import class_report
 
         report = class_report(inputs.y, result.oof, comp.labels)

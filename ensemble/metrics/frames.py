@@ -29,7 +29,7 @@ def cv_metrics(oof: pd.DataFrame, truth: pd.DataFrame, labels: list[str], scorer
     """CV score of an OOF frame overall and per fold (None where a fold is not scorable); a multiclass
     `scorer` gives `multiclass_scores` instead of the competition's parts."""
     def score(pred: pd.DataFrame, part: pd.DataFrame) -> dict:
-        if scorer is not None and scorer.task == "multiclass":
+        if scorer is not None and scorer.task.exclusive:
             return multiclass_scores(pred, part, labels, scorer)
         return score_frame(pred, part, labels).as_dict()
 

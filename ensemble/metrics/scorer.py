@@ -26,6 +26,7 @@ from ensemble.errors import ConfigError
 from ensemble.metrics import dacon
 from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.registry import Registry
+from ensemble.task import MULTICLASS, MULTILABEL, Task
 
 PerLabel = Callable[[np.ndarray, np.ndarray], np.ndarray]       # (y, p) (rows, labels) -> (labels,)
 Columns = Callable[[np.ndarray, np.ndarray], np.ndarray]        # (y 1-D, C (rows, cands)) -> (cands,)
@@ -53,17 +54,23 @@ class Scorer:
         return float(np.mean(self.per_label(np.asarray(y, float), np.asarray(p, float))))
 
     @property
-    def task(self) -> str:
-        return "multiclass" if self.matrix is not None else "multilabel"
+    def task(self) -> Task:
+        """The task this form scores: MULTICLASS for a whole-matrix form, else MULTILABEL."""
+        return MULTICLASS if self.matrix is not None else MULTILABEL
 
-    def for_task(self, task: str) -> "Scorer":
-        """This metric's form for `task` ('multilabel' or 'multiclass'); a one-line error where it has none."""
-        if task == self.task:
+    def form(self, task: Task) -> "Scorer | None":
+        """This metric's form for `task`, or None where it has none."""
+        if task is self.task:
             return self
-        if task == "multiclass" and self.multiclass is not None:
-            return self.multiclass
-        usable = [n for n, s in SCORERS.items() if s.task == task or (task == "multiclass" and s.multiclass)]
-        raise ConfigError(f"metric {self.name!r} has no {task} form; choose one of: {', '.join(usable)}")
+        return self.multiclass if task.exclusive else None
+
+    def for_task(self, task: Task) -> "Scorer":
+        """This metric's form for `task`; a one-line error where it has none."""
+        form = self.form(task)
+        if form is None:
+            usable = [n for n, s in SCORERS.items() if s.form(task) is not None]
+            raise ConfigError(f"metric {self.name!r} has no {task} form; choose one of: {', '.join(usable)}")
+        return form
 
     def matrix_replicate_losses(self, P: np.ndarray, Y: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Multiclass: loss of the whole matrix in each replicate of row weights `counts` `(n_boot, rows)`."""
@@ -247,19 +254,12 @@ _add(("brier",), Scorer("brier", dacon.brier_per_column), mc_brier)
 _add(("accuracy",), Scorer("accuracy", lambda y, p: ((p >= 0.5) == y).mean(axis=0), greater_is_better=True),
      mc_accuracy)
 _add(("macro-f1",), Scorer("macro-f1", _f1_per_column, greater_is_better=True), mc_macro_f1)
-DEFAULT_METRIC = {"multilabel": "competition", "multiclass": "logloss"}
 
 
-def get_scorer(name: str | Scorer, task: str = "multilabel") -> Scorer:
+def get_scorer(name: str | Scorer, task: Task = MULTILABEL) -> Scorer:
     """The scorer registered under `name` in its form for `task` (a Scorer passes through); an unknown name
     lists the valid ones."""
     return (name if isinstance(name, Scorer) else SCORERS.get(name)).for_task(task)
-
-
-def default_metric(task: str) -> str:
-    """The metric a workspace uses until `--metric` says otherwise: the contest's for fake/real, log loss
-    for multiclass (proper, smooth, and what most audio-classification contests with classes report)."""
-    return DEFAULT_METRIC[task]
 
 
 def class_report(Y: np.ndarray, P: np.ndarray, labels: list[str]) -> dict:

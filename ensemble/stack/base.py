@@ -16,6 +16,7 @@ from ensemble.errors import ConfigError, DataError, NotFittedError
 
 from ensemble.probability import logit, sigmoid  # noqa: F401  (the stackers import them from here)
 from ensemble.registry import Registry
+from ensemble.task import MULTILABEL, Task
 
 
 def check_tensor(P: Any, name: str = "P") -> np.ndarray:
@@ -71,7 +72,13 @@ class Blender:
     needs_targets: bool = True
     uses_meta: bool = False  # True: `_fit(P, y, folds, meta)` and `_predict(P, meta)` take meta-features
     multiclass: bool = False        # can blend single-label multiclass runs (rows of class probabilities)
-    task: str = "multilabel"        # set on the instance by the stacker (`for_task`), not a parameter
+    task: Task = MULTILABEL         # set on the instance by the stacker (`for_task`), not a parameter
+
+    @classmethod
+    def blends(cls, task: Task) -> bool:
+        """Whether this method can blend `task`'s runs: every one blends independent labels; rows that sum
+        to 1 only those marked `multiclass`."""
+        return cls.multiclass or task.label_by_label
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters and their current values."""
@@ -98,14 +105,14 @@ class Blender:
             y = check_targets(y, P)
         if folds is not None:
             folds = check_folds(folds, P.shape[0])
-        if self.task == "multiclass" and not self.multiclass:
-            usable = [n for n, c in BLENDERS.items() if c.multiclass]
+        if not self.blends(self.task):
+            usable = [n for n, c in BLENDERS.items() if c.blends(self.task)]
             raise ConfigError(f"method {self.name!r} works label by label and cannot blend multiclass runs; "
                               f"use one of: {', '.join(usable)}")
         if meta is not None and not self.uses_meta:
             raise ConfigError(f"method {self.name!r} takes no meta-features; "
                               f"these do: {', '.join(n for n, c in BLENDERS.items() if c.uses_meta)}")
-        if meta is not None and self.task == "multiclass":
+        if meta is not None and not self.task.label_by_label:
             raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
         meta = None if meta is None else check_meta(meta, P.shape[0])
         self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
@@ -156,8 +163,8 @@ def make_blender(name: str, **params: Any) -> Blender:
     return cls(**params)
 
 
-def for_task(blender: Blender, task: str) -> Blender:
-    """`blender` set to blend `task` ('multilabel' or 'multiclass') runs; returns it."""
-    if task != Blender.task:
+def for_task(blender: Blender, task: Task) -> Blender:
+    """`blender` set to blend `task`'s runs; returns it."""
+    if task is not Blender.task:
         blender.task = task
     return blender

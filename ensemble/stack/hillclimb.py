@@ -100,7 +100,7 @@ class HillClimbBlender(Blender):
         rng = np.random.default_rng(self.seed)
         n_rows, n_runs, n_labels = P.shape
         rows = np.sort(rng.permutation(n_rows)[: self.max_rows])
-        if self.task == "multiclass":
+        if self.task.exclusive:
             self._fit_multiclass(P[rows], y[rows], scorer, rng)
             return
         X = logit(P[rows]) if self.space == "logit" else P[rows]
@@ -134,7 +134,7 @@ class HillClimbBlender(Blender):
         self.weights_ = np.repeat(weights[:, None], P.shape[2], axis=1)
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
-        if self.task == "multiclass":
+        if self.task.exclusive:
             from ensemble.stack.multiclass import weighted_log_blend
 
             return weighted_log_blend(P, self.weights_[:, 0])

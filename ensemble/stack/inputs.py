@@ -40,7 +40,7 @@ def test_tensor(runs: list[Run], comp: Competition) -> np.ndarray:
         for j, label in enumerate(comp.labels):
             wide = frame.pivot(index="id", columns="fold", values=label).loc[comp.test_ids]
             out[:, r, j] = mean_of_logits(wide.to_numpy(dtype=np.float64), axis=1)
-        if comp.multiclass:  # folds by the mean of log-probabilities, rows renormalised to sum to 1
+        if comp.task.exclusive:  # folds by the mean of log-probabilities, rows renormalised to sum to 1
             from ensemble.stack.multiclass import log_probs, softmax_rows
 
             stacked = np.stack([frame.pivot(index="id", columns="fold", values=label).loc[comp.test_ids]

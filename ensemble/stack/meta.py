@@ -48,7 +48,7 @@ class LogRegBlender(Blender):
             self.meta_scale_ = np.where(meta.std(axis=0) > 0, meta.std(axis=0), 1.0)
             meta = self._scaled(meta)
         self.models_ = []
-        if self.task == "multiclass":
+        if self.task.exclusive:
             t = y.argmax(axis=1)
             self.models_.append(y.mean(axis=0) if len(np.unique(t)) < 2 else
                                 LogisticRegression(C=self.C, max_iter=self.max_iter).fit(_log_features(P), t))
@@ -64,7 +64,7 @@ class LogRegBlender(Blender):
         return None if meta is None else (meta - self.meta_mean_) / self.meta_scale_
 
     def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
-        if self.task == "multiclass":
+        if self.task.exclusive:
             model = self.models_[0]
             if isinstance(model, np.ndarray):  # one class in the fit data: its shares
                 return np.broadcast_to(model, (P.shape[0], P.shape[2])).copy()
@@ -73,7 +73,7 @@ class LogRegBlender(Blender):
                           self._scaled(meta))
 
     def recipe(self) -> dict:
-        if self.task == "multiclass":
+        if self.task.exclusive:
             m = self.models_[0]
             if isinstance(m, np.ndarray):
                 return {"constant": m.round(6).tolist()}
@@ -159,7 +159,7 @@ class LGBMBlender(Blender):
 
         valid = _validation_rows(y, folds, self.seed)
         self.models_, self.best_iterations_ = [], []
-        if self.task == "multiclass":
+        if self.task.exclusive:
             X, t = _log_features(P), y.argmax(axis=1)
             if len(np.unique(t[~valid])) < 2:  # one class to learn from: its shares
                 self.models_.append(y.mean(axis=0))
@@ -189,7 +189,7 @@ class LGBMBlender(Blender):
             self.best_iterations_.append(int(booster.best_iteration or self.n_estimators))
 
     def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
-        if self.task == "multiclass":
+        if self.task.exclusive:
             if isinstance(self.models_[0], np.ndarray):
                 return np.broadcast_to(self.models_[0], (P.shape[0], P.shape[2])).copy()
             return self.models_[0].predict(_log_features(P), num_iteration=self.best_iterations_[0],

@@ -16,6 +16,7 @@ from scipy.special import log_softmax, softmax
 
 from ensemble.errors import ConfigError
 from ensemble.metrics.scorer import Scorer
+from ensemble.task import MULTICLASS
 
 LOG_EPS = 1e-7
 LOG_T_BOUNDS = (-np.log(10.0), np.log(10.0))  # temperatures in [0.1, 10]: wider ones only fit noise
@@ -24,12 +25,12 @@ CALIBRATE = ("auto", "none", "temperature")
 
 def log_probs(P: np.ndarray) -> np.ndarray:
     """Log of probabilities clipped to [LOG_EPS, 1] (0 stays finite); any shape."""
-    return np.log(np.clip(np.asarray(P, dtype=np.float64), LOG_EPS, 1.0))
+    return MULTICLASS.link(P, LOG_EPS)
 
 
 def softmax_rows(Z: np.ndarray) -> np.ndarray:
     """Softmax over the last axis: rows of probabilities summing to 1."""
-    return softmax(Z, axis=-1)
+    return MULTICLASS.inverse_link(Z)
 
 
 def weighted_log_blend(P: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -67,14 +67,13 @@ class StackPipeline:
         P, y, folds = cache.P[train], cache.y[train], cache.folds[train]
         meta = None if cache.meta is None else cache.meta[train]
         self.blender_ = cache.get(excluded)
-        multiclass = self.scorer.task == "multiclass"
-        if self.calibrate == "none" and not multiclass:
+        if self.calibrate == "none" and self.scorer.task.label_by_label:
             self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
             self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
             return self
         S = self._inner_blend(cache, excluded, P, folds, meta)
         w = None if cache.weights is None else cache.weights[train]
-        if multiclass:  # one temperature over the classes: rows keep summing to 1
+        if self.scorer.task.exclusive:  # one temperature over the classes: rows keep summing to 1
             from ensemble.stack.multiclass import fit_temperature
 
             cal, note = fit_temperature(S, y, folds, self.calibrate, w, self.scorer)
@@ -105,7 +104,7 @@ class StackPipeline:
 
     def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         S = self.blender_.predict(P, meta)
-        if self.scorer.task == "multiclass":
+        if self.scorer.task.exclusive:
             return self.matrix_calibrator_.predict(S)
         out = np.column_stack([c.predict(S[:, j]) for j, c in enumerate(self.calibrators_)])
         return np.clip(out, 0.0, 1.0)

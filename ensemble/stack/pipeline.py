@@ -20,7 +20,7 @@ from ensemble.artifacts.records import Recipe
 from ensemble.audio.domain import shown_faithful
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
-from ensemble.metrics.scorer import COMPETITION, Scorer, default_metric, get_scorer
+from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, for_task, make_blender
 from ensemble.stack.calibration import check_calibrate
 from ensemble.stack.decide import N_BOOT, Candidate, Decision, Evidence, candidates, decide
@@ -78,7 +78,7 @@ def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Seq
     """Meta-features shaped like the stacker's rows, none of them a copy of a label."""
     if meta is None:
         return None
-    if data.scorer.task == "multiclass":
+    if not data.scorer.task.label_by_label:
         raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
     meta.check(len(data.y), n_test, None if data.tl is None else len(data.tl[1]))
     check_no_label_copy(meta.oof, data.y, meta.names, labels, "OOF")
@@ -111,8 +111,8 @@ def _check_data(inputs: StackInputs, metric: str | Scorer | None) -> _Data:
     if w_tl is not None and tl is None:
         raise ConfigError("w_tl weighs test-like rows; none given")
     w = None if w_tl is None else _check_weights(w_tl, tl[0].shape[0])
-    scorer = get_scorer(metric if metric is not None else default_metric(inputs.task), inputs.task)
-    if scorer.task == "multiclass":
+    scorer = get_scorer(metric if metric is not None else inputs.task.default_metric, inputs.task)
+    if scorer.task.exclusive:
         _check_multiclass(P, y, "P_oof")
     return _Data(P, y, folds, tl, w, scorer)
 
@@ -281,7 +281,7 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
         if meta is not None:
             raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
         return _test_only(P_test, request, labels, start)
-    if inputs.task == "multiclass":
+    if inputs.task.exclusive:
         _check_multiclass(P_test, None, "P_test")
         if str(test_prior) != "none":
             raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
@@ -297,8 +297,8 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
                         test_prior, labels, runs=(ev["P_fit"], P_test))
     recipe = replace(_recipe(method, final, ev["fit_on"], request.calibrate, labels),
                      meta_features=None if meta is None else meta.record(), prior=prior.recipe())
-    sens = ([] if data.scorer.task == "multiclass" else
-            sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer))
+    sens = (sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer)
+            if data.scorer.task.label_by_label else [])
     return StackResult(
         test=prior.p_test, oof=ev["oof"]["clean"], oof_testlike=ev["oof"].get("testlike"),
         nested=ev["nested"]["clean"], nested_testlike=ev["nested"].get("testlike"), in_sample=ev["in_sample"],
@@ -339,7 +339,7 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
     decision chose it.
     """
     check_calibrate(request.calibrate)
-    if inputs.task == "multiclass":
+    if inputs.task.exclusive:
         from ensemble.stack.multiclass import check_calibrate_multiclass
 
         check_calibrate_multiclass(request.calibrate)
@@ -350,10 +350,10 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
         raise DataError(f"inputs name {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
         data.meta = _check_meta(meta, data, meta.test.shape[0], inputs.labels)
-    if methods is None and data.scorer.task == "multiclass":
+    if methods is None and data.scorer.task.exclusive:
         from ensemble.stack.decide import blend_methods
 
-        methods = [m for m in blend_methods() if BLENDERS[m].multiclass]
+        methods = [m for m in blend_methods() if BLENDERS[m].blends(data.scorer.task)]
     cands = candidates(names, methods, request.calibrate, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ensemble.errors import ConfigError
+from ensemble.task import MULTILABEL, Task
 
 if TYPE_CHECKING:
     from ensemble.artifacts.records import Recipe
@@ -40,7 +41,7 @@ class StackInputs:
     weighting: str = "none"               # why the test-like rows are (not) weighted
     testlike_check: dict | None = None    # the test-like set's recorded domain check (`DomainCheck.to_dict()`)
     meta: MetaFeatures | None = None      # per-clip meta-features of the feature sets asked for
-    task: str = "multilabel"
+    task: Task = MULTILABEL
 
 
 @dataclass(frozen=True)

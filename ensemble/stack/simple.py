@@ -41,7 +41,7 @@ class LogitBlender(_FixedBlend):
     multiclass = True
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
-        if self.task == "multiclass":
+        if self.task.exclusive:
             return weighted_log_blend(P, np.full(P.shape[1], 1.0 / P.shape[1]))
         return sigmoid(logit(P).mean(axis=1))
 
@@ -129,7 +129,7 @@ class WeightedBlender(Blender):
     def _fit(self, P, y, folds) -> None:
         if self.objective not in ("logloss", "competition"):
             raise ConfigError(f"weighted: objective must be 'logloss' or 'competition'; got {self.objective!r}")
-        if self.task == "multiclass":
+        if self.task.exclusive:
             if self.objective != "logloss":
                 raise ConfigError("weighted: a multiclass task fits objective='logloss' only")
             self.weights_ = np.repeat(fit_logloss_weights(P, y)[:, None], P.shape[2], axis=1)
@@ -146,7 +146,7 @@ class WeightedBlender(Blender):
         self.weights_ = np.stack(weights, axis=1)  # (runs, labels)
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
-        if self.task == "multiclass":
+        if self.task.exclusive:
             return weighted_log_blend(P, self.weights_[:, 0])
         return sigmoid(np.einsum("nrl,rl->nl", logit(P), self.weights_))
 

@@ -37,7 +37,7 @@ def _meta_models(blender: Any) -> list[dict[str, Any]]:
             out.append({"constant": float(model)})
         elif isinstance(model, np.ndarray):  # multiclass fitted on one class: its shares
             out.append({"constant": model.astype(float).tolist()})
-        elif blender.name == "logreg" and getattr(blender, "task", "multilabel") == "multiclass":
+        elif blender.name == "logreg" and blender.task.exclusive:
             out.append({"coef": model.coef_.astype(float).tolist(), "intercept": model.intercept_.astype(float).tolist(),
                         "classes": model.classes_.astype(int).tolist()})
         elif blender.name == "logreg":
@@ -51,8 +51,8 @@ def blender_state(blender: Any) -> dict[str, Any]:
     """A fitted blender's exact state; `method` is its registered name."""
     name = blender.name
     state: dict[str, Any] = {"method": name, "runs": int(blender.n_runs_), "labels": int(blender.n_labels_)}
-    if getattr(blender, "task", "multilabel") != "multilabel":
-        state["task"] = blender.task
+    if blender.task.exclusive:
+        state["task"] = blender.task.name
     if name in ("weighted", "hillclimb"):
         state["weights"] = np.asarray(blender.weights_, float).tolist()  # (runs, labels)
         state["space"] = getattr(blender, "space", "logit")
