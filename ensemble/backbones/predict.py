@@ -15,20 +15,20 @@ import numpy as np
 
 import pandas as pd
 
+from ensemble.artifacts.runs import PREDICTION_SPLITS
 from ensemble.audio.clip import windows
-from ensemble.probability import logit, sigmoid
+from ensemble.probability import WINDOW_EPS, logit, sigmoid
 from ensemble.progress import Progress, emit, tagged
 
 BatchPredict = Callable[[np.ndarray], np.ndarray]  # (batch, n) waves -> (batch, labels) probabilities
 HOP_FRACTION = 0.5  # windows overlap by half
-_EPS = 1e-7
 
 
 def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, predict: BatchPredict,
                   batch_size: int, progress: Progress | None = None, multiclass: bool = False) -> np.ndarray:
     """Probabilities `(n_clips, labels)` for a stream of waves, windows pooled by mean logit (multiclass:
     by mean log-probability)."""
-    to_z = (lambda p: np.log(np.clip(p, _EPS, 1.0))) if multiclass else (lambda p: logit(p, _EPS))
+    to_z = (lambda p: np.log(np.clip(p, WINDOW_EPS, 1.0))) if multiclass else (lambda p: logit(p, WINDOW_EPS))
     pending: list[np.ndarray] = []
     owners: list[int] = []
     sums: dict[int, np.ndarray] = {}
@@ -119,7 +119,7 @@ def predict_fold_splits(predict: BatchPredict, splits: dict[str, Split], fold: i
 
 
 def fold_splits(comp, folds: pd.DataFrame, fold: int, load_row: Callable[[str], np.ndarray], sr: int,
-                testlike: pd.DataFrame | None, which: Sequence[str] = ("train", "test", "testlike"),
+                testlike: pd.DataFrame | None, which: Sequence[str] = PREDICTION_SPLITS,
                 load_background: Callable[[str], np.ndarray] | None = None,
                 test_store=None) -> dict[str, Split]:
     """The clips fold `fold`'s model predicts: its held-out train rows (OOF; `load_row(id)` decodes one),

@@ -6,12 +6,15 @@ import numpy as np
 import pandas as pd
 
 from ensemble.artifacts.io import read_json
-from ensemble.artifacts.runs import MANIFEST_FILE, partial_runs
+from ensemble.artifacts.runs import RUN_MANIFEST_FILE, partial_runs
 from ensemble.artifacts.workspace import Workspace
 
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
            "in_sample", "gap", "gain", "gain_lo", "gain_hi"]
 DETAIL = ["in_sample", "gap", "gain", "gain_lo", "gain_hi"]  # in json/csv/md; too wide for the table
+# the header a table shows for a short column name: the board's and the stack comparisons', in the terminal and the report
+COLUMN_HEADERS = {"rank": "#", "cv_testlike": "t-like", "public": "pub", "private": "priv", "in-smp": "in-sample",
+                  "s": "sec"}
 
 
 def _row(name: str, kind: str, method: str, metrics: dict, board: dict) -> dict:
@@ -71,7 +74,7 @@ def board_frame(ws: Workspace, metric: str | None = None) -> pd.DataFrame:
         return _metric_frame(ws, scorer)
     rows = []
     for name in ws.run_names():
-        manifest = read_json(ws.run_dir(name) / MANIFEST_FILE)
+        manifest = read_json(ws.run_dir(name) / RUN_MANIFEST_FILE)
         method = manifest.get("source", {}).get("model_ref") or manifest.get("kind", "run")
         rows.append(_row(name, "run", method, manifest.get("metrics") or {}, {}))
     for name in ws.submission_names():
@@ -103,7 +106,7 @@ def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
     truth = load_folds(ws) if (ws.models_dir / "folds.parquet").is_file() else None
     rows = []
     for name in ws.run_names():
-        manifest = read_json(ws.run_dir(name) / MANIFEST_FILE)
+        manifest = read_json(ws.run_dir(name) / RUN_MANIFEST_FILE)
         method = manifest.get("source", {}).get("model_ref") or manifest.get("kind", "run")
         cv = _rescore(ws, name, scorer, truth)
         rows.append(_row(name, "run", method, {"cv": cv} if cv else {}, {}) | {k: (cv or {}).get(k) for k in MULTICLASS_PARTS})

@@ -56,13 +56,13 @@ def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str) ->
     """A copy of run `source` with fake/real swapped in every prediction file (no ONNX folds)."""
     from ensemble.artifacts.folds import load_folds
     from ensemble.artifacts.io import read_json
-    from ensemble.artifacts.runs import MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, write_manifest, write_run_file
+    from ensemble.artifacts.runs import OOF_FILE, RUN_MANIFEST_FILE, TEST_FILE, TESTLIKE_OOF_FILE, write_manifest, write_run_file
     from ensemble.metrics.frames import cv_metrics, score_frame
     from ensemble.artifacts.testlike_set import load_testlike
 
     src, dst = ws.run_dir(source), ws.run_dir(name)
     dst.mkdir(parents=True, exist_ok=True)
-    manifest = read_json(src / MANIFEST_FILE)
+    manifest = read_json(src / RUN_MANIFEST_FILE)
     frames = {f: _swap_columns(pd.read_parquet(src / f), comp.labels) for f in (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE)}
     manifest.pop("folds", None)
     metrics = cv_metrics(frames[OOF_FILE], load_folds(ws), comp.labels)
