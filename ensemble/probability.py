@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-LOGIT_EPS = 1e-6
+LOGIT_EPS = 1e-6         # blenders and fold aggregation
+CALIBRATION_EPS = 1e-12  # calibrators and the prior shift: a tight clip keeps small probabilities apart
+WINDOW_EPS = 1e-7        # a clip's window probabilities, before their logits are pooled
 
 
 def logit(p: np.ndarray, eps: float = LOGIT_EPS) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 Progress = Callable[[dict], None]
+POLL_SECONDS = 0.2  # how often a parent waiting on its workers (processes, Ray tasks) relays their events
 
 
 def emit(progress: Progress | None, stage: str, **fields) -> None:

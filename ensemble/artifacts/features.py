@@ -22,8 +22,7 @@ from ensemble.artifacts.workspace import Workspace, check_name
 from ensemble.errors import ConfigError, ContractError, DataError
 
 FEATURES_DIR = "features"
-MANIFEST = "features.json"
-SPLITS = ("train", "test", "testlike")
+FEATURES_MANIFEST_FILE = "features.json"
 
 
 @dataclass
@@ -57,7 +56,8 @@ def feature_set_names(ws: Workspace) -> list[str]:
     root = ws.models_dir / FEATURES_DIR
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
+    return sorted(p.name for p in root.iterdir()
+                  if not p.name.startswith(".") and (p / FEATURES_MANIFEST_FILE).is_file())
 
 
 def _check_frame(frame: pd.DataFrame, columns: list[str], source: Path) -> None:
@@ -79,23 +79,23 @@ def write_feature_set(ws: Workspace, name: str, frames: dict[str, pd.DataFrame],
     for split, frame in frames.items():
         _check_frame(frame, manifest["columns"], folder / f"{split}.parquet")
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MANIFEST).unlink(missing_ok=True)
+    (folder / FEATURES_MANIFEST_FILE).unlink(missing_ok=True)
     for split, frame in frames.items():
         write_parquet(frame, folder / f"{split}.parquet")
-    write_json(manifest, folder / MANIFEST)
+    write_json(manifest, folder / FEATURES_MANIFEST_FILE)
     return folder
 
 
 def load_feature_set(ws: Workspace, name: str) -> FeatureSet:
     folder = features_dir(ws, name)
-    if not (folder / MANIFEST).is_file():
+    if not (folder / FEATURES_MANIFEST_FILE).is_file():
         known = ", ".join(feature_set_names(ws)) or "none (make one with `ens features vad`)"
         raise ConfigError(f"feature set {name!r} not found in {folder.parent}; known: {known}")
-    manifest = read_json(folder / MANIFEST)
+    manifest = read_json(folder / FEATURES_MANIFEST_FILE)
     if manifest.get("labels_used", True):
-        raise ContractError(f"{folder / MANIFEST}: the features were made with labels (or do not say "
+        raise ContractError(f"{folder / FEATURES_MANIFEST_FILE}: the features were made with labels (or do not say "
                             "`labels_used: false`); the stacker takes only label-free meta-features")
     if not isinstance(manifest.get("columns"), list) or not manifest["columns"]:
-        raise ContractError(f"{folder / MANIFEST}: 'columns' must list the feature columns")
+        raise ContractError(f"{folder / FEATURES_MANIFEST_FILE}: 'columns' must list the feature columns")
     return FeatureSet(name, folder, manifest)
 

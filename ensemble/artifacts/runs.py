@@ -26,7 +26,8 @@ from ensemble.artifacts.workspace import Workspace
 OOF_FILE = "oof.parquet"
 TEST_FILE = "test.parquet"
 TESTLIKE_OOF_FILE = "oof_testlike.parquet"
-MANIFEST_FILE = "run.json"
+PREDICTION_SPLITS = ("train", "test", "testlike")  # the splits of the three files above
+RUN_MANIFEST_FILE = "run.json"
 OPTIONS_FILE = "options.json"  # written by `ens finetune` when a run starts; a run without run.json is partial
 
 
@@ -85,7 +86,7 @@ def _key_values(values: dict) -> list[str]:
 
 def partial_run(folder: Path) -> PartialRun | None:
     """The partial run in `folder` (fold folders or options.json, no run.json), else None."""
-    if (folder / MANIFEST_FILE).is_file() or not folder.is_dir() or folder.name.startswith("."):
+    if (folder / RUN_MANIFEST_FILE).is_file() or not folder.is_dir() or folder.name.startswith("."):
         return None
     folds = [p for p in folder.glob("fold*") if p.is_dir() and p.name[4:].isdigit()]
     options = folder / OPTIONS_FILE
@@ -207,13 +208,13 @@ def _read_predictions(path: Path, labels: list[str]) -> pd.DataFrame:
 def load_run(ws: Workspace, name: str) -> Run:
     """A run by name; an unknown name lists the runs there are."""
     folder = ws.run_dir(name)
-    if not (folder / MANIFEST_FILE).is_file():
+    if not (folder / RUN_MANIFEST_FILE).is_file():
         partial = partial_run(folder)
         if partial is not None:
             raise DataError(f"run {name!r} is not finished ({partial.progress()}); finish it: {partial.finish_hint()}")
         known = ", ".join(ws.run_names()) or "none yet"
         raise DataError(f"run {name!r} not found in {ws.models_dir} (runs: {known})")
-    return Run(name=name, dir=folder, manifest=read_manifest(folder / MANIFEST_FILE))
+    return Run(name=name, dir=folder, manifest=read_manifest(folder / RUN_MANIFEST_FILE))
 
 
 def read_manifest(path: Path) -> RunManifest:
@@ -229,7 +230,7 @@ def write_run_file(df: pd.DataFrame, run_dir: Path, filename: str) -> str:
 
 
 def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
-    write_json(manifest.to_dict(), run_dir / MANIFEST_FILE)
+    write_json(manifest.to_dict(), run_dir / RUN_MANIFEST_FILE)
 
 
 DATA_KEYS = ("train.csv", "test.csv", "sample_submission.csv", "audio")

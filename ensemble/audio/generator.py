@@ -21,7 +21,7 @@ from ensemble.audio import dsp, nuisance
 from ensemble.errors import ConfigError, DataError
 
 VERSION = 2
-SPEECH_DB = -26.0
+SPEECH_DB = -26.0  # level of the first voice (dBFS RMS); also sets the noise of clips with no voice
 PROFILE_KEYS = ("reverb", "noise", "band_limit_hz", "tilt_db_per_oct", "lowpass_hz", "codec", "level_db")
 _PAIRS = ("second_voice_db", "level_db", "snr_db", "noise_alpha", "tilt_db_per_oct", "rt60_s", "drr_db",
           "damping_hz", "lowpass_hz", "codec_compression", "voice_fill", "gap_s")

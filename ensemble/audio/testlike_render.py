@@ -23,14 +23,13 @@ import pandas as pd
 
 from ensemble.audio import dsp
 from ensemble.audio.generator import VERSION as RECIPE_VERSION
-from ensemble.audio.generator import (GeneratorParams, clip_rng, draw_nuisances, from_profile, n_voices, profile_tables,
-                                      render_v2, voice_fill)
+from ensemble.audio.generator import (SPEECH_DB, GeneratorParams, clip_rng, draw_nuisances, from_profile, n_voices,
+                                      profile_tables, render_v2, voice_fill)
 from ensemble.errors import ConfigError, DataError
 from ensemble.progress import Progress, emit
 
 SUPPORTED_VERSIONS = (1, RECIPE_VERSION)
 VOICE_PROBS = GeneratorParams().voice_probs  # 0, 1, 2 voices (voices-dev test: ~16 % of clips hold no voice)
-SPEECH_DB = -26.0  # level of the first voice (dBFS RMS); also sets the noise of clips with no voice
 SECOND_VOICE_DB = GeneratorParams().second_voice_db
 
 

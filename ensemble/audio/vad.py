@@ -96,7 +96,7 @@ def longest_run(mask: np.ndarray) -> tuple[int, int]:
 
 SPEECH_PROB = 0.5  # Silero's own default threshold: a chunk at or above it counts as speech
 FEATURES = ("vad_voiced_fraction", "vad_longest_voiced_s", "vad_peak", "vad_mean", "duration_s", "level_db")
-FEATURES_VERSION = 1
+VAD_FEATURES_VERSION = 1
 
 
 def clip_features(waves: Sequence[np.ndarray], batch: int = 256) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ensemble.artifacts.io import umask_mode
 from ensemble.backbones.features import ClipFeatures, FeatureSpec, clip_features
+from ensemble.backbones.ort import OUTPUT_NAME
 from ensemble.backbones.preprocess import RAW, Preprocessor
 from ensemble.errors import ConfigError
 from ensemble.progress import Progress, emit
@@ -31,7 +32,6 @@ from ensemble.registry import Registry
 from ensemble.task import MULTILABEL
 
 OPSET = 15  # the highest default-domain opset onnxmltools' LightGBM converter emits
-OUTPUT_NAME = "probabilities"
 FEATURES_NAME = "features"
 
 

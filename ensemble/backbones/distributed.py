@@ -21,8 +21,7 @@ from typing import Any, Callable
 from ensemble.backbones.model import Classifier
 from ensemble.backbones.train import Batches, FitResult, Shard, TrainConfig, fit_fold, resolve_device
 from ensemble.errors import ConfigError, EnsError
-
-POLL_SECONDS = 0.2
+from ensemble.progress import POLL_SECONDS
 
 
 def check_devices(devices: int, device: str) -> int:

@@ -8,7 +8,7 @@ activity (share of frames within 20 and 40 dB of the loudest, zero-crossing rate
 `FeatureSpec(embedding="dvector")` a pretrained speaker encoder's 256-dimensional d-vector
 (`voice_embedding`). Plain ops only
 (a strided conv1d with fixed DFT kernels, as the log-mel CNN's front end), so the same graph runs in
-torch for training and inside the exported ONNX file; `FEATURES_VERSION` changes whenever the
+torch for training and inside the exported ONNX file; `CLIP_FEATURES_VERSION` changes whenever the
 definition does, and is recorded in run.json and the ONNX metadata.
 """
 
@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from ensemble.backbones.logmel import dft_kernels, dft_power, mel_matrix
 from ensemble.errors import ConfigError
 
-FEATURES_VERSION = "clip-features-2"
+CLIP_FEATURES_VERSION = "clip-features-2"
 _EPS = 1e-10
 _SHAPE = ("centroid_khz", "spread_khz", "rolloff_band", "log_flatness", "log_high_share", "flux")
 _LEVEL = ("energy_db_mean", "energy_db_std", "energy_db_max", "energy_db_min", "rms_db", "peak_db", "crest_db")
@@ -42,7 +42,7 @@ class FeatureSpec:
     n_mels: int = 64
     n_mfcc: int = 20
     high_hz: float = 4000.0
-    version: str = FEATURES_VERSION
+    version: str = CLIP_FEATURES_VERSION
     embedding: str = ""  # a pretrained voice embedding appended to the summary features: "" or "dvector"
 
     def to_dict(self) -> dict:

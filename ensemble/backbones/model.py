@@ -24,7 +24,7 @@ from ensemble.errors import ConfigError
 from ensemble.artifacts.io import umask_mode
 from ensemble.task import MULTILABEL
 
-MANIFEST = "ens_classifier.json"
+CLASSIFIER_MANIFEST_FILE = "ens_classifier.json"
 
 
 def _logits_module(model: Any, takes_mask: bool, pooling: str = "mean") -> Any:
@@ -126,7 +126,7 @@ class Classifier:
         (tmp / "config.json").write_text(json.dumps(self.config, indent=1, sort_keys=True))
         manifest = {"model_ref": self.model_ref, "labels": self.labels, "model_type": self.family,
                     "preprocessor": self.preprocessor.to_dict(), "pooling": self.pooling}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        (tmp / CLASSIFIER_MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
         _replace_dir(tmp, directory)
 
     @classmethod
@@ -135,9 +135,10 @@ class Classifier:
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        if not (directory / MANIFEST).is_file():
-            raise ConfigError(f"{directory} holds no {MANIFEST}; expected a folder written by Classifier.save")
-        manifest = json.loads((directory / MANIFEST).read_text())
+        if not (directory / CLASSIFIER_MANIFEST_FILE).is_file():
+            raise ConfigError(f"{directory} holds no {CLASSIFIER_MANIFEST_FILE}; "
+                              "expected a folder written by Classifier.save")
+        manifest = json.loads((directory / CLASSIFIER_MANIFEST_FILE).read_text())
         config = json.loads((directory / "config.json").read_text())
         preprocessor = Preprocessor.from_dict(manifest["preprocessor"])
         pooling = manifest.get("pooling", "mean")
@@ -201,7 +202,7 @@ def build_classifier(model_ref: str, labels: list[str], seed: int = 0, overrides
     torch.manual_seed(seed)
     if model_ref in NAMED_CONFIGS:
         return _build_named(model_ref, labels, overrides, pooling)
-    if Path(model_ref).is_dir() and (Path(model_ref) / MANIFEST).is_file():
+    if Path(model_ref).is_dir() and (Path(model_ref) / CLASSIFIER_MANIFEST_FILE).is_file():
         clf = Classifier.load(Path(model_ref))
         if clf.labels != list(labels):
             raise ConfigError(f"{model_ref} was trained for labels {clf.labels}; asked for {labels}")
@@ -217,8 +218,8 @@ def load_config(model_ref: str) -> Any:
     if model_ref in NAMED_CONFIGS:
         return named_config(model_ref)
     path = Path(model_ref)
-    if path.is_dir() and (path / MANIFEST).is_file():
-        manifest = json.loads((path / MANIFEST).read_text())
+    if path.is_dir() and (path / CLASSIFIER_MANIFEST_FILE).is_file():
+        manifest = json.loads((path / CLASSIFIER_MANIFEST_FILE).read_text())
         return _config_object(manifest["model_type"], json.loads((path / "config.json").read_text()))
     from transformers import AutoConfig
 
@@ -234,7 +235,7 @@ def default_freeze(model_ref: str) -> str:
     (random weights) or a saved log-mel CNN (its front end has no weights)."""
     if model_ref in NAMED_CONFIGS:
         return "none"
-    manifest = Path(model_ref) / MANIFEST
+    manifest = Path(model_ref) / CLASSIFIER_MANIFEST_FILE
     if manifest.is_file() and json.loads(manifest.read_text()).get("model_type") == "logmel-cnn":
         return "none"
     return "feature-encoder"
@@ -348,9 +349,9 @@ def check_model_ref(model_ref: str) -> str:
         return "named"
     path = Path(model_ref).expanduser()
     if path.is_dir():
-        if (path / MANIFEST).is_file() or (path / "config.json").is_file():
+        if (path / CLASSIFIER_MANIFEST_FILE).is_file() or (path / "config.json").is_file():
             return "folder"
-        raise ConfigError(f"{path}: this folder holds no config.json ({MANIFEST}); it is not a model")
+        raise ConfigError(f"{path}: this folder holds no config.json ({CLASSIFIER_MANIFEST_FILE}); it is not a model")
     close = difflib.get_close_matches(model_ref, list(NAMED_CONFIGS), n=2, cutoff=0.5)
     known = (f"did you mean {' or '.join(close)}? " if close else "") + f"named configs: {', '.join(NAMED_CONFIGS)}"
     if path.exists() or model_ref.startswith((".", "/", "~")) or model_ref.count("/") > 1:

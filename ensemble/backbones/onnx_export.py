@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 
 from ensemble.backbones.model import Classifier
+from ensemble.backbones.ort import OUTPUT_NAME
 from ensemble.errors import ConfigError
 from ensemble.artifacts.io import umask_mode
-
-OUTPUT_NAME = "probabilities"
 
 
 def _probability_module(classifier: Classifier) -> Any:

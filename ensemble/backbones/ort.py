@@ -23,6 +23,7 @@ from ensemble.backbones.preprocess import Preprocessor
 from ensemble.errors import ConfigError, ContractError
 
 PROVIDERS = ("auto", "cpu", "cuda")
+OUTPUT_NAME = "probabilities"  # the one output of every exported classifier (export_onnx, the classical families)
 
 
 def preprocessor_from_metadata(metadata: dict[str, str]) -> Callable[[list[np.ndarray]], dict[str, np.ndarray]]:

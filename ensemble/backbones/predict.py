@@ -15,13 +15,14 @@ import numpy as np
 
 import pandas as pd
 
+from ensemble.artifacts.runs import PREDICTION_SPLITS
 from ensemble.audio.clip import windows
+from ensemble.probability import WINDOW_EPS
 from ensemble.progress import Progress, emit, tagged
 from ensemble.task import MULTILABEL, Task
 
 BatchPredict = Callable[[np.ndarray], np.ndarray]  # (batch, n) waves -> (batch, labels) probabilities
 HOP_FRACTION = 0.5  # windows overlap by half
-_EPS = 1e-7
 
 
 def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, predict: BatchPredict,
@@ -35,7 +36,7 @@ def predict_clips(clips: Iterable[np.ndarray], n_clips: int, n: int, hop: int, p
 
     def flush() -> None:
         probs = predict(np.stack(pending))
-        for owner, z in zip(owners, task.link(np.asarray(probs, dtype=np.float64), _EPS)):
+        for owner, z in zip(owners, task.link(np.asarray(probs, dtype=np.float64), WINDOW_EPS)):
             sums[owner] = sums.get(owner, 0) + z
         pending.clear()
         owners.clear()
@@ -113,7 +114,7 @@ def predict_fold_splits(predict: BatchPredict, splits: dict[str, Split], fold: i
 
 
 def fold_splits(comp, folds: pd.DataFrame, fold: int, load_row: Callable[[str], np.ndarray], sr: int,
-                testlike: pd.DataFrame | None, which: Sequence[str] = ("train", "test", "testlike"),
+                testlike: pd.DataFrame | None, which: Sequence[str] = PREDICTION_SPLITS,
                 load_background: Callable[[str], np.ndarray] | None = None,
                 test_store=None) -> dict[str, Split]:
     """The clips fold `fold`'s model predicts: its held-out train rows (OOF; `load_row(id)` decodes one),

@@ -19,14 +19,15 @@ def oof_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Re-predict a run with ONNX Runtime (OOF from the fold that never saw each row), replacing its files."""
-    from ensemble.commands.oof import SPLITS, run_oof
+    from ensemble.artifacts.runs import PREDICTION_SPLITS
+    from ensemble.commands.oof import run_oof
     from ensemble.cli.progress import event_printer
 
-    if split != "all" and split not in SPLITS:
-        fail(f"--split must be one of all, {', '.join(SPLITS)}; got {split!r}")
+    if split != "all" and split not in PREDICTION_SPLITS:
+        fail(f"--split must be one of all, {', '.join(PREDICTION_SPLITS)}; got {split!r}")
     from ensemble.artifacts.audio_check import audio_splits
 
-    splits = SPLITS if split == "all" else (split,)
+    splits = PREDICTION_SPLITS if split == "all" else (split,)
     ws, comp = workspace_and_competition(workspace, data, audio=audio_splits(splits))
     with event_printer(console()) as show:
         diffs = run_oof(ws, comp, run, splits, provider, batch_size, progress=show)

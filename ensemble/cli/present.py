@@ -10,11 +10,11 @@ import pandas as pd
 from rich.table import Table
 
 from ensemble.artifacts.records import Recipe
+from ensemble.commands.board import COLUMN_HEADERS
 from ensemble.metrics.dacon import ScoreParts
 
 SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested", "clean", "in-smp", "gain", "s",
                  "in_sample", "gap", "test"}
-HEADERS = {"cv_testlike": "t-like", "rank": "#", "public": "pub", "private": "priv", "in-smp": "in-sample", "s": "sec"}
 VALUES = {"submission": "sub", "partial": "part"}
 
 
@@ -67,7 +67,7 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4, 
     for row in frame.itertuples(index=False):
         for col, v in zip(frame.columns, row):
             cells[col].append(VALUES.get(v, v) if isinstance(v, str) else fmt(v, PART_DIGITS.get(col, digits)))
-    headers = {col: HEADERS.get(col, col) for col in frame.columns}
+    headers = {col: COLUMN_HEADERS.get(col, col) for col in frame.columns}
     used = {col: max([len(headers[col]), *(len(c) for c in cells[col])]) for col in frame.columns if col != "name"}
     if "method" in used:
         used["method"] = min(used["method"], method_width)

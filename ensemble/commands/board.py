@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ensemble.artifacts.runs import MANIFEST_FILE, partial_runs, read_manifest
+from ensemble.artifacts.runs import RUN_MANIFEST_FILE, partial_runs, read_manifest
 from ensemble.artifacts.submission import read_sidecar
 from ensemble.artifacts.workspace import Workspace
 from ensemble.task import task_named
@@ -13,6 +13,9 @@ from ensemble.task import task_named
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
            "in_sample", "gap", "gain", "gain_lo", "gain_hi"]
 DETAIL = ["in_sample", "gap", "gain", "gain_lo", "gain_hi"]  # in json/csv/md; too wide for the table
+# the header a table shows for a short column name: the board's and the stack comparisons', in the terminal and the report
+COLUMN_HEADERS = {"rank": "#", "cv_testlike": "t-like", "public": "pub", "private": "priv", "in-smp": "in-sample",
+                  "s": "sec"}
 
 
 def _row(name: str, kind: str, method: str, metrics: dict, board: dict) -> dict:
@@ -73,7 +76,7 @@ def board_frame(ws: Workspace, metric: str | None = None) -> pd.DataFrame:
         return _metric_frame(ws, scorer)
     rows = []
     for name in ws.run_names():
-        manifest = read_manifest(ws.run_dir(name) / MANIFEST_FILE)
+        manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
         rows.append(_row(name, "run", manifest.model_ref or manifest.kind, manifest.metrics, {}))
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
@@ -101,7 +104,7 @@ def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
     parts = list(scorer.task.usual_scores)
     rows = []
     for name in ws.run_names():
-        manifest = read_manifest(ws.run_dir(name) / MANIFEST_FILE)
+        manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
         cv = _rescore(ws, name, scorer, truth)
         rows.append(_row(name, "run", manifest.model_ref or manifest.kind, {"cv": cv} if cv else {}, {})
                     | {k: (cv or {}).get(k) for k in parts})

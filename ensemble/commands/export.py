@@ -24,7 +24,7 @@ import numpy as np
 
 from ensemble.artifacts.records import Recipe, Sidecar
 from ensemble.errors import ConfigError, ContractError, DataError
-from ensemble.export.graph import RunGraphs, build_model, metadata_json, preprocessing
+from ensemble.export.graph import OUTPUT, RunGraphs, build_model, metadata_json, preprocessing
 from ensemble.progress import Progress
 
 FORMAT_VERSION = "1"
@@ -85,14 +85,14 @@ def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: 
     """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
     from ensemble.backbones.predict import HOP_FRACTION
     from ensemble.artifacts.io import file_sha256
-    from ensemble.artifacts.runs import MANIFEST_FILE, load_run
+    from ensemble.artifacts.runs import RUN_MANIFEST_FILE, load_run
 
     runs, rates, hashes = [], set(), {}
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("run"), str):
             raise ContractError(f"{sidecar_path}: recipe.runs holds {entry!r}; expected {{'run': NAME, 'manifest_sha256': …}}")
         run = load_run(ws, str(entry.get("run")))
-        manifest_path = run.dir / MANIFEST_FILE
+        manifest_path = run.dir / RUN_MANIFEST_FILE
         if file_sha256(manifest_path) != entry.get("manifest_sha256"):
             raise ContractError(f"{manifest_path} changed since submission {sidecar_path.stem!r} was stacked "
                                 "(re-predicted or re-trained?); stack again, then export")
@@ -105,7 +105,7 @@ def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: 
             rates.add(rate)
             folds.append(model)
             fold_ids.append(int(info.get("fold", len(fold_ids))))
-        hashes[f"{run.name}/{MANIFEST_FILE}"] = entry["manifest_sha256"]
+        hashes[f"{run.name}/{RUN_MANIFEST_FILE}"] = entry["manifest_sha256"]
         try:
             n = int(round(float(run.manifest.options["max_seconds"]) * rate))
         except (KeyError, TypeError, ValueError) as err:
@@ -303,7 +303,7 @@ def quantization_check(ws, comp, recipe: Recipe, variants: dict[str, list[RunGra
         opset = max(o.version for o in runs[0].folds[0].opset_import if o.domain in ("", "ai.onnx"))
         blend = _session(build_blend_model(recipe.state, recipe.prior, len(runs), len(labels), opset,
                                            runs[0].folds[0].ir_version))
-        p = blend.run(["probabilities"], {"P": P})[0]
+        p = blend.run([OUTPUT], {"P": P})[0]
         try:
             out[key] = competition_score(y, p, labels).score
         except MetricError as err:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ensemble.artifacts.audio_check import check_competition_audio
 from ensemble.artifacts.competition import Competition
-from ensemble.artifacts.features import MANIFEST, features_dir, write_feature_set
+from ensemble.artifacts.features import FEATURES_MANIFEST_FILE, features_dir, write_feature_set
 from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
 from ensemble.artifacts.io import file_sha256
 from ensemble.artifacts.locking import exclusive
@@ -25,7 +25,7 @@ from ensemble.artifacts.workspace import Workspace, check_overwrite
 from ensemble.errors import ConfigError
 from ensemble.progress import Progress, emit
 
-KINDS = ("vad",)
+FEATURE_KINDS = ("vad",)
 BATCH = 256  # clips per detector pass: the recurrent model runs them side by side
 
 
@@ -83,13 +83,13 @@ def make_features(ws: Workspace, comp: Competition, kind: str = "vad", name: str
     The shared folds and test-like set are made first when the workspace has none (as `ens finetune`
     makes them; `n_folds` as `ens finetune --folds`), so the rows line up with every run's.
     """
-    from ensemble.audio.vad import FEATURES, FEATURES_VERSION, SPEECH_PROB, model_path
+    from ensemble.audio.vad import FEATURES, SPEECH_PROB, VAD_FEATURES_VERSION, model_path
 
-    if kind not in KINDS:
-        raise ConfigError(f"unknown feature kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    if kind not in FEATURE_KINDS:
+        raise ConfigError(f"unknown feature kind {kind!r}; choose one of: {', '.join(FEATURE_KINDS)}")
     name = name or kind
     folder = features_dir(ws, name)  # a bad name is refused before any compute
-    check_overwrite(folder / MANIFEST, force, "feature set")
+    check_overwrite(folder / FEATURES_MANIFEST_FILE, force, "feature set")
     weights = model_path()
     check_competition_audio(ws, comp, progress=progress)
     with exclusive(ws.models_dir / ".lock"):
@@ -100,7 +100,7 @@ def make_features(ws: Workspace, comp: Competition, kind: str = "vad", name: str
     for split, (ids, waves) in _splits(comp, folds, clips).items():
         frames[split] = _frame(ids, _features(waves(), len(ids), split, progress))
     manifest = {
-        "kind": kind, "name": name, "columns": list(FEATURES), "features_version": FEATURES_VERSION,
+        "kind": kind, "name": name, "columns": list(FEATURES), "features_version": VAD_FEATURES_VERSION,
         "speech_prob": SPEECH_PROB, "labels_used": False,
         "model": {"file": weights.name, "sha256": file_sha256(weights), "package": "silero-vad"},
         "data_fingerprint": comp.fingerprint(), "folds_fingerprint": folds_fingerprint(folds),

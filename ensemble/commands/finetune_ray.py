@@ -29,10 +29,9 @@ from ensemble.artifacts.runs import Run
 from ensemble.artifacts.workspace import Workspace
 from ensemble.commands.finetune import FinetuneOptions, FoldContext, finish, prepare, run_pending_fold
 from ensemble.errors import ConfigError
-from ensemble.progress import Progress
+from ensemble.progress import POLL_SECONDS, Progress
 
 MAX_RETRIES = 3  # per task, on worker death only (Ray's default for tasks)
-POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,15 @@ from ensemble.artifacts.io import sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import now_iso
 from ensemble.artifacts.records import RunManifest
-from ensemble.artifacts.runs import OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, load_run, write_manifest, write_run_file
+from ensemble.artifacts.runs import OOF_FILE, PREDICTION_SPLITS, TEST_FILE, TESTLIKE_OOF_FILE, load_run, write_manifest, write_run_file
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.artifacts.testlike_set import background_loader, load_testlike, testlike_fingerprint
 from ensemble.artifacts.workspace import Workspace
 
-SPLITS = ("train", "test", "testlike")
 
-
-def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...] = SPLITS, provider: str = "auto",
-            batch_size: int = 8, progress: Callable[[dict], None] | None = None) -> dict[str, float]:
+def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...] = PREDICTION_SPLITS,
+            provider: str = "auto", batch_size: int = 8,
+            progress: Callable[[dict], None] | None = None) -> dict[str, float]:
     """Re-predict `splits` with ONNX Runtime; returns the max |Δp| against the files replaced."""
     from ensemble.audio.load import WaveStore
     from ensemble.backbones.ort import OnnxClassifier

@@ -13,7 +13,7 @@ from ensemble.errors import ConfigError, DataError, ExistsError
 from ensemble.export.runtime import ExportedEnsemble, load
 from ensemble.progress import Progress, emit
 
-SPLITS = ("test", "train")
+DATA_SPLITS = ("test", "train")  # the splits of a competition folder (--data) that `ens predict` reads
 
 
 def predict_files(model: ExportedEnsemble, ids: Sequence[str], paths: Sequence[Path], batch_size: int = 8,
@@ -43,8 +43,8 @@ def audio_to_predict(model: ExportedEnsemble, model_path: Path, audio: Sequence[
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise DataError(f"audio file {missing[0]} not found{more}")
         return [str(p) for p in paths], paths
-    if split not in SPLITS:
-        raise ConfigError(f"--split must be test or train; got {split!r}")
+    if split not in DATA_SPLITS:
+        raise ConfigError(f"--split must be {' or '.join(DATA_SPLITS)}; got {split!r}")
     from ensemble.artifacts.competition import Competition
 
     comp = Competition.load(data)

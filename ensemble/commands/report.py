@@ -30,6 +30,7 @@ from ensemble.plots import Series, plot_correlation, plot_cv_vs_leaderboard, plo
 from ensemble.probability import logit
 from ensemble.artifacts.testlike_set import load_testlike
 from ensemble.artifacts.workspace import Workspace
+from ensemble.commands.board import COLUMN_HEADERS
 
 REPORT_DIR = "report"
 _REPORT_FILES = {"index.md", "index.html"}
@@ -48,8 +49,6 @@ class Section:
     legend: list[str] = field(default_factory=list)
 
 
-HEADERS = {"rank": "#", "cv_testlike": "t-like", "public": "pub", "private": "priv", "in-smp": "in-sample",
-           "s": "sec"}  # as the terminal shows them
 DIGITS = {"s": 1, "nested": 4}
 
 
@@ -155,7 +154,7 @@ def _cell(value, column: str) -> str:
 
 
 def _rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    headers = [HEADERS.get(c, c) for c in frame.columns]
+    headers = [COLUMN_HEADERS.get(c, c) for c in frame.columns]
     return headers, [[_cell(v, c) for c, v in zip(frame.columns, row)] for row in frame.itertuples(index=False)]
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ensemble.artifacts.competition import Competition
-from ensemble.artifacts.runs import MANIFEST_FILE, Run, load_runs
+from ensemble.artifacts.runs import RUN_MANIFEST_FILE, Run, load_runs
 from ensemble.artifacts.records import Sidecar
 from ensemble.artifacts.submission import Written, new_sidecar
 from ensemble.artifacts.testlike_set import load_domain_check
@@ -149,5 +149,5 @@ def _check_options(runs: list[Run], inputs: StackInputs, request: StackRequest) 
 def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
     from ensemble.artifacts.io import file_sha256
 
-    return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / MANIFEST_FILE),
+    return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / RUN_MANIFEST_FILE),
              "files": run.manifest.files} for run in runs]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ensemble.demo.voices import KINDS, Speaker, draw_speaker
+from ensemble.demo.voices import VOICE_KINDS, Speaker, draw_speaker
 from ensemble.errors import ConfigError
 
 LABELS = ("fake", "real")  # the submission's column order, as in the contest
@@ -95,8 +95,8 @@ def plan_competition(
     order = rng.permutation(len(drawn))
     speakers = tuple(draw_speaker(drawn[i][0], rng, female=drawn[i][1]) for i in order)
     ids = tuple(f"SPK_{i:03d}" for i in range(len(speakers)))
-    train_pool = {k: [i for i, j in enumerate(order) if drawn[j][0] == k and j < n_real + n_fake] for k in KINDS}
-    all_pool = {k: [i for i, s in enumerate(speakers) if s.kind == k] for k in KINDS}
+    train_pool = {k: [i for i, j in enumerate(order) if drawn[j][0] == k and j < n_real + n_fake] for k in VOICE_KINDS}
+    all_pool = {k: [i for i, s in enumerate(speakers) if s.kind == k] for k in VOICE_KINDS}
     train = tuple(_train_clip(i, kind, train_pool, sr, rng) for i, kind in enumerate(_train_kinds(n_train, rng)))
     test = tuple(_test_clip(f"TEST_{i:05d}", all_pool, sr, test_seconds, rng) for i in range(n_test))
     unlabeled = tuple(_test_clip(f"UNLABEL_{i:05d}", all_pool, sr, test_seconds, rng) for i in range(n_unlabeled))

@@ -27,7 +27,7 @@ from ensemble.demo.spectral import (
 )
 from ensemble.errors import ConfigError
 
-KINDS = ("real", "fake")
+VOICE_KINDS = ("real", "fake")
 # (F1, F2, F3) of adult vowels, Hz: i e a o u ɛ ʌ ɪ
 VOWELS = np.array(
     [[270, 2290, 3010], [530, 1840, 2480], [730, 1090, 2440], [570, 840, 2410],
@@ -135,8 +135,8 @@ def synth_voice(
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ConfigError(f"kind: {kind!r} is not a voice kind; accepted: {', '.join(KINDS)}")
+    if kind not in VOICE_KINDS:
+        raise ConfigError(f"kind: {kind!r} is not a voice kind; accepted: {', '.join(VOICE_KINDS)}")
 
 
 def _segments(count: int, rate: float, spk: Speaker, rng: np.random.Generator):

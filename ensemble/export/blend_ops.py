@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from ensemble.errors import ContractError
-from ensemble.export.ops import LOGIT_EPS, FLOAT, DOUBLE, Graph, calibrate, label_column, stack_columns
+from ensemble.export.ops import FLOAT, DOUBLE, Graph, calibrate, label_column, stack_columns
+from ensemble.probability import LOGIT_EPS
 
 
 def _weighted_logits(g: Graph, Z: str, weights: np.ndarray) -> str:

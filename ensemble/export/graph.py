@@ -25,10 +25,10 @@ import numpy as np
 
 from ensemble.errors import ContractError
 from ensemble.export.blend_ops import blend, calibrate_all
-from ensemble.export.ops import DOUBLE, FLOAT, INT64, LOGIT_EPS, Graph, prior_shift
+from ensemble.export.ops import DOUBLE, FLOAT, INT64, Graph, prior_shift
+from ensemble.probability import LOGIT_EPS, WINDOW_EPS
 
 INPUT, OUTPUT = "waves", "probabilities"
-WINDOW_EPS = 1e-7  # ensemble.backbones.predict._EPS
 NORM_EPS = 1e-7    # transformers' zero_mean_unit_var_norm
 MIN_OPSET = 18     # Reduce* ops take their axes as an input from opset 18 on
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensemble.probability import logit
+from ensemble.probability import CALIBRATION_EPS, logit
 
 DOUBLE = 11  # onnx.TensorProto.DOUBLE
 FLOAT = 1
@@ -60,30 +60,26 @@ class Graph:
         return self.const(list(values), np.int64, "axes")
 
 
-LOGIT_EPS = 1e-6   # ensemble.probability.LOGIT_EPS (blenders, fold aggregation)
-CAL_EPS = 1e-12    # ensemble.stack.calibration.CAL_EPS (calibrators, prior shift)
-
-
 def calibrate(g: Graph, p: str, state: dict[str, Any]) -> str:
     """One label's calibrator on `p` `(batch,)` float64, as `ensemble.stack.calibration` predicts."""
     kind = state.get("kind", "none")
     if kind == "none":
         return p
     if kind == "temperature":
-        x = g.logit(p, CAL_EPS)
+        x = g.logit(p, CALIBRATION_EPS)
     elif kind == "platt":
         x = p
     if kind in ("temperature", "platt"):
         return g.sigmoid(g.op("Add", g.op("Mul", g.const(state["a"]), x), g.const(state["b"])))
     if kind == "beta":
         a, b, c = (float(v) for v in state["coef"])
-        pc = g.op("Clip", p, g.const(CAL_EPS), g.const(1 - CAL_EPS))
+        pc = g.op("Clip", p, g.const(CALIBRATION_EPS), g.const(1 - CALIBRATION_EPS))
         f0 = g.op("Log", pc)
         f1 = g.op("Neg", g.op("Log", g.op("Sub", g.const(1.0), pc)))
         z = g.op("Add", g.op("Add", g.op("Mul", f0, g.const(a)), g.op("Mul", f1, g.const(b))), g.const(c))
         return g.sigmoid(z)
     if kind == "isotonic":
-        z = g.logit(p, CAL_EPS)
+        z = g.logit(p, CALIBRATION_EPS)
         iso = _piecewise_linear(g, z, np.asarray(state["x"], float), np.asarray(state["y"], float))
         mix = float(state["mix"])
         return g.op("Add", g.op("Mul", g.const(1 - mix), iso), g.op("Mul", g.const(mix), g.sigmoid(z)))
@@ -125,6 +121,6 @@ def prior_shift(g: Graph, S: str, prior: dict[str, Any] | None) -> str:
         if q == pi and mode != "value":
             cols.append(col)
             continue
-        z = g.op("Add", g.logit(col, CAL_EPS), g.const(logit(q)))
+        z = g.op("Add", g.logit(col, CALIBRATION_EPS), g.const(logit(q)))
         cols.append(g.sigmoid(g.op("Sub", z, g.const(logit(pi)))))
     return g.clip01(stack_columns(g, cols))

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ensemble.errors import ConfigError, ContractError, DataError
+from ensemble.export.graph import INPUT, OUTPUT
 from ensemble.progress import Progress, emit
 
 
@@ -75,7 +76,7 @@ def predict_grouped(session, clips: list[np.ndarray], n_labels: int, batch_size:
         group = [order[i]]
         while i + len(group) < len(order) and len(group) < batch_size and clips[order[i + len(group)]].size == size:
             group.append(order[i + len(group)])
-        out[group] = session.run(["probabilities"], {"waves": np.stack([clips[k] for k in group])})[0]
+        out[group] = session.run([OUTPUT], {INPUT: np.stack([clips[k] for k in group])})[0]
         i += len(group)
         done += len(group)
         emit(progress, "predict", done=done, total=len(clips))

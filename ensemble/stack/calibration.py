@@ -26,11 +26,10 @@ import numpy as np
 
 from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.scorer import COMPETITION, Scorer
-from ensemble.probability import logit
+from ensemble.probability import CALIBRATION_EPS, logit
 from ensemble.registry import Registry
 from ensemble.stack.base import sigmoid
 
-CAL_EPS = 1e-12
 MIN_SLOPE = 1e-3
 ISO_MIX = 1e-4
 AUTO_ALPHA, AUTO_BOOT = 0.05, 100  # `auto` keeps a calibrator only when its gain interval is above zero
@@ -39,7 +38,7 @@ AUTO_BOOT_ROWS = 10_000
 
 def cal_logit(p: np.ndarray) -> np.ndarray:
     """Logit with a tight clip, so calibration does not merge distinct small probabilities."""
-    return logit(p, CAL_EPS)
+    return logit(p, CALIBRATION_EPS)
 
 
 def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 50,
@@ -161,7 +160,7 @@ class BetaCalibrator(Calibrator):
 
     @staticmethod
     def _features(p: np.ndarray) -> np.ndarray:
-        p = np.clip(p, CAL_EPS, 1 - CAL_EPS)
+        p = np.clip(p, CALIBRATION_EPS, 1 - CALIBRATION_EPS)
         return np.column_stack([np.log(p), -np.log1p(-p)])
 
     def predict(self, p: np.ndarray) -> np.ndarray:

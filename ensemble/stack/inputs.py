@@ -10,7 +10,7 @@ import pandas as pd
 
 from ensemble.artifacts.competition import Competition, check_same_ids
 from ensemble.errors import ConfigError, ContractError, DataError
-from ensemble.artifacts.features import MANIFEST as FEATURES_MANIFEST, FeatureSet, load_feature_set
+from ensemble.artifacts.features import FEATURES_MANIFEST_FILE, FeatureSet, load_feature_set
 from ensemble.artifacts.folds import FOLDS_FILE, folds_fingerprint, load_folds
 from ensemble.artifacts.io import file_sha256
 from ensemble.probability import logit, sigmoid
@@ -137,7 +137,7 @@ def gather_meta(ws: Workspace, comp: Competition, names: list[str], folds: pd.Da
             parts["testlike"].append(_meta_part(fs, "testlike", clips["id"].astype(str), "models/testlike.parquet"))
         columns += [f"{name}:{c}" for c in fs.columns]
         sources.append({"name": name, "kind": fs.manifest.get("kind"), "columns": fs.columns,
-                        "manifest_sha256": file_sha256(fs.dir / FEATURES_MANIFEST),
+                        "manifest_sha256": file_sha256(fs.dir / FEATURES_MANIFEST_FILE),
                         "model_sha256": (fs.manifest.get("model") or {}).get("sha256")})
     return MetaFeatures(columns, np.hstack(parts["train"]), np.hstack(parts["test"]),
                         np.hstack(parts["testlike"]) if clips is not None else None, sources)
