@@ -92,6 +92,16 @@ def test_export_replaces_an_existing_file_and_rejects_reserved_keys(tmp_path: Pa
     assert read_metadata(path)["run_id"] == "a"
 
 
+def test_an_export_holds_no_trace_of_the_checkout_it_was_made_in(tmp_path: Path) -> None:
+    """The exporter's per-node stack traces name this checkout's files and lines: dropped, so the same
+    weights give the same bytes (and recorded hash) from any checkout."""
+    import ensemble
+
+    clf = build_classifier("logmel-cnn", LABELS, seed=0)
+    export_onnx(clf, tmp_path / "m.onnx", {"run_id": "a"})
+    assert str(Path(ensemble.__file__).parent).encode() not in (tmp_path / "m.onnx").read_bytes()
+
+
 @pytest.mark.slow
 def test_onnx_inference_needs_neither_torch_nor_model_weights(tmp_path: Path) -> None:
     path = tmp_path / "cnn.onnx"

@@ -84,6 +84,20 @@ def _example_inputs(classifier: Classifier) -> dict[str, np.ndarray]:
                                   rng.standard_normal(sr * 3 // 4).astype(np.float32) * 0.1])
 
 
+SOURCE_TRACE = "pkg.torch.onnx.stack_trace"
+
+
+def _drop_source_traces(model) -> None:
+    """Remove the exporter's per-node Python stack traces: they hold this checkout's file paths and line
+    numbers, so the same weights exported from two checkouts (or after an edit elsewhere in the file)
+    would differ byte for byte and their recorded hashes with them."""
+    for nodes in [model.graph.node, *(f.node for f in model.functions)]:
+        for node in nodes:
+            kept = [p for p in node.metadata_props if p.key != SOURCE_TRACE]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+
+
 def export_onnx(classifier: Classifier, path: Path, metadata: dict[str, str]) -> None:
     """Write `classifier` to `path` (atomically) with dynamic batch/time axes and metadata.
 
@@ -113,6 +127,7 @@ def export_onnx(classifier: Classifier, path: Path, metadata: dict[str, str]) ->
             program = torch.onnx.export(module, args, dynamo=True, input_names=names,
                                         output_names=[OUTPUT_NAME], dynamic_shapes=shapes, verbose=False)
         model = program.model_proto
+        _drop_source_traces(model)
         props = {**standard_metadata(classifier), **{k: str(v) for k, v in metadata.items()}}
         del model.metadata_props[:]
         for key, value in props.items():
