@@ -176,8 +176,24 @@ def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str, scorer:
         return None
 
 
+@dataclass
+class _Evaluation:
+    """One method's nested and in-sample scores, and the fit set it was fitted on."""
+
+    fit_on: str                                # resolved: clean, testlike or both
+    oof: dict[str, np.ndarray]                 # nested predictions: "clean", and "testlike" when given
+    nested: dict[str, ScoreParts | None]       # their scores
+    in_sample: ScoreParts | None               # the final pipeline scored on its own fit set
+    P_fit: np.ndarray                          # the fit set's runs
+    p_fit: np.ndarray                          # its nested predictions
+    y_fit: np.ndarray
+    optimism: float | None                     # nested − in-sample score on the fit set
+    gain: dict[str, Any]                       # over the best single run, on the trusted rows
+    warnings: list[str]
+
+
 def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
-              use_meta: bool = False) -> tuple[StackPipeline, dict]:
+              use_meta: bool = False) -> tuple[StackPipeline, _Evaluation]:
     """Nested and in-sample scores of the request's method (with the meta-features when `use_meta`), and
     the pipeline fitted on the whole fit set."""
     factory = _factory(request.method, request.params, request.seed, data.scorer)
@@ -208,11 +224,8 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     best, singles = best_single_run(Pt, yt, wt, data.scorer)
     gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt, scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
-    return final, {
-        "fit_on": fit_on, "oof": oof, "nested": nested, "in_sample": in_sample, "P_fit": Pf, "p_fit": p_fit, "y_fit": yf,
-        "optimism": None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score,
-        "gain": gain, "warnings": warnings,
-    }
+    optimism = None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score
+    return final, _Evaluation(fit_on, oof, nested, in_sample, Pf, p_fit, yf, optimism, gain, warnings)
 
 
 def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labels: Sequence[str]) -> Recipe:
@@ -293,16 +306,16 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
     final, ev = _evaluate(data, request, progress, use_meta=meta is not None)
-    prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev["p_fit"], ev["y_fit"],
-                        test_prior, labels, runs=(ev["P_fit"], P_test))
-    recipe = replace(_recipe(method, final, ev["fit_on"], request.calibrate, labels),
+    prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev.p_fit, ev.y_fit,
+                        test_prior, labels, runs=(ev.P_fit, P_test))
+    recipe = replace(_recipe(method, final, ev.fit_on, request.calibrate, labels),
                      meta_features=None if meta is None else meta.record(), prior=prior.recipe())
-    sens = (sensitivity_table(ev["y_fit"], ev["p_fit"], prior.prior_train, labels=labels, scorer=data.scorer)
+    sens = (sensitivity_table(ev.y_fit, ev.p_fit, prior.prior_train, labels=labels, scorer=data.scorer)
             if data.scorer.task.label_by_label else [])
     return StackResult(
-        test=prior.p_test, oof=ev["oof"]["clean"], oof_testlike=ev["oof"].get("testlike"),
-        nested=ev["nested"]["clean"], nested_testlike=ev["nested"].get("testlike"), in_sample=ev["in_sample"],
-        optimism=ev["optimism"], gain=ev["gain"], recipe=recipe, warnings=ev["warnings"] + prior.warnings,
+        test=prior.p_test, oof=ev.oof["clean"], oof_testlike=ev.oof.get("testlike"),
+        nested=ev.nested["clean"], nested_testlike=ev.nested.get("testlike"), in_sample=ev.in_sample,
+        optimism=ev.optimism, gain=ev.gain, recipe=recipe, warnings=ev.warnings + prior.warnings,
         sensitivity=sens, seconds=time.perf_counter() - start,
     )
 
@@ -365,8 +378,8 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
             {"stage": "compare", "candidate": name, "done": i * n_folds + e["done"], "total": len(cands) * n_folds}))
         # n_boot=0: the gain intervals are the decision's (below), not bootstrapped twice
         _, ev = _evaluate(data, replace(request.with_candidate(cand), n_boot=0), bar, cand.meta)
-        trusted.append(ev["oof"][trust])
-        clean.append(ev["oof"]["clean"])
+        trusted.append(ev.oof[trust])
+        clean.append(ev.oof["clean"])
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
     _, y_trusted, w_trusted = data.trusted
     faithful = data.tl is not None and shown_faithful(testlike_check)
@@ -384,12 +397,12 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
     return Comparison(cands, rows, decision, data.scorer)
 
 
-def _compare_row(cand: Candidate, ev: dict, data: _Data) -> dict[str, Any]:
-    trusted = ev["nested"].get("testlike") or ev["nested"]["clean"]
+def _compare_row(cand: Candidate, ev: _Evaluation, data: _Data) -> dict[str, Any]:
+    trusted = ev.nested.get("testlike") or ev.nested["clean"]
     row = {"method": cand.name, **({k: getattr(trusted, k) for k in ("score", "auc", "brier", "ece")} if trusted else {})}
-    row["score_clean"] = ev["nested"]["clean"].score if ev["nested"]["clean"] else None
+    row["score_clean"] = ev.nested["clean"].score if ev.nested["clean"] else None
     if data.tl is not None:
-        row["score_testlike"] = ev["nested"]["testlike"].score if ev["nested"]["testlike"] else None
-    row["in_sample"] = ev["in_sample"].score if ev["in_sample"] else None
-    row.update(gap=ev["optimism"], gain=ev["gain"]["gain"])
+        row["score_testlike"] = ev.nested["testlike"].score if ev.nested["testlike"] else None
+    row["in_sample"] = ev.in_sample.score if ev.in_sample else None
+    row.update(gap=ev.optimism, gain=ev.gain["gain"])
     return row
