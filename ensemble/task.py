@@ -51,6 +51,10 @@ class Task:
     def __str__(self) -> str:
         return self.name
 
+    def __reduce__(self) -> tuple:
+        """Unpickle (in a Ray worker, a subprocess) to the same instance: tasks are compared by identity."""
+        return task_named, (self.name,)
+
 
 @dataclass(frozen=True)
 class _MultiLabel(Task):

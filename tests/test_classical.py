@@ -93,7 +93,7 @@ def test_finetune_and_oof_contract_without_leakage(competition, tmp_path, sample
     assert not list(run.dir.rglob("*.pkl")) and not list(run.dir.rglob("*.joblib"))
     oof = run.oof()
     assert sorted(oof["id"]) == sorted(comp.train["id"])
-    for fold in manifest["folds"]:
+    for fold in manifest.folds:
         assert fold["onnx"]["parity_max_abs_diff"] <= 1e-4
         assert fold["examples"] == 2 * fold["train_rows"]
         assert fold["model"]["config"]["features"]["version"]

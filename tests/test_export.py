@@ -187,7 +187,7 @@ def test_bad_inputs_give_one_line_naming_the_file(built, tmp_path):
     stale = json.loads(json.dumps(meta))
     del stale["recipe"]["state"]
     sidecar.write_text(json.dumps(stale))
-    _one_error_line(ens("export", "bad", "-w", ws, "--out", tmp_path / "x.onnx"), "recipe.state")
+    _one_error_line(ens("export", "bad", "-w", ws, "--out", tmp_path / "x.onnx"), "(recipe): missing key 'state'")
 
     run_json = ws / "models" / "cnn" / "run.json"
     manifest = json.loads(run_json.read_text())

@@ -39,3 +39,14 @@ def test_only_independent_labels_are_blended_label_by_label_and_have_a_testlike_
     assert MULTILABEL.label_by_label and MULTILABEL.has_testlike and not MULTILABEL.exclusive
     assert not MULTICLASS.label_by_label and not MULTICLASS.has_testlike and MULTICLASS.exclusive
     assert (MULTILABEL.default_metric, MULTICLASS.default_metric) == ("competition", "logloss")
+
+
+def test_a_task_sent_to_another_process_is_the_same_task():
+    import copy
+    import pickle
+
+    from ensemble.metrics.scorer import get_scorer
+
+    for task in (MULTILABEL, MULTICLASS):
+        assert pickle.loads(pickle.dumps(task)) is task and copy.deepcopy(task) is task
+    assert get_scorer("competition", pickle.loads(pickle.dumps(MULTILABEL))).name == "competition"
