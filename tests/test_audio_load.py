@@ -116,3 +116,22 @@ def test_cache_is_bounded_and_evicts_the_least_recently_used(stereo_files):
     assert bounded[0] is first
     assert set(bounded._waves) <= {0, 2} and bounded._bytes <= one * 2
     np.testing.assert_array_equal(bounded[1], store[1])
+
+
+def test_a_wave_store_read_from_two_threads_keeps_one_copy_per_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import soundfile as sf
+
+    from ensemble.audio.load import WaveStore
+
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"c{i}.wav")
+        sf.write(paths[-1], np.full(1600 * (i + 1), 0.01 * (i + 1), dtype=np.float32), 16000)
+    store = WaveStore(paths, 16000, max_bytes=3 * 1600 * 4 * 6)  # room for some, not all: evictions race too
+    with ThreadPoolExecutor(4) as pool:
+        waves = list(pool.map(lambda k: store[k % 6], range(600)))
+    assert all(w.size == 1600 * (k % 6 + 1) and np.allclose(w, 0.01 * (k % 6 + 1), atol=1e-4)
+               for k, w in enumerate(waves))
+    assert store._bytes == sum(w.nbytes for w in store._waves.values()) <= store.max_bytes

@@ -11,7 +11,8 @@ import pytest
 
 from ensemble.audio import dsp
 from ensemble.audio.generator import GeneratorParams
-from ensemble.audio.testlike_render import build_testlike_recipes, n_tracks, render_testlike, render_testlike_set
+from ensemble.audio.testlike_render import (build_testlike_recipes, n_tracks, render_testlike, render_testlike_set,
+                                            render_testlike_waves, testlike_stats)
 from ensemble.errors import ConfigError, DataError
 
 LABELS = ["fake", "real"]
@@ -123,6 +124,17 @@ def test_render_is_exact_length_deterministic_and_loads_only_sources(frame, data
     assert sorted(asked) == sorted(s for s in sub["sources"] for s in json.loads(s))
     again = np.stack([render_testlike(r, load, sr) for r in sub["recipe"]])
     np.testing.assert_array_equal(waves, again)
+
+
+def test_threaded_rendering_gives_the_clips_one_by_one_rendering_gives_in_order(frame, data):
+    from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
+
+    sub = frame.iloc[:30]
+    load, _ = make_loader(data, ANALYSIS_SR)
+    alone = [render_testlike(r, load, ANALYSIS_SR) for r in sub["recipe"]]
+    threaded = list(render_testlike_waves(sub["recipe"], load, ANALYSIS_SR))
+    assert len(threaded) == 30 and all(np.array_equal(a, b) for a, b in zip(alone, threaded))
+    np.testing.assert_array_equal(testlike_stats(sub["recipe"], load), stats_matrix(alone))
 
 
 def test_render_places_the_voice_at_the_requested_snr(data):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def _read(entry: Path) -> np.ndarray | None:
 def _write(entry: Path, wave: np.ndarray) -> None:
     """Store atomically: a temp file in the entry's folder, then a rename."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = entry.with_name(f".{entry.stem}.{os.getpid()}.tmp.npy")
+    tmp = entry.with_name(f".{entry.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")  # one per writer
     try:
         np.save(tmp, np.ascontiguousarray(wave, dtype=np.float32), allow_pickle=False)
         os.replace(tmp, entry)

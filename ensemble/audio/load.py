@@ -134,6 +134,7 @@ class WaveStore:
         self.max_bytes = int(max_bytes)
         self._waves: OrderedDict[int, np.ndarray] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()  # the cache's bookkeeping; decoding runs outside it
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -147,19 +148,23 @@ class WaveStore:
         return int(i) % n
 
     def __getitem__(self, i: int) -> np.ndarray:
+        """Item i's wave; safe from several threads (two may decode one file at once, one copy is kept)."""
         i = self._index(i)
-        wave = self._waves.get(i)
-        if wave is not None:
-            self._waves.move_to_end(i)
-            return wave
+        with self._lock:
+            wave = self._waves.get(i)
+            if wave is not None:
+                self._waves.move_to_end(i)
+                return wave
         wave = self.decoded.load(self.paths[i], self.sr) if self.decoded else load_audio(self.paths[i], self.sr)
         wave.flags.writeable = False  # shared by every caller: nobody may edit it in place
         if self.cache and wave.nbytes <= self.max_bytes:
-            self._waves[i] = wave
-            self._bytes += wave.nbytes
-            while self._bytes > self.max_bytes:
-                _, evicted = self._waves.popitem(last=False)
-                self._bytes -= evicted.nbytes
+            with self._lock:
+                if i not in self._waves:
+                    self._waves[i] = wave
+                    self._bytes += wave.nbytes
+                while self._bytes > self.max_bytes:
+                    _, evicted = self._waves.popitem(last=False)
+                    self._bytes -= evicted.nbytes
         return wave
 
     def preload(self, progress: Progress | None = None) -> None:

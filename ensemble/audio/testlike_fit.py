@@ -199,15 +199,14 @@ def recipe_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, 
                     seed: int = 0, load_background: Callable[[str], np.ndarray] | None = None) -> Render:
     """A `render_stats` for `fit_generator`: about `n_clips` recipes (same seeds for every candidate),
     rendered at ANALYSIS_SR with `load(train_id)`, reduced to their statistics."""
-    from ensemble.audio.stats import stats_matrix
-    from ensemble.audio.testlike_render import build_testlike_recipes, render_testlike
+    from ensemble.audio.testlike_render import build_testlike_recipes, testlike_stats
 
     per_fold = max(1, -(-int(n_clips) // len(np.unique(folds))))
 
     def render_stats(params: GeneratorParams, backgrounds: list[dict]) -> np.ndarray:
         frame = build_testlike_recipes(ids, targets, folds, labels, durations, per_fold, seed,
                                        params=params, backgrounds=backgrounds)
-        return stats_matrix(render_testlike(r, load, ANALYSIS_SR, load_background) for r in frame["recipe"])
+        return testlike_stats(frame["recipe"], load, load_background)
 
     return render_stats
 
@@ -234,8 +233,7 @@ def pool_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, la
     """Like `recipe_renderer`, but also returns each clip's recipe (to read its drawn nuisances)."""
     import json
 
-    from ensemble.audio.stats import stats_matrix
-    from ensemble.audio.testlike_render import build_testlike_recipes, render_testlike
+    from ensemble.audio.testlike_render import build_testlike_recipes, testlike_stats
 
     per_fold = max(1, -(-int(n_clips) // len(np.unique(folds))))
 
@@ -243,7 +241,7 @@ def pool_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, la
         frame = build_testlike_recipes(ids, targets, folds, labels, durations, per_fold, seed,
                                        params=params, backgrounds=backgrounds)
         recipes = [json.loads(r) for r in frame["recipe"]]
-        return recipes, stats_matrix(render_testlike(r, load, ANALYSIS_SR, load_background) for r in recipes)
+        return recipes, testlike_stats(recipes, load, load_background)
 
     return render
 

@@ -121,7 +121,7 @@ def fold_splits(comp, folds: pd.DataFrame, fold: int, load_row: Callable[[str], 
     the test set (from `test_store`, a `WaveStore` over `comp.test_ids`' files at `sr`, kept across folds
     so each clip is decoded once per run), and its own test-like clips (rendered from held-out rows only,
     over real backgrounds that `load_background` decodes)."""
-    from ensemble.audio.testlike_render import render_testlike
+    from ensemble.audio.testlike_render import render_testlike_waves
 
     out: dict[str, Split] = {}
     if "train" in which:
@@ -132,7 +132,7 @@ def fold_splits(comp, folds: pd.DataFrame, fold: int, load_row: Callable[[str], 
         out["test"] = Split(comp.test_ids, (store[i] for i in range(len(store))), len(comp.test_ids))
     if "testlike" in which:
         own = testlike[testlike["fold"] == fold]
-        out["testlike"] = Split(own["id"], (render_testlike(r, load_row, sr, load_background) for r in own["recipe"]), len(own))
+        out["testlike"] = Split(own["id"], render_testlike_waves(own["recipe"], load_row, sr, load_background), len(own))
     return out
 
 

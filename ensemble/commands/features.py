@@ -61,7 +61,7 @@ def _frame(ids, values: np.ndarray) -> pd.DataFrame:
 def _splits(comp: Competition, folds: pd.DataFrame, clips: pd.DataFrame) -> dict[str, tuple[list, Callable]]:
     """Each split's ids and a stream of its 16-kHz waves."""
     from ensemble.audio.load import load_audio
-    from ensemble.audio.testlike_render import render_testlike
+    from ensemble.audio.testlike_render import render_testlike_waves
     from ensemble.audio.vad import SR
 
     load_row = train_loader(comp, folds, SR)
@@ -72,7 +72,7 @@ def _splits(comp: Competition, folds: pd.DataFrame, clips: pd.DataFrame) -> dict
         "train": (train_ids, lambda: (load_row(i) for i in train_ids)),
         "test": (list(comp.test_ids), lambda: (load_audio(comp.audio_path(paths[i]), SR) for i in comp.test_ids)),
         "testlike": (clips["id"].astype(str).tolist(),
-                     lambda: (render_testlike(r, load_row, SR, background) for r in clips["recipe"])),
+                     lambda: render_testlike_waves(clips["recipe"], load_row, SR, background)),
     }
 
 
