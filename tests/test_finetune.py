@@ -70,13 +70,13 @@ def test_oof_with_onnx_runtime_reproduces_the_predictions(finished, competition,
     assert not litter.exists()
     for name, old in before.items():
         new = pd.read_parquet(ws / "models" / "w2v" / name)
-        merged = old.merge(new, on=["id", "fold"], suffixes=("_torch", "_onnx"))
+        merged = old.merge(new, on=["id", "fold"], suffixes=("_finetune", "_oof"))
         assert len(merged) == len(old) == len(new)
-        for label in ("fake", "real"):
-            assert np.abs(merged[f"{label}_torch"] - merged[f"{label}_onnx"]).max() <= 1e-4
+        for label in ("fake", "real"):  # trained on a CPU, finetune predicted with the same ONNX graph
+            assert (merged[f"{label}_finetune"] == merged[f"{label}_oof"]).all()
     manifest = json.loads((ws / "models" / "w2v" / "run.json").read_text())
     assert manifest["onnxruntime"]["provider"] == "CPUExecutionProvider"
-    assert max(manifest["onnxruntime"]["max_abs_diff_to_previous"].values()) <= 1e-4
+    assert max(manifest["onnxruntime"]["max_abs_diff_to_previous"].values()) == 0.0
 
 
 def test_oof_decodes_each_clip_once_per_run_and_the_cache_changes_no_prediction(finished, competition, tmp_path,

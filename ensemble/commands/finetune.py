@@ -416,9 +416,13 @@ class Trained:
 
 
 def _fit_neural(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
-    """Gradient training of a torch classifier; predicts with torch, exported to ONNX afterwards."""
+    """Gradient training of a torch classifier, exported to ONNX. Trained on a CPU, its predictions come
+    from the exported graph in ONNX Runtime (3.3× faster than eager torch for the log-mel CNN, measured,
+    and `ens oof` then reproduces them exactly); trained on a GPU, from torch there."""
     from ensemble.audio.clip import fit_length
     from ensemble.backbones.model import build_classifier
+    from ensemble.backbones.ort import OnnxClassifier
+    from ensemble.backbones.predict import onnx_predictor
 
     classifier = build_classifier(ctx.opts.model, ctx.comp.labels, seed=ctx.opts.seed + fold,
                                   overrides=ctx.opts.model_config, pooling=ctx.opts.pooling)
@@ -434,7 +438,11 @@ def _fit_neural(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
         probe = [fit_length(data.train_store[i], int(PARITY_SECONDS * sr)) for i in data.held_idx[:4]]
         return _export(ctx, classifier, fold_dir, fold, probe)
 
-    return Trained(data, sr, predict, classifier.describe(), fit, export)
+    if result.device != "cpu":
+        return Trained(data, sr, predict, classifier.describe(), fit, export)
+    onnx_info = export()
+    model = OnnxClassifier(fold_dir / "model.onnx", provider="cpu")
+    return Trained(data, sr, onnx_predictor(model, model.preprocess), classifier.describe(), fit, lambda: onnx_info)
 
 
 def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
