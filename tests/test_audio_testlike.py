@@ -12,7 +12,7 @@ import pytest
 from ensemble.audio import dsp
 from ensemble.audio.generator import GeneratorParams
 from ensemble.audio.testlike_render import (build_testlike_recipes, n_tracks, render_testlike, render_testlike_set,
-                                            render_testlike_waves, testlike_stats)
+                                            render_testlike_waves, rendered_stats)
 from ensemble.errors import ConfigError, DataError
 
 LABELS = ["fake", "real"]
@@ -134,7 +134,7 @@ def test_threaded_rendering_gives_the_clips_one_by_one_rendering_gives_in_order(
     alone = [render_testlike(r, load, ANALYSIS_SR) for r in sub["recipe"]]
     threaded = list(render_testlike_waves(sub["recipe"], load, ANALYSIS_SR))
     assert len(threaded) == 30 and all(np.array_equal(a, b) for a, b in zip(alone, threaded))
-    np.testing.assert_array_equal(testlike_stats(sub["recipe"], load), stats_matrix(alone))
+    np.testing.assert_array_equal(rendered_stats(sub["recipe"], load), stats_matrix(alone))
 
 
 def test_render_places_the_voice_at_the_requested_snr(data):

@@ -176,10 +176,10 @@ def _weigh_and_check(clips: pd.DataFrame, load, load_background, real, seed: int
     The check judges the set on real clips the fit never saw when enough are left (`held_out`)."""
     from ensemble.audio.load import load_audio
     from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
-    from ensemble.audio.testlike_render import testlike_stats
+    from ensemble.audio.testlike_render import rendered_stats
     from ensemble.audio.domain import domain_check, density_ratio_weights
 
-    stats = testlike_stats(clips["recipe"], load, load_background)
+    stats = rendered_stats(clips["recipe"], load, load_background)
     clips["weight"] = density_ratio_weights(stats, real.stats, stats, seed=seed)
     sample = np.random.default_rng(seed).permutation(len(stats))[:CHECK_CLIPS]
     judged = judged_real(held_out, CHECK_CLIPS, seed)

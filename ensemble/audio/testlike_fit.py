@@ -199,14 +199,14 @@ def recipe_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, 
                     seed: int = 0, load_background: Callable[[str], np.ndarray] | None = None) -> Render:
     """A `render_stats` for `fit_generator`: about `n_clips` recipes (same seeds for every candidate),
     rendered at ANALYSIS_SR with `load(train_id)`, reduced to their statistics."""
-    from ensemble.audio.testlike_render import build_testlike_recipes, testlike_stats
+    from ensemble.audio.testlike_render import build_testlike_recipes, rendered_stats
 
     per_fold = max(1, -(-int(n_clips) // len(np.unique(folds))))
 
     def render_stats(params: GeneratorParams, backgrounds: list[dict]) -> np.ndarray:
         frame = build_testlike_recipes(ids, targets, folds, labels, durations, per_fold, seed,
                                        params=params, backgrounds=backgrounds)
-        return testlike_stats(frame["recipe"], load, load_background)
+        return rendered_stats(frame["recipe"], load, load_background)
 
     return render_stats
 
@@ -233,7 +233,7 @@ def pool_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, la
     """Like `recipe_renderer`, but also returns each clip's recipe (to read its drawn nuisances)."""
     import json
 
-    from ensemble.audio.testlike_render import build_testlike_recipes, testlike_stats
+    from ensemble.audio.testlike_render import build_testlike_recipes, rendered_stats
 
     per_fold = max(1, -(-int(n_clips) // len(np.unique(folds))))
 
@@ -241,7 +241,7 @@ def pool_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, la
         frame = build_testlike_recipes(ids, targets, folds, labels, durations, per_fold, seed,
                                        params=params, backgrounds=backgrounds)
         recipes = [json.loads(r) for r in frame["recipe"]]
-        return recipes, testlike_stats(recipes, load, load_background)
+        return recipes, rendered_stats(recipes, load, load_background)
 
     return render
 

@@ -267,7 +267,7 @@ def render_testlike_waves(recipes: Iterable[str | dict], load: Callable[[str], n
     return _in_order(lambda recipe: render_testlike(recipe, load, sr, load_background), recipes)
 
 
-def testlike_stats(recipes: Iterable[str | dict], load: Callable[[str], np.ndarray],
+def rendered_stats(recipes: Iterable[str | dict], load: Callable[[str], np.ndarray],
                    load_background: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
     """Per-clip statistics (`audio.stats.STAT_NAMES`) of rendered test-like clips, rows in recipe order."""
     from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats

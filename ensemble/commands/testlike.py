@@ -27,7 +27,7 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     """
     from ensemble.audio.load import load_audio
     from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
-    from ensemble.audio.testlike_render import testlike_stats
+    from ensemble.audio.testlike_render import rendered_stats
     from ensemble.audio.domain import domain_check
     from ensemble.errors import ConfigError
     from ensemble.artifacts.folds import ensure_folds
@@ -41,7 +41,7 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     rng = np.random.default_rng(seed)
     rows = clips.iloc[np.sort(rng.permutation(len(clips))[:n_clips])]
     load = train_loader(comp, folds, ANALYSIS_SR)
-    sim = testlike_stats(rows["recipe"], load, background_loader(comp, ANALYSIS_SR))
+    sim = rendered_stats(rows["recipe"], load, background_loader(comp, ANALYSIS_SR))
     # real clips the generator's fit never saw, when enough are left: a check the fit cannot flatter
     held = judged_real(held_out_real(paths, int(meta.get("seed", 0))), n_clips, seed) if meta.get("fitted") else []
     judged = held or [paths[i] for i in np.sort(rng.permutation(len(paths))[:n_clips])]
