@@ -72,12 +72,9 @@ def meta_sets(ws: Workspace, request: StackRequest) -> list[str]:
     method, which no comparison backs); or `NAME[,NAME]` (with `logreg`/`lgbm`, or the comparison)."""
     from ensemble.artifacts.features import feature_set_names
 
-    meta = request.meta
-    if meta == "none":
-        return []
-    if meta == "auto":
+    if request.meta == "auto":
         return feature_set_names(ws) if request.method == "auto" else []
-    return [n.strip() for n in meta.split(",") if n.strip()]
+    return request.meta_names
 
 
 def _compare(inputs: StackInputs, request: StackRequest, progress: Progress | None) -> Comparison:

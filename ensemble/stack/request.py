@@ -88,6 +88,13 @@ class StackRequest:
         return value
 
     @property
+    def meta_names(self) -> list[str]:
+        """The feature sets `meta` names explicitly (none for `auto` and `none`)."""
+        if self.meta in ("auto", "none"):
+            return []
+        return [n.strip() for n in self.meta.split(",") if n.strip()]
+
+    @property
     def out_name(self) -> str:
         """The submission's name: `name`, else `<method>-<run>+<run>…` (a hash when long)."""
         if self.name is not None:
@@ -114,7 +121,7 @@ class StackRequest:
         check_calibrate(self.calibrate)
         self.prior  # noqa: B018  (raises on a bad value)
         if self.meta not in ("auto", "none"):
-            if not any(n.strip() for n in self.meta.split(",")):
+            if not self.meta_names:
                 raise ConfigError(f"--meta must be auto, none or feature set names such as vad; got {self.meta!r}")
             if self.method != "auto" and not BLENDERS.get(self.method).uses_meta:
                 takers = ", ".join(n for n, c in BLENDERS.items() if c.uses_meta)
