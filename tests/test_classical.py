@@ -119,3 +119,47 @@ def test_classical_families_are_told_apart_from_neural_ones():
     assert not is_classical("logmel-cnn") and not is_classical("facebook/wav2vec2-base")
     with pytest.raises(ConfigError, match="classical estimator"):
         FeatureClassifier(ClassicalConfig("features-x", "svm-nope"), "x", ["fake", "real"])
+
+
+def _voice(pitches_hz: list[float], seconds: float = 1.2, sr: int = 16000) -> np.ndarray:
+    """A harmonic voice whose pitch steps through `pitches_hz` in equal parts (a held note: one pitch)."""
+    f = np.repeat(np.asarray(pitches_hz, dtype=np.float64), int(sr * seconds) // len(pitches_hz))
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    return (0.1 * sum(np.sin(k * phase) / k for k in range(1, 15))).astype(np.float32)
+
+
+def test_pitch_features_find_the_pitch_and_how_it_moves():
+    from ensemble.backbones.features import ClipFeatures, FeatureSpec, clip_features
+
+    spec = FeatureSpec()
+    col = {name: i for i, name in enumerate(spec.names())}
+    held, high = _voice([120.0]), _voice([240.0])
+    alternating = _voice([200.0, 320.0] * 12)  # a new pitch every 50 ms
+    glide = _voice(list(np.linspace(150.0, 300.0, 60)))
+    noise = _waves(1, held.size / 16000, 4)[0]
+    third = held.size // 3
+    broken = high.copy()  # a held note broken by a noise burst as loud: the burst has no pitch to step to
+    broken[third:2 * third] = noise[third:2 * third] * (high.std() / noise.std())
+    x = clip_features(ClipFeatures(spec).eval(), np.stack([held, high, alternating, glide, noise, broken]))
+    assert np.exp(x[0, col["log_f0_mean"]]) == pytest.approx(120.0, rel=0.03)
+    assert np.exp(x[1, col["log_f0_mean"]]) == pytest.approx(240.0, rel=0.03)
+    assert x[0, col["log_f0_std"]] < 0.01 and x[0, col["f0_jump_mean"]] < 1e-3  # a held note
+    assert x[2, col["log_f0_std"]] == pytest.approx(np.log(320 / 200) / 2, rel=0.1)  # two pitches, half the time each
+    assert x[3, col["f0_jump_mean"]] > 2e-3 and x[3, col["log_f0_std"]] > 0.05  # a glide moves frame to frame
+    assert x[4, col["cpp_max"]] < 0.5 * x[1, col["cpp_max"]]  # noise has no periodic peak
+    assert x[5, col["f0_jump_mean"]] < 1e-3 and x[5, col["voiced_share"]] < 0.8  # steps only between voiced frames
+
+
+def test_a_run_resumed_across_a_features_upgrade_is_refused(competition, tmp_path):
+    """Folds made with another feature definition (an older ens) never assemble into one run with new ones."""
+    from ensemble.errors import ContractError
+
+    ws, comp = Workspace(tmp_path / "ws"), Competition.load(competition)
+    assert finetune(ws, comp, FinetuneOptions(model="features-logreg", name="mixed", **FAST, only_folds=[0])) is None
+    fold0 = ws.run_dir("mixed") / "fold0" / "fold.json"
+    info = json.loads(fold0.read_text())
+    info["model"]["config"]["features"]["version"] = "clip-features-2"  # as the previous ens wrote it
+    fold0.write_text(json.dumps(info))
+    with pytest.raises(ContractError, match=r"fold 1 was made with another model than fold 0 \('config' differs"):
+        finetune(ws, comp, FinetuneOptions(model="features-logreg", name="mixed", **FAST, only_folds=[1, 2]))
+    assert not (ws.run_dir("mixed") / "run.json").exists()

@@ -155,23 +155,27 @@ class FeatureClassifier:
         return clip_features(self.frontend, np.asarray(waves, dtype=np.float32))
 
     def fit(self, x: np.ndarray, y: np.ndarray, seed: int, threads: int | None = None) -> "FeatureClassifier":
-        """One estimator per label column of the multi-hot `y`; a label with one class is an error."""
+        """One estimator per label column of the multi-hot `y`; a label with one class is an error. A NaN
+        target means "unknown": the row is left out of that label's fit (multiclass: out of the fit)."""
         # One thread by default: on a shared 2-core machine LightGBM's OpenMP pool spins (measured 10x
         # slower with 2 threads under load), and the data is small.
         threads = threads or 1
+        y = np.asarray(y, dtype=np.float64)
         if self.task.exclusive:
-            target = np.asarray(y).argmax(axis=1)
+            known = ~np.isnan(y).any(axis=1)
+            target = y[known].argmax(axis=1)
             missing = [label for k, label in enumerate(self.labels) if not (target == k).any()]
             if missing:
                 raise ConfigError(f"class {missing[0]!r} has no training examples in this fold; cannot fit")
-            self.models = [self.estimator.fit(x, target, self.params, seed, threads)]
+            self.models = [self.estimator.fit(x[known], target, self.params, seed, threads)]
             return self
         models = []
         for j, label in enumerate(self.labels):
-            target = (y[:, j] > 0.5).astype(np.int64)
+            known = ~np.isnan(y[:, j])
+            target = (y[known, j] > 0.5).astype(np.int64)
             if target.min() == target.max():
                 raise ConfigError(f"label {label!r} has one class in the training examples; cannot fit")
-            models.append(self.estimator.fit(x, target, self.params, seed, threads))
+            models.append(self.estimator.fit(x[known], target, self.params, seed, threads))
         self.models = models
         return self
 
@@ -304,9 +308,31 @@ def build_classical(model_ref: str, labels: list[str], lr: float | None = None) 
     return FeatureClassifier(config, model_ref, labels)
 
 
+@dataclass(frozen=True)
+class PseudoLabels:
+    """A second fit round on unlabeled clips (the competition's test audio) that the first round's
+    estimators label with at least `confidence`; `features()` gives those clips' feature rows."""
+
+    confidence: float
+    features: Callable[[], np.ndarray]
+
+
+def pseudo_targets(p: np.ndarray, confidence: float, exclusive: bool = False) -> np.ndarray:
+    """Targets from predictions `(n, labels)`: 1 / 0 where a label's probability is at least `confidence`
+    / at most 1 − `confidence`, NaN (unknown) between; multiclass: the one-hot argmax of rows whose top
+    class reaches `confidence`, NaN rows elsewhere."""
+    if exclusive:
+        y = np.full(p.shape, np.nan)
+        sure = p.max(axis=1) >= confidence
+        y[sure] = np.eye(p.shape[1])[p[sure].argmax(axis=1)]
+        return y
+    return np.where(p >= confidence, 1.0, np.where(p <= 1.0 - confidence, 0.0, np.nan))
+
+
 def fit_on_examples(classifier: FeatureClassifier, batches: Iterable[tuple[np.ndarray, np.ndarray]], total: int,
-                    seed: int, progress: Progress | None = None) -> dict[str, Any]:
-    """Features of every `(waves, targets)` batch, then one fit per label; what the fit saw, for fold.json."""
+                    seed: int, progress: Progress | None = None, pseudo: PseudoLabels | None = None) -> dict[str, Any]:
+    """Features of every `(waves, targets)` batch, then one fit per label (then, with `pseudo`, a refit with
+    the confidently pseudo-labelled unlabeled clips added); what the fit saw, for fold.json."""
     xs, ys, done = [], [], 0
     for waves, y in batches:
         xs.append(classifier.features(waves))
@@ -316,5 +342,15 @@ def fit_on_examples(classifier: FeatureClassifier, batches: Iterable[tuple[np.nd
     x, y = np.concatenate(xs), np.concatenate(ys)
     emit(progress, "fit", examples=int(len(x)), features=int(x.shape[1]))
     classifier.fit(x, y, seed)
-    return {"examples": int(len(x)), "features": int(x.shape[1]),
+    info = {"examples": int(len(x)), "features": int(x.shape[1]),
             "positive_share": {label: float(y[:, j].mean()) for j, label in enumerate(classifier.labels)}}
+    if pseudo is None:
+        return info
+    xu = pseudo.features()
+    yu = pseudo_targets(classifier.predict_proba_native(xu), pseudo.confidence, classifier.task.exclusive)
+    emit(progress, "pseudo-label fit", examples=int(len(x)), unlabeled=int(len(xu)))
+    classifier.fit(np.concatenate([x, xu]), np.concatenate([y, yu]), seed)
+    info["pseudo_labels"] = {"confidence": pseudo.confidence, "clips": int(len(xu)),
+                             "labelled": {label: int((~np.isnan(yu[:, j])).sum()) for j, label in enumerate(classifier.labels)},
+                             "positive": {label: int((yu[:, j] == 1).sum()) for j, label in enumerate(classifier.labels)}}
+    return info

@@ -3,8 +3,10 @@
 `ClipFeatures` maps a waveform batch `(batch, samples)` to `(batch, n_features)` float32: log-mel band
 means and deviations (all frames, and the active frames only), MFCC means, deviations and delta
 deviations, spectral shape per frame (centroid, spread, high-band share from the power spectrum; roll-off
-band, flatness and flux over the mel bands) as mean and deviation, level (frame energy mean / deviation / max / min, clip RMS, peak, crest) and
-activity (share of frames within 20 and 40 dB of the loudest, zero-crossing rate), and with
+band, flatness and flux over the mel bands) as mean and deviation, level (frame energy mean / deviation / max / min, clip RMS, peak, crest),
+activity (share of frames within 20 and 40 dB of the loudest, zero-crossing rate), and pitch from the
+cepstrum of each frame (its peak between 80 and 500 Hz: how periodic the frame is, and at what pitch;
+how much it moves between neighbouring voiced frames: synthetic voices hold it steadier or wobble), and with
 `FeatureSpec(embedding="dvector")` a pretrained speaker encoder's 256-dimensional d-vector
 (`voice_embedding`). Plain ops only
 (a strided conv1d with fixed DFT kernels, as the log-mel CNN's front end), so the same graph runs in
@@ -24,11 +26,13 @@ from torch.nn import functional as F
 from ensemble.backbones.logmel import dft_kernels, dft_power, mel_matrix
 from ensemble.errors import ConfigError
 
-CLIP_FEATURES_VERSION = "clip-features-2"
+CLIP_FEATURES_VERSION = "clip-features-3"
 _EPS = 1e-10
 _SHAPE = ("centroid_khz", "spread_khz", "rolloff_band", "log_flatness", "log_high_share", "flux")
 _LEVEL = ("energy_db_mean", "energy_db_std", "energy_db_max", "energy_db_min", "rms_db", "peak_db", "crest_db")
 _ACTIVITY = ("active20", "active40", "zcr")
+_PITCH = ("cpp_mean", "cpp_std", "cpp_max", "voiced_share", "log_f0_mean", "log_f0_std", "f0_jump_mean")
+PITCH_HZ = (80.0, 500.0)  # the cepstral peak is searched between these pitches
 EMBEDDING_DIMS = {"dvector": 256}  # FeatureSpec.embedding → its width (`voice_embedding`)
 
 
@@ -57,7 +61,7 @@ class FeatureSpec:
         mfcc = [f"mfcc{i}_{s}" for s in ("mean", "std", "delta_std") for i in range(self.n_mfcc)]
         shape = [f"{n}_{s}" for n in _SHAPE for s in ("mean", "std")]
         embedding = [f"{self.embedding}{i}" for i in range(EMBEDDING_DIMS[self.embedding])] if self.embedding else []
-        return mel + mfcc + shape + list(_LEVEL) + list(_ACTIVITY) + embedding
+        return mel + mfcc + shape + list(_LEVEL) + list(_ACTIVITY) + list(_PITCH) + embedding
 
 
 def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -67,6 +71,25 @@ def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
     m = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
     m[:, 0] /= np.sqrt(2.0)
     return m.astype(np.float32)
+
+
+def cepstrum_matrix(sampling_rate: int, n_fft: int, pitch_hz: tuple[float, float] = PITCH_HZ) -> tuple[np.ndarray, int]:
+    """`(n_fft // 2 + 1, lags)` real inverse DFT onto the quefrencies of pitches in `pitch_hz` (log power @
+    it = the cepstrum there), and the first lag in samples."""
+    lo = int(np.ceil(sampling_rate / pitch_hz[1]))
+    hi = min(int(np.floor(sampling_rate / pitch_hz[0])), n_fft // 2)
+    k = np.arange(n_fft // 2 + 1)[:, None]
+    lags = np.arange(lo, hi + 1)[None, :]
+    fold = np.where((k == 0) | (k == n_fft // 2), 1.0, 2.0)  # the one-sided spectrum counts inner bins twice
+    return (np.cos(2 * np.pi * k * lags / n_fft) * fold / n_fft).astype(np.float32), lo
+
+
+def _masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and deviation of `x (b, frames)` over the frames where `mask` is 1 (0 and 0 where none is)."""
+    count = mask.sum(dim=1).clamp(min=1.0)
+    mean = (x * mask).sum(dim=1) / count
+    var = (((x - mean.unsqueeze(1)) ** 2) * mask).sum(dim=1) / count
+    return mean, torch.sqrt(var + 1e-12)
 
 
 def _mean_std(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +115,8 @@ class ClipFeatures(nn.Module):
         f_khz = freqs / 1000.0
         moments = np.stack([np.ones_like(f_khz), f_khz, f_khz ** 2, (freqs >= spec.high_hz)], axis=1)
         self.register_buffer("moments", torch.from_numpy(moments.astype(np.float32)), persistent=False)
+        cepstrum, self.first_lag = cepstrum_matrix(spec.sampling_rate, spec.n_fft)
+        self.register_buffer("cepstrum", torch.from_numpy(cepstrum), persistent=False)
         self.voice = None
         if spec.embedding:
             from ensemble.backbones.voice_embedding import HOP, N_FFT, SAMPLING_RATE, VoiceEmbedding
@@ -147,10 +172,28 @@ class ClipFeatures(nn.Module):
                              peak_db - rms_db], dim=1)
         zcr = ((waves[:, 1:] * waves[:, :-1]) < 0).to(waves.dtype).mean(dim=1)
         activity = torch.stack([active.mean(dim=1), (energy > peak - 40.0).to(waves.dtype).mean(dim=1), zcr], dim=1)
-        parts = [mel_mean, mel_std, mel_active, mfcc_mean, mfcc_std, delta_std, shape_stats, level, activity]
+        parts = [mel_mean, mel_std, mel_active, mfcc_mean, mfcc_std, delta_std, shape_stats, level, activity,
+                 self._pitch(power, active)]
         if self.voice is not None:
             parts.append(self.voice(waves, power))  # the same frames: its STFT is this one
         return torch.cat(parts, dim=1)
+
+    def _pitch(self, power: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """Cepstral pitch statistics `(b, len(_PITCH))`: the peak's prominence over the active frames; pitch
+        and its frame-to-frame moves over the voiced ones (active, prominence above the clip's mean)."""
+        ceps = torch.matmul(torch.log(power.transpose(1, 2) + _EPS), self.cepstrum)  # (b, frames, lags)
+        peak, lag = ceps.max(dim=2)
+        cpp = peak - ceps.mean(dim=2)  # prominence of the cepstral peak: periodicity
+        cpp_mean, cpp_std = _masked_mean_std(cpp, active)
+        cpp_max = (cpp * active - 1e3 * (1.0 - active)).max(dim=1).values
+        voiced = active * (cpp > cpp_mean.unsqueeze(1)).to(power.dtype)
+        log_f0 = torch.log(self.spec.sampling_rate / (lag.to(power.dtype) + self.first_lag))
+        f0_mean, f0_std = _masked_mean_std(log_f0, voiced)
+        pairs = voiced[:, 1:] * voiced[:, :-1]
+        jump = (log_f0[:, 1:] - log_f0[:, :-1]).abs()
+        jump_mean = (jump * pairs).sum(dim=1) / pairs.sum(dim=1).clamp(min=1.0)
+        voiced_share = voiced.sum(dim=1) / active.sum(dim=1).clamp(min=1.0)
+        return torch.stack([cpp_mean, cpp_std, cpp_max, voiced_share, f0_mean, f0_std, jump_mean], dim=1)
 
 
 def clip_features(module: ClipFeatures, waves: np.ndarray, batch_size: int = 64) -> np.ndarray:

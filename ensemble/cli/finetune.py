@@ -38,6 +38,7 @@ def finetune_cmd(
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay (matrices only).")] = 0.01,
     max_grad_norm: Annotated[str, typer.Option("--max-grad-norm", help="Clip the gradient norm at this value; 0 or off: no clipping.")] = "1.0",
     pooling: Annotated[str, typer.Option("--pooling", help="How frames become one vector (wav2vec2-like families): mean, attention, stats (mean and std), or weighted (learned sum of all layers, SUPERB).")] = "mean",
+    pseudo_label: Annotated[float, typer.Option("--pseudo-label", metavar="CONFIDENCE", help="Classical families: refit each fold with the test clips its first fit labels at least this surely (e.g. 0.9; per label, the rest left out). Each fold's pseudo-labels come from its own first fit, so OOF and test-like scores stay honest; 0 (default): off.")] = 0.0,
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help="Run every fold as a Ray task: 'local' (a cluster started here), 'auto' (the cluster running on this machine) or the head's host:port. Every node needs the workspace and data at the same path.")] = None,
     ray_cpus: Annotated[float, typer.Option("--ray-cpus", help="CPUs per fold task on Ray.")] = 1.0,
     ray_gpus: Annotated[Optional[float], typer.Option("--ray-gpus", help="GPUs per fold task on Ray (default: 1 when the cluster has GPUs and --device is not cpu).")] = None,
@@ -57,7 +58,7 @@ def finetune_cmd(
                   device=device, devices=devices, seed=seed, testlike_per_fold=testlike_per_fold, freeze=freeze,
                   model_config=parse_params(model_config or [], "--model-config"), schedule=schedule, warmup=warmup, hold=hold,
                   weight_decay=weight_decay, max_grad_norm=max_grad_norm, pooling=pooling, metric=metric,
-                  class_weight=class_weight)
+                  class_weight=class_weight, pseudo_label=pseudo_label)
     if config is not None:
         values = merge_config(config, values, ctx)
     values["max_grad_norm"] = parse_grad_norm(values["max_grad_norm"])

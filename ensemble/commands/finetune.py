@@ -28,7 +28,7 @@ import pandas as pd
 
 from ensemble.artifacts.audio_check import check_competition_audio
 from ensemble.artifacts.competition import Competition
-from ensemble.errors import ConfigError, ExistsError
+from ensemble.errors import ConfigError, ContractError, ExistsError
 from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
 from ensemble.artifacts.io import read_json, sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
@@ -78,6 +78,7 @@ class FinetuneOptions:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0  # 0: no clipping
     pooling: str = "mean"
+    pseudo_label: float = 0.0  # classical families: refit with test clips labelled this surely (0: off)
 
     @property
     def run_name(self) -> str:
@@ -101,7 +102,8 @@ class FinetuneOptions:
         return self.freeze if self.freeze is not None else default_freeze(self.model)
 
 
-KNOBS = ("freeze", "model_config", "schedule", "warmup", "hold", "weight_decay", "max_grad_norm", "pooling")
+KNOBS = ("freeze", "model_config", "schedule", "warmup", "hold", "weight_decay", "max_grad_norm", "pooling",
+         "pseudo_label")
 LEGACY_KEYS = {"freeze_feature_encoder": None}  # options.json keys of older versions, at their default
 
 
@@ -219,7 +221,22 @@ def check_knobs(opts: FinetuneOptions) -> FinetuneOptions:
     if opts.max_grad_norm < 0 or opts.weight_decay < 0:
         raise ConfigError(f"--max-grad-norm {opts.max_grad_norm:g} / --weight-decay {opts.weight_decay:g}: "
                           "must be ≥ 0 (0 turns clipping off)")
+    check_pseudo_label(opts)
     return replace(opts, model_config=check(opts.model, dict(opts.model_config), opts.freeze_scheme(), opts.pooling))
+
+
+def check_pseudo_label(opts: FinetuneOptions) -> None:
+    """--pseudo-label: 0 (off) or a confidence in (0.5, 1), and only for the classical families (their second
+    fit round costs seconds; a neural family's would cost a second training)."""
+    from ensemble.backbones.families import is_classical
+
+    if opts.pseudo_label == 0:
+        return
+    if not 0.5 < opts.pseudo_label < 1:
+        raise ConfigError(f"--pseudo-label {opts.pseudo_label:g}: a confidence in (0.5, 1), or 0 for none")
+    if not is_classical(opts.model):
+        raise ConfigError(f"--pseudo-label: {opts.model!r} is not a classical family; pseudo-labelling refits "
+                          "the classical families (features-lgbm, features-dvec-lgbm, …) only")
 
 
 def _concat(run_dir: Path, n_folds: int, filename: str) -> pd.DataFrame:
@@ -233,6 +250,7 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
 
     n_folds = int(folds["fold"].nunique())
     fold_info = [read_json(run_dir / f"fold{k}" / "fold.json") for k in range(n_folds)]
+    _check_same_model(fold_info, run_dir)
     names = (OOF_FILE, TEST_FILE) if clips is None else (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE)
     frames = {name: _concat(run_dir, n_folds, name) for name in names}
     oof, test = frames[OOF_FILE], frames[TEST_FILE]
@@ -255,6 +273,19 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
     return load_run(ws, run_dir.name)
 
 
+def _check_same_model(fold_info: list[dict], run_dir: Path) -> None:
+    """Every fold describes the same model: a run resumed across an ens upgrade that changed the model or
+    its features (`CLIP_FEATURES_VERSION`) would otherwise mix two definitions in one run."""
+    first = fold_info[0].get("model", {})
+    for k, info in enumerate(fold_info[1:], start=1):
+        other = info.get("model", {})
+        if other != first:
+            key = next(key for key in sorted(set(first) | set(other)) if first.get(key) != other.get(key))
+            raise ContractError(f"{run_dir / f'fold{k}' / 'fold.json'}: fold {k} was made with another model than "
+                                f"fold 0 ({key!r} differs; an ens upgrade between the calls?); start the run "
+                                "over with --force")
+
+
 # ---- one fold ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -270,6 +301,7 @@ class FoldContext:
     emit: Progress
     decoded: Any = None  # the workspace's DecodeCache (None: decode every time)
     stores: dict = field(default_factory=dict)  # sampling rate → decoded train audio, shared by calls
+    unlabeled: dict = field(default_factory=dict)  # model → the test clips' feature rows (pseudo-labelling)
 
 
 @dataclass
@@ -449,7 +481,7 @@ def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     """Per-clip features of `epochs` passes of augmented examples, one estimator per label; exported to
     ONNX first, and every prediction is made by that ONNX graph (so `ens oof` reproduces them exactly)."""
     from ensemble.audio.clip import fit_length
-    from ensemble.backbones.classical import build_classical, fit_on_examples
+    from ensemble.backbones.classical import PseudoLabels, build_classical, fit_on_examples
     from ensemble.backbones.ort import OnnxClassifier
     from ensemble.backbones.predict import onnx_predictor
 
@@ -464,9 +496,10 @@ def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     ctx.emit({"stage": "fold_start", "fold": fold, "train_rows": int(data.train_idx.size),
               "held_out": int(data.held_idx.size), "batches_per_epoch": data.sampler.n_batches(batch)})
     batches = ((waves, y) for epoch in range(o.epochs) for waves, y, _ in data.sampler.epoch(epoch, batch))
+    pseudo = PseudoLabels(o.pseudo_label, lambda: _test_features(ctx, classifier)) if o.pseudo_label else None
     t0, cpu0 = time.perf_counter(), time.process_time()
     fit = fit_on_examples(classifier, batches, o.epochs * int(data.train_idx.size), seed=o.seed + fold,
-                          progress=tagged(ctx.emit, fold=fold))
+                          progress=tagged(ctx.emit, fold=fold), pseudo=pseudo)
     fit.update(epochs=o.epochs, seconds_fit=round(time.perf_counter() - t0, 2),
                cpu_seconds_fit=round(time.process_time() - cpu0, 2), device="cpu")
     path = fold_dir / "model.onnx"
@@ -479,6 +512,22 @@ def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
                  "parity_clip_seconds": PARITY_SECONDS,
                  "parity_reference": "torch features + the estimators' own predict_proba"}
     return Trained(data, sr, onnx_predictor(model, model.preprocess), classifier.describe(), fit, lambda: onnx_info)
+
+
+def _test_features(ctx: FoldContext, classifier) -> np.ndarray:
+    """The test clips' feature rows (cropped as training crops), made once per run: the fixed front end
+    gives every fold the same. Pseudo-labelling reads them; no label is."""
+    from ensemble.audio.clip import fit_length
+    from ensemble.backbones.predict import test_wave_store
+
+    if classifier.model_ref not in ctx.unlabeled:
+        sr, n = classifier.sampling_rate, int(round(ctx.opts.max_seconds * classifier.sampling_rate))
+        store = test_wave_store(ctx.comp, sr, ctx.decoded, cache=False)
+        batch = max(1, ctx.opts.batch_size)
+        ctx.unlabeled[classifier.model_ref] = np.concatenate([
+            classifier.features(np.stack([fit_length(store[i], n) for i in range(s, min(s + batch, len(store)))]))
+            for s in range(0, len(store), batch)])
+    return ctx.unlabeled[classifier.model_ref]
 
 
 def run_fold(ctx: FoldContext, fold: int) -> dict:
