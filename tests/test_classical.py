@@ -150,6 +150,7 @@ def test_pitch_features_find_the_pitch_and_how_it_moves():
     assert x[5, col["f0_jump_mean"]] < 1e-3 and x[5, col["voiced_share"]] < 0.8  # steps only between voiced frames
 
 
+@pytest.mark.slow
 def test_a_run_resumed_across_a_features_upgrade_is_refused(competition, tmp_path):
     """Folds made with another feature definition (an older ens) never assemble into one run with new ones."""
     from ensemble.errors import ContractError

@@ -76,6 +76,7 @@ def test_the_second_round_is_labelled_by_this_fit_alone():
     assert np.allclose(clf.predict_proba_native(x_unlabeled), refit.predict_proba_native(x_unlabeled))
 
 
+@pytest.mark.slow
 def test_finetune_pseudo_labels_each_fold_from_the_test_clips(tmp_path):
     data = generate_competition(tmp_path / "data", n_train=48, n_test=9, n_unlabeled=3, seed=5)
     ws, comp = Workspace(tmp_path / "ws"), Competition.load(data)
