@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from ensemble.backbones import voice_embedding
-from ensemble.backbones.features import FeatureSpec
 from ensemble.backbones.voice_embedding import VoiceEmbedding
 from ensemble.errors import ConfigError
 
@@ -108,4 +107,4 @@ def test_features_dvec_lgbm_keeps_the_run_contract(tmp_path):
     for fold in run.manifest.folds:
         assert fold["onnx"]["parity_max_abs_diff"] <= 1e-4
         assert fold["model"]["config"]["features"]["embedding"] == "dvector"
-        assert fold["model"]["n_features"] == len(FeatureSpec().names()) + 256
+        assert fold["model"]["n_features"] == 281 + 256

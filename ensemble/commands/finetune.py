@@ -301,7 +301,7 @@ class FoldContext:
     emit: Progress
     decoded: Any = None  # the workspace's DecodeCache (None: decode every time)
     stores: dict = field(default_factory=dict)  # sampling rate → decoded train audio, shared by calls
-    unlabeled: dict = field(default_factory=dict)  # model → the test clips' feature rows (pseudo-labelling)
+    test_features: np.ndarray | None = None  # the test clips' feature rows, once made (pseudo-labelling)
 
 
 @dataclass
@@ -520,14 +520,14 @@ def _test_features(ctx: FoldContext, classifier) -> np.ndarray:
     from ensemble.audio.clip import fit_length
     from ensemble.backbones.predict import test_wave_store
 
-    if classifier.model_ref not in ctx.unlabeled:
+    if ctx.test_features is None:
         sr, n = classifier.sampling_rate, int(round(ctx.opts.max_seconds * classifier.sampling_rate))
         store = test_wave_store(ctx.comp, sr, ctx.decoded, cache=False)
-        batch = max(1, ctx.opts.batch_size)
-        ctx.unlabeled[classifier.model_ref] = np.concatenate([
+        batch = max(1, ctx.opts.batch_size)  # a batch of waves at a time: a large test never sits in memory
+        ctx.test_features = np.concatenate([
             classifier.features(np.stack([fit_length(store[i], n) for i in range(s, min(s + batch, len(store)))]))
             for s in range(0, len(store), batch)])
-    return ctx.unlabeled[classifier.model_ref]
+    return ctx.test_features
 
 
 def run_fold(ctx: FoldContext, fold: int) -> dict:
