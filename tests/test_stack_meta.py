@@ -3,6 +3,8 @@ logits, help when they carry information, and a column that copies a label is re
 
 from __future__ import annotations
 
+from ensemble.task import MULTILABEL
+
 import numpy as np
 import pytest
 
@@ -102,8 +104,8 @@ def test_meta_features_go_only_where_they_are_taken_and_must_match_the_fit():
     with pytest.raises(ConfigError, match="method 'mean' takes no meta-features; these do: logreg, lgbm"):
         stack(d.P, d.y, d.folds, d.P_test, method="mean", labels=LABELS, meta=meta)
     with pytest.raises(ConfigError, match="method 'hillclimb' takes no meta-features"):
-        make_blender("hillclimb").fit(d.P, d.y, meta=meta.oof)
-    fitted = make_blender("logreg").fit(d.P, d.y, meta=meta.oof)
+        make_blender("hillclimb", MULTILABEL).fit(d.P, d.y, meta=meta.oof)
+    fitted = make_blender("logreg", MULTILABEL).fit(d.P, d.y, meta=meta.oof)
     with pytest.raises(DataError, match="meta has 0 feature columns; the blender was fitted on 1"):
         fitted.predict(d.P)
     with pytest.raises(DataError, match=r"meta \(OOF rows\) must have shape \(rows, features\) with 300 rows"):

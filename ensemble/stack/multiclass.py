@@ -18,7 +18,7 @@ from ensemble.errors import ConfigError
 from ensemble.metrics.scorer import Scorer
 from ensemble.task import MULTICLASS
 
-LOG_EPS = 1e-7
+LOG_EPS = MULTICLASS.blend_eps
 LOG_T_BOUNDS = (-np.log(10.0), np.log(10.0))  # temperatures in [0.1, 10]: wider ones only fit noise
 CALIBRATE = ("auto", "none", "temperature")
 

@@ -21,7 +21,7 @@ from ensemble.audio.domain import shown_faithful
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
-from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, for_task, make_blender
+from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
 from ensemble.stack.decide import N_BOOT, Candidate, Decision, Evidence, candidates, decide
 from ensemble.stack.bootstrap import gain_interval
@@ -155,16 +155,16 @@ def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarra
     return fit_on, tuple(np.concatenate([a, b]) for a, b in zip(clean, data.tl)), weights
 
 
-def _factory(method: str, params: dict | None, seed: int, scorer: Scorer = COMPETITION) -> Callable:
+def _factory(method: str, params: dict | None, seed: int, scorer: Scorer) -> Callable:
     """New blenders of `method` for the scorer's task; a method that chooses by a metric (hill climbing)
     gets the stacker's unless `params` name one."""
     params = dict(params or {})
-    probe = make_blender(method, **params)
+    probe = make_blender(method, scorer.task, **params)
     if "seed" in probe.get_params() and "seed" not in params:
         params["seed"] = seed
     if "metric" in probe.get_params() and "metric" not in params and scorer.name != probe.get_params()["metric"]:
         params["metric"] = scorer.name
-    return lambda: for_task(make_blender(method, **params), scorer.task)
+    return lambda: make_blender(method, scorer.task, **params)
 
 
 def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str, scorer: Scorer,
@@ -240,9 +240,11 @@ def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labe
     )
 
 
-def _test_only(P_test: np.ndarray, request: StackRequest, labels: list[str], start: float) -> StackResult:
-    method, calibrate, test_prior = request.method, request.calibrate, request.prior
-    blender = _factory(method, request.params, request.seed)()
+def _test_only(P_test: np.ndarray, request: StackRequest, inputs: StackInputs, start: float) -> StackResult:
+    """Runs without OOF predictions: a method that needs no targets, fitted on the test tensor, for the task."""
+    method, calibrate, test_prior, labels = request.method, request.calibrate, request.prior, list(inputs.labels)
+    scorer = get_scorer(request.metric if request.metric is not None else inputs.task.default_metric, inputs.task)
+    blender = _factory(method, request.params, request.seed, scorer)()
     if blender.needs_targets:
         usable = [n for n, c in BLENDERS.items() if not c.needs_targets]
         raise EnsError(f"method {method!r} needs OOF predictions with targets; runs without OOF can use: "
@@ -293,7 +295,7 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
     if inputs.oof is None:
         if meta is not None:
             raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
-        return _test_only(P_test, request, labels, start)
+        return _test_only(P_test, request, inputs, start)
     if inputs.task.exclusive:
         _check_multiclass(P_test, None, "P_test")
         if str(test_prior) != "none":
