@@ -335,3 +335,20 @@ def test_runs_without_oof_are_blended_as_the_task_says(method):
     result = stack(None, None, None, P, method=method, calibrate="none", labels=CLASSES, task=MULTICLASS)
     assert np.abs(result.test.sum(axis=1) - 1).max() < 1e-9
     assert result.recipe.state["blender"].get("task") == "multiclass"
+
+
+def test_auto_keeps_no_temperature_for_a_calibrated_multiclass_run():
+    """Rows drawn from the run's own probabilities are calibrated: a fitted temperature cannot credibly
+    help, so `auto` keeps T = 1 (none) and says so; an over-confident run gets one."""
+    from ensemble.stack.multiclass import fit_temperature
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 1.5, (1500, 4))
+    S = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.eye(4)[[rng.choice(4, p=row) for row in S]]
+    folds, scorer = np.arange(1500) % 4, get_scorer("logloss", MULTICLASS)
+    cal, note = fit_temperature(S, y, folds, "auto", None, scorer)
+    assert cal.name == "none" and note["rule"].startswith("none:") and note["gain"]["lo"] <= 0
+    sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)
+    cal, note = fit_temperature(sharp, y, folds, "auto", None, scorer)
+    assert cal.name == "temperature" and note["gain"]["lo"] > 0
