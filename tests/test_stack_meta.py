@@ -13,7 +13,7 @@ from stacking import compare, stack
 from ensemble.stack.base import Blender, make_blender
 from ensemble.stack.decide import candidates
 from ensemble.stack.metafeatures import MetaFeatures
-from ensemble.stack.nested import FitCache, nested_predict
+from ensemble.stack.nested import EvalSet, FitCache, nested_predict
 from ensemble.stack.simple import LogitBlender
 from ensemble.stack.synthetic import make_runs
 from ensemble.stack.state import blender_state
@@ -53,7 +53,7 @@ def test_spy_meta_features_of_fold_k_never_fit_what_scores_fold_k():
     meta = np.column_stack([np.arange(600), d.P[:, 0, 0]])
     MetaSpy.log = []
     cache = FitCache(MetaSpy, d.P, d.y, d.folds, meta=meta)
-    oof = nested_predict(MetaSpy, (d.P, d.y, d.folds), {"oof": (d.P, d.folds, meta)}, "auto", cache=cache)["oof"]
+    oof = nested_predict(MetaSpy, (d.P, d.y, d.folds), {"oof": EvalSet(d.P, d.folds, meta)}, "auto", cache=cache)["oof"]
     assert oof.shape == (600, 2) and np.isfinite(oof).all()
     assert MetaSpy.log, "the spy was never asked to predict"
     # outer predictions and the calibrators' inner blends alike: no predicted row was in its fit

@@ -9,7 +9,7 @@ Per run, inside the graph, exactly as `ensemble.backbones.predict.predict_clips`
 2. the extractor's zero-mean unit-variance normalisation per window (Wav2Vec2-style extractors;
    `raw` models normalise inside themselves); other extractors (AST's filter banks) are refused;
 3. every fold model (its graph copied in under a prefix), window logits (eps 1e-7) averaged, sigmoid;
-4. folds aggregated by the mean of their logits (`stack_inputs.mean_of_logits`).
+4. folds aggregated by the mean of their logits (`ensemble.stack.inputs.mean_of_logits`).
 
 Then the blend and the calibrators (`blend`: the stack's own ops, `ensemble.stack.onnx_ops.pipeline_ops`
 bound to the submission's saved state, handed in by the command) and the prior shift, in float64.

@@ -10,7 +10,7 @@ meta-features, when given, travel with their rows through the same splits.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -20,6 +20,23 @@ from ensemble.stack.base import Blender, check_folds, check_targets, check_tenso
 from ensemble.stack.calibration import Calibrator, check_calibrate, fit_calibrators
 
 BlenderFactory = Callable[[], Blender]
+
+
+class EvalSet(NamedTuple):
+    """Rows to predict out of fold: their runs, fold ids and (for the methods that take them) meta-features."""
+
+    P: np.ndarray
+    folds: np.ndarray
+    meta: np.ndarray | None = None
+
+
+class GuardSet(NamedTuple):
+    """Labelled rows outside the fit set that `--calibrate auto` must also help (`choose_calibrator`)."""
+
+    P: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    meta: np.ndarray | None = None
 
 
 class FitCache:
@@ -32,10 +49,10 @@ class FitCache:
 
     def __init__(self, factory: BlenderFactory, P: np.ndarray, y: np.ndarray, folds: np.ndarray,
                  weights: np.ndarray | None = None, meta: np.ndarray | None = None,
-                 guard: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None) -> None:
+                 guard: GuardSet | None = None) -> None:
         self.factory, self.P, self.y, self.folds, self.weights = factory, P, y, folds, weights
         self.meta = meta  # (rows, features) or None
-        self.guard = guard  # (P, y, folds, meta) of rows outside the fit set that `auto` must not hurt
+        self.guard = guard  # rows outside the fit set that `auto` must not hurt
         self.fits: dict[frozenset, Blender] = {}
 
     def rows(self, excluded: frozenset) -> np.ndarray:
@@ -82,10 +99,10 @@ class StackPipeline:
             return self
         guard = None
         if cache.guard is not None and self.calibrate == "auto":
-            Pg, yg, fg, Mg = cache.guard
-            keep = ~np.isin(fg, list(excluded))
-            guard = (self._inner_blend(cache, excluded, Pg[keep], fg[keep], None if Mg is None else Mg[keep]),
-                     yg[keep], fg[keep])
+            g = cache.guard
+            keep = ~np.isin(g.folds, list(excluded))
+            guard = (self._inner_blend(cache, excluded, g.P[keep], g.folds[keep], None if g.meta is None else g.meta[keep]),
+                     g.y[keep], g.folds[keep])
         self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer, guard)
         return self
 
@@ -113,25 +130,23 @@ class StackPipeline:
 def nested_predict(
     factory: BlenderFactory,
     fit_set: tuple[np.ndarray, np.ndarray, np.ndarray],
-    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    eval_sets: dict[str, EvalSet],
     calibrate: str = "auto",
     progress: Progress | None = None,
     cache: FitCache | None = None,
     scorer: Scorer = COMPETITION,
 ) -> dict[str, np.ndarray]:
-    """Out-of-fold predictions for each eval set `(P, folds)` or `(P, folds, meta)`, the pipeline fitted on
-    `fit_set` rows of other folds."""
+    """Out-of-fold predictions for each eval set, the pipeline fitted on `fit_set` rows of other folds."""
     P, y, folds = fit_set
     cache = cache or FitCache(factory, P, y, folds)
-    out = {name: np.empty((e[0].shape[0], P.shape[2])) for name, e in eval_sets.items()}
-    all_folds = np.unique(np.concatenate([folds] + [e[1] for e in eval_sets.values()]))
+    out = {name: np.empty((e.P.shape[0], P.shape[2])) for name, e in eval_sets.items()}
+    all_folds = np.unique(np.concatenate([folds] + [e.folds for e in eval_sets.values()]))
     for i, k in enumerate(all_folds):
         pipe = StackPipeline(factory, calibrate, scorer).fit_cached(cache, frozenset({k}))
-        for name, (Pe, fe, *rest) in eval_sets.items():
-            rows = fe == k
-            Me = rest[0] if rest and rest[0] is not None else None
+        for name, e in eval_sets.items():
+            rows = e.folds == k
             if rows.any():
-                out[name][rows] = pipe.predict(Pe[rows], None if Me is None else Me[rows])
+                out[name][rows] = pipe.predict(e.P[rows], None if e.meta is None else e.meta[rows])
         emit(progress, "nested_cv", done=i + 1, total=len(all_folds))
     return out
 
@@ -143,7 +158,7 @@ def nested_cv_predict(
     P = check_tensor(P)
     y = check_targets(y, P)
     folds = check_folds(folds, P.shape[0])
-    return nested_predict(factory, (P, y, folds), {"oof": (P, folds)}, calibrate)["oof"]
+    return nested_predict(factory, (P, y, folds), {"oof": EvalSet(P, folds)}, calibrate)["oof"]
 
 
 def best_single_run(P: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
