@@ -66,6 +66,16 @@ class FitCache:
         return self.fits[excluded]
 
 
+class PerLabel:
+    """One calibrator per label column of a blend `(rows, labels)`, the result clipped to [0, 1]."""
+
+    def __init__(self, calibrators: list[Calibrator]) -> None:
+        self.calibrators = calibrators
+
+    def predict(self, S: np.ndarray) -> np.ndarray:
+        return np.clip(np.column_stack([c.predict(S[:, j]) for j, c in enumerate(self.calibrators)]), 0.0, 1.0)
+
+
 class StackPipeline:
     """Blender then per-label calibrator, fitted together on `(P, y, folds)`; the calibrators count rows by
     the cache's weights (density ratios of test-like rows) where it has them, the blenders do not."""
@@ -84,19 +94,22 @@ class StackPipeline:
         P, y, folds = cache.P[train], cache.y[train], cache.folds[train]
         meta = None if cache.meta is None else cache.meta[train]
         self.blender_ = cache.get(excluded)
-        if self.calibrate == "none" and self.scorer.task.label_by_label:
-            self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
-            self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
-            return self
-        S = self._inner_blend(cache, excluded, P, folds, meta)
-        w = None if cache.weights is None else cache.weights[train]
         if self.scorer.task.exclusive:  # one temperature over the classes: rows keep summing to 1
             from ensemble.stack.multiclass import fit_temperature
 
+            S = self._inner_blend(cache, excluded, P, folds, meta)
+            w = None if cache.weights is None else cache.weights[train]
             cal, note = fit_temperature(S, y, folds, self.calibrate, w, self.scorer)
-            self.calibrators_, self.matrix_calibrator_ = [], cal
+            self.calibrators_, self.calibrator_ = [], cal
             self.calibration_ = [{"label": "all classes", "calibrator": cal.name, "params": cal.params(), **note}]
             return self
+        if self.calibrate == "none":
+            self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
+            self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
+            self.calibrator_ = PerLabel(self.calibrators_)
+            return self
+        S = self._inner_blend(cache, excluded, P, folds, meta)
+        w = None if cache.weights is None else cache.weights[train]
         guard = None
         if cache.guard is not None and self.calibrate == "auto":
             g = cache.guard
@@ -104,6 +117,7 @@ class StackPipeline:
             guard = (self._inner_blend(cache, excluded, g.P[keep], g.folds[keep], None if g.meta is None else g.meta[keep]),
                      g.y[keep], g.folds[keep])
         self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer, guard)
+        self.calibrator_ = PerLabel(self.calibrators_)
         return self
 
     def _inner_blend(self, cache: FitCache, excluded: frozenset, P: np.ndarray, folds: np.ndarray,
@@ -120,11 +134,7 @@ class StackPipeline:
         return S
 
     def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
-        S = self.blender_.predict(P, meta)
-        if self.scorer.task.exclusive:
-            return self.matrix_calibrator_.predict(S)
-        out = np.column_stack([c.predict(S[:, j]) for j, c in enumerate(self.calibrators_)])
-        return np.clip(out, 0.0, 1.0)
+        return self.calibrator_.predict(self.blender_.predict(P, meta))
 
 
 def nested_predict(

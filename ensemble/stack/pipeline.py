@@ -139,6 +139,17 @@ def _check_multiclass(P: np.ndarray, y: np.ndarray | None, name: str) -> None:
                         "a multiclass run's rows must sum to 1")
 
 
+def _check_task_options(inputs: StackInputs, request: StackRequest) -> None:
+    """Options that work label by label refused for a multiclass task, before any compute."""
+    if inputs.task.label_by_label:
+        return
+    if str(request.prior) != "none":
+        raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
+    from ensemble.stack.multiclass import check_calibrate_multiclass
+
+    check_calibrate_multiclass(request.calibrate)
+
+
 def _fit_meta(data: _Data, fit_on: str) -> np.ndarray | None:
     """The fit rows' meta-features (`fit_on` resolved), in `_fit_set`'s row order."""
     m = data.meta
@@ -304,13 +315,9 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
         if meta is not None:
             raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
         return _test_only(P_test, request, inputs, start)
+    _check_task_options(inputs, request)
     if inputs.task.exclusive:
         _check_multiclass(P_test, None, "P_test")
-        if str(test_prior) != "none":
-            raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
-        from ensemble.stack.multiclass import check_calibrate_multiclass
-
-        check_calibrate_multiclass(request.calibrate)
     data = _check_data(inputs, request.metric)
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
@@ -362,10 +369,7 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
     decision chose it.
     """
     check_calibrate(request.calibrate)
-    if inputs.task.exclusive:
-        from ensemble.stack.multiclass import check_calibrate_multiclass
-
-        check_calibrate_multiclass(request.calibrate)
+    _check_task_options(inputs, request)
     data = _check_data(inputs, request.metric)
     meta, testlike_check = inputs.meta, inputs.testlike_check
     names = list(inputs.runs)
@@ -373,7 +377,7 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
         raise DataError(f"inputs name {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
         data.meta = _check_meta(meta, data, meta.test.shape[0], inputs.labels)
-    if methods is None and data.scorer.task.exclusive:
+    if methods is None:
         from ensemble.stack.decide import blend_methods
 
         methods = [m for m in blend_methods() if BLENDERS[m].blends(data.scorer.task)]
