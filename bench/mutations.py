@@ -159,7 +159,7 @@ MUTATIONS = [
              "meta = None if self.meta is None else self.meta[keep]", "meta = self.meta",
              ("tests/test_stack_meta.py", "-k", "spy")),
     Mutation("ens export lets a meta-feature submission through", "ensemble/commands/export.py",
-             'if recipe.state.get("blender", {}).get("meta") or recipe.meta_features:', "if False:",
+             "if recipe.state.meta_columns or recipe.meta_features:", "if False:",
              ("tests/test_features_vad.py", "-k", "stack_with_meta")),
     Mutation("a guard gain that cannot be scored counts as accepted", "ensemble/stack/calibration.py",
              "        if other is None or other <= 0:", "        if other is not None and other <= 0:",

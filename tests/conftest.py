@@ -72,5 +72,5 @@ def hand_sidecar(name: str, method: str = "mean", metrics: dict | None = None):
     from ensemble.artifacts.submission import new_sidecar
 
     recipe = Recipe(method=method, params={}, labels=list(LABELS), fit_on="clean", calibrate="none", blender={},
-                    calibrators=[], decisions=[], state={})
+                    calibrators=[], decisions=[], state=None)
     return new_sidecar(name, recipe, metrics or {})

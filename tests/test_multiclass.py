@@ -334,7 +334,7 @@ def test_runs_without_oof_are_blended_as_the_task_says(method):
     P, _, _ = runs_tensor(60)
     result = stack(None, None, None, P, method=method, calibrate="none", labels=CLASSES, task=MULTICLASS)
     assert np.abs(result.test.sum(axis=1) - 1).max() < 1e-9
-    assert result.recipe.state["blender"].get("task") == "multiclass"
+    assert result.recipe.state.blender.get("task") == "multiclass"
 
 
 def test_auto_keeps_no_temperature_for_a_calibrated_multiclass_run():

@@ -41,7 +41,7 @@ def test_median_is_nested_scored_and_explained():
 
     result = stack(DATA.P, DATA.y, DATA.folds, DATA.P_test, method="median", calibrate="none")
     assert result.nested is not None and np.isfinite(result.nested.score)
-    assert result.recipe.state["blender"]["method"] == "median"
+    assert result.recipe.state.method == "median"
     recipe = Recipe(**{**result.recipe.__dict__, "runs": [{"run": "a"}, {"run": "b"}, {"run": "c"}]})
     assert blender_lines(recipe) == ["the median of the runs' logits: a, b, c"]
 

@@ -75,7 +75,7 @@ def test_informative_meta_features_improve_the_nested_score_and_noise_ones_do_no
     assert plain.recipe.meta_features is None
     noise = stack(d.P, d.y, d.folds, d.P_test, method="lgbm", labels=LABELS, n_boot=0,
                   meta=_meta(d, rng.random((3000, 2)), rng.random((300, 2))))
-    assert np.isfinite(noise.test).all() and noise.recipe.state["blender"]["meta"] == 2
+    assert np.isfinite(noise.test).all() and noise.recipe.state.meta_columns == 2
 
 
 @pytest.mark.parametrize("where", ["OOF", "test-like"])

@@ -39,6 +39,85 @@ def _checked(cls: type[Record], raw: Any, source: Path | str, **nested: Any) -> 
     return cls(**{**raw, **nested})
 
 
+def _set(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields without the unset optional ones, so a file keeps exactly the keys it had."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@dataclass
+class CalibratorState:
+    """One label's fitted calibrator, exactly (`ensemble.stack.state.calibrator_state`): its `kind` and the
+    parameters that kind has — temperature/platt `a`, `b`; beta `coef`; isotonic `x`, `y`, `mix`; none nothing."""
+
+    kind: str = "none"
+    a: float | None = None
+    b: float | None = None
+    coef: list[float] | None = None
+    x: list[float] | None = None
+    y: list[float] | None = None
+    mix: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _set(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> CalibratorState:
+        return _checked(cls, raw, source)
+
+
+@dataclass
+class BlendState:
+    """`recipe.state`: the exact fitted stack for `ens export` — the blender's saved form (`Blender.state()`:
+    `method`, `runs`, `labels`, the task when not multi-label, then what its method class saves; the class
+    owns those keys and reads them back) and the per-label calibrators."""
+
+    blender: dict[str, Any]
+    calibrators: list[CalibratorState] = field(default_factory=list)
+    version: int = 1
+
+    @property
+    def method(self) -> str:
+        return self.blender["method"]
+
+    @property
+    def meta_columns(self) -> int:
+        """How many per-clip meta-feature columns the blend reads beside the logits."""
+        return int(self.blender.get("meta") or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "blender": self.blender, "calibrators": [c.to_dict() for c in self.calibrators]}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> BlendState | None:
+        """The state, or None for a bare recipe's `{}` (a hand-made submission: nothing fitted)."""
+        if raw == {}:
+            return None
+        state = _checked(cls, raw, source)
+        if not isinstance(state.blender, dict) or not isinstance(state.blender.get("method"), str):
+            raise DataError(f"{source}: 'blender' must be an object naming its 'method'")
+        if not isinstance(state.calibrators, list):
+            raise DataError(f"{source}: 'calibrators' must be a list")
+        return dataclasses.replace(state, calibrators=[CalibratorState.from_dict(c, f"{source} (calibrator {j})")
+                                                       for j, c in enumerate(state.calibrators)])
+
+
+@dataclass
+class DecisionRecord:
+    """`recipe.decision`: what the decision rule chose over which baseline, in words, and each candidate's test."""
+
+    chosen: str
+    baseline: str
+    rule: str
+    tests: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> DecisionRecord:
+        return _checked(cls, raw, source)
+
+
 @dataclass
 class RunManifest:
     """`models/<run>/run.json`: what made a run and how good it is (DESIGN.md, Contracts)."""
@@ -103,7 +182,7 @@ class Recipe:
     blender: dict[str, Any]
     calibrators: list[dict[str, Any]]
     decisions: list[Any]
-    state: dict[str, Any]                # the exact fitted blend and calibrators, for `ens export`
+    state: BlendState | None             # the exact fitted blend and calibrators, for `ens export` (None: bare)
     runs: list[dict[str, Any]] = field(default_factory=list)  # run, manifest_sha256, files
     seed: int = 0
     metric: str | None = None
@@ -113,7 +192,7 @@ class Recipe:
     meta_features: dict[str, Any] | None = None
     meta_offered: list[str] | None = None
     testlike_weighting: str | None = None
-    decision: dict[str, Any] | None = None  # the decision rule's choice, when it chose
+    decision: DecisionRecord | None = None  # the decision rule's choice, when it chose
 
     @property
     def task_type(self) -> Task:
@@ -124,11 +203,17 @@ class Recipe:
         return [entry["run"] for entry in self.runs]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(dataclasses.replace(self, state=None, decision=None)) | {
+            "state": {} if self.state is None else self.state.to_dict(),
+            "decision": None if self.decision is None else self.decision.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> Recipe:
-        return _checked(cls, raw, source)
+        recipe = _checked(cls, raw, source)
+        decision = recipe.decision
+        return dataclasses.replace(
+            recipe, state=BlendState.from_dict(recipe.state, f"{source}.state"),
+            decision=None if decision is None else DecisionRecord.from_dict(decision, f"{source}.decision"))
 
 
 @dataclass
@@ -154,7 +239,7 @@ class Sidecar:
         return self.metrics.get("cv")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(dataclasses.replace(self, recipe=None)) | {"recipe": self.recipe.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> Sidecar:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ensemble.artifacts.records import Recipe, Sidecar
+from ensemble.artifacts.records import BlendState, Recipe, Sidecar
 from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.export.graph import OUTPUT, RunGraphs, build_model, metadata_json, preprocessing
 from ensemble.progress import Progress
@@ -161,17 +161,17 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
     csv, sidecar_path = submission_paths(ws, name)
     sidecar = read_sidecar(ws, name)
     recipe = sidecar.recipe
-    if not isinstance(recipe.state, dict):
-        raise ContractError(f"{sidecar_path}: recipe.state (the fitted blend) is not an object; stack it again to "
-                            "export it")
-    if recipe.state.get("blender", {}).get("meta") or recipe.meta_features:
+    if not recipe.task_type.label_by_label:  # the graph pools and blends per label
+        raise ConfigError(f"{sidecar_path}: a multiclass submission cannot be exported yet (the exported chain "
+                          "pools and blends label by label); its runs' fold graphs are in models/<run>/fold*/model.onnx")
+    if recipe.state is None:
+        raise ContractError(f"{sidecar_path}: recipe.state holds no fitted blend (a hand-made submission?); stack it "
+                            "with ens to export it")
+    if recipe.state.meta_columns or recipe.meta_features:
         columns = ", ".join((recipe.meta_features or {}).get("columns", [])) or "meta-features"
         raise ConfigError(f"submission {name!r} blends per-clip meta-features ({columns}), which an exported graph "
                           "cannot compute yet (the voice-activity detector is not in it); export a submission "
                           "stacked without them (`ens stack … --meta none`)")
-    if not recipe.task_type.label_by_label:  # the graph pools and blends per label
-        raise ConfigError(f"{sidecar_path}: a multiclass submission cannot be exported yet (the exported chain "
-                          "pools and blends label by label); its runs' fold graphs are in models/<run>/fold*/model.onnx")
     labels, entries = list(recipe.labels), recipe.runs
     if not isinstance(entries, list):
         raise ContractError(f"{sidecar_path}: recipe.runs is {type(entries).__name__}; expected a list of runs")
@@ -188,11 +188,11 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
     return model, runs, replace(recipe, state=state)
 
 
-def used_runs(n_runs: int, state: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:
+def used_runs(n_runs: int, state: BlendState) -> tuple[list[int], BlendState]:
     """Indices of the runs the blend reads (the method's `select_runs`: `single`'s run, the runs with a
     weight, else all) and the state re-indexed to them."""
-    keep, blender = BLENDERS.get(state["blender"]["method"]).select_runs(state["blender"])
-    return (keep, state) if blender is state["blender"] else (keep, {**state, "blender": blender})
+    keep, blender = BLENDERS.get(state.method).select_runs(state.blender)
+    return keep, (state if blender is state.blender else replace(state, blender=blender))
 
 
 def save_model(model: Any, path: Path) -> int:

@@ -270,7 +270,7 @@ def _recipe_sections(ws: Workspace) -> list[Section]:
         rows = sidecar.comparison
         if rows:
             section.table, testlike = compare_frame(rows)
-            rule = (recipe.decision or {}).get("rule")
+            rule = recipe.decision.rule if recipe.decision else None
             section.legend = compare_legend(testlike) + ([f"decision: {rule}"] if rule else [])
         sections.append(section)
     return sections

@@ -95,7 +95,7 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInput
     if comparison is not None:
         chosen = comparison.chosen
         request = request.with_candidate(chosen)
-        decision = comparison.decision.as_dict(comparison.candidates)
+        decision = comparison.decision.record(comparison.candidates)
         if chosen.meta and inputs.meta is None:
             raise ConfigError(f"the comparison chose {chosen.name}, which needs the meta-features it was offered; "
                               "stack with the same --meta")

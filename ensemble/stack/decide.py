@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ensemble.metrics.scorer import COMPETITION, Scorer
+from ensemble.artifacts.records import DecisionRecord
 from ensemble.stack.base import BLENDERS
 from ensemble.stack.bootstrap import gain_interval
 
@@ -80,9 +81,10 @@ class Decision:
     rule: str
     tests: list[dict[str, Any]]   # per candidate: gain interval on trusted (and other) rows, passed
 
-    def as_dict(self, cands: Sequence[Candidate]) -> dict[str, Any]:
-        return {"chosen": cands[self.chosen].name, "baseline": cands[self.baseline].name, "rule": self.rule,
-                "tests": [{"candidate": c.name, **t} for c, t in zip(cands, self.tests)]}
+    def record(self, cands: Sequence[Candidate]) -> DecisionRecord:
+        """What the sidecar keeps of the decision (`recipe.decision`), candidates by name."""
+        return DecisionRecord(cands[self.chosen].name, cands[self.baseline].name, self.rule,
+                              [{"candidate": c.name, **t} for c, t in zip(cands, self.tests)])
 
 
 @dataclass(frozen=True)

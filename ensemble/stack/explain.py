@@ -89,7 +89,7 @@ def prior_lines(recipe: Recipe) -> list[str]:
 def decision_line(recipe: Recipe) -> str:
     """Why this method: the decision rule's sentence, or the user's explicit choice."""
     if recipe.decision:
-        return f"chosen by the decision rule: {recipe.decision.get('rule')}"
+        return f"chosen by the decision rule: {recipe.decision.rule}"
     return (f"method {recipe.method} as asked (--method); `--compare` or `--method auto` lets the "
             "decision rule choose")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ensemble.artifacts.records import CalibratorState
 from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import MetricError
 from ensemble.stack.base import Blender, logit, register, sigmoid
@@ -57,6 +58,11 @@ def bootstrap_auc_ci(s: np.ndarray, y: np.ndarray, n_boot: int, alpha: float, rn
         raise MetricError("bootstrap replicates hold one class only")
     lo, hi = np.quantile(aucs, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def _calibrators(state: dict) -> list[list[CalibratorState]]:
+    """The saved per-run, per-label recalibrations as records."""
+    return [[CalibratorState.from_dict(c, f"flip state, run {r}") for c in row] for r, row in enumerate(state["calibrators"])]
 
 
 @register("flip")
@@ -188,7 +194,7 @@ class FlipBlender(Blender):
         from ensemble.stack.state import calibrator_state
 
         return {"columns": np.asarray(self.perm_, int).tolist(), "inverted": np.asarray(self.invert_, bool).tolist(),
-                "calibrators": [[calibrator_state(c) for c in row] for row in self.cals_],
+                "calibrators": [[calibrator_state(c).to_dict() for c in row] for row in self.cals_],
                 "weights": np.asarray(self.weights_, float).tolist()}
 
     def _restore(self, state: dict) -> None:
@@ -196,7 +202,7 @@ class FlipBlender(Blender):
 
         self.perm_ = np.asarray(state["columns"], np.int64)
         self.invert_ = np.asarray(state["inverted"], bool)
-        self.cals_ = [[calibrator_from_state(c) for c in row] for row in state["calibrators"]]
+        self.cals_ = [[calibrator_from_state(c) for c in row] for row in _calibrators(state)]
         self.weights_ = np.asarray(state["weights"], float)
 
     @classmethod
@@ -214,7 +220,7 @@ class FlipBlender(Blender):
             per_label = []
             for j in range(labels):
                 q = g.op("Gather", g.op("Gather", Q, g.const(r, np.int64), axis=1), g.const(j, np.int64), axis=1)
-                per_label.append(g.logit(calibrator_ops(g, q, state["calibrators"][r][j]), LOGIT_EPS))
+                per_label.append(g.logit(calibrator_ops(g, q, _calibrators(state)[r][j]), LOGIT_EPS))
             cols.append(g.op("Unsqueeze", g.columns(per_label), g.axes(1)))
         Z = g.op("Concat", *cols, axis=1)
         return g.sigmoid(weighted_sum(g, Z, np.asarray(state["weights"], float)))

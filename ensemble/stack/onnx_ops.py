@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ensemble.artifacts.records import BlendState, CalibratorState
 from ensemble.errors import ContractError
 from ensemble.probability import CALIBRATION_EPS
 
@@ -65,16 +66,16 @@ def _piecewise_linear(g: Any, z: str, x: np.ndarray, y: np.ndarray) -> str:
     return g.op("Add", g.op("Mul", k, g.op("Sub", zc, lo_x)), lo_y)
 
 
-def calibrator_ops(g: Any, p: str, state: dict[str, Any]) -> str:
+def calibrator_ops(g: Any, p: str, state: CalibratorState) -> str:
     """One label's calibrator on `p` `(batch,)` float64, as `ensemble.stack.calibration` predicts."""
-    kind = state.get("kind", "none")
+    kind = state.kind
     if kind == "none":
         return p
     if kind in ("temperature", "platt"):
         x = g.logit(p, CALIBRATION_EPS) if kind == "temperature" else p
-        return g.sigmoid(g.op("Add", g.op("Mul", g.const(state["a"]), x), g.const(state["b"])))
+        return g.sigmoid(g.op("Add", g.op("Mul", g.const(state.a), x), g.const(state.b)))
     if kind == "beta":
-        a, b, c = (float(v) for v in state["coef"])
+        a, b, c = (float(v) for v in state.coef)
         pc = g.op("Clip", p, g.const(CALIBRATION_EPS), g.const(1 - CALIBRATION_EPS))
         f0 = g.op("Log", pc)
         f1 = g.op("Neg", g.op("Log", g.op("Sub", g.const(1.0), pc)))
@@ -82,8 +83,8 @@ def calibrator_ops(g: Any, p: str, state: dict[str, Any]) -> str:
         return g.sigmoid(z)
     if kind == "isotonic":
         z = g.logit(p, CALIBRATION_EPS)
-        iso = _piecewise_linear(g, z, np.asarray(state["x"], float), np.asarray(state["y"], float))
-        mix = float(state["mix"])
+        iso = _piecewise_linear(g, z, np.asarray(state.x, float), np.asarray(state.y, float))
+        mix = float(state.mix)
         return g.op("Add", g.op("Mul", g.const(1 - mix), iso), g.op("Mul", g.const(mix), g.sigmoid(z)))
     raise ValueError(f"unknown calibrator kind {kind!r}")
 
@@ -98,14 +99,14 @@ def blend_ops(g: Any, P: str, state: dict[str, Any], opset: int, subgraphs: list
     return g.clip01(BLENDERS[method].onnx_ops(g, P, state, opset, subgraphs))
 
 
-def calibrate_all(g: Any, S: str, calibrators: list[dict[str, Any]], n_labels: int) -> str:
+def calibrate_all(g: Any, S: str, calibrators: list[CalibratorState], n_labels: int) -> str:
     """`StackPipeline.predict`'s per-label calibrators, clipped to [0, 1]."""
-    if not calibrators or all(c.get("kind") == "none" for c in calibrators):
+    if not calibrators or all(c.kind == "none" for c in calibrators):
         return S
     return g.clip01(g.columns([calibrator_ops(g, g.column(S, j), calibrators[j]) for j in range(n_labels)]))
 
 
-def pipeline_ops(state: dict[str, Any], g: Any, P: str, opset: int, subgraphs: list) -> str:
+def pipeline_ops(state: BlendState, g: Any, P: str, opset: int, subgraphs: list) -> str:
     """A saved stack (`recipe.state`: blender then calibrators) as ONNX ops on `P` `(batch, runs, labels)`."""
-    S = blend_ops(g, P, state["blender"], opset, subgraphs)
-    return calibrate_all(g, S, state.get("calibrators") or [], int(state["blender"]["labels"]))
+    S = blend_ops(g, P, state.blender, opset, subgraphs)
+    return calibrate_all(g, S, state.calibrators, int(state.blender["labels"]))
