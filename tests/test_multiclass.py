@@ -182,7 +182,7 @@ def test_learned_blends_beat_the_best_run_and_temperature_keeps_the_argmax():
     result = stack(P, y, folds, P[:50], method="single", calibrate="temperature", labels=CLASSES,
                    task=MULTICLASS, metric="logloss")
     assert (result.test.argmax(axis=1) == P[:50, 0].argmax(axis=1)).all()
-    assert result.recipe.calibrators[0]["params"]["temperature"] != 1.0
+    assert result.recipe.calibrators[0].params["temperature"] != 1.0
 
 
 def test_label_by_label_options_refuse_multiclass_in_one_line():

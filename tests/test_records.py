@@ -14,7 +14,12 @@ from ensemble.stack.synthetic import make_runs
 
 OLD_RECIPE = {  # a recipe as e356ccc wrote it (keys as on disk)
     "method": "weighted", "params": {"objective": "logloss"}, "labels": ["fake", "real"], "fit_on": "clean",
-    "calibrate": "auto", "blender": {"weights": [[0.5, 0.5], [0.5, 0.5]]}, "calibrators": [], "decisions": [],
+    "calibrate": "auto", "blender": {"weights": [[0.5, 0.5], [0.5, 0.5]]}, "decisions": [],
+    "calibrators": [{"label": "fake", "calibrator": "none", "params": {}, "cv_scores": {"none": 0.2, "platt": 0.19},
+                     "gain": {"gain": 0.01, "lo": 0.001, "hi": 0.02}, "guard_gain": None,
+                     "rule": "none: platt's gain +0.0100 on the fit rows is not shared by the clean rows (cannot be scored)"},
+                    {"label": "real", "calibrator": "temperature", "params": {"temperature": 0.8, "bias": 0.1},
+                     "rule": "temperature: gain over none +0.0200, interval above zero"}],
     "state": {"version": 1, "blender": {"method": "weighted", "runs": 2, "labels": 2, "weights": [[0.5, 0.5], [0.5, 0.5]],
                                         "space": "logit"},
               "calibrators": [{"kind": "temperature", "a": 1.5, "b": -0.1}, {"kind": "none"},
@@ -33,6 +38,8 @@ def test_an_old_recipe_reads_typed_and_writes_back_the_same_json():
     assert [c.kind for c in recipe.state.calibrators] == ["temperature", "none", "beta", "isotonic"]
     assert recipe.state.calibrators[0] == CalibratorState("temperature", a=1.5, b=-0.1)
     assert isinstance(recipe.decision, DecisionRecord) and recipe.decision.rule == "weighted: gain above zero"
+    fake, real = recipe.calibrators
+    assert fake.guarded and fake.guard_gain is None and not real.guarded and real.params["temperature"] == 0.8
     assert json.dumps(recipe.to_dict(), sort_keys=True) == json.dumps(OLD_RECIPE, sort_keys=True)
 
 

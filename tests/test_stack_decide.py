@@ -267,8 +267,8 @@ def test_density_ratio_weights_recover_the_target_calibrator():
               P_tl=p_tl[:, None, None], y_tl=y_tl[:, None], folds_tl=folds_tl)
     plain = stack(p_oof[:, None, None], y_oof[:, None], folds, p_test[:, None, None], **kw)
     weighted = stack(p_oof[:, None, None], y_oof[:, None], folds, p_test[:, None, None], w_tl=w, **kw)
-    t_plain = plain.recipe.calibrators[0]["params"]["temperature"]
-    t_weighted = weighted.recipe.calibrators[0]["params"]["temperature"]
+    t_plain = plain.recipe.calibrators[0].params["temperature"]
+    t_weighted = weighted.recipe.calibrators[0].params["temperature"]
     assert t_plain < 1.6 < 3.0 < t_weighted  # the noisy condition needs a temperature near 4
     truth = y_test[:, None]
     assert competition_score(truth, weighted.test).score < competition_score(truth, plain.test).score - 0.01
@@ -301,7 +301,7 @@ def _auto_single(clean, testlike, test, rng):
     auto = stack(p[:, None, None], y[:, None], folds, p_test[:, None, None], calibrate="auto", **kw)
     none = stack(p[:, None, None], y[:, None], folds, p_test[:, None, None], calibrate="none", **kw)
     score = lambda r: competition_score(y_test[:, None], r.test)  # noqa: E731
-    return auto.recipe.calibrators[0], score(auto), score(none)
+    return auto.recipe.calibrators[0].to_dict(), score(auto), score(none)
 
 
 def test_calibrate_auto_keeps_a_calibration_the_clean_rows_share_and_the_test_gains():

@@ -102,6 +102,33 @@ class BlendState:
 
 
 @dataclass
+class CalibrationNote:
+    """`recipe.calibrators[j]`: the calibrator a label (or, multiclass, all classes) got, its parameters and
+    what decided it (`auto`: the rule in words, cross-validated scores, the gain interval over none and, where
+    the clean rows were asked, their gain — None when it could not be measured)."""
+
+    label: str
+    calibrator: str
+    params: dict[str, Any] = field(default_factory=dict)
+    rule: str | None = None
+    cv_scores: dict[str, float] | None = None
+    gain: dict[str, float] | None = None
+    guard_gain: float | None = None
+    guarded: bool = field(default=False, compare=False)  # the clean rows were asked: `guard_gain` is written
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _set({k: v for k, v in dataclasses.asdict(self).items() if k not in ("guard_gain", "guarded")})
+        return out | ({"guard_gain": self.guard_gain} if self.guarded else {})
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> CalibrationNote:
+        if isinstance(raw, dict) and "guarded" in raw:
+            raise DataError(f"{source}: unknown key 'guarded'")
+        note = _checked(cls, raw, source)
+        return dataclasses.replace(note, guarded="guard_gain" in raw)
+
+
+@dataclass
 class DecisionRecord:
     """`recipe.decision`: what the decision rule chose over which baseline, in words, and each candidate's test."""
 
@@ -180,7 +207,7 @@ class Recipe:
     fit_on: str                          # resolved: clean, testlike, both (or test: no OOF)
     calibrate: str
     blender: dict[str, Any]
-    calibrators: list[dict[str, Any]]
+    calibrators: list[CalibrationNote]
     decisions: list[Any]
     state: BlendState | None             # the exact fitted blend and calibrators, for `ens export` (None: bare)
     runs: list[dict[str, Any]] = field(default_factory=list)  # run, manifest_sha256, files
@@ -203,17 +230,21 @@ class Recipe:
         return [entry["run"] for entry in self.runs]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(dataclasses.replace(self, state=None, decision=None)) | {
+        return dataclasses.asdict(dataclasses.replace(self, state=None, decision=None, calibrators=[])) | {
             "state": {} if self.state is None else self.state.to_dict(),
-            "decision": None if self.decision is None else self.decision.to_dict()}
+            "decision": None if self.decision is None else self.decision.to_dict(),
+            "calibrators": [c.to_dict() for c in self.calibrators]}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> Recipe:
         recipe = _checked(cls, raw, source)
-        decision = recipe.decision
+        decision, notes = recipe.decision, recipe.calibrators
+        if not isinstance(notes, list):
+            raise DataError(f"{source}: 'calibrators' must be a list")
         return dataclasses.replace(
             recipe, state=BlendState.from_dict(recipe.state, f"{source}.state"),
-            decision=None if decision is None else DecisionRecord.from_dict(decision, f"{source}.decision"))
+            decision=None if decision is None else DecisionRecord.from_dict(decision, f"{source}.decision"),
+            calibrators=[CalibrationNote.from_dict(c, f"{source}.calibrators[{j}]") for j, c in enumerate(notes)])
 
 
 @dataclass

@@ -63,8 +63,8 @@ def calibrator_lines(recipe: Recipe) -> list[str]:
     """The calibrator per label and why `auto` picked it."""
     out = []
     for cal in recipe.calibrators:
-        why = f" ({cal['rule']})" if cal.get("rule") else ""
-        out.append(f"calibrator, {cal.get('label')}: {cal.get('calibrator')}{why}")
+        why = f" ({cal.rule})" if cal.rule else ""
+        out.append(f"calibrator, {cal.label}: {cal.calibrator}{why}")
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ensemble.artifacts.records import Recipe
+from ensemble.artifacts.records import CalibrationNote, Recipe
 from ensemble.audio.domain import shown_faithful
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
@@ -252,7 +252,8 @@ def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labe
     return Recipe(
         method=method, params=blender.get_params(), labels=list(labels), fit_on=fit_on, calibrate=calibrate,
         blender=blender.recipe(),
-        calibrators=[{**c, "label": labels[c["label"]] if isinstance(c["label"], int) else c["label"]}
+        calibrators=[CalibrationNote.from_dict({**c, "label": labels[c["label"]] if isinstance(c["label"], int)
+                                                else c["label"]}, "the stacker's calibration")
                      for c in final.calibration_],
         decisions=getattr(blender, "decisions_", []),
         state=pipeline_state(blender, final.calibrators_),  # exact, for `ens export`
