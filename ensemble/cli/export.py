@@ -22,7 +22,7 @@ def export_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Export a submission's whole chain (fold models, pooling, blend, calibration, prior) as one ONNX file."""
-    from ensemble.commands.export import export_submission
+    from ensemble.commands.export import Int8Check, export_submission
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import Workspace
 
@@ -31,7 +31,7 @@ def export_cmd(
     target = out if out is not None else ws.root / "exports" / f"{submission}.onnx"
     with event_printer(console()) as show:
         done = export_submission(ws, submission, target, quantize=quantize, force=force, comp=comp,
-                                 max_score_change=max_score_change, check_rows=check_rows, progress=show)
+                                 int8=Int8Check(max_score_change, check_rows), progress=show)
     typer.echo(f"wrote {done.path} ({done.bytes / 1e6:.1f} MB): runs {', '.join(done.runs)}, {done.folds} fold graphs")
     if done.score_check:
         c = done.score_check

@@ -312,9 +312,17 @@ def quantization_check(ws, comp, recipe: Recipe, variants: dict[str, list[RunGra
     return out
 
 
+@dataclass(frozen=True)
+class Int8Check:
+    """How `--quantize int8` is checked: on `rows` seeded OOF clips, refused beyond `max_score_change`."""
+
+    max_score_change: float = 0.002
+    rows: int = 2000
+    seed: int = 0
+
+
 def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force: bool = False,
-                      comp=None, max_score_change: float = 0.002, check_rows: int = 2000, seed: int = 0,
-                      progress: Progress | None = None) -> Exported:
+                      comp=None, int8: Int8Check = Int8Check(), progress: Progress | None = None) -> Exported:
     """Write submission `name` as one ONNX file at `out`; int8 only when the score check allows it."""
     from ensemble.errors import ExistsError
 
@@ -330,13 +338,14 @@ def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force
     model_q, runs, recipe = build_submission_model(ws, name, quantize)
     model_f, runs_f, _ = build_submission_model(ws, name)
     with tempfile.TemporaryDirectory(prefix="ens-export-", dir=out.parent if out.parent.exists() else None) as tmp:
-        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        fp32, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         save_model(model_f, fp32)
-        save_model(model_q, int8)
-        check = quantization_check(ws, comp, recipe, {"fp32": runs_f, "int8": runs}, {"fp32": fp32, "int8": int8},
-                                   check_rows, seed, progress)
+        save_model(model_q, int8_path)
+        max_score_change = int8.max_score_change
+        check = quantization_check(ws, comp, recipe, {"fp32": runs_f, "int8": runs}, {"fp32": fp32, "int8": int8_path},
+                                   int8.rows, int8.seed, progress)
         check["max_change"] = max_score_change
-        check["fp32_bytes"], check["int8_bytes"] = fp32.stat().st_size, int8.stat().st_size
+        check["fp32_bytes"], check["int8_bytes"] = fp32.stat().st_size, int8_path.stat().st_size
         if check["change"] > max_score_change:
             raise ContractError(f"int8 worsens the OOF score on {check['rows']} train clips by {check['change']:+.5f} "
                                 f"(fp32 {check['fp32']:.5f}, int8 {check['int8']:.5f}; clips/s fp32 {check['fp32_clips_per_s']:.1f}, "
