@@ -55,6 +55,7 @@ def stack(ws, name, *args):
 
 CASES = {
     "mean": ["--method", "mean", "--calibrate", "temperature"],
+    "median": ["--method", "median", "--calibrate", "none"],
     "hillclimb": ["--method", "hillclimb", "--calibrate", "platt"],
     "logreg": ["--method", "logreg", "--calibrate", "isotonic"],
     "lgbm": ["--method", "lgbm", "--calibrate", "beta", "--fit-on", "clean"],

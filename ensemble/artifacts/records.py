@@ -229,6 +229,16 @@ class Recipe:
     def run_names(self) -> list[str]:
         return [entry["run"] for entry in self.runs]
 
+    @property
+    def meta_columns(self) -> list[str]:
+        """The per-clip meta-feature columns the blend reads beside the logits (none: [])."""
+        return list((self.meta_features or {}).get("columns", []))
+
+    @property
+    def meta_set_names(self) -> list[str]:
+        """The feature sets those columns come from."""
+        return [s["name"] for s in (self.meta_features or {}).get("sets", [])]
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(dataclasses.replace(self, state=None, decision=None, calibrators=[])) | {
             "state": {} if self.state is None else self.state.to_dict(),

@@ -168,7 +168,7 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ContractError(f"{sidecar_path}: recipe.state holds no fitted blend (a hand-made submission?); stack it "
                             "with ens to export it")
     if recipe.state.meta_columns or recipe.meta_features:
-        columns = ", ".join((recipe.meta_features or {}).get("columns", [])) or "meta-features"
+        columns = ", ".join(recipe.meta_columns) or "meta-features"
         raise ConfigError(f"submission {name!r} blends per-clip meta-features ({columns}), which an exported graph "
                           "cannot compute yet (the voice-activity detector is not in it); export a submission "
                           "stacked without them (`ens stack … --meta none`)")

@@ -52,7 +52,7 @@ def blender_lines(recipe: Recipe) -> list[str]:
     from ensemble.stack.base import BLENDERS
 
     names, labels, method = recipe.run_names, list(recipe.labels), recipe.method
-    meta = list((recipe.meta_features or {}).get("columns", []))
+    meta = recipe.meta_columns
     lines = [f"meta-features beside the logits: {', '.join(meta)}"] if meta else []
     if method in BLENDERS:
         lines += BLENDERS[method].describe(recipe.blender, names, labels, meta)

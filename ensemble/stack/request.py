@@ -135,8 +135,7 @@ class StackRequest:
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> StackRequest:
         """The request that re-runs a written recipe (no writing): same runs, method, options, seed, metric."""
-        sets = (recipe.meta_features or {}).get("sets", [])
         return cls(runs=tuple(recipe.run_names), method=recipe.method, params=recipe.params,
                    calibrate=recipe.calibrate, test_prior=str(recipe.test_prior), fit_on=recipe.fit_on,
-                   seed=int(recipe.seed), meta=",".join(s["name"] for s in sets) or "none", metric=recipe.metric,
+                   seed=int(recipe.seed), meta=",".join(recipe.meta_set_names) or "none", metric=recipe.metric,
                    write=False)
