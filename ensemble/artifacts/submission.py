@@ -83,6 +83,15 @@ def _backup(path: Path) -> Path:
     return path.with_name(f".{path.name}.bak-{os.getpid()}")
 
 
+def _put_back(backup: Path, target: Path) -> None:
+    """Rename `backup` over `target`; when both are still one file (a hard link), just drop the backup
+    (a rename between two links of one file does nothing, POSIX says)."""
+    if target.exists() and os.path.samefile(backup, target):
+        backup.unlink()
+    else:
+        os.replace(backup, target)
+
+
 def _restore_backups(ws: Workspace, name: str) -> list[str]:
     """Put back the old pair a killed forced writer (a dead pid) had backed up and not yet replaced.
 
@@ -100,7 +109,7 @@ def _restore_backups(ws: Workspace, name: str) -> list[str]:
             if committed:
                 backup.unlink()
             else:
-                os.replace(backup, target)
+                _put_back(backup, target)
                 notes.append(f"restored {target}: a forced write (pid {pid}) was killed while replacing it")
     return notes
 
@@ -164,7 +173,7 @@ def write_submission(ws: Workspace, frame: pd.DataFrame, comp: Competition, side
         except BaseException:
             if not csv.is_file() or csv_tmp.exists():  # not committed: the old pair comes back whole
                 for backup, target in backups:
-                    os.replace(backup, target)
+                    _put_back(backup, target)
             raise
         finally:
             for path in (csv_tmp, meta_tmp, *(b for b, _ in backups)):
