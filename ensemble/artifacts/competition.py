@@ -16,7 +16,7 @@ from ensemble.artifacts.io import file_sha256, read_csv
 from ensemble.task import MULTICLASS, MULTILABEL, Task, task_named
 
 AUDIO_SUFFIXES = {".ogg", ".wav", ".flac", ".mp3", ".opus", ".aiff", ".aif"}
-SUM_TOL = 1e-6  # a multiclass row's probabilities sum to 1 within this
+SUM_TOL = 1e-4  # a multiclass row's probabilities sum to 1 within this (CSVs rounded to 6 places pass)
 
 
 def check_rows_sum_to_one(df: pd.DataFrame, labels: list[str], source: Path | str) -> None:
@@ -97,22 +97,35 @@ class Competition:
         """Label columns in submission order."""
         return [c for c in self.sample.columns if c != "id"]
 
-    @cached_property
+    @property
     def task(self) -> Task:
-        """MULTICLASS (one class per clip, softmax, rows sum to 1) or MULTILABEL (independent 0/1 columns).
+        """MULTICLASS (one class per clip, softmax, rows sum to 1) or MULTILABEL (independent 0/1 columns)."""
+        return self.task_decision[0]
 
-        Detected as multiclass when `train.csv` has a `label` column, the sample submission has three or
-        more class columns and its rows sum to 1. Two columns stay multi-label: a fake/real set looks the
-        same (one label per train clip, 0.5/0.5 sample rows) while its test clips may hold both voices, so
-        a two-class multiclass task says `--task multiclass`.
+    @cached_property
+    def task_decision(self) -> tuple[Task, str]:
+        """The task and why, decided from what train.csv's labels say (`--task` overrides).
+
+        A `label` column naming one of three or more classes per clip is multiclass; one 0/1 column per
+        label is multi-label. A `label` column over two classes stays multi-label: a fake/real set looks
+        the same (one label per train clip) while its test clips may hold both voices, so a two-class
+        multiclass task says `--task multiclass`. `sample_submission.csv` only names the columns and their
+        order: its values (rounded uniform rows, zeros, one-hot rows) decide nothing.
         """
         if self.explicit_task is not None:
-            return self.explicit_task
-        if "label" not in self.train.columns or len(self.labels) < 3:
-            return MULTILABEL
-        values = self.sample[self.labels].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-        sums = values.sum(axis=1)
-        return MULTICLASS if np.isfinite(sums).all() and np.allclose(sums, 1.0, rtol=0, atol=SUM_TOL) else MULTILABEL
+            return self.explicit_task, "set by --task or the workspace's ens.toml"
+        n = len(self.labels)
+        if "label" not in self.train.columns:
+            return MULTILABEL, "train.csv has one 0/1 column per label"
+        if n < 3:
+            return MULTILABEL, (f"train.csv has one `label` column over {n} classes, read as independent columns: "
+                                "a test clip may hold both; pass --task multiclass if each holds exactly one")
+        return MULTICLASS, f"train.csv has one `label` column: one of {n} classes per clip"
+
+    def task_note(self) -> str:
+        """`task: multiclass (train.csv has …)`: the line commands that decide the task print."""
+        task, why = self.task_decision
+        return f"task: {task.name} ({why})"
 
     @property
     def test_ids(self) -> pd.Series:

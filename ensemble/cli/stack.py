@@ -52,6 +52,7 @@ def stack_cmd(
             say(f"next: `ens stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
                 f"as {done.name}")
             return
+    say(comp.task_note())
     for note in done.written.cleaned:
         typer.echo(f"warning: {note}", err=True)  # whole: it names files to find
     typer.echo(stack_summary(done.written.csv, done.result, done.sidecar.recipe, out.width))

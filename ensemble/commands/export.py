@@ -222,7 +222,14 @@ def save_model(model: Any, path: Path) -> int:
 
     from ensemble.artifacts.io import atomic_path
 
+    from ensemble.export.graph import METADATA_DIGEST, metadata_digest
+
     path = Path(path)
+    props = {p.key: p.value for p in model.metadata_props if p.key != METADATA_DIGEST}
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key=METADATA_DIGEST, value=metadata_digest(props))  # checked by `ensemble.load`
     big = model.ByteSize() >= 2**31 - 2**24
     with atomic_path(path) as tmp:
         if big:  # the weights file is written in place; the graph that points at it lands last
