@@ -105,12 +105,12 @@ def export_testlike(ws: Workspace, comp: Competition, out: Path, sr: int = 16000
 
     if not isinstance(sr, int) or not 1000 <= sr <= 384_000:
         raise ConfigError(f"--rate {sr!r} is invalid; accepted: an integer sample rate in 1000–384000 Hz")
+    out = Path(out)
+    check_replaceable(out, force, "folder")
     clips = load_testlike(ws)
     if clips is None:
         raise DataError(f"{ws.models_dir / TESTLIKE_FILE}: no test-like clips in this workspace yet; "
                         "the first `ens finetune` (or `ens testlike check`) makes them")
-    out = Path(out)
-    check_replaceable(out, force, "folder")
     for clip_id in clips["id"].astype(str):
         check_name(clip_id, "test-like clip")
     load, load_background = train_loader(comp, load_folds(ws), sr), background_loader(comp, sr)
