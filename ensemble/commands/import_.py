@@ -33,7 +33,9 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     imported run is judged, blended and calibrated on them like a fine-tuned one.
     """
     run_dir = ws.run_dir(name)
-    check_replaceable_run(run_dir, force)
+    with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):  # before any compute: tidy, then check
+        recover_dir(run_dir, _is_run)
+        check_replaceable_run(run_dir, force)
     if testlike_csv is not None and not comp.task.has_testlike:
         raise DataError("--testlike: a multiclass task has no test-like set (its clips mix voices)")
     if testlike_csv is not None and oof_csv is None:
@@ -53,7 +55,7 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     )
     ws.models_dir.mkdir(parents=True, exist_ok=True)
     with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):
-        recover_dir(run_dir, lambda d: (d / RUN_MANIFEST_FILE).is_file())
+        recover_dir(run_dir, _is_run)
         check_replaceable_run(run_dir, force)  # again, under the lock: a writer may have finished meanwhile
         staging = staged_dir(run_dir)
         try:
@@ -73,6 +75,10 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return load_run(ws, name)
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / RUN_MANIFEST_FILE).is_file()
 
 
 def check_replaceable_run(run_dir: Path, force: bool) -> None:
