@@ -61,6 +61,10 @@ def merge_config(path: Path, values: dict, ctx) -> dict:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML (byte {exc.start} is not UTF-8 text)") from None
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{path}: not a TOML table of options")
     stored = {k.replace("-", "_"): v for k, v in stored.items()}
     unknown = sorted(set(stored) - set(values))
     if unknown:
