@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -51,6 +52,23 @@ def check_rows(df: pd.DataFrame, source: Path | str) -> None:
         raise DataError(f"{source}: no rows, only a header; expected one row per clip")
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    """A competition CSV (`read_csv`) whose header names every column once: pandas would rename a second
+    `fake` to `fake.1`, and the file at fault would then be blamed as another one missing a column."""
+    frame = read_csv(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error):
+        return frame  # read_csv read it: its header is plain enough for pandas' own naming
+    seen: set[str] = set()
+    for name in (h.strip() for h in header):
+        if name in seen:
+            raise DataError(f"{path}: column {name!r} appears twice in the header; every column name must be unique")
+        seen.add(name)
+    return frame
+
+
 def check_paths(df: pd.DataFrame, root: Path, source: Path | str) -> None:
     """Every `path` is relative and resolves (symlinks followed) inside the competition folder `root`.
 
@@ -84,7 +102,7 @@ class Competition:
         if not root.is_dir():
             raise DataError(f"{root}: competition folder not found")
         path = root / "sample_submission.csv"
-        sample = read_csv(path)
+        sample = read_table(path)
         require_columns(sample, ["id"], path)
         check_rows(sample, path)
         check_ids(sample["id"], path)
@@ -135,7 +153,7 @@ class Competition:
     @staticmethod
     def _clip_table(path: Path) -> pd.DataFrame:
         """A CSV of clips (`train.csv`, `test.csv`): `id` and `path` columns, sane rows, unique ids."""
-        df = read_csv(path)
+        df = read_table(path)
         require_columns(df, ["id", "path"], path)
         check_rows(df, path)
         check_ids(df["id"], path)
@@ -155,6 +173,7 @@ class Competition:
     def targets(self) -> np.ndarray:
         """Multi-hot targets `(train rows, labels)` as float64 0/1, aligned with `train`."""
         y = targets_from_frame(self.train, self.labels, self.root / "train.csv")
+        check_every_label_seen(self.train, y, self.labels, self.root / "train.csv", self.root / "sample_submission.csv")
         if self.task.exclusive:
             check_one_class(self.train, y, self.labels, self.root / "train.csv")
         return y
@@ -185,7 +204,14 @@ class Competition:
         folder = self.root / "unlabeled_data"
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        inside = os.path.realpath(self.root)  # as for train/test paths: a symlink out of the folder is refused
+        for p in paths:
+            real = os.path.realpath(p)
+            if os.path.commonpath([inside, real]) != inside:
+                raise DataError(f"{p}: resolves to {real}, outside the competition folder {self.root}; files in "
+                                "unlabeled_data/ must stay inside it")
+        return paths
 
     def fingerprint(self) -> dict[str, str]:
         """Hashes of the CSVs and of the audio list (names and sizes): runs on other data never blend."""
@@ -224,6 +250,17 @@ def targets_from_frame(df: pd.DataFrame, labels: list[str], source: Path | str) 
         cell = cell.item() if hasattr(cell, "item") else cell  # 0.5, not np.float64(0.5)
         raise DataError(f"{source}: id {df['id'].iloc[i]!r} column {labels[j]!r} is {cell!r}; expected 0 or 1")
     return block
+
+
+def check_every_label_seen(df: pd.DataFrame, y: np.ndarray, labels: list[str], source: Path | str,
+                           sample: Path | str) -> None:
+    """Every label column of the sample submission is set on at least one train row: a column no train label
+    names cannot be learnt (and its CV score is undefined), so it is refused before any fold is built."""
+    unseen = [label for label, count in zip(labels, y.sum(axis=0)) if count == 0]
+    if unseen:
+        how = "names it in its 'label' column" if "label" in df.columns else f"has {unseen[0]!r} = 1"
+        raise DataError(f"{sample}: label column {unseen[0]!r} is never set in {source} (no row {how}); "
+                        f"train labels seen: {', '.join(l for l in labels if l not in unseen) or 'none'}")
 
 
 def check_one_class(df: pd.DataFrame, y: np.ndarray, labels: list[str], source: Path | str) -> None:

@@ -230,6 +230,8 @@ def read_json(path: Path) -> dict:
         raise DataError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON (byte {exc.start} is not UTF-8 text)") from None
 
 
 def read_csv(path: Path) -> pd.DataFrame:

@@ -9,6 +9,7 @@ Files written before records carried a `schema` read as schema 1.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -128,7 +129,12 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> Recipe:
-        return _checked(cls, raw, source)
+        recipe = _checked(cls, raw, source)
+        runs = recipe.runs  # every reader indexes entry["run"]: a hand-edited list fails here, in one line
+        if not isinstance(runs, list) or not all(isinstance(e, dict) and isinstance(e.get("run"), str) for e in runs):
+            raise DataError(f"{source}: recipe.runs must be a list of {{'run': NAME, 'manifest_sha256': …}}; "
+                            f"got {json.dumps(runs, default=str)[:120]}")
+        return recipe
 
 
 @dataclass
