@@ -7,13 +7,18 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.cli.config import parse_params
+from ensemble.stack.base import BLENDERS
 from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, command, console, fail, say, workspace_and_competition
+
+# every registered method with its own one-phrase summary: a new method is listed by registering it
+METHOD_HELP = ("auto (the best single run unless a blend or calibration credibly beats it); "
+               + "; ".join(f"{name} ({cls.summary})" for name, cls in BLENDERS.items()) + ".")
 
 
 @command("stack")
 def stack_cmd(
     runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to blend (names in models/).")],
-    method: Annotated[str, typer.Option("--method", "-m", help="auto (the best single run unless a blend or calibration credibly beats it); mean, logit or rank (equal-weight averages of probabilities, logits, ranks); weighted (weights fitted to the OOF); hillclimb (greedy forward selection of runs, with repeats, bagged); flip (first re-orients runs whose label columns look swapped or inverted, then recalibrates and weights them); logreg or lgbm (a logistic regression / LightGBM on the runs' logits); or single (one run, --param run=INDEX).")] = "mean",
+    method: Annotated[str, typer.Option("--method", "-m", help=METHOD_HELP)] = "mean",
     name: Annotated[Optional[str], typer.Option("--name", help="Submission name (default: <method>-<runs>).")] = None,
     calibrate: Annotated[str, typer.Option("--calibrate", help="auto (a calibrator only where it credibly beats none), none, temperature, platt, isotonic or beta.")] = "auto",
     test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, or an assumed prior such as 0.4.")] = "none",

@@ -13,6 +13,7 @@ than `max_score_change`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
@@ -26,6 +27,8 @@ from ensemble.artifacts.records import Recipe, Sidecar
 from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.export.graph import OUTPUT, RunGraphs, build_model, metadata_json, preprocessing
 from ensemble.progress import Progress
+from ensemble.stack.base import BLENDERS
+from ensemble.stack.onnx_ops import pipeline_ops
 
 FORMAT_VERSION = "1"
 QUANTIZE = ("none", "int8")
@@ -182,7 +185,7 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         hashes["sidecar"] = file_sha256(sidecar_path)
         hashes["submission_csv"] = file_sha256(csv)
         metadata = _metadata(name, sidecar, labels, rate, runs, hashes, quantize)
-        model = build_model(runs, state, recipe.prior, labels, metadata)
+        model = build_model(runs, functools.partial(pipeline_ops, state), recipe.prior, labels, metadata)
     return model, runs, replace(recipe, state=state)
 
 
@@ -200,20 +203,10 @@ def check_submission_integrity(csv: Path, sidecar_path: Path, sidecar: Sidecar) 
 
 
 def used_runs(n_runs: int, state: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:
-    """Indices of the runs the blend reads — `single`'s run, the runs with a weight in `weighted`/`hillclimb`
-    (a zero weight adds exactly nothing), else all — and the state re-indexed to them."""
-    blender = dict(state["blender"])
-    if blender["method"] == "single":
-        keep = [int(blender["run"])]
-        blender["run"] = 0
-    elif blender["method"] in ("weighted", "hillclimb"):
-        weights = np.asarray(blender["weights"], float)
-        keep = [r for r in range(n_runs) if np.any(weights[r] != 0)]
-        blender["weights"] = weights[keep].tolist()
-    else:
-        return list(range(n_runs)), state
-    blender["runs"] = len(keep)
-    return keep, {**state, "blender": blender}
+    """Indices of the runs the blend reads (the method's `select_runs`: `single`'s run, the runs with a
+    weight, else all) and the state re-indexed to them."""
+    keep, blender = BLENDERS.get(state["blender"]["method"]).select_runs(state["blender"])
+    return (keep, state) if blender is state["blender"] else (keep, {**state, "blender": blender})
 
 
 def save_model(model: Any, path: Path) -> int:
@@ -322,8 +315,8 @@ def quantization_check(ws, comp, recipe: Recipe, variants: dict[str, list[RunGra
         if np.isnan(P).any():
             raise ContractError("the runs' folds do not cover the workspace's folds file; the score check needs them all")
         opset = max(o.version for o in runs[0].folds[0].opset_import if o.domain in ("", "ai.onnx"))
-        blend = _session(build_blend_model(recipe.state, recipe.prior, len(runs), len(labels), opset,
-                                           runs[0].folds[0].ir_version))
+        blend = _session(build_blend_model(functools.partial(pipeline_ops, recipe.state), recipe.prior, len(runs),
+                                           len(labels), opset, runs[0].folds[0].ir_version))
         p = blend.run([OUTPUT], {"P": P})[0]
         try:
             out[key] = competition_score(y, p, labels).score

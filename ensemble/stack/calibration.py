@@ -233,14 +233,16 @@ def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray,
 def _guard_gain(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sample_weight: np.ndarray | None,
                 guard: tuple[np.ndarray, np.ndarray, np.ndarray], scorer: Scorer) -> float | None:
     """The gain of calibrator `name` over `none` on the guard rows, each row calibrated by a calibrator
-    fitted on the fit rows of other folds; None where it cannot be measured."""
+    fitted on the fit rows of other folds; None where it cannot be measured (the metric raises, or is
+    undefined, e.g. an AUC on guard rows of one class)."""
     pg, yg, fg = guard
     out = _cross_fitted(name, p, y, folds, sample_weight, pg, fg)
     try:
         none, cal = scorer.column_losses(yg, np.column_stack([pg, out]))
     except MetricError:
         return None
-    return float(none - cal)
+    gain = float(none - cal)
+    return gain if np.isfinite(gain) else None
 
 
 def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0,

@@ -51,8 +51,9 @@ class Candidate:
 
 
 def blend_methods() -> list[str]:
-    """Every registered method that blends runs (`single` passes one run through)."""
-    return [name for name in BLENDERS if name != "single"]
+    """Every registered method that is a blend candidate (`single` passes one run through: its candidates
+    are the runs themselves)."""
+    return [name for name, cls in BLENDERS.items() if cls.candidate]
 
 
 def candidates(run_names: Sequence[str], methods: Sequence[str] | None = None,

@@ -11,19 +11,12 @@ from ensemble.artifacts.records import Recipe
 
 ONE_RUN = 0.95  # a share of the weight this large means the blend is, in effect, that run
 
-BLEND_WORDS = {
-    "mean": "the plain mean of the runs' probabilities",
-    "logit": "the mean of the runs' logits",
-    "rank": "the mean of the runs' ranks",
-    "lgbm": "LightGBM trees on the runs' logits (no per-run weights to show)",
-}
-
 
 def _num(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _weights(names: list[str], labels: list[str], weights: list[list[float]], word: str) -> list[str]:
+def weight_lines(names: list[str], labels: list[str], weights: list[list[float]], word: str) -> list[str]:
     """One line per label: `run weight` pairs; a note when one run takes (nearly) all the weight."""
     lines = []
     heavy = set()
@@ -38,7 +31,7 @@ def _weights(names: list[str], labels: list[str], weights: list[list[float]], wo
     return lines
 
 
-def _coefficients(names: list[str], labels: list[str], coef: list[Any], meta: list[str]) -> list[str]:
+def coefficient_lines(names: list[str], labels: list[str], coef: list[Any], meta: list[str]) -> list[str]:
     lines = []
     for label, row in zip(labels, coef):
         if isinstance(row, float):
@@ -54,28 +47,15 @@ def _coefficients(names: list[str], labels: list[str], coef: list[Any], meta: li
 
 
 def blender_lines(recipe: Recipe) -> list[str]:
-    """How the runs are combined, in words."""
-    names, labels, method, blender = recipe.run_names, list(recipe.labels), recipe.method, recipe.blender
-    if "run" in blender and method == "single":
-        k = int(blender["run"])
-        return [f"uses run {names[k] if k < len(names) else k} alone"]
+    """How the runs are combined, in words: the meta-features beside the logits, then the method's own
+    words (`Blender.describe`)."""
+    from ensemble.stack.base import BLENDERS
+
+    names, labels, method = recipe.run_names, list(recipe.labels), recipe.method
     meta = list((recipe.meta_features or {}).get("columns", []))
     lines = [f"meta-features beside the logits: {', '.join(meta)}"] if meta else []
-    if method == "flip":
-        for r, name in enumerate(names):
-            cols, inv = (blender.get("columns") or [])[r:r + 1], (blender.get("inverted") or [])[r:r + 1]
-            if cols and list(cols[0]) != list(range(len(labels))):
-                lines.append(f"flip: {name}'s columns re-ordered to " + ", ".join(labels[c] for c in cols[0]))
-            if inv and any(inv[0]):
-                lines.append(f"flip: {name} inverted for " + ", ".join(l for l, i in zip(labels, inv[0]) if i))
-        if not lines:
-            lines.append("flip: no run's columns swapped or inverted")
-    if "weights" in blender:
-        lines += _weights(names, labels, blender["weights"], "weights")
-    elif "coef" in blender:
-        lines += _coefficients(names, labels, blender["coef"], meta)
-    elif method in BLEND_WORDS:
-        lines.append(f"{BLEND_WORDS[method]}: {', '.join(names)}")
+    if method in BLENDERS:
+        lines += BLENDERS[method].describe(recipe.blender, names, labels, meta)
     return lines
 
 
