@@ -161,7 +161,8 @@ def test_import_says_what_to_run_next(tmp_path, csv_competition):
     test = write_predictions(tmp_path / "t.csv", ids, np.full((len(ids), 2), 0.5))
     result = ens("import", "a", "--test", test, "--data", csv_competition)
     assert result.exit_code == 0, result.output
-    assert "next: `ens board` lists it; `ens stack a OTHER_RUN --compare`" in flat(result.output)
+    # without OOF a comparison cannot run: the hint offers what can
+    assert "next: `ens board` lists it; `ens stack a OTHER_RUN --method mean`" in flat(result.output)
 
 
 @pytest.mark.parametrize("args, error", [

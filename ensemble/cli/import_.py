@@ -28,4 +28,7 @@ def import_cmd(
     cv = run.manifest.cv
     tail = f" (CV {cv['score']:.5f})" if cv else " (no OOF: can be averaged, not learned from)"
     typer.echo(f"imported run {name} into {run.dir}{tail}")
-    say(f"next: `ens board` lists it; `ens stack {name} OTHER_RUN --compare` tells whether a blend helps")
+    if cv:
+        say(f"next: `ens board` lists it; `ens stack {name} OTHER_RUN --compare` tells whether a blend helps")
+    else:  # a comparison needs every run's OOF
+        say(f"next: `ens board` lists it; `ens stack {name} OTHER_RUN --method mean` averages it with another run")
