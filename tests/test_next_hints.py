@@ -52,3 +52,35 @@ def test_every_printed_next_command_runs(two_runs, workspace, tmp_path, csv_comp
     assert (workspace / "submissions" / "auto-r0+r1.csv").exists()
     assert (workspace / "submissions" / "asked.csv").exists()
     assert sorted(p.name for p in (workspace / "submissions").glob("*.csv")) == ["asked.csv", "auto-r0+r1.csv", "mean-c+r0.csv"]
+
+
+def test_the_quick_start_puts_ens_on_the_path_before_it_uses_it():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = quick.split("```bash", 1)[1].split("```", 1)[0].splitlines()
+    lines = [line.split("#")[0].strip() for line in block if line.strip()]
+    first_ens = next(i for i, line in enumerate(lines) if line.startswith("ens "))
+    assert ". .venv/bin/activate" in lines[:first_ens], lines  # `make` installs ens into .venv only
+
+
+def test_hints_name_the_ens_that_ran_when_the_path_finds_another(tmp_path, monkeypatch):
+    from ensemble.cli.shared import ens_prog
+
+    script = tmp_path / ".venv" / "bin" / "ens"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [".venv/bin/ens", "demo"])
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert ens_prog() == ".venv/bin/ens"  # not activated: the hint is runnable as printed
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert ens_prog() == "ens"  # activated
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "ens").write_text("#!/bin/sh\n")
+    (other / "ens").chmod(0o755)
+    monkeypatch.setenv("PATH", str(other))
+    assert ens_prog() == ".venv/bin/ens"  # another `ens` (PyPI's is the Ethereum Name Service) first on PATH

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.cli.config import parse_params
-from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, command, console, fail, say, workspace_and_competition
+from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, command, console, fail, ens_prog, say, workspace_and_competition
 
 
 @command("stack")
@@ -49,7 +49,7 @@ def stack_cmd(
     if compare:
         out.print(compare_table(done.comparison, out.width))
         if done.written is None:
-            say(f"next: `ens stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
+            say(f"next: `{ens_prog()} stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
                 f"as {done.name}")
             return
     for note in done.written.cleaned:
@@ -57,5 +57,5 @@ def stack_cmd(
     typer.echo(stack_summary(done.written.csv, done.result, done.sidecar.recipe, out.width))
     if test_prior != "none" and (table := prior_table(done.result)) is not None:
         out.print(table)
-    say(f"next: submit {done.written.csv.name} on the contest site, then `ens lb {done.name} --public SCORE`; "
-        "`ens report` shows it with figures")
+    say(f"next: submit {done.written.csv.name} on the contest site, then `{ens_prog()} lb {done.name} --public SCORE`; "
+        f"`{ens_prog()} report` shows it with figures")
