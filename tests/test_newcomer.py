@@ -1,4 +1,5 @@
-"""Every `next:` hint a command prints runs as printed: the name a hint gives is the file that was written."""
+"""What a newcomer meets: every `next:` hint runs as printed, the quick start leaves `ens` runnable, the
+distribution installs under a name of its own."""
 
 from __future__ import annotations
 
@@ -84,3 +85,17 @@ def test_hints_name_the_ens_that_ran_when_the_path_finds_another(tmp_path, monke
     (other / "ens").chmod(0o755)
     monkeypatch.setenv("PATH", str(other))
     assert ens_prog() == ".venv/bin/ens"  # another `ens` (PyPI's is the Ethereum Name Service) first on PATH
+
+
+def test_the_distribution_has_a_name_of_its_own_and_the_readme_installs_it():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["name"] not in ("ens", "ensemble")  # PyPI's: the Ethereum Name Service, another package
+    assert project["scripts"]["ens"] == "ensemble.cli:main"
+    readme = (root / "README.md").read_text()
+    installs = re.findall(r"pip install ([^\n#]+)", readme)
+    assert installs and not [i for i in installs if re.search(r"(^|\s)['\"]?(ens|ensemble)(\[|['\"]?\s|['\"]?$)", i)]
