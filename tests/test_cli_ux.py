@@ -124,8 +124,18 @@ def test_board_ranking_column_when_some_rows_lack_test_like_scores(csv_competiti
         if testlike is not None:
             metrics["cv_testlike"] = {"score": testlike, "auc": 0.8, "brier": 0.2, "ece": 0.1}
         write_submission(ws, submission_frame(np.full((12, 2), 0.5), comp), comp, hand_sidecar(name, "mean", metrics))
-    said = flat(ens("board").output)
-    assert "# ranks by test-like CV where a row has it, else clean CV (clean-only)" in said
+    out = ens("board").output
+    assert_fits(out)
+    said = flat(out)
+    # one basis: the row without it is listed apart, under a rule, unranked (its clean CV is not comparable)
+    assert "# ranks by test-like CV (the score the decision rule trusts)" in said
+    assert "below the line, not ranked (no test-like CV): clean-only" in said
+    lines = out.splitlines()
+    ranked, apart = (next(i for i, line in enumerate(lines) if name in line) for name in ("with-tl", "clean-only"))
+    assert lines[ranked].split()[0] == "1" and lines[apart].split()[0] == "–"
+    assert any(set(line.strip()) == {"─"} for line in lines[ranked + 1:apart])
+    rows = json.loads(ens("board", "--format", "json").output)["rows"]
+    assert [(r["name"], r["rank"]) for r in rows] == [("with-tl", 1), ("clean-only", None)]
 
 
 def test_long_names_break_between_parts_not_mid_word(csv_competition, workspace):
