@@ -29,7 +29,7 @@ def fmt(value, digits: int = 4) -> str:
 PART_DIGITS = {"auc": 3, "brier": 3, "ece": 3, "delta": 3, "gap": 3, "gain": 3, "s": 1, "clean": 3, "in-smp": 3}
 
 
-NAME_BREAKS = "+-_."
+NAME_BREAKS = "+-_. "
 
 
 def _ruled_box():
@@ -43,7 +43,8 @@ SIMPLE_HEAD_RULED = _ruled_box()
 
 
 def break_name(name: str, width: int) -> str:
-    """`name` on lines of at most `width` characters, broken after `+ - _ .` (mid-word only when a part is longer)."""
+    """`name` on lines of at most `width` characters, broken after `+ - _ .` or a space (mid-word only when a
+    part is longer); a line ends without its trailing space."""
     lines, line = [], ""
     for part in re.findall(rf"[^{re.escape(NAME_BREAKS)}]*[{re.escape(NAME_BREAKS)}]?", name):
         if not part:
@@ -55,7 +56,7 @@ def break_name(name: str, width: int) -> str:
             lines.append(part[:width])
             part = part[width:]
         line += part
-    return "\n".join([*lines, line] if line else lines)
+    return "\n".join(part.rstrip(" ") for part in ([*lines, line] if line else lines))
 
 
 def hang(text: str, width: int = 80, indent: str = "    ") -> str:
@@ -86,8 +87,9 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4, 
                   header_style="bold")
     for col in frame.columns:
         numeric = col in SCORE_COLUMNS or pd.api.types.is_numeric_dtype(frame[col])
-        if col == "method":  # the least important text: cut it first
-            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=method_width)
+        if col == "method":  # long methods break like names, never cut to "features…"
+            table.add_column(col, overflow="fold", max_width=method_width)
+            cells[col] = [break_name(c, method_width) for c in cells[col]]
         elif col == "name":  # long names break at + and - onto more lines rather than squeeze the numbers
             table.add_column(col, overflow="fold", min_width=name_width, max_width=name_width)
             cells[col] = [break_name(c, name_width) for c in cells[col]]

@@ -46,14 +46,47 @@ def _submission_row(name: str, sidecar, metrics: dict) -> dict:
 
 def single_run_of(recipe) -> str | None:
     """The run a submission is, unchanged (method single, no calibrator, no prior): None for anything else."""
-    if recipe.method != "single" or recipe.calibrators or "run" not in recipe.blender:
+    if recipe.method != "single" or "run" not in recipe.blender or recipe.meta_features:
         return None
-    used = (recipe.prior or {}).get("prior_used")
-    if used is not None and any(v is not None for v in used):
+    if any(c.get("calibrator", "none") != "none" for c in recipe.calibrators):
+        return None
+    if (recipe.prior or {}).get("mode", "none") != "none":
         return None
     names = recipe.run_names
     k = int(recipe.blender["run"])
     return names[k] if 0 <= k < len(names) else None
+
+
+def trusted_testlike(ws: Workspace, names: list[str], scorer=None) -> tuple[dict[str, float], str]:
+    """Each run's score on the test-like clips as the decision rule scores a run (its raw candidate): the
+    same rows, weighted by the same density ratios when the stacker uses them; and how they are weighted.
+
+    A run's recorded test-like score is unweighted; beside nested scores of submissions (weighted) it would
+    rank one prediction two ways. Runs whose test-like predictions do not match the clips get none."""
+    from ensemble.artifacts.runs import load_run
+    from ensemble.artifacts.testlike_set import load_testlike, testlike_weights
+    from ensemble.metrics.scorer import COMPETITION
+    from ensemble.stack.inputs import usable_weights
+
+    clips = load_testlike(ws)
+    if clips is None:
+        return {}, "none"
+    scorer = scorer or COMPETITION
+    weights, weighting = usable_weights(testlike_weights(clips))
+    ids = clips["id"].astype(str)
+    out = {}
+    for name in names:
+        run = load_run(ws, name)
+        if not run.has_testlike:
+            continue
+        frame = run.oof_testlike()
+        frame = frame.assign(id=frame["id"].astype(str))
+        if len(frame) != len(ids) or set(frame["id"]) != set(ids):
+            continue  # predicted other clips: no comparable score
+        labels = run.labels
+        p = frame.set_index("id").loc[ids, labels].to_numpy(dtype=np.float64)
+        out[name] = float(scorer.score_parts(clips[labels].to_numpy(dtype=np.float64), p, weights).score)
+    return out, weighting
 
 
 def _fold_single_runs(ws: Workspace, rows: list[dict]) -> list[dict]:
@@ -138,9 +171,13 @@ def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> 
     if scorer is not None:
         return _metric_frame(ws, scorer, fold)
     rows = []
+    trusted, weighting = trusted_testlike(ws, ws.run_names())
     for name in ws.run_names():
         manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
-        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, manifest.metrics, {}))
+        metrics = dict(manifest.metrics)
+        if name in trusted:  # scored as the decision rule scores it, beside the submissions' nested scores
+            metrics["cv_testlike"] = {"score": trusted[name]}
+        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, metrics, {}))
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
         rows.append(_submission_row(name, sidecar, sidecar.metrics))
@@ -151,7 +188,7 @@ def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> 
     if frame.empty:
         return frame.reindex(columns=COLUMNS)
     frame = _rank(frame)
-    attrs = dict(frame.attrs)
+    attrs = dict(frame.attrs, weighting=weighting)
     frame = frame.reindex(columns=COLUMNS).reset_index(drop=True)
     frame.attrs.update(attrs)
     frame.attrs["partial"] = [f"partial run {p.name}: {p.progress()}; finish: {p.finish_hint()}" for p in partial_runs(ws)]
@@ -226,11 +263,17 @@ def _pick_lines(frame: pd.DataFrame) -> list[str]:
     for row in frame.itertuples():
         written = row.written_as if isinstance(row.written_as, str) else None
         shown = f"{row.name} = {written}" if written else row.name
+        same = f" (submission {written} is run {row.name} unchanged, one row)" if written else ""
         if isinstance(row.pick, str):
-            lines.append(f"* {shown}: {row.pick}")
-        if written:
-            lines.append(f"{shown}: submission {written} is run {row.name} unchanged, shown as one row")
+            lines.append(f"* {shown}{same}: {row.pick}")
+        elif written:
+            lines.append(f"{shown}:{same[1:]}")
     return lines
+
+
+def _weighted(frame: pd.DataFrame) -> str:
+    weighting = frame.attrs.get("weighting", "none")
+    return "" if weighting.startswith("none") else f", weighted as the decision rule weighs them: {weighting}"
 
 
 def board_legend(frame: pd.DataFrame) -> list[str]:
@@ -243,7 +286,8 @@ def board_legend(frame: pd.DataFrame) -> list[str]:
                 "with --metric); –: no value", *_apart_line(frame), *picks, *frame.attrs.get("partial", [])]
     lines = [f"# ranks by {ranked_by(frame)}; delta: that score minus #1's. Lower is better in every column but auc.",
              "cv: nested CV score on the clean train rows (auc, brier, ece: its parts)"
-             + ("; t-like: the same on the simulated test-like clips" if frame["cv_testlike"].notna().any() else "")
+             + ("; t-like: the same on the simulated test-like clips" + _weighted(frame)
+                if frame["cv_testlike"].notna().any() else "")
              + "; pub, priv: leaderboard scores recorded with `ens lb`; –: no value (not measured for that row)."]
     return lines + _apart_line(frame) + picks + list(frame.attrs.get("partial", []))  # partial runs: how to finish
 
