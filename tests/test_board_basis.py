@@ -56,3 +56,16 @@ def test_runs_are_scored_on_test_like_rows_as_the_decision_rule_scores_them(tmp_
     said = " ".join(ens("board").output.split())
     assert "weighted as the decision rule weighs them: density ratio" in said
     assert "below the line, not ranked (no test-like CV): seed" in said
+
+
+def test_one_method_states_its_gain_at_the_level_the_comparison_uses(two_runs, workspace):  # noqa: F811
+    result = ens("stack", "r0", "r1", "--method", "logreg", "--name", "lr")
+    assert result.exit_code == 0, result.output
+    assert ens("stack", "r0", "r1", "--method", "auto", "--name", "au").exit_code == 0
+    gain = json.loads((workspace / "submissions" / "lr.json").read_text())["metrics"]["gain"]
+    tests = json.loads((workspace / "submissions" / "au.json").read_text())["recipe"]["decision"]["tests"]
+    test = next(t for t in tests if t["candidate"] == "logreg")
+    assert gain["alpha"] == pytest.approx(test["alpha"]) and gain["alpha"] < 0.05  # shared over the challengers
+    assert (gain["lo"], gain["hi"]) == pytest.approx((test["lo"], test["hi"]))  # one interval for one candidate
+    said = " ".join(result.output.split())
+    assert f"({100 * (1 - gain['alpha']):.1f} % interval, the level --compare uses for its " in said

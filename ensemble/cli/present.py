@@ -213,7 +213,11 @@ def stack_summary(path, result, recipe: Recipe, width: int = 80) -> str:
                 lines.append(f"  {what}: {parts.score:.5f} (AUC {parts.auc:.4f}, Brier {parts.brier:.4f}, ECE {parts.ece:.4f})")
     if result.gain:
         g = result.gain
-        lines.append(f"  gain over best single run (positive = better): {g['gain']:+.5f} [{g['lo']:+.5f}, {g['hi']:+.5f}]")
+        level = f" ({100 * (1 - g['alpha']):.1f} % interval" if g.get("alpha") is not None else ""
+        if level and g.get("challengers"):
+            level += f", the level --compare uses for its {g['challengers']} challengers"
+        lines.append(f"  gain over best single run (positive = better): {g['gain']:+.5f} [{g['lo']:+.5f}, "
+                     f"{g['hi']:+.5f}]{level + ')' if level else ''}")
     lines.extend(f"  {line}" for line in recipe_lines(recipe))
     lines.extend(f"  warning: {w}" for w in result.warnings)
     return "\n".join([lines[0], *(hang(line, width) for line in lines[1:])])  # a path is never broken
