@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.shared import DataOpt, ForceOpt, TaskOpt, WorkspaceOpt, command, say, workspace_and_competition
+from ensemble.cli.shared import DataOpt, ForceOpt, TaskOpt, WorkspaceOpt, command, ens_prog, say, workspace_and_competition
 
 
 @command("import")
@@ -30,4 +30,7 @@ def import_cmd(
     tail = f" (CV {cv['score']:.5f})" if cv else " (no OOF: can be averaged, not learned from)"
     typer.echo(f"imported run {name} into {run.dir}{tail}")
     say(comp.task_note())
-    say(f"next: `ens board` lists it; `ens stack {name} OTHER_RUN --compare` tells whether a blend helps")
+    if cv:
+        say(f"next: `{ens_prog()} board` lists it; `{ens_prog()} stack {name} OTHER_RUN --compare` tells whether a blend helps")
+    else:  # a comparison needs every run's OOF
+        say(f"next: `{ens_prog()} board` lists it; `{ens_prog()} stack {name} OTHER_RUN --method mean` averages it with another run")

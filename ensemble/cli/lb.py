@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.shared import WorkspaceOpt, command, say
+from ensemble.cli.shared import WorkspaceOpt, command, ens_prog, say
 
 
 @command("lb")
@@ -25,5 +25,5 @@ def lb_cmd(
     board = sidecar.leaderboard
     scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
     typer.echo(f"recorded {sidecar.name}: {scores}")
-    say("next: `ens board` ranks it beside the others; from three public scores on it tells whether CV predicts "
+    say(f"next: `{ens_prog()} board` ranks it beside the others; from three public scores on it tells whether CV predicts "
         "the leaderboard")

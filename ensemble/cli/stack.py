@@ -8,7 +8,7 @@ import typer
 
 from ensemble.cli.config import parse_params
 from ensemble.stack.base import BLENDERS
-from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, command, console, fail, say, workspace_and_competition
+from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, command, console, fail, ens_prog, say, workspace_and_competition
 
 # every registered method with its own one-phrase summary: a new method is listed by registering it
 METHOD_HELP = ("auto (the best single run unless a blend or calibration credibly beats it); "
@@ -54,7 +54,7 @@ def stack_cmd(
     if compare:
         out.print(compare_table(done.comparison, out.width))
         if done.written is None:
-            say(f"next: `ens stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
+            say(f"next: `{ens_prog()} stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
                 f"as {done.name}")
             return
     say(comp.task_note())
@@ -63,5 +63,5 @@ def stack_cmd(
     typer.echo(stack_summary(done.written.csv, done.result, done.sidecar.recipe, out.width))
     if test_prior != "none" and (table := prior_table(done.result)) is not None:
         out.print(table)
-    say(f"next: submit {done.written.csv.name} on the contest site, then `ens lb {done.name} --public SCORE`; "
-        "`ens report` shows it with figures")
+    say(f"next: submit {done.written.csv.name} on the contest site, then `{ens_prog()} lb {done.name} --public SCORE`; "
+        f"`{ens_prog()} report` shows it with figures")

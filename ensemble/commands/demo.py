@@ -161,7 +161,7 @@ def score_all(ws: Workspace, comp: Competition, answers: Path) -> pd.DataFrame:
     from ensemble.stack.inputs import test_tensor
 
     truth, labels = read_answers(answers, comp.labels)
-    frame = board_frame(ws)
+    frame = board_frame(ws, fold=False)  # the written submission scored as itself too
     test_scores = []
     for row in frame.itertuples():
         if row.kind == "run":

@@ -48,6 +48,7 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
     from ensemble.artifacts.submission import check_free, submission_frame, write_submission
 
     request.check()
+    request = replace(request, name=request.out_name)  # one name, fixed before the method is resolved
     if request.write:
         check_free(ws, request.out_name, request.force)  # before seconds of stacking
     request = replace(request, metric=ws.metric(comp.task, request.metric))

@@ -71,6 +71,13 @@ def candidates(run_names: Sequence[str], methods: Sequence[str] | None = None,
     return out
 
 
+def family_alpha(n_challengers: int) -> float:
+    """The level of each challenger's gain interval: ALPHA shared over the challengers (Bonferroni). A method
+    stacked on its own states its gain at the level a comparison of the same runs would use, so one
+    candidate never gets two intervals."""
+    return ALPHA / max(1, n_challengers)
+
+
 @dataclass
 class Decision:
     """The chosen candidate, the baseline it had to beat, and the rule that decided, in words."""
@@ -100,14 +107,13 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
            note: str = "") -> Decision:
     """Apply the rule above; `scores` are the trusted nested losses (lower is better); `other` the clean rows
     a challenger must also not lose on (None: not asked); `note` ends the rule's words (why)."""
-    alpha = ALPHA
     score = np.array([np.inf if s is None or not np.isfinite(s) else s for s in scores])
     raw = [i for i, c in enumerate(cands) if c.is_raw_run]
     if not raw:
         raise ValueError("the candidates must include at least one raw run")
     base = min(raw, key=lambda i: score[i])
     challengers = [i for i in range(len(cands)) if i != base and np.isfinite(score[i])]
-    level = alpha / max(1, len(challengers))
+    alpha, level = ALPHA, family_alpha(len(challengers))
     tests: list[dict[str, Any]] = [{} for _ in cands]
     for i in challengers:
         preds = trusted.predictions

@@ -23,7 +23,7 @@ from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
-from ensemble.stack.decide import N_BOOT, Candidate, Decision, Evidence, candidates, decide
+from ensemble.stack.decide import ALPHA, N_BOOT, Candidate, Decision, Evidence, candidates, decide, family_alpha
 from ensemble.stack.bootstrap import gain_interval
 from ensemble.progress import Progress
 from ensemble.stack.nested import EvalSet, FitCache, GuardSet, StackPipeline, best_single_run, nested_predict
@@ -212,7 +212,7 @@ class _Evaluation:
 
 
 def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
-              use_meta: bool = False) -> tuple[StackPipeline, _Evaluation]:
+              use_meta: bool = False, alpha: float = ALPHA) -> tuple[StackPipeline, _Evaluation]:
     """Nested and in-sample scores of the request's method (with the meta-features when `use_meta`), and
     the pipeline fitted on the whole fit set."""
     factory = _factory(request.method, request.params, request.seed, data.scorer)
@@ -241,7 +241,8 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
     best, singles = best_single_run(Pt, yt, wt, data.scorer)
-    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt, scorer=data.scorer)
+    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, alpha=alpha, seed=seed, weights=wt,
+                         scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
     optimism = None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score
     return final, _Evaluation(fit_on, oof, nested, in_sample, Pf, p_fit, yf, optimism, gain, warnings)
@@ -322,7 +323,10 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
-    final, ev = _evaluate(data, request, progress, use_meta=meta is not None)
+    family = _candidates(list(inputs.runs), request.calibrate, data.scorer, with_meta=meta is not None)
+    n_challengers = len(family) - 1
+    final, ev = _evaluate(data, request, progress, use_meta=meta is not None, alpha=family_alpha(n_challengers))
+    ev.gain["challengers"] = n_challengers
     prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev.p_fit, ev.y_fit,
                         test_prior, labels, runs=(ev.P_fit, P_test))
     recipe = replace(_recipe(method, final, ev.fit_on, request.calibrate, labels),
@@ -355,6 +359,16 @@ class Comparison:
         return sorted(self.rows, key=lambda r: (r.get("score") is None, self.scorer.sign * (r.get("score") or 0.0)))
 
 
+def _candidates(names: list[str], calibrate: str, scorer: Scorer, methods: Sequence[str] | None = None,
+                with_meta: bool = False) -> list[Candidate]:
+    """What a comparison of these runs weighs: every candidate the task's methods make."""
+    if methods is None:
+        from ensemble.stack.decide import blend_methods
+
+        methods = [m for m in blend_methods() if BLENDERS[m].blends(scorer.task)]
+    return candidates(names, methods, calibrate, with_meta=with_meta)
+
+
 @single_threaded_blas
 def compare(inputs: StackInputs, request: StackRequest, progress: Progress | None = None,
             methods: Sequence[str] | None = None, n_boot: int = N_BOOT) -> Comparison:
@@ -377,11 +391,7 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
         raise DataError(f"inputs name {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
         data.meta = _check_meta(meta, data, meta.test.shape[0], inputs.labels)
-    if methods is None:
-        from ensemble.stack.decide import blend_methods
-
-        methods = [m for m in blend_methods() if BLENDERS[m].blends(data.scorer.task)]
-    cands = candidates(names, methods, request.calibrate, with_meta=meta is not None)
+    cands = _candidates(names, request.calibrate, data.scorer, methods, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
     n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl.folds] if data.tl is not None else []))))

@@ -66,7 +66,7 @@ class StackRequest:
     compare: bool = False
     write: bool = True
     force: bool = False
-    n_boot: int = 100                   # bootstrap resamples for the gain interval of one method
+    n_boot: int = 200                   # bootstrap resamples for the gain interval of one method (as decide's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs", tuple(self.runs))
