@@ -192,6 +192,13 @@ def untrusted_reason(em: float, bbse: float, train: float, mixture: tuple[float,
     return None
 
 
+def adjust_classes(P: np.ndarray, train: Sequence[float], target: Sequence[float]) -> np.ndarray:
+    """Multiclass posteriors under new class shares: each class reweighted by target/train, rows renormalised."""
+    ratio = np.asarray(target, dtype=float) / np.clip(np.asarray(train, dtype=float), 1e-12, None)
+    Q = P * ratio[None, :]
+    return Q / Q.sum(axis=1, keepdims=True)
+
+
 def bounded_prior(q: float, train: float) -> float:
     """`q`, moved back towards `train` so the odds change by at most MAX_LOGIT_SHIFT."""
     shift = np.clip(logit(q) - logit(train), -MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT)
@@ -200,14 +207,17 @@ def bounded_prior(q: float, train: float) -> float:
 
 def adapt_prior(p_test: np.ndarray, p_oof: np.ndarray, y_oof: np.ndarray, mode: str | float | Sequence[float],
                 labels: Sequence[str] | None = None,
-                runs: tuple[np.ndarray, np.ndarray] | None = None) -> PriorResult:
+                runs: tuple[np.ndarray, np.ndarray] | None = None,
+                fitted_prior: Sequence[float] | None = None) -> PriorResult:
     """Estimate test priors (EM, BBSE), warn on shift, and apply `mode`: 'none', a given value, or 'em'
     where the estimate can be trusted (else the label is left as it is, with a warning). `runs` are the
-    blended runs' own predictions on the same OOF and test rows, `(rows, runs, labels)` each."""
+    blended runs' own predictions on the same OOF and test rows, `(rows, runs, labels)` each;
+    `fitted_prior` the label shares the predictions were fitted to, where not the fit rows' plain shares
+    (a calibrator fitted on reweighted rows)."""
     L = y_oof.shape[1]
     kind, values = _parse_mode(mode, L)
     names = list(labels) if labels else [str(j) for j in range(L)]
-    train = [float(y_oof[:, j].mean()) for j in range(L)]
+    train = [float(v) for v in fitted_prior] if fitted_prior is not None else [float(y_oof[:, j].mean()) for j in range(L)]
     em = [em_prior(p_test[:, j], train[j]) for j in range(L)]
     bbse, bbse_error = zip(*[bbse_with_error(p_oof[:, j], y_oof[:, j], p_test[:, j]) for j in range(L)])
     bbse = list(bbse)
