@@ -155,6 +155,7 @@ def test_lb_probe_then_stack_with_the_probed_mix(tmp_path, workspace):
     np.testing.assert_allclose(prior["prior_used"], public.mean(axis=0), atol=1e-3)
     probed = prior["joint"]["probed"]
     assert all(h > 0 for h in probed["half_width"])
+    assert "public label mix from the probes" in " ".join(_ens("board").output.split())
 
 
 def _stack_lb(P, y, folds, P_test, probed, task=None, **kw):

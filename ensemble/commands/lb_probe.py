@@ -53,22 +53,35 @@ def write_probes(ws: Workspace, comp: Competition, digits: int, public_share: fl
     return names
 
 
-def read_probes(ws: Workspace, comp: Competition) -> Probes:
-    """The probes written so far and, when every one has a public score, the public label mix."""
+def read_probes(ws: Workspace, comp: Competition | None = None) -> Probes:
+    """The probes written so far and, when every one has a public score, the public label mix (checked
+    against the workspace's metric when `comp` is given)."""
     names = probe_names(ws)
     sidecars = [read_sidecar(ws, n) for n in names]
     missing = [s.name for s in sidecars if s.leaderboard.get("public") is None]
     if not names or missing:
         return Probes(names, missing, None)
     params = [s.recipe.params for s in sidecars]
-    metric = params[0]["metric"]
-    if metric != ws.metric(comp.task):
+    metric, recipe = params[0]["metric"], sidecars[0].recipe
+    if comp is not None and metric != ws.metric(comp.task):
         raise DataError(f"the probes were written for metric {metric!r}; the workspace now scores "
                         f"{ws.metric(comp.task)!r} (write them again with --force)")
     result = solve(metric, [p["constants"] for p in params], [s.leaderboard["public"] for s in sidecars],
                    int(params[0]["digits"]), float(params[0]["public_share"]), int(params[0]["n_test"]),
-                   list(comp.labels), comp.task.exclusive)
+                   list(recipe.labels), recipe.task_type.exclusive)
     return Probes(names, missing, result)
+
+
+def mix_line(ws: Workspace) -> str | None:
+    """One line for `ens board`: the public label mix the recorded probes reveal (None without one)."""
+    try:
+        result = read_probes(ws).result
+    except DataError:
+        return None
+    if result is None:
+        return None
+    shares = ", ".join(f"{l} {s:.3f} ± {h:.3f}" for l, s, h in zip(result.labels, result.shares, result.half_width))
+    return f"public label mix from the probes (`ens lb probe`; `--test-prior lb` uses it): {shares}"
 
 
 def probed_mix(ws: Workspace, comp: Competition) -> ProbeResult:
