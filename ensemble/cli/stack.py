@@ -21,7 +21,7 @@ def stack_cmd(
     method: Annotated[str, typer.Option("--method", "-m", help=METHOD_HELP)] = "mean",
     name: Annotated[Optional[str], typer.Option("--name", help="Submission name (default: <method>-<runs>).")] = None,
     calibrate: Annotated[str, typer.Option("--calibrate", help="auto (a calibrator only where it credibly beats none), none, temperature, platt, isotonic or beta.")] = "auto",
-    test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, or an assumed prior such as 0.4.")] = "none",
+    test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, lb (the mix `ens lb probe` read off the public leaderboard), or an assumed prior such as 0.4.")] = "none",
     fit_on: Annotated[str, typer.Option("--fit-on", help="auto (test-like when every run has it), testlike, clean or both.")] = "auto",
     param: Annotated[list[str], typer.Option("--param", help="Method parameter key=value (repeatable), e.g. n_bags=20.")] = [],
     compare: Annotated[bool, typer.Option("--compare", help="Score every run (raw and calibrated) and every method side by side; writes nothing unless --write.")] = False,

@@ -125,6 +125,46 @@ def _check_data(inputs: StackInputs, metric: str | Scorer | None) -> _Data:
     return _Data(P, y, folds, tl, w, scorer)
 
 
+def _probed(data: _Data, inputs: StackInputs, request: StackRequest) -> dict | None:
+    """`--test-prior lb`: the test-like rows reweighted to the probed label mix (`ensemble.stack.probed`);
+    the probe record with the reweighting, or None for any other prior."""
+    if str(request.test_prior) != "lb":
+        return None
+    if inputs.probed is None:
+        raise ConfigError("--test-prior lb needs the leaderboard probes' label mix (`ens lb probe`)")
+    record = dict(inputs.probed)
+    if data.tl is not None:
+        from ensemble.stack.probed import probed_weights
+
+        data.w_tl, record["reweighting"] = probed_weights(data.tl[1], data.w_tl, record["shares"],
+                                                          data.scorer.task.exclusive, list(inputs.labels))
+    return record
+
+
+def _adapt_probed(p_test: np.ndarray, ev: _Evaluation, data: _Data, record: dict, labels: list[str], P_test,
+                  final: StackPipeline):
+    """The test predictions moved from the label shares they were fitted to, to the probed ones. Blenders
+    ignore row weights and calibrators count them, so a label whose calibrator was fitted (on rows
+    reweighted to the probed mix) is already at the reweighted shares, and one left uncalibrated (or a
+    multiclass temperature, which moves no class's share) is at the fit rows' plain shares."""
+    from ensemble.stack.prior import PriorResult, adapt_prior, adjust_classes
+
+    _, _, wf = _fit_set(data, ev.fit_on)
+    plain, weighted = ev.y_fit.mean(axis=0), np.average(ev.y_fit, axis=0, weights=wf)
+    if data.scorer.task.exclusive:
+        train = [float(v) for v in plain]
+        nan = [float("nan")] * len(train)
+        result = PriorResult("lb", train, nan, nan, list(record["shares"]), [], adjust_classes(p_test, train, record["shares"]))
+    else:
+        calibrated = [c.get("calibrator", "none") != "none" for c in final.calibration_]
+        fitted = [float(weighted[j] if calibrated[j] else plain[j]) for j in range(len(plain))]
+        result = adapt_prior(p_test, ev.p_fit, ev.y_fit, list(record["shares"]), labels, runs=(ev.P_fit, P_test),
+                             fitted_prior=fitted)
+        result.mode = "lb"
+    result.joint = {**(result.joint or {}), "probed": record}
+    return result
+
+
 def _check_multiclass(P: np.ndarray, y: np.ndarray | None, name: str) -> None:
     """Multiclass inputs: each run's rows sum to 1, each target row holds one class."""
     from ensemble.artifacts.competition import SUM_TOL
@@ -143,8 +183,9 @@ def _check_task_options(inputs: StackInputs, request: StackRequest) -> None:
     """Options that work label by label refused for a multiclass task, before any compute."""
     if inputs.task.label_by_label:
         return
-    if str(request.prior) != "none":
-        raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
+    if str(request.prior) not in ("none", "lb"):
+        raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none' "
+                          "or 'lb' (the leaderboard probes' class mix)")
     from ensemble.stack.multiclass import check_calibrate_multiclass
 
     check_calibrate_multiclass(request.calibrate)
@@ -323,12 +364,14 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
+    probed = _probed(data, inputs, request)
     family = _candidates(list(inputs.runs), request.calibrate, data.scorer, with_meta=meta is not None)
     n_challengers = len(family) - 1
     final, ev = _evaluate(data, request, progress, use_meta=meta is not None, alpha=family_alpha(n_challengers))
     ev.gain["challengers"] = n_challengers
-    prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev.p_fit, ev.y_fit,
-                        test_prior, labels, runs=(ev.P_fit, P_test))
+    p_test = final.predict(P_test, None if meta is None else meta.test)
+    prior = (_adapt_probed(p_test, ev, data, probed, labels, P_test, final) if probed is not None else
+             adapt_prior(p_test, ev.p_fit, ev.y_fit, test_prior, labels, runs=(ev.P_fit, P_test)))
     recipe = replace(_recipe(method, final, ev.fit_on, request.calibrate, labels),
                      meta_features=None if meta is None else meta.record(), prior=prior.recipe())
     sens = (sensitivity_table(ev.y_fit, ev.p_fit, prior.prior_train, labels=labels, scorer=data.scorer)
@@ -391,6 +434,7 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
         raise DataError(f"inputs name {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
         data.meta = _check_meta(meta, data, meta.test.shape[0], inputs.labels)
+    _probed(data, inputs, request)
     cands = _candidates(names, request.calibrate, data.scorer, methods, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
