@@ -183,7 +183,11 @@ def column_scores(y: np.ndarray, C: np.ndarray) -> np.ndarray:
 def weighted_auc(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """AUC of 1-D scores `s` for 0/1 `y` in each replicate (row weights `counts` `(n_boot, rows)`; NaN
     where a replicate holds one class). Exact with ties: Σ over groups of tied scores of positive
-    weight × (negative weight below + half the tied negative weight) / (W+ · W−)."""
+    weight × (negative weight below + half the tied negative weight) / (W+ · W−). Integer counts (the
+    bootstrap's) take the rank-sum path (`plan_auc`), which gives the same numbers."""
+    counts = np.asarray(counts)
+    if counts.size and counts.max() <= np.iinfo(np.int32).max // 4 and np.array_equal(counts, np.floor(counts)):
+        return plan_auc(rank_plan(s, y), np.ascontiguousarray(counts.T.astype(np.int32)))
     order = np.argsort(s, kind="stable")
     s, y, w = s[order], y[order], counts[:, order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
@@ -195,17 +199,72 @@ def weighted_auc(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray
         return (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
 
 
-def weighted_label_parts(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
-    """AUC, Brier and ECE of one label column in each replicate (row weights `counts` `(n_boot, rows)`)."""
+@dataclass(frozen=True)
+class RankPlan:
+    """One score column sorted once, for the AUC of any number of integer-weighted replicates: the
+    positives' rows, the negatives' rows in score order, and for each positive the number of negatives
+    scored strictly below it (`lo`) and at or below it (`hi`)."""
+
+    pos: np.ndarray
+    neg: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def rank_plan(s: np.ndarray, y: np.ndarray) -> RankPlan:
+    """The sort of 1-D scores `s` against 0/1 targets `y` that every replicate's AUC reuses."""
+    order = np.argsort(s, kind="stable")
+    positive = y[order] == 1
+    pos, neg = order[positive], order[~positive]
+    s_neg, s_pos = s[neg], s[pos]
+    return RankPlan(pos, neg, np.searchsorted(s_neg, s_pos, "left"), np.searchsorted(s_neg, s_pos, "right"))
+
+
+def plan_auc(plan: RankPlan, counts_t: np.ndarray) -> np.ndarray:
+    """AUC in each replicate of integer row counts `counts_t` `(rows, n_boot)`; NaN where a replicate
+    holds one class. In integers: 2·Σ over positives of count × (negatives below + half the tied ones)
+    is Σ count × (C[lo] + C[hi]) with C the running count of negatives, so the one division is the only
+    rounding (the float formula of `weighted_auc` sums integers and halves exactly: the same numbers)."""
+    n_boot = counts_t.shape[1]
+    C = np.zeros((len(plan.neg) + 1, n_boot), dtype=np.int32)
+    np.cumsum(counts_t[plan.neg], axis=0, out=C[1:])
+    W = counts_t[plan.pos]
+    G = C[plan.lo]
+    G += C[plan.hi]
+    wide = W.size and int(W.max()) * (2 * int(C[-1].max()) + 1) >= np.iinfo(np.int32).max
+    num2 = (W.astype(np.int64) * G if wide else W * G).sum(axis=0, dtype=np.int64)
+    n_pos = W.sum(axis=0, dtype=np.int64).astype(np.float64)
+    n_neg = C[-1].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (num2.astype(np.float64) / 2) / (n_pos * n_neg)
+
+
+def weighted_label_parts(p: np.ndarray, y: np.ndarray, counts) -> tuple[np.ndarray, ...]:
+    """AUC, Brier and ECE of one label column in each replicate: row weights `counts` `(n_boot, rows)`, or
+    `Resamples` (bootstrap replicates drawn once: one sort for every replicate's AUC)."""
+    if hasattr(counts, "chunks"):
+        auc = plan_auc(rank_plan(p, y), counts.counts_t)
+        d2, onehot = (p - y) ** 2, _ece_onehot(p, y)
+        brier, ece = [], []
+        for c in counts.chunks:
+            total = c.sum(axis=1)
+            brier.append(c @ d2 / total)
+            ece.append(np.abs(c @ onehot).sum(axis=1) / total)
+        empty = np.zeros(0)
+        return auc, np.concatenate(brier) if brier else empty, np.concatenate(ece) if ece else empty
     total = counts.sum(axis=1)
     brier = counts @ (p - y) ** 2 / total
-    onehot = np.zeros((len(p), N_BINS))
-    onehot[np.arange(len(p)), ece_bins(p)] = y - p
-    ece = np.abs(counts @ onehot).sum(axis=1) / total
+    ece = np.abs(counts @ _ece_onehot(p, y)).sum(axis=1) / total
     return weighted_auc(p, y, counts), brier, ece
 
 
-def weighted_label_score(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _ece_onehot(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    onehot = np.zeros((len(p), N_BINS))
+    onehot[np.arange(len(p)), ece_bins(p)] = y - p
+    return onehot
+
+
+def weighted_label_score(p: np.ndarray, y: np.ndarray, counts) -> np.ndarray:
     """The competition score of one label column in each replicate."""
     return combine(*weighted_label_parts(p, y, counts))
 
