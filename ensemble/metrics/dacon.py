@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ensemble.errors import EnsError
 
@@ -84,9 +83,28 @@ def auc_per_column(y: np.ndarray, p: np.ndarray, names: list[str] | None = None)
     for j in np.flatnonzero((positives == 0) | (negatives == 0)):
         name = _column_names(names, y.shape[1])[j]
         raise MetricError(f"AUC is undefined for {name}: the answers hold only one class")
-    ranks = rankdata(p, axis=0)
-    rank_sum = (ranks * y).sum(axis=0)
+    rank_sum = mid_rank_sums(np.ascontiguousarray(y.T), np.ascontiguousarray(p.T))
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def mid_rank_sums(yT: np.ndarray, PT: np.ndarray) -> np.ndarray:
+    """Σ of the positives' mid-ranks (1-based, ties share their mean rank, as `scipy.stats.rankdata`) in
+    each row of `PT` `(columns, rows)` against 0/1 `yT` (same shape, or 1-D for every column): one sort per
+    column. Ranks are whole or half numbers, so the sums are exact whatever their order."""
+    order = np.argsort(PT, axis=1)
+    Ps = np.take_along_axis(PT, order, axis=1)
+    ys = yT[order] if yT.ndim == 1 else np.take_along_axis(yT, order, axis=1)
+    k, n = Ps.shape
+    idx = np.broadcast_to(np.arange(n), (k, n))
+    new = np.ones((k, n), dtype=bool)
+    np.not_equal(Ps[:, 1:], Ps[:, :-1], out=new[:, 1:])
+    if new.all():
+        return ys @ np.arange(1, n + 1, dtype=np.float64) if k else np.zeros(0)
+    first = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
+    end = np.ones((k, n), dtype=bool)
+    end[:, :-1] = new[:, 1:]
+    last = np.minimum.accumulate(np.where(end, idx, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    return (ys * ((first + last) / 2 + 1)).sum(axis=1)
 
 
 def brier_per_column(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -147,22 +165,12 @@ def competition_score(y: np.ndarray, p: np.ndarray, names: list[str] | None = No
 # ---- fast: one label, many candidate columns -----------------------------------------------------------
 
 def fast_auc(y: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """Exact ROC AUC of each column of `C` `(rows, candidates)` for 1-D 0/1 `y`.
-
-    One argsort per column; the rank-sum formula is exact when a column has no ties, and columns
-    with ties fall back to mid-ranks (`auc_per_column`).
-    """
-    CT = np.ascontiguousarray(C.T)
-    order = np.argsort(CT, axis=1)
-    Cs = np.take_along_axis(CT, order, axis=1)
+    """Exact ROC AUC of each column of `C` `(rows, candidates)` for 1-D 0/1 `y`: one sort per column,
+    mid-ranks for ties (`mid_rank_sums`)."""
     pos = y.sum()
     neg = len(y) - pos
-    rank_sum = y[order] @ np.arange(1, len(y) + 1, dtype=np.float64)
-    auc = (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
-    tied = (Cs[:, 1:] == Cs[:, :-1]).any(axis=1)
-    if tied.any():
-        auc[tied] = auc_per_column(np.broadcast_to(y[:, None], (len(y), int(tied.sum()))), C[:, tied])
-    return auc
+    rank_sum = mid_rank_sums(np.asarray(y, dtype=np.float64), np.ascontiguousarray(C.T))
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
 def fast_ece(y: np.ndarray, C: np.ndarray) -> np.ndarray:
