@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -76,16 +77,30 @@ def check_paths(df: pd.DataFrame, root: Path, source: Path | str) -> None:
     would have ens read (and train on) files the user never meant to hand it.
     """
     inside = os.path.realpath(root)
-    for rid, rel in zip(df["id"], df["path"]):
+    folders: dict[str, str] = {}  # a folder's real path, resolved once for all of its clips
+    for rid, rel in zip(df["id"].tolist(), df["path"].tolist()):
         if not isinstance(rel, str) or not rel.strip():
             raise DataError(f"{source}: id {rid!r} has an empty path; expected a path relative to {root}")
         if os.path.isabs(rel):
             raise DataError(f"{source}: id {rid!r} has the absolute path {rel!r}; "
                             f"expected a path relative to the competition folder {root}")
-        real = os.path.realpath(os.path.join(inside, rel))
+        real = _real_path(os.path.join(inside, rel), folders)
         if os.path.commonpath([inside, real]) != inside:
             raise DataError(f"{source}: id {rid!r} has path {rel!r}, which resolves to {real}, outside the "
                             f"competition folder {root}; paths must stay inside it")
+
+
+def _real_path(path: str, folders: dict[str, str]) -> str:
+    """`os.path.realpath(path)`, the folder part resolved once per folder: realpath resolves from the left,
+    so the real path of `folder/name` is the folder's real path joined with `name` unless `name` itself is a
+    symlink (or `.`/`..`), and those are resolved whole."""
+    head, tail = os.path.split(path)
+    if tail in ("", ".", ".."):
+        return os.path.realpath(path)
+    if head not in folders:
+        folders[head] = os.path.realpath(head)
+    joined = os.path.join(folders[head], tail)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 @dataclass
@@ -221,13 +236,25 @@ class Competition:
     def _fingerprint(self) -> dict[str, str]:
         files = {name: self.root / name for name in ("train.csv", "test.csv", "sample_submission.csv")}
         prints = {name: file_sha256(p) for name, p in files.items() if p.is_file()}
+        root = str(self.root)
         digest = hashlib.sha256()
         for frame in (self.train, self.test) if (self.root / "test.csv").is_file() else (self.train,):
-            for rel in frame["path"]:
-                p = self.audio_path(rel)
-                digest.update(f"{rel}:{p.stat().st_size if p.exists() else -1}\n".encode())
+            for rel in frame["path"].tolist():
+                digest.update(f"{rel}:{_size(os.path.join(root, rel))}\n".encode())
         prints["audio"] = digest.hexdigest()
         return prints
+
+
+def _size(path: str) -> int:
+    """The size of the file at `path` (symlinks followed), −1 where there is none (as `Path.exists`)."""
+    try:
+        return os.stat(path).st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return -1
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EBADF):
+            return -1
+        raise
 
 
 def targets_from_frame(df: pd.DataFrame, labels: list[str], source: Path | str) -> np.ndarray:

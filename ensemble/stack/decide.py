@@ -28,10 +28,10 @@ import numpy as np
 
 from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.stack.base import BLENDERS
-from ensemble.stack.bootstrap import gain_interval
+from ensemble.metrics.bootstrap import DECISION_BOOT as N_BOOT
+from ensemble.stack.bootstrap import PairedBootstrap
 
 ALPHA = 0.05
-N_BOOT = 200
 
 
 @dataclass(frozen=True)
@@ -115,18 +115,18 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
     challengers = [i for i in range(len(cands)) if i != base and np.isfinite(score[i])]
     alpha, level = ALPHA, family_alpha(len(challengers))
     tests: list[dict[str, Any]] = [{} for _ in cands]
+    on_trusted = PairedBootstrap(trusted.y, n_boot, seed, trusted.weights, scorer)
+    on_other = None if other is None else PairedBootstrap(other.y, n_boot, seed, None, scorer)
     for i in challengers:
         preds = trusted.predictions
         if np.array_equal(preds[i], preds[base]):  # e.g. the baseline "calibrated" by `none`
             tests[i] = {"same_as_baseline": True, "passed": False}
             continue
-        g = gain_interval(trusted.y, preds[i], preds[base], n_boot=n_boot, alpha=level, seed=seed,
-                          weights=trusted.weights, scorer=scorer)
+        g = on_trusted.gain(preds[i], preds[base], alpha=level)
         test = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level}
         passed = bool(g["lo"] > 0)
         if other is not None and passed:
-            h = gain_interval(other.y, other.predictions[i], other.predictions[base], n_boot=n_boot, alpha=alpha,
-                              seed=seed, scorer=scorer)
+            h = on_other.gain(other.predictions[i], other.predictions[base], alpha=alpha)
             test.update(other_gain=h["gain"], other_lo=h["lo"], other_hi=h["hi"])
             passed = bool(h["hi"] >= 0)
         tests[i] = {**test, "passed": passed}
