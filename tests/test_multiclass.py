@@ -50,7 +50,8 @@ def one_line_error(result) -> str:
 def test_task_is_detected_from_the_folder(tmp_path, csv_competition):
     assert Competition.load(csv_multiclass(tmp_path / "mc")).task is MULTICLASS
     assert Competition.load(csv_competition).task is MULTILABEL  # fake/real: two columns stay multi-label
-    assert Competition.load(csv_multiclass(tmp_path / "ml", sample_value=0.5)).task is MULTILABEL  # rows sum to 2
+    # the sample's values decide nothing (Kaggle files carry rounded, zero or one-hot rows): train.csv's labels do
+    assert Competition.load(csv_multiclass(tmp_path / "ml", sample_value=0.5)).task is MULTICLASS
     assert Competition.load(csv_competition, "multiclass").task is MULTICLASS
     with pytest.raises(ConfigError, match="unknown task 'softmax'"):
         Competition.load(csv_competition, "softmax")

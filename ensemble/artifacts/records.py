@@ -9,6 +9,7 @@ Files written before records carried a `schema` read as schema 1.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -221,6 +222,16 @@ class Recipe:
     testlike_weighting: str | None = None
     decision: DecisionRecord | None = None  # the decision rule's choice, when it chose
 
+    def __post_init__(self) -> None:
+        """A recipe built from the on-disk forms (`state={}`, a decision or calibration dict) holds the records."""
+        if isinstance(self.state, dict):
+            self.state = BlendState.from_dict(self.state, "recipe.state")
+        if isinstance(self.decision, dict):
+            self.decision = DecisionRecord.from_dict(self.decision, "recipe.decision")
+        if isinstance(self.calibrators, list) and any(isinstance(c, dict) for c in self.calibrators):
+            self.calibrators = [CalibrationNote.from_dict(c, f"recipe.calibrators[{j}]") if isinstance(c, dict) else c
+                                for j, c in enumerate(self.calibrators)]
+
     @property
     def task_type(self) -> Task:
         return task_named(self.task or MULTILABEL.name)
@@ -247,14 +258,24 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> Recipe:
+        if isinstance(raw, dict):  # the nested records first, each error naming its place in the file
+            raw = dict(raw)
+            if "state" in raw:
+                raw["state"] = BlendState.from_dict(raw["state"], f"{source}.state")
+            if raw.get("decision") is not None:
+                raw["decision"] = DecisionRecord.from_dict(raw["decision"], f"{source}.decision")
+            if "calibrators" in raw:
+                notes = raw["calibrators"]
+                if not isinstance(notes, list):
+                    raise DataError(f"{source}: 'calibrators' must be a list")
+                raw["calibrators"] = [CalibrationNote.from_dict(c, f"{source}.calibrators[{j}]")
+                                      for j, c in enumerate(notes)]
         recipe = _checked(cls, raw, source)
-        decision, notes = recipe.decision, recipe.calibrators
-        if not isinstance(notes, list):
-            raise DataError(f"{source}: 'calibrators' must be a list")
-        return dataclasses.replace(
-            recipe, state=BlendState.from_dict(recipe.state, f"{source}.state"),
-            decision=None if decision is None else DecisionRecord.from_dict(decision, f"{source}.decision"),
-            calibrators=[CalibrationNote.from_dict(c, f"{source}.calibrators[{j}]") for j, c in enumerate(notes)])
+        runs = recipe.runs  # every reader indexes entry["run"]: a hand-edited list fails here, in one line
+        if not isinstance(runs, list) or not all(isinstance(e, dict) and isinstance(e.get("run"), str) for e in runs):
+            raise DataError(f"{source}: recipe.runs must be a list of {{'run': NAME, 'manifest_sha256': …}}; "
+                            f"got {json.dumps(runs, default=str)[:120]}")
+        return recipe
 
 
 @dataclass
@@ -273,6 +294,7 @@ class Sidecar:
     testlike_domain: dict[str, Any] | None = None
     comparison: list[dict[str, Any]] | None = None  # what the decision rule compared
     csv_sha256: str | None = None        # set when written
+    recipe_sha256: str | None = None     # set when written: the recipe's canonical JSON (checked by export)
     schema: int = SCHEMA
 
     @property

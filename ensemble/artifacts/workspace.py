@@ -74,6 +74,7 @@ class Workspace:
             path = Path(override).resolve()
             if not path.is_dir():
                 raise DataError(f"{override}: competition folder not found")
+            _check_utf8(path)
             if remember:
                 self.remember_data(path)
             return path
@@ -92,12 +93,17 @@ class Workspace:
                 return tomllib.load(f)
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{config}: not valid TOML ({exc})") from None
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{config}: not valid TOML (byte {exc.start} is not UTF-8 text); fix or "
+                                  "delete it (it only remembers --data, --task and --metric)") from None
 
     def remember(self, **values: str | None) -> None:
         """Store settings in `ens.toml` beside the ones already there (None values are left out)."""
         from ensemble.artifacts.io import atomic_path
 
         merged = {**self.settings(), **{k: v for k, v in values.items() if v is not None}}
+        for value in merged.values():  # TOML is UTF-8: a path with another byte could not be read back
+            _check_utf8(value)
         self.root.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.root / CONFIG_NAME) as tmp:
             tmp.write_text("".join(f"{key} = {json.dumps(str(value))}\n" for key, value in merged.items()))
@@ -119,6 +125,16 @@ class Workspace:
     def remember_data(self, path: Path) -> None:
         """Store the competition folder in `ens.toml` (call it once the folder validated)."""
         self.remember(data=str(path))
+
+
+def _check_utf8(value: object) -> None:
+    """A path (or setting) ens can store in ens.toml and hand to libsndfile: UTF-8 text, no stray bytes."""
+    try:
+        str(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{str(value)!r} holds a byte that is not UTF-8: {CONFIG_NAME} cannot store it and "
+                          "libsndfile cannot open files under it; rename the folder (or link it under a UTF-8 "
+                          "name)") from None
 
 
 def check_name(name: str, what: str) -> None:

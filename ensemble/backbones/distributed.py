@@ -44,7 +44,7 @@ def fit_fold_parallel(classifier: Classifier, batches: Batches, validate: Callab
     import multiprocessing as mp
     import queue as queue_module
 
-    from safetensors.torch import load_file
+    from ensemble.backbones.model import load_weights
 
     check_devices(devices, config.device)
     context = mp.get_context("fork")
@@ -76,7 +76,7 @@ def fit_fold_parallel(classifier: Classifier, batches: Batches, validate: Callab
     if result is None:
         codes = [p.exitcode for p in procs]
         raise EnsError(error or f"a training process of the fold died (exit codes {codes})")
-    classifier.module.load_state_dict(load_file(str(Path(result["best_dir"]) / "model.safetensors")))
+    load_weights(classifier.module, Path(result["best_dir"]) / "model.safetensors")
     classifier.module.eval()
     return FitResult(**{**result, "best_dir": Path(result["best_dir"])})
 

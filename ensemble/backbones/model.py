@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from ensemble.backbones.families import NAMED_CONFIGS, Family, get_family, named_config
 from ensemble.backbones.preprocess import RAW, Preprocessor, from_extractor
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, DataError
 from ensemble.artifacts.io import umask_mode
 from ensemble.task import MULTILABEL
 
@@ -132,8 +133,6 @@ class Classifier:
     @classmethod
     def load(cls, directory: Path) -> "Classifier":
         """Rebuild a classifier written by `save` (no hub access)."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         if not (directory / CLASSIFIER_MANIFEST_FILE).is_file():
             raise ConfigError(f"{directory} holds no {CLASSIFIER_MANIFEST_FILE}; "
@@ -143,11 +142,57 @@ class Classifier:
         preprocessor = Preprocessor.from_dict(manifest["preprocessor"])
         pooling = manifest.get("pooling", "mean")
         module = _module_from_config(manifest["model_type"], config, preprocessor.takes_attention_mask, pooling)
-        module.load_state_dict(load_file(str(directory / "model.safetensors")))
+        load_weights(module, directory / "model.safetensors")
         if hasattr(module, "model"):
             config = module.model.config.to_dict()
         return cls(module, manifest["model_ref"], manifest["labels"], manifest["model_type"], preprocessor, config,
                    pooling)
+
+
+def load_weights(module: Any, path: Path, device: str | None = None, hint: str = "") -> None:
+    """Weights of a safetensors file into `module`; a file that is no safetensors file, or whose tensors do
+    not fit the module, is a DataError naming it (`hint`: what the user can do, e.g. delete a checkpoint)."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path), device=device or "cpu")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found{hint}") from None
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError for short files)
+        raise DataError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0][:120]}){hint}") from None
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise DataError(f"{path}: its tensors do not fit this model ({str(err).splitlines()[0][:160]}){hint}") from None
+
+
+PICKLED_WEIGHTS = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+
+
+def check_pickled_weights(folder: Path) -> None:
+    """A local model folder's pickled weights (`pytorch_model.bin`, …) parsed the way transformers will load
+    them (`weights_only`, tensors memory-mapped, so only the pickle's small structure is read): a file naming
+    a Python object that could run code is refused here, in one line, before any compute."""
+    import pickle
+
+    import torch
+
+    for name in PICKLED_WEIGHTS:
+        path = folder / name
+        if not path.is_file() or (folder / "model.safetensors").is_file():
+            continue
+        try:
+            try:
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:  # the legacy (non-zip) format cannot be memory-mapped: read it whole
+                if "mmap" not in str(exc):
+                    raise
+                torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+            found = re.search(r"GLOBAL (\S+)", str(exc))
+            reason = (f"it names the Python object {found.group(1)}, which could run code when loaded" if found
+                      else f"not a checkpoint of tensors ({str(exc).splitlines()[0][:120]})")
+            raise DataError(f"{path}: refused to load these weights: {reason}; use a model.safetensors file") from None
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
@@ -350,6 +395,7 @@ def check_model_ref(model_ref: str) -> str:
     path = Path(model_ref).expanduser()
     if path.is_dir():
         if (path / CLASSIFIER_MANIFEST_FILE).is_file() or (path / "config.json").is_file():
+            check_pickled_weights(path)
             return "folder"
         raise ConfigError(f"{path}: this folder holds no config.json ({CLASSIFIER_MANIFEST_FILE}); it is not a model")
     close = difflib.get_close_matches(model_ref, list(NAMED_CONFIGS), n=2, cutoff=0.5)

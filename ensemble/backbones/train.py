@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ensemble.backbones.model import Classifier, _replace_dir
+from ensemble.backbones.model import Classifier, _replace_dir, load_weights
 from ensemble.errors import ConfigError, DataError
 
 Batches = Callable[[int], Iterable[tuple[np.ndarray, np.ndarray]]]
@@ -253,8 +253,6 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     the best epoch's weights (also in `checkpoint_dir/best`). With `shard`, this is one of the processes
     training the fold together (see the module's docstring); every one of them calls `fit_fold`.
     """
-    from safetensors.torch import load_file
-
     checkpoint_dir = Path(checkpoint_dir)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -263,7 +261,8 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     writer = shard is None or shard.rank == 0
     last, best = checkpoint_dir / "last", checkpoint_dir / "best"
     if (last / "trainer.pt").is_file():
-        classifier.module.load_state_dict(load_file(str(last / "model.safetensors"), device=device))
+        load_weights(classifier.module, last / "model.safetensors", device,
+                     f"; delete {checkpoint_dir} to restart this fold")
         trainer.restore(load_trainer_state(last / "trainer.pt", device))
         if progress:
             progress({"stage": "resume", "epoch": len(trainer.history)})
@@ -297,7 +296,7 @@ def fit_fold(classifier: Classifier, batches: Batches, validate: Callable[[Class
     seconds = time.perf_counter() - start
     if trainer.best_epoch < 0:
         raise ConfigError(f"config.epochs={config.epochs}: nothing was trained; epochs must be ≥ 1")
-    classifier.module.load_state_dict(load_file(str(best / "model.safetensors"), device=device))
+    load_weights(classifier.module, best / "model.safetensors", device, f"; delete {checkpoint_dir} to restart this fold")
     classifier.module.eval()
     return FitResult(trainer.best_epoch, trainer.best_score, trainer.history, seconds,
                      trained / seconds if seconds > 0 else 0.0, best, device, precision)

@@ -4,7 +4,9 @@ merged under the command line's own values."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
 
 from ensemble.errors import ConfigError
 
@@ -59,6 +61,10 @@ def merge_config(path: Path, values: dict, ctx) -> dict:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML (byte {exc.start} is not UTF-8 text)") from None
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{path}: not a TOML table of options")
     stored = {k.replace("-", "_"): v for k, v in stored.items()}
     unknown = sorted(set(stored) - set(values))
     if unknown:
@@ -70,3 +76,82 @@ def merge_config(path: Path, values: dict, ctx) -> dict:
         if source is None or source.name != "COMMANDLINE":
             merged[key] = value
     return merged
+
+
+@dataclass(frozen=True)
+class SharedOption:
+    """One option `ens finetune` and `ens tune` both take: declared once, with tune's own words where a
+    trial reads it differently (a range's bound or centre rather than the value)."""
+
+    name: str
+    type: Any
+    default: Any
+    flag: str
+    help: str
+    tune_help: str | None = None
+
+
+TRAINING_OPTIONS = (
+    SharedOption("fold", Optional[str], None, "--fold", "Run only these folds, e.g. 0,2 (spread folds over machines).",
+                 "Folds each trial trains and scores, e.g. 0,1 (default 0)."),
+    SharedOption("epochs", int, 5, "--epochs", "Training epochs per fold.", "Most epochs a trial may draw."),
+    SharedOption("lr", Optional[float], None, "--lr",
+                 "AdamW learning rate (default 3e-5; 1e-3 for named configs trained from scratch).",
+                 "Centre of the learning-rate range (a decade either side; default as finetune's)."),
+    SharedOption("batch_size", int, 16, "--batch-size", "Clips per step.", "Clips per step (fixed)."),
+    SharedOption("grad_accum", Optional[int], None, "--grad-accum", "Steps per update (default: effective batch 128).",
+                 "Steps per update (fixed; default as finetune's)."),
+    SharedOption("max_seconds", float, 5.0, "--max-seconds",
+                 "Clip length the model sees (crop/pad; longer clips are windowed at inference).",
+                 "Longest crop a trial may draw (from half of it)."),
+    SharedOption("augment", str, "default", "--augment", "'default', 'none', or a list such as mix,noise,gain,shift.",
+                 "Augmentation (fixed), as for finetune."),
+    SharedOption("config", Optional[Path], None, "--config",
+                 "TOML file with any of these options (command-line values win)."),
+    SharedOption("device", str, "auto", "--device", "auto, cpu or cuda."),
+    SharedOption("seed", int, 0, "--seed", "Seed for folds, augmentation and initialisation.",
+                 "Seed of the sampler and of every trial's training."),
+)
+
+
+def training_options(command: str) -> Callable[[Callable], Callable]:
+    """Put `TRAINING_OPTIONS` where a command function declares a `training: dict` parameter: typer sees each
+    option (so `--help` and parsing are as if declared there), the function gets them as one dict."""
+    import functools
+    import inspect
+
+    import typer
+
+    def decorate(func: Callable) -> Callable:
+        signature = inspect.signature(func, eval_str=True)  # typer reads the annotations of this signature
+        shared = [inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=o.default,
+                                    annotation=Annotated[o.type, typer.Option(o.flag, help=(o.tune_help if command == "tune" and o.tune_help else o.help))])
+                  for o in TRAINING_OPTIONS]
+        params = []
+        for p in signature.parameters.values():
+            params.extend(shared if p.name == "training" else [p])
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            training = {o.name: kwargs.pop(o.name) for o in TRAINING_OPTIONS}
+            return func(*args, training=training, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=params)
+        return wrapper
+
+    return decorate
+
+
+def training_command(name: str) -> Callable[[Callable], Callable]:
+    """`ens finetune` and `ens tune`: a command (one-line errors) taking `TRAINING_OPTIONS`."""
+    from ensemble.cli.shared import command
+
+    return lambda func: command(name)(training_options(name)(func))
+
+
+def option_values(ctx, model: str, training: dict, **more) -> dict:
+    """The options both commands build FinetuneOptions from: the shared ones (`--fold` as `only_folds`) and
+    the command's own, with a `--config` file's values merged under the command line's."""
+    values = {"model": model, **{k: v for k, v in training.items() if k not in ("fold", "config")},
+              "only_folds": parse_folds(training["fold"]), **more}
+    return merge_config(training["config"], values, ctx) if training["config"] is not None else values

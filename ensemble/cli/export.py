@@ -25,7 +25,14 @@ def export_cmd(
     from ensemble.commands.export import Int8Check, export_submission
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import Workspace
+    from ensemble.commands.export import QUANTIZE
+    from ensemble.errors import ConfigError
 
+    if quantize not in QUANTIZE:  # options before the workspace or the competition folder is read
+        raise ConfigError(f"--quantize {quantize}: accepted: {', '.join(QUANTIZE)}")
+    if not (0 <= max_score_change < float("inf")) or check_rows < 1:
+        raise ConfigError(f"--max-score-change {max_score_change:g} / --check-rows {check_rows}: accepted: a finite "
+                          "change ≥ 0 and at least 1 row")
     ws = Workspace.resolve(workspace)
     comp = workspace_and_competition(workspace, data, audio=("train",))[1] if quantize == "int8" else None
     target = out if out is not None else ws.root / "exports" / f"{submission}.onnx"

@@ -7,28 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.config import merge_config, parse_folds, parse_grad_norm, parse_params
-from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, command, console, say, workspace_and_competition
+from ensemble.cli.config import option_values, parse_grad_norm, parse_params, training_command
+from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, console, say, workspace_and_competition
 
 
-@command("finetune")
+@training_command("finetune")
 def finetune_cmd(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
     data: DataOpt = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: from MODEL).")] = None,
     folds: Annotated[Optional[int], typer.Option("--folds", help="Number of folds when the shared folds file is created (default 5).")] = None,
-    fold: Annotated[Optional[str], typer.Option("--fold", help="Run only these folds, e.g. 0,2 (spread folds over machines).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per fold.")] = 5,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="AdamW learning rate (default 3e-5; 1e-3 for named configs trained from scratch).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step.")] = 16,
-    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Steps per update (default: effective batch 128).")] = None,
-    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Clip length the model sees (crop/pad; longer clips are windowed at inference).")] = 5.0,
-    augment: Annotated[str, typer.Option("--augment", help="'default', 'none', or a list such as mix,noise,gain,shift.")] = "default",
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these options (command-line values win).")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    training: dict = None,  # --fold --epochs --lr --batch-size --grad-accum --max-seconds --augment --config --device --seed
     devices: Annotated[int, typer.Option("--devices", help="Processes training each fold together (DDP: one GPU each on CUDA, gloo on CPU); same effective batch.")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for folds, augmentation and initialisation.")] = 0,
     testlike_per_fold: Annotated[Optional[int], typer.Option("--testlike-per-fold", help="Test-like clips per fold when the shared set is first built (default: about half a fold, 50–2000).")] = None,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="Weights kept fixed: feature-encoder, first:N (feature encoder and the first N transformer layers), all-but-head, or none (default: feature-encoder for pretrained checkpoints, none for named configs).")] = None,
     model_config: Annotated[Optional[list[str]], typer.Option("--model-config", metavar="KEY=VALUE", help="Override a key of the backbone's config before it is built (repeatable), e.g. apply_spec_augment=false, attention_dropout=0.1, layerdrop=0.05.")] = None,
@@ -53,22 +44,20 @@ def finetune_cmd(
     from ensemble.cli.progress import event_printer
     from ensemble.artifacts.workspace import check_name
 
-    values = dict(model=model, name=name, folds=folds, only_folds=parse_folds(fold), epochs=epochs, lr=lr,
-                  batch_size=batch_size, grad_accum=grad_accum, max_seconds=max_seconds, augment=augment,
-                  device=device, devices=devices, seed=seed, testlike_per_fold=testlike_per_fold, freeze=freeze,
-                  model_config=parse_params(model_config or [], "--model-config"), schedule=schedule, warmup=warmup, hold=hold,
-                  weight_decay=weight_decay, max_grad_norm=max_grad_norm, pooling=pooling, metric=metric,
-                  class_weight=class_weight, pseudo_label=pseudo_label)
-    if config is not None:
-        values = merge_config(config, values, ctx)
+    values = option_values(ctx, model, training, name=name, folds=folds, devices=devices,
+                           testlike_per_fold=testlike_per_fold, freeze=freeze,
+                           model_config=parse_params(model_config or [], "--model-config"), schedule=schedule,
+                           warmup=warmup, hold=hold, weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+                           pooling=pooling, metric=metric, class_weight=class_weight, pseudo_label=pseudo_label)
     values["max_grad_norm"] = parse_grad_norm(values["max_grad_norm"])
-    opts = FinetuneOptions(**values)
+    opts = FinetuneOptions(**values).validate()
     check_name(opts.run_name, "run")  # options first, then the model, the folder and its audio, then compute
     check_model_ref(opts.model)  # a typo fails in a second, not after the hub's retries
     check_devices_option(opts)
     check_knobs(opts)
     ws, comp = workspace_and_competition(workspace, data, audio=("train", "test", "unlabeled"), task=task,
                                          metric=metric)
+    say(comp.task_note())  # before any compute: a wrong guess would train every fold with the wrong head
     with event_printer(console()) as show:
         if ray is None:
             run = finetune(ws, comp, opts, force=force, progress=show)

@@ -78,17 +78,47 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+# Errors a user's input can cause, by the module and name of a class in the error's MRO (so this table
+# imports none of those libraries), with the words that say what kind of input broke. Library code turns
+# what it can into an `EnsError` naming the file; this is the one net for what reaches the CLI unnamed.
+DECODE_ERRORS = {
+    ("json.decoder", "JSONDecodeError"): "not valid JSON",
+    ("tomllib", "TOMLDecodeError"): "not valid TOML",
+    ("builtins", "UnicodeDecodeError"): "a file is not UTF-8 text",
+    ("sqlite3", "Error"): "an SQLite database cannot be read",
+    ("sqlalchemy.exc", "DatabaseError"): "an SQLite database cannot be read",
+    ("safetensors._safetensors_rust", "SafetensorError"): "not a readable safetensors file",
+    ("_pickle", "UnpicklingError"): "refused to unpickle a file (only tensors and plain values load; "
+                                    "a pickle naming other Python objects could run code)",
+    ("pyarrow.lib", "ArrowInvalid"): "not a readable Parquet/Arrow file",
+}
+
+
+def one_line(exc: BaseException) -> str | None:
+    """The one line for an error the user can fix (an `EnsError`, an OS error, a file that does not
+    decode), or None for anything else: a bug, which keeps its traceback."""
+    if isinstance(exc, (EnsError, OSError)):
+        return str(exc)
+    for cls in type(exc).__mro__:
+        kind = DECODE_ERRORS.get((cls.__module__, cls.__qualname__))
+        if kind is not None:
+            detail = " ".join(str(exc).split())[:200]
+            return f"{kind} ({detail})" if detail else kind
+    return None
+
+
 def handles_errors(func: Callable) -> Callable:
-    """Turn library errors into one `Error: …` line and exit code 1 (traceback with ENS_DEBUG=1)."""
+    """Turn library and decode errors into one `Error: …` line and exit code 1 (traceback with ENS_DEBUG=1)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (EnsError, OSError) as exc:
-            if os.environ.get("ENS_DEBUG"):
+        except Exception as exc:
+            message = one_line(exc)
+            if message is None or os.environ.get("ENS_DEBUG"):
                 raise
-            fail(str(exc))
+            fail(message)
 
     return wrapper
 
@@ -119,6 +149,21 @@ def console():
     from rich.console import Console
 
     return Console(width=max(80, min(140, Console().width)))
+
+
+def ens_prog() -> str:
+    """How to type `ens` in a hint: `ens` where that finds this program, else the path it was started by
+    (`.venv/bin/ens` after `make demo` without activating the venv; another `ens` first on PATH)."""
+    import shutil
+    import sys
+
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if started is None or started.name != "ens" or not started.exists():
+        return "ens"  # not started as the `ens` script (tests, `python -m`)
+    found = shutil.which("ens")
+    if found is not None and Path(found).resolve() == started.resolve():
+        return "ens"
+    return str(started)
 
 
 def say(text: str) -> None:

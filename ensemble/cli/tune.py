@@ -7,29 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.config import merge_config, parse_folds
-from ensemble.cli.shared import DataOpt, MetricOpt, WorkspaceOpt, command, console, say, workspace_and_competition
+from ensemble.cli.config import option_values, training_command
+from ensemble.cli.shared import DataOpt, MetricOpt, WorkspaceOpt, console, say, workspace_and_competition
 
 
-@command("tune")
+@training_command("tune")
 def tune_cmd(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id, local folder, or a named config, as for finetune.")],
     data: DataOpt = None,
     trials: Annotated[int, typer.Option("--trials", help="Complete trials the study should hold (a resumed study runs the rest).")] = 10,
-    fold: Annotated[Optional[str], typer.Option("--fold", help="Folds each trial trains and scores, e.g. 0,1 (default 0).")] = None,
     metric: MetricOpt = None,
     study: Annotated[Optional[str], typer.Option("--study", help="Study name: tune/<study>.db in the workspace (default: from MODEL).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the best options (default tune/<study>.toml).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", help="Most epochs a trial may draw.")] = 5,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Centre of the learning-rate range (a decade either side; default as finetune's).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per step (fixed).")] = 16,
-    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", help="Steps per update (fixed; default as finetune's).")] = None,
-    max_seconds: Annotated[float, typer.Option("--max-seconds", help="Longest crop a trial may draw (from half of it).")] = 5.0,
-    augment: Annotated[str, typer.Option("--augment", help="Augmentation (fixed), as for finetune.")] = "default",
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these options (command-line values win).")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler and of every trial's training.")] = 0,
+    training: dict = None,  # --fold --epochs --lr --batch-size --grad-accum --max-seconds --augment --config --device --seed
     workspace: WorkspaceOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Start the study over (its stored trials are deleted).")] = False,
 ) -> None:
@@ -37,16 +28,17 @@ def tune_cmd(
     from ensemble.cli.progress import event_printer
     from ensemble.commands.finetune import FinetuneOptions
     from ensemble.commands.tune import TuneOptions, check_tune, tune
+    from ensemble.errors import ConfigError
 
-    values = dict(model=model, epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum,
-                  max_seconds=max_seconds, augment=augment, device=device, seed=seed, trials=trials,
-                  only_folds=parse_folds(fold), metric=metric, study=study, out=out)
-    if config is not None:
-        values = merge_config(config, values, ctx)
+    values = option_values(ctx, model, training, trials=trials, metric=metric, study=study, out=out)
+    out = values.pop("out")
+    if out is not None and not isinstance(out, (str, Path)):
+        raise ConfigError(f"--out {out!r} is {type(out).__name__}; accepted: a file path")
     settings = TuneOptions(trials=values.pop("trials"), folds=values.pop("only_folds"), metric=values.pop("metric"),
-                           study=values.pop("study"), out=Path(values["out"]) if values.pop("out") else None)
+                           study=values.pop("study"), out=Path(out) if out else None)
     base = check_tune(FinetuneOptions(**values), settings)  # before the folder's audio is checked
     ws, comp = workspace_and_competition(workspace, data, audio=("train",), metric=metric)
+    say(comp.task_note())
     with event_printer(console()) as show:
         result = tune(ws, comp, base, settings, force=force, progress=show)
     from ensemble.cli.present import trial_lines

@@ -160,6 +160,7 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}; got {quantize!r}")
     csv, sidecar_path = submission_paths(ws, name)
     sidecar = read_sidecar(ws, name)
+    check_submission_integrity(csv, sidecar_path, sidecar)
     recipe = sidecar.recipe
     if not recipe.task_type.label_by_label:  # the graph pools and blends per label
         raise ConfigError(f"{sidecar_path}: a multiclass submission cannot be exported yet (the exported chain "
@@ -188,6 +189,19 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
     return model, runs, replace(recipe, state=state)
 
 
+def check_submission_integrity(csv: Path, sidecar_path: Path, sidecar: Sidecar) -> None:
+    """The CSV and the recipe are the ones `ens stack` wrote: their SHA-256s match what the sidecar recorded."""
+    from ensemble.artifacts.io import file_sha256
+    from ensemble.artifacts.submission import recipe_sha256
+
+    if sidecar.csv_sha256 is not None and file_sha256(csv) != sidecar.csv_sha256:
+        raise ContractError(f"{csv}: SHA-256 differs from the csv_sha256 {sidecar_path} records (the CSV was edited "
+                            "or replaced after stacking); stack it again, then export")
+    if sidecar.recipe_sha256 is not None and recipe_sha256(sidecar.recipe) != sidecar.recipe_sha256:
+        raise ContractError(f"{sidecar_path}: its recipe differs from the one stacked (recipe_sha256 does not match; "
+                            "edited after stacking?); stack it again, then export")
+
+
 def used_runs(n_runs: int, state: BlendState) -> tuple[list[int], BlendState]:
     """Indices of the runs the blend reads (the method's `select_runs`: `single`'s run, the runs with a
     weight, else all) and the state re-indexed to them."""
@@ -201,7 +215,14 @@ def save_model(model: Any, path: Path) -> int:
 
     from ensemble.artifacts.io import atomic_path
 
+    from ensemble.export.graph import METADATA_DIGEST, metadata_digest
+
     path = Path(path)
+    props = {p.key: p.value for p in model.metadata_props if p.key != METADATA_DIGEST}
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key=METADATA_DIGEST, value=metadata_digest(props))  # checked by `ensemble.load`
     big = model.ByteSize() >= 2**31 - 2**24
     with atomic_path(path) as tmp:
         if big:  # the weights file is written in place; the graph that points at it lands last
@@ -323,12 +344,47 @@ class Int8Check:
 
 def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force: bool = False,
                       comp=None, int8: Int8Check = Int8Check(), progress: Progress | None = None) -> Exported:
-    """Write submission `name` as one ONNX file at `out`; int8 only when the score check allows it."""
-    from ensemble.errors import ExistsError
+    """Write submission `name` as one ONNX file at `out`; int8 only when the score check allows it.
+
+    `out` is locked for this writer (a second `ens export` to it is refused); `force` replaces only a file
+    an earlier `ens export` wrote."""
+    from ensemble.artifacts.io import recover_dir
+    from ensemble.artifacts.locking import lock_beside, name_lock
 
     out = Path(out)
-    if out.exists() and not force:
+    _check_replaceable(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with name_lock(lock_beside(out), f"export {out}"):
+        recover_dir(out)  # temp files of a killed export
+        _check_replaceable(out, force)
+        return _export(ws, name, out, quantize, comp, int8, progress)
+
+
+def _check_replaceable(out: Path, force: bool) -> None:
+    """An existing `out` is replaced only with `force`, and only when it is an `ens export` file."""
+    from ensemble.errors import ExistsError
+
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
         raise ExistsError(f"{out} exists; pass --force to overwrite it")
+    if out.is_symlink() or not out.is_file() or not _is_export(out):
+        raise ExistsError(f"{out} was not written by ens; refusing to replace it")
+
+
+def _is_export(path: Path) -> bool:
+    """Whether `path` is an ONNX file whose metadata says `ens export` wrote it."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf raises its own types for a file that is not ONNX
+        return False
+    return any(p.key == "ens_export_format" for p in model.metadata_props)
+
+
+def _export(ws, name: str, out: Path, quantize: str, comp, int8: Int8Check, progress: Progress | None) -> Exported:
+    """`export_submission` under the output's lock."""
     if quantize == "none":
         model, runs, _ = build_submission_model(ws, name)
         size = save_model(model, out)

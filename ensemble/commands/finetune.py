@@ -41,69 +41,13 @@ from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.progress import Progress, tagged
 from ensemble.artifacts.testlike_set import background_loader, ensure_testlike, load_domain_check, testlike_fingerprint
 from ensemble.artifacts.workspace import Workspace
+from ensemble.backbones.options import KNOBS, FinetuneOptions  # noqa: F401 (the options record, imported from here too)
 
 PARITY_SECONDS = 3.3  # parity is measured on clips of another length than training used
 MIN_UPDATES_PER_EPOCH = 8
 SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tuning rate
 
 
-@dataclass
-class FinetuneOptions:
-    """Everything that shapes a run; stored in run.json so the run explains itself."""
-
-    model: str
-    name: str | None = None
-    folds: int | None = None
-    only_folds: list[int] | None = None
-    epochs: int = 5
-    lr: float | None = None  # None: 3e-5 for pretrained checkpoints, 1e-3 for named (random) configs
-    batch_size: int = 16
-    grad_accum: int | None = None
-    max_seconds: float = 5.0
-    augment: str = "default"
-    device: str = "auto"
-    seed: int = 0
-    testlike_per_fold: int | None = None
-    devices: int = 1  # processes training each fold together (DDP; one GPU each on CUDA)
-    extra: dict = field(default_factory=dict)
-    metric: str | None = None     # best-epoch metric; None: the workspace's (ens.toml) or the task's default
-    class_weight: str = "none"    # multiclass: 'none' or 'balanced' (loss weights ∝ 1 / class count)
-    # the fine-tuning knobs (README's table); at their defaults they stay out of `identity()`, so runs
-    # started before the knobs existed still resume
-    freeze: str | None = None  # None: feature-encoder for pretrained checkpoints, none for named configs
-    model_config: dict = field(default_factory=dict)  # overrides of the backbone's config
-    schedule: str = "cosine"
-    warmup: float = 0.1
-    hold: float = 0.0
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0  # 0: no clipping
-    pooling: str = "mean"
-    pseudo_label: float = 0.0  # classical families: refit with test clips labelled this surely (0: off)
-
-    @property
-    def run_name(self) -> str:
-        return self.name if self.name is not None else Path(self.model.rstrip("/")).name.replace("/", "-")
-
-    def identity(self) -> dict:
-        """The options that must match for a resumed or merged run (not the fold subset)."""
-        defaults = FinetuneOptions(self.model)
-        out = {k: v for k, v in asdict(self).items() if k not in ("only_folds", "device", "name", "devices")
-               and not (k in KNOBS and v == getattr(defaults, k))}
-        if out["metric"] in (None, "competition", "dacon-fakevoice"):  # runs started before these options
-            del out["metric"]                                             # existed resume unchanged
-        if out["class_weight"] == "none":
-            del out["class_weight"]
-        return out
-
-    def freeze_scheme(self) -> str:
-        """The `--freeze` scheme this run trains with (its default depends on the model)."""
-        from ensemble.backbones.model import default_freeze
-
-        return self.freeze if self.freeze is not None else default_freeze(self.model)
-
-
-KNOBS = ("freeze", "model_config", "schedule", "warmup", "hold", "weight_decay", "max_grad_norm", "pooling",
-         "pseudo_label")
 LEGACY_KEYS = {"freeze_feature_encoder": None}  # options.json keys of older versions, at their default
 
 
@@ -150,6 +94,7 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
     from ensemble.backbones.classical import check_classical_options
 
     emit = progress or (lambda event: None)
+    opts = opts.validate()  # every value typed and in range before a folds file, test-like set or run folder
     run_dir = ws.run_dir(opts.run_name)  # a bad name is refused before anything is written
     check_model_ref(opts.model)
     check_devices_option(opts)
@@ -217,6 +162,7 @@ def check_knobs(opts: FinetuneOptions) -> FinetuneOptions:
     from ensemble.backbones.model import check_knobs as check
     from ensemble.backbones.schedules import check_schedule
 
+    opts = opts.validate()
     check_schedule(opts.schedule, opts.warmup, opts.hold)
     if opts.max_grad_norm < 0 or opts.weight_decay < 0:
         raise ConfigError(f"--max-grad-norm {opts.max_grad_norm:g} / --weight-decay {opts.weight_decay:g}: "

@@ -14,6 +14,8 @@ from ensemble.artifacts.submission import read_sidecar, submission_lock, submiss
 from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import DataError
 
+MAX_SCORE = 100.0  # a leaderboard score above this is a typo that would squeeze every column of the board
+
 
 def record_leaderboard(ws: Workspace, name: str, public: float | None, private: float | None) -> Sidecar:
     """Store leaderboard scores in the submission's sidecar (under the submissions lock); returns it."""
@@ -25,6 +27,9 @@ def record_leaderboard(ws: Workspace, name: str, public: float | None, private: 
         if value is not None:
             if not np.isfinite(value):
                 raise DataError(f"--{key} must be a finite number, got {value}")
+            if not 0 <= value <= MAX_SCORE:
+                raise DataError(f"--{key} {value:g}: accepted: a finite score in [0, {MAX_SCORE:g}] (every metric "
+                                "ens scores with is ≥ 0; log loss, the one without a bound, stays under 35)")
             scores[key] = float(value)
     read_sidecar(ws, name)  # an unknown name fails before the lock file is made
     with exclusive(submission_lock(ws)):

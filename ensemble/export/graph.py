@@ -269,3 +269,14 @@ def _topological(nodes: list[Any], available: set[str]) -> list[Any]:
 
 def metadata_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+METADATA_DIGEST = "metadata_sha256"  # over every other metadata entry: an edit (labels renamed) is caught on load
+
+
+def metadata_digest(metadata: dict[str, str]) -> str:
+    """Hex SHA-256 of an export's metadata entries (all but `METADATA_DIGEST`), keys sorted."""
+    import hashlib
+
+    rest = {k: v for k, v in metadata.items() if k != METADATA_DIGEST}
+    return hashlib.sha256(metadata_json(rest).encode()).hexdigest()

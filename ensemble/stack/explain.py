@@ -77,12 +77,22 @@ def prior_lines(recipe: Recipe) -> list[str]:
     out = []
     used, train = prior.get("prior_used") or [], prior.get("prior_train") or []
     fallback = prior.get("fallback") or {}
+    probed = (prior.get("joint") or {}).get("probed") or {}
     for j, label in enumerate(labels):
         if label in fallback:
             out.append(f"test prior, {label}: kept the train prior {train[j]:.3f} ({fallback[label]})")
         elif j < len(used) and j < len(train):
-            how = "assumed" if mode != "em" else "estimated by EM"
-            out.append(f"test prior, {label}: {train[j]:.3f} in train → {used[j]:.3f} ({how})")
+            how = {"em": "estimated by EM", "lb": "read off the public leaderboard by probes"}.get(mode, "assumed")
+            if mode == "lb" and j < len(probed.get("half_width", [])):
+                how += f", ± {probed['half_width'][j]:.3f} at 95 %"
+            out.append(f"test prior, {label}: {train[j]:.3f} in the fit rows → {used[j]:.3f} ({how})"
+                       if mode == "lb" else f"test prior, {label}: {train[j]:.3f} in train → {used[j]:.3f} ({how})")
+    if (reweighting := probed.get("reweighting")):
+        out.append("test-like rows reweighted to the probed mix for calibration and nested scores: "
+                   + ", ".join(f"{c} {b:.3f}→{a:.3f}" for c, b, a in
+                               zip(reweighting["classes"], reweighting["before"], reweighting["after"]))
+                   + (f" (marginals missed by up to {reweighting['marginal_gap']:.3f}: the rows hold no such mix)"
+                      if reweighting["marginal_gap"] > 0.005 else ""))
     return out
 
 

@@ -23,7 +23,7 @@ from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
-from ensemble.stack.decide import N_BOOT, Candidate, Decision, Evidence, candidates, decide
+from ensemble.stack.decide import ALPHA, N_BOOT, Candidate, Decision, Evidence, candidates, decide, family_alpha
 from ensemble.stack.bootstrap import gain_interval
 from ensemble.progress import Progress
 from ensemble.stack.nested import EvalSet, FitCache, GuardSet, StackPipeline, best_single_run, nested_predict
@@ -125,6 +125,46 @@ def _check_data(inputs: StackInputs, metric: str | Scorer | None) -> _Data:
     return _Data(P, y, folds, tl, w, scorer)
 
 
+def _probed(data: _Data, inputs: StackInputs, request: StackRequest) -> dict | None:
+    """`--test-prior lb`: the test-like rows reweighted to the probed label mix (`ensemble.stack.probed`);
+    the probe record with the reweighting, or None for any other prior."""
+    if str(request.test_prior) != "lb":
+        return None
+    if inputs.probed is None:
+        raise ConfigError("--test-prior lb needs the leaderboard probes' label mix (`ens lb probe`)")
+    record = dict(inputs.probed)
+    if data.tl is not None:
+        from ensemble.stack.probed import probed_weights
+
+        data.w_tl, record["reweighting"] = probed_weights(data.tl[1], data.w_tl, record["shares"],
+                                                          data.scorer.task.exclusive, list(inputs.labels))
+    return record
+
+
+def _adapt_probed(p_test: np.ndarray, ev: _Evaluation, data: _Data, record: dict, labels: list[str], P_test,
+                  final: StackPipeline):
+    """The test predictions moved from the label shares they were fitted to, to the probed ones. Blenders
+    ignore row weights and calibrators count them, so a label whose calibrator was fitted (on rows
+    reweighted to the probed mix) is already at the reweighted shares, and one left uncalibrated (or a
+    multiclass temperature, which moves no class's share) is at the fit rows' plain shares."""
+    from ensemble.stack.prior import PriorResult, adapt_prior, adjust_classes
+
+    _, _, wf = _fit_set(data, ev.fit_on)
+    plain, weighted = ev.y_fit.mean(axis=0), np.average(ev.y_fit, axis=0, weights=wf)
+    if data.scorer.task.exclusive:
+        train = [float(v) for v in plain]
+        nan = [float("nan")] * len(train)
+        result = PriorResult("lb", train, nan, nan, list(record["shares"]), [], adjust_classes(p_test, train, record["shares"]))
+    else:
+        calibrated = [c.get("calibrator", "none") != "none" for c in final.calibration_]
+        fitted = [float(weighted[j] if calibrated[j] else plain[j]) for j in range(len(plain))]
+        result = adapt_prior(p_test, ev.p_fit, ev.y_fit, list(record["shares"]), labels, runs=(ev.P_fit, P_test),
+                             fitted_prior=fitted)
+        result.mode = "lb"
+    result.joint = {**(result.joint or {}), "probed": record}
+    return result
+
+
 def _check_multiclass(P: np.ndarray, y: np.ndarray | None, name: str) -> None:
     """Multiclass inputs: each run's rows sum to 1, each target row holds one class."""
     from ensemble.artifacts.competition import SUM_TOL
@@ -143,8 +183,9 @@ def _check_task_options(inputs: StackInputs, request: StackRequest) -> None:
     """Options that work label by label refused for a multiclass task, before any compute."""
     if inputs.task.label_by_label:
         return
-    if str(request.prior) != "none":
-        raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
+    if str(request.prior) not in ("none", "lb"):
+        raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none' "
+                          "or 'lb' (the leaderboard probes' class mix)")
     from ensemble.stack.multiclass import check_calibrate_multiclass
 
     check_calibrate_multiclass(request.calibrate)
@@ -212,7 +253,7 @@ class _Evaluation:
 
 
 def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
-              use_meta: bool = False) -> tuple[StackPipeline, _Evaluation]:
+              use_meta: bool = False, alpha: float = ALPHA) -> tuple[StackPipeline, _Evaluation]:
     """Nested and in-sample scores of the request's method (with the meta-features when `use_meta`), and
     the pipeline fitted on the whole fit set."""
     factory = _factory(request.method, request.params, request.seed, data.scorer)
@@ -241,7 +282,8 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
     best, singles = best_single_run(Pt, yt, wt, data.scorer)
-    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt, scorer=data.scorer)
+    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, alpha=alpha, seed=seed, weights=wt,
+                         scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
     optimism = None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score
     return final, _Evaluation(fit_on, oof, nested, in_sample, Pf, p_fit, yf, optimism, gain, warnings)
@@ -323,9 +365,14 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
-    final, ev = _evaluate(data, request, progress, use_meta=meta is not None)
-    prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev.p_fit, ev.y_fit,
-                        test_prior, labels, runs=(ev.P_fit, P_test))
+    probed = _probed(data, inputs, request)
+    family = _candidates(list(inputs.runs), request.calibrate, data.scorer, with_meta=meta is not None)
+    n_challengers = len(family) - 1
+    final, ev = _evaluate(data, request, progress, use_meta=meta is not None, alpha=family_alpha(n_challengers))
+    ev.gain["challengers"] = n_challengers
+    p_test = final.predict(P_test, None if meta is None else meta.test)
+    prior = (_adapt_probed(p_test, ev, data, probed, labels, P_test, final) if probed is not None else
+             adapt_prior(p_test, ev.p_fit, ev.y_fit, test_prior, labels, runs=(ev.P_fit, P_test)))
     recipe = replace(_recipe(method, final, ev.fit_on, request.calibrate, labels),
                      meta_features=None if meta is None else meta.record(), prior=prior.recipe())
     sens = (sensitivity_table(ev.y_fit, ev.p_fit, prior.prior_train, labels=labels, scorer=data.scorer)
@@ -356,6 +403,16 @@ class Comparison:
         return sorted(self.rows, key=lambda r: (r.get("score") is None, self.scorer.sign * (r.get("score") or 0.0)))
 
 
+def _candidates(names: list[str], calibrate: str, scorer: Scorer, methods: Sequence[str] | None = None,
+                with_meta: bool = False) -> list[Candidate]:
+    """What a comparison of these runs weighs: every candidate the task's methods make."""
+    if methods is None:
+        from ensemble.stack.decide import blend_methods
+
+        methods = [m for m in blend_methods() if BLENDERS[m].blends(scorer.task)]
+    return candidates(names, methods, calibrate, with_meta=with_meta)
+
+
 @single_threaded_blas
 def compare(inputs: StackInputs, request: StackRequest, progress: Progress | None = None,
             methods: Sequence[str] | None = None, n_boot: int = N_BOOT) -> Comparison:
@@ -378,11 +435,8 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
         raise DataError(f"inputs name {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
         data.meta = _check_meta(meta, data, meta.test.shape[0], inputs.labels)
-    if methods is None:
-        from ensemble.stack.decide import blend_methods
-
-        methods = [m for m in blend_methods() if BLENDERS[m].blends(data.scorer.task)]
-    cands = candidates(names, methods, request.calibrate, with_meta=meta is not None)
+    _probed(data, inputs, request)
+    cands = _candidates(names, request.calibrate, data.scorer, methods, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
     n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl.folds] if data.tl is not None else []))))

@@ -26,7 +26,7 @@ from ensemble.artifacts.locking import exclusive
 from ensemble.artifacts.workspace import Workspace, check_name
 from ensemble.commands.finetune import FinetuneOptions, fit_held_out
 from ensemble.commands.tune.space import SEARCHED, describe_space, suggest
-from ensemble.errors import ConfigError
+from ensemble.errors import ConfigError, DataError
 from ensemble.progress import Progress, tagged
 
 TUNE_DIR = "tune"
@@ -81,10 +81,7 @@ def tune(ws: Workspace, comp: Competition, base: FinetuneOptions, settings: Tune
         if force and storage_path.exists():
             storage_path.unlink()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(study_name=name, storage=f"sqlite:///{storage_path}", load_if_exists=True,
-                                    direction="maximize" if scorer.greater_is_better else "minimize",
-                                    sampler=optuna.samplers.TPESampler(seed=base.seed,
-                                                                       n_startup_trials=_startup(settings.trials)))
+        study = _open_study(storage_path, name, scorer.greater_is_better, base.seed, settings.trials)
         _check_identity(study, _identity(ws, comp, base, folds, scorer.name, config), storage_path)
         _fail_stale(study)
         done = _complete(study)
@@ -127,11 +124,18 @@ def check_tune(base: FinetuneOptions, settings: TuneOptions) -> FinetuneOptions:
     from ensemble.commands.finetune import check_knobs, check_model_ref
     from ensemble.metrics.scorer import get_scorer
 
+    if not isinstance(settings.trials, int) or isinstance(settings.trials, bool) or settings.trials < 1:
+        raise ConfigError(f"--trials {settings.trials!r}: accepted: a whole number ≥ 1 (a study needs a trial)")
+    for option, value in (("--study", settings.study), ("--metric", settings.metric)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{option} {value!r} is {type(value).__name__}; accepted: text")
+    base = base.validate()  # the folds too: a TOML `fold = "a"` is one line, not a crash in a trial
     check_name(settings.study or base.run_name, "study")
     if settings.metric is not None:
         get_scorer(settings.metric)
-    if settings.trials < 1:
-        raise ConfigError(f"--trials {settings.trials}: a study needs at least one trial")
+    if settings.folds is not None and not (isinstance(settings.folds, list) and all(
+            isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in settings.folds)):
+        raise ConfigError(f"--fold {settings.folds!r}: accepted: fold numbers ≥ 0, e.g. 0,1")
     check_model_ref(base.model)
     if is_classical(base.model):
         raise ConfigError(f"{base.model}: ens tune searches the fine-tuning knobs of trained (torch) families; "
@@ -164,6 +168,47 @@ def _check_identity(study: Any, identity: dict, path: Path) -> None:
         changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
         raise ConfigError(f"{path}: this study was started with other settings ({', '.join(changed)}); "
                           "pass --force to start it over, or another --study")
+
+
+def _open_study(path: Path, name: str, maximize: bool, seed: int, trials: int) -> Any:
+    """The study stored in `path` (created when missing); a file that is no readable study database, or one
+    another program holds locked, is a DataError naming it."""
+    import sqlite3
+
+    import optuna
+
+    if path.is_file():  # read it as SQLite first: optuna would otherwise fail deep inside SQLAlchemy
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+                db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error as err:
+            raise _study_error(path, err) from None
+    try:
+        return optuna.create_study(study_name=name, storage=f"sqlite:///{path}", load_if_exists=True,
+                                   direction="maximize" if maximize else "minimize",
+                                   sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=_startup(trials)))
+    except Exception as err:  # SQLAlchemy and optuna wrap the sqlite errors in their own types
+        if isinstance(err, ConfigError) or not _is_storage_error(err):
+            raise
+        raise _study_error(path, err) from None
+
+
+def _is_storage_error(err: BaseException) -> bool:
+    """An error of the study's storage (sqlite, SQLAlchemy, optuna's storage checks), not of the search."""
+    import sqlite3
+
+    chain = [err, err.__cause__, err.__context__, getattr(err, "orig", None)]
+    return any(isinstance(e, sqlite3.Error) or type(e).__module__.startswith(("sqlalchemy", "optuna.storages"))
+               for e in chain if e is not None)
+
+
+def _study_error(path: Path, err: BaseException) -> DataError:
+    text = str(getattr(err, "orig", None) or err).splitlines()[0][:160]
+    if "locked" in text:
+        return DataError(f"{path}: the study database is locked by another program ({text}); retry when it "
+                         "is closed")
+    return DataError(f"{path}: not a readable study database ({text}); move it aside, or pass --force to "
+                     "start the study over")
 
 
 def _fail_stale(study: Any) -> None:
