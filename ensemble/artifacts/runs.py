@@ -208,8 +208,8 @@ def check_recorded_hash(path: Path, recorded: str | None) -> None:
         return
     if file_sha256(path) != recorded:
         raise ContractError(f"{path}: SHA-256 differs from the one {path.parent / RUN_MANIFEST_FILE} records "
-                            f"({recorded[:12]}…); the file was replaced or edited after the run was written: "
-                            "re-run (or re-import) the run")
+                            f"({recorded[:12]}…): replaced or edited since (another run's copy? a killed `ens oof`?); "
+                            f"run `ens oof {path.parent.name}` again, or re-run or re-import the run")
 
 
 def _read_predictions(path: Path, labels: list[str], recorded: str | None = None) -> pd.DataFrame:
