@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet "$(TORCH)"
+	-$(VENV)/bin/pip uninstall --quiet -y ens 2>/dev/null  # this project's old distribution name, in an old .venv
 	$(VENV)/bin/pip install --quiet -e ".[audio,ray,dev]"
 	# features-dvec-lgbm reads only the speaker encoder's weights file that ships in Resemblyzer; its own
 	# dependencies (librosa, webrtcvad, typing) are never imported, so they are not installed

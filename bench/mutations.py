@@ -161,6 +161,12 @@ MUTATIONS = [
     Mutation("ens export lets a meta-feature submission through", "ensemble/commands/export.py",
              'if recipe.state.get("blender", {}).get("meta") or recipe.meta_features:', "if False:",
              ("tests/test_features_vad.py", "-k", "stack_with_meta")),
+    Mutation("a guard gain that cannot be scored counts as accepted", "ensemble/stack/calibration.py",
+             "        if other is None or other <= 0:", "        if other is not None and other <= 0:",
+             ("tests/test_stack_decide.py", "-k", "guard_gain_cannot_be_scored")),
+    Mutation("the multiclass temperature is always kept", "ensemble/stack/multiclass.py",
+             '            method = "temperature" if g["lo"] > 0 else "none"', '            method = "temperature"',
+             ("tests/test_multiclass.py", "-k", "no_temperature")),
     # the fine-tuning knobs (tests/test_knobs.py, tests/test_tune.py)
     Mutation("--model-config overrides are dropped", "ensemble/backbones/overrides.py",
              "    checked = check_overrides(config, overrides)\n    if not checked:",

@@ -27,6 +27,7 @@ class Task:
     default_metric: str  # what every decision optimises until `--metric` says otherwise
     activation: str      # a network head's output activation ('sigmoid' per label or 'softmax' per row)
     usual_scores: tuple[str, ...] = ()  # shown beside the metric on the board (keys of a class report)
+    blend_eps: float = LOGIT_EPS        # the clip of `link` where blenders average runs
 
     @property
     def label_by_label(self) -> bool:
@@ -80,7 +81,7 @@ class _MultiClass(Task):
 
 MULTILABEL: Task = _MultiLabel("multilabel", exclusive=False, default_metric="competition", activation="sigmoid")
 MULTICLASS: Task = _MultiClass("multiclass", exclusive=True, default_metric="logloss", activation="softmax",
-                               usual_scores=("logloss", "accuracy", "macro_f1"))
+                               usual_scores=("logloss", "accuracy", "macro_f1"), blend_eps=1e-7)
 TASKS: dict[str, Task] = {t.name: t for t in (MULTILABEL, MULTICLASS)}
 
 

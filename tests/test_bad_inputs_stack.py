@@ -167,8 +167,8 @@ CASES = [
     Case("import: existing run", lambda c: ["import", "r0", "--test", c.out / "test0.csv"],
          r"run /\S+/models/r0 exists; pass --force to overwrite it"),
     # ens stack: bad arguments
-    Case("stack: unknown method", lambda c: ["stack", "r0", "r1", "--method", "median"],
-         r"unknown stacking method 'median'; choose one of: auto, mean, logit, rank, weighted, single, hillclimb, flip, logreg, lgbm"),
+    Case("stack: unknown method", lambda c: ["stack", "r0", "r1", "--method", "trimmed"],
+         r"unknown stacking method 'trimmed'; choose one of: auto, mean, logit, rank, weighted, single, hillclimb, flip, logreg, lgbm, median"),
     Case("stack: unknown run", lambda c: ["stack", "r0", "nope"],
          r"run 'nope' not found in /\S+/models \(runs: r0, r1, t0\)"),
     Case("stack: a run named twice", lambda c: ["stack", "r0", "r0"], r"run 'r0' is named twice"),

@@ -99,7 +99,8 @@ def test_board_legend_names_the_ranking_column_and_lists_partial_runs(two_runs, 
     assert_fits(result.output)
     said = flat(result.output)
     assert "# ranks by clean CV" in said  # imported runs without test-like predictions
-    assert "t-like: the same on the simulated test-like clips" not in said or "t-like" in result.output
+    header = next(line for line in result.output.splitlines() if " name " in line).split()
+    assert "cv" in header and "t-like" not in header  # no run has test-like predictions: no such column
     row = next(line for line in result.output.splitlines() if " tty " in line)
     assert "part" in row and "–" in row  # listed, unranked
     assert ("partial run tty: fold 0 of 3 finished; finish: ens finetune tiny-hubert --name tty --fold 1,2 "
@@ -124,8 +125,18 @@ def test_board_ranking_column_when_some_rows_lack_test_like_scores(csv_competiti
         if testlike is not None:
             metrics["cv_testlike"] = {"score": testlike, "auc": 0.8, "brier": 0.2, "ece": 0.1}
         write_submission(ws, submission_frame(np.full((12, 2), 0.5), comp), comp, hand_sidecar(name, "mean", metrics))
-    said = flat(ens("board").output)
-    assert "# ranks by test-like CV where a row has it, else clean CV (clean-only)" in said
+    out = ens("board").output
+    assert_fits(out)
+    said = flat(out)
+    # one basis: the row without it is listed apart, under a rule, unranked (its clean CV is not comparable)
+    assert "# ranks by test-like CV (the score the decision rule trusts)" in said
+    assert "below the line, not ranked (no test-like CV): clean-only" in said
+    lines = out.splitlines()
+    ranked, apart = (next(i for i, line in enumerate(lines) if name in line) for name in ("with-tl", "clean-only"))
+    assert lines[ranked].split()[0] == "1" and lines[apart].split()[0] == "–"
+    assert any(set(line.strip()) == {"─"} for line in lines[ranked + 1:apart])
+    rows = json.loads(ens("board", "--format", "json").output)["rows"]
+    assert [(r["name"], r["rank"]) for r in rows] == [("with-tl", 1), ("clean-only", None)]
 
 
 def test_long_names_break_between_parts_not_mid_word(csv_competition, workspace):
@@ -161,7 +172,8 @@ def test_import_says_what_to_run_next(tmp_path, csv_competition):
     test = write_predictions(tmp_path / "t.csv", ids, np.full((len(ids), 2), 0.5))
     result = ens("import", "a", "--test", test, "--data", csv_competition)
     assert result.exit_code == 0, result.output
-    assert "next: `ens board` lists it; `ens stack a OTHER_RUN --compare`" in flat(result.output)
+    # without OOF a comparison cannot run: the hint offers what can
+    assert "next: `ens board` lists it; `ens stack a OTHER_RUN --method mean`" in flat(result.output)
 
 
 @pytest.mark.parametrize("args, error", [

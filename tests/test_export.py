@@ -6,6 +6,8 @@ Real tiny models (two families, 2 folds each, their test predictions re-made by 
 
 from __future__ import annotations
 
+from ensemble.task import MULTILABEL
+
 import hashlib
 import json
 import shutil
@@ -224,7 +226,7 @@ def _run_ops(build, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["temperature", "platt", "beta", "isotonic"])
 def test_calibrator_ops_match_numpy_at_the_edges(kind):
     """Values at, between and beyond isotonic thresholds, exact 0 and 1, ties."""
-    from ensemble.export.ops import calibrate
+    from ensemble.stack.onnx_ops import calibrator_ops as calibrate
     from ensemble.stack.state import calibrator_state
     from ensemble.stack.calibration import make_calibrator
 
@@ -244,13 +246,13 @@ def test_calibrator_ops_match_numpy_at_the_edges(kind):
 
 
 def test_rank_ops_match_the_ecdf_with_ties():
-    from ensemble.export.blend_ops import blend
+    from ensemble.stack.onnx_ops import blend_ops as blend
     from ensemble.stack.state import blender_state
     from ensemble.stack.base import make_blender
 
     rng = np.random.default_rng(2)
     P = np.round(rng.random((50, 3, 2)), 1)  # many ties
-    blender = make_blender("rank").fit(P)
+    blender = make_blender("rank", MULTILABEL).fit(P)
     probe = np.concatenate([P[:10], np.round(rng.random((10, 3, 2)), 2), np.zeros((1, 3, 2)), np.ones((1, 3, 2))])
     got = _run_ops(lambda g, x: blend(g, x, blender_state(blender), 20, []), probe)
     np.testing.assert_allclose(got, blender.predict(probe), rtol=0, atol=1e-12)
@@ -289,7 +291,7 @@ def test_serve_answers_like_predict(built, tmp_path):
 @pytest.mark.parametrize("method", ["logreg", "lgbm", "weighted", "hillclimb", "flip", "single"])
 def test_blend_ops_match_the_fitted_blender(method):
     """Each blender's ONNX ops against its numpy `predict`, a label with one class (constant) included."""
-    from ensemble.export.blend_ops import blend
+    from ensemble.stack.onnx_ops import blend_ops as blend
     from ensemble.stack.base import make_blender
     from ensemble.stack.state import blender_state
 
@@ -298,7 +300,7 @@ def test_blend_ops_match_the_fitted_blender(method):
                   rng.integers(0, 2, 600)], axis=1).astype(float)
     P = np.clip(0.35 * y[:, None, :] + 0.65 * rng.random((600, 3, 2)), 0, 1)
     params = {"run": 1} if method == "single" else {}
-    blender = make_blender(method, **params).fit(P, y, folds=np.arange(600) % 3)
+    blender = make_blender(method, MULTILABEL, **params).fit(P, y, folds=np.arange(600) % 3)
     probe = np.concatenate([P[:50], rng.random((50, 3, 2)), np.zeros((1, 3, 2)), np.ones((1, 3, 2))])
     got = _run_ops(lambda g, x: blend(g, x, blender_state(blender), 20, []), probe) if method != "lgbm" else None
     if method == "lgbm":  # onnxmltools' trees come as a subgraph: run them through the merged model
@@ -310,7 +312,7 @@ def _run_lgbm(blender, probe: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
     from onnx import helper
 
-    from ensemble.export.blend_ops import blend
+    from ensemble.stack.onnx_ops import blend_ops as blend
     from ensemble.export.graph import _finish
     from ensemble.export.ops import DOUBLE, Graph
     from ensemble.stack.state import blender_state

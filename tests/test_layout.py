@@ -154,3 +154,134 @@ def test_the_parameter_check_catches_a_wide_function(tmp_path: Path) -> None:
             "class C:\n    def m(self, a, b, c, d, e, f, g, *args, **kwargs):\n        pass\n")
     (tmp_path / "mod.py").write_text(code)
     assert wide_functions([tmp_path / "mod.py"], tmp_path) == ["mod.py: wide takes 9", "mod.py: C.m takes 9"]
+
+
+def _typer_commands(tree: ast.AST) -> set[str]:
+    """Names of the functions decorated `@command(...)`: typer commands take one parameter per option."""
+    return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+            and any(isinstance(d, ast.Call) and getattr(d.func, "id", getattr(d.func, "attr", "")) == "command"
+                    for d in n.decorator_list)}
+
+
+# Measured 2026-12-07 (issue 31): the functions of ensemble/ wider than MAX_PARAMETERS, typer commands aside.
+# The list may shrink, never grow: a new wide function takes a record (a dataclass of its options) instead.
+WIDE_FUNCTIONS = {
+    "ensemble/audio/testlike_fit.py: recipe_renderer takes 9",
+    "ensemble/audio/testlike_fit.py: pool_renderer takes 9",
+    "ensemble/audio/testlike_render.py: _check_inputs takes 9",
+    "ensemble/audio/testlike_render.py: _recipe takes 10",
+    "ensemble/audio/testlike_render.py: build_testlike_recipes takes 11",
+    "ensemble/backbones/distributed.py: _rank_main takes 9",
+    "ensemble/backbones/predict.py: predict_fold_splits takes 9",
+    "ensemble/backbones/predict.py: fold_splits takes 9",
+    "ensemble/commands/export.py: export_submission takes 10",
+    "ensemble/demo/synth.py: generate_competition takes 11",
+    "ensemble/demo/voices.py: _shape takes 9",
+}
+
+
+def test_no_new_wide_function_in_the_package() -> None:
+    wide = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        commands = _typer_commands(ast.parse(path.read_text()))
+        wide += [w for w in wide_functions([path]) if w.split(": ")[1].split(" takes")[0] not in commands]
+    assert sorted(set(wide) - WIDE_FUNCTIONS) == []
+
+
+TASK_PROPERTIES = {"exclusive", "label_by_label", "has_testlike"}
+TASK_HOMES = {"ensemble/task.py", "ensemble/stack/base.py"}  # the task itself, and the blender base's dispatch
+# Measured 2026-12-07 (issue 31): 54 reads of a task property outside its homes on e356ccc. The count may
+# fall, never rise: a new difference between the kinds of task is a property or method of `Task` (or of
+# the blender base), not one more `if task.exclusive` in a command.
+MAX_TASK_BRANCHES = 47
+
+
+def task_branches(paths: list[Path], root: Path = PACKAGE.parent) -> dict[str, int]:
+    """Reads of `.exclusive` / `.label_by_label` / `.has_testlike` per module, outside the task's homes."""
+    out = {}
+    for path in paths:
+        rel = str(path.relative_to(root))
+        n = sum(isinstance(node, ast.Attribute) and node.attr in TASK_PROPERTIES and isinstance(node.ctx, ast.Load)
+                for node in ast.walk(ast.parse(path.read_text())))
+        if n and rel not in TASK_HOMES:
+            out[rel] = n
+    return out
+
+
+def test_task_branches_do_not_spread() -> None:
+    found = task_branches(sorted(PACKAGE.rglob("*.py")))
+    assert sum(found.values()) <= MAX_TASK_BRANCHES, found
+
+
+def test_the_task_branch_count_sees_a_new_branch(tmp_path: Path) -> None:
+    (tmp_path / "mod.py").write_text("def f(task, run):\n    return task.exclusive or run.task.label_by_label\n")
+    assert task_branches([tmp_path / "mod.py"], tmp_path) == {"mod.py": 2}
+
+
+# Fields of the artifact records (`ensemble.artifacts.records`) that hold plain dicts or lists of dicts.
+RECORD_DICT_FIELDS = {"data", "versions", "source", "files", "metrics", "testlike_domain", "options", "folds", "machine",
+                      "seconds", "onnxruntime", "params", "blender", "calibrators", "decisions", "state", "runs",
+                      "prior", "meta_features", "decision", "leaderboard", "prior_sensitivity", "comparison", "cv"}
+# Measured 2026-12-07 (issue 31): 61 string-key reads of record fields outside ensemble/artifacts/ on
+# e356ccc. The count may fall, never rise: a reader that needs a key gets a typed record with an attribute.
+MAX_RECORD_KEY_READS = 61
+
+
+def _key_read(node: ast.AST) -> ast.AST | None:
+    """`x["key"]` or `x.get("key", …)` → `x`; else None."""
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        return node.value
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args
+            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        return node.func.value
+    return None
+
+
+def _root(node: ast.AST) -> ast.AST:
+    """What a chain of key reads (`a.b["x"].get("y") or {}`, `dict(a.b)`) starts from."""
+    while True:
+        inner = _key_read(node)
+        if inner is not None:
+            node = inner
+        elif isinstance(node, ast.BoolOp):
+            node = node.values[0]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("dict", "list") and node.args:
+            node = node.args[0]
+        else:
+            return node
+
+
+def record_key_reads(tree: ast.AST) -> int:
+    """String-key reads of a record's dict field: on the attribute itself (`recipe.prior["mode"]`), or on a
+    local name bound to it in the same function (`prior = recipe.prior or {}; prior.get("mode")`)."""
+    def from_record(node: ast.AST, bound: set[str]) -> bool:
+        r = _root(node)
+        if isinstance(r, ast.Attribute):
+            return r.attr in RECORD_DICT_FIELDS and not (isinstance(r.value, ast.Name) and r.value.id == "self")
+        return isinstance(r, ast.Name) and r.id in bound
+
+    counted: set[int] = set()
+    for scope in [tree, *[n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]]:
+        nodes, bound = list(ast.walk(scope)), set()
+        for _ in range(2):  # a name bound from a name bound from a record
+            for n in nodes:
+                if (isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+                        and from_record(n.value, bound)):
+                    bound.add(n.targets[0].id)
+                if isinstance(n, (ast.For, ast.comprehension)) and isinstance(n.target, ast.Name) and from_record(n.iter, bound):
+                    bound.add(n.target.id)
+        counted |= {id(n) for n in nodes if (v := _key_read(n)) is not None and from_record(v, bound)}
+    return len(counted)
+
+
+def test_record_key_reads_do_not_spread() -> None:
+    found = {str(p.relative_to(PACKAGE.parent)): record_key_reads(ast.parse(p.read_text()))
+             for p in sorted(PACKAGE.rglob("*.py")) if p.parent.name != "artifacts"}
+    assert sum(found.values()) <= MAX_RECORD_KEY_READS, {k: v for k, v in found.items() if v}
+
+
+def test_the_record_key_count_sees_each_kind_of_read() -> None:
+    code = ("def f(recipe, other):\n"
+            "    prior = recipe.prior or {}\n"
+            "    return recipe.state['blender'].get('method'), prior.get('mode'), other['x'], recipe.name\n")
+    assert record_key_reads(ast.parse(code)) == 3

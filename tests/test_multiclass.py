@@ -50,7 +50,8 @@ def one_line_error(result) -> str:
 def test_task_is_detected_from_the_folder(tmp_path, csv_competition):
     assert Competition.load(csv_multiclass(tmp_path / "mc")).task is MULTICLASS
     assert Competition.load(csv_competition).task is MULTILABEL  # fake/real: two columns stay multi-label
-    assert Competition.load(csv_multiclass(tmp_path / "ml", sample_value=0.5)).task is MULTILABEL  # rows sum to 2
+    # the sample's values decide nothing (Kaggle files carry rounded, zero or one-hot rows): train.csv's labels do
+    assert Competition.load(csv_multiclass(tmp_path / "ml", sample_value=0.5)).task is MULTICLASS
     assert Competition.load(csv_competition, "multiclass").task is MULTICLASS
     with pytest.raises(ConfigError, match="unknown task 'softmax'"):
         Competition.load(csv_competition, "softmax")
@@ -279,14 +280,14 @@ def test_export_refuses_a_multiclass_submission_in_one_line(tmp_path, workspace)
 
 def test_meta_learners_fitted_on_one_class_predict_its_shares():
     """An inner fold may hold one class only (small data): logreg and lgbm fall back to the class shares."""
-    from ensemble.stack.base import for_task, make_blender
+    from ensemble.stack.base import make_blender
     from ensemble.stack.state import blender_state
 
     P, y, _ = runs_tensor(40)
     one = np.zeros_like(y)
     one[:, 2] = 1
     for method in ("logreg", "lgbm"):
-        blender = for_task(make_blender(method), MULTICLASS).fit(P, one)
+        blender = make_blender(method, MULTICLASS).fit(P, one)
         assert np.allclose(blender.predict(P[:5]), [0, 0, 1, 0])
         assert blender_state(blender)["models"] == [{"constant": [0.0, 0.0, 1.0, 0.0]}]
 
@@ -325,3 +326,30 @@ def test_balanced_class_weights_are_inverse_class_counts(tmp_path):
     assert _class_weights(ctx, data) == pytest.approx((0.5, 1.5, 1.5, 1.5))
     ctx.opts = FinetuneOptions(model="logmel-cnn")
     assert _class_weights(ctx, data) is None
+
+
+@pytest.mark.parametrize("method", ["mean", "logit", "single"])
+def test_runs_without_oof_are_blended_as_the_task_says(method):
+    """No OOF predictions: the blender is fitted on the test tensor, and still for the task's kind (a
+    multi-label `logit` of a 3-class row gave rows summing to 0.59–0.90)."""
+    P, _, _ = runs_tensor(60)
+    result = stack(None, None, None, P, method=method, calibrate="none", labels=CLASSES, task=MULTICLASS)
+    assert np.abs(result.test.sum(axis=1) - 1).max() < 1e-9
+    assert result.recipe.state["blender"].get("task") == "multiclass"
+
+
+def test_auto_keeps_no_temperature_for_a_calibrated_multiclass_run():
+    """Rows drawn from the run's own probabilities are calibrated: a fitted temperature cannot credibly
+    help, so `auto` keeps T = 1 (none) and says so; an over-confident run gets one."""
+    from ensemble.stack.multiclass import fit_temperature
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 1.5, (1500, 4))
+    S = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.eye(4)[[rng.choice(4, p=row) for row in S]]
+    folds, scorer = np.arange(1500) % 4, get_scorer("logloss", MULTICLASS)
+    cal, note = fit_temperature(S, y, folds, "auto", None, scorer)
+    assert cal.name == "none" and note["rule"].startswith("none:") and note["gain"]["lo"] <= 0
+    sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)
+    cal, note = fit_temperature(sharp, y, folds, "auto", None, scorer)
+    assert cal.name == "temperature" and note["gain"]["lo"] > 0

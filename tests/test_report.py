@@ -211,16 +211,17 @@ def _with_auto_submission(ws: Workspace) -> None:
 
 
 def test_report_page_holds_the_board_the_recipes_and_the_comparison(built: Workspace, tmp_path: Path):
-    from ensemble.commands.board import board_frame
+    from ensemble.commands.board import board_frame, board_view
 
     _with_auto_submission(built)
     out = write_report(built, tmp_path / "r", restack=False)
     page = (out / "index.html").read_text()
     tables = re.findall(r"<table>.*?</table>", page, flags=re.S)
-    board = board_frame(built)
+    board = board_view(board_frame(built))
     assert len(tables) == 2  # the board, and the comparison behind 'picked'
     assert tables[0].count("<tr>") == len(board) + 1 and all(f">{n}<" in tables[0] for n in board["name"])
-    assert "# ranks by" in page and "t-like: the same on the simulated test-like clips" in page  # the board's legend
+    assert "# ranks by" in page and "cv: nested CV score on the clean train rows" in page  # the board's legend
+    assert "chosen by the decision rule:" in page and "picked" in board["name"].str.cat()  # the pick, with its reason
     sidecar = json.loads((built.submissions_dir / "picked.json").read_text())
     chosen = sidecar["recipe"]["decision"]["chosen"]
     assert tables[1].count("<tr>") == len(sidecar["comparison"]) + 1 and f"* {chosen}" in tables[1]

@@ -356,3 +356,17 @@ def test_of_the_challengers_that_pass_the_best_scored_is_written():
         d = decide(cands, scores, rows)
         assert d.tests[1]["passed"] and d.tests[2]["passed"]
         assert d.chosen == best_at and scores[d.chosen] == min(scores)
+
+
+def test_calibrate_auto_refuses_a_calibration_whose_guard_gain_cannot_be_scored():
+    """A guard gain that cannot be measured (the clean rows hold one class: AUC undefined) is no evidence
+    that the calibrator helps there: `auto` falls back to none and says why."""
+    from ensemble.stack.calibration import choose_calibrator
+
+    rng = np.random.default_rng(13)
+    y, p = _rows(2000, 3.0, rng)  # over-confident: a calibrator credibly helps the fit rows
+    folds = rng.permutation(np.arange(len(y)) % 4)
+    y_g, p_g = np.ones(300), sigmoid(rng.standard_normal(300))
+    name, note = choose_calibrator(p, y, folds, guard=(p_g, y_g, rng.permutation(np.arange(300) % 4)))
+    assert note["gain"]["lo"] > 0 and note["guard_gain"] is None
+    assert name == "none" and "cannot be scored" in note["rule"]

@@ -3,6 +3,8 @@ logits, help when they carry information, and a column that copies a label is re
 
 from __future__ import annotations
 
+from ensemble.task import MULTILABEL
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from stacking import compare, stack
 from ensemble.stack.base import Blender, make_blender
 from ensemble.stack.decide import candidates
 from ensemble.stack.metafeatures import MetaFeatures
-from ensemble.stack.nested import FitCache, nested_predict
+from ensemble.stack.nested import EvalSet, FitCache, nested_predict
 from ensemble.stack.simple import LogitBlender
 from ensemble.stack.synthetic import make_runs
 from ensemble.stack.state import blender_state
@@ -51,7 +53,7 @@ def test_spy_meta_features_of_fold_k_never_fit_what_scores_fold_k():
     meta = np.column_stack([np.arange(600), d.P[:, 0, 0]])
     MetaSpy.log = []
     cache = FitCache(MetaSpy, d.P, d.y, d.folds, meta=meta)
-    oof = nested_predict(MetaSpy, (d.P, d.y, d.folds), {"oof": (d.P, d.folds, meta)}, "auto", cache=cache)["oof"]
+    oof = nested_predict(MetaSpy, (d.P, d.y, d.folds), {"oof": EvalSet(d.P, d.folds, meta)}, "auto", cache=cache)["oof"]
     assert oof.shape == (600, 2) and np.isfinite(oof).all()
     assert MetaSpy.log, "the spy was never asked to predict"
     # outer predictions and the calibrators' inner blends alike: no predicted row was in its fit
@@ -102,8 +104,8 @@ def test_meta_features_go_only_where_they_are_taken_and_must_match_the_fit():
     with pytest.raises(ConfigError, match="method 'mean' takes no meta-features; these do: logreg, lgbm"):
         stack(d.P, d.y, d.folds, d.P_test, method="mean", labels=LABELS, meta=meta)
     with pytest.raises(ConfigError, match="method 'hillclimb' takes no meta-features"):
-        make_blender("hillclimb").fit(d.P, d.y, meta=meta.oof)
-    fitted = make_blender("logreg").fit(d.P, d.y, meta=meta.oof)
+        make_blender("hillclimb", MULTILABEL).fit(d.P, d.y, meta=meta.oof)
+    fitted = make_blender("logreg", MULTILABEL).fit(d.P, d.y, meta=meta.oof)
     with pytest.raises(DataError, match="meta has 0 feature columns; the blender was fitted on 1"):
         fitted.predict(d.P)
     with pytest.raises(DataError, match=r"meta \(OOF rows\) must have shape \(rows, features\) with 300 rows"):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from ensemble.task import MULTILABEL
 from ensemble.metrics.dacon import competition_score
 from ensemble.stack import make_blender
 from stacking import stack
@@ -22,7 +23,7 @@ def runs():
 
 
 def test_flip_finds_and_fixes_each_fault(runs):
-    flip = make_blender("flip").fit(runs.P, runs.y)
+    flip = make_blender("flip", MULTILABEL).fit(runs.P, runs.y)
     kinds = {(d["kind"], d["run"]) for d in flip.decisions_}
     assert ("swap", 2) in kinds
     assert {d["label"] for d in flip.decisions_ if d["kind"] == "invert" and d["run"] == 1} == {0, 1}
@@ -75,7 +76,7 @@ def test_greedy_selection_ties_and_best_prefix():
 
 
 def test_hillclimb_weights_from_counts_sum_to_one(runs):
-    hc = make_blender("hillclimb", n_bags=2).fit(runs.P, runs.y)
+    hc = make_blender("hillclimb", MULTILABEL, n_bags=2).fit(runs.P, runs.y)
     assert np.allclose(hc.weights_.sum(axis=0), 1) and (hc.weights_ >= 0).all()
     assert hc.weights_[1].max() == 0  # the inverted run never helps
 

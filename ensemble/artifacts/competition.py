@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from ensemble.artifacts.io import file_sha256, read_csv
 from ensemble.task import MULTICLASS, MULTILABEL, Task, task_named
 
 AUDIO_SUFFIXES = {".ogg", ".wav", ".flac", ".mp3", ".opus", ".aiff", ".aif"}
-SUM_TOL = 1e-6  # a multiclass row's probabilities sum to 1 within this
+SUM_TOL = 1e-4  # a multiclass row's probabilities sum to 1 within this (CSVs rounded to 6 places pass)
 
 
 def check_rows_sum_to_one(df: pd.DataFrame, labels: list[str], source: Path | str) -> None:
@@ -76,16 +77,30 @@ def check_paths(df: pd.DataFrame, root: Path, source: Path | str) -> None:
     would have ens read (and train on) files the user never meant to hand it.
     """
     inside = os.path.realpath(root)
-    for rid, rel in zip(df["id"], df["path"]):
+    folders: dict[str, str] = {}  # a folder's real path, resolved once for all of its clips
+    for rid, rel in zip(df["id"].tolist(), df["path"].tolist()):
         if not isinstance(rel, str) or not rel.strip():
             raise DataError(f"{source}: id {rid!r} has an empty path; expected a path relative to {root}")
         if os.path.isabs(rel):
             raise DataError(f"{source}: id {rid!r} has the absolute path {rel!r}; "
                             f"expected a path relative to the competition folder {root}")
-        real = os.path.realpath(os.path.join(inside, rel))
+        real = _real_path(os.path.join(inside, rel), folders)
         if os.path.commonpath([inside, real]) != inside:
             raise DataError(f"{source}: id {rid!r} has path {rel!r}, which resolves to {real}, outside the "
                             f"competition folder {root}; paths must stay inside it")
+
+
+def _real_path(path: str, folders: dict[str, str]) -> str:
+    """`os.path.realpath(path)`, the folder part resolved once per folder: realpath resolves from the left,
+    so the real path of `folder/name` is the folder's real path joined with `name` unless `name` itself is a
+    symlink (or `.`/`..`), and those are resolved whole."""
+    head, tail = os.path.split(path)
+    if tail in ("", ".", ".."):
+        return os.path.realpath(path)
+    if head not in folders:
+        folders[head] = os.path.realpath(head)
+    joined = os.path.join(folders[head], tail)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 @dataclass
@@ -115,22 +130,35 @@ class Competition:
         """Label columns in submission order."""
         return [c for c in self.sample.columns if c != "id"]
 
-    @cached_property
+    @property
     def task(self) -> Task:
-        """MULTICLASS (one class per clip, softmax, rows sum to 1) or MULTILABEL (independent 0/1 columns).
+        """MULTICLASS (one class per clip, softmax, rows sum to 1) or MULTILABEL (independent 0/1 columns)."""
+        return self.task_decision[0]
 
-        Detected as multiclass when `train.csv` has a `label` column, the sample submission has three or
-        more class columns and its rows sum to 1. Two columns stay multi-label: a fake/real set looks the
-        same (one label per train clip, 0.5/0.5 sample rows) while its test clips may hold both voices, so
-        a two-class multiclass task says `--task multiclass`.
+    @cached_property
+    def task_decision(self) -> tuple[Task, str]:
+        """The task and why, decided from what train.csv's labels say (`--task` overrides).
+
+        A `label` column naming one of three or more classes per clip is multiclass; one 0/1 column per
+        label is multi-label. A `label` column over two classes stays multi-label: a fake/real set looks
+        the same (one label per train clip) while its test clips may hold both voices, so a two-class
+        multiclass task says `--task multiclass`. `sample_submission.csv` only names the columns and their
+        order: its values (rounded uniform rows, zeros, one-hot rows) decide nothing.
         """
         if self.explicit_task is not None:
-            return self.explicit_task
-        if "label" not in self.train.columns or len(self.labels) < 3:
-            return MULTILABEL
-        values = self.sample[self.labels].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-        sums = values.sum(axis=1)
-        return MULTICLASS if np.isfinite(sums).all() and np.allclose(sums, 1.0, rtol=0, atol=SUM_TOL) else MULTILABEL
+            return self.explicit_task, "set by --task or the workspace's ens.toml"
+        n = len(self.labels)
+        if "label" not in self.train.columns:
+            return MULTILABEL, "train.csv has one 0/1 column per label"
+        if n < 3:
+            return MULTILABEL, (f"train.csv has one `label` column over {n} classes, read as independent columns: "
+                                "a test clip may hold both; pass --task multiclass if each holds exactly one")
+        return MULTICLASS, f"train.csv has one `label` column: one of {n} classes per clip"
+
+    def task_note(self) -> str:
+        """`task: multiclass (train.csv has …)`: the line commands that decide the task print."""
+        task, why = self.task_decision
+        return f"task: {task.name} ({why})"
 
     @property
     def test_ids(self) -> pd.Series:
@@ -208,13 +236,25 @@ class Competition:
     def _fingerprint(self) -> dict[str, str]:
         files = {name: self.root / name for name in ("train.csv", "test.csv", "sample_submission.csv")}
         prints = {name: file_sha256(p) for name, p in files.items() if p.is_file()}
+        root = str(self.root)
         digest = hashlib.sha256()
         for frame in (self.train, self.test) if (self.root / "test.csv").is_file() else (self.train,):
-            for rel in frame["path"]:
-                p = self.audio_path(rel)
-                digest.update(f"{rel}:{p.stat().st_size if p.exists() else -1}\n".encode())
+            for rel in frame["path"].tolist():
+                digest.update(f"{rel}:{_size(os.path.join(root, rel))}\n".encode())
         prints["audio"] = digest.hexdigest()
         return prints
+
+
+def _size(path: str) -> int:
+    """The size of the file at `path` (symlinks followed), −1 where there is none (as `Path.exists`)."""
+    try:
+        return os.stat(path).st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return -1
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EBADF):
+            return -1
+        raise
 
 
 def targets_from_frame(df: pd.DataFrame, labels: list[str], source: Path | str) -> np.ndarray:

@@ -6,7 +6,7 @@ import platform
 from datetime import datetime, timezone
 from importlib import metadata
 
-PACKAGES = ("ens", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "torch", "transformers",
+PACKAGES = ("ens-audio-stack", "numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "torch", "transformers",
             "onnx", "onnxruntime", "onnxruntime-gpu", "soundfile", "soxr")
 
 

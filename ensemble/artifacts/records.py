@@ -153,6 +153,7 @@ class Sidecar:
     testlike_domain: dict[str, Any] | None = None
     comparison: list[dict[str, Any]] | None = None  # what the decision rule compared
     csv_sha256: str | None = None        # set when written
+    recipe_sha256: str | None = None     # set when written: the recipe's canonical JSON (checked by export)
     schema: int = SCHEMA
 
     @property

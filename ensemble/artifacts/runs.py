@@ -189,18 +189,33 @@ class Run:
         return (self.dir / TESTLIKE_OOF_FILE).is_file()
 
     def oof(self) -> pd.DataFrame:
-        return _read_predictions(self.dir / OOF_FILE, self.labels)
+        return self._read(OOF_FILE)
 
     def test(self) -> pd.DataFrame:
-        return _read_predictions(self.dir / TEST_FILE, self.labels)
+        return self._read(TEST_FILE)
 
     def oof_testlike(self) -> pd.DataFrame:
-        return _read_predictions(self.dir / TESTLIKE_OOF_FILE, self.labels)
+        return self._read(TESTLIKE_OOF_FILE)
+
+    def _read(self, filename: str) -> pd.DataFrame:
+        return _read_predictions(self.dir / filename, self.labels, self.manifest.files.get(filename))
 
 
-def _read_predictions(path: Path, labels: list[str]) -> pd.DataFrame:
-    df = read_parquet(path)
+def check_recorded_hash(path: Path, recorded: str | None) -> None:
+    """A run file must still be the one run.json recorded: another run's file copied over it, or an edit,
+    would otherwise be blended silently. One line naming the file and the run's manifest."""
+    if recorded is None or not path.is_file():
+        return
+    if file_sha256(path) != recorded:
+        raise ContractError(f"{path}: SHA-256 differs from the one {path.parent / RUN_MANIFEST_FILE} records "
+                            f"({recorded[:12]}…); the file was replaced or edited after the run was written: "
+                            "re-run (or re-import) the run")
+
+
+def _read_predictions(path: Path, labels: list[str], recorded: str | None = None) -> pd.DataFrame:
+    df = read_parquet(path)  # an unreadable or ill-formed file is named as such first
     _check_frame(df, labels, path)
+    check_recorded_hash(path, recorded)
     df["id"] = df["id"].astype(str)
     return df
 

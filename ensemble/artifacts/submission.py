@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pandas as pd
 
 from ensemble.artifacts.competition import Competition, check_ids, check_rows_sum_to_one, check_same_ids, require_columns
 from ensemble.errors import DataError, ExistsError
-from ensemble.artifacts.io import atomic_path, csv_to, file_sha256, read_csv, read_json, sweep_tmp, write_json
+from ensemble.artifacts.io import (csv_to, file_sha256, fsync_dir, fsync_file, json_text, pid_alive, read_csv,
+                                   read_json, staged_file, sweep_tmp)
 from ensemble.artifacts.locking import exclusive
 from ensemble.artifacts.provenance import now_iso, package_versions
 from ensemble.artifacts.records import Recipe, Sidecar
@@ -70,16 +72,56 @@ def check_free(ws: Workspace, name: str, force: bool = False) -> None:
     """Fail early (before any compute) on a bad name or an existing submission; `write_submission` checks again."""
     csv, meta = submission_paths(ws, name)
     if csv.is_file() and meta.is_file() and not force:
-        raise _exists_error(ws, name)
+        with exclusive(submission_lock(ws)):  # refused before `write_submission` tidies: tidy here
+            tidy(ws, name)
+            if csv.is_file() and meta.is_file():
+                raise _exists_error(ws, name)
+
+
+def _backup(path: Path) -> Path:
+    """Where a forced write keeps the old `path` (a hard link) until the new pair is in: `.NAME.bak-PID`."""
+    return path.with_name(f".{path.name}.bak-{os.getpid()}")
+
+
+def _put_back(backup: Path, target: Path) -> None:
+    """Rename `backup` over `target`; when both are still one file (a hard link), just drop the backup
+    (a rename between two links of one file does nothing, POSIX says)."""
+    if target.exists() and os.path.samefile(backup, target):
+        backup.unlink()
+    else:
+        os.replace(backup, target)
+
+
+def _restore_backups(ws: Workspace, name: str) -> list[str]:
+    """Put back the old pair a killed forced writer (a dead pid) had backed up and not yet replaced.
+
+    The CSV is the commit point: with the CSV in place the new pair is whole and the backups go; without
+    it the writer died mid-swap, and the old pair comes back.
+    """
+    notes = []
+    csv, meta = submission_paths(ws, name)
+    committed = csv.is_file()  # decided once: restoring the CSV first must not change what the sidecar gets
+    for target in (csv, meta):
+        for backup in sorted(ws.submissions_dir.glob(f".{target.name}.bak-*")):
+            pid = backup.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or pid_alive(int(pid)):
+                continue
+            if committed:
+                backup.unlink()
+            else:
+                _put_back(backup, target)
+                notes.append(f"restored {target}: a forced write (pid {pid}) was killed while replacing it")
+    return notes
 
 
 def tidy(ws: Workspace, name: str) -> list[str]:
-    """Under the lock: remove temp litter and a lone CSV or sidecar of `name`; returns what was removed.
+    """Under the lock: restore what a killed forced writer replaced, remove temp litter and a lone CSV or
+    sidecar of `name`; returns what was done.
 
     The sidecar is written first and the CSV last, so a lone file is what a killed writer left (or a
     file put there by hand, which is not a submission either): the pair is the submission.
     """
-    notes = []
+    notes = _restore_backups(ws, name)
     swept = sweep_tmp(ws.submissions_dir)
     if swept:
         notes.append(f"removed {len(swept)} temp file(s) killed writers left in {ws.submissions_dir}")
@@ -96,23 +138,54 @@ def write_submission(ws: Workspace, frame: pd.DataFrame, comp: Competition, side
     """Validate, then write the sidecar and the CSV as a pair (named `sidecar.name`); refuse to replace a
     submission without `force`.
 
-    Under the submissions lock, so of two writers of one name exactly one wins. The CSV's rename is the
-    commit point: a writer killed at any moment leaves the whole old pair, the whole new one, or neither
-    plus litter that the next writer removes. The sidecar records the CSV's SHA-256.
+    Under the submissions lock, so of two writers of one name exactly one wins. Both new files are written
+    and fsynced aside first (a full disk fails there, the old pair untouched); a forced write then keeps
+    the old pair as hard links (`.NAME.csv.bak-PID`), un-commits it (removes the CSV), renames the sidecar
+    and last the CSV in (the commit point), and drops the backups. A writer killed at any moment leaves
+    the whole old pair, the whole new one, or neither plus backups and litter that the next writer puts
+    back or removes. The sidecar records the CSV's SHA-256 and its recipe's.
     """
     name = sidecar.name
     csv, meta = submission_paths(ws, name)
     validate_submission(frame, comp, csv)
     with exclusive(submission_lock(ws)):
         cleaned = tidy(ws, name)
-        if csv.is_file():
-            if not force:
-                raise _exists_error(ws, name)
-            csv.unlink()  # un-commit first: from here a kill leaves a lone sidecar, which the next writer removes
-        with atomic_path(csv) as tmp:
-            csv_to(frame, tmp)
-            write_json(replace(sidecar, csv_sha256=file_sha256(tmp)).to_dict(), meta)
+        if csv.is_file() and not force:
+            raise _exists_error(ws, name)
+        csv_tmp, meta_tmp = staged_file(csv), staged_file(meta)
+        backups: list[tuple[Path, Path]] = []
+        try:
+            csv_to(frame, csv_tmp)
+            final = replace(sidecar, csv_sha256=file_sha256(csv_tmp), recipe_sha256=recipe_sha256(sidecar.recipe))
+            meta_tmp.write_text(json_text(final.to_dict()))
+            fsync_file(csv_tmp)
+            fsync_file(meta_tmp)
+            if csv.is_file():
+                for target in (csv, meta):
+                    if target.is_file():
+                        os.link(target, _backup(target))
+                        backups.append((_backup(target), target))
+                fsync_dir(ws.submissions_dir)
+                csv.unlink()  # un-commit: from here a kill leaves backups, which the next writer puts back
+            os.replace(meta_tmp, meta)
+            os.replace(csv_tmp, csv)  # the commit point
+            fsync_dir(ws.submissions_dir)
+        except BaseException:
+            if not csv.is_file() or csv_tmp.exists():  # not committed: the old pair comes back whole
+                for backup, target in backups:
+                    _put_back(backup, target)
+            raise
+        finally:
+            for path in (csv_tmp, meta_tmp, *(b for b, _ in backups)):
+                path.unlink(missing_ok=True)
     return Written(csv, meta, cleaned)
+
+
+def recipe_sha256(recipe: Recipe) -> str:
+    """Hex SHA-256 of a recipe's canonical JSON: a sidecar edited after stacking no longer matches it."""
+    import hashlib
+
+    return hashlib.sha256(json_text(recipe.to_dict(), compact=True).encode()).hexdigest()
 
 
 def read_sidecar(ws: Workspace, name: str) -> Sidecar:

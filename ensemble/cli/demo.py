@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ensemble.cli.shared import ForceOpt, command, console, say
+from ensemble.cli.shared import ForceOpt, command, console, ens_prog, say
 
 
 @command("demo")
@@ -37,5 +37,6 @@ def demo_cmd(
         f"{sub['test']:.4f} vs best single run {best_run['name']} {best_run['test']:.4f} "
         f"(lower is better, gain {gain:+.4f})")
     typer.echo(f"workspace: {result.workspace}")
-    say(f"next: `ens board -w {result.workspace}` ranks runs and submissions; `ens report -w {result.workspace}` "
+    ens = ens_prog()  # runnable as printed, with the venv activated or not
+    say(f"next: `{ens} board -w {result.workspace}` ranks runs and submissions; `{ens} report -w {result.workspace}` "
         "puts them, their recipes and figures on one page")

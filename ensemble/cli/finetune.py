@@ -57,6 +57,7 @@ def finetune_cmd(
     check_knobs(opts)
     ws, comp = workspace_and_competition(workspace, data, audio=("train", "test", "unlabeled"), task=task,
                                          metric=metric)
+    say(comp.task_note())  # before any compute: a wrong guess would train every fold with the wrong head
     with event_printer(console()) as show:
         if ray is None:
             run = finetune(ws, comp, opts, force=force, progress=show)

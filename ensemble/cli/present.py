@@ -13,7 +13,7 @@ from ensemble.artifacts.records import Recipe
 from ensemble.commands.board import COLUMN_HEADERS
 from ensemble.metrics.dacon import ScoreParts
 
-SCORE_COLUMNS = {"cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested", "clean", "in-smp", "gain", "s",
+SCORE_COLUMNS = {"rank", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta", "score", "nested", "clean", "in-smp", "gain", "s",
                  "in_sample", "gap", "test"}
 VALUES = {"submission": "sub", "partial": "part"}
 
@@ -29,11 +29,22 @@ def fmt(value, digits: int = 4) -> str:
 PART_DIGITS = {"auc": 3, "brier": 3, "ece": 3, "delta": 3, "gap": 3, "gain": 3, "s": 1, "clean": 3, "in-smp": 3}
 
 
-NAME_BREAKS = "+-_."
+NAME_BREAKS = "+-_. "
+
+
+def _ruled_box():
+    """rich's SIMPLE_HEAD with a rule where a row ends a section (`end_section`), and nowhere else."""
+    from rich.box import Box
+
+    return Box("    \n    \n ── \n    \n ── \n    \n    \n    \n")
+
+
+SIMPLE_HEAD_RULED = _ruled_box()
 
 
 def break_name(name: str, width: int) -> str:
-    """`name` on lines of at most `width` characters, broken after `+ - _ .` (mid-word only when a part is longer)."""
+    """`name` on lines of at most `width` characters, broken after `+ - _ .` or a space (mid-word only when a
+    part is longer); a line ends without its trailing space."""
     lines, line = [], ""
     for part in re.findall(rf"[^{re.escape(NAME_BREAKS)}]*[{re.escape(NAME_BREAKS)}]?", name):
         if not part:
@@ -45,7 +56,7 @@ def break_name(name: str, width: int) -> str:
             lines.append(part[:width])
             part = part[width:]
         line += part
-    return "\n".join([*lines, line] if line else lines)
+    return "\n".join(part.rstrip(" ") for part in ([*lines, line] if line else lines))
 
 
 def hang(text: str, width: int = 80, indent: str = "    ") -> str:
@@ -58,11 +69,9 @@ def hang(text: str, width: int = 80, indent: str = "    ") -> str:
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4, method_width: int = 10,
-                width: int = 80) -> Table:
+                width: int = 80, line_after: int | None = None) -> Table:
     """A compact rich table of a DataFrame that fits `width` columns: numbers right-aligned, missing as '–';
     the name column takes the room the others leave, long names breaking after `+`/`-` rather than mid-word."""
-    from rich import box
-
     cells = {col: [] for col in frame.columns}
     for row in frame.itertuples(index=False):
         for col, v in zip(frame.columns, row):
@@ -74,19 +83,20 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 4, 
     room = width - sum(used.values()) - len(frame.columns) - 1  # one space between columns, one at the edge
     longest = max((len(c) for c in cells.get("name", [])), default=4)
     name_width = max(8, min(longest, room))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0, 0, 0), pad_edge=False,
+    table = Table(title=title, title_justify="left", box=SIMPLE_HEAD_RULED, padding=(0, 0, 0, 0), pad_edge=False,
                   header_style="bold")
     for col in frame.columns:
         numeric = col in SCORE_COLUMNS or pd.api.types.is_numeric_dtype(frame[col])
-        if col == "method":  # the least important text: cut it first
-            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=method_width)
+        if col == "method":  # long methods break like names, never cut to "features…"
+            table.add_column(col, overflow="fold", max_width=method_width)
+            cells[col] = [break_name(c, method_width) for c in cells[col]]
         elif col == "name":  # long names break at + and - onto more lines rather than squeeze the numbers
             table.add_column(col, overflow="fold", min_width=name_width, max_width=name_width)
             cells[col] = [break_name(c, name_width) for c in cells[col]]
         else:
             table.add_column(headers[col], justify="right" if numeric else "left", no_wrap=True)
-    for i in range(len(frame)):
-        table.add_row(*(cells[col][i] for col in frame.columns))
+    for i in range(len(frame)):  # `line_after`: a rule under that row (rows below it are apart)
+        table.add_row(*(cells[col][i] for col in frame.columns), end_section=i == line_after)
     return table
 
 
@@ -119,14 +129,14 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, w
 
     if frame.empty:
         return Text("no runs or submissions yet: `ens import`, `ens finetune` or `ens stack` make them")
-    from ensemble.commands.board import DETAIL, board_legend, correlation_sentence
+    from ensemble.commands.board import board_legend, board_view, correlation_sentence
 
-    shown = frame.drop(columns=DETAIL)
-    shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown
-    if "metric" in frame.attrs:  # parts the metric has not are left out
-        shown = shown.drop(columns=[c for c in ("auc", "brier", "ece") if shown[c].isna().all()])
+    shown = board_view(frame)
     title = f"runs and submissions ({frame.attrs.get('metric', 'lower is better')})"
-    parts = [frame_table(shown, title=title, digits=3, method_width=9, width=width),
+    ranked = int(frame["rank"].notna().sum())
+    apart = len(frame.attrs.get("apart") or [])
+    parts = [frame_table(shown, title=title, digits=3, method_width=9, width=width,
+                         line_after=ranked - 1 if ranked and apart else None),
              legend(board_legend(frame), width)]
     if correlation:
         parts.append(Text(hang(correlation_sentence(correlation), width)))
@@ -203,7 +213,11 @@ def stack_summary(path, result, recipe: Recipe, width: int = 80) -> str:
                 lines.append(f"  {what}: {parts.score:.5f} (AUC {parts.auc:.4f}, Brier {parts.brier:.4f}, ECE {parts.ece:.4f})")
     if result.gain:
         g = result.gain
-        lines.append(f"  gain over best single run (positive = better): {g['gain']:+.5f} [{g['lo']:+.5f}, {g['hi']:+.5f}]")
+        level = f" ({100 * (1 - g['alpha']):.1f} % interval" if g.get("alpha") is not None else ""
+        if level and g.get("challengers"):
+            level += f", the level --compare uses for its {g['challengers']} challengers"
+        lines.append(f"  gain over best single run (positive = better): {g['gain']:+.5f} [{g['lo']:+.5f}, "
+                     f"{g['hi']:+.5f}]{level + ')' if level else ''}")
     lines.extend(f"  {line}" for line in recipe_lines(recipe))
     lines.extend(f"  warning: {w}" for w in result.warnings)
     return "\n".join([lines[0], *(hang(line, width) for line in lines[1:])])  # a path is never broken

@@ -151,6 +151,21 @@ def console():
     return Console(width=max(80, min(140, Console().width)))
 
 
+def ens_prog() -> str:
+    """How to type `ens` in a hint: `ens` where that finds this program, else the path it was started by
+    (`.venv/bin/ens` after `make demo` without activating the venv; another `ens` first on PATH)."""
+    import shutil
+    import sys
+
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if started is None or started.name != "ens" or not started.exists():
+        return "ens"  # not started as the `ens` script (tests, `python -m`)
+    found = shutil.which("ens")
+    if found is not None and Path(found).resolve() == started.resolve():
+        return "ens"
+    return str(started)
+
+
 def say(text: str) -> None:
     """One message on stdout, wrapped at the console's width with continuation lines indented."""
     from ensemble.cli.present import hang

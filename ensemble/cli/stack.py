@@ -7,16 +7,21 @@ from typing import Annotated, Optional
 import typer
 
 from ensemble.cli.config import parse_params
-from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, command, console, fail, say, workspace_and_competition
+from ensemble.stack.base import BLENDERS
+from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, command, console, fail, ens_prog, say, workspace_and_competition
+
+# every registered method with its own one-phrase summary: a new method is listed by registering it
+METHOD_HELP = ("auto (the best single run unless a blend or calibration credibly beats it); "
+               + "; ".join(f"{name} ({cls.summary})" for name, cls in BLENDERS.items()) + ".")
 
 
 @command("stack")
 def stack_cmd(
     runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to blend (names in models/).")],
-    method: Annotated[str, typer.Option("--method", "-m", help="auto (the best single run unless a blend or calibration credibly beats it); mean, logit or rank (equal-weight averages of probabilities, logits, ranks); weighted (weights fitted to the OOF); hillclimb (greedy forward selection of runs, with repeats, bagged); flip (first re-orients runs whose label columns look swapped or inverted, then recalibrates and weights them); logreg or lgbm (a logistic regression / LightGBM on the runs' logits); or single (one run, --param run=INDEX).")] = "mean",
+    method: Annotated[str, typer.Option("--method", "-m", help=METHOD_HELP)] = "mean",
     name: Annotated[Optional[str], typer.Option("--name", help="Submission name (default: <method>-<runs>).")] = None,
     calibrate: Annotated[str, typer.Option("--calibrate", help="auto (a calibrator only where it credibly beats none), none, temperature, platt, isotonic or beta.")] = "auto",
-    test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, or an assumed prior such as 0.4.")] = "none",
+    test_prior: Annotated[str, typer.Option("--test-prior", help="Adapt to the test set's class mix: none, em, lb (the mix `ens lb probe` read off the public leaderboard), or an assumed prior such as 0.4.")] = "none",
     fit_on: Annotated[str, typer.Option("--fit-on", help="auto (test-like when every run has it), testlike, clean or both.")] = "auto",
     param: Annotated[list[str], typer.Option("--param", help="Method parameter key=value (repeatable), e.g. n_bags=20.")] = [],
     compare: Annotated[bool, typer.Option("--compare", help="Score every run (raw and calibrated) and every method side by side; writes nothing unless --write.")] = False,
@@ -49,13 +54,14 @@ def stack_cmd(
     if compare:
         out.print(compare_table(done.comparison, out.width))
         if done.written is None:
-            say(f"next: `ens stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
+            say(f"next: `{ens_prog()} stack {' '.join(runs)} --compare --write` writes {done.comparison.chosen.name} "
                 f"as {done.name}")
             return
+    say(comp.task_note())
     for note in done.written.cleaned:
         typer.echo(f"warning: {note}", err=True)  # whole: it names files to find
     typer.echo(stack_summary(done.written.csv, done.result, done.sidecar.recipe, out.width))
     if test_prior != "none" and (table := prior_table(done.result)) is not None:
         out.print(table)
-    say(f"next: submit {done.written.csv.name} on the contest site, then `ens lb {done.name} --public SCORE`; "
-        "`ens report` shows it with figures")
+    say(f"next: submit {done.written.csv.name} on the contest site, then `{ens_prog()} lb {done.name} --public SCORE`; "
+        f"`{ens_prog()} report` shows it with figures")

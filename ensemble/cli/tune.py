@@ -38,6 +38,7 @@ def tune_cmd(
                            study=values.pop("study"), out=Path(out) if out else None)
     base = check_tune(FinetuneOptions(**values), settings)  # before the folder's audio is checked
     ws, comp = workspace_and_competition(workspace, data, audio=("train",), metric=metric)
+    say(comp.task_note())
     with event_printer(console()) as show:
         result = tune(ws, comp, base, settings, force=force, progress=show)
     from ensemble.cli.present import trial_lines

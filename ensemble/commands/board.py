@@ -11,8 +11,9 @@ from ensemble.artifacts.workspace import Workspace
 from ensemble.task import task_named
 
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
-           "in_sample", "gap", "gain", "gain_lo", "gain_hi"]
-DETAIL = ["in_sample", "gap", "gain", "gain_lo", "gain_hi"]  # in json/csv/md; too wide for the table
+           "in_sample", "gap", "gain", "gain_lo", "gain_hi", "gain_level", "written_as", "pick"]
+# in json/csv/md; too wide for the table (`written_as` and `pick` are shown in the name and rank cells)
+DETAIL = ["in_sample", "gap", "gain", "gain_lo", "gain_hi", "gain_level", "written_as", "pick"]
 # the header a table shows for a short column name: the board's and the stack comparisons', in the terminal and the report
 COLUMN_HEADERS = {"rank": "#", "cv_testlike": "t-like", "public": "pub", "private": "priv", "in-smp": "in-sample",
                   "s": "sec"}
@@ -29,7 +30,101 @@ def _row(name: str, kind: str, method: str, metrics: dict, board: dict) -> dict:
         "public": board.get("public"), "private": board.get("private"),
         "in_sample": (metrics.get("in_sample") or {}).get("score"), "gap": metrics.get("optimism"),
         "gain": gain.get("gain"), "gain_lo": gain.get("lo"), "gain_hi": gain.get("hi"),
+        "gain_level": None if gain.get("alpha") is None else 1 - gain["alpha"],
+        "written_as": None, "pick": None,
     }
+
+
+def _submission_row(name: str, sidecar, metrics: dict) -> dict:
+    """A submission's row, with the decision rule's reason where the rule chose what it holds."""
+    row = _row(name, "submission", sidecar.recipe.method, metrics, sidecar.leaderboard)
+    decision = sidecar.recipe.decision
+    if decision:
+        row["pick"] = f"chosen by the decision rule: {decision.get('rule', decision.get('chosen'))}"
+    return row
+
+
+def single_run_of(recipe) -> str | None:
+    """The run a submission is, unchanged (method single, no calibrator, no prior): None for anything else."""
+    if recipe.method != "single" or "run" not in recipe.blender or recipe.meta_features:
+        return None
+    if any(c.get("calibrator", "none") != "none" for c in recipe.calibrators):
+        return None
+    if (recipe.prior or {}).get("mode", "none") != "none":
+        return None
+    names = recipe.run_names
+    k = int(recipe.blender["run"])
+    return names[k] if 0 <= k < len(names) else None
+
+
+def trusted_testlike(ws: Workspace, names: list[str], scorer=None) -> tuple[dict[str, float], str]:
+    """Each run's score on the test-like clips as the decision rule scores a run (its raw candidate): the
+    same rows, weighted by the same density ratios when the stacker uses them; and how they are weighted.
+
+    A run's recorded test-like score is unweighted; beside nested scores of submissions (weighted) it would
+    rank one prediction two ways. Runs whose test-like predictions do not match the clips get none."""
+    from ensemble.artifacts.runs import load_run
+    from ensemble.artifacts.testlike_set import load_testlike, testlike_weights
+    from ensemble.metrics.scorer import COMPETITION
+    from ensemble.stack.inputs import usable_weights
+
+    clips = load_testlike(ws)
+    if clips is None:
+        return {}, "none"
+    scorer = scorer or COMPETITION
+    weights, weighting = usable_weights(testlike_weights(clips))
+    ids = clips["id"].astype(str)
+    out = {}
+    for name in names:
+        run = load_run(ws, name)
+        if not run.has_testlike:
+            continue
+        frame = run.oof_testlike()
+        frame = frame.assign(id=frame["id"].astype(str))
+        if len(frame) != len(ids) or set(frame["id"]) != set(ids):
+            continue  # predicted other clips: no comparable score
+        labels = run.labels
+        p = frame.set_index("id").loc[ids, labels].to_numpy(dtype=np.float64)
+        out[name] = float(scorer.score_parts(clips[labels].to_numpy(dtype=np.float64), p, weights).score)
+    return out, weighting
+
+
+def _fold_single_runs(ws: Workspace, rows: list[dict]) -> list[dict]:
+    """A submission that is one run unchanged is shown as that run (one row, its name beside the run's):
+    the same predictions ranked twice, on two bases, read as two results."""
+    runs = {r["name"]: r for r in rows if r["kind"] == "run"}
+    out = []
+    for row in rows:
+        run = single_run_of(read_sidecar(ws, row["name"]).recipe) if row["kind"] == "submission" else None
+        target = runs.get(run) if run is not None else None
+        if target is None or target["written_as"] is not None:
+            out.append(row)
+            continue
+        target.update(written_as=row["name"], public=row["public"], private=row["private"], pick=row["pick"])
+    return out
+
+
+def trusted_basis(frame: pd.DataFrame) -> str:
+    """The score every row is ranked by: the one the decision rule trusts, test-like CV where the workspace
+    has it (any row), else clean CV. Rows without it are listed apart, unranked."""
+    scored = frame[frame["kind"] != "partial"]
+    return "cv_testlike" if scored["cv_testlike"].notna().any() else "cv"
+
+
+def _rank(frame: pd.DataFrame, sign: float = 1.0) -> pd.DataFrame:
+    """Rank and delta on the trusted basis; rows lacking it after the ranked ones (by clean CV), unranked."""
+    basis = trusted_basis(frame)
+    key = sign * frame[basis].astype(float)
+    apart = sign * frame["cv"].astype(float)
+    frame = frame.assign(_key=key, _apart=key.isna() & frame["kind"].ne("partial"), _cv=apart)
+    frame = frame.sort_values(["_key", "_cv", "name"], na_position="last", kind="stable")
+    frame = pd.concat([frame[frame["_key"].notna()], frame[frame["_apart"]],
+                       frame[frame["_key"].isna() & ~frame["_apart"]]])
+    frame["rank"] = frame["_key"].rank(method="min").astype("Int64")
+    frame["delta"] = sign * (frame["_key"] - frame["_key"].min()) + 0.0
+    frame.attrs["basis"] = basis
+    frame.attrs["apart"] = frame.loc[frame["_apart"], "name"].astype(str).tolist()
+    return frame.drop(columns=["_key", "_apart", "_cv"])
 
 
 def _metric(ws: Workspace, metric: str | None):
@@ -66,37 +161,41 @@ def _rescore(ws: Workspace, name: str, scorer, truth: pd.DataFrame | None) -> di
     return {"score": scorer(truth[labels].to_numpy(dtype=np.float64), p)}
 
 
-def board_frame(ws: Workspace, metric: str | None = None) -> pd.DataFrame:
-    """One row per run and submission, best CV first, with rank and delta to best. Ranked by the
-    workspace's metric (`metric`, else ens.toml's; lower is better unless the metric says otherwise):
+def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> pd.DataFrame:
+    """One row per run and submission, ranked on one basis (`trusted_basis`), with delta to best. Ranked by
+    the workspace's metric (`metric`, else ens.toml's; lower is better unless the metric says otherwise):
     runs are rescored from their OOF, submissions show the nested score they were stacked with when
-    that was the same metric (else none: restack them with `--metric`)."""
+    that was the same metric (else none: restack them with `--metric`). With `fold`, a submission that is
+    one run unchanged is that run's row (`written_as`)."""
     scorer = _metric(ws, metric)
     if scorer is not None:
-        return _metric_frame(ws, scorer)
+        return _metric_frame(ws, scorer, fold)
     rows = []
+    trusted, weighting = trusted_testlike(ws, ws.run_names())
     for name in ws.run_names():
         manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
-        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, manifest.metrics, {}))
+        metrics = dict(manifest.metrics)
+        if name in trusted:  # scored as the decision rule scores it, beside the submissions' nested scores
+            metrics["cv_testlike"] = {"score": trusted[name]}
+        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, metrics, {}))
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
-        rows.append(_row(name, "submission", sidecar.recipe.method, sidecar.metrics, sidecar.leaderboard))
+        rows.append(_submission_row(name, sidecar, sidecar.metrics))
     for partial in partial_runs(ws):  # unranked: no scores until every fold is done
         rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
+    rows = _fold_single_runs(ws, rows) if fold else rows
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("rank", "delta")])
     if frame.empty:
         return frame.reindex(columns=COLUMNS)
-    # the test-like score is the one to trust where it exists; else the clean CV score
-    key = frame["cv_testlike"].where(frame["cv_testlike"].notna(), frame["cv"]).astype(float)
-    frame = frame.assign(_key=key).sort_values(["_key", "name"], na_position="last", kind="stable")
-    frame["rank"] = frame["_key"].rank(method="min").astype("Int64")
-    frame["delta"] = frame["_key"] - frame["_key"].min()
-    frame = frame.drop(columns="_key").reindex(columns=COLUMNS).reset_index(drop=True)
+    frame = _rank(frame)
+    attrs = dict(frame.attrs, weighting=weighting)
+    frame = frame.reindex(columns=COLUMNS).reset_index(drop=True)
+    frame.attrs.update(attrs)
     frame.attrs["partial"] = [f"partial run {p.name}: {p.progress()}; finish: {p.finish_hint()}" for p in partial_runs(ws)]
     return frame
 
 
-def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
+def _metric_frame(ws: Workspace, scorer, fold: bool = True) -> pd.DataFrame:
     """`board_frame` ranked by another metric than the competition's (multiclass: with its usual numbers)."""
     from ensemble.artifacts.folds import load_folds
 
@@ -112,51 +211,90 @@ def _metric_frame(ws: Workspace, scorer) -> pd.DataFrame:
         sidecar = read_sidecar(ws, name)
         same = (sidecar.recipe.metric or "competition") in (scorer.name, *(["dacon-fakevoice"] if scorer.name == "competition" else []))
         cv = (sidecar.cv or {}) if same else {}
-        rows.append(_row(name, "submission", sidecar.recipe.method, sidecar.metrics if same else {},
-                         sidecar.leaderboard) | {k: cv.get(k) for k in parts})
+        rows.append(_submission_row(name, sidecar, sidecar.metrics if same else {}) | {k: cv.get(k) for k in parts})
     for partial in partial_runs(ws):
         rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
     columns = [c for c in COLUMNS if c not in ("rank", "delta")] + parts
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(_fold_single_runs(ws, rows) if fold else rows, columns=columns)
     if frame.empty:
         return frame.reindex(columns=COLUMNS + parts)
-    key = scorer.sign * frame["cv_testlike"].where(frame["cv_testlike"].notna(), frame["cv"]).astype(float)
-    frame = frame.assign(_key=key).sort_values(["_key", "name"], na_position="last", kind="stable")
-    frame["rank"] = frame["_key"].rank(method="min").astype("Int64")
-    frame["delta"] = scorer.sign * (frame["_key"] - frame["_key"].min()) + 0.0
-    frame = frame.drop(columns="_key").reindex(columns=COLUMNS + parts).reset_index(drop=True)
+    frame = _rank(frame, scorer.sign)
+    attrs = dict(frame.attrs)
+    frame = frame.reindex(columns=COLUMNS + parts).reset_index(drop=True)
+    frame.attrs.update(attrs)
     frame.attrs["partial"] = [f"partial run {p.name}: {p.progress()}; finish: {p.finish_hint()}" for p in partial_runs(ws)]
+    frame.attrs["metric_key"] = scorer.name.replace("-", "_")  # the usual score it is, shown once (as cv)
     frame.attrs["metric"] = f"{scorer.name} ({'higher' if scorer.greater_is_better else 'lower'} is better)"
     return frame
 
 
+def board_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """The board's columns for people: the pick marked `*` beside its rank, a submission that is one run named
+    beside it (`run = submission`), detail and empty part columns left out."""
+    shown = frame.drop(columns=DETAIL)
+    written = frame["written_as"].where(frame["written_as"].notna(), None)
+    shown["name"] = [f"{n} = {w}" if isinstance(w, str) else n for n, w in zip(frame["name"], written)]
+    shown["rank"] = [("–" if pd.isna(r) else str(int(r))) + ("*" if isinstance(p, str) else "")
+                     for r, p in zip(frame["rank"], frame["pick"])]
+    shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown
+    if "metric" in frame.attrs:  # parts the metric has not are left out
+        shown = shown.drop(columns=[c for c in ("auc", "brier", "ece") if shown[c].isna().all()])
+    return shown.drop(columns=[c for c in [frame.attrs.get("metric_key")] if c in shown.columns])  # = cv
+
+
 def ranked_by(frame: pd.DataFrame) -> str:
-    """Which score ranks the board's rows: test-like CV, clean CV, or test-like where present (else clean)."""
-    scored = frame[frame["kind"] != "partial"]
-    has_tl, has_cv = scored["cv_testlike"].notna(), scored["cv"].notna()
-    if len(scored) and has_tl.all():
-        return "test-like CV"
-    if not has_tl.any():
-        return "clean CV"
-    clean = ", ".join(scored.loc[~has_tl & has_cv, "name"].astype(str))
-    return f"test-like CV where a row has it, else clean CV ({clean})"
+    """Which score ranks the board's rows, in words (the one basis `trusted_basis` chose)."""
+    if frame.attrs.get("basis", trusted_basis(frame)) == "cv_testlike":
+        return "test-like CV (the score the decision rule trusts)"
+    return "clean CV (the score the decision rule trusts: no row has test-like CV)"
+
+
+def _apart_line(frame: pd.DataFrame) -> list[str]:
+    apart = frame.attrs.get("apart") or []
+    if not apart:
+        return []
+    what = "test-like CV" if frame.attrs.get("basis") == "cv_testlike" else "a CV score"
+    return [f"below the line, not ranked (no {what}): {', '.join(apart)}; their clean CV is shown, not comparable"]
+
+
+def _pick_lines(frame: pd.DataFrame) -> list[str]:
+    """`* NAME: why` for each row the decision rule wrote; `A = S` rows explained."""
+    lines = []
+    for row in frame.itertuples():
+        written = row.written_as if isinstance(row.written_as, str) else None
+        shown = f"{row.name} = {written}" if written else row.name
+        same = f" (submission {written} is run {row.name} unchanged, one row)" if written else ""
+        if isinstance(row.pick, str):
+            lines.append(f"* {shown}{same}: {row.pick}")
+        elif written:
+            lines.append(f"{shown}:{same[1:]}")
+    return lines
+
+
+def _weighted(frame: pd.DataFrame) -> str:
+    weighting = frame.attrs.get("weighting", "none")
+    return "" if weighting.startswith("none") else f", weighted as the decision rule weighs them: {weighting}"
 
 
 def board_legend(frame: pd.DataFrame) -> list[str]:
-    """What the board's columns mean, in words, and which one ranks the rows (lower is better but for AUC)."""
+    """What the board's columns mean, in words, which one score ranks the rows, the rows apart, and the
+    decision rule's picks with their reasons."""
+    picks = _pick_lines(frame)
     if "metric" in frame.attrs:
         return [f"# ranks by {ranked_by(frame)} on {frame.attrs['metric']}; delta: that score minus #1's. Runs are "
                 "scored from their OOF; a submission stacked with another metric has no score here (restack it "
-                "with --metric)", *frame.attrs.get("partial", [])]
+                "with --metric); –: no value", *_apart_line(frame), *picks, *frame.attrs.get("partial", [])]
     lines = [f"# ranks by {ranked_by(frame)}; delta: that score minus #1's. Lower is better in every column but auc.",
-             "cv: nested CV score on the clean train rows (auc, brier, ece: its parts); t-like: the same on the "
-             "simulated test-like clips; pub, priv: leaderboard scores recorded with `ens lb`."]
-    return lines + list(frame.attrs.get("partial", []))  # a line per partial run: its folds, how to finish it
+             "cv: nested CV score on the clean train rows (auc, brier, ece: its parts)"
+             + ("; t-like: the same on the simulated test-like clips" + _weighted(frame)
+                if frame["cv_testlike"].notna().any() else "")
+             + "; pub, priv: leaderboard scores recorded with `ens lb`; –: no value (not measured for that row)."]
+    return lines + _apart_line(frame) + picks + list(frame.attrs.get("partial", []))  # partial runs: how to finish
 
 
 def cv_public_correlation(frame: pd.DataFrame) -> dict[str, float] | None:
     """Pearson and Spearman correlation of CV vs public score, once three or more submissions have both."""
-    both = frame[(frame["kind"] == "submission") & frame["cv"].notna() & frame["public"].notna()]
+    both = frame[frame["kind"].isin(["submission", "run"]) & frame["cv"].notna() & frame["public"].notna()]
     if len(both) < 3:
         return None
     cv, public = both["cv"].astype(float), both["public"].astype(float)

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+import os
+import shutil
+
 from ensemble.artifacts.competition import Competition
+from ensemble.artifacts.io import aside_path, recover_dir
+from ensemble.artifacts.locking import lock_beside, name_lock
+from ensemble.artifacts.owned import check_replaceable, is_complete, mark
 from ensemble.errors import ExistsError
 from ensemble.artifacts.workspace import Workspace
 from ensemble.progress import Progress
@@ -87,22 +93,47 @@ def share_cpu_politely(max_threads: int = 2) -> None:
 
 
 def run_demo(out: Path, force: bool = False, seed: int = 0, progress: Progress | None = None) -> DemoResult:
-    """Generate, fine-tune, re-predict with ONNX Runtime, stack, submit and score; everything under `out`."""
+    """Generate, fine-tune, re-predict with ONNX Runtime, stack, submit and score; everything under `out`.
+
+    `--force` replaces only a folder an earlier demo made (its `.ens-output.json`); the old demo is kept
+    aside until the new one is complete, and put back if this one fails (or, killed, by the next demo).
+    """
+    emit = progress or (lambda event: None)
+    share_cpu_politely()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with name_lock(lock_beside(out), f"demo folder {out}"):
+        recover_dir(out, is_complete)
+        if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not force:
+            raise ExistsError(f"{out} exists and is not empty; pass --force to replace the demo there")
+        check_replaceable(out, force, "demo folder")
+        aside = None
+        if out.exists():  # kept whole until the new demo is complete (absolute paths in ens.toml: built in place)
+            aside = aside_path(out)
+            os.rename(out, aside)
+        try:
+            out.mkdir()
+            mark(out, "demo", complete=False)
+            result = _build_demo(out, seed, emit)
+            mark(out, "demo")
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            if aside is not None:
+                os.rename(aside, out)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    return result
+
+
+def _build_demo(out: Path, seed: int, emit: Progress) -> DemoResult:
+    """The demo's competition, runs and submission, all under `out`."""
     from ensemble.commands.stack import run_stack
     from ensemble.stack.request import StackRequest
     from ensemble.demo.synth import generate_competition
     from ensemble.commands.finetune import FinetuneOptions, finetune
     from ensemble.commands.oof import run_oof
 
-    emit = progress or (lambda event: None)
-    share_cpu_politely()
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ExistsError(f"{out} exists and is not empty; pass --force to replace the demo there")
-    if force and out.exists():
-        import shutil
-
-        shutil.rmtree(out)
     data = out / "competition"
     emit({"stage": "generating demo audio", "folder": str(data)})
     generate_competition(data, seed=seed, progress=emit)
@@ -130,7 +161,7 @@ def score_all(ws: Workspace, comp: Competition, answers: Path) -> pd.DataFrame:
     from ensemble.stack.inputs import test_tensor
 
     truth, labels = read_answers(answers, comp.labels)
-    frame = board_frame(ws)
+    frame = board_frame(ws, fold=False)  # the written submission scored as itself too
     test_scores = []
     for row in frame.itertuples():
         if row.kind == "run":

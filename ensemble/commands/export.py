@@ -13,6 +13,7 @@ than `max_score_change`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
@@ -26,6 +27,8 @@ from ensemble.artifacts.records import Recipe, Sidecar
 from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.export.graph import OUTPUT, RunGraphs, build_model, metadata_json, preprocessing
 from ensemble.progress import Progress
+from ensemble.stack.base import BLENDERS
+from ensemble.stack.onnx_ops import pipeline_ops
 
 FORMAT_VERSION = "1"
 QUANTIZE = ("none", "int8")
@@ -157,6 +160,7 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}; got {quantize!r}")
     csv, sidecar_path = submission_paths(ws, name)
     sidecar = read_sidecar(ws, name)
+    check_submission_integrity(csv, sidecar_path, sidecar)
     recipe = sidecar.recipe
     if not isinstance(recipe.state, dict):
         raise ContractError(f"{sidecar_path}: recipe.state (the fitted blend) is not an object; stack it again to "
@@ -181,25 +185,28 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         hashes["sidecar"] = file_sha256(sidecar_path)
         hashes["submission_csv"] = file_sha256(csv)
         metadata = _metadata(name, sidecar, labels, rate, runs, hashes, quantize)
-        model = build_model(runs, state, recipe.prior, labels, metadata)
+        model = build_model(runs, functools.partial(pipeline_ops, state), recipe.prior, labels, metadata)
     return model, runs, replace(recipe, state=state)
 
 
+def check_submission_integrity(csv: Path, sidecar_path: Path, sidecar: Sidecar) -> None:
+    """The CSV and the recipe are the ones `ens stack` wrote: their SHA-256s match what the sidecar recorded."""
+    from ensemble.artifacts.io import file_sha256
+    from ensemble.artifacts.submission import recipe_sha256
+
+    if sidecar.csv_sha256 is not None and file_sha256(csv) != sidecar.csv_sha256:
+        raise ContractError(f"{csv}: SHA-256 differs from the csv_sha256 {sidecar_path} records (the CSV was edited "
+                            "or replaced after stacking); stack it again, then export")
+    if sidecar.recipe_sha256 is not None and recipe_sha256(sidecar.recipe) != sidecar.recipe_sha256:
+        raise ContractError(f"{sidecar_path}: its recipe differs from the one stacked (recipe_sha256 does not match; "
+                            "edited after stacking?); stack it again, then export")
+
+
 def used_runs(n_runs: int, state: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:
-    """Indices of the runs the blend reads — `single`'s run, the runs with a weight in `weighted`/`hillclimb`
-    (a zero weight adds exactly nothing), else all — and the state re-indexed to them."""
-    blender = dict(state["blender"])
-    if blender["method"] == "single":
-        keep = [int(blender["run"])]
-        blender["run"] = 0
-    elif blender["method"] in ("weighted", "hillclimb"):
-        weights = np.asarray(blender["weights"], float)
-        keep = [r for r in range(n_runs) if np.any(weights[r] != 0)]
-        blender["weights"] = weights[keep].tolist()
-    else:
-        return list(range(n_runs)), state
-    blender["runs"] = len(keep)
-    return keep, {**state, "blender": blender}
+    """Indices of the runs the blend reads (the method's `select_runs`: `single`'s run, the runs with a
+    weight, else all) and the state re-indexed to them."""
+    keep, blender = BLENDERS.get(state["blender"]["method"]).select_runs(state["blender"])
+    return (keep, state) if blender is state["blender"] else (keep, {**state, "blender": blender})
 
 
 def save_model(model: Any, path: Path) -> int:
@@ -208,7 +215,14 @@ def save_model(model: Any, path: Path) -> int:
 
     from ensemble.artifacts.io import atomic_path
 
+    from ensemble.export.graph import METADATA_DIGEST, metadata_digest
+
     path = Path(path)
+    props = {p.key: p.value for p in model.metadata_props if p.key != METADATA_DIGEST}
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key=METADATA_DIGEST, value=metadata_digest(props))  # checked by `ensemble.load`
     big = model.ByteSize() >= 2**31 - 2**24
     with atomic_path(path) as tmp:
         if big:  # the weights file is written in place; the graph that points at it lands last
@@ -301,8 +315,8 @@ def quantization_check(ws, comp, recipe: Recipe, variants: dict[str, list[RunGra
         if np.isnan(P).any():
             raise ContractError("the runs' folds do not cover the workspace's folds file; the score check needs them all")
         opset = max(o.version for o in runs[0].folds[0].opset_import if o.domain in ("", "ai.onnx"))
-        blend = _session(build_blend_model(recipe.state, recipe.prior, len(runs), len(labels), opset,
-                                           runs[0].folds[0].ir_version))
+        blend = _session(build_blend_model(functools.partial(pipeline_ops, recipe.state), recipe.prior, len(runs),
+                                           len(labels), opset, runs[0].folds[0].ir_version))
         p = blend.run([OUTPUT], {"P": P})[0]
         try:
             out[key] = competition_score(y, p, labels).score
@@ -322,12 +336,48 @@ def quantization_check(ws, comp, recipe: Recipe, variants: dict[str, list[RunGra
 def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force: bool = False,
                       comp=None, max_score_change: float = 0.002, check_rows: int = 2000, seed: int = 0,
                       progress: Progress | None = None) -> Exported:
-    """Write submission `name` as one ONNX file at `out`; int8 only when the score check allows it."""
-    from ensemble.errors import ExistsError
+    """Write submission `name` as one ONNX file at `out`; int8 only when the score check allows it.
+
+    `out` is locked for this writer (a second `ens export` to it is refused); `force` replaces only a file
+    an earlier `ens export` wrote."""
+    from ensemble.artifacts.io import recover_dir
+    from ensemble.artifacts.locking import lock_beside, name_lock
 
     out = Path(out)
-    if out.exists() and not force:
+    _check_replaceable(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with name_lock(lock_beside(out), f"export {out}"):
+        recover_dir(out)  # temp files of a killed export
+        _check_replaceable(out, force)
+        return _export(ws, name, out, quantize, comp, max_score_change, check_rows, seed, progress)
+
+
+def _check_replaceable(out: Path, force: bool) -> None:
+    """An existing `out` is replaced only with `force`, and only when it is an `ens export` file."""
+    from ensemble.errors import ExistsError
+
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
         raise ExistsError(f"{out} exists; pass --force to overwrite it")
+    if out.is_symlink() or not out.is_file() or not _is_export(out):
+        raise ExistsError(f"{out} was not written by ens; refusing to replace it")
+
+
+def _is_export(path: Path) -> bool:
+    """Whether `path` is an ONNX file whose metadata says `ens export` wrote it."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf raises its own types for a file that is not ONNX
+        return False
+    return any(p.key == "ens_export_format" for p in model.metadata_props)
+
+
+def _export(ws, name: str, out: Path, quantize: str, comp, max_score_change: float, check_rows: int, seed: int,
+            progress: Progress | None) -> Exported:
+    """`export_submission` under the output's lock."""
     if quantize == "none":
         model, runs, _ = build_submission_model(ws, name)
         size = save_model(model, out)

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ensemble.artifacts.competition import Competition, check_same_ids
-from ensemble.errors import DataError
+from ensemble.errors import DataError, ExistsError
 from ensemble.artifacts.folds import FOLDS_FILE, ensure_folds, folds_fingerprint, load_folds
-from ensemble.artifacts.io import file_sha256, read_csv, umask_mode, write_parquet
+from ensemble.artifacts.io import file_sha256, read_csv, recover_dir, replace_dir, staged_dir, write_parquet
+from ensemble.artifacts.locking import name_lock, run_lock
 from ensemble.artifacts.provenance import now_iso, package_versions
 from ensemble.artifacts.records import RunManifest
-from ensemble.artifacts.runs import (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, validate_oof,
-                           validate_test, write_manifest, write_run_file)
+from ensemble.artifacts.runs import (OOF_FILE, RUN_MANIFEST_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run,
+                           partial_run, validate_oof, validate_test, write_manifest, write_run_file)
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE, load_testlike, testlike_fingerprint
 from ensemble.artifacts.submission import check_submission_table, read_submission_csv
-from ensemble.artifacts.workspace import Workspace, check_overwrite
+from ensemble.artifacts.workspace import Workspace
 
 IMPORTED_FOLD = -1  # test predictions not tied to one fold model
 
@@ -33,7 +33,9 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     imported run is judged, blended and calibrated on them like a fine-tuned one.
     """
     run_dir = ws.run_dir(name)
-    check_overwrite(run_dir, force, "run")
+    with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):  # before any compute: tidy, then check
+        recover_dir(run_dir, _is_run)
+        check_replaceable_run(run_dir, force)
     if testlike_csv is not None and not comp.task.has_testlike:
         raise DataError("--testlike: a multiclass task has no test-like set (its clips mix voices)")
     if testlike_csv is not None and oof_csv is None:
@@ -52,27 +54,41 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
         source={"test": {"path": str(test_csv), "sha256": file_sha256(test_csv)}}, files={},
     )
     ws.models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=ws.models_dir))
-    staging.chmod(umask_mode(directory=True))
-    try:
-        manifest.files[TEST_FILE] = write_run_file(test, staging, TEST_FILE)
-        if oof is not None:
-            manifest.source["oof"] = {"path": str(oof_csv), "sha256": file_sha256(oof_csv)}
-            manifest.files[OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
-            manifest.folds_fingerprint = folds_fingerprint(folds)
-            manifest.metrics = cv_metrics(oof, folds, comp.labels, _multiclass_scorer(ws, comp))
-        if testlike is not None:
-            manifest.source["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
-            manifest.files[TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
-            manifest.testlike_fingerprint = testlike_fingerprint(clips)
-            manifest.metrics["cv_testlike"] = score_frame(testlike, clips, comp.labels).as_dict()
-        write_manifest(staging, manifest)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        staging.rename(run_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):
+        recover_dir(run_dir, _is_run)
+        check_replaceable_run(run_dir, force)  # again, under the lock: a writer may have finished meanwhile
+        staging = staged_dir(run_dir)
+        try:
+            manifest.files[TEST_FILE] = write_run_file(test, staging, TEST_FILE)
+            if oof is not None:
+                manifest.source["oof"] = {"path": str(oof_csv), "sha256": file_sha256(oof_csv)}
+                manifest.files[OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
+                manifest.folds_fingerprint = folds_fingerprint(folds)
+                manifest.metrics = cv_metrics(oof, folds, comp.labels, _multiclass_scorer(ws, comp))
+            if testlike is not None:
+                manifest.source["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
+                manifest.files[TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
+                manifest.testlike_fingerprint = testlike_fingerprint(clips)
+                manifest.metrics["cv_testlike"] = score_frame(testlike, clips, comp.labels).as_dict()
+            write_manifest(staging, manifest)
+            replace_dir(staging, run_dir)  # the old run stays whole until the new one is in place
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return load_run(ws, name)
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / RUN_MANIFEST_FILE).is_file()
+
+
+def check_replaceable_run(run_dir: Path, force: bool) -> None:
+    """An existing run is replaced only with `force`, and only when it is a run (or a partial run) ens made."""
+    if not (run_dir.exists() or run_dir.is_symlink()):
+        return
+    if not force:
+        raise ExistsError(f"run {run_dir} exists; pass --force to overwrite it")
+    if run_dir.is_symlink() or not ((run_dir / RUN_MANIFEST_FILE).is_file() or partial_run(run_dir) is not None):
+        raise ExistsError(f"{run_dir} was not written by ens (no {RUN_MANIFEST_FILE}); refusing to replace it")
 
 
 def _multiclass_scorer(ws: Workspace, comp: Competition):

@@ -223,12 +223,10 @@ def _swap_in(staging: Path, out: Path) -> None:
 
 def _board_section(ws: Workspace) -> Section:
     """`ens board`'s table, its legend and the CV-vs-public verdict."""
-    from ensemble.commands.board import DETAIL, board_frame, board_legend, correlation_sentence, cv_public_correlation
+    from ensemble.commands.board import board_frame, board_view, board_legend, correlation_sentence, cv_public_correlation
 
     frame = board_frame(ws)
-    shown = frame.drop(columns=DETAIL)
-    if shown["cv_testlike"].isna().all():
-        shown = shown.drop(columns=["cv_testlike"])
+    shown = board_view(frame)
     corr = cv_public_correlation(frame)
     verdict = (correlation_sentence(corr) if corr else "CV vs public: record three or more public scores "
                "(`ens lb NAME --public X`) to see whether CV predicts the leaderboard.")
@@ -348,7 +346,7 @@ def _submission_sections(ws: Workspace, runs: list[Run], folder: Path, restack: 
     if notes:
         text += " Not shown: " + " ".join(notes)
     sections = [Section("Reliability of stacked submissions", text, figures)]
-    frame = board_frame(ws)
+    frame = board_frame(ws, fold=False)
     subs = frame[frame["kind"] == "submission"].set_index("name", drop=False)
     if subs["public"].notna().any():
         plot_cv_vs_leaderboard(folder / "cv-vs-leaderboard.png", subs.rename_axis(None))

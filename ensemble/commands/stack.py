@@ -48,12 +48,20 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
     from ensemble.artifacts.submission import check_free, submission_frame, write_submission
 
     request.check()
+    request = replace(request, name=request.out_name)  # one name, fixed before the method is resolved
     if request.write:
         check_free(ws, request.out_name, request.force)  # before seconds of stacking
     request = replace(request, metric=ws.metric(comp.task, request.metric))
+    probed = None
+    if request.test_prior == "lb":  # before any data is read: the probes and their scores must be there
+        from ensemble.commands.lb_probe import probed_mix
+
+        probed = probed_mix(ws, comp).record()
     sets = meta_sets(ws, request)
     runs = load_runs(ws, list(request.runs))
     inputs = gather(ws, comp, runs, sets)  # once, for the comparison and the submission alike
+    if probed is not None:
+        inputs = replace(inputs, probed=probed)
     _check_options(runs, inputs, request)
     if comparison is None and request.method == "auto":
         comparison = _compare(inputs, request, progress)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.artifacts.competition import Competition
-from ensemble.artifacts.io import umask_mode, write_json
+from ensemble.artifacts.io import write_json
 from ensemble.artifacts.runs import load_runs
 from ensemble.artifacts.testlike_set import (CHECK_CLIPS, META_FILE, TESTLIKE_FILE, background_loader, ensure_testlike,
                                              held_out_real, judged_real, load_testlike, load_testlike_meta, real_clips,
@@ -92,38 +92,41 @@ def export_testlike(ws: Workspace, comp: Competition, out: Path, sr: int = 16000
     """Render the workspace's test-like clips as float WAV files `<id>.wav` plus `ids.csv` (id, path),
     so models made outside ens can predict them (`ens import --testlike`). Built aside, moved at the end."""
     import shutil
-    import tempfile
 
     import soundfile as sf
 
+    from ensemble.artifacts.io import recover_dir, replace_dir, staged_dir
+    from ensemble.artifacts.locking import lock_beside, name_lock
+    from ensemble.artifacts.owned import check_replaceable, is_complete, mark
     from ensemble.audio.testlike_render import render_testlike
     from ensemble.errors import ConfigError
     from ensemble.artifacts.folds import load_folds
-    from ensemble.artifacts.workspace import check_name, check_overwrite
+    from ensemble.artifacts.workspace import check_name
 
     if not isinstance(sr, int) or not 1000 <= sr <= 384_000:
         raise ConfigError(f"--rate {sr!r} is invalid; accepted: an integer sample rate in 1000–384000 Hz")
+    out = Path(out)
+    check_replaceable(out, force, "folder")
     clips = load_testlike(ws)
     if clips is None:
         raise DataError(f"{ws.models_dir / TESTLIKE_FILE}: no test-like clips in this workspace yet; "
                         "the first `ens finetune` (or `ens testlike check`) makes them")
-    out = Path(out)
-    check_overwrite(out, force, "folder")
     for clip_id in clips["id"].astype(str):
         check_name(clip_id, "test-like clip")
     load, load_background = train_loader(comp, load_folds(ws), sr), background_loader(comp, sr)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(umask_mode(directory=True))  # mkdtemp's 0700 would keep teammates out
-    try:
-        for clip_id, recipe in zip(clips["id"].astype(str), clips["recipe"]):
-            wave = render_testlike(recipe, load, sr, load_background)
-            sf.write(staging / f"{clip_id}.wav", wave, sr, subtype="FLOAT")
-        index = pd.DataFrame({"id": clips["id"].astype(str), "path": [f"{i}.wav" for i in clips["id"].astype(str)]})
-        index.to_csv(staging / "ids.csv", index=False)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with name_lock(lock_beside(out), f"folder {out}"):
+        recover_dir(out, is_complete)
+        check_replaceable(out, force, "folder")  # again, under the lock
+        staging = staged_dir(out)
+        try:
+            for clip_id, recipe in zip(clips["id"].astype(str), clips["recipe"]):
+                wave = render_testlike(recipe, load, sr, load_background)
+                sf.write(staging / f"{clip_id}.wav", wave, sr, subtype="FLOAT")
+            index = pd.DataFrame({"id": clips["id"].astype(str), "path": [f"{i}.wav" for i in clips["id"].astype(str)]})
+            index.to_csv(staging / "ids.csv", index=False)
+            mark(staging, "testlike-export")
+            replace_dir(staging, out)  # the old export stays whole until the new one is in place
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return out

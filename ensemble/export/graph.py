@@ -9,9 +9,10 @@ Per run, inside the graph, exactly as `ensemble.backbones.predict.predict_clips`
 2. the extractor's zero-mean unit-variance normalisation per window (Wav2Vec2-style extractors;
    `raw` models normalise inside themselves); other extractors (AST's filter banks) are refused;
 3. every fold model (its graph copied in under a prefix), window logits (eps 1e-7) averaged, sigmoid;
-4. folds aggregated by the mean of their logits (`stack_inputs.mean_of_logits`).
+4. folds aggregated by the mean of their logits (`ensemble.stack.inputs.mean_of_logits`).
 
-Then the blend, the calibrators and the prior shift (`ensemble.export.blend_ops`, float64).
+Then the blend and the calibrators (`blend`: the stack's own ops, `ensemble.stack.onnx_ops.pipeline_ops`
+bound to the submission's saved state, handed in by the command) and the prior shift, in float64.
 Output `probabilities` `(batch, labels)` float64.
 """
 
@@ -19,18 +20,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ensemble.errors import ContractError
-from ensemble.export.blend_ops import blend, calibrate_all
 from ensemble.export.ops import DOUBLE, FLOAT, INT64, Graph, prior_shift
 from ensemble.probability import LOGIT_EPS, WINDOW_EPS
 
 INPUT, OUTPUT = "waves", "probabilities"
 NORM_EPS = 1e-7    # transformers' zero_mean_unit_var_norm
 MIN_OPSET = 18     # Reduce* ops take their axes as an input from opset 18 on
+
+# `(graph, P, opset, subgraphs) -> output`: the saved blend and calibrators as ops on `P` (batch, runs, labels)
+BlendOps = Callable[[Any, str, int, list], str]
 
 
 @dataclass
@@ -168,12 +171,9 @@ def _opset(runs: list[RunGraphs]) -> int:
     return target
 
 
-def _tail(g: Graph, P: str, state: dict[str, Any], prior: dict[str, Any] | None, n_labels: int, opset: int,
-          subgraphs: list) -> str:
+def _tail(g: Graph, P: str, blend: BlendOps, prior: dict[str, Any] | None, opset: int, subgraphs: list) -> str:
     """Blend, calibrators and prior shift on `P` `(batch, runs, labels)` float64."""
-    S = blend(g, P, state["blender"], opset, subgraphs)
-    S = calibrate_all(g, S, state.get("calibrators") or [], n_labels)
-    return prior_shift(g, S, prior)
+    return prior_shift(g, blend(g, P, opset, subgraphs), prior)
 
 
 def _finish(g: Graph, subgraphs: list, out: str, inputs: list[Any], n_labels: int, opset: int, ir_version: int,
@@ -212,14 +212,14 @@ def _waves_input() -> Any:
     return helper.make_tensor_value_info(INPUT, FLOAT, ["batch", "time"])
 
 
-def build_model(runs: list[RunGraphs], state: dict[str, Any], prior: dict[str, Any] | None, labels: list[str],
+def build_model(runs: list[RunGraphs], blend: BlendOps, prior: dict[str, Any] | None, labels: list[str],
                 metadata: dict[str, str]) -> Any:
     """The whole chain as one `onnx.ModelProto` (checked), with `metadata` as metadata_props."""
     opset = _opset(runs)
     g, subgraphs = Graph(), []
     per_run = [_run(g, run, r, subgraphs) for r, run in enumerate(runs)]
     P = g.op("Concat", *[g.op("Unsqueeze", p, g.axes(1)) for p in per_run], axis=1)  # (B, runs, labels)
-    out = _tail(g, P, state, prior, len(labels), opset, subgraphs)
+    out = _tail(g, P, blend, prior, opset, subgraphs)
     ir = max(m.ir_version for run in runs for m in run.folds)
     return _finish(g, subgraphs, out, [_waves_input()], len(labels), opset, ir, metadata)
 
@@ -233,13 +233,13 @@ def build_run_model(run: RunGraphs) -> Any:
     return _finish(g, subgraphs, out, [_waves_input()], len(run.labels), opset, ir, {})
 
 
-def build_blend_model(state: dict[str, Any], prior: dict[str, Any] | None, n_runs: int, n_labels: int,
+def build_blend_model(blend: BlendOps, prior: dict[str, Any] | None, n_runs: int, n_labels: int,
                       opset: int, ir_version: int) -> Any:
     """The blend, calibrators and prior alone: `P` `(batch, runs, labels)` float64 → probabilities."""
     from onnx import helper
 
     g, subgraphs = Graph(), []
-    out = _tail(g, "P", state, prior, n_labels, opset, subgraphs)
+    out = _tail(g, "P", blend, prior, opset, subgraphs)
     inputs = [helper.make_tensor_value_info("P", DOUBLE, ["batch", n_runs, n_labels])]
     return _finish(g, subgraphs, out, inputs, n_labels, opset, ir_version, {})
 
@@ -269,3 +269,14 @@ def _topological(nodes: list[Any], available: set[str]) -> list[Any]:
 
 def metadata_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+METADATA_DIGEST = "metadata_sha256"  # over every other metadata entry: an edit (labels renamed) is caught on load
+
+
+def metadata_digest(metadata: dict[str, str]) -> str:
+    """Hex SHA-256 of an export's metadata entries (all but `METADATA_DIGEST`), keys sorted."""
+    import hashlib
+
+    rest = {k: v for k, v in metadata.items() if k != METADATA_DIGEST}
+    return hashlib.sha256(metadata_json(rest).encode()).hexdigest()

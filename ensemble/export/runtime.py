@@ -40,9 +40,8 @@ class ExportedEnsemble:
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if "ens_export_format" not in self.metadata:
             raise ContractError(f"{self.path}: not made by `ens export` (no ens_export_format in its metadata)")
-        self.labels: list[str] = json.loads(self.metadata["labels"])
-        self.sampling_rate = int(self.metadata["sampling_rate"])
-        self.recipe = json.loads(self.metadata.get("recipe", "{}"))
+        self.labels, self.sampling_rate, self.recipe = _checked_metadata(self.path, self.metadata)
+        _check_signature(self.path, self.session, len(self.labels))
 
     def load_audio(self, paths: Sequence[Path | str]) -> list[np.ndarray]:
         """Decode files to mono float32 at the model's rate (DataError names a bad file)."""
@@ -62,7 +61,49 @@ class ExportedEnsemble:
             if not np.isfinite(w).all():
                 raise DataError(f"wave {i} holds NaN or infinite samples")
             clips.append(w)
-        return predict_grouped(self.session, clips, len(self.labels), batch_size, progress)
+        try:
+            return predict_grouped(self.session, clips, len(self.labels), batch_size, progress)
+        except ContractError as err:
+            raise ContractError(f"{self.path}: {err}") from None
+
+
+def _checked_metadata(path: Path, metadata: dict[str, str]) -> tuple[list[str], int, dict]:
+    """Labels, sampling rate and recipe from an export's metadata, which must be what `ens export` wrote:
+    its digest matches (a relabelled column would otherwise be served under the wrong name) and the labels
+    agree with the recipe's."""
+    from ensemble.export.graph import METADATA_DIGEST, metadata_digest
+
+    recorded = metadata.get(METADATA_DIGEST)
+    if recorded is not None and recorded != metadata_digest(metadata):
+        raise ContractError(f"{path}: its metadata differs from what `ens export` wrote ({METADATA_DIGEST} does not "
+                            "match; labels or recipe edited?); export the submission again")
+    try:
+        labels = json.loads(metadata["labels"])
+        rate = int(metadata["sampling_rate"])
+        recipe = json.loads(metadata.get("recipe", "{}"))
+    except (KeyError, ValueError) as err:
+        raise ContractError(f"{path}: export metadata unreadable ({type(err).__name__}: {err})") from None
+    if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
+        raise ContractError(f"{path}: export metadata 'labels' is {labels!r}; expected a list of label names")
+    if not isinstance(recipe, dict):
+        raise ContractError(f"{path}: export metadata 'recipe' is not an object")
+    if isinstance(recipe.get("labels"), list) and recipe["labels"] != labels:
+        raise ContractError(f"{path}: export metadata labels {labels} differ from its recipe's {recipe['labels']}")
+    if rate <= 0:
+        raise ContractError(f"{path}: export metadata sampling_rate is {rate}; expected a positive rate")
+    return labels, rate, recipe
+
+
+def _check_signature(path: Path, session, n_labels: int) -> None:
+    """The graph takes `waves` (clips, samples) and gives `probabilities` (clips, labels), as exports do."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    if INPUT not in inputs or len(inputs[INPUT].shape) != 2 or OUTPUT not in outputs:
+        raise ContractError(f"{path}: graph inputs {list(inputs)} / outputs {list(outputs)}; an export takes "
+                            f"{INPUT!r} (clips, samples) and gives {OUTPUT!r} (clips, labels)")
+    shape = outputs[OUTPUT].shape
+    if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != n_labels):
+        raise ContractError(f"{path}: output {OUTPUT!r} has shape {shape}; its metadata names {n_labels} labels")
 
 
 def predict_grouped(session, clips: list[np.ndarray], n_labels: int, batch_size: int = 8,
@@ -76,7 +117,15 @@ def predict_grouped(session, clips: list[np.ndarray], n_labels: int, batch_size:
         group = [order[i]]
         while i + len(group) < len(order) and len(group) < batch_size and clips[order[i + len(group)]].size == size:
             group.append(order[i + len(group)])
-        out[group] = session.run([OUTPUT], {INPUT: np.stack([clips[k] for k in group])})[0]
+        try:
+            got = session.run([OUTPUT], {INPUT: np.stack([clips[k] for k in group])})[0]
+        except Exception as err:  # onnxruntime raises its own types (a crafted graph's bad shapes, types)
+            raise ContractError(f"the graph failed on {len(group)} clip(s) of {size} samples "
+                                f"({str(err).splitlines()[0][:200]})") from None
+        if np.shape(got) != (len(group), n_labels):
+            raise ContractError(f"output {OUTPUT!r} has shape {np.shape(got)}; expected ({len(group)}, {n_labels}): "
+                                "one row per clip, one column per label")
+        out[group] = got
         i += len(group)
         done += len(group)
         emit(progress, "predict", done=done, total=len(clips))

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ensemble.errors import EnsError
 
@@ -84,9 +83,28 @@ def auc_per_column(y: np.ndarray, p: np.ndarray, names: list[str] | None = None)
     for j in np.flatnonzero((positives == 0) | (negatives == 0)):
         name = _column_names(names, y.shape[1])[j]
         raise MetricError(f"AUC is undefined for {name}: the answers hold only one class")
-    ranks = rankdata(p, axis=0)
-    rank_sum = (ranks * y).sum(axis=0)
+    rank_sum = mid_rank_sums(np.ascontiguousarray(y.T), np.ascontiguousarray(p.T))
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def mid_rank_sums(yT: np.ndarray, PT: np.ndarray) -> np.ndarray:
+    """Σ of the positives' mid-ranks (1-based, ties share their mean rank, as `scipy.stats.rankdata`) in
+    each row of `PT` `(columns, rows)` against 0/1 `yT` (same shape, or 1-D for every column): one sort per
+    column. Ranks are whole or half numbers, so the sums are exact whatever their order."""
+    order = np.argsort(PT, axis=1)
+    Ps = np.take_along_axis(PT, order, axis=1)
+    ys = yT[order] if yT.ndim == 1 else np.take_along_axis(yT, order, axis=1)
+    k, n = Ps.shape
+    idx = np.broadcast_to(np.arange(n), (k, n))
+    new = np.ones((k, n), dtype=bool)
+    np.not_equal(Ps[:, 1:], Ps[:, :-1], out=new[:, 1:])
+    if new.all():
+        return ys @ np.arange(1, n + 1, dtype=np.float64) if k else np.zeros(0)
+    first = np.maximum.accumulate(np.where(new, idx, 0), axis=1)
+    end = np.ones((k, n), dtype=bool)
+    end[:, :-1] = new[:, 1:]
+    last = np.minimum.accumulate(np.where(end, idx, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    return (ys * ((first + last) / 2 + 1)).sum(axis=1)
 
 
 def brier_per_column(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -147,22 +165,12 @@ def competition_score(y: np.ndarray, p: np.ndarray, names: list[str] | None = No
 # ---- fast: one label, many candidate columns -----------------------------------------------------------
 
 def fast_auc(y: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """Exact ROC AUC of each column of `C` `(rows, candidates)` for 1-D 0/1 `y`.
-
-    One argsort per column; the rank-sum formula is exact when a column has no ties, and columns
-    with ties fall back to mid-ranks (`auc_per_column`).
-    """
-    CT = np.ascontiguousarray(C.T)
-    order = np.argsort(CT, axis=1)
-    Cs = np.take_along_axis(CT, order, axis=1)
+    """Exact ROC AUC of each column of `C` `(rows, candidates)` for 1-D 0/1 `y`: one sort per column,
+    mid-ranks for ties (`mid_rank_sums`)."""
     pos = y.sum()
     neg = len(y) - pos
-    rank_sum = y[order] @ np.arange(1, len(y) + 1, dtype=np.float64)
-    auc = (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
-    tied = (Cs[:, 1:] == Cs[:, :-1]).any(axis=1)
-    if tied.any():
-        auc[tied] = auc_per_column(np.broadcast_to(y[:, None], (len(y), int(tied.sum()))), C[:, tied])
-    return auc
+    rank_sum = mid_rank_sums(np.asarray(y, dtype=np.float64), np.ascontiguousarray(C.T))
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
 def fast_ece(y: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -183,7 +191,11 @@ def column_scores(y: np.ndarray, C: np.ndarray) -> np.ndarray:
 def weighted_auc(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """AUC of 1-D scores `s` for 0/1 `y` in each replicate (row weights `counts` `(n_boot, rows)`; NaN
     where a replicate holds one class). Exact with ties: Σ over groups of tied scores of positive
-    weight × (negative weight below + half the tied negative weight) / (W+ · W−)."""
+    weight × (negative weight below + half the tied negative weight) / (W+ · W−). Integer counts (the
+    bootstrap's) take the rank-sum path (`plan_auc`), which gives the same numbers."""
+    counts = np.asarray(counts)
+    if counts.size and counts.max() <= np.iinfo(np.int32).max // 4 and np.array_equal(counts, np.floor(counts)):
+        return plan_auc(rank_plan(s, y), np.ascontiguousarray(counts.T.astype(np.int32)))
     order = np.argsort(s, kind="stable")
     s, y, w = s[order], y[order], counts[:, order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
@@ -195,17 +207,72 @@ def weighted_auc(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray
         return (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
 
 
-def weighted_label_parts(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
-    """AUC, Brier and ECE of one label column in each replicate (row weights `counts` `(n_boot, rows)`)."""
+@dataclass(frozen=True)
+class RankPlan:
+    """One score column sorted once, for the AUC of any number of integer-weighted replicates: the
+    positives' rows, the negatives' rows in score order, and for each positive the number of negatives
+    scored strictly below it (`lo`) and at or below it (`hi`)."""
+
+    pos: np.ndarray
+    neg: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def rank_plan(s: np.ndarray, y: np.ndarray) -> RankPlan:
+    """The sort of 1-D scores `s` against 0/1 targets `y` that every replicate's AUC reuses."""
+    order = np.argsort(s, kind="stable")
+    positive = y[order] == 1
+    pos, neg = order[positive], order[~positive]
+    s_neg, s_pos = s[neg], s[pos]
+    return RankPlan(pos, neg, np.searchsorted(s_neg, s_pos, "left"), np.searchsorted(s_neg, s_pos, "right"))
+
+
+def plan_auc(plan: RankPlan, counts_t: np.ndarray) -> np.ndarray:
+    """AUC in each replicate of integer row counts `counts_t` `(rows, n_boot)`; NaN where a replicate
+    holds one class. In integers: 2·Σ over positives of count × (negatives below + half the tied ones)
+    is Σ count × (C[lo] + C[hi]) with C the running count of negatives, so the one division is the only
+    rounding (the float formula of `weighted_auc` sums integers and halves exactly: the same numbers)."""
+    n_boot = counts_t.shape[1]
+    C = np.zeros((len(plan.neg) + 1, n_boot), dtype=np.int32)
+    np.cumsum(counts_t[plan.neg], axis=0, out=C[1:])
+    W = counts_t[plan.pos]
+    G = C[plan.lo]
+    G += C[plan.hi]
+    wide = W.size and int(W.max()) * (2 * int(C[-1].max()) + 1) >= np.iinfo(np.int32).max
+    num2 = (W.astype(np.int64) * G if wide else W * G).sum(axis=0, dtype=np.int64)
+    n_pos = W.sum(axis=0, dtype=np.int64).astype(np.float64)
+    n_neg = C[-1].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (num2.astype(np.float64) / 2) / (n_pos * n_neg)
+
+
+def weighted_label_parts(p: np.ndarray, y: np.ndarray, counts) -> tuple[np.ndarray, ...]:
+    """AUC, Brier and ECE of one label column in each replicate: row weights `counts` `(n_boot, rows)`, or
+    `Resamples` (bootstrap replicates drawn once: one sort for every replicate's AUC)."""
+    if hasattr(counts, "chunks"):
+        auc = plan_auc(rank_plan(p, y), counts.counts_t)
+        d2, onehot = (p - y) ** 2, _ece_onehot(p, y)
+        brier, ece = [], []
+        for c in counts.chunks:
+            total = c.sum(axis=1)
+            brier.append(c @ d2 / total)
+            ece.append(np.abs(c @ onehot).sum(axis=1) / total)
+        empty = np.zeros(0)
+        return auc, np.concatenate(brier) if brier else empty, np.concatenate(ece) if ece else empty
     total = counts.sum(axis=1)
     brier = counts @ (p - y) ** 2 / total
-    onehot = np.zeros((len(p), N_BINS))
-    onehot[np.arange(len(p)), ece_bins(p)] = y - p
-    ece = np.abs(counts @ onehot).sum(axis=1) / total
+    ece = np.abs(counts @ _ece_onehot(p, y)).sum(axis=1) / total
     return weighted_auc(p, y, counts), brier, ece
 
 
-def weighted_label_score(p: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _ece_onehot(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    onehot = np.zeros((len(p), N_BINS))
+    onehot[np.arange(len(p)), ece_bins(p)] = y - p
+    return onehot
+
+
+def weighted_label_score(p: np.ndarray, y: np.ndarray, counts) -> np.ndarray:
     """The competition score of one label column in each replicate."""
     return combine(*weighted_label_parts(p, y, counts))
 

@@ -66,19 +66,41 @@ def check_meta(meta: Any, n_rows: int, name: str = "meta") -> np.ndarray:
 
 
 class Blender:
-    """Base class: combine `(rows, runs, labels)` probabilities into `(rows, labels)` probabilities."""
+    """Base class: combine `(rows, runs, labels)` probabilities into `(rows, labels)` probabilities.
+
+    A method is one subclass, registered by name, that owns everything about it: fitting (`_fit`,
+    `_predict`), its exact saved state (`to_state` / `from_state`), its ONNX ops (`onnx_ops`), its words
+    (`describe`, `summary`) and the runs an export needs (`select_runs`). Nothing outside the class
+    branches on a method's name. Blends happen in the task's link space (`_link` / `_unlink`: logits
+    and the sigmoid, or log-probabilities and the softmax), so one code path serves both kinds of task.
+    """
 
     name: str = "blender"
+    summary: str = ""               # one phrase for `ens stack --help`
+    words: str = ""                 # the blend in words, for a method with no weights to show
     needs_targets: bool = True
     uses_meta: bool = False  # True: `_fit(P, y, folds, meta)` and `_predict(P, meta)` take meta-features
-    multiclass: bool = False        # can blend single-label multiclass runs (rows of class probabilities)
-    task: Task = MULTILABEL         # set on the instance by the stacker (`for_task`), not a parameter
+    exclusive: bool = False         # also blends a task whose classes exclude each other (rows sum to 1)
+    candidate: bool = True          # one of `--compare`'s (and so `--method auto`'s) blend candidates
+    task: Task = MULTILABEL         # what `make_blender(name, task)` builds it for (not a hyper-parameter)
 
     @classmethod
     def blends(cls, task: Task) -> bool:
         """Whether this method can blend `task`'s runs: every one blends independent labels; rows that sum
-        to 1 only those marked `multiclass`."""
-        return cls.multiclass or task.label_by_label
+        to 1 only those marked `exclusive`."""
+        return cls.exclusive or task.label_by_label
+
+    def _link(self, P: np.ndarray) -> np.ndarray:
+        """Probabilities → the task's blending space (logits, or log-probabilities)."""
+        return self.task.link(P, self.task.blend_eps)
+
+    def _unlink(self, Z: np.ndarray) -> np.ndarray:
+        """Blended scores → probabilities (the sigmoid of each label, or the softmax of each row)."""
+        return self.task.inverse_link(Z)
+
+    def _weighted_link(self, P: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """`_unlink(Σ_r w[r, l] · _link(P)[:, r, l])` for `(runs, labels)` weights."""
+        return self._unlink(np.einsum("nrl,rl->nl", self._link(P), weights))
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters and their current values."""
@@ -140,6 +162,50 @@ class Blender:
         """Learned state worth storing in a submission's sidecar (JSON-serialisable)."""
         return {}
 
+    def state(self) -> dict[str, Any]:
+        """The saved form of this fitted blender: method, shape, the task when not multi-label, `to_state`."""
+        head: dict[str, Any] = {"method": self.name, "runs": int(self.n_runs_), "labels": int(self.n_labels_)}
+        if self.task is not MULTILABEL:
+            head["task"] = self.task.name
+        return {**head, **self.to_state()}
+
+    def to_state(self) -> dict[str, Any]:
+        """The method's exact fitted state (JSON, full precision), beside `method`, `runs`, `labels`."""
+        return {}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Set the fitted attributes from `to_state`'s fields."""
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Blender":
+        """A fitted blender rebuilt from `to_state`'s saved form (`ensemble.stack.state.blender_state`):
+        it predicts what the saved one predicted. Hyper-parameters not in the state keep their defaults."""
+        from ensemble.task import task_named
+
+        blender = make_blender(state["method"], task_named(state.get("task", MULTILABEL.name)))
+        blender.n_runs_, blender.n_labels_ = int(state["runs"]), int(state["labels"])
+        blender.n_meta_ = int(state.get("meta", 0))
+        blender._restore(state)
+        return blender
+
+    @classmethod
+    def onnx_ops(cls, g: Any, P: str, state: dict[str, Any], opset: int, subgraphs: list) -> str:
+        """This method's `predict` as ONNX ops on `P` `(batch, runs, labels)` float64, from its saved state;
+        `g` is the graph writer (`ensemble.export.ops.Graph`), `subgraphs` collects copied-in models."""
+        from ensemble.errors import ContractError
+
+        raise ContractError(f"stacking method {cls.name!r} has no ONNX export")
+
+    @classmethod
+    def describe(cls, blender: dict[str, Any], names: list[str], labels: list[str], meta: list[str]) -> list[str]:
+        """How the runs are combined, in words, from the sidecar's `recipe.blender` (`recipe()`)."""
+        return [f"{cls.words}: {', '.join(names)}"] if cls.words else []
+
+    @classmethod
+    def select_runs(cls, state: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:
+        """The runs the saved blend reads (an export needs only those) and the state re-indexed to them."""
+        return list(range(int(state["runs"]))), state
+
     def _fit(self, P: np.ndarray, y: np.ndarray | None, folds: np.ndarray | None) -> None:
         raise NotImplementedError
 
@@ -151,8 +217,8 @@ BLENDERS: Registry[type[Blender]] = Registry("stacking method")
 register = BLENDERS.register
 
 
-def make_blender(name: str, **params: Any) -> Blender:
-    """A new blender registered under `name`; an unknown name or parameter lists the valid ones."""
+def make_blender(name: str, task: Task, **params: Any) -> Blender:
+    """A new blender registered under `name`, for `task`; an unknown name or parameter lists the valid ones."""
     cls = BLENDERS.get(name)
     valid = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
     unknown = [k for k in params if k not in valid]
@@ -160,11 +226,6 @@ def make_blender(name: str, **params: Any) -> Blender:
         raise ConfigError(
             f"method {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(valid) or 'none'}"
         )
-    return cls(**params)
-
-
-def for_task(blender: Blender, task: Task) -> Blender:
-    """`blender` set to blend `task`'s runs; returns it."""
-    if task is not Blender.task:
-        blender.task = task
+    blender = cls(**params)
+    blender.task = task
     return blender

@@ -1,42 +1,76 @@
 """Vectorised bootstrap: replicates as multinomial row counts `(n_boot, rows)`, not index copies, so a
 metric scores every replicate at once as row weights (exact with ties; see `Scorer.replicate_losses`).
+The replicates of a size and seed are drawn once (`ensemble.metrics.bootstrap.resamples`) and a
+baseline's replicate losses once (`PairedBootstrap`), however many challengers meet it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ensemble.metrics.bootstrap import METHOD_BOOT, multinomial_counts, resamples  # noqa: F401
 from ensemble.metrics.scorer import COMPETITION, Scorer
 
 
-def multinomial_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """`(n_boot, n)` counts of each row in `n_boot` bootstrap replicates of `n` rows."""
-    draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
-    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+class PairedBootstrap:
+    """Paired bootstrap of loss differences on one set of rows `(y, weights)`: every prediction is scored
+    on the same replicates, and each prediction's replicate losses are computed once (keyed by identity,
+    so pass the same array for the same baseline)."""
+
+    def __init__(self, y: np.ndarray, n_boot: int, seed: int, weights: np.ndarray | None = None,
+                 scorer: Scorer = COMPETITION) -> None:
+        self.y, self.n_boot, self.seed, self.weights, self.scorer = y, n_boot, seed, weights, scorer
+        self._memo: dict[int, tuple[np.ndarray, float, list]] = {}
+
+    def _replicates(self):
+        r = resamples(len(self.y), self.n_boot, self.seed)
+        if self.weights is None:
+            return r
+        return [c * self.weights[None, :] for c in r.chunks]
+
+    def _losses(self, p: np.ndarray) -> tuple[float, list]:
+        """The loss of `p` and its replicate losses (per label, per chunk; multiclass: per chunk)."""
+        key = id(p)
+        if key in self._memo and self._memo[key][0] is p:
+            return self._memo[key][1], self._memo[key][2]
+        y, scorer = self.y, self.scorer
+        loss = scorer.loss(y, p, self.weights)
+        reps = self._replicates()
+        chunked = reps if isinstance(reps, list) else list(reps.chunks)
+        if scorer.matrix is not None:  # multiclass: the whole matrix per replicate
+            per = [scorer.matrix_replicate_losses(p, y, c) for c in chunked]
+        elif isinstance(reps, list) or scorer.replicates is None:
+            per = [[scorer.replicate_losses(p[:, j], y[:, j], c) for j in range(y.shape[1])] for c in chunked]
+        else:  # integer replicates: every replicate at once, then cut in the chunks the sums are paired by
+            whole = [scorer.replicate_losses(p[:, j], y[:, j], reps) for j in range(y.shape[1])]
+            edges = np.cumsum([len(c) for c in chunked])[:-1]
+            per = [list(parts) for parts in zip(*[np.split(w, edges) for w in whole])] if chunked else []
+        self._memo[key] = (p, loss, per)
+        return loss, per
+
+    def gain(self, p_new: np.ndarray, p_base: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
+        """Loss of the baseline minus loss of the candidate `(rows, labels)` (positive: the candidate is
+        better), with the percentile bootstrap interval of that paired difference."""
+        loss_base, rep_base = self._losses(p_base)
+        loss_new, rep_new = self._losses(p_new)
+        boots = []
+        for b, n in zip(rep_base, rep_new):
+            if self.scorer.matrix is not None:
+                boots.append(b - n)
+            else:
+                boots.append(sum(bj - nj for bj, nj in zip(b, n)) / self.y.shape[1])
+        out = np.concatenate(boots) if boots else np.array([])
+        out = out[np.isfinite(out)]
+        lo, hi = np.quantile(out, [alpha / 2, 1 - alpha / 2]) if out.size else (np.nan, np.nan)
+        return {"gain": float(loss_base - loss_new), "lo": float(lo), "hi": float(hi), "n_boot": int(out.size),
+                "alpha": alpha}
 
 
 def gain_interval(
-    y: np.ndarray, p_new: np.ndarray, p_base: np.ndarray, n_boot: int = 100, alpha: float = 0.05, seed: int = 0,
-    weights: np.ndarray | None = None, scorer: Scorer = COMPETITION,
+    y: np.ndarray, p_new: np.ndarray, p_base: np.ndarray, n_boot: int = METHOD_BOOT, alpha: float = 0.05,
+    seed: int = 0, weights: np.ndarray | None = None, scorer: Scorer = COMPETITION,
 ) -> dict[str, float]:
     """Loss of the baseline minus loss of the candidate `(rows, labels)` (positive: the candidate is
     better), with a percentile bootstrap interval: both scored on the same replicates, so the interval
     is that of the paired difference. Row `weights` multiply each replicate's counts."""
-    gain = scorer.loss(y, p_base, weights) - scorer.loss(y, p_new, weights)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for start in range(0, n_boot, 20):
-        counts = multinomial_counts(len(y), min(20, n_boot - start), rng)
-        if weights is not None:
-            counts = counts * weights[None, :]
-        if scorer.matrix is not None:  # multiclass: the whole matrix per replicate
-            boots.append(scorer.matrix_replicate_losses(p_base, y, counts)
-                         - scorer.matrix_replicate_losses(p_new, y, counts))
-            continue
-        diff = sum(scorer.replicate_losses(p_base[:, j], y[:, j], counts)
-                   - scorer.replicate_losses(p_new[:, j], y[:, j], counts) for j in range(y.shape[1]))
-        boots.append(diff / y.shape[1])
-    b = np.concatenate(boots) if boots else np.array([])
-    b = b[np.isfinite(b)]
-    lo, hi = np.quantile(b, [alpha / 2, 1 - alpha / 2]) if b.size else (np.nan, np.nan)
-    return {"gain": float(gain), "lo": float(lo), "hi": float(hi), "n_boot": int(b.size), "alpha": alpha}
+    return PairedBootstrap(y, n_boot, seed, weights, scorer).gain(p_new, p_base, alpha)

@@ -20,6 +20,7 @@ held-out rows is not applied).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -210,6 +211,29 @@ def check_calibrate(name: str) -> str:
     return name
 
 
+_FITTED: dict[bytes, Calibrator] = {}
+_FITTED_MAX = 256
+
+
+def fitted_calibrator(name: str, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> Calibrator:
+    """Calibrator `name` fitted on `(p, y, sample_weight)`, once per distinct rows: the nested CV meets the
+    same rows again (outer fold k's inner fit without fold f is outer fold f's without k, and a blend that
+    learns nothing gives the same probabilities in both), so a fit is kept by a digest of its inputs."""
+    digest = hashlib.blake2b(name.encode(), digest_size=20)
+    for a in (p, y) if sample_weight is None else (p, y, sample_weight):
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        digest.update(str(a.shape).encode())
+        digest.update(a.data)
+    key = digest.digest()
+    cal = _FITTED.get(key)
+    if cal is None:
+        cal = make_calibrator(name).fit(p, y, sample_weight)
+        if len(_FITTED) >= _FITTED_MAX:
+            _FITTED.pop(next(iter(_FITTED)))
+        _FITTED[key] = cal
+    return cal
+
+
 def _cross_fitted(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sample_weight: np.ndarray | None,
                  p_eval: np.ndarray, folds_eval: np.ndarray) -> np.ndarray:
     """Calibrator `name`'s predictions for the rows `p_eval`, each by a calibrator fitted on the rows of
@@ -220,7 +244,7 @@ def _cross_fitted(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sa
         if y[train].min() == y[train].max():
             continue
         w = None if sample_weight is None else sample_weight[train]
-        out[rows] = make_calibrator(name).fit(p[train], y[train], w).predict(p_eval[rows])
+        out[rows] = fitted_calibrator(name, p[train], y[train], w).predict(p_eval[rows])
     return out
 
 
@@ -233,14 +257,16 @@ def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray,
 def _guard_gain(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sample_weight: np.ndarray | None,
                 guard: tuple[np.ndarray, np.ndarray, np.ndarray], scorer: Scorer) -> float | None:
     """The gain of calibrator `name` over `none` on the guard rows, each row calibrated by a calibrator
-    fitted on the fit rows of other folds; None where it cannot be measured."""
+    fitted on the fit rows of other folds; None where it cannot be measured (the metric raises, or is
+    undefined, e.g. an AUC on guard rows of one class)."""
     pg, yg, fg = guard
     out = _cross_fitted(name, p, y, folds, sample_weight, pg, fg)
     try:
         none, cal = scorer.column_losses(yg, np.column_stack([pg, out]))
     except MetricError:
         return None
-    return float(none - cal)
+    gain = float(none - cal)
+    return gain if np.isfinite(gain) else None
 
 
 def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int = 0,
@@ -311,9 +337,8 @@ def fit_calibrators(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str
             label_guard = None if guard is None else (guard[0][:, j], guard[1][:, j], guard[2])
             name, note = choose_calibrator(S[:, j], y[:, j], folds, sample_weight=sample_weight, scorer=scorer,
                                            guard=label_guard)
-        cal = make_calibrator(name)
         if y[:, j].min() != y[:, j].max():
-            cal.fit(S[:, j], y[:, j], sample_weight)
+            cal = fitted_calibrator(name, S[:, j], y[:, j], sample_weight)
         else:
             cal = make_calibrator("none")
         cals.append(cal)

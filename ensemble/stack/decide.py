@@ -28,10 +28,10 @@ import numpy as np
 
 from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.stack.base import BLENDERS
-from ensemble.stack.bootstrap import gain_interval
+from ensemble.metrics.bootstrap import DECISION_BOOT as N_BOOT
+from ensemble.stack.bootstrap import PairedBootstrap
 
 ALPHA = 0.05
-N_BOOT = 200
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,9 @@ class Candidate:
 
 
 def blend_methods() -> list[str]:
-    """Every registered method that blends runs (`single` passes one run through)."""
-    return [name for name in BLENDERS if name != "single"]
+    """Every registered method that is a blend candidate (`single` passes one run through: its candidates
+    are the runs themselves)."""
+    return [name for name, cls in BLENDERS.items() if cls.candidate]
 
 
 def candidates(run_names: Sequence[str], methods: Sequence[str] | None = None,
@@ -68,6 +69,13 @@ def candidates(run_names: Sequence[str], methods: Sequence[str] | None = None,
     if with_meta:
         out += [Candidate(f"{m}+meta", m, calibrate, meta=True) for m in methods if BLENDERS.get(m).uses_meta]
     return out
+
+
+def family_alpha(n_challengers: int) -> float:
+    """The level of each challenger's gain interval: ALPHA shared over the challengers (Bonferroni). A method
+    stacked on its own states its gain at the level a comparison of the same runs would use, so one
+    candidate never gets two intervals."""
+    return ALPHA / max(1, n_challengers)
 
 
 @dataclass
@@ -99,27 +107,26 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
            note: str = "") -> Decision:
     """Apply the rule above; `scores` are the trusted nested losses (lower is better); `other` the clean rows
     a challenger must also not lose on (None: not asked); `note` ends the rule's words (why)."""
-    alpha = ALPHA
     score = np.array([np.inf if s is None or not np.isfinite(s) else s for s in scores])
     raw = [i for i, c in enumerate(cands) if c.is_raw_run]
     if not raw:
         raise ValueError("the candidates must include at least one raw run")
     base = min(raw, key=lambda i: score[i])
     challengers = [i for i in range(len(cands)) if i != base and np.isfinite(score[i])]
-    level = alpha / max(1, len(challengers))
+    alpha, level = ALPHA, family_alpha(len(challengers))
     tests: list[dict[str, Any]] = [{} for _ in cands]
+    on_trusted = PairedBootstrap(trusted.y, n_boot, seed, trusted.weights, scorer)
+    on_other = None if other is None else PairedBootstrap(other.y, n_boot, seed, None, scorer)
     for i in challengers:
         preds = trusted.predictions
         if np.array_equal(preds[i], preds[base]):  # e.g. the baseline "calibrated" by `none`
             tests[i] = {"same_as_baseline": True, "passed": False}
             continue
-        g = gain_interval(trusted.y, preds[i], preds[base], n_boot=n_boot, alpha=level, seed=seed,
-                          weights=trusted.weights, scorer=scorer)
+        g = on_trusted.gain(preds[i], preds[base], alpha=level)
         test = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level}
         passed = bool(g["lo"] > 0)
         if other is not None and passed:
-            h = gain_interval(other.y, other.predictions[i], other.predictions[base], n_boot=n_boot, alpha=alpha,
-                              seed=seed, scorer=scorer)
+            h = on_other.gain(other.predictions[i], other.predictions[base], alpha=alpha)
             test.update(other_gain=h["gain"], other_lo=h["lo"], other_hi=h["hi"])
             passed = bool(h["hi"] >= 0)
         tests[i] = {**test, "passed": passed}

@@ -11,19 +11,12 @@ from ensemble.artifacts.records import Recipe
 
 ONE_RUN = 0.95  # a share of the weight this large means the blend is, in effect, that run
 
-BLEND_WORDS = {
-    "mean": "the plain mean of the runs' probabilities",
-    "logit": "the mean of the runs' logits",
-    "rank": "the mean of the runs' ranks",
-    "lgbm": "LightGBM trees on the runs' logits (no per-run weights to show)",
-}
-
 
 def _num(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _weights(names: list[str], labels: list[str], weights: list[list[float]], word: str) -> list[str]:
+def weight_lines(names: list[str], labels: list[str], weights: list[list[float]], word: str) -> list[str]:
     """One line per label: `run weight` pairs; a note when one run takes (nearly) all the weight."""
     lines = []
     heavy = set()
@@ -38,7 +31,7 @@ def _weights(names: list[str], labels: list[str], weights: list[list[float]], wo
     return lines
 
 
-def _coefficients(names: list[str], labels: list[str], coef: list[Any], meta: list[str]) -> list[str]:
+def coefficient_lines(names: list[str], labels: list[str], coef: list[Any], meta: list[str]) -> list[str]:
     lines = []
     for label, row in zip(labels, coef):
         if isinstance(row, float):
@@ -54,28 +47,15 @@ def _coefficients(names: list[str], labels: list[str], coef: list[Any], meta: li
 
 
 def blender_lines(recipe: Recipe) -> list[str]:
-    """How the runs are combined, in words."""
-    names, labels, method, blender = recipe.run_names, list(recipe.labels), recipe.method, recipe.blender
-    if "run" in blender and method == "single":
-        k = int(blender["run"])
-        return [f"uses run {names[k] if k < len(names) else k} alone"]
+    """How the runs are combined, in words: the meta-features beside the logits, then the method's own
+    words (`Blender.describe`)."""
+    from ensemble.stack.base import BLENDERS
+
+    names, labels, method = recipe.run_names, list(recipe.labels), recipe.method
     meta = list((recipe.meta_features or {}).get("columns", []))
     lines = [f"meta-features beside the logits: {', '.join(meta)}"] if meta else []
-    if method == "flip":
-        for r, name in enumerate(names):
-            cols, inv = (blender.get("columns") or [])[r:r + 1], (blender.get("inverted") or [])[r:r + 1]
-            if cols and list(cols[0]) != list(range(len(labels))):
-                lines.append(f"flip: {name}'s columns re-ordered to " + ", ".join(labels[c] for c in cols[0]))
-            if inv and any(inv[0]):
-                lines.append(f"flip: {name} inverted for " + ", ".join(l for l, i in zip(labels, inv[0]) if i))
-        if not lines:
-            lines.append("flip: no run's columns swapped or inverted")
-    if "weights" in blender:
-        lines += _weights(names, labels, blender["weights"], "weights")
-    elif "coef" in blender:
-        lines += _coefficients(names, labels, blender["coef"], meta)
-    elif method in BLEND_WORDS:
-        lines.append(f"{BLEND_WORDS[method]}: {', '.join(names)}")
+    if method in BLENDERS:
+        lines += BLENDERS[method].describe(recipe.blender, names, labels, meta)
     return lines
 
 
@@ -97,12 +77,22 @@ def prior_lines(recipe: Recipe) -> list[str]:
     out = []
     used, train = prior.get("prior_used") or [], prior.get("prior_train") or []
     fallback = prior.get("fallback") or {}
+    probed = (prior.get("joint") or {}).get("probed") or {}
     for j, label in enumerate(labels):
         if label in fallback:
             out.append(f"test prior, {label}: kept the train prior {train[j]:.3f} ({fallback[label]})")
         elif j < len(used) and j < len(train):
-            how = "assumed" if mode != "em" else "estimated by EM"
-            out.append(f"test prior, {label}: {train[j]:.3f} in train → {used[j]:.3f} ({how})")
+            how = {"em": "estimated by EM", "lb": "read off the public leaderboard by probes"}.get(mode, "assumed")
+            if mode == "lb" and j < len(probed.get("half_width", [])):
+                how += f", ± {probed['half_width'][j]:.3f} at 95 %"
+            out.append(f"test prior, {label}: {train[j]:.3f} in the fit rows → {used[j]:.3f} ({how})"
+                       if mode == "lb" else f"test prior, {label}: {train[j]:.3f} in train → {used[j]:.3f} ({how})")
+    if (reweighting := probed.get("reweighting")):
+        out.append("test-like rows reweighted to the probed mix for calibration and nested scores: "
+                   + ", ".join(f"{c} {b:.3f}→{a:.3f}" for c, b, a in
+                               zip(reweighting["classes"], reweighting["before"], reweighting["after"]))
+                   + (f" (marginals missed by up to {reweighting['marginal_gap']:.3f}: the rows hold no such mix)"
+                      if reweighting["marginal_gap"] > 0.005 else ""))
     return out
 
 

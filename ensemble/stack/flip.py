@@ -28,6 +28,9 @@ from ensemble.stack.base import Blender, logit, register, sigmoid
 from ensemble.metrics.dacon import fast_auc, weighted_auc
 from ensemble.stack.bootstrap import multinomial_counts
 from ensemble.stack.calibration import MIN_SLOPE, make_calibrator
+from ensemble.probability import LOGIT_EPS
+from ensemble.stack.explain import weight_lines
+from ensemble.stack.onnx_ops import calibrator_ops, weighted_sum
 from ensemble.stack.simple import _fit_weights_logloss
 
 
@@ -59,6 +62,9 @@ def bootstrap_auc_ci(s: np.ndarray, y: np.ndarray, n_boot: int, alpha: float, rn
 @register("flip")
 class FlipBlender(Blender):
     """Orientation fixes + per-run recalibration + blend; see the module docstring."""
+
+    summary = ("first re-orients runs whose label columns look swapped or inverted, then recalibrates and "
+               "weights them")
 
     def __init__(
         self,
@@ -177,4 +183,52 @@ class FlipBlender(Blender):
             "weights": self.weights_.T.round(6).tolist(),
             "decisions": self.decisions_,
         }
+
+    def to_state(self) -> dict:
+        from ensemble.stack.state import calibrator_state
+
+        return {"columns": np.asarray(self.perm_, int).tolist(), "inverted": np.asarray(self.invert_, bool).tolist(),
+                "calibrators": [[calibrator_state(c) for c in row] for row in self.cals_],
+                "weights": np.asarray(self.weights_, float).tolist()}
+
+    def _restore(self, state: dict) -> None:
+        from ensemble.stack.state import calibrator_from_state
+
+        self.perm_ = np.asarray(state["columns"], np.int64)
+        self.invert_ = np.asarray(state["inverted"], bool)
+        self.cals_ = [[calibrator_from_state(c) for c in row] for row in state["calibrators"]]
+        self.weights_ = np.asarray(state["weights"], float)
+
+    @classmethod
+    def onnx_ops(cls, g, P: str, state: dict, opset: int, subgraphs: list) -> str:
+        """Column permutation, inversion, per-run recalibration, weighted logits."""
+        runs, labels = state["runs"], state["labels"]
+        perm = np.asarray(state["columns"], np.int64)            # (runs, labels): input column per label
+        flat = g.op("Reshape", P, g.const([0, -1], np.int64))
+        index = np.arange(runs)[:, None] * labels + perm
+        Q = g.op("Gather", flat, g.const(index, np.int64), axis=1)  # (batch, runs, labels)
+        inv = np.asarray(state["inverted"], bool)
+        Q = g.op("Where", g.const(inv[None], np.bool_), g.op("Sub", g.const(1.0), Q), Q)
+        cols = []
+        for r in range(runs):
+            per_label = []
+            for j in range(labels):
+                q = g.op("Gather", g.op("Gather", Q, g.const(r, np.int64), axis=1), g.const(j, np.int64), axis=1)
+                per_label.append(g.logit(calibrator_ops(g, q, state["calibrators"][r][j]), LOGIT_EPS))
+            cols.append(g.op("Unsqueeze", g.columns(per_label), g.axes(1)))
+        Z = g.op("Concat", *cols, axis=1)
+        return g.sigmoid(weighted_sum(g, Z, np.asarray(state["weights"], float)))
+
+    @classmethod
+    def describe(cls, blender: dict, names: list[str], labels: list[str], meta: list[str]) -> list[str]:
+        lines = []
+        for r, name in enumerate(names):
+            cols, inv = (blender.get("columns") or [])[r:r + 1], (blender.get("inverted") or [])[r:r + 1]
+            if cols and list(cols[0]) != list(range(len(labels))):
+                lines.append(f"flip: {name}'s columns re-ordered to " + ", ".join(labels[c] for c in cols[0]))
+            if inv and any(inv[0]):
+                lines.append(f"flip: {name} inverted for " + ", ".join(l for l, i in zip(labels, inv[0]) if i))
+        if not lines:
+            lines.append("flip: no run's columns swapped or inverted")
+        return lines + (weight_lines(names, labels, blender["weights"], "weights") if "weights" in blender else [])
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from ensemble.errors import ConfigError
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
-from ensemble.stack.base import Blender, logit, register, sigmoid
+from ensemble.stack.base import logit, register, sigmoid
+from ensemble.stack.simple import WeightsBlender
 
 
 def greedy_select(y: np.ndarray, X: np.ndarray, n_iter: int, space: str, scorer: Scorer = COMPETITION) -> np.ndarray:
@@ -62,11 +63,11 @@ def _greedy(X: np.ndarray, n_iter: int, losses) -> np.ndarray:
 
 
 @register("hillclimb")
-class HillClimbBlender(Blender):
+class HillClimbBlender(WeightsBlender):
     """Bagged greedy selection with replacement; blends in `space` 'logit' or 'prob'. Multiclass: one
     selection for all classes, blending log-probabilities (softmax of the weighted sum)."""
 
-    multiclass = True
+    summary = "greedy forward selection of runs, with repeats, bagged"
 
     def __init__(
         self,
@@ -101,8 +102,10 @@ class HillClimbBlender(Blender):
         n_rows, n_runs, n_labels = P.shape
         rows = np.sort(rng.permutation(n_rows)[: self.max_rows])
         if self.task.exclusive:
+            self.space_ = "logit"  # log-probabilities: a weighted sum of them is softmaxed
             self._fit_multiclass(P[rows], y[rows], scorer, rng)
             return
+        self.space_ = self.space
         X = logit(P[rows]) if self.space == "logit" else P[rows]
         per_bag = max(1, math.ceil(self.bag_fraction * n_runs))
         weights = np.zeros((n_runs, n_labels))
@@ -132,15 +135,6 @@ class HillClimbBlender(Blender):
             weights[bag] += counts / counts.sum() / self.n_bags
             self.counts_.append({"label": "all classes", "runs": bag.tolist(), "counts": counts.tolist()})
         self.weights_ = np.repeat(weights[:, None], P.shape[2], axis=1)
-
-    def _predict(self, P: np.ndarray) -> np.ndarray:
-        if self.task.exclusive:
-            from ensemble.stack.multiclass import weighted_log_blend
-
-            return weighted_log_blend(P, self.weights_[:, 0])
-        if self.space == "logit":
-            return sigmoid(np.einsum("nrl,rl->nl", logit(P), self.weights_))
-        return np.einsum("nrl,rl->nl", P, self.weights_)
 
     def recipe(self) -> dict:
         return {"weights": self.weights_.T.round(6).tolist(), "space": self.space}

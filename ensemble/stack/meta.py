@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Any
+
+from ensemble.errors import ContractError
+from ensemble.probability import LOGIT_EPS
 from ensemble.stack.base import Blender, logit, register
+from ensemble.stack.explain import coefficient_lines
+from ensemble.stack.onnx_ops import DOUBLE, FLOAT, feed, features, per_label
 
 
 def _features(P: np.ndarray, j: int, all_labels: bool, meta: np.ndarray | None = None) -> np.ndarray:
@@ -27,13 +33,43 @@ def _per_label(models: list, P: np.ndarray, predict, all_labels: bool, meta: np.
     return out
 
 
+class _MetaLearner(Blender):
+    """What the two meta-learners share: per-label models (a constant where a label had one class), saved
+    as JSON beside `all_labels` and the meta-feature count; export refuses meta-features."""
+
+    uses_meta = True
+    exclusive = True
+
+    def _model_state(self, j: int, model: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _model_from_state(self, saved: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def to_state(self) -> dict[str, Any]:
+        models = []
+        for j, model in enumerate(self.models_):
+            if isinstance(model, float):
+                models.append({"constant": float(model)})
+            elif isinstance(model, np.ndarray):  # multiclass fitted on one class: its shares
+                models.append({"constant": model.astype(float).tolist()})
+            else:
+                models.append(self._model_state(j, model))
+        # meta: meta-feature columns after the logits
+        return {"all_labels": bool(self.all_labels), "models": models, "meta": int(getattr(self, "n_meta_", 0))}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.all_labels = bool(state["all_labels"])
+        self.models_ = [(float(m["constant"]) if np.ndim(m["constant"]) == 0 else np.asarray(m["constant"], float))
+                        if "constant" in m else self._model_from_state(m) for m in state["models"]]
+
+
 @register("logreg")
-class LogRegBlender(Blender):
+class LogRegBlender(_MetaLearner):
     """L2 logistic regression per label on the runs' logits (and meta-features, standardised on the fit
     rows); multiclass: one multinomial logistic regression on every run's log-probabilities."""
 
-    uses_meta = True
-    multiclass = True
+    summary = "a logistic regression on the runs' logits"
 
     def __init__(self, C: float = 1.0, all_labels: bool = True, max_iter: int = 200) -> None:
         self.C = C
@@ -84,6 +120,50 @@ class LogRegBlender(Blender):
             "intercept": [m if isinstance(m, float) else float(m.intercept_[0]) for m in self.models_],
         }
 
+    def _model_state(self, j: int, model: Any) -> dict[str, Any]:
+        if self.task.exclusive:
+            return {"coef": model.coef_.astype(float).tolist(), "intercept": model.intercept_.astype(float).tolist(),
+                    "classes": model.classes_.astype(int).tolist()}
+        return {"coef": model.coef_[0].astype(float).tolist(), "intercept": float(model.intercept_[0])}
+
+    def to_state(self) -> dict[str, Any]:
+        state = super().to_state()
+        if state["meta"]:
+            state["meta_mean"] = np.asarray(self.meta_mean_, float).tolist()
+            state["meta_scale"] = np.asarray(self.meta_scale_, float).tolist()
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        super()._restore(state)
+        if state.get("meta"):
+            self.meta_mean_, self.meta_scale_ = np.asarray(state["meta_mean"]), np.asarray(state["meta_scale"])
+
+    def _model_from_state(self, saved: dict[str, Any]) -> Any:
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=self.C, max_iter=self.max_iter)
+        model.coef_ = np.atleast_2d(np.asarray(saved["coef"], float))
+        model.intercept_ = np.atleast_1d(np.asarray(saved["intercept"], float))
+        model.classes_ = np.asarray(saved.get("classes", [0, 1]))
+        return model
+
+    @classmethod
+    def onnx_ops(cls, g, P: str, state: dict, opset: int, subgraphs: list) -> str:
+        runs, labels = state["runs"], state["labels"]
+        Z = g.logit(P, LOGIT_EPS)
+
+        def column(j: int, model: dict[str, Any]) -> str:
+            X = features(g, Z, j, state["all_labels"], runs * labels)
+            coef = np.asarray(model["coef"], float)
+            d = g.op("ReduceSum", g.op("Mul", X, g.const(coef[None])), g.axes(1), keepdims=0)
+            return g.sigmoid(g.op("Add", d, g.const(model["intercept"])))
+
+        return per_label(g, P, state["models"], column)
+
+    @classmethod
+    def describe(cls, blender: dict, names: list[str], labels: list[str], meta: list[str]) -> list[str]:
+        return coefficient_lines(names, labels, blender["coef"], meta) if "coef" in blender else []
+
 
 def _log_features(P: np.ndarray) -> np.ndarray:
     """Multiclass features: every run's log-probability of every class."""
@@ -108,7 +188,7 @@ def _validation_rows(y: np.ndarray, folds: np.ndarray | None, seed: int) -> np.n
 
 
 @register("lgbm")
-class LGBMBlender(Blender):
+class LGBMBlender(_MetaLearner):
     """Shallow, regularised LightGBM per label; early stopping on an inner fold; deterministic.
 
     One thread by default: on a few thousand rows × 20 features LightGBM's threads cost more than
@@ -116,8 +196,8 @@ class LGBMBlender(Blender):
     `multiclass` booster on every run's log-probabilities.
     """
 
-    uses_meta = True
-    multiclass = True
+    summary = "LightGBM on the runs' logits"
+    words = "LightGBM trees on the runs' logits (no per-run weights to show)"
 
     def __init__(
         self,
@@ -202,3 +282,49 @@ class LGBMBlender(Blender):
 
     def recipe(self) -> dict:
         return {"best_iterations": self.best_iterations_}
+
+    def _model_state(self, j: int, model: Any) -> dict[str, Any]:
+        return {"lightgbm": model.model_to_string(num_iteration=self.best_iterations_[j])}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        super()._restore(state)
+        self.best_iterations_ = [0 if "constant" in m else model.current_iteration()
+                                 for m, model in zip(state["models"], self.models_)]
+
+    def _model_from_state(self, saved: dict[str, Any]) -> Any:
+        import lightgbm as lgb
+
+        return lgb.Booster(model_str=saved["lightgbm"])
+
+    @classmethod
+    def onnx_ops(cls, g, P: str, state: dict, opset: int, subgraphs: list) -> str:
+        import onnx.compose
+
+        runs, labels = state["runs"], state["labels"]
+        n_features = runs * labels if state["all_labels"] else runs
+        Z = g.logit(P, LOGIT_EPS)
+
+        def column(j: int, model: dict[str, Any]) -> str:
+            sub = onnx.compose.add_prefix(_lightgbm_graph(model["lightgbm"], n_features, opset), g.name(f"lgbm{j}") + "_")
+            subgraphs.append(sub)
+            x = g.op("Cast", features(g, Z, j, state["all_labels"], n_features), to=FLOAT)
+            feed(g, sub.graph.input[0].name, x)
+            probs = [o.name for o in sub.graph.output if "prob" in o.name]
+            if not probs:
+                raise ContractError(f"onnxmltools gave outputs {[o.name for o in sub.graph.output]}; none is probabilities")
+            return g.op("Gather", g.op("Cast", probs[0], to=DOUBLE), g.const(1, np.int64), axis=1)
+
+        return per_label(g, P, state["models"], column)
+
+
+def _lightgbm_graph(text: str, n_features: int, opset: int) -> Any:
+    """onnxmltools' graph of one binary LightGBM model, from its model text (no pickle)."""
+    import lightgbm as lgb
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    booster = lgb.Booster(model_str=text)
+    if booster.num_feature() != n_features:
+        raise ContractError(f"LightGBM model has {booster.num_feature()} features; the blend gives {n_features}")
+    return convert_lightgbm(booster, initial_types=[("input", FloatTensorType([None, n_features]))],
+                            zipmap=False, target_opset=min(opset, 15))

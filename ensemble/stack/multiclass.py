@@ -18,7 +18,7 @@ from ensemble.errors import ConfigError
 from ensemble.metrics.scorer import Scorer
 from ensemble.task import MULTICLASS
 
-LOG_EPS = 1e-7
+LOG_EPS = MULTICLASS.blend_eps
 LOG_T_BOUNDS = (-np.log(10.0), np.log(10.0))  # temperatures in [0.1, 10]: wider ones only fit noise
 CALIBRATE = ("auto", "none", "temperature")
 
@@ -33,13 +33,8 @@ def softmax_rows(Z: np.ndarray) -> np.ndarray:
     return MULTICLASS.inverse_link(Z)
 
 
-def weighted_log_blend(P: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """softmax(Σ_r w_r · log P[:, r, :]) for `(rows, runs, classes)` P and `(runs,)` weights."""
-    return softmax_rows(np.einsum("nrk,r->nk", log_probs(P), w))
-
-
 def fit_logloss_weights(P: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Simplex weights over runs minimising the multiclass log loss of `weighted_log_blend`."""
+    """Simplex weights over runs minimising the multiclass log loss of softmax(Σ_r w_r · log P[:, r, :])."""
     from scipy.optimize import minimize
 
     L = log_probs(P)

@@ -10,7 +10,7 @@ meta-features, when given, travel with their rows through the same splits.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -20,6 +20,23 @@ from ensemble.stack.base import Blender, check_folds, check_targets, check_tenso
 from ensemble.stack.calibration import Calibrator, check_calibrate, fit_calibrators
 
 BlenderFactory = Callable[[], Blender]
+
+
+class EvalSet(NamedTuple):
+    """Rows to predict out of fold: their runs, fold ids and (for the methods that take them) meta-features."""
+
+    P: np.ndarray
+    folds: np.ndarray
+    meta: np.ndarray | None = None
+
+
+class GuardSet(NamedTuple):
+    """Labelled rows outside the fit set that `--calibrate auto` must also help (`choose_calibrator`)."""
+
+    P: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    meta: np.ndarray | None = None
 
 
 class FitCache:
@@ -32,10 +49,10 @@ class FitCache:
 
     def __init__(self, factory: BlenderFactory, P: np.ndarray, y: np.ndarray, folds: np.ndarray,
                  weights: np.ndarray | None = None, meta: np.ndarray | None = None,
-                 guard: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None) -> None:
+                 guard: GuardSet | None = None) -> None:
         self.factory, self.P, self.y, self.folds, self.weights = factory, P, y, folds, weights
         self.meta = meta  # (rows, features) or None
-        self.guard = guard  # (P, y, folds, meta) of rows outside the fit set that `auto` must not hurt
+        self.guard = guard  # rows outside the fit set that `auto` must not hurt
         self.fits: dict[frozenset, Blender] = {}
 
     def rows(self, excluded: frozenset) -> np.ndarray:
@@ -47,6 +64,16 @@ class FitCache:
             meta = None if self.meta is None else self.meta[keep]
             self.fits[excluded] = self.factory().fit(self.P[keep], self.y[keep], folds=self.folds[keep], meta=meta)
         return self.fits[excluded]
+
+
+class PerLabel:
+    """One calibrator per label column of a blend `(rows, labels)`, the result clipped to [0, 1]."""
+
+    def __init__(self, calibrators: list[Calibrator]) -> None:
+        self.calibrators = calibrators
+
+    def predict(self, S: np.ndarray) -> np.ndarray:
+        return np.clip(np.column_stack([c.predict(S[:, j]) for j, c in enumerate(self.calibrators)]), 0.0, 1.0)
 
 
 class StackPipeline:
@@ -67,26 +94,30 @@ class StackPipeline:
         P, y, folds = cache.P[train], cache.y[train], cache.folds[train]
         meta = None if cache.meta is None else cache.meta[train]
         self.blender_ = cache.get(excluded)
-        if self.calibrate == "none" and self.scorer.task.label_by_label:
-            self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
-            self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
-            return self
-        S = self._inner_blend(cache, excluded, P, folds, meta)
-        w = None if cache.weights is None else cache.weights[train]
         if self.scorer.task.exclusive:  # one temperature over the classes: rows keep summing to 1
             from ensemble.stack.multiclass import fit_temperature
 
+            S = self._inner_blend(cache, excluded, P, folds, meta)
+            w = None if cache.weights is None else cache.weights[train]
             cal, note = fit_temperature(S, y, folds, self.calibrate, w, self.scorer)
-            self.calibrators_, self.matrix_calibrator_ = [], cal
+            self.calibrators_, self.calibrator_ = [], cal
             self.calibration_ = [{"label": "all classes", "calibrator": cal.name, "params": cal.params(), **note}]
             return self
+        if self.calibrate == "none":
+            self.calibrators_ = [Calibrator() for _ in range(P.shape[2])]
+            self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
+            self.calibrator_ = PerLabel(self.calibrators_)
+            return self
+        S = self._inner_blend(cache, excluded, P, folds, meta)
+        w = None if cache.weights is None else cache.weights[train]
         guard = None
         if cache.guard is not None and self.calibrate == "auto":
-            Pg, yg, fg, Mg = cache.guard
-            keep = ~np.isin(fg, list(excluded))
-            guard = (self._inner_blend(cache, excluded, Pg[keep], fg[keep], None if Mg is None else Mg[keep]),
-                     yg[keep], fg[keep])
+            g = cache.guard
+            keep = ~np.isin(g.folds, list(excluded))
+            guard = (self._inner_blend(cache, excluded, g.P[keep], g.folds[keep], None if g.meta is None else g.meta[keep]),
+                     g.y[keep], g.folds[keep])
         self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer, guard)
+        self.calibrator_ = PerLabel(self.calibrators_)
         return self
 
     def _inner_blend(self, cache: FitCache, excluded: frozenset, P: np.ndarray, folds: np.ndarray,
@@ -103,35 +134,29 @@ class StackPipeline:
         return S
 
     def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
-        S = self.blender_.predict(P, meta)
-        if self.scorer.task.exclusive:
-            return self.matrix_calibrator_.predict(S)
-        out = np.column_stack([c.predict(S[:, j]) for j, c in enumerate(self.calibrators_)])
-        return np.clip(out, 0.0, 1.0)
+        return self.calibrator_.predict(self.blender_.predict(P, meta))
 
 
 def nested_predict(
     factory: BlenderFactory,
     fit_set: tuple[np.ndarray, np.ndarray, np.ndarray],
-    eval_sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    eval_sets: dict[str, EvalSet],
     calibrate: str = "auto",
     progress: Progress | None = None,
     cache: FitCache | None = None,
     scorer: Scorer = COMPETITION,
 ) -> dict[str, np.ndarray]:
-    """Out-of-fold predictions for each eval set `(P, folds)` or `(P, folds, meta)`, the pipeline fitted on
-    `fit_set` rows of other folds."""
+    """Out-of-fold predictions for each eval set, the pipeline fitted on `fit_set` rows of other folds."""
     P, y, folds = fit_set
     cache = cache or FitCache(factory, P, y, folds)
-    out = {name: np.empty((e[0].shape[0], P.shape[2])) for name, e in eval_sets.items()}
-    all_folds = np.unique(np.concatenate([folds] + [e[1] for e in eval_sets.values()]))
+    out = {name: np.empty((e.P.shape[0], P.shape[2])) for name, e in eval_sets.items()}
+    all_folds = np.unique(np.concatenate([folds] + [e.folds for e in eval_sets.values()]))
     for i, k in enumerate(all_folds):
         pipe = StackPipeline(factory, calibrate, scorer).fit_cached(cache, frozenset({k}))
-        for name, (Pe, fe, *rest) in eval_sets.items():
-            rows = fe == k
-            Me = rest[0] if rest and rest[0] is not None else None
+        for name, e in eval_sets.items():
+            rows = e.folds == k
             if rows.any():
-                out[name][rows] = pipe.predict(Pe[rows], None if Me is None else Me[rows])
+                out[name][rows] = pipe.predict(e.P[rows], None if e.meta is None else e.meta[rows])
         emit(progress, "nested_cv", done=i + 1, total=len(all_folds))
     return out
 
@@ -143,7 +168,7 @@ def nested_cv_predict(
     P = check_tensor(P)
     y = check_targets(y, P)
     folds = check_folds(folds, P.shape[0])
-    return nested_predict(factory, (P, y, folds), {"oof": (P, folds)}, calibrate)["oof"]
+    return nested_predict(factory, (P, y, folds), {"oof": EvalSet(P, folds)}, calibrate)["oof"]
 
 
 def best_single_run(P: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,

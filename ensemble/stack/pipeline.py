@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,12 +21,12 @@ from ensemble.audio.domain import shown_faithful
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
-from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, for_task, make_blender
+from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
-from ensemble.stack.decide import N_BOOT, Candidate, Decision, Evidence, candidates, decide
+from ensemble.stack.decide import ALPHA, N_BOOT, Candidate, Decision, Evidence, candidates, decide, family_alpha
 from ensemble.stack.bootstrap import gain_interval
 from ensemble.progress import Progress
-from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nested_predict
+from ensemble.stack.nested import EvalSet, FitCache, GuardSet, StackPipeline, best_single_run, nested_predict
 from ensemble.stack.metafeatures import MetaFeatures, check_no_label_copy
 from ensemble.stack.prior import adapt_prior, sensitivity_table
 from ensemble.stack.request import FIT_ON, StackInputs, StackRequest
@@ -51,12 +51,20 @@ class StackResult:
     seconds: float = 0.0
 
 
+class Rows(NamedTuple):
+    """Labelled rows: runs `(rows, runs, labels)`, targets `(rows, labels)` and fold ids `(rows,)`."""
+
+    P: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+
+
 @dataclass
 class _Data:
     P: np.ndarray
     y: np.ndarray
     folds: np.ndarray
-    tl: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    tl: Rows | None                  # the test-like rows, when given
     w_tl: np.ndarray | None = None  # density-ratio weight per test-like row (mean 1), or None
     scorer: Scorer = COMPETITION     # what every choice inside the stacker minimises
     meta: MetaFeatures | None = None  # per-clip meta-features, for the candidates that take them
@@ -64,7 +72,7 @@ class _Data:
     @property
     def trusted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """`(P, y, weights)` of the rows whose score to trust: test-like when given, else clean."""
-        return (self.tl[0], self.tl[1], self.w_tl) if self.tl is not None else (self.P, self.y, None)
+        return (self.tl.P, self.tl.y, self.w_tl) if self.tl is not None else (self.P, self.y, None)
 
 
 def _check_weights(w_tl, n_rows: int) -> np.ndarray:
@@ -80,10 +88,10 @@ def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Seq
         return None
     if not data.scorer.task.label_by_label:
         raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
-    meta.check(len(data.y), n_test, None if data.tl is None else len(data.tl[1]))
+    meta.check(len(data.y), n_test, None if data.tl is None else len(data.tl.y))
     check_no_label_copy(meta.oof, data.y, meta.names, labels, "OOF")
     if data.tl is not None:
-        check_no_label_copy(meta.testlike, data.tl[1], meta.names, labels, "test-like")
+        check_no_label_copy(meta.testlike, data.tl.y, meta.names, labels, "test-like")
     return meta
 
 
@@ -107,14 +115,54 @@ def _check_data(inputs: StackInputs, metric: str | Scorer | None) -> _Data:
         unknown = np.setdiff1d(ft, folds)
         if unknown.size:
             raise DataError(f"folds_tl holds fold ids {unknown.tolist()} absent from the OOF folds")
-        tl = (Pt, check_targets(y_tl, Pt, "y_tl"), ft)
+        tl = Rows(Pt, check_targets(y_tl, Pt, "y_tl"), ft)
     if w_tl is not None and tl is None:
         raise ConfigError("w_tl weighs test-like rows; none given")
-    w = None if w_tl is None else _check_weights(w_tl, tl[0].shape[0])
+    w = None if w_tl is None else _check_weights(w_tl, tl.P.shape[0])
     scorer = get_scorer(metric if metric is not None else inputs.task.default_metric, inputs.task)
     if scorer.task.exclusive:
         _check_multiclass(P, y, "P_oof")
     return _Data(P, y, folds, tl, w, scorer)
+
+
+def _probed(data: _Data, inputs: StackInputs, request: StackRequest) -> dict | None:
+    """`--test-prior lb`: the test-like rows reweighted to the probed label mix (`ensemble.stack.probed`);
+    the probe record with the reweighting, or None for any other prior."""
+    if str(request.test_prior) != "lb":
+        return None
+    if inputs.probed is None:
+        raise ConfigError("--test-prior lb needs the leaderboard probes' label mix (`ens lb probe`)")
+    record = dict(inputs.probed)
+    if data.tl is not None:
+        from ensemble.stack.probed import probed_weights
+
+        data.w_tl, record["reweighting"] = probed_weights(data.tl[1], data.w_tl, record["shares"],
+                                                          data.scorer.task.exclusive, list(inputs.labels))
+    return record
+
+
+def _adapt_probed(p_test: np.ndarray, ev: _Evaluation, data: _Data, record: dict, labels: list[str], P_test,
+                  final: StackPipeline):
+    """The test predictions moved from the label shares they were fitted to, to the probed ones. Blenders
+    ignore row weights and calibrators count them, so a label whose calibrator was fitted (on rows
+    reweighted to the probed mix) is already at the reweighted shares, and one left uncalibrated (or a
+    multiclass temperature, which moves no class's share) is at the fit rows' plain shares."""
+    from ensemble.stack.prior import PriorResult, adapt_prior, adjust_classes
+
+    _, _, wf = _fit_set(data, ev.fit_on)
+    plain, weighted = ev.y_fit.mean(axis=0), np.average(ev.y_fit, axis=0, weights=wf)
+    if data.scorer.task.exclusive:
+        train = [float(v) for v in plain]
+        nan = [float("nan")] * len(train)
+        result = PriorResult("lb", train, nan, nan, list(record["shares"]), [], adjust_classes(p_test, train, record["shares"]))
+    else:
+        calibrated = [c.get("calibrator", "none") != "none" for c in final.calibration_]
+        fitted = [float(weighted[j] if calibrated[j] else plain[j]) for j in range(len(plain))]
+        result = adapt_prior(p_test, ev.p_fit, ev.y_fit, list(record["shares"]), labels, runs=(ev.P_fit, P_test),
+                             fitted_prior=fitted)
+        result.mode = "lb"
+    result.joint = {**(result.joint or {}), "probed": record}
+    return result
 
 
 def _check_multiclass(P: np.ndarray, y: np.ndarray | None, name: str) -> None:
@@ -131,6 +179,18 @@ def _check_multiclass(P: np.ndarray, y: np.ndarray | None, name: str) -> None:
                         "a multiclass run's rows must sum to 1")
 
 
+def _check_task_options(inputs: StackInputs, request: StackRequest) -> None:
+    """Options that work label by label refused for a multiclass task, before any compute."""
+    if inputs.task.label_by_label:
+        return
+    if str(request.prior) not in ("none", "lb"):
+        raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none' "
+                          "or 'lb' (the leaderboard probes' class mix)")
+    from ensemble.stack.multiclass import check_calibrate_multiclass
+
+    check_calibrate_multiclass(request.calibrate)
+
+
 def _fit_meta(data: _Data, fit_on: str) -> np.ndarray | None:
     """The fit rows' meta-features (`fit_on` resolved), in `_fit_set`'s row order."""
     m = data.meta
@@ -138,7 +198,7 @@ def _fit_meta(data: _Data, fit_on: str) -> np.ndarray | None:
                                    "both": None if m.testlike is None else np.concatenate([m.oof, m.testlike])}[fit_on]
 
 
-def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray | None]:
+def _fit_set(data: _Data, fit_on: str) -> tuple[str, Rows, np.ndarray | None]:
     """The rows blenders and calibrators are fitted on, and their weights (None: all equal)."""
     if fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {', '.join(FIT_ON)}; got {fit_on!r}")
@@ -146,25 +206,25 @@ def _fit_set(data: _Data, fit_on: str) -> tuple[str, tuple[np.ndarray, np.ndarra
         fit_on = "testlike" if data.tl is not None else "clean"
     if fit_on in ("testlike", "both") and data.tl is None:
         raise ConfigError(f"fit_on={fit_on!r} needs test-like OOF (P_tl, y_tl, folds_tl); none given")
-    clean = (data.P, data.y, data.folds)
+    clean = Rows(data.P, data.y, data.folds)
     if fit_on == "clean":
         return fit_on, clean, None
     if fit_on == "testlike":
         return fit_on, data.tl, data.w_tl
     weights = None if data.w_tl is None else np.concatenate([np.ones(len(data.y)), data.w_tl])
-    return fit_on, tuple(np.concatenate([a, b]) for a, b in zip(clean, data.tl)), weights
+    return fit_on, Rows(*(np.concatenate([a, b]) for a, b in zip(clean, data.tl))), weights
 
 
-def _factory(method: str, params: dict | None, seed: int, scorer: Scorer = COMPETITION) -> Callable:
+def _factory(method: str, params: dict | None, seed: int, scorer: Scorer) -> Callable:
     """New blenders of `method` for the scorer's task; a method that chooses by a metric (hill climbing)
     gets the stacker's unless `params` name one."""
     params = dict(params or {})
-    probe = make_blender(method, **params)
+    probe = make_blender(method, scorer.task, **params)
     if "seed" in probe.get_params() and "seed" not in params:
         params["seed"] = seed
     if "metric" in probe.get_params() and "metric" not in params and scorer.name != probe.get_params()["metric"]:
         params["metric"] = scorer.name
-    return lambda: for_task(make_blender(method, **params), scorer.task)
+    return lambda: make_blender(method, scorer.task, **params)
 
 
 def _score(y: np.ndarray, p: np.ndarray, warnings: list[str], what: str, scorer: Scorer,
@@ -193,27 +253,27 @@ class _Evaluation:
 
 
 def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
-              use_meta: bool = False) -> tuple[StackPipeline, _Evaluation]:
+              use_meta: bool = False, alpha: float = ALPHA) -> tuple[StackPipeline, _Evaluation]:
     """Nested and in-sample scores of the request's method (with the meta-features when `use_meta`), and
     the pipeline fitted on the whole fit set."""
     factory = _factory(request.method, request.params, request.seed, data.scorer)
     calibrate, seed, n_boot = request.calibrate, request.seed, request.n_boot
     fit_on, (Pf, yf, ff), wf = _fit_set(data, request.fit_on)
     meta = data.meta if use_meta else None
-    evals = {"clean": (data.P, data.folds, None if meta is None else meta.oof)}
+    evals = {"clean": EvalSet(data.P, data.folds, None if meta is None else meta.oof)}
     if data.tl is not None:
-        evals["testlike"] = (data.tl[0], data.tl[2], None if meta is None else meta.testlike)
+        evals["testlike"] = EvalSet(data.tl.P, data.tl.folds, None if meta is None else meta.testlike)
     warnings: list[str] = []
     Mf = _fit_meta(data, fit_on) if use_meta else None
     guard = None  # clean rows a test-like-fitted `auto` calibrator must also help (`choose_calibrator`)
     if fit_on == "testlike":
-        guard = (data.P, data.y, data.folds, None if meta is None else meta.oof)
+        guard = GuardSet(data.P, data.y, data.folds, None if meta is None else meta.oof)
     cache = FitCache(factory, Pf, yf, ff, wf, Mf, guard)
     oof = nested_predict(factory, (Pf, yf, ff), evals, calibrate, progress, cache, data.scorer)
     final = StackPipeline(factory, calibrate, data.scorer).fit_cached(cache, frozenset())
     nested = {"clean": _score(data.y, oof["clean"], warnings, "nested clean score", data.scorer)}
     if data.tl is not None:
-        nested["testlike"] = _score(data.tl[1], oof["testlike"], warnings, "nested test-like score", data.scorer,
+        nested["testlike"] = _score(data.tl.y, oof["testlike"], warnings, "nested test-like score", data.scorer,
                                     data.w_tl)
     fit_oof = {"clean": oof["clean"], "testlike": oof.get("testlike")}
     p_fit = fit_oof[fit_on] if fit_on != "both" else np.concatenate([oof["clean"], oof["testlike"]])
@@ -222,7 +282,8 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
     best, singles = best_single_run(Pt, yt, wt, data.scorer)
-    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt, scorer=data.scorer)
+    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, alpha=alpha, seed=seed, weights=wt,
+                         scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
     optimism = None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score
     return final, _Evaluation(fit_on, oof, nested, in_sample, Pf, p_fit, yf, optimism, gain, warnings)
@@ -240,9 +301,11 @@ def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labe
     )
 
 
-def _test_only(P_test: np.ndarray, request: StackRequest, labels: list[str], start: float) -> StackResult:
-    method, calibrate, test_prior = request.method, request.calibrate, request.prior
-    blender = _factory(method, request.params, request.seed)()
+def _test_only(P_test: np.ndarray, request: StackRequest, inputs: StackInputs, start: float) -> StackResult:
+    """Runs without OOF predictions: a method that needs no targets, fitted on the test tensor, for the task."""
+    method, calibrate, test_prior, labels = request.method, request.calibrate, request.prior, list(inputs.labels)
+    scorer = get_scorer(request.metric if request.metric is not None else inputs.task.default_metric, inputs.task)
+    blender = _factory(method, request.params, request.seed, scorer)()
     if blender.needs_targets:
         usable = [n for n, c in BLENDERS.items() if not c.needs_targets]
         raise EnsError(f"method {method!r} needs OOF predictions with targets; runs without OOF can use: "
@@ -293,21 +356,22 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
     if inputs.oof is None:
         if meta is not None:
             raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
-        return _test_only(P_test, request, labels, start)
+        return _test_only(P_test, request, inputs, start)
+    _check_task_options(inputs, request)
     if inputs.task.exclusive:
         _check_multiclass(P_test, None, "P_test")
-        if str(test_prior) != "none":
-            raise ConfigError("--test-prior adapts each label's prior on its own; a multiclass task uses 'none'")
-        from ensemble.stack.multiclass import check_calibrate_multiclass
-
-        check_calibrate_multiclass(request.calibrate)
     data = _check_data(inputs, request.metric)
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")
     data.meta = _check_meta(meta, data, P_test.shape[0], labels)
-    final, ev = _evaluate(data, request, progress, use_meta=meta is not None)
-    prior = adapt_prior(final.predict(P_test, None if meta is None else meta.test), ev.p_fit, ev.y_fit,
-                        test_prior, labels, runs=(ev.P_fit, P_test))
+    probed = _probed(data, inputs, request)
+    family = _candidates(list(inputs.runs), request.calibrate, data.scorer, with_meta=meta is not None)
+    n_challengers = len(family) - 1
+    final, ev = _evaluate(data, request, progress, use_meta=meta is not None, alpha=family_alpha(n_challengers))
+    ev.gain["challengers"] = n_challengers
+    p_test = final.predict(P_test, None if meta is None else meta.test)
+    prior = (_adapt_probed(p_test, ev, data, probed, labels, P_test, final) if probed is not None else
+             adapt_prior(p_test, ev.p_fit, ev.y_fit, test_prior, labels, runs=(ev.P_fit, P_test)))
     recipe = replace(_recipe(method, final, ev.fit_on, request.calibrate, labels),
                      meta_features=None if meta is None else meta.record(), prior=prior.recipe())
     sens = (sensitivity_table(ev.y_fit, ev.p_fit, prior.prior_train, labels=labels, scorer=data.scorer)
@@ -338,6 +402,16 @@ class Comparison:
         return sorted(self.rows, key=lambda r: (r.get("score") is None, self.scorer.sign * (r.get("score") or 0.0)))
 
 
+def _candidates(names: list[str], calibrate: str, scorer: Scorer, methods: Sequence[str] | None = None,
+                with_meta: bool = False) -> list[Candidate]:
+    """What a comparison of these runs weighs: every candidate the task's methods make."""
+    if methods is None:
+        from ensemble.stack.decide import blend_methods
+
+        methods = [m for m in blend_methods() if BLENDERS[m].blends(scorer.task)]
+    return candidates(names, methods, calibrate, with_meta=with_meta)
+
+
 @single_threaded_blas
 def compare(inputs: StackInputs, request: StackRequest, progress: Progress | None = None,
             methods: Sequence[str] | None = None, n_boot: int = N_BOOT) -> Comparison:
@@ -352,10 +426,7 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
     decision chose it.
     """
     check_calibrate(request.calibrate)
-    if inputs.task.exclusive:
-        from ensemble.stack.multiclass import check_calibrate_multiclass
-
-        check_calibrate_multiclass(request.calibrate)
+    _check_task_options(inputs, request)
     data = _check_data(inputs, request.metric)
     meta, testlike_check = inputs.meta, inputs.testlike_check
     names = list(inputs.runs)
@@ -363,14 +434,11 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
         raise DataError(f"inputs name {len(names)} runs; the OOF tensor has {data.P.shape[1]}")
     if meta is not None:
         data.meta = _check_meta(meta, data, meta.test.shape[0], inputs.labels)
-    if methods is None and data.scorer.task.exclusive:
-        from ensemble.stack.decide import blend_methods
-
-        methods = [m for m in blend_methods() if BLENDERS[m].blends(data.scorer.task)]
-    cands = candidates(names, methods, request.calibrate, with_meta=meta is not None)
+    _probed(data, inputs, request)
+    cands = _candidates(names, request.calibrate, data.scorer, methods, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
     rows, trusted, clean = [], [], []
-    n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl[2]] if data.tl is not None else []))))
+    n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl.folds] if data.tl is not None else []))))
     for i, cand in enumerate(cands):
         start = time.perf_counter()
         # one bar over candidates × outer folds

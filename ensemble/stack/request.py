@@ -42,6 +42,7 @@ class StackInputs:
     testlike_check: dict | None = None    # the test-like set's recorded domain check (`DomainCheck.to_dict()`)
     meta: MetaFeatures | None = None      # per-clip meta-features of the feature sets asked for
     task: Task = MULTILABEL
+    probed: dict | None = None            # the leaderboard probes' label mix (`ProbeResult.record()`), for --test-prior lb
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class StackRequest:
     method: str = "mean"
     params: Mapping[str, Any] = field(default_factory=dict)
     calibrate: str = "auto"
-    test_prior: str | float = "none"    # none, em, or an assumed prior in (0, 1)
+    test_prior: str | float = "none"    # none, em, lb (the leaderboard probes' mix), or an assumed prior in (0, 1)
     fit_on: str = "auto"
     seed: int = 0
     meta: str = "auto"                  # feature sets for meta-features: auto, none or NAME[,NAME]
@@ -66,7 +67,7 @@ class StackRequest:
     compare: bool = False
     write: bool = True
     force: bool = False
-    n_boot: int = 100                   # bootstrap resamples for the gain interval of one method
+    n_boot: int = 200                   # bootstrap resamples for the gain interval of one method (as decide's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs", tuple(self.runs))
@@ -76,15 +77,16 @@ class StackRequest:
 
     @property
     def prior(self) -> str | float:
-        """`test_prior` parsed: 'none', 'em' or a float in (0, 1)."""
-        if self.test_prior in ("em", "none"):
+        """`test_prior` parsed: 'none', 'em', 'lb' or a float in (0, 1)."""
+        if self.test_prior in ("em", "none", "lb"):
             return self.test_prior
         try:
             value = float(self.test_prior)
         except ValueError:
             value = float("nan")
         if not 0 < value < 1:  # NaN fails too
-            raise ConfigError(f"--test-prior must be em, none or a number in (0, 1); got {self.test_prior!r}")
+            raise ConfigError(f"--test-prior must be em, none or a number in (0, 1), or lb (the leaderboard probes' mix); "
+                              f"got {self.test_prior!r}")
         return value
 
     @property

@@ -7,8 +7,11 @@ from scipy.optimize import minimize
 
 from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import competition_score
+from ensemble.probability import LOGIT_EPS
 from ensemble.stack.base import Blender, logit, register, sigmoid
-from ensemble.stack.multiclass import fit_logloss_weights, weighted_log_blend
+from ensemble.stack.explain import weight_lines
+from ensemble.stack.multiclass import fit_logloss_weights
+from ensemble.stack.onnx_ops import weighted_sum
 
 
 class _FixedBlend(Blender):
@@ -27,23 +30,34 @@ class _FixedBlend(Blender):
 class MeanBlender(_FixedBlend):
     """Mean of the runs' probabilities (multiclass rows still sum to 1)."""
 
-    multiclass = True
+    summary = "equal-weight average of the probabilities"
+    words = "the plain mean of the runs' probabilities"
+    exclusive = True
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
         return P.mean(axis=1)
 
+    @classmethod
+    def onnx_ops(cls, g, P: str, state: dict, opset: int, subgraphs: list) -> str:
+        return g.op("ReduceMean", P, g.axes(1), keepdims=0)
+
 
 @register("logit")
 class LogitBlender(_FixedBlend):
-    """Mean of the runs' logits (probabilities clipped to [1e-6, 1 − 1e-6]), mapped back by the sigmoid;
-    multiclass: mean of the log-probabilities, mapped back by the softmax (a normalised geometric mean)."""
+    """Mean of the runs' scores in the task's link space, mapped back: the mean of the logits
+    (probabilities clipped to [1e-6, 1 − 1e-6]) through the sigmoid; multiclass: the mean of the
+    log-probabilities through the softmax (a normalised geometric mean)."""
 
-    multiclass = True
+    summary = "equal-weight average of the logits"
+    words = "the mean of the runs' logits"
+    exclusive = True
 
     def _predict(self, P: np.ndarray) -> np.ndarray:
-        if self.task.exclusive:
-            return weighted_log_blend(P, np.full(P.shape[1], 1.0 / P.shape[1]))
-        return sigmoid(logit(P).mean(axis=1))
+        return self._unlink(self._link(P).mean(axis=1))
+
+    @classmethod
+    def onnx_ops(cls, g, P: str, state: dict, opset: int, subgraphs: list) -> str:
+        return g.sigmoid(g.op("ReduceMean", g.logit(P, LOGIT_EPS), g.axes(1), keepdims=0))
 
 
 @register("rank")
@@ -58,6 +72,8 @@ class RankBlender(Blender):
     no calibrated probability: calibrate it afterwards.
     """
 
+    summary = "equal-weight average of the ranks"
+    words = "the mean of the runs' ranks"
     needs_targets = False
 
     def __init__(self) -> None:
@@ -78,6 +94,25 @@ class RankBlender(Blender):
                 hi = np.searchsorted(ref, values, side="right")
                 total[order, j] += (lo + hi) / (2.0 * n)
         return total / P.shape[1]
+
+    def to_state(self) -> dict:
+        return {"sorted": np.asarray(self.sorted_, float).tolist()}  # (fit rows, runs, labels)
+
+    def _restore(self, state: dict) -> None:
+        self.sorted_ = np.asarray(state["sorted"], float)
+
+    @classmethod
+    def onnx_ops(cls, g, P: str, state: dict, opset: int, subgraphs: list) -> str:
+        """Each value's mid-rank in its run's fitted ECDF, averaged over runs."""
+        sorted_ref = np.asarray(state["sorted"], float)
+        n = sorted_ref.shape[0]
+        ref = g.const(sorted_ref[None])                       # (1, n, runs, labels)
+        v = g.op("Unsqueeze", P, g.axes(1))                   # (batch, 1, runs, labels)
+        double = 11  # onnx.TensorProto.DOUBLE
+        lo = g.op("ReduceSum", g.op("Cast", g.op("Less", ref, v), to=double), g.axes(1), keepdims=0)
+        hi = g.op("ReduceSum", g.op("Cast", g.op("LessOrEqual", ref, v), to=double), g.axes(1), keepdims=0)
+        ranks = g.op("Div", g.op("Add", lo, hi), g.const(2.0 * n))
+        return g.op("ReduceMean", ranks, g.axes(1), keepdims=0)
 
 
 def _softmax(theta: np.ndarray) -> np.ndarray:
@@ -110,8 +145,44 @@ def _fit_weights_score(Z: np.ndarray, y: np.ndarray, start: np.ndarray) -> np.nd
     return _softmax(res.x)
 
 
+class WeightsBlender(Blender):
+    """A blend by fitted `(runs, labels)` weights `weights_` in the space `space_` it was fitted for: the
+    task's link space ('logit'), or the probabilities ('prob'). Its state, ONNX ops, words and the runs
+    an export needs (those with a weight) are shared by the methods that fit weights."""
+
+    exclusive = True
+
+    def _predict(self, P: np.ndarray) -> np.ndarray:
+        if self.space_ == "prob":
+            return np.einsum("nrl,rl->nl", P, self.weights_)
+        return self._weighted_link(P, self.weights_)
+
+    def to_state(self) -> dict:
+        return {"weights": np.asarray(self.weights_, float).tolist(), "space": self.space_}  # (runs, labels)
+
+    def _restore(self, state: dict) -> None:
+        self.weights_, self.space_ = np.asarray(state["weights"], float), state.get("space", "logit")
+
+    @classmethod
+    def onnx_ops(cls, g, P: str, state: dict, opset: int, subgraphs: list) -> str:
+        if state.get("space", "logit") == "logit":
+            return g.sigmoid(weighted_sum(g, g.logit(P, LOGIT_EPS), state["weights"]))
+        return weighted_sum(g, P, state["weights"])
+
+    @classmethod
+    def describe(cls, blender: dict, names: list[str], labels: list[str], meta: list[str]) -> list[str]:
+        return weight_lines(names, labels, blender["weights"], "weights") if "weights" in blender else []
+
+    @classmethod
+    def select_runs(cls, state: dict) -> tuple[list[int], dict]:
+        """The runs with a weight (a zero weight adds exactly nothing)."""
+        weights = np.asarray(state["weights"], float)
+        keep = [r for r in range(int(state["runs"])) if np.any(weights[r] != 0)]
+        return keep, {**state, "weights": weights[keep].tolist(), "runs": len(keep)}
+
+
 @register("weighted")
-class WeightedBlender(Blender):
+class WeightedBlender(WeightsBlender):
     """Per-label non-negative weights summing to 1 on the runs' logits, fitted on OOF.
 
     `objective="logloss"` (smooth, fast, default) or `"competition"` (the competition score, refined by
@@ -119,7 +190,7 @@ class WeightedBlender(Blender):
     log-probabilities (softmax of the weighted sum), fitted by multiclass log loss.
     """
 
-    multiclass = True
+    summary = "weights fitted to the OOF"
 
     def __init__(self, objective: str = "logloss", max_rows: int = 20000, seed: int = 0) -> None:
         self.objective = objective
@@ -129,6 +200,7 @@ class WeightedBlender(Blender):
     def _fit(self, P, y, folds) -> None:
         if self.objective not in ("logloss", "competition"):
             raise ConfigError(f"weighted: objective must be 'logloss' or 'competition'; got {self.objective!r}")
+        self.space_ = "logit"
         if self.task.exclusive:
             if self.objective != "logloss":
                 raise ConfigError("weighted: a multiclass task fits objective='logloss' only")
@@ -145,11 +217,6 @@ class WeightedBlender(Blender):
             weights.append(w)
         self.weights_ = np.stack(weights, axis=1)  # (runs, labels)
 
-    def _predict(self, P: np.ndarray) -> np.ndarray:
-        if self.task.exclusive:
-            return weighted_log_blend(P, self.weights_[:, 0])
-        return sigmoid(np.einsum("nrl,rl->nl", logit(P), self.weights_))
-
     def recipe(self) -> dict:
         return {"weights": self.weights_.T.round(6).tolist()}
 
@@ -158,8 +225,10 @@ class WeightedBlender(Blender):
 class SingleRunBlender(Blender):
     """One run's probabilities unchanged: the best single run as a candidate every blend must beat."""
 
+    summary = "one run, --param run=INDEX"
+    candidate = False  # `--compare` has each run as its own candidate
     needs_targets = False
-    multiclass = True
+    exclusive = True
 
     def __init__(self, run: int = 0) -> None:
         self.run = run
@@ -173,3 +242,24 @@ class SingleRunBlender(Blender):
 
     def recipe(self) -> dict:
         return {"run": int(self.run)}
+
+    def to_state(self) -> dict:
+        return {"run": int(self.run)}
+
+    def _restore(self, state: dict) -> None:
+        self.run = int(state["run"])
+
+    @classmethod
+    def onnx_ops(cls, g, P: str, state: dict, opset: int, subgraphs: list) -> str:
+        return g.op("Gather", P, g.const(state["run"], np.int64), axis=1)
+
+    @classmethod
+    def describe(cls, blender: dict, names: list[str], labels: list[str], meta: list[str]) -> list[str]:
+        if "run" not in blender:
+            return []
+        k = int(blender["run"])
+        return [f"uses run {names[k] if k < len(names) else k} alone"]
+
+    @classmethod
+    def select_runs(cls, state: dict) -> tuple[list[int], dict]:
+        return [int(state["run"])], {**state, "run": 0, "runs": 1}

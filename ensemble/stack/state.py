@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ensemble.errors import ContractError
+
 STATE_VERSION = 1
 
 
@@ -30,49 +32,25 @@ def calibrator_state(cal: Any) -> dict[str, Any]:
     return {"kind": "none"}
 
 
-def _meta_models(blender: Any) -> list[dict[str, Any]]:
-    out = []
-    for j, model in enumerate(blender.models_):
-        if isinstance(model, float):
-            out.append({"constant": float(model)})
-        elif isinstance(model, np.ndarray):  # multiclass fitted on one class: its shares
-            out.append({"constant": model.astype(float).tolist()})
-        elif blender.name == "logreg" and blender.task.exclusive:
-            out.append({"coef": model.coef_.astype(float).tolist(), "intercept": model.intercept_.astype(float).tolist(),
-                        "classes": model.classes_.astype(int).tolist()})
-        elif blender.name == "logreg":
-            out.append({"coef": model.coef_[0].astype(float).tolist(), "intercept": float(model.intercept_[0])})
-        else:
-            out.append({"lightgbm": model.model_to_string(num_iteration=blender.best_iterations_[j])})
-    return out
+def calibrator_from_state(state: dict[str, Any]) -> Any:
+    """A fitted calibrator from `calibrator_state`'s form (the kinds a flip blend recalibrates runs with,
+    and beta; isotonic is only ever exported, never rebuilt)."""
+    from ensemble.stack.calibration import make_calibrator
+
+    kind = state.get("kind", "none")
+    cal = make_calibrator(kind)
+    if kind in ("temperature", "platt"):
+        cal.a_, cal.b_ = float(state["a"]), float(state["b"])
+    elif kind == "beta":
+        cal.coef_ = np.asarray(state["coef"], float)
+    elif kind != "none":
+        raise ContractError(f"a saved {kind} calibrator is not rebuilt from its state")
+    return cal
 
 
 def blender_state(blender: Any) -> dict[str, Any]:
-    """A fitted blender's exact state; `method` is its registered name."""
-    name = blender.name
-    state: dict[str, Any] = {"method": name, "runs": int(blender.n_runs_), "labels": int(blender.n_labels_)}
-    if blender.task.exclusive:
-        state["task"] = blender.task.name
-    if name in ("weighted", "hillclimb"):
-        state["weights"] = np.asarray(blender.weights_, float).tolist()  # (runs, labels)
-        state["space"] = getattr(blender, "space", "logit")
-    elif name == "single":
-        state["run"] = int(blender.run)
-    elif name == "rank":
-        state["sorted"] = np.asarray(blender.sorted_, float).tolist()  # (fit rows, runs, labels)
-    elif name in ("logreg", "lgbm"):
-        state["all_labels"] = bool(blender.all_labels)
-        state["models"] = _meta_models(blender)
-        state["meta"] = int(getattr(blender, "n_meta_", 0))  # meta-feature columns after the logits
-        if state["meta"] and name == "logreg":
-            state["meta_mean"] = np.asarray(blender.meta_mean_, float).tolist()
-            state["meta_scale"] = np.asarray(blender.meta_scale_, float).tolist()
-    elif name == "flip":
-        state["columns"] = np.asarray(blender.perm_, int).tolist()
-        state["inverted"] = np.asarray(blender.invert_, bool).tolist()
-        state["calibrators"] = [[calibrator_state(c) for c in row] for row in blender.cals_]
-        state["weights"] = np.asarray(blender.weights_, float).tolist()
-    return state
+    """A fitted blender's exact state; `method` is its registered name (the method's `to_state`)."""
+    return blender.state()
 
 
 def pipeline_state(blender: Any, calibrators: list[Any] | None) -> dict[str, Any]:

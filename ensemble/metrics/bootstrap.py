@@ -1,0 +1,64 @@
+"""Bootstrap replicates: their sizes (the one home of every `n_boot` default) and the row counts that
+stand for them, drawn once per `(rows, n_boot, seed)` and reused by every column a choice scores.
+
+A replicate is a vector of multinomial row counts, not an index copy, so a metric scores every replicate
+at once as row weights. The counts are drawn in chunks of `CHUNK` replicates from one generator, in the
+order the stacker always drew them, so reusing them changes no number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+DECISION_BOOT = 200    # the decision rule's paired gain intervals (`ens stack --compare`, `auto`)
+METHOD_BOOT = 100      # the gain interval `ens stack` shows for one method
+CALIBRATOR_BOOT = 100  # `auto` calibration: the interval of a calibrator's gain over none
+FLIP_BOOT = 200        # `flip`: the AUC interval that shows a run inverted
+DOMAIN_BOOT = 200      # the test-like set's domain check: the interval of its AUC
+CHUNK = 20             # replicates drawn (and scored) per batch
+
+
+def multinomial_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """`(n_boot, n)` counts of each row in `n_boot` bootstrap replicates of `n` rows."""
+    draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Resamples:
+    """`n_boot` bootstrap replicates of `rows` rows: float counts in chunks `(≤ CHUNK, rows)` (what the
+    weighted Brier and ECE multiply), and the same counts as one integer matrix `(rows, n_boot)` (what the
+    exact rank-sum AUC accumulates). Read-only: shared by every caller with the same size and seed."""
+
+    chunks: tuple[np.ndarray, ...]
+    counts_t: np.ndarray
+
+    @property
+    def n_boot(self) -> int:
+        return self.counts_t.shape[1]
+
+    @property
+    def rows(self) -> int:
+        return self.counts_t.shape[0]
+
+    def counts(self) -> np.ndarray:
+        """`(n_boot, rows)` float counts."""
+        return np.concatenate(self.chunks) if self.chunks else np.zeros((0, self.rows))
+
+
+@lru_cache(maxsize=4)
+def resamples(n: int, n_boot: int, seed: int) -> Resamples:
+    """The replicates the stacker draws for `n` rows with `seed` (the same numbers on every call)."""
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for start in range(0, n_boot, CHUNK):
+        c = multinomial_counts(n, min(CHUNK, n_boot - start), rng)
+        c.setflags(write=False)
+        chunks.append(c)
+    counts_t = (np.concatenate(chunks).T.astype(np.int32) if chunks else np.zeros((n, 0), np.int32))
+    counts_t = np.ascontiguousarray(counts_t)
+    counts_t.setflags(write=False)
+    return Resamples(tuple(chunks), counts_t)

@@ -1,0 +1,101 @@
+"""What a newcomer meets: every `next:` hint runs as printed, the quick start leaves `ens` runnable, the
+distribution installs under a name of its own."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from conftest import write_predictions
+from ensemble.cli import app
+from test_stack_cli import two_runs  # noqa: F401  (fixture: imported runs r0, r1 with OOF)
+
+
+def ens(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
+
+
+def hinted(output: str) -> list[list[str]]:
+    """The `ens …` commands in an output's `next:` lines, placeholders filled with real values."""
+    text = " ".join(output.split())
+    commands = []
+    for hint in re.findall(r"next: (.*?)(?=next:|$)", text):
+        for cmd in re.findall(r"`(?:\S*/)?ens ([^`]+)`", hint):
+            cmd = cmd.replace("SCORE", "0.25").replace("OTHER_RUN", "r0")
+            commands.append(shlex.split(cmd))
+    return commands
+
+
+def test_every_printed_next_command_runs(two_runs, workspace, tmp_path, csv_competition):  # noqa: F811
+    ids = pd.read_csv(csv_competition / "sample_submission.csv")["id"].tolist()
+    test = write_predictions(tmp_path / "t.csv", ids, np.full((len(ids), 2), 0.5))
+    todo = [["import", "c", "--test", str(test)], ["stack", "r0", "r1", "--compare"],
+            ["stack", "r0", "r1", "--method", "mean", "--name", "asked"]]
+    seen: set[tuple[str, ...]] = set()
+    ran = []
+    while todo:
+        args = todo.pop(0)
+        result = ens(*args)
+        assert result.exit_code == 0, (args, result.output)
+        ran.append(args)
+        for cmd in hinted(result.output):
+            if tuple(cmd) not in seen:
+                seen.add(tuple(cmd))
+                todo.append(cmd)
+    flat = [" ".join(a) for a in ran]
+    # the chain went through compare → write → lb on the name printed, and the asked-for name
+    assert "stack r0 r1 --compare --write" in flat
+    assert "lb auto-r0+r1 --public 0.25" in flat and "lb asked --public 0.25" in flat
+    assert (workspace / "submissions" / "auto-r0+r1.csv").exists()
+    assert (workspace / "submissions" / "asked.csv").exists()
+    assert sorted(p.name for p in (workspace / "submissions").glob("*.csv")) == ["asked.csv", "auto-r0+r1.csv", "mean-c+r0.csv"]
+
+
+def test_the_quick_start_puts_ens_on_the_path_before_it_uses_it():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = quick.split("```bash", 1)[1].split("```", 1)[0].splitlines()
+    lines = [line.split("#")[0].strip() for line in block if line.strip()]
+    first_ens = next(i for i, line in enumerate(lines) if line.startswith("ens "))
+    assert ". .venv/bin/activate" in lines[:first_ens], lines  # `make` installs ens into .venv only
+
+
+def test_hints_name_the_ens_that_ran_when_the_path_finds_another(tmp_path, monkeypatch):
+    from ensemble.cli.shared import ens_prog
+
+    script = tmp_path / ".venv" / "bin" / "ens"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [".venv/bin/ens", "demo"])
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert ens_prog() == ".venv/bin/ens"  # not activated: the hint is runnable as printed
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert ens_prog() == "ens"  # activated
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "ens").write_text("#!/bin/sh\n")
+    (other / "ens").chmod(0o755)
+    monkeypatch.setenv("PATH", str(other))
+    assert ens_prog() == ".venv/bin/ens"  # another `ens` (PyPI's is the Ethereum Name Service) first on PATH
+
+
+def test_the_distribution_has_a_name_of_its_own_and_the_readme_installs_it():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert project["name"] not in ("ens", "ensemble")  # PyPI's: the Ethereum Name Service, another package
+    assert project["scripts"]["ens"] == "ensemble.cli:main"
+    readme = (root / "README.md").read_text()
+    installs = re.findall(r"pip install ([^\n#]+)", readme)
+    assert installs and not [i for i in installs if re.search(r"(^|\s)['\"]?(ens|ensemble)(\[|['\"]?\s|['\"]?$)", i)]
