@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.config import option_values, parse_grad_norm, parse_params, training_command
+from ensemble.cli.config import option_values, parse_grad_norm, parse_params, training_commands
 from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, console, say, workspace_and_competition
 
 
-@training_command("finetune")
+@training_commands.command("finetune")
 def finetune_cmd(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
