@@ -1,4 +1,4 @@
-"""`ens lb`: leaderboard scores recorded for a submission."""
+"""`ens lb`: leaderboard scores recorded for a submission, and the public leaderboard's share of the test."""
 
 from __future__ import annotations
 
@@ -7,23 +7,35 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.shared import WorkspaceOpt, command, ens_prog, say
+from ensemble.cli.shared import WorkspaceOpt, command, ens_prog, fail, say
 
 
 @command("lb")
 def lb_cmd(
-    submission: Annotated[str, typer.Argument(metavar="SUBMISSION", help="Submission name (or its CSV path).")],
+    submission: Annotated[Optional[str], typer.Argument(metavar="SUBMISSION", help="Submission name (or its CSV path).")] = None,
     public: Annotated[Optional[float], typer.Option("--public", help="Public leaderboard score.")] = None,
     private: Annotated[Optional[float], typer.Option("--private", help="Private leaderboard score.")] = None,
+    public_share: Annotated[Optional[float], typer.Option("--public-share", help="The share of the test set the public leaderboard scores, e.g. 0.5 (remembered in ens.toml): `ens board` then tells public differences beyond the noise of so many clips from chance.")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Record leaderboard scores for a submission (stored in its JSON sidecar)."""
-    from ensemble.commands.lb import record_leaderboard
+    """Record leaderboard scores for a submission (stored in its JSON sidecar), and the public share of the test."""
     from ensemble.artifacts.workspace import Workspace
+    from ensemble.commands.lb import record_leaderboard
+    from ensemble.leaderboard.noise import check_share
 
-    sidecar = record_leaderboard(Workspace.resolve(workspace), Path(submission).stem, public, private)
-    board = sidecar.leaderboard
-    scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
-    typer.echo(f"recorded {sidecar.name}: {scores}")
+    ws = Workspace.resolve(workspace)
+    if submission is None and public_share is None:
+        fail("give a SUBMISSION with --public/--private, or --public-share")
+    share = None if public_share is None else check_share(public_share)  # checked before anything is written
+    if submission is not None:
+        sidecar = record_leaderboard(ws, Path(submission).stem, public, private)
+        board = sidecar.leaderboard
+        scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
+        typer.echo(f"recorded {sidecar.name}: {scores}")
+    if share is not None:
+        ws.remember(public_share=share)
+        typer.echo(f"public leaderboard: {share:g} of the test set (remembered in {ws.root / 'ens.toml'})")
+    if submission is None:
+        return
     say(f"next: `{ens_prog()} board` ranks it beside the others; from three public scores on it tells whether CV predicts "
         "the leaderboard")

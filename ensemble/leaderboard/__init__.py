@@ -1,0 +1,1 @@
+"""The leaderboard: its noise (`noise`), and what public scores reveal (`probe`)."""
