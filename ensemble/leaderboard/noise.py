@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.artifacts.io import file_sha256, read_parquet, write_parquet
+from ensemble.artifacts.io import file_sha256, read_parquet
 from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import ConfigError
 from ensemble.metrics.scorer import COMPETITION, Scorer
@@ -84,12 +84,27 @@ def rows_path(ws: Workspace, name: str) -> Path:
     return ws.submissions_dir / f"{name}{ROWS_SUFFIX}"
 
 
-def write_rows(ws: Workspace, name: str, ids: pd.Series, p: np.ndarray, labels: list[str], which: str) -> str:
-    """A submission's nested predictions on the trusted rows (`which`: testlike or clean); its SHA-256, which
-    the sidecar records so a file left by an older submission of the name is never read as this one's."""
+def rows_bytes(ids: pd.Series, p: np.ndarray, labels: list[str], which: str) -> tuple[bytes, str]:
+    """A submission's nested predictions on the trusted rows (`which`: testlike or clean) as Parquet bytes,
+    and their SHA-256, which the sidecar records so a file left by an older submission of the name is never
+    read as this one's. Written (`write_rows`) once the submission's pair is in place."""
+    import hashlib
+    import io
+
     frame = pd.DataFrame(p, columns=labels).assign(id=ids.astype(str).to_numpy(), set=which)
-    path = write_parquet(frame[["id", "set", *labels]], rows_path(ws, name))
-    return file_sha256(path)
+    buffer = io.BytesIO()
+    frame[["id", "set", *labels]].to_parquet(buffer, index=False)
+    data = buffer.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def write_rows(ws: Workspace, name: str, data: bytes) -> Path:
+    """`rows_bytes`' Parquet beside the submission, atomically."""
+    from ensemble.artifacts.io import atomic_path
+
+    with atomic_path(rows_path(ws, name)) as tmp:
+        tmp.write_bytes(data)
+    return rows_path(ws, name)
 
 
 def _aligned(frame: pd.DataFrame, rows: TrustedRows, labels: list[str]) -> np.ndarray | None:
