@@ -99,3 +99,12 @@ def test_the_distribution_has_a_name_of_its_own_and_the_readme_installs_it():
     readme = (root / "README.md").read_text()
     installs = re.findall(r"pip install ([^\n#]+)", readme)
     assert installs and not [i for i in installs if re.search(r"(^|\s)['\"]?(ens|ensemble)(\[|['\"]?\s|['\"]?$)", i)]
+
+
+def test_stack_in_an_empty_workspace_says_how_to_make_runs_and_writes_nothing(workspace, csv_competition):
+    result = ens("stack", "a", "b", "--data", csv_competition)
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert said.startswith("Error: run 'a' not found") and "`ens finetune MODEL --data DIR`" in said
+    assert "`ens import NAME --test FILE.csv --data DIR`" in said
+    assert not list(workspace.iterdir())  # no ens.toml remembering a folder for a command that failed
