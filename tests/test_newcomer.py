@@ -108,3 +108,14 @@ def test_stack_in_an_empty_workspace_says_how_to_make_runs_and_writes_nothing(wo
     assert said.startswith("Error: run 'a' not found") and "`ens finetune MODEL --data DIR`" in said
     assert "`ens import NAME --test FILE.csv --data DIR`" in said
     assert not list(workspace.iterdir())  # no ens.toml remembering a folder for a command that failed
+
+
+def test_fold_parity_is_printed_with_the_bar_it_must_meet():
+    from ensemble.backbones.classical import ESTIMATORS
+    from ensemble.commands.finetune import PARITY_BAR, parity_words
+
+    lgbm = ESTIMATORS.get("lgbm").parity_bar
+    assert parity_words({"parity_max_abs_diff": 0.0055, "parity_bar": lgbm}) == \
+        "max |p_onnx − p_native| 5.5e-03 ≤ bar 2e-02"
+    assert parity_words({"parity_max_abs_diff": 3e-4}).endswith(f"ABOVE bar {PARITY_BAR:.0e}")  # neural bar
+    assert ESTIMATORS.get("logreg").parity_bar == PARITY_BAR  # float rounding only: the neural bar
