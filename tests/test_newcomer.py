@@ -119,3 +119,19 @@ def test_fold_parity_is_printed_with_the_bar_it_must_meet():
         "max |p_onnx − p_native| 5.5e-03 ≤ bar 2e-02"
     assert parity_words({"parity_max_abs_diff": 3e-4}).endswith(f"ABOVE bar {PARITY_BAR:.0e}")  # neural bar
     assert ESTIMATORS.get("logreg").parity_bar == PARITY_BAR  # float rounding only: the neural bar
+
+
+def test_what_the_readme_examples_write_at_the_repository_root_is_ignored_by_git():
+    """The multiclass example runs from the root: its workspace folders must not show in `git status`."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    if not (root / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout")
+    paths = ["ens.toml", "models/run/run.json", "submissions/a.csv", "cache/x", "report/index.html",
+             "exports/a.onnx", "tune/study.db", "demo/workspace"]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=root, capture_output=True, text=True).stdout.split()
+    assert sorted(ignored) == sorted(paths)
