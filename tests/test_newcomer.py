@@ -135,3 +135,17 @@ def test_what_the_readme_examples_write_at_the_repository_root_is_ignored_by_git
              "exports/a.onnx", "tune/study.db", "demo/workspace"]
     ignored = subprocess.run(["git", "check-ignore", *paths], cwd=root, capture_output=True, text=True).stdout.split()
     assert sorted(ignored) == sorted(paths)
+
+
+def test_a_one_run_submission_is_not_titled_stacked():
+    from conftest import hand_sidecar
+    from ensemble.commands.report import _made_of
+
+    sidecar = hand_sidecar("au", "single")
+    sidecar.recipe.runs = [{"run": "cnn"}, {"run": "lgbm"}]
+    sidecar.recipe.blender = {"run": 1}
+    sidecar.recipe.calibrators = [{"calibrator": "none", "label": "fake", "params": {}}]
+    assert _made_of(sidecar) == "run lgbm alone"
+    sidecar.recipe.calibrators = [{"calibrator": "platt", "label": "fake", "params": {}}]
+    assert _made_of(sidecar) == "run lgbm with a calibrator or test prior"
+    assert _made_of(hand_sidecar("m", "logit")) == "stacked: logit"
