@@ -123,7 +123,7 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     else:
         emit(progress, "test-like set", step=f"fitting its generator to {len(paths)} real clips (test and unlabeled "
                                              "audio; once per workspace)")
-        params, backgrounds, real = _fit(args, load, paths, background_ok, seed, meta, comp)
+        params, backgrounds, real = _fit(args, load, paths, background_ok, seed, meta, comp, progress)
     clips = build_testlike_recipes(**args, per_fold=per_fold or default_per_fold(len(folds), n_folds), seed=seed,
                                    seconds=seconds, params=params, backgrounds=backgrounds)
     clips["weight"] = 1.0
@@ -145,13 +145,16 @@ def _min_real() -> int:
     return MIN_REAL
 
 
-def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Competition):
+def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Competition, progress=None):
     from ensemble.audio.stats import ANALYSIS_SR
     from ensemble.audio.testlike_fit import RATIO_ROUNDS, analyse_real, pool_renderer, pool_size, ratio_generator
 
     real = analyse_real(paths, background_ok, seed=seed, root=comp.root)
     started = time.perf_counter()
     pool = pool_size(len(real.stats))
+    emit(progress, "test-like set", step=f"analysed {len(real.stats)} real clips ({len(real.backgrounds)} "
+                                         f"voice-free backgrounds); rendering a {pool}-clip pool to fit "
+                                         f"{RATIO_ROUNDS} rounds of density-ratio reweighting")
     params = ratio_generator(pool_renderer(**args, load=load, n_clips=pool, seed=seed,
                                            load_background=background_loader(comp, ANALYSIS_SR)), real, seed=seed)
     meta.update(fitted=True, reason=f"fitted to {len(real.stats)} real clips", n_backgrounds=len(real.backgrounds),
