@@ -227,7 +227,11 @@ def load_run(ws: Workspace, name: str) -> Run:
         partial = partial_run(folder)
         if partial is not None:
             raise DataError(f"run {name!r} is not finished ({partial.progress()}); finish it: {partial.finish_hint()}")
-        known = ", ".join(ws.run_names()) or "none yet"
+        known = ", ".join(ws.run_names())
+        if not known:
+            raise DataError(f"run {name!r} not found in {ws.models_dir} (no runs yet: train one with `ens finetune "
+                            "MODEL --data DIR`, or bring predictions made elsewhere with `ens import NAME --test "
+                            "FILE.csv --data DIR`)")
         raise DataError(f"run {name!r} not found in {ws.models_dir} (runs: {known})")
     return Run(name=name, dir=folder, manifest=read_manifest(folder / RUN_MANIFEST_FILE))
 

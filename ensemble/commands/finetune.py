@@ -44,6 +44,7 @@ from ensemble.artifacts.workspace import Workspace
 from ensemble.backbones.options import KNOBS, FinetuneOptions  # noqa: F401 (the options record, imported from here too)
 
 PARITY_SECONDS = 3.3  # parity is measured on clips of another length than training used
+PARITY_BAR = 1e-4  # max |p_onnx − p_torch| a neural (or linear) fold's graph may show; trees: `Estimator.parity_bar`
 MIN_UPDATES_PER_EPOCH = 8
 SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tuning rate
 
@@ -110,7 +111,8 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
         bad = [k for k in todo if not 0 <= k < n_folds]
         if bad:
             raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
-        clips = ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed) if comp.task.has_testlike else None
+        clips = (ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed, progress=emit)
+                 if comp.task.has_testlike else None)
     if clips is not None:
         opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
     if opts.class_weight not in ("none", "balanced"):
@@ -455,9 +457,16 @@ def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     native = classifier.predict_proba_native(classifier.features(np.stack(probe)))
     parity = float(np.max(np.abs(model.predict_proba(model.preprocess(probe)) - native)))
     onnx_info = {"path": f"fold{fold}/model.onnx", "sha256": file_sha256(path), "parity_max_abs_diff": parity,
-                 "parity_clip_seconds": PARITY_SECONDS,
+                 "parity_clip_seconds": PARITY_SECONDS, "parity_bar": classifier.estimator.parity_bar,
                  "parity_reference": "torch features + the estimators' own predict_proba"}
     return Trained(data, sr, onnx_predictor(model, model.preprocess), classifier.describe(), fit, lambda: onnx_info)
+
+
+def parity_words(onnx_info: dict) -> str:
+    """`max |p_onnx − p_native| 5.5e-03 ≤ bar 2e-02`: the measured parity beside the bar it must meet."""
+    parity, bar = onnx_info["parity_max_abs_diff"], onnx_info.get("parity_bar", PARITY_BAR)
+    verdict = "≤" if parity <= bar else "ABOVE"
+    return f"max |p_onnx − p_native| {parity:.1e} {verdict} bar {bar:.0e}"
 
 
 def _test_features(ctx: FoldContext, classifier) -> np.ndarray:
@@ -510,7 +519,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
         info["cv"] = None
     write_json(info, fold_dir / "fold.json")
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
-    ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": onnx_info["parity_max_abs_diff"]})
+    ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": parity_words(onnx_info)})
     return info
 
 
@@ -578,4 +587,4 @@ def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list
     export_onnx(classifier, path, metadata)
     parity = measure_parity(classifier, path, probe)
     return {"path": f"fold{fold}/model.onnx", "sha256": file_sha256(path), "parity_max_abs_diff": parity,
-            "parity_clip_seconds": PARITY_SECONDS}
+            "parity_clip_seconds": PARITY_SECONDS, "parity_bar": PARITY_BAR}
