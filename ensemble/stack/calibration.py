@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ensemble.metrics.bootstrap import CALIBRATOR_BOOT
 from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.probability import CALIBRATION_EPS, logit
@@ -33,7 +34,7 @@ from ensemble.stack.base import sigmoid
 
 MIN_SLOPE = 1e-3
 ISO_MIX = 1e-4
-AUTO_ALPHA, AUTO_BOOT = 0.05, 100  # `auto` keeps a calibrator only when its gain interval is above zero
+AUTO_ALPHA = 0.05  # `auto` keeps a calibrator only when its gain interval is above zero
 AUTO_BOOT_ROWS = 10_000
 
 
@@ -315,7 +316,7 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
     if len(p) > AUTO_BOOT_ROWS:  # a subsample widens the interval (errs towards none) and bounds the cost
         rows = np.sort(np.random.default_rng(seed).choice(len(p), AUTO_BOOT_ROWS, replace=False))
     try:
-        g = gain_interval(y[rows, None], oof[rows][:, [CALIBRATORS.index(best)]], p[rows, None], n_boot=AUTO_BOOT,
+        g = gain_interval(y[rows, None], oof[rows][:, [CALIBRATORS.index(best)]], p[rows, None], n_boot=CALIBRATOR_BOOT,
                           alpha=alpha, seed=seed, weights=None if sample_weight is None else sample_weight[rows],
                           scorer=scorer)
     except MetricError as err:

@@ -23,7 +23,8 @@ from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, for_task, make_blender
 from ensemble.stack.calibration import check_calibrate
-from ensemble.stack.decide import N_BOOT, Candidate, Decision, Evidence, candidates, decide
+from ensemble.metrics.bootstrap import DECISION_BOOT
+from ensemble.stack.decide import Candidate, Decision, Evidence, candidates, decide
 from ensemble.stack.bootstrap import gain_interval
 from ensemble.progress import Progress
 from ensemble.stack.nested import FitCache, StackPipeline, best_single_run, nested_predict
@@ -340,7 +341,7 @@ class Comparison:
 
 @single_threaded_blas
 def compare(inputs: StackInputs, request: StackRequest, progress: Progress | None = None,
-            methods: Sequence[str] | None = None, n_boot: int = N_BOOT) -> Comparison:
+            methods: Sequence[str] | None = None, n_boot: int = DECISION_BOOT) -> Comparison:
     """Every candidate (each run raw and calibrated, each method, and with `inputs.meta` each method that
     takes meta-features once more with them) by nested CV, and the one to write.
 
