@@ -61,6 +61,7 @@ class _Data:
     w_tl: np.ndarray | None = None  # density-ratio weight per test-like row (mean 1), or None
     scorer: Scorer = COMPETITION     # what every choice inside the stacker minimises
     meta: MetaFeatures | None = None  # per-clip meta-features, for the candidates that take them
+    best_single: tuple[int, np.ndarray] | None = field(default=None, repr=False)  # `best_single_run`, once
 
     @property
     def trusted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -222,7 +223,9 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", data.scorer, wf)
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
-    best, singles = best_single_run(Pt, yt, wt, data.scorer)
+    if data.best_single is None:  # the same for every candidate of a comparison
+        data.best_single = best_single_run(Pt, yt, wt, data.scorer)
+    best, singles = data.best_single
     gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, seed=seed, weights=wt, scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
     optimism = None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score
