@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -9,6 +11,9 @@ from ensemble.artifacts.runs import RUN_MANIFEST_FILE, partial_runs, read_manife
 from ensemble.artifacts.submission import read_sidecar
 from ensemble.artifacts.workspace import Workspace
 from ensemble.task import task_named
+
+if TYPE_CHECKING:
+    from ensemble.metrics.scorer import Scorer
 
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
            "in_sample", "gap", "gain", "gain_lo", "gain_hi", "gain_level", "written_as", "pick"]
@@ -133,23 +138,30 @@ def _rank(frame: pd.DataFrame, sign: float = 1.0) -> pd.DataFrame:
     return frame.drop(columns=["_key", "_apart", "_cv"])
 
 
-def _metric(ws: Workspace, metric: str | None):
-    """The board's scorer: `metric` (remembered), else the workspace's; None: the competition metric of a
-    multi-label workspace, ranked from the scores runs and submissions recorded (as before `--metric`)."""
+def _metric(ws: Workspace, metric: str | None) -> Scorer:
+    """The board's scorer: `metric` (remembered), else the workspace's, else the competition metric of a
+    multi-label workspace (also when its folder moved: runs and submissions recorded their scores in it)."""
     from ensemble.artifacts.competition import Competition
     from ensemble.errors import EnsError
-    from ensemble.metrics.scorer import get_scorer
+    from ensemble.metrics.scorer import COMPETITION, get_scorer
 
     stored_task = ws.settings().get("task")
     if metric is None and "metric" not in ws.settings() and not (stored_task and task_named(stored_task).exclusive):
         try:
             if "data" not in ws.settings() or not Competition.load(ws.data_dir()).task.exclusive:
-                return None
+                return COMPETITION
         except (EnsError, OSError):  # the folder moved: rank by what runs and submissions recorded
-            return None
+            return COMPETITION
     comp = Competition.load(ws.data_dir(), ws.settings().get("task"))
-    scorer = get_scorer(ws.metric(comp.task, metric), comp.task)
-    return None if scorer is get_scorer("competition") else scorer
+    return get_scorer(ws.metric(comp.task, metric), comp.task)
+
+
+def recorded_in(scorer: Scorer) -> bool:
+    """Whether runs and submissions recorded their scores in `scorer` (the competition metric, multi-label):
+    the board then ranks by those records instead of rescoring every OOF file."""
+    from ensemble.metrics.scorer import COMPETITION
+
+    return scorer is COMPETITION
 
 
 def _rescore(ws: Workspace, name: str, scorer, truth: pd.DataFrame | None) -> dict | None:
@@ -174,7 +186,7 @@ def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> 
     that was the same metric (else none: restack them with `--metric`). With `fold`, a submission that is
     one run unchanged is that run's row (`written_as`)."""
     scorer = _metric(ws, metric)
-    if scorer is not None:
+    if not recorded_in(scorer):
         return _metric_frame(ws, scorer, fold)
     rows = []
     trusted, weighting = trusted_testlike(ws, ws.run_names())
