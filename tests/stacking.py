@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.stack.decide import N_BOOT
+from ensemble.metrics.bootstrap import DECISION_BOOT
 from ensemble.stack.pipeline import Comparison, StackResult, compare as compare_inputs, stack as stack_inputs
 from ensemble.stack.request import StackInputs, StackRequest
 from ensemble.task import MULTILABEL
@@ -33,7 +33,7 @@ def stack(P_oof, y, folds, P_test, *, progress=None, labels=None, P_tl=None, y_t
     return stack_inputs(inputs, StackRequest(runs=tuple(inputs.runs), **options), progress)
 
 
-def compare(P_oof, y, folds, *, methods=None, n_boot=N_BOOT, progress=None, run_names=None, labels=None, P_tl=None,
+def compare(P_oof, y, folds, *, methods=None, n_boot=DECISION_BOOT, progress=None, run_names=None, labels=None, P_tl=None,
             y_tl=None, folds_tl=None, w_tl=None, meta=None, task=MULTILABEL, testlike_check=None,
             **options) -> Comparison:
     inputs = arrays(P_oof, y, folds, labels=labels, run_names=run_names, P_tl=P_tl, y_tl=y_tl, folds_tl=folds_tl,

@@ -202,6 +202,12 @@ def test_bad_inputs_give_one_line_naming_the_file(built, tmp_path):
         if entry["run"] == "cnn":
             entry["manifest_sha256"] = hashlib.sha256(run_json.read_bytes()).hexdigest()
     sidecar.write_text(json.dumps(meta))
+    _one_error_line(ens("export", "bad", "-w", ws, "--out", tmp_path / "x.onnx"), "its recipe differs from the one stacked")
+    from ensemble.artifacts.records import Recipe
+    from ensemble.artifacts.submission import recipe_sha256
+
+    meta["recipe_sha256"] = recipe_sha256(Recipe.from_dict(meta["recipe"], "edited"))  # vouches for its edit too
+    sidecar.write_text(json.dumps(meta))
     _one_error_line(ens("export", "bad", "-w", ws, "--out", tmp_path / "x.onnx"), "leaves")
     assert not (tmp_path / "x.onnx").exists()
 

@@ -99,3 +99,53 @@ def test_the_distribution_has_a_name_of_its_own_and_the_readme_installs_it():
     readme = (root / "README.md").read_text()
     installs = re.findall(r"pip install ([^\n#]+)", readme)
     assert installs and not [i for i in installs if re.search(r"(^|\s)['\"]?(ens|ensemble)(\[|['\"]?\s|['\"]?$)", i)]
+
+
+def test_stack_in_an_empty_workspace_says_how_to_make_runs_and_writes_nothing(workspace, csv_competition):
+    result = ens("stack", "a", "b", "--data", csv_competition)
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert said.startswith("Error: run 'a' not found") and "`ens finetune MODEL --data DIR`" in said
+    assert "`ens import NAME --test FILE.csv --data DIR`" in said
+    assert not list(workspace.iterdir())  # no ens.toml remembering a folder for a command that failed
+
+
+def test_fold_parity_is_printed_with_the_bar_it_must_meet():
+    from ensemble.backbones.classical import ESTIMATORS
+    from ensemble.commands.finetune import PARITY_BAR, parity_words
+
+    lgbm = ESTIMATORS.get("lgbm").parity_bar
+    assert parity_words({"parity_max_abs_diff": 0.0055, "parity_bar": lgbm}) == \
+        "max |p_onnx − p_native| 5.5e-03 ≤ bar 2e-02"
+    assert parity_words({"parity_max_abs_diff": 3e-4}).endswith(f"ABOVE bar {PARITY_BAR:.0e}")  # neural bar
+    assert ESTIMATORS.get("logreg").parity_bar == PARITY_BAR  # float rounding only: the neural bar
+
+
+def test_what_the_readme_examples_write_at_the_repository_root_is_ignored_by_git():
+    """The multiclass example runs from the root: its workspace folders must not show in `git status`."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    if not (root / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout")
+    paths = ["ens.toml", "models/run/run.json", "submissions/a.csv", "cache/x", "report/index.html",
+             "exports/a.onnx", "tune/study.db", "demo/workspace"]
+    ignored = subprocess.run(["git", "check-ignore", *paths], cwd=root, capture_output=True, text=True).stdout.split()
+    assert sorted(ignored) == sorted(paths)
+
+
+def test_a_one_run_submission_is_not_titled_stacked():
+    from conftest import hand_sidecar
+    from ensemble.commands.report import _made_of
+
+    sidecar = hand_sidecar("au", "single")
+    sidecar.recipe.runs = [{"run": "cnn"}, {"run": "lgbm"}]
+    sidecar.recipe.blender = {"run": 1}
+    sidecar.recipe.calibrators = [{"calibrator": "none", "label": "fake", "params": {}}]
+    assert _made_of(sidecar) == "run lgbm alone"
+    sidecar.recipe.calibrators = [{"calibrator": "platt", "label": "fake", "params": {}}]
+    assert _made_of(sidecar) == "run lgbm with a calibrator or test prior"
+    assert _made_of(hand_sidecar("m", "logit")) == "stacked: logit"

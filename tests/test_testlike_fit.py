@@ -314,6 +314,11 @@ def test_cli_export_writes_every_clip_as_rendered(tiny_comp, workspace, tmp_path
     np.testing.assert_array_equal(wave, render_testlike(first["recipe"], load, 8000))
     again = CliRunner().invoke(app, ["testlike", "export", str(out)])
     assert again.exit_code == 1 and "--force" in again.output
+    (out / "stale.wav").write_bytes(b"left from an older export")
+    forced = CliRunner().invoke(app, ["testlike", "export", str(out), "--rate", "8000", "--force"])
+    assert forced.exit_code == 0, forced.output  # ens's own export (its .ens-output.json): replaced whole
+    assert not (out / "stale.wav").exists() and (out / "ids.csv").is_file()
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.") and not p.name.endswith(".lock")] == []
 
 
 def test_cli_check_with_runs_checks_their_predictions_too(tiny_comp, workspace, tmp_path):

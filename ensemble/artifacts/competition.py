@@ -188,9 +188,9 @@ class Competition:
     def targets(self) -> np.ndarray:
         """Multi-hot targets `(train rows, labels)` as float64 0/1, aligned with `train`."""
         y = targets_from_frame(self.train, self.labels, self.root / "train.csv")
-        check_every_label_seen(self.train, y, self.labels, self.root / "train.csv", self.root / "sample_submission.csv")
         if self.task.exclusive:
             check_one_class(self.train, y, self.labels, self.root / "train.csv")
+        check_every_label_seen(self.train, y, self.labels, self.root / "train.csv", self.root / "sample_submission.csv")
         return y
 
     @cached_property

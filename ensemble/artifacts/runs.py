@@ -208,8 +208,8 @@ def check_recorded_hash(path: Path, recorded: str | None) -> None:
         return
     if file_sha256(path) != recorded:
         raise ContractError(f"{path}: SHA-256 differs from the one {path.parent / RUN_MANIFEST_FILE} records "
-                            f"({recorded[:12]}…); the file was replaced or edited after the run was written: "
-                            "re-run (or re-import) the run")
+                            f"({recorded[:12]}…): replaced or edited since (another run's copy? a killed `ens oof`?); "
+                            f"run `ens oof {path.parent.name}` again, or re-run or re-import the run")
 
 
 def _read_predictions(path: Path, labels: list[str], recorded: str | None = None) -> pd.DataFrame:
@@ -227,7 +227,11 @@ def load_run(ws: Workspace, name: str) -> Run:
         partial = partial_run(folder)
         if partial is not None:
             raise DataError(f"run {name!r} is not finished ({partial.progress()}); finish it: {partial.finish_hint()}")
-        known = ", ".join(ws.run_names()) or "none yet"
+        known = ", ".join(ws.run_names())
+        if not known:
+            raise DataError(f"run {name!r} not found in {ws.models_dir} (no runs yet: train one with `ens finetune "
+                            "MODEL --data DIR`, or bring predictions made elsewhere with `ens import NAME --test "
+                            "FILE.csv --data DIR`)")
         raise DataError(f"run {name!r} not found in {ws.models_dir} (runs: {known})")
     return Run(name=name, dir=folder, manifest=read_manifest(folder / RUN_MANIFEST_FILE))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -185,7 +186,8 @@ def recipe_sha256(recipe: Recipe) -> str:
     """Hex SHA-256 of a recipe's canonical JSON: a sidecar edited after stacking no longer matches it."""
     import hashlib
 
-    return hashlib.sha256(json_text(recipe.to_dict(), compact=True).encode()).hexdigest()
+    as_read = json.loads(json_text(recipe.to_dict(), compact=True))  # int keys become strings, tuples lists
+    return hashlib.sha256(json_text(as_read, compact=True).encode()).hexdigest()
 
 
 def read_sidecar(ws: Workspace, name: str) -> Sidecar:

@@ -26,6 +26,7 @@ from ensemble.artifacts.competition import Competition
 from ensemble.errors import ContractError, DataError
 from ensemble.artifacts.io import frame_sha256, read_json, read_parquet, write_json, write_parquet
 from ensemble.artifacts.workspace import Workspace
+from ensemble.progress import emit
 
 if TYPE_CHECKING:
     from ensemble.audio.cache import DecodeCache
@@ -90,7 +91,7 @@ def _sources(comp: Competition, folds: pd.DataFrame) -> tuple[dict, Callable[[st
 
 
 def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_fold: int | None = None,
-                    seed: int = 0, seconds: float = 5.0, fit: bool = True) -> pd.DataFrame:
+                    seed: int = 0, seconds: float = 5.0, fit: bool = True, progress=None) -> pd.DataFrame:
     """Load the workspace's test-like recipes, or build them once from the shared folds.
 
     With `fit` (the default) and at least `MIN_REAL` real unlabeled clips, the generator is fitted to
@@ -120,13 +121,18 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     elif len(paths) < _min_real():
         meta["reason"] = f"{len(paths)} real unlabeled clips (test + unlabeled_data/); the fit needs at least {_min_real()}"
     else:
-        params, backgrounds, real = _fit(args, load, paths, background_ok, seed, meta, comp)
+        emit(progress, "test-like set", step=f"fitting its generator to {len(paths)} real clips (test and unlabeled "
+                                             "audio; once per workspace)")
+        params, backgrounds, real = _fit(args, load, paths, background_ok, seed, meta, comp, progress)
     clips = build_testlike_recipes(**args, per_fold=per_fold or default_per_fold(len(folds), n_folds), seed=seed,
                                    seconds=seconds, params=params, backgrounds=backgrounds)
     clips["weight"] = 1.0
     if real is not None:
+        emit(progress, "test-like set", step=f"weighing {len(clips)} clips and checking them against held-out real ones")
         _weigh_and_check(clips, load, background_loader(comp, ANALYSIS_SR), real, seed, meta,
                          held_out_real(paths, seed))
+        check = meta.get("domain_check") or {}
+        emit(progress, "test-like set", step="done", clips=len(clips), domain_auc=check.get("auc"))
     meta["params"] = params.to_dict()
     write_parquet(clips, ws.models_dir / TESTLIKE_FILE)
     write_json(meta, ws.models_dir / META_FILE)
@@ -139,13 +145,16 @@ def _min_real() -> int:
     return MIN_REAL
 
 
-def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Competition):
+def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Competition, progress=None):
     from ensemble.audio.stats import ANALYSIS_SR
     from ensemble.audio.testlike_fit import RATIO_ROUNDS, analyse_real, pool_renderer, pool_size, ratio_generator
 
     real = analyse_real(paths, background_ok, seed=seed, root=comp.root)
     started = time.perf_counter()
     pool = pool_size(len(real.stats))
+    emit(progress, "test-like set", step=f"analysed {len(real.stats)} real clips ({len(real.backgrounds)} "
+                                         f"voice-free backgrounds); rendering a {pool}-clip pool to fit "
+                                         f"{RATIO_ROUNDS} rounds of density-ratio reweighting")
     params = ratio_generator(pool_renderer(**args, load=load, n_clips=pool, seed=seed,
                                            load_background=background_loader(comp, ANALYSIS_SR)), real, seed=seed)
     meta.update(fitted=True, reason=f"fitted to {len(real.stats)} real clips", n_backgrounds=len(real.backgrounds),

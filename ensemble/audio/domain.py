@@ -18,10 +18,10 @@ import numpy as np
 
 from ensemble.audio.stats import STAT_NAMES
 from ensemble.errors import ConfigError, DataError
+from ensemble.metrics.bootstrap import DOMAIN_BOOT
 
 WARN_AUC = 0.65
 N_FOLDS = 5
-N_BOOT = 200
 WEIGHT_CLIP = (0.05, 20.0)  # weights (relative to their mean) outside this range are clipped
 
 
@@ -124,7 +124,7 @@ def domain_check(sim: np.ndarray, real: np.ndarray, seed: int = 0, threshold: fl
     auc = float(roc_auc_score(y, p))
     rng = np.random.default_rng(seed)
     boot = []
-    for _ in range(N_BOOT):
+    for _ in range(DOMAIN_BOOT):
         idx = np.r_[rng.choice(np.flatnonzero(y == 0), int((y == 0).sum())),
                     rng.choice(np.flatnonzero(y == 1), int((y == 1).sum()))]
         boot.append(roc_auc_score(y[idx], p[idx]))

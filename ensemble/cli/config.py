@@ -59,12 +59,9 @@ def merge_config(path: Path, values: dict, ctx) -> dict:
             stored = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML (byte {exc.start} is not UTF-8 text)") from None
-    if not isinstance(stored, dict):
-        raise ConfigError(f"{path}: not a TOML table of options")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        reason = f"byte {exc.start} is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise ConfigError(f"{path}: not valid TOML ({reason})") from None
     stored = {k.replace("-", "_"): v for k, v in stored.items()}
     unknown = sorted(set(stored) - set(values))
     if unknown:
@@ -142,11 +139,18 @@ def training_options(command: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def training_command(name: str) -> Callable[[Callable], Callable]:
-    """`ens finetune` and `ens tune`: a command (one-line errors) taking `TRAINING_OPTIONS`."""
-    from ensemble.cli.shared import command
+class TrainingCommands:
+    """`@training_commands.command("finetune")`: a command (one-line errors, as `shared.command`) that takes
+    `TRAINING_OPTIONS` where it declares `training: dict`."""
 
-    return lambda func: command(name)(training_options(name)(func))
+    @staticmethod
+    def command(name: str) -> Callable[[Callable], Callable]:
+        from ensemble.cli.shared import command
+
+        return lambda func: command(name)(training_options(name)(func))
+
+
+training_commands = TrainingCommands()
 
 
 def option_values(ctx, model: str, training: dict, **more) -> dict:

@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.config import option_values, parse_grad_norm, parse_params, training_command
+from ensemble.cli.config import option_values, parse_grad_norm, parse_params, training_commands
 from ensemble.cli.shared import DataOpt, ForceOpt, MetricOpt, TaskOpt, WorkspaceOpt, console, say, workspace_and_competition
 
 
-@training_command("finetune")
+@training_commands.command("finetune")
 def finetune_cmd(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id, local folder, or a named config (tiny-wav2vec2, logmel-cnn, …).")],
@@ -73,7 +73,9 @@ def finetune_cmd(
             f"{ws.run_dir(opts.run_name)} and run it again)")
         return
     metrics = run.manifest.metrics
-    parity = max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest.folds)
+    from ensemble.commands.finetune import parity_words
+
+    worst = max((f["onnx"] for f in run.manifest.folds), key=lambda o: o["parity_max_abs_diff"])
     cv = metrics["cv"]
     if "metric" in cv:  # multiclass: the chosen metric beside the usual numbers
         scores = (f"CV {cv['metric']} {cv['score']:.5f} (log loss {cv['logloss']:.4f}, accuracy {cv['accuracy']:.4f}, "
@@ -83,7 +85,7 @@ def finetune_cmd(
     model_info = run.manifest.source["model"]
     trainable = (f", {model_info['n_trainable']:,} of {model_info['n_params']:,} weights trained"
                  if "n_trainable" in model_info else "")
-    typer.echo(f"run {run.name}: {scores}, ONNX parity {parity:.2e}{trainable} → {run.dir}")
+    typer.echo(f"run {run.name}: {scores}, ONNX parity {parity_words(worst)}{trainable} → {run.dir}")
 
 
 def _finetune_on_ray(ws, comp, opts, force: bool, show, address: str, cpus: float, gpus: float | None):

@@ -1,4 +1,4 @@
-"""`ens lb`: leaderboard scores recorded for a submission."""
+"""`ens lb`: leaderboard scores recorded for a submission, and the public leaderboard's share of the test."""
 
 from __future__ import annotations
 
@@ -7,32 +7,42 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.shared import DataOpt, ForceOpt, WorkspaceOpt, command, ens_prog, say
+from ensemble.cli.shared import DataOpt, ForceOpt, WorkspaceOpt, command, ens_prog, fail, say
 
 
 @command("lb")
 def lb_cmd(
-    submission: Annotated[str, typer.Argument(metavar="SUBMISSION", help="Submission name (or its CSV path).")],
+    submission: Annotated[Optional[str], typer.Argument(metavar="SUBMISSION", help="Submission name (or its CSV path).")] = None,
     public: Annotated[Optional[float], typer.Option("--public", help="Public leaderboard score.")] = None,
     private: Annotated[Optional[float], typer.Option("--private", help="Private leaderboard score.")] = None,
     digits: Annotated[int, typer.Option("--digits", help="`ens lb probe`: decimals the site shows of a score.")] = 5,
-    public_share: Annotated[Optional[float], typer.Option("--public-share", help="`ens lb probe`: the share of the test rows the public leaderboard scores, e.g. 0.5.")] = None,
+    public_share: Annotated[Optional[float], typer.Option("--public-share", help="The share of the test set the public leaderboard scores, e.g. 0.5 (remembered in ens.toml): `ens board` then tells public differences beyond the noise of so many clips from chance, and `ens lb probe` bounds the probed label mix by it.")] = None,
     data: DataOpt = None,
     force: ForceOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Record leaderboard scores for a submission (stored in its JSON sidecar). `ens lb probe` writes the
-    constant probe submissions whose public scores reveal the public part's label mix, and shows that mix
-    once their scores are recorded."""
-    from ensemble.commands.lb import record_leaderboard
+    """Record leaderboard scores for a submission (stored in its JSON sidecar), and the public share of the test.
+    `ens lb probe` writes the constant probe submissions whose public scores reveal the public part's label
+    mix, and shows that mix once their scores are recorded."""
     from ensemble.artifacts.workspace import Workspace
+    from ensemble.commands.lb import record_leaderboard
+    from ensemble.leaderboard.noise import check_share
 
+    ws = Workspace.resolve(workspace)
+    if submission is None and public_share is None:
+        fail("give a SUBMISSION with --public/--private, `probe`, or --public-share")
+    share = None if public_share is None else check_share(public_share)  # checked before anything is written
+    if share is not None:
+        ws.remember(public_share=share)
+        typer.echo(f"public leaderboard: {share:g} of the test set (remembered in {ws.root / 'ens.toml'})")
     if submission == "probe" and public is None and private is None:
         from ensemble.cli.lb_probe import probe_cmd
+        from ensemble.leaderboard.noise import public_share as remembered_share
 
-        return probe_cmd(workspace, data, digits, public_share, force)
-
-    sidecar = record_leaderboard(Workspace.resolve(workspace), Path(submission).stem, public, private)
+        return probe_cmd(workspace, data, digits, remembered_share(ws), force)
+    if submission is None:
+        return
+    sidecar = record_leaderboard(ws, Path(submission).stem, public, private)
     board = sidecar.leaderboard
     scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
     typer.echo(f"recorded {sidecar.name}: {scores}")

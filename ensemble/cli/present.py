@@ -120,10 +120,13 @@ def legend(lines: list[str], width: int = 80):
     return Text("\n".join(hang(line, width) for line in lines), style="dim")
 
 
-def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, width: int = 80):
-    """The board as a rich renderable (table with its legend) or text (json/csv/md)."""
+def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, width: int = 80,
+                 notes: list[str] = ()):
+    """The board as a rich renderable (table with its legend) or text (json/csv/md); `notes`: the public
+    scores read against their noise, and the final picks, one line each."""
     if fmt_name != "table":
-        return text_output(frame, fmt_name, {"cv_public_correlation": correlation} if fmt_name == "json" else None)
+        extra = {"cv_public_correlation": correlation, "notes": list(notes)} if fmt_name == "json" else None
+        return text_output(frame, fmt_name, extra)
     from rich.console import Group
     from rich.text import Text
 
@@ -143,6 +146,8 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, w
     elif (frame["kind"] == "submission").any():
         parts.append(Text(hang("CV vs public: record three or more public scores (`ens lb NAME --public X`) "
                                "to see whether CV predicts the leaderboard", width), style="dim"))
+    parts.extend(Text(hang(line, width), style="bold" if line.startswith(("warning", "final")) else "")
+                 for line in notes)
     return Group(*parts)
 
 

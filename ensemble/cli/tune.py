@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ensemble.cli.config import option_values, training_command
+from ensemble.cli.config import option_values, training_commands
 from ensemble.cli.shared import DataOpt, MetricOpt, WorkspaceOpt, console, say, workspace_and_competition
 
 
-@training_command("tune")
+@training_commands.command("tune")
 def tune_cmd(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Hub id, local folder, or a named config, as for finetune.")],

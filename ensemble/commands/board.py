@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -9,6 +11,9 @@ from ensemble.artifacts.runs import RUN_MANIFEST_FILE, partial_runs, read_manife
 from ensemble.artifacts.submission import read_sidecar
 from ensemble.artifacts.workspace import Workspace
 from ensemble.task import task_named
+
+if TYPE_CHECKING:
+    from ensemble.metrics.scorer import Scorer
 
 COLUMNS = ["rank", "name", "kind", "method", "cv", "auc", "brier", "ece", "cv_testlike", "public", "private", "delta",
            "in_sample", "gap", "gain", "gain_lo", "gain_hi", "gain_level", "written_as", "pick"]
@@ -97,10 +102,16 @@ def _fold_single_runs(ws: Workspace, rows: list[dict]) -> list[dict]:
     for row in rows:
         run = single_run_of(read_sidecar(ws, row["name"]).recipe) if row["kind"] == "submission" else None
         target = runs.get(run) if run is not None else None
-        if target is None or target["written_as"] is not None:
+        if target is None:
             out.append(row)
             continue
-        target.update(written_as=row["name"], public=row["public"], private=row["private"], pick=row["pick"])
+        if target["written_as"] is None:
+            target.update(written_as=row["name"], public=row["public"], private=row["private"], pick=row["pick"])
+            continue
+        target["written_as"] += f", {row['name']}"  # another submission of the same run: same predictions
+        for key in ("public", "private", "pick"):
+            if target[key] is None or (isinstance(target[key], float) and np.isnan(target[key])):
+                target[key] = row[key]
     return out
 
 
@@ -127,23 +138,30 @@ def _rank(frame: pd.DataFrame, sign: float = 1.0) -> pd.DataFrame:
     return frame.drop(columns=["_key", "_apart", "_cv"])
 
 
-def _metric(ws: Workspace, metric: str | None):
-    """The board's scorer: `metric` (remembered), else the workspace's; None: the competition metric of a
-    multi-label workspace, ranked from the scores runs and submissions recorded (as before `--metric`)."""
+def _metric(ws: Workspace, metric: str | None) -> Scorer:
+    """The board's scorer: `metric` (remembered), else the workspace's, else the competition metric of a
+    multi-label workspace (also when its folder moved: runs and submissions recorded their scores in it)."""
     from ensemble.artifacts.competition import Competition
     from ensemble.errors import EnsError
-    from ensemble.metrics.scorer import get_scorer
+    from ensemble.metrics.scorer import COMPETITION, get_scorer
 
     stored_task = ws.settings().get("task")
     if metric is None and "metric" not in ws.settings() and not (stored_task and task_named(stored_task).exclusive):
         try:
             if "data" not in ws.settings() or not Competition.load(ws.data_dir()).task.exclusive:
-                return None
+                return COMPETITION
         except (EnsError, OSError):  # the folder moved: rank by what runs and submissions recorded
-            return None
+            return COMPETITION
     comp = Competition.load(ws.data_dir(), ws.settings().get("task"))
-    scorer = get_scorer(ws.metric(comp.task, metric), comp.task)
-    return None if scorer is get_scorer("competition") else scorer
+    return get_scorer(ws.metric(comp.task, metric), comp.task)
+
+
+def recorded_in(scorer: Scorer) -> bool:
+    """Whether runs and submissions recorded their scores in `scorer` (the competition metric, multi-label):
+    the board then ranks by those records instead of rescoring every OOF file."""
+    from ensemble.metrics.scorer import COMPETITION
+
+    return scorer is COMPETITION
 
 
 def _rescore(ws: Workspace, name: str, scorer, truth: pd.DataFrame | None) -> dict | None:
@@ -168,7 +186,7 @@ def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> 
     that was the same metric (else none: restack them with `--metric`). With `fold`, a submission that is
     one run unchanged is that run's row (`written_as`)."""
     scorer = _metric(ws, metric)
-    if scorer is not None:
+    if not recorded_in(scorer):
         return _metric_frame(ws, scorer, fold)
     rows = []
     trusted, weighting = trusted_testlike(ws, ws.run_names())
@@ -233,7 +251,8 @@ def board_view(frame: pd.DataFrame) -> pd.DataFrame:
     beside it (`run = submission`), detail and empty part columns left out."""
     shown = frame.drop(columns=DETAIL)
     written = frame["written_as"].where(frame["written_as"].notna(), None)
-    shown["name"] = [f"{n} = {w}" if isinstance(w, str) else n for n, w in zip(frame["name"], written)]
+    shown["name"] = [n if not isinstance(w, str) else f"{n} = {w.split(', ')[0]}"
+                     + (f" +{w.count(', ')}" if ", " in w else "") for n, w in zip(frame["name"], written)]
     shown["rank"] = [("–" if pd.isna(r) else str(int(r))) + ("*" if isinstance(p, str) else "")
                      for r, p in zip(frame["rank"], frame["pick"])]
     shown = shown.drop(columns=["cv_testlike"]) if shown["cv_testlike"].isna().all() else shown
@@ -312,3 +331,92 @@ def correlation_sentence(correlation: dict) -> str:
                "CV roughly follows the leaderboard")
     return (f"CV vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "
             f"Spearman {correlation['spearman']:.3f} ({verdict})")
+
+
+# ---------------------------------------------------------------- the leaderboard read with its noise
+
+
+def _shown_name(row) -> str:
+    written = row["written_as"] if isinstance(row["written_as"], str) else None
+    return f"{row['name']} (submitted as {written})" if written else str(row["name"])
+
+
+def _trusted_context(ws: Workspace, frame: pd.DataFrame, metric: str | None):
+    """The scorer, test size, trusted rows and each scored row's predictions on them (None: no data folder)."""
+    from ensemble.artifacts.competition import Competition
+    from ensemble.errors import EnsError
+    from ensemble.leaderboard.noise import row_predictions, trusted_rows
+    from ensemble.metrics.scorer import COMPETITION
+
+    try:
+        comp = Competition.load(ws.data_dir(), ws.settings().get("task"))
+    except (EnsError, OSError):
+        return None
+    scorer = _metric(ws, metric) or COMPETITION
+    basis = frame.attrs.get("basis", trusted_basis(frame))
+    rows = trusted_rows(ws, comp.labels, testlike=basis == "cv_testlike")
+    if rows is None:
+        return None
+    predictions = {}
+    for row in frame[frame["rank"].notna()].itertuples():
+        p = row_predictions(ws, row.name, row.kind, rows, comp.labels)
+        if p is not None:
+            predictions[row.name] = p
+    return scorer, len(comp.test_ids), rows, predictions
+
+
+def noise_lines(ws: Workspace, frame: pd.DataFrame, metric: str | None = None) -> list[str]:
+    """For rows with public scores: each neighbour pair's public difference against the public subset's
+    sampling noise, and a warning where the public order contradicts trusted CV's beyond it."""
+    from ensemble.leaderboard.noise import pair_verdicts, public_share
+
+    public = frame[frame["public"].notna() & frame["rank"].notna()]
+    if len(public) < 2:
+        return []
+    share = public_share(ws)
+    if share is None:
+        return ["pub: tell ens the public leaderboard's share of the test (`ens lb --public-share 0.5`) to read "
+                "public differences against their noise"]
+    context = _trusted_context(ws, frame, metric)
+    if context is None:
+        return ["pub: no noise verdict (the competition folder or the trusted rows are missing)"]
+    scorer, n_test, rows, predictions = context
+    public_rows = max(1, round(share * n_test))
+    names = {row["name"]: _shown_name(row) for _, row in public.iterrows()}
+    lacking = [names[n] for n in names if n not in predictions]
+    neighbours, disagree = pair_verdicts(public, predictions, rows, public_rows, frame.attrs.get("basis", "cv"), scorer)
+    lines = []
+    for v in neighbours:
+        v.better, v.worse = names[v.better], names[v.worse]
+        lines.append(v.sentence(public_rows, n_test))
+    for v in disagree:
+        v.better, v.worse = names[v.better], names[v.worse]
+        lines.append(v.warning())
+    if lacking:
+        lines.append(f"pub: no noise verdict for {', '.join(lacking)} (no predictions on the trusted rows recorded; "
+                     "stacked before ens wrote them: stack it again)")
+    return lines
+
+
+def final_lines(ws: Workspace, frame: pd.DataFrame, k: int, metric: str | None = None) -> list[str]:
+    """`ens board --final K`: the trusted best and the hedges that err differently, each with its reason."""
+    from ensemble.leaderboard.noise import FinalPick, final_picks
+
+    context = _trusted_context(ws, frame, metric)
+    if context is None:
+        return ["final: no choice (the competition folder or the trusted rows are missing)"]
+    scorer, _, rows, predictions = context
+    ranked = frame[frame["rank"].notna()]
+    shown = {row["name"]: row for _, row in ranked.iterrows()}
+    chosen = ranked[ranked["pick"].notna()]  # the decision rule's pick comes first: it beat rank 1 or was not beaten
+    first = None if chosen.empty else FinalPick(chosen["name"].iloc[0], f"the decision rule's pick ({chosen['pick'].iloc[0]})")
+    picks = final_picks(ranked["name"].tolist(), predictions, rows, k, scorer, first=first)
+    lines = []
+    for i, pick in enumerate(picks, 1):
+        row = shown[pick.name]
+        how = "" if row["kind"] == "submission" or isinstance(row["written_as"], str) else (
+            f" (a run: write it with `ens stack {pick.name} --method single --name {pick.name}-alone`)")
+        lines.append(f"final {i}: {_shown_name(row)}: {pick.reason}{how}")
+    if len(picks) < k:
+        lines.append(f"final: only {len(picks)} ranked row(s) with predictions on the trusted rows")
+    return lines

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -393,7 +394,10 @@ def _export(ws, name: str, out: Path, quantize: str, comp, int8: Int8Check, prog
         raise ConfigError("--quantize int8 needs the competition folder (--data) for its score check")
     model_q, runs, recipe = build_submission_model(ws, name, quantize)
     model_f, runs_f, _ = build_submission_model(ws, name)
-    with tempfile.TemporaryDirectory(prefix="ens-export-", dir=out.parent if out.parent.exists() else None) as tmp:
+    from ensemble.artifacts.io import staged_dir
+
+    tmp = staged_dir(out)  # `.NAME.new-PID-…`: what a killed export leaves is swept by the next one
+    try:
         fp32, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         save_model(model_f, fp32)
         save_model(model_q, int8_path)
@@ -409,4 +413,6 @@ def _export(ws, name: str, out: Path, quantize: str, comp, int8: Int8Check, prog
                                 "export without --quantize (or raise --max-score-change)")
         model_q.metadata_props.add(key="quantization_check", value=metadata_json(check))
         size = save_model(model_q, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return Exported(out, [r.name for r in runs], sum(len(r.folds) for r in runs), size, check)

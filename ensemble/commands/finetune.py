@@ -38,12 +38,14 @@ from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, T
 from ensemble.artifacts.io import file_sha256, write_json
 from ensemble.metrics.dacon import MetricError, competition_score
 from ensemble.metrics.frames import cv_metrics, score_frame
+from ensemble.metrics.scorer import Scorer
 from ensemble.progress import Progress, tagged
 from ensemble.artifacts.testlike_set import background_loader, ensure_testlike, load_domain_check, testlike_fingerprint
 from ensemble.artifacts.workspace import Workspace
 from ensemble.backbones.options import KNOBS, FinetuneOptions  # noqa: F401 (the options record, imported from here too)
 
 PARITY_SECONDS = 3.3  # parity is measured on clips of another length than training used
+PARITY_BAR = 1e-4  # max |p_onnx − p_torch| a neural (or linear) fold's graph may show; trees: `Estimator.parity_bar`
 MIN_UPDATES_PER_EPOCH = 8
 SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tuning rate
 
@@ -110,7 +112,8 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
         bad = [k for k in todo if not 0 <= k < n_folds]
         if bad:
             raise ConfigError(f"--fold {bad[0]} is out of range; the folds file has folds 0..{n_folds - 1}")
-        clips = ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed) if comp.task.has_testlike else None
+        clips = (ensure_testlike(ws, comp, folds, opts.testlike_per_fold, opts.seed, progress=emit)
+                 if comp.task.has_testlike else None)
     if clips is not None:
         opts = replace(opts, testlike_per_fold=int(clips.groupby("fold").size().max()))
     if opts.class_weight not in ("none", "balanced"):
@@ -327,28 +330,28 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
 
 
 def _train(ctx: FoldContext, data: FoldData, classifier):
-    """Train with the best epoch chosen by the competition score on the held-out rows."""
+    """Train with the best epoch chosen by the metric's loss on the held-out rows (`validation_loss`)."""
     from ensemble.backbones.predict import predict_split, torch_predictor
     from ensemble.backbones.train import fit_fold, resolve_device
 
-    fold, labels, batch = data.fold, ctx.comp.labels, max(1, ctx.opts.batch_size)
+    fold, batch = data.fold, max(1, ctx.opts.batch_size)
     config = replace(_train_config(ctx, fold, data.sampler.n_batches(batch)), class_weight=_class_weights(ctx, data))
     predict = torch_predictor(classifier, resolve_device(config.device))
     parallel = ctx.opts.devices > 1  # validation then runs in a child process: it reports nothing
 
     scorer = _scorer(ctx.comp, ctx.opts)
+    fallbacks: list[dict] = []  # epochs the metric could not score (fold.json's `validation_fallbacks`)
 
     def validate(model) -> float:
         probs = predict_split(predict, (data.train_store[i] for i in data.held_idx), len(data.held_idx),
                               classifier.sampling_rate, ctx.opts.max_seconds, batch,
                               None if parallel else tagged(ctx.emit, stage="validate_progress", fold=fold),
                               ctx.comp.task)
-        try:
-            if scorer is not None:  # lower is better: the chosen metric as a loss
-                return scorer.loss(data.targets[data.held_idx].astype(np.float64), probs)
-            return competition_score(data.targets[data.held_idx], probs, labels).score
-        except MetricError:
-            return float(((probs - data.targets[data.held_idx]) ** 2).mean())
+        seen = len(fallbacks)
+        loss = validation_loss(scorer, data.targets[data.held_idx], probs, fallbacks)
+        if len(fallbacks) > seen and not parallel:
+            ctx.emit({"stage": "validation_fallback", "fold": fold, **fallbacks[-1]})
+        return loss
 
     def batches(epoch: int):
         for waves, y, _sources in data.sampler.epoch(epoch, batch):
@@ -365,7 +368,7 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
         result = fit_fold_parallel(classifier, batches, validate, config, checkpoint, ctx.opts.devices, **fit_args)
     else:
         result = fit_fold(classifier, batches, validate, config, checkpoint, **fit_args)
-    return result, config, predict
+    return result, config, predict, fallbacks
 
 
 def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd.DataFrame]:
@@ -407,10 +410,12 @@ def _fit_neural(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     classifier.task = ctx.comp.task
     sr = classifier.sampling_rate
     data = _fold_data(ctx, fold, sr)
-    result, config, predict = _train(ctx, data, classifier)
+    result, config, predict, fallbacks = _train(ctx, data, classifier)
     fit = {"best_epoch": result.best_epoch, "best_val_score": result.best_score, "history": result.history,
            "samples_per_second": result.samples_per_s, "device": result.device, "precision": result.precision,
            "train_config": config.as_dict()}
+    if fallbacks:  # recorded only where it happened (fold.json otherwise unchanged)
+        fit["validation_fallbacks"] = fallbacks
 
     def export() -> dict:
         probe = [fit_length(data.train_store[i], int(PARITY_SECONDS * sr)) for i in data.held_idx[:4]]
@@ -455,9 +460,16 @@ def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     native = classifier.predict_proba_native(classifier.features(np.stack(probe)))
     parity = float(np.max(np.abs(model.predict_proba(model.preprocess(probe)) - native)))
     onnx_info = {"path": f"fold{fold}/model.onnx", "sha256": file_sha256(path), "parity_max_abs_diff": parity,
-                 "parity_clip_seconds": PARITY_SECONDS,
+                 "parity_clip_seconds": PARITY_SECONDS, "parity_bar": classifier.estimator.parity_bar,
                  "parity_reference": "torch features + the estimators' own predict_proba"}
     return Trained(data, sr, onnx_predictor(model, model.preprocess), classifier.describe(), fit, lambda: onnx_info)
+
+
+def parity_words(onnx_info: dict) -> str:
+    """`max |p_onnx − p_native| 5.5e-03 ≤ bar 2e-02`: the measured parity beside the bar it must meet."""
+    parity, bar = onnx_info["parity_max_abs_diff"], onnx_info.get("parity_bar", PARITY_BAR)
+    verdict = "≤" if parity <= bar else "ABOVE"
+    return f"max |p_onnx − p_native| {parity:.1e} {verdict} bar {bar:.0e}"
 
 
 def _test_features(ctx: FoldContext, classifier) -> np.ndarray:
@@ -499,7 +511,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
     }
     try:
         scorer = _scorer(ctx.comp, ctx.opts)
-        if scorer is not None and scorer.task.exclusive:
+        if scorer.task.exclusive:
             from ensemble.metrics.frames import multiclass_scores
 
             info["cv"] = multiclass_scores(frames["train"], ctx.folds.iloc[data.held_idx], ctx.comp.labels, scorer)
@@ -510,17 +522,27 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
         info["cv"] = None
     write_json(info, fold_dir / "fold.json")
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
-    ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": onnx_info["parity_max_abs_diff"]})
+    ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": parity_words(onnx_info)})
     return info
 
 
-def _scorer(comp: Competition, opts: FinetuneOptions):
-    """The best-epoch metric's scorer; None for the competition metric on a multi-label task (its exact
-    form, as before `--metric` existed)."""
+def _scorer(comp: Competition, opts: FinetuneOptions) -> Scorer:
+    """The best-epoch metric's scorer: `--metric`, else the task's default (the competition's metric for
+    fake/real), in its form for the task."""
     from ensemble.metrics.scorer import get_scorer
 
-    scorer = get_scorer(opts.metric or comp.task.default_metric, comp.task)
-    return None if scorer is get_scorer("competition") else scorer
+    return get_scorer(opts.metric or comp.task.default_metric, comp.task)
+
+
+def validation_loss(scorer: Scorer, y: np.ndarray, probs: np.ndarray, fallbacks: list[dict]) -> float:
+    """The held-out rows' loss on `scorer` (lower is better), which picks the best epoch. Where the metric is
+    undefined on them (one class held out), mean squared error stands in, and `fallbacks` records it: the
+    run's fold.json keeps the record and the command prints it."""
+    try:
+        return scorer.loss(np.asarray(y, dtype=np.float64), probs)
+    except MetricError as err:
+        fallbacks.append({"metric": scorer.name, "scored_by": "mean squared error", "reason": str(err)})
+        return float(((probs - y) ** 2).mean())
 
 
 def _class_weights(ctx: FoldContext, data: FoldData) -> tuple[float, ...] | None:
@@ -578,4 +600,4 @@ def _export(ctx: FoldContext, classifier, fold_dir: Path, fold: int, probe: list
     export_onnx(classifier, path, metadata)
     parity = measure_parity(classifier, path, probe)
     return {"path": f"fold{fold}/model.onnx", "sha256": file_sha256(path), "parity_max_abs_diff": parity,
-            "parity_clip_seconds": PARITY_SECONDS}
+            "parity_clip_seconds": PARITY_SECONDS, "parity_bar": PARITY_BAR}

@@ -311,6 +311,20 @@ def _run_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Section]
     return sections
 
 
+def _made_of(sidecar: Sidecar) -> str:
+    """What a submission's figure shows: one run as it is, one run calibrated, or a stack."""
+    from ensemble.commands.board import single_run_of
+
+    recipe = sidecar.recipe
+    if recipe.method != "single":
+        return f"stacked: {recipe.method}"
+    run = single_run_of(recipe)
+    if run is not None:
+        return f"run {run} alone"
+    k, names = int(recipe.blender.get("run", 0)), recipe.run_names
+    return f"run {names[k] if 0 <= k < len(names) else '?'} with a calibrator or test prior"
+
+
 def _submission_sections(ws: Workspace, runs: list[Run], folder: Path, restack: bool,
                          progress: Callable[[dict], None] | None) -> list[Section]:
     from ensemble.commands.board import board_frame, cv_public_correlation
@@ -333,7 +347,8 @@ def _submission_sections(ws: Workspace, runs: list[Run], folder: Path, restack: 
             notes.append(str(exc))
             continue
         figures.append(f"reliability-sub-{name}.png")
-        plot_reliability(folder / figures[-1], f"Reliability of submission '{name}' (stacked)", runs[0].labels, series)
+        plot_reliability(folder / figures[-1], f"Reliability of submission '{name}' ({_made_of(sidecar)})",
+                         runs[0].labels, series)
     if progress and todo:
         progress({"stage": "report_restack", "done": len(todo), "total": len(todo)})
     text = ("Submissions do not store their OOF predictions: each submission stacked from the runs above is re-run "

@@ -70,7 +70,13 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
     result, sidecar = _stack(ws, comp, runs, inputs, request, comparison, progress)
     written = None
     if request.write:
+        rows = _trusted_rows(ws, inputs, result)
+        sidecar.metrics["rows_sha256"] = None if rows is None else rows[1]
         written = write_submission(ws, submission_frame(result.test, comp), comp, sidecar, force=request.force)
+        if rows is not None:  # after the pair: a submission refused leaves nothing behind
+            from ensemble.leaderboard.noise import write_rows
+
+            write_rows(ws, request.out_name, rows[0])
     return StackOutcome(request.out_name, comparison, result, sidecar, written)
 
 
@@ -134,6 +140,20 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInput
                           prior_sensitivity=result.sensitivity, seconds=round(result.seconds, 3),
                           testlike_domain=load_domain_check(ws), comparison=compared)
     return result, sidecar
+
+
+def _trusted_rows(ws: Workspace, inputs: StackInputs, result: StackResult) -> tuple[bytes, str] | None:
+    """The submission's nested predictions on the rows the decision rule trusts (test-like, else clean), to
+    write beside it, for reading leaderboard differences against their noise (`ensemble.leaderboard.noise`)."""
+    from ensemble.artifacts.folds import load_folds
+    from ensemble.artifacts.testlike_set import load_testlike
+    from ensemble.leaderboard.noise import rows_bytes
+
+    if result.oof_testlike is not None:
+        return rows_bytes(load_testlike(ws)["id"].astype(str), result.oof_testlike, inputs.labels, "testlike")
+    if result.oof is not None:
+        return rows_bytes(load_folds(ws)["id"].astype(str), result.oof, inputs.labels, "clean")
+    return None
 
 
 def _check_options(runs: list[Run], inputs: StackInputs, request: StackRequest) -> None:

@@ -1,1 +1,1 @@
-"""The public leaderboard as evidence: what its scores say about the test (probes, noise)."""
+"""The public leaderboard as evidence: its noise (`noise`), and what probe scores reveal of the test (`probe`)."""

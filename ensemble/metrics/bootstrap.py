@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 DECISION_BOOT = 200    # the decision rule's paired gain intervals (`ens stack --compare`, `auto`)
-METHOD_BOOT = 100      # the gain interval `ens stack` shows for one method
+METHOD_BOOT = DECISION_BOOT  # one method's gain interval: the decision's resamples, so a candidate has one interval
 CALIBRATOR_BOOT = 100  # `auto` calibration: the interval of a calibrator's gain over none
 FLIP_BOOT = 200        # `flip`: the AUC interval that shows a run inverted
 DOMAIN_BOOT = 200      # the test-like set's domain check: the interval of its AUC

@@ -104,6 +104,7 @@ class Scorer:
         """Loss of one label column in each replicate of row weights `counts` `(n_boot, rows)`."""
         if self.replicates is not None:
             return self.sign * self.replicates(p, y, counts)
+        counts = _counts(counts)
         if not np.array_equal(counts, np.round(counts)):
             raise ConfigError(f"metric {self.name!r} has no weighted form: it cannot use density-ratio weights")
         out = []
@@ -158,6 +159,50 @@ def _f1_per_column(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(2 * tp + wrong > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)
 
 
+# ---- weighted forms of one label column: row weights `counts` `(n_boot, rows)` (or `Resamples`) -> (n_boot,) ----
+
+def _counts(counts) -> np.ndarray:
+    """`(n_boot, rows)` row weights from an array or from bootstrap `Resamples`."""
+    return counts.counts() if hasattr(counts, "chunks") else np.asarray(counts, dtype=np.float64)
+
+
+def _weighted_mean(counts, per_row: np.ndarray) -> np.ndarray:
+    """Σ w·v / Σ w in each replicate (NaN where a replicate weighs no row)."""
+    c = _counts(counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return c @ per_row / c.sum(axis=1)
+
+
+def rep_logloss(p: np.ndarray, y: np.ndarray, counts, eps: float = 1e-15) -> np.ndarray:
+    q = np.clip(p, eps, 1 - eps)
+    return _weighted_mean(counts, -(y * np.log(q) + (1 - y) * np.log1p(-q)))
+
+
+def rep_brier(p: np.ndarray, y: np.ndarray, counts) -> np.ndarray:
+    return _weighted_mean(counts, (p - y) ** 2)
+
+
+def rep_accuracy(p: np.ndarray, y: np.ndarray, counts) -> np.ndarray:
+    return _weighted_mean(counts, ((p >= 0.5) == y).astype(np.float64))
+
+
+def rep_f1(p: np.ndarray, y: np.ndarray, counts) -> np.ndarray:
+    """F1 at 0.5 (0 where nothing is predicted or true, as `_f1_per_column`)."""
+    c = _counts(counts)
+    hit = p >= 0.5
+    tp = c @ (hit & (y == 1)).astype(np.float64)
+    wrong = c @ (hit != (y == 1)).astype(np.float64)
+    den = 2 * tp + wrong
+    return np.where(den > 0, 2 * tp / np.where(den > 0, den, 1.0), 0.0)
+
+
+def rep_auc(p: np.ndarray, y: np.ndarray, counts) -> np.ndarray:
+    """AUC in each replicate; NaN where it holds one class (the exact form raises there)."""
+    if hasattr(counts, "chunks"):
+        return dacon.plan_auc(dacon.rank_plan(p, y), counts.counts_t)
+    return dacon.weighted_auc(p, y, _counts(counts))
+
+
 # ---- multiclass forms: `Y` one-hot (rows, classes), `P` rows summing to 1, `w` row weights or None ----
 
 def _weights(w: np.ndarray | None, n: int) -> np.ndarray:
@@ -209,26 +254,31 @@ def mc_macro_f1(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> fl
     return float(per_class_prf(Y, P, w)[present, 2].mean())
 
 
-def _repeat(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Integer row weights as repeated rows (AUC has no cheap weighted form here)."""
-    if w is None:
-        return Y, P
-    if not np.array_equal(w, np.round(w)):
-        raise ConfigError(f"metric {name!r} has no weighted form: it cannot use density-ratio weights")
-    rows = np.repeat(np.arange(len(Y)), w.astype(np.int64))
-    return Y[rows], P[rows]
+def _weighted_aucs(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """One-vs-rest AUC of each class column with row weights `w` (NaN where a column holds one class)."""
+    w = _weights(w, len(Y))
+    return np.array([dacon.weighted_auc(P[:, k], Y[:, k], w[None, :])[0] for k in range(Y.shape[1])])
 
 
 def mc_macro_auc(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> float:
-    """One-vs-rest AUC per class, averaged over classes present (and absent) in the rows."""
-    Y, P = _repeat(Y, P, w, "macro-auc")
-    return float(_macro_auc(Y, P).mean())
+    """One-vs-rest AUC per class, averaged over the classes that hold both kinds of rows."""
+    if w is None:
+        return float(_macro_auc(Y, P).mean())
+    aucs = _weighted_aucs(Y, P, w)
+    if not np.isfinite(aucs).any():
+        raise MetricError("macro-auc: no label column holds both classes")
+    return float(aucs[np.isfinite(aucs)].mean())
 
 
 def mc_micro_auc(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> float:
-    """One AUC over every (row, class) cell of the one-hot matrix."""
-    Y, P = _repeat(Y, P, w, "auc")
-    return float(dacon.auc_per_column(Y.reshape(-1, 1), P.reshape(-1, 1))[0])
+    """One AUC over every (row, class) cell of the one-hot matrix (a row's weight counts for each of its cells)."""
+    if w is None:
+        return float(dacon.auc_per_column(Y.reshape(-1, 1), P.reshape(-1, 1))[0])
+    w = _weights(w, len(Y))
+    auc = dacon.weighted_auc(P.reshape(-1), Y.reshape(-1), np.repeat(w, Y.shape[1])[None, :])[0]
+    if not np.isfinite(auc):
+        raise MetricError("auc: the answers hold only one class")
+    return float(auc)
 
 
 SCORERS: Registry[Scorer] = Registry("metric")
@@ -247,13 +297,14 @@ def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = Non
 COMPETITION = _add(("competition", "dacon-fakevoice"), Scorer(
     "competition", dacon.label_scores, columns=dacon.column_scores, replicates=dacon.weighted_label_score,
     parts=dacon.weighted_score))
-_add(("auc",), Scorer("auc", lambda y, p: dacon.auc_per_column(y, p), greater_is_better=True), mc_micro_auc)
-_add(("macro-auc",), Scorer("macro-auc", _macro_auc, greater_is_better=True), mc_macro_auc)
-_add(("logloss",), Scorer("logloss", _log_loss), mc_logloss)
-_add(("brier",), Scorer("brier", dacon.brier_per_column), mc_brier)
-_add(("accuracy",), Scorer("accuracy", lambda y, p: ((p >= 0.5) == y).mean(axis=0), greater_is_better=True),
-     mc_accuracy)
-_add(("macro-f1",), Scorer("macro-f1", _f1_per_column, greater_is_better=True), mc_macro_f1)
+_add(("auc",), Scorer("auc", lambda y, p: dacon.auc_per_column(y, p), greater_is_better=True, replicates=rep_auc),
+     mc_micro_auc)
+_add(("macro-auc",), Scorer("macro-auc", _macro_auc, greater_is_better=True, replicates=rep_auc), mc_macro_auc)
+_add(("logloss",), Scorer("logloss", _log_loss, replicates=rep_logloss), mc_logloss)
+_add(("brier",), Scorer("brier", dacon.brier_per_column, replicates=rep_brier), mc_brier)
+_add(("accuracy",), Scorer("accuracy", lambda y, p: ((p >= 0.5) == y).mean(axis=0), greater_is_better=True,
+                           replicates=rep_accuracy), mc_accuracy)
+_add(("macro-f1",), Scorer("macro-f1", _f1_per_column, greater_is_better=True, replicates=rep_f1), mc_macro_f1)
 
 
 def get_scorer(name: str | Scorer, task: Task = MULTILABEL) -> Scorer:

@@ -21,10 +21,11 @@ held-out rows is not applied).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from ensemble.metrics.bootstrap import CALIBRATOR_BOOT
 from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.probability import CALIBRATION_EPS, logit
@@ -33,7 +34,7 @@ from ensemble.stack.base import sigmoid
 
 MIN_SLOPE = 1e-3
 ISO_MIX = 1e-4
-AUTO_ALPHA, AUTO_BOOT = 0.05, 100  # `auto` keeps a calibrator only when its gain interval is above zero
+AUTO_ALPHA = 0.05  # `auto` keeps a calibrator only when its gain interval is above zero
 AUTO_BOOT_ROWS = 10_000
 
 
@@ -215,15 +216,24 @@ _FITTED: dict[bytes, Calibrator] = {}
 _FITTED_MAX = 256
 
 
-def fitted_calibrator(name: str, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> Calibrator:
-    """Calibrator `name` fitted on `(p, y, sample_weight)`, once per distinct rows: the nested CV meets the
-    same rows again (outer fold k's inner fit without fold f is outer fold f's without k, and a blend that
-    learns nothing gives the same probabilities in both), so a fit is kept by a digest of its inputs."""
-    digest = hashlib.blake2b(name.encode(), digest_size=20)
+def _rows_digest(p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> "hashlib._Hash":
+    """A digest of the rows a calibrator is fitted on (what `fitted_calibrator` keys its fits by)."""
+    digest = hashlib.sha1()
     for a in (p, y) if sample_weight is None else (p, y, sample_weight):
         a = np.ascontiguousarray(a, dtype=np.float64)
         digest.update(str(a.shape).encode())
         digest.update(a.data)
+    return digest
+
+
+def fitted_calibrator(name: str, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+                      rows: "hashlib._Hash | None" = None) -> Calibrator:
+    """Calibrator `name` fitted on `(p, y, sample_weight)`, once per distinct rows: the nested CV meets the
+    same rows again (outer fold k's inner fit without fold f is outer fold f's without k, and a blend that
+    learns nothing gives the same probabilities in both), so a fit is kept by a digest of its inputs
+    (`rows`: that digest, when the caller made it already)."""
+    digest = (rows or _rows_digest(p, y, sample_weight)).copy()
+    digest.update(name.encode())
     key = digest.digest()
     cal = _FITTED.get(key)
     if cal is None:
@@ -234,24 +244,28 @@ def fitted_calibrator(name: str, p: np.ndarray, y: np.ndarray, sample_weight: np
     return cal
 
 
-def _cross_fitted(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sample_weight: np.ndarray | None,
-                 p_eval: np.ndarray, folds_eval: np.ndarray) -> np.ndarray:
-    """Calibrator `name`'s predictions for the rows `p_eval`, each by a calibrator fitted on the rows of
-    `p` outside its fold (left as they are where those rows hold one class)."""
-    out = np.asarray(p_eval, dtype=np.float64).copy()
+def _cross_fitted(names: Sequence[str], p: np.ndarray, y: np.ndarray, folds: np.ndarray,
+                  sample_weight: np.ndarray | None, p_eval: np.ndarray, folds_eval: np.ndarray) -> np.ndarray:
+    """`(rows of p_eval, names)`: each calibrator's predictions for the rows `p_eval`, each by a calibrator
+    fitted on the rows of `p` outside its fold (left as they are where those rows hold one class)."""
+    out = np.repeat(np.asarray(p_eval, dtype=np.float64)[:, None], len(names), axis=1)
     for k in np.unique(folds_eval):
         train, rows = folds != k, folds_eval == k
         if y[train].min() == y[train].max():
             continue
+        pt, yt = p[train], y[train]
         w = None if sample_weight is None else sample_weight[train]
-        out[rows] = fitted_calibrator(name, p[train], y[train], w).predict(p_eval[rows])
+        digest = _rows_digest(pt, yt, w)
+        pe = p_eval[rows]
+        for c, name in enumerate(names):
+            out[rows, c] = fitted_calibrator(name, pt, yt, w, digest).predict(pe)
     return out
 
 
 def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray,
                               sample_weight: np.ndarray | None = None) -> np.ndarray:
     """`(rows, calibrators)`: each calibrator's predictions for 1-D `p`, cross-validated over `folds`."""
-    return np.column_stack([_cross_fitted(name, p, y, folds, sample_weight, p, folds) for name in CALIBRATORS])
+    return _cross_fitted(CALIBRATORS, p, y, folds, sample_weight, p, folds)
 
 
 def _guard_gain(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, sample_weight: np.ndarray | None,
@@ -260,7 +274,7 @@ def _guard_gain(name: str, p: np.ndarray, y: np.ndarray, folds: np.ndarray, samp
     fitted on the fit rows of other folds; None where it cannot be measured (the metric raises, or is
     undefined, e.g. an AUC on guard rows of one class)."""
     pg, yg, fg = guard
-    out = _cross_fitted(name, p, y, folds, sample_weight, pg, fg)
+    out = _cross_fitted([name], p, y, folds, sample_weight, pg, fg)[:, 0]
     try:
         none, cal = scorer.column_losses(yg, np.column_stack([pg, out]))
     except MetricError:
@@ -304,7 +318,7 @@ def choose_calibrator(p: np.ndarray, y: np.ndarray, folds: np.ndarray, seed: int
     if len(p) > AUTO_BOOT_ROWS:  # a subsample widens the interval (errs towards none) and bounds the cost
         rows = np.sort(np.random.default_rng(seed).choice(len(p), AUTO_BOOT_ROWS, replace=False))
     try:
-        g = gain_interval(y[rows, None], oof[rows][:, [CALIBRATORS.index(best)]], p[rows, None], n_boot=AUTO_BOOT,
+        g = gain_interval(y[rows, None], oof[rows][:, [CALIBRATORS.index(best)]], p[rows, None], n_boot=CALIBRATOR_BOOT,
                           alpha=alpha, seed=seed, weights=None if sample_weight is None else sample_weight[rows],
                           scorer=scorer)
     except MetricError as err:

@@ -29,7 +29,7 @@ import numpy as np
 from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.artifacts.records import DecisionRecord
 from ensemble.stack.base import BLENDERS
-from ensemble.metrics.bootstrap import DECISION_BOOT as N_BOOT
+from ensemble.metrics.bootstrap import DECISION_BOOT
 from ensemble.stack.bootstrap import PairedBootstrap
 
 ALPHA = 0.05
@@ -105,7 +105,7 @@ class Evidence:
 
 
 def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: Evidence,
-           other: Evidence | None = None, *, n_boot: int = N_BOOT, seed: int = 0, scorer: Scorer = COMPETITION,
+           other: Evidence | None = None, *, n_boot: int = DECISION_BOOT, seed: int = 0, scorer: Scorer = COMPETITION,
            note: str = "") -> Decision:
     """Apply the rule above; `scores` are the trusted nested losses (lower is better); `other` the clean rows
     a challenger must also not lose on (None: not asked); `note` ends the rule's words (why)."""

@@ -27,7 +27,7 @@ from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import MetricError
 from ensemble.stack.base import Blender, logit, register, sigmoid
 from ensemble.metrics.dacon import fast_auc, weighted_auc
-from ensemble.stack.bootstrap import multinomial_counts
+from ensemble.metrics.bootstrap import FLIP_BOOT, multinomial_counts
 from ensemble.stack.calibration import MIN_SLOPE, make_calibrator
 from ensemble.probability import LOGIT_EPS
 from ensemble.stack.explain import weight_lines
@@ -76,7 +76,7 @@ class FlipBlender(Blender):
         self,
         recalibrate: str = "temperature",
         blend: str = "weighted",
-        n_boot: int = 200,
+        n_boot: int = FLIP_BOOT,
         alpha: float = 0.05,
         swap_margin: float = 0.02,
         bias_tol: float = 0.05,

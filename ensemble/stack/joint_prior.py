@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_JOINT_LABELS = 4  # 16 combinations at most; beyond this each label is checked on its own
-MAX_GRID = 4000       # test points the mixture LP is solved on (the distance is then measured on all)
+MAX_GRID = 1000       # test quantiles the mixture LP is solved on (the distance is then measured on all)
 MIN_CLASS_ROWS = 5    # a combination seen on fewer fit rows is no class of its own (its rows are kept out)
 BBSE_BOOT = 30        # bootstrap resamples for BBSE's standard error
 

@@ -88,7 +88,8 @@ def fit_temperature(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str
     """The calibrator for a multiclass blend `S`; `auto` keeps a temperature only when its cross-validated
     gain over none (on the chosen metric) has a bootstrap interval above zero."""
     from ensemble.stack.bootstrap import gain_interval
-    from ensemble.stack.calibration import AUTO_ALPHA, AUTO_BOOT
+    from ensemble.metrics.bootstrap import CALIBRATOR_BOOT
+    from ensemble.stack.calibration import AUTO_ALPHA
 
     note: dict[str, Any] = {}
     if method == "auto":
@@ -99,7 +100,7 @@ def fit_temperature(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str
                 test = folds == k
                 w = None if sample_weight is None else sample_weight[~test]
                 cv[test] = TemperatureScaling().fit(S[~test], y[~test], w).predict(S[test])
-            g = gain_interval(y, cv, S, n_boot=AUTO_BOOT, alpha=AUTO_ALPHA, seed=seed, weights=sample_weight,
+            g = gain_interval(y, cv, S, n_boot=CALIBRATOR_BOOT, alpha=AUTO_ALPHA, seed=seed, weights=sample_weight,
                               scorer=scorer)
             note["gain"] = {k: round(g[k], 6) for k in ("gain", "lo", "hi")}
             method = "temperature" if g["lo"] > 0 else "none"

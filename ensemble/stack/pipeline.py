@@ -23,7 +23,8 @@ from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
 from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
-from ensemble.stack.decide import ALPHA, N_BOOT, Candidate, Decision, Evidence, candidates, decide, family_alpha
+from ensemble.metrics.bootstrap import DECISION_BOOT
+from ensemble.stack.decide import ALPHA, Candidate, Decision, Evidence, candidates, decide, family_alpha
 from ensemble.stack.bootstrap import gain_interval
 from ensemble.progress import Progress
 from ensemble.stack.nested import EvalSet, FitCache, GuardSet, StackPipeline, best_single_run, nested_predict
@@ -68,6 +69,7 @@ class _Data:
     w_tl: np.ndarray | None = None  # density-ratio weight per test-like row (mean 1), or None
     scorer: Scorer = COMPETITION     # what every choice inside the stacker minimises
     meta: MetaFeatures | None = None  # per-clip meta-features, for the candidates that take them
+    best_single: tuple[int, np.ndarray] | None = field(default=None, repr=False)  # `best_single_run`, once
 
     @property
     def trusted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -281,7 +283,9 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", data.scorer, wf)
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
-    best, singles = best_single_run(Pt, yt, wt, data.scorer)
+    if data.best_single is None:  # the same for every candidate of a comparison
+        data.best_single = best_single_run(Pt, yt, wt, data.scorer)
+    best, singles = data.best_single
     gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, alpha=alpha, seed=seed, weights=wt,
                          scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
@@ -415,7 +419,7 @@ def _candidates(names: list[str], calibrate: str, scorer: Scorer, methods: Seque
 
 @single_threaded_blas
 def compare(inputs: StackInputs, request: StackRequest, progress: Progress | None = None,
-            methods: Sequence[str] | None = None, n_boot: int = N_BOOT) -> Comparison:
+            methods: Sequence[str] | None = None, n_boot: int = DECISION_BOOT) -> Comparison:
     """Every candidate (each run raw and calibrated, each method, and with `inputs.meta` each method that
     takes meta-features once more with them) by nested CV, and the one to write.
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ensemble.errors import ConfigError
+from ensemble.metrics.bootstrap import METHOD_BOOT
 from ensemble.task import MULTILABEL, Task
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class StackRequest:
     compare: bool = False
     write: bool = True
     force: bool = False
-    n_boot: int = 200                   # bootstrap resamples for the gain interval of one method (as decide's)
+    n_boot: int = METHOD_BOOT           # bootstrap resamples for the gain interval of one method
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs", tuple(self.runs))

@@ -1,0 +1,77 @@
+"""The stacker's shortcuts give the numbers of the long way: replicates drawn once, the baseline scored
+once, calibrators fitted once per distinct rows, a folder's real path resolved once."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ensemble.artifacts.competition import _real_path
+from ensemble.metrics.bootstrap import CHUNK, multinomial_counts, resamples
+from ensemble.metrics.scorer import COMPETITION
+from ensemble.stack.bootstrap import PairedBootstrap
+from ensemble.stack.calibration import CALIBRATORS, fitted_calibrator, make_calibrator
+
+
+def _long_way_gain(y, p_new, p_base, n_boot, alpha, seed):
+    """The paired bootstrap as the stacker drew it before: chunks of fresh counts, both scored per chunk."""
+    rng = np.random.default_rng(seed)
+    boots = []
+    for start in range(0, n_boot, CHUNK):
+        counts = multinomial_counts(len(y), min(CHUNK, n_boot - start), rng)
+        diff = sum(COMPETITION.replicate_losses(p_base[:, j], y[:, j], counts)
+                   - COMPETITION.replicate_losses(p_new[:, j], y[:, j], counts) for j in range(y.shape[1]))
+        boots.append(diff / y.shape[1])
+    b = np.concatenate(boots)
+    b = b[np.isfinite(b)]
+    return np.quantile(b, [alpha / 2, 1 - alpha / 2])
+
+
+def test_paired_bootstrap_is_bit_identical_to_fresh_chunks():
+    rng = np.random.default_rng(0)
+    y = (rng.random((3000, 2)) < 0.45).astype(float)
+    base = np.clip(np.round(0.3 * y + 0.7 * rng.random((3000, 2)), 3), 0, 1)
+    challengers = [np.clip(np.round(0.4 * y + 0.6 * rng.random((3000, 2)), 3), 0, 1) for _ in range(3)]
+    paired = PairedBootstrap(y, 70, 5)
+    for p in challengers:
+        g = paired.gain(p, base, alpha=0.01)
+        lo, hi = _long_way_gain(y, p, base, 70, 0.01, 5)
+        assert (g["lo"], g["hi"]) == (lo, hi)  # exactly: same draws, same sums
+        assert g["gain"] == COMPETITION.loss(y, base) - COMPETITION.loss(y, p)
+
+
+def test_resamples_are_the_chunked_draws():
+    r = resamples(500, 45, 9)
+    rng = np.random.default_rng(9)
+    fresh = [multinomial_counts(500, k, rng) for k in (20, 20, 5)]
+    assert all(np.array_equal(a, b) for a, b in zip(r.chunks, fresh))
+    assert np.array_equal(r.counts_t.T, np.concatenate(fresh))
+    assert resamples(500, 45, 9) is r
+
+
+def test_a_cached_calibrator_is_the_fresh_fit():
+    rng = np.random.default_rng(1)
+    y = (rng.random(800) < 0.3).astype(float)
+    p = np.clip(0.5 * y + 0.5 * rng.random(800), 0, 1)
+    for name in CALIBRATORS:
+        cached = fitted_calibrator(name, p, y)
+        assert fitted_calibrator(name, p.copy(), y.copy()) is cached  # the same rows: fitted once
+        np.testing.assert_array_equal(cached.predict(p), make_calibrator(name).fit(p, y).predict(p))
+    other = fitted_calibrator("platt", p[::-1].copy(), y[::-1].copy())
+    assert other is not fitted_calibrator("platt", p, y)
+
+
+def test_real_path_of_a_clip_is_realpath(tmp_path):
+    (tmp_path / "comp" / "train").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.wav").write_bytes(b"x")
+    (tmp_path / "comp" / "train" / "a.wav").write_bytes(b"x")
+    (tmp_path / "comp" / "train" / "link.wav").symlink_to(tmp_path / "outside" / "secret.wav")
+    (tmp_path / "comp" / "linked").symlink_to(tmp_path / "outside")
+    inside = os.path.realpath(tmp_path / "comp")
+    folders: dict[str, str] = {}
+    for rel in ("train/a.wav", "train/link.wav", "linked/secret.wav", "train/../train/a.wav", "train/missing.wav",
+                "train/..", "./train/a.wav", "linked/../comp/train/a.wav"):
+        path = os.path.join(inside, rel)
+        assert _real_path(path, folders) == os.path.realpath(path), rel
