@@ -81,6 +81,10 @@ class BlendState:
         return self.blender["method"]
 
     @property
+    def n_labels(self) -> int:
+        return int(self.blender["labels"])
+
+    @property
     def meta_columns(self) -> int:
         """How many per-clip meta-feature columns the blend reads beside the logits."""
         return int(self.blender.get("meta") or 0)

@@ -109,4 +109,4 @@ def calibrate_all(g: Any, S: str, calibrators: list[CalibratorState], n_labels: 
 def pipeline_ops(state: BlendState, g: Any, P: str, opset: int, subgraphs: list) -> str:
     """A saved stack (`recipe.state`: blender then calibrators) as ONNX ops on `P` `(batch, runs, labels)`."""
     S = blend_ops(g, P, state.blender, opset, subgraphs)
-    return calibrate_all(g, S, state.calibrators, int(state.blender["labels"]))
+    return calibrate_all(g, S, state.calibrators, state.n_labels)
