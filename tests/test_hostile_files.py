@@ -190,8 +190,9 @@ def test_forced_stack_killed_mid_swap_is_put_back_by_the_next_command(tmp_path, 
     subs = workspace / "submissions"
     old_csv, old_meta = (subs / "s.csv").read_bytes(), (subs / "s.json").read_bytes()
     forced = [*args[:4], "logit", *args[5:], "--force"]
-    steps = renames(forced, tmp_path)  # link csv, link json (backups), sidecar in, CSV in (the commit)
-    assert [s.split()[0] for s in steps] == ["link", "link", "replace", "replace"], steps
+    # link csv, link json (backups), sidecar in, CSV in (the commit), then the trusted rows' predictions
+    steps = renames(forced, tmp_path)
+    assert [s.split()[0] for s in steps] == ["link", "link", "replace", "replace", "replace"], steps
     for n in (3, 4):  # after the old CSV was un-committed, before the new one landed
         (subs / "s.csv").write_bytes(old_csv)
         (subs / "s.json").write_bytes(old_meta)
@@ -200,7 +201,7 @@ def test_forced_stack_killed_mid_swap_is_put_back_by_the_next_command(tmp_path, 
         again = run(args)  # the same unforced stack: puts the old pair back, then refuses
         assert again.returncode == 1 and "already exists" in again.stderr, again.stderr
         assert (subs / "s.csv").read_bytes() == old_csv and (subs / "s.json").read_bytes() == old_meta
-        assert sorted(p.name for p in subs.iterdir()) == [".lock", "s.csv", "s.json"]
+        assert sorted(p.name for p in subs.iterdir()) == [".lock", "s.csv", "s.json", "s.rows.parquet"]  # old rows kept
 
 
 # ------------------------------------------------------------------------------- folders ens replaces

@@ -235,3 +235,21 @@ def test_bad_limits_are_one_line(model):
 
     result = CliRunner().invoke(app, ["serve", str(model), "--workers", "0"])
     assert result.exit_code == 1 and result.output.strip() == "Error: --workers must be ≥ 1; got 0"
+
+
+def test_connections_past_the_cap_get_503_at_once(model):
+    proc, port = start_server(model, "--max-connections", "2", "--timeout", "5")
+    held = [raw(port, b"") for _ in range(2)]  # two silent clients hold both slots
+    try:
+        time.sleep(0.3)
+        start = time.perf_counter()
+        status, body = request(port, "GET", "/health", timeout=5.0)
+        assert status == 503 and "2 connections open" in body["error"]
+        assert time.perf_counter() - start < 1.0
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.3)  # the slots free once the server sees the clients gone
+    assert request(port, "GET", "/health", timeout=5.0)[0] == 200
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0

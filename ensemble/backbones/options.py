@@ -106,8 +106,7 @@ _RANGES: tuple[tuple[str, typing.Callable[[typing.Any], bool], str], ...] = (
     ("grad_accum", lambda v: v >= 1, "a whole number ≥ 1"),
     ("max_seconds", lambda v: _finite(v) and 0 < v <= MAX_CLIP_SECONDS, f"seconds in (0, {MAX_CLIP_SECONDS:g}]"),
     ("seed", lambda v: 0 <= v < 2**32, "a whole number in [0, 2**32)"),
-    ("testlike_per_fold", lambda v: v >= 1, "a whole number ≥ 1"),
-    ("devices", lambda v: v >= 1, "a whole number ≥ 1"),
+    ("testlike_per_fold", lambda v: v >= 1, "a whole number ≥ 1"),  # --devices: check_devices (it knows the GPUs)
     ("class_weight", lambda v: v in CLASS_WEIGHTS, ", ".join(CLASS_WEIGHTS)),
     ("warmup", _finite, "a fraction in [0, 1]"),
     ("hold", _finite, "a fraction in [0, 1]"),

@@ -32,19 +32,26 @@ def lb_cmd(
     if submission is None and public_share is None:
         fail("give a SUBMISSION with --public/--private, `probe`, or --public-share")
     share = None if public_share is None else check_share(public_share)  # checked before anything is written
-    if share is not None:
-        ws.remember(public_share=share)
-        typer.echo(f"public leaderboard: {share:g} of the test set (remembered in {ws.root / 'ens.toml'})")
     if submission == "probe" and public is None and private is None:
         from ensemble.cli.lb_probe import probe_cmd
         from ensemble.leaderboard.noise import public_share as remembered_share
 
+        if share is not None:
+            _remember_share(ws, share)
         return probe_cmd(workspace, data, digits, remembered_share(ws), force)
+    if submission is not None:
+        sidecar = record_leaderboard(ws, Path(submission).stem, public, private)
+        board = sidecar.leaderboard
+        scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
+        typer.echo(f"recorded {sidecar.name}: {scores}")
+    if share is not None:
+        _remember_share(ws, share)
     if submission is None:
         return
-    sidecar = record_leaderboard(ws, Path(submission).stem, public, private)
-    board = sidecar.leaderboard
-    scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
-    typer.echo(f"recorded {sidecar.name}: {scores}")
     say(f"next: `{ens_prog()} board` ranks it beside the others; from three public scores on it tells whether CV predicts "
         "the leaderboard")
+
+
+def _remember_share(ws, share: float) -> None:
+    ws.remember(public_share=share)
+    typer.echo(f"public leaderboard: {share:g} of the test set (remembered in {ws.root / 'ens.toml'})")

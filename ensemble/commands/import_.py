@@ -33,9 +33,10 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     imported run is judged, blended and calibrated on them like a fine-tuned one.
     """
     run_dir = ws.run_dir(name)
-    with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):  # before any compute: tidy, then check
-        recover_dir(run_dir, _is_run)
-        check_replaceable_run(run_dir, force)
+    if run_dir.exists() or run_dir.is_symlink() or any(ws.models_dir.glob(f".{name}.*")):
+        with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):  # before any compute: tidy, then check
+            recover_dir(run_dir, _is_run)
+            check_replaceable_run(run_dir, force)
     if testlike_csv is not None and not comp.task.has_testlike:
         raise DataError("--testlike: a multiclass task has no test-like set (its clips mix voices)")
     if testlike_csv is not None and oof_csv is None:
