@@ -239,7 +239,7 @@ def board_view(frame: pd.DataFrame) -> pd.DataFrame:
     beside it (`run = submission`), detail and empty part columns left out."""
     shown = frame.drop(columns=DETAIL)
     written = frame["written_as"].where(frame["written_as"].notna(), None)
-    shown["name"] = [n if not isinstance(w, str) else f"{n} = {w.split(', ')[0]}"
+    shown["name"] = [n if not isinstance(w, str) else f"{n} = {min(w.split(', '), key=len)}"  # the rest: legend
                      + (f" +{w.count(', ')}" if ", " in w else "") for n, w in zip(frame["name"], written)]
     shown["rank"] = [("–" if pd.isna(r) else str(int(r))) + ("*" if isinstance(p, str) else "")
                      for r, p in zip(frame["rank"], frame["pick"])]
