@@ -1,6 +1,6 @@
 """The package's layers: every import points down, never sideways, and no command imports another.
 
-    cli  →  commands  →  stack · backbones · export · demo · plots  →  artifacts  →  audio  →  leaderboard
+    cli  →  commands  →  leaderboard  →  stack · backbones · export · demo · plots  →  artifacts  →  audio
          →  metrics  →  foundation
 
 `foundation` is `errors`, `progress`, `probability` and `registry`. The five areas of one layer do not
@@ -19,8 +19,10 @@ import ensemble
 
 PACKAGE = Path(ensemble.__file__).parent
 FOUNDATION = {"errors", "progress", "probability", "registry", "task"}
-RANK = {"foundation": 0, "metrics": 1, "leaderboard": 1.5, "audio": 2, "artifacts": 3,
-        "stack": 4, "backbones": 4, "export": 4, "demo": 4, "plots": 4, "commands": 5, "cli": 6}
+RANK = {"foundation": 0, "metrics": 1, "audio": 2, "artifacts": 3,
+        "stack": 4, "backbones": 4, "export": 4, "demo": 4, "plots": 4,
+        "leaderboard": 4.5,  # reads the stacker's rows and bootstrap; the board command reads it
+        "commands": 5, "cli": 6}
 # Commands that are compositions of other commands, by design: the demo runs the pipeline, the report
 # shows the board and restacks submissions to draw them, tune fine-tunes with drawn options.
 COMPOSITES = {"commands.demo": {"commands.board", "commands.finetune", "commands.oof", "commands.score",

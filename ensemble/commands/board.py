@@ -251,7 +251,7 @@ def board_view(frame: pd.DataFrame) -> pd.DataFrame:
     beside it (`run = submission`), detail and empty part columns left out."""
     shown = frame.drop(columns=DETAIL)
     written = frame["written_as"].where(frame["written_as"].notna(), None)
-    shown["name"] = [n if not isinstance(w, str) else f"{n} = {w.split(', ')[0]}"
+    shown["name"] = [n if not isinstance(w, str) else f"{n} = {min(w.split(', '), key=len)}"  # the rest: legend
                      + (f" +{w.count(', ')}" if ", " in w else "") for n, w in zip(frame["name"], written)]
     shown["rank"] = [("–" if pd.isna(r) else str(int(r))) + ("*" if isinstance(p, str) else "")
                      for r, p in zip(frame["rank"], frame["pick"])]
@@ -286,7 +286,7 @@ def _pick_lines(frame: pd.DataFrame) -> list[str]:
         if isinstance(row.pick, str):
             lines.append(f"* {shown}{same}: {row.pick}")
         elif written:
-            lines.append(f"{shown}:{same[1:]}")
+            lines.append(f"{shown}: submission {written} is run {row.name} unchanged, one row")
     return lines
 
 
@@ -312,24 +312,27 @@ def board_legend(frame: pd.DataFrame) -> list[str]:
 
 
 def cv_public_correlation(frame: pd.DataFrame) -> dict[str, float] | None:
-    """Pearson and Spearman correlation of CV vs public score, once three or more submissions have both."""
-    both = frame[frame["kind"].isin(["submission", "run"]) & frame["cv"].notna() & frame["public"].notna()]
+    """Pearson and Spearman correlation of the trusted CV score (the board's basis) vs public score, once
+    three or more rows have both."""
+    basis = frame.attrs.get("basis", "cv")
+    both = frame[frame["kind"].isin(["submission", "run"]) & frame[basis].notna() & frame["public"].notna()]
     if len(both) < 3:
         return None
-    cv, public = both["cv"].astype(float), both["public"].astype(float)
+    cv, public = both[basis].astype(float), both["public"].astype(float)
     if cv.nunique() < 2 or public.nunique() < 2:
         return None
     return {"n": int(len(both)), "pearson": float(np.corrcoef(cv, public)[0, 1]),
-            "spearman": float(cv.rank().corr(public.rank()))}
+            "spearman": float(cv.rank().corr(public.rank())), "basis": basis}
 
 
 def correlation_sentence(correlation: dict) -> str:
     """CV vs public correlation, and what it says about trusting CV to pick the next submission."""
     r = correlation["spearman"]
-    verdict = ("CV orders submissions as the leaderboard does: trust it to choose" if r >= 0.8 else
-               "CV and the leaderboard disagree: trust CV less, and look at test-like CV" if r < 0.4 else
-               "CV roughly follows the leaderboard")
-    return (f"CV vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "
+    what = "test-like CV" if correlation.get("basis") == "cv_testlike" else "CV"
+    verdict = (f"{what} orders submissions as the leaderboard does: trust it to choose" if r >= 0.8 else
+               f"{what} and the leaderboard disagree: trust it less (or the public part is too small to rank "
+               "them: see the noise lines)" if r < 0.4 else f"{what} roughly follows the leaderboard")
+    return (f"{what} vs public over {correlation['n']} submissions: Pearson {correlation['pearson']:.3f}, "
             f"Spearman {correlation['spearman']:.3f} ({verdict})")
 
 

@@ -367,7 +367,7 @@ def _submission_sections(ws: Workspace, runs: list[Run], folder: Path, restack: 
         plot_cv_vs_leaderboard(folder / "cv-vs-leaderboard.png", subs.rename_axis(None))
         corr = cv_public_correlation(frame)
         extra = (f" Over {corr['n']} submissions: Pearson {corr['pearson']:.2f}, Spearman {corr['spearman']:.2f} "
-                 "(clean CV vs public)." if corr else " Correlations need three or more submissions with both scores.")
+                 f"({'test-like' if corr.get('basis') == 'cv_testlike' else 'clean'} CV vs public)." if corr else " Correlations need three or more submissions with both scores.")
         sections.append(Section("CV vs leaderboard", "Every recorded submission's nested CV score against its public "
                                 "(circles) and private (squares) leaderboard score." + extra, ["cv-vs-leaderboard.png"]))
     else:
