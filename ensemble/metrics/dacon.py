@@ -25,6 +25,7 @@ import numpy as np
 from ensemble.errors import EnsError
 
 N_BINS = 10
+PLAN_BLOCK = 64  # replicates per block of the rank-sum AUC (its working arrays: rows × block int32)
 EDGES = np.linspace(0.0, 1.0, N_BINS + 1)
 
 
@@ -234,6 +235,8 @@ def plan_auc(plan: RankPlan, counts_t: np.ndarray) -> np.ndarray:
     is Σ count × (C[lo] + C[hi]) with C the running count of negatives, so the one division is the only
     rounding (the float formula of `weighted_auc` sums integers and halves exactly: the same numbers)."""
     n_boot = counts_t.shape[1]
+    if n_boot > PLAN_BLOCK:  # replicates are independent: a block at a time bounds the working arrays
+        return np.concatenate([plan_auc(plan, counts_t[:, b:b + PLAN_BLOCK]) for b in range(0, n_boot, PLAN_BLOCK)])
     C = np.zeros((len(plan.neg) + 1, n_boot), dtype=np.int32)
     np.cumsum(counts_t[plan.neg], axis=0, out=C[1:])
     W = counts_t[plan.pos]

@@ -33,6 +33,7 @@ from ensemble.metrics.bootstrap import DECISION_BOOT
 from ensemble.stack.bootstrap import PairedBootstrap
 
 ALPHA = 0.05
+N_BOOT = DECISION_BOOT  # the decision's size (set in ensemble.metrics.bootstrap), under the name importers use
 
 
 @dataclass(frozen=True)
