@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -30,9 +31,10 @@ def export_cmd(
 
     if quantize not in QUANTIZE:  # options before the workspace or the competition folder is read
         raise ConfigError(f"--quantize {quantize}: accepted: {', '.join(QUANTIZE)}")
-    if not (0 <= max_score_change < float("inf")) or check_rows < 1:
-        raise ConfigError(f"--max-score-change {max_score_change:g} / --check-rows {check_rows}: accepted: a finite "
-                          "change ≥ 0 and at least 1 row")
+    if not math.isfinite(max_score_change):  # below 0: int8 must improve the score by that much
+        raise ConfigError(f"--max-score-change {max_score_change:g}: accepted: a finite score change")
+    if check_rows < 1:
+        raise ConfigError(f"--check-rows {check_rows}: accepted: at least 1 row")
     ws = Workspace.resolve(workspace)
     comp = workspace_and_competition(workspace, data, audio=("train",))[1] if quantize == "int8" else None
     target = out if out is not None else ws.root / "exports" / f"{submission}.onnx"

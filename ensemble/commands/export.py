@@ -151,10 +151,9 @@ def _metadata(name: str, sidecar: Sidecar, labels: list[str], rate: int, runs: l
             "recipe": metadata_json(recipe), "sha256": metadata_json(hashes), "quantize": quantize}
 
 
-def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, list[RunGraphs], Recipe]:
-    """The ONNX model of submission `name` (not written), the runs in it, and the recipe it was built
-    from (its state re-indexed to those runs)."""
-    from ensemble.artifacts.io import file_sha256
+def exportable_recipe(ws, name: str, quantize: str = "none") -> tuple[Path, Path, Sidecar]:
+    """Submission `name`'s CSV and sidecar paths and its sidecar, checked (hashes, task, fitted state, no
+    meta-features) before anything is built or written."""
     from ensemble.artifacts.submission import read_sidecar, submission_paths
 
     if quantize not in QUANTIZE:
@@ -174,6 +173,16 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
         raise ConfigError(f"submission {name!r} blends per-clip meta-features ({columns}), which an exported graph "
                           "cannot compute yet (the voice-activity detector is not in it); export a submission "
                           "stacked without them (`ens stack … --meta none`)")
+    return csv, sidecar_path, sidecar
+
+
+def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, list[RunGraphs], Recipe]:
+    """The ONNX model of submission `name` (not written), the runs in it, and the recipe it was built
+    from (its state re-indexed to those runs)."""
+    from ensemble.artifacts.io import file_sha256
+
+    csv, sidecar_path, sidecar = exportable_recipe(ws, name, quantize)
+    recipe = sidecar.recipe
     labels, entries = list(recipe.labels), recipe.runs
     if not isinstance(entries, list):
         raise ContractError(f"{sidecar_path}: recipe.runs is {type(entries).__name__}; expected a list of runs")
@@ -354,6 +363,7 @@ def export_submission(ws, name: str, out: Path, *, quantize: str = "none", force
 
     out = Path(out)
     _check_replaceable(out, force)
+    exportable_recipe(ws, name, quantize)  # a submission that cannot be exported leaves no folder or lock
     out.parent.mkdir(parents=True, exist_ok=True)
     with name_lock(lock_beside(out), f"export {out}"):
         recover_dir(out)  # temp files of a killed export
