@@ -19,7 +19,7 @@ import ensemble
 PACKAGE = Path(ensemble.__file__).parent
 FOUNDATION = {"errors", "progress", "probability", "registry", "task"}
 RANK = {"foundation": 0, "metrics": 1, "audio": 2, "artifacts": 3,
-        "stack": 4, "backbones": 4, "export": 4, "demo": 4, "plots": 4, "commands": 5, "cli": 6}
+        "stack": 4, "backbones": 4, "export": 4, "demo": 4, "plots": 4, "leaderboard": 4, "commands": 5, "cli": 6}
 # Commands that are compositions of other commands, by design: the demo runs the pipeline, the report
 # shows the board and restacks submissions to draw them, tune fine-tunes with drawn options.
 COMPOSITES = {"commands.demo": {"commands.board", "commands.finetune", "commands.oof", "commands.score",
