@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.demo.planted import planted_runs, write_competition
+from ensemble.stack.planted import planted_runs, write_competition
 from ensemble.metrics.dacon import competition_score
 
 LABELS = ["fake", "real"]

@@ -1,4 +1,4 @@
-"""Write the planted label-shift runs (`ensemble.demo.planted`) as a competition folder + importable CSVs.
+"""Write the planted label-shift runs (`ensemble.stack.planted`) as a competition folder + importable CSVs.
 
 Usage: `python bench/planted_runs.py --oof-rows 4000 --test-rows 3000 --out DIR [--seed 0]`, then for
 each run `ens import NAME --oof DIR/runs/NAME_oof.csv --test DIR/runs/NAME_test.csv --data DIR/comp`
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ensemble.demo.planted import planted_runs, write_competition
+from ensemble.stack.planted import planted_runs, write_competition
 
 
 def main() -> None:

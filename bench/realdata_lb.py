@@ -32,7 +32,7 @@ from ensemble.artifacts.submission import submission_frame  # noqa: E402
 from ensemble.artifacts.workspace import Workspace  # noqa: E402
 from ensemble.commands.finetune import FinetuneOptions, finetune  # noqa: E402
 from ensemble.commands.lb import record_leaderboard  # noqa: E402
-from ensemble.commands.lb_probe import probed_mix, write_probes  # noqa: E402
+from ensemble.leaderboard.workspace import probed_mix, write_probes  # noqa: E402
 from ensemble.commands.score import read_answers  # noqa: E402
 from ensemble.commands.stack import run_stack  # noqa: E402
 from ensemble.metrics.scorer import get_scorer  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
-from ensemble.demo.planted import planted_runs, write_competition
+from ensemble.stack.planted import planted_runs, write_competition
 from ensemble.errors import ConfigError
 from ensemble.leaderboard.probe import expected_score, probe_constants, solve
 from ensemble.metrics.scorer import get_scorer

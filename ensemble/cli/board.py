@@ -36,7 +36,7 @@ def board_cmd(
         typer.echo(output, nl=not output.endswith("\n"))
     else:
         out.print(output)
-        from ensemble.commands.lb_probe import mix_line
+        from ensemble.leaderboard.workspace import mix_line
 
         if (line := mix_line(Workspace.resolve(workspace))) is not None:
             typer.echo(line)

@@ -54,7 +54,7 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
     request = replace(request, metric=ws.metric(comp.task, request.metric))
     probed = None
     if request.test_prior == "lb":  # before any data is read: the probes and their scores must be there
-        from ensemble.commands.lb_probe import probed_mix
+        from ensemble.leaderboard.workspace import probed_mix
 
         probed = probed_mix(ws, comp).record()
     sets = meta_sets(ws, request)

@@ -1,5 +1,6 @@
-"""`ens lb probe`: write the probe submissions for the workspace's metric, and read back the label mix
-their recorded public scores reveal (`ensemble.leaderboard.probe`)."""
+"""The probes in a workspace: `ens lb probe`'s submissions written for the workspace's metric, and the
+label mix their recorded public scores reveal (`ensemble.leaderboard.probe`), read by `ens stack
+--test-prior lb` and `ens board`."""
 
 from __future__ import annotations
 
