@@ -279,3 +279,29 @@ def test_recover_dir_puts_back_a_folder_a_killed_writer_moved_aside(tmp_path):
     mark(target, "demo", complete=False)  # the killed writer's half-built replacement
     assert recover_dir(target, is_complete) == [f"restored {target}: a writer (pid {dead.pid}) was killed while replacing it"]
     assert (target / "a.txt").read_text() == "old" and not aside.exists()
+
+
+def test_demo_force_keeps_the_old_demo_until_the_new_one_is_complete(tmp_path, monkeypatch):
+    """The demo's pipeline (minutes) is stood in for: first one that fails half-way, then one that works."""
+    import ensemble.commands.demo as demo
+    from ensemble.artifacts.owned import mark
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "old.txt").write_text("the earlier demo")
+    mark(out, "demo")
+    before = tree(out)
+
+    def fails(folder, seed, emit):
+        (folder / "half.txt").write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(demo, "_build_demo", fails)
+    with pytest.raises(OSError):
+        demo.run_demo(out, force=True)
+    assert tree(out) == before and [p.name for p in tmp_path.iterdir() if p.name.startswith(".demo.old")] == []
+    monkeypatch.setattr(demo, "_build_demo", lambda folder, seed, emit: (folder / "new.txt").write_text("new"))
+    demo.run_demo(out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == [".ens-output.json", "new.txt"]
+    assert json.loads((out / ".ens-output.json").read_text())["complete"] is True
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".demo.") and not p.name.endswith(".lock")] == []

@@ -41,7 +41,7 @@ def finetune_cmd(
 ) -> None:
     """K-fold fine-tune an audio classifier: ONNX per fold, OOF/test/test-like predictions, run.json."""
     from ensemble.commands.finetune import FinetuneOptions, check_devices_option, check_knobs, check_model_ref, finetune
-    from ensemble.cli.progress import event_printer
+    from ensemble.cli.progress import event_printer, first_saying
     from ensemble.artifacts.workspace import check_name
 
     values = option_values(ctx, model, training, name=name, folds=folds, devices=devices,
@@ -57,8 +57,8 @@ def finetune_cmd(
     check_knobs(opts)
     ws, comp = workspace_and_competition(workspace, data, audio=("train", "test", "unlabeled"), task=task,
                                          metric=metric)
-    say(comp.task_note())  # before any compute: a wrong guess would train every fold with the wrong head
     with event_printer(console()) as show:
+        show = first_saying(comp.task_note(), show, say)  # as compute starts: a wrong task would train every fold
         if ray is None:
             run = finetune(ws, comp, opts, force=force, progress=show)
         else:

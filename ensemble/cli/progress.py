@@ -22,6 +22,19 @@ def _describe(event: dict) -> str:
     return f"{stage.replace('_', ' ')}: " + ", ".join(rest)
 
 
+def first_saying(line: str, show: Callable[[dict], None], say: Callable[[str], None]) -> Callable[[dict], None]:
+    """`show`, printing `line` (e.g. the task ens decided) before the first event: once work has started,
+    so an error raised before it stays the command's one line."""
+    pending = [line]
+
+    def handler(event: dict) -> None:
+        if pending:
+            say(pending.pop())
+        show(event)
+
+    return handler
+
+
 @contextmanager
 def event_printer(console) -> Iterator[Callable[[dict], None]]:
     """Yield an event handler that draws rich progress bars (transient) and prints milestone lines."""

@@ -25,7 +25,7 @@ def tune_cmd(
     force: Annotated[bool, typer.Option("--force", help="Start the study over (its stored trials are deleted).")] = False,
 ) -> None:
     """Search the fine-tuning knobs with Optuna on the workspace's folds; write the best options as a run.toml."""
-    from ensemble.cli.progress import event_printer
+    from ensemble.cli.progress import event_printer, first_saying
     from ensemble.commands.finetune import FinetuneOptions
     from ensemble.commands.tune import TuneOptions, check_tune, tune
     from ensemble.errors import ConfigError
@@ -38,8 +38,8 @@ def tune_cmd(
                            study=values.pop("study"), out=Path(out) if out else None)
     base = check_tune(FinetuneOptions(**values), settings)  # before the folder's audio is checked
     ws, comp = workspace_and_competition(workspace, data, audio=("train",), metric=metric)
-    say(comp.task_note())
     with event_printer(console()) as show:
+        show = first_saying(comp.task_note(), show, say)
         result = tune(ws, comp, base, settings, force=force, progress=show)
     from ensemble.cli.present import trial_lines
 
