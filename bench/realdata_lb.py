@@ -28,7 +28,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from ensemble.artifacts.competition import Competition  # noqa: E402
-from ensemble.artifacts.submission import submission_frame  # noqa: E402
 from ensemble.artifacts.workspace import Workspace  # noqa: E402
 from ensemble.commands.finetune import FinetuneOptions, finetune  # noqa: E402
 from ensemble.commands.lb import record_leaderboard  # noqa: E402

@@ -1,6 +1,6 @@
 """fsync cost per atomic write: write_parquet (a run file) and write_json (a sidecar), with and without
 fsync, interleaved A,B,B,A; medians over rounds."""
-import statistics, sys, time, tempfile
+import sys, time, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd
 import ensemble.artifacts.io as io

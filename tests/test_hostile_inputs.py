@@ -17,7 +17,6 @@ import os
 import pickle
 import re
 import sqlite3
-import threading
 import zipfile
 from pathlib import Path
 
