@@ -14,25 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from conftest import write_predictions
-from ensemble.cli import app
 from ensemble.task import MULTICLASS, MULTILABEL
-
-runner = CliRunner()
-
-
-def ens(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result, *parts: str) -> str:
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]
+from test_hostile_files import ens, one_error_line
 
 
 def imported_runs(tmp_path: Path, comp: Path) -> None:
