@@ -75,3 +75,20 @@ def test_real_path_of_a_clip_is_realpath(tmp_path):
                 "train/..", "./train/a.wav", "linked/../comp/train/a.wav"):
         path = os.path.join(inside, rel)
         assert _real_path(path, folders) == os.path.realpath(path), rel
+
+
+def test_split_rank_sums_are_the_one_sort_sums():
+    from scipy.stats import rankdata
+
+    from ensemble.metrics.dacon import _sorted_rank_sums, mid_rank_sums
+
+    rng = np.random.default_rng(3)
+    n = 5001
+    P = np.round(rng.random((4, n)), 2)  # many ties within and across the classes
+    P[1] = np.round(P[1], 0)
+    for yT in ((rng.random(n) < 0.4).astype(float), (rng.random((4, n)) < 0.6).astype(float)):
+        split = mid_rank_sums(yT, P)
+        np.testing.assert_array_equal(split, _sorted_rank_sums(yT, P))
+    y = (rng.random(n) < 0.4).astype(float)
+    expected = [y @ rankdata(c) for c in P]  # scipy's mid-ranks: what the sums stand for
+    np.testing.assert_array_equal(mid_rank_sums(y, P), expected)
