@@ -92,3 +92,35 @@ def test_split_rank_sums_are_the_one_sort_sums():
     y = (rng.random(n) < 0.4).astype(float)
     expected = [y @ rankdata(c) for c in P]  # scipy's mid-ranks: what the sums stand for
     np.testing.assert_array_equal(mid_rank_sums(y, P), expected)
+
+
+def _long_way_logistic(X, t, l2=1e-6, n_iter=50, sample_weight=None):
+    """`fit_logistic` as it was: every row's weight a 1.0 multiplied in."""
+    from ensemble.stack.base import sigmoid
+
+    A = np.column_stack([X, np.ones(len(X))])
+    s = np.ones(len(X)) if sample_weight is None else sample_weight
+    w = np.zeros(A.shape[1])
+    reg = l2 * s.sum() * np.eye(A.shape[1])
+    reg[-1, -1] = 0.0
+    for _ in range(n_iter):
+        p = sigmoid(A @ w)
+        g = A.T @ (s * (p - t)) + reg @ w
+        H = (A * (s * p * (1 - p))[:, None]).T @ A + reg + 1e-9 * np.eye(A.shape[1])
+        step = np.linalg.solve(H, g)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w
+
+
+def test_unweighted_logistic_fits_are_the_weighted_by_one_fits():
+    from ensemble.stack.calibration import _fit_intercept, fit_logistic
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(7001) < 0.35).astype(float)
+    x = rng.standard_normal(7001) + 1.3 * y
+    for X in (x[:, None], np.column_stack([x, np.tanh(x)])):
+        np.testing.assert_array_equal(fit_logistic(X, y), _long_way_logistic(X, y))
+        np.testing.assert_array_equal(fit_logistic(X, y, sample_weight=np.ones(len(y))), fit_logistic(X, y))
+    assert _fit_intercept(x, y, 0.2) == _fit_intercept(x, y, 0.2, np.ones(len(y)))
