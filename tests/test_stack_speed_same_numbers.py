@@ -124,3 +124,22 @@ def test_unweighted_logistic_fits_are_the_weighted_by_one_fits():
         np.testing.assert_array_equal(fit_logistic(X, y), _long_way_logistic(X, y))
         np.testing.assert_array_equal(fit_logistic(X, y, sample_weight=np.ones(len(y))), fit_logistic(X, y))
     assert _fit_intercept(x, y, 0.2) == _fit_intercept(x, y, 0.2, np.ones(len(y)))
+
+
+def test_flip_auc_interval_is_the_float_counts_interval():
+    from ensemble.metrics.dacon import weighted_auc
+    from ensemble.stack.flip import bootstrap_auc_ci
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(3000) < 0.4).astype(float)
+    s = np.round(0.2 * y + rng.random(3000), 2)  # ties across the classes
+    for max_rows in (10_000, 1000):
+        got = bootstrap_auc_ci(s, y, 150, 0.05, np.random.default_rng(8), max_rows)
+        r = np.random.default_rng(8)
+        s2, y2 = s, y
+        if len(s) > max_rows:
+            keep = r.permutation(len(s))[:max_rows]
+            s2, y2 = s[keep], y[keep]
+        aucs = weighted_auc(s2, y2, multinomial_counts(len(s2), 150, r))
+        lo, hi = np.quantile(aucs[np.isfinite(aucs)], [0.025, 0.975])
+        assert got == (float(lo), float(hi))
