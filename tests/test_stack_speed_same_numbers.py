@@ -143,3 +143,19 @@ def test_flip_auc_interval_is_the_float_counts_interval():
         aucs = weighted_auc(s2, y2, multinomial_counts(len(s2), 150, r))
         lo, hi = np.quantile(aucs[np.isfinite(aucs)], [0.025, 0.975])
         assert got == (float(lo), float(hi))
+
+
+def test_rank_plan_of_split_sorts_is_the_one_sort_plan():
+    from ensemble.metrics.dacon import plan_auc, rank_plan, weighted_auc
+
+    rng = np.random.default_rng(6)
+    y = (rng.random(4000) < 0.3).astype(float)
+    s = np.round(0.3 * y + rng.random(4000), 2)
+    order = np.argsort(s, kind="stable")  # the plan as one sort of every row made it
+    positive = y[order] == 1
+    plan = rank_plan(s, y)
+    np.testing.assert_array_equal(plan.neg, order[~positive])
+    np.testing.assert_array_equal(plan.pos, order[positive])
+    counts = multinomial_counts(4000, 30, rng)
+    np.testing.assert_array_equal(plan_auc(plan, np.ascontiguousarray(counts.T.astype(np.int32))),
+                                  weighted_auc(s, y, counts))

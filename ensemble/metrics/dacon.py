@@ -248,10 +248,12 @@ class RankPlan:
 
 
 def rank_plan(s: np.ndarray, y: np.ndarray) -> RankPlan:
-    """The sort of 1-D scores `s` against 0/1 targets `y` that every replicate's AUC reuses."""
-    order = np.argsort(s, kind="stable")
-    positive = y[order] == 1
-    pos, neg = order[positive], order[~positive]
+    """The sort of 1-D scores `s` against 0/1 targets `y` that every replicate's AUC reuses: the negatives
+    alone are sorted (the positives' order changes no integer sum of `plan_auc`), and the positives are
+    sorted by score only for `searchsorted` to walk the negatives in order."""
+    positive = y == 1
+    pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+    pos, neg = pos[np.argsort(s[pos], kind="stable")], neg[np.argsort(s[neg], kind="stable")]
     s_neg, s_pos = s[neg], s[pos]
     return RankPlan(pos, neg, np.searchsorted(s_neg, s_pos, "left"), np.searchsorted(s_neg, s_pos, "right"))
 
