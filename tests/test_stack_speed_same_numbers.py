@@ -159,3 +159,27 @@ def test_rank_plan_of_split_sorts_is_the_one_sort_plan():
     counts = multinomial_counts(4000, 30, rng)
     np.testing.assert_array_equal(plan_auc(plan, np.ascontiguousarray(counts.T.astype(np.int32))),
                                   weighted_auc(s, y, counts))
+
+
+def test_lgbm_relabelled_datasets_give_the_fresh_datasets_models():
+    import lightgbm as lgb
+
+    from ensemble.stack.meta import LGBMBlender, _features, _validation_rows
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    fake = (rng.random(n) < 0.45).astype(float)
+    y = np.column_stack([fake, (rng.random(n) < 0.3 + 0.4 * fake).astype(float)])
+    P = np.clip(0.35 * y[:, None, :] + 0.65 * rng.random((n, 3, 2)), 0.001, 0.999)
+    folds = rng.integers(0, 3, n)
+    b = LGBMBlender(n_estimators=40, min_child_samples=20).fit(P, y, folds)
+    valid = _validation_rows(y, folds, 0)
+    for j in range(2):  # the long way: each label's datasets built afresh
+        X, t = _features(P, j, True), y[:, j]
+        train = lgb.Dataset(X[~valid], t[~valid], free_raw_data=True)
+        booster = lgb.train(b._params(int((~valid).sum())), train, num_boost_round=40,
+                            valid_sets=[lgb.Dataset(X[valid], t[valid], reference=train)],
+                            callbacks=[lgb.early_stopping(20, verbose=False)])
+        assert b.best_iterations_[j] == int(booster.best_iteration or 40)
+        np.testing.assert_array_equal(b.models_[j].predict(X, num_iteration=b.best_iterations_[j]),
+                                      booster.predict(X, num_iteration=b.best_iterations_[j]))
