@@ -75,3 +75,111 @@ def test_real_path_of_a_clip_is_realpath(tmp_path):
                 "train/..", "./train/a.wav", "linked/../comp/train/a.wav"):
         path = os.path.join(inside, rel)
         assert _real_path(path, folders) == os.path.realpath(path), rel
+
+
+def test_split_rank_sums_are_the_one_sort_sums():
+    from scipy.stats import rankdata
+
+    from ensemble.metrics.dacon import _sorted_rank_sums, mid_rank_sums
+
+    rng = np.random.default_rng(3)
+    n = 5001
+    P = np.round(rng.random((4, n)), 2)  # many ties within and across the classes
+    P[1] = np.round(P[1], 0)
+    for yT in ((rng.random(n) < 0.4).astype(float), (rng.random((4, n)) < 0.6).astype(float)):
+        split = mid_rank_sums(yT, P)
+        np.testing.assert_array_equal(split, _sorted_rank_sums(yT, P))
+    y = (rng.random(n) < 0.4).astype(float)
+    expected = [y @ rankdata(c) for c in P]  # scipy's mid-ranks: what the sums stand for
+    np.testing.assert_array_equal(mid_rank_sums(y, P), expected)
+
+
+def _long_way_logistic(X, t, l2=1e-6, n_iter=50, sample_weight=None):
+    """`fit_logistic` as it was: every row's weight a 1.0 multiplied in."""
+    from ensemble.stack.base import sigmoid
+
+    A = np.column_stack([X, np.ones(len(X))])
+    s = np.ones(len(X)) if sample_weight is None else sample_weight
+    w = np.zeros(A.shape[1])
+    reg = l2 * s.sum() * np.eye(A.shape[1])
+    reg[-1, -1] = 0.0
+    for _ in range(n_iter):
+        p = sigmoid(A @ w)
+        g = A.T @ (s * (p - t)) + reg @ w
+        H = (A * (s * p * (1 - p))[:, None]).T @ A + reg + 1e-9 * np.eye(A.shape[1])
+        step = np.linalg.solve(H, g)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w
+
+
+def test_unweighted_logistic_fits_are_the_weighted_by_one_fits():
+    from ensemble.stack.calibration import _fit_intercept, fit_logistic
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(7001) < 0.35).astype(float)
+    x = rng.standard_normal(7001) + 1.3 * y
+    for X in (x[:, None], np.column_stack([x, np.tanh(x)])):
+        np.testing.assert_array_equal(fit_logistic(X, y), _long_way_logistic(X, y))
+        np.testing.assert_array_equal(fit_logistic(X, y, sample_weight=np.ones(len(y))), fit_logistic(X, y))
+    assert _fit_intercept(x, y, 0.2) == _fit_intercept(x, y, 0.2, np.ones(len(y)))
+
+
+def test_flip_auc_interval_is_the_float_counts_interval():
+    from ensemble.metrics.dacon import weighted_auc
+    from ensemble.stack.flip import bootstrap_auc_ci
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(3000) < 0.4).astype(float)
+    s = np.round(0.2 * y + rng.random(3000), 2)  # ties across the classes
+    for max_rows in (10_000, 1000):
+        got = bootstrap_auc_ci(s, y, 150, 0.05, np.random.default_rng(8), max_rows)
+        r = np.random.default_rng(8)
+        s2, y2 = s, y
+        if len(s) > max_rows:
+            keep = r.permutation(len(s))[:max_rows]
+            s2, y2 = s[keep], y[keep]
+        aucs = weighted_auc(s2, y2, multinomial_counts(len(s2), 150, r))
+        lo, hi = np.quantile(aucs[np.isfinite(aucs)], [0.025, 0.975])
+        assert got == (float(lo), float(hi))
+
+
+def test_rank_plan_of_split_sorts_is_the_one_sort_plan():
+    from ensemble.metrics.dacon import plan_auc, rank_plan, weighted_auc
+
+    rng = np.random.default_rng(6)
+    y = (rng.random(4000) < 0.3).astype(float)
+    s = np.round(0.3 * y + rng.random(4000), 2)
+    order = np.argsort(s, kind="stable")  # the plan as one sort of every row made it
+    positive = y[order] == 1
+    plan = rank_plan(s, y)
+    np.testing.assert_array_equal(plan.neg, order[~positive])
+    np.testing.assert_array_equal(plan.pos, order[positive])
+    counts = multinomial_counts(4000, 30, rng)
+    np.testing.assert_array_equal(plan_auc(plan, np.ascontiguousarray(counts.T.astype(np.int32))),
+                                  weighted_auc(s, y, counts))
+
+
+def test_lgbm_relabelled_datasets_give_the_fresh_datasets_models():
+    import lightgbm as lgb
+
+    from ensemble.stack.meta import LGBMBlender, _features, _validation_rows
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    fake = (rng.random(n) < 0.45).astype(float)
+    y = np.column_stack([fake, (rng.random(n) < 0.3 + 0.4 * fake).astype(float)])
+    P = np.clip(0.35 * y[:, None, :] + 0.65 * rng.random((n, 3, 2)), 0.001, 0.999)
+    folds = rng.integers(0, 3, n)
+    b = LGBMBlender(n_estimators=40, min_child_samples=20).fit(P, y, folds)
+    valid = _validation_rows(y, folds, 0)
+    for j in range(2):  # the long way: each label's datasets built afresh
+        X, t = _features(P, j, True), y[:, j]
+        train = lgb.Dataset(X[~valid], t[~valid], free_raw_data=True)
+        booster = lgb.train(b._params(int((~valid).sum())), train, num_boost_round=40,
+                            valid_sets=[lgb.Dataset(X[valid], t[valid], reference=train)],
+                            callbacks=[lgb.early_stopping(20, verbose=False)])
+        assert b.best_iterations_[j] == int(booster.best_iteration or 40)
+        np.testing.assert_array_equal(b.models_[j].predict(X, num_iteration=b.best_iterations_[j]),
+                                      booster.predict(X, num_iteration=b.best_iterations_[j]))

@@ -23,8 +23,13 @@ CHUNK = 20             # replicates drawn (and scored) per batch
 
 def multinomial_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """`(n_boot, n)` counts of each row in `n_boot` bootstrap replicates of `n` rows."""
+    return row_counts(n, n_boot, rng).astype(np.float64)
+
+
+def row_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """`multinomial_counts` as integers (the same draws): what an exact rank-sum AUC takes as it is."""
     draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
-    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,33 @@ def mid_rank_sums(yT: np.ndarray, PT: np.ndarray) -> np.ndarray:
     """Σ of the positives' mid-ranks (1-based, ties share their mean rank, as `scipy.stats.rankdata`) in
     each row of `PT` `(columns, rows)` against 0/1 `yT` (same shape, or 1-D for every column): one sort per
     column. Ranks are whole or half numbers, so the sums are exact whatever their order."""
+    if PT.shape[0] and _zero_one(yT) and not np.isnan(PT).any():
+        return _split_rank_sums(yT, PT)
+    return _sorted_rank_sums(yT, PT)
+
+
+def _zero_one(y: np.ndarray) -> bool:
+    """Whether every target is 0 or 1 (what the split path of `mid_rank_sums` needs)."""
+    return bool(((y == 0) | (y == 1)).all())
+
+
+def _split_rank_sums(yT: np.ndarray, PT: np.ndarray) -> np.ndarray:
+    """`mid_rank_sums` for 0/1 targets without NaN, from two half-size sorts per column: the positives'
+    mid-ranks sum to U + n₊(n₊ + 1)/2, U = Σ over positives of (negatives below + half the tied negatives),
+    each count found by `searchsorted` in the sorted negatives. Integers and halves below 2⁵³: the same
+    float as the one-sort sum (`_sorted_rank_sums`)."""
+    out = np.empty(PT.shape[0])
+    for c in range(PT.shape[0]):
+        pos = (yT if yT.ndim == 1 else yT[c]) == 1
+        a, b = np.sort(PT[c][pos]), np.sort(PT[c][~pos])
+        below = np.searchsorted(b, a, side="left").sum() + np.searchsorted(b, a, side="right").sum()
+        n_pos = len(a)
+        out[c] = below / 2 + n_pos * (n_pos + 1) / 2
+    return out
+
+
+def _sorted_rank_sums(yT: np.ndarray, PT: np.ndarray) -> np.ndarray:
+    """`mid_rank_sums` by one sort of each column (any targets, NaN each its own rank)."""
     order = np.argsort(PT, axis=1)
     Ps = np.take_along_axis(PT, order, axis=1)
     ys = yT[order] if yT.ndim == 1 else np.take_along_axis(yT, order, axis=1)
@@ -221,10 +248,12 @@ class RankPlan:
 
 
 def rank_plan(s: np.ndarray, y: np.ndarray) -> RankPlan:
-    """The sort of 1-D scores `s` against 0/1 targets `y` that every replicate's AUC reuses."""
-    order = np.argsort(s, kind="stable")
-    positive = y[order] == 1
-    pos, neg = order[positive], order[~positive]
+    """The sort of 1-D scores `s` against 0/1 targets `y` that every replicate's AUC reuses: the negatives
+    alone are sorted (the positives' order changes no integer sum of `plan_auc`), and the positives are
+    sorted by score only for `searchsorted` to walk the negatives in order."""
+    positive = y == 1
+    pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
+    pos, neg = pos[np.argsort(s[pos], kind="stable")], neg[np.argsort(s[neg], kind="stable")]
     s_neg, s_pos = s[neg], s[pos]
     return RankPlan(pos, neg, np.searchsorted(s_neg, s_pos, "left"), np.searchsorted(s_neg, s_pos, "right"))
 

@@ -50,14 +50,15 @@ def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 5
     Returns `(d + 1,)` coefficients, the intercept last. Small and exact: calibrators have 1–2 inputs.
     """
     A = np.column_stack([X, np.ones(len(X))])
-    s = np.ones(len(X)) if sample_weight is None else sample_weight
+    s = sample_weight  # None: every row weighs 1, and the products by 1.0 it would take are left out
     w = np.zeros(A.shape[1])
-    reg = l2 * s.sum() * np.eye(A.shape[1])
+    reg = l2 * (float(len(X)) if s is None else s.sum()) * np.eye(A.shape[1])
     reg[-1, -1] = 0.0
+    tiny = 1e-9 * np.eye(A.shape[1])
     for _ in range(n_iter):
         p = sigmoid(A @ w)
-        g = A.T @ (s * (p - t)) + reg @ w
-        H = (A * (s * p * (1 - p))[:, None]).T @ A + reg + 1e-9 * np.eye(A.shape[1])
+        g = A.T @ (p - t if s is None else s * (p - t)) + reg @ w
+        H = (A * (p * (1 - p) if s is None else s * p * (1 - p))[:, None]).T @ A + reg + tiny
         step = np.linalg.solve(H, g)
         w -= step
         if np.abs(step).max() < 1e-10:
@@ -67,12 +68,12 @@ def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 5
 
 def _fit_intercept(x: np.ndarray, t: np.ndarray, slope: float, sample_weight: np.ndarray | None = None) -> float:
     """Best intercept for sigmoid(slope·x + b) with the slope fixed."""
-    s = np.ones(len(x)) if sample_weight is None else sample_weight
+    s = sample_weight  # None: weights of 1, left out as in `fit_logistic`
     b = 0.0
     for _ in range(50):
         p = sigmoid(slope * x + b)
-        h = float((s * p * (1 - p)).sum()) + 1e-9
-        step = float((s * (p - t)).sum()) / h
+        h = float((p * (1 - p) if s is None else s * p * (1 - p)).sum()) + 1e-9
+        step = float((p - t if s is None else s * (p - t)).sum()) / h
         b -= step
         if abs(step) < 1e-10:
             break

@@ -26,8 +26,8 @@ from ensemble.artifacts.records import CalibratorState
 from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import MetricError
 from ensemble.stack.base import Blender, logit, register, sigmoid
-from ensemble.metrics.dacon import fast_auc, weighted_auc
-from ensemble.metrics.bootstrap import FLIP_BOOT, multinomial_counts
+from ensemble.metrics.dacon import fast_auc, plan_auc, rank_plan
+from ensemble.metrics.bootstrap import FLIP_BOOT, row_counts
 from ensemble.stack.calibration import MIN_SLOPE, make_calibrator
 from ensemble.probability import LOGIT_EPS
 from ensemble.stack.explain import weight_lines
@@ -52,7 +52,8 @@ def bootstrap_auc_ci(s: np.ndarray, y: np.ndarray, n_boot: int, alpha: float, rn
     if len(s) > max_rows:
         keep = rng.permutation(len(s))[:max_rows]
         s, y = s[keep], y[keep]
-    aucs = weighted_auc(s, y, multinomial_counts(len(s), n_boot, rng))
+    counts_t = np.ascontiguousarray(row_counts(len(s), n_boot, rng).T, dtype=np.int32)  # counts <= rows
+    aucs = plan_auc(rank_plan(s, y), counts_t)  # weighted_auc's own path for integer counts, without floats
     aucs = aucs[np.isfinite(aucs)]
     if not aucs.size:
         raise MetricError("bootstrap replicates hold one class only")

@@ -253,14 +253,21 @@ class LGBMBlender(_MetaLearner):
             self.models_.append(booster)
             self.best_iterations_.append(int(booster.best_iteration or self.n_estimators))
             return
+        sets = None  # with all labels' features, every label bins the same X: built once, relabelled
         for j in range(P.shape[2]):
-            X, t = _features(P, j, self.all_labels, meta), y[:, j]
+            t = y[:, j]
             if t.min() == t.max() or t[valid].min() == t[valid].max():
                 self.models_.append(float(t.mean()))
                 self.best_iterations_.append(0)
                 continue
-            train_set = lgb.Dataset(X[~valid], t[~valid], free_raw_data=True)
-            valid_set = lgb.Dataset(X[valid], t[valid], reference=train_set)
+            if sets is None or not self.all_labels:
+                X = _features(P, j, self.all_labels, meta)
+                sets = (lgb.Dataset(X[~valid], t[~valid], free_raw_data=True),)
+                sets += (lgb.Dataset(X[valid], t[valid], reference=sets[0]),)
+            else:
+                sets[0].set_label(t[~valid])
+                sets[1].set_label(t[valid])
+            train_set, valid_set = sets
             booster = lgb.train(
                 self._params(int((~valid).sum())), train_set, num_boost_round=self.n_estimators, valid_sets=[valid_set],
                 callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
