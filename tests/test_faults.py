@@ -181,15 +181,17 @@ def check_rerun(ws: Path, complete: bool, reference: bytes, method: str = "mean"
 @pytest.mark.slow
 def test_stack_killed_at_every_rename(ws, tmp_path, reference):
     done = renames(stack_args(ws), tmp_path)
-    assert [line.split()[0] for line in done] == ["replace", "replace"]  # the sidecar, then the CSV (the commit)
-    assert done[0].endswith("sub.json") and done[1].endswith("sub.csv")
+    # the sidecar, then the CSV (the commit), then the trusted rows' predictions the board reads beside it
+    assert [line.split()[0] for line in done] == ["replace", "replace", "replace"]
+    assert done[0].endswith("sub.json") and done[1].endswith("sub.csv") and done[2].endswith("sub.rows.parquet")
     for n in range(1, len(done) + 1):
         fresh = tmp_path / f"kill{n}"
         shutil.copytree(ws.parent / "stackws", fresh, ignore=shutil.ignore_patterns("submissions"))
         killed = run(stack_args(fresh), kill_at=n)
         assert killed.returncode == -signal.SIGKILL
-        assert not check_pair_or_nothing(fresh), n  # the CSV rename is the last one: nothing is committed
-        check_rerun(fresh, complete=False, reference=reference["mean"])
+        committed = check_pair_or_nothing(fresh)
+        assert committed == (n == 3), n  # nothing is committed before the CSV rename has happened
+        check_rerun(fresh, complete=committed, reference=reference["mean"])
 
 
 @pytest.mark.slow

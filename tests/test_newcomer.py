@@ -139,12 +139,13 @@ def test_what_the_readme_examples_write_at_the_repository_root_is_ignored_by_git
 
 def test_a_one_run_submission_is_not_titled_stacked():
     from conftest import hand_sidecar
+    from ensemble.artifacts.records import CalibrationNote
     from ensemble.commands.report import _made_of
 
     sidecar = hand_sidecar("au", "single")
     sidecar.recipe.runs = [{"run": "cnn"}, {"run": "lgbm"}]
     sidecar.recipe.blender = {"run": 1}
-    sidecar.recipe.calibrators = [{"calibrator": "none", "label": "fake", "params": {}}]
+    sidecar.recipe.calibrators = [CalibrationNote.from_dict({"calibrator": "none", "label": "fake", "params": {}}, "test")]
     assert _made_of(sidecar) == "run lgbm alone"
     sidecar.recipe.calibrators = [{"calibrator": "platt", "label": "fake", "params": {}}]
     assert _made_of(sidecar) == "run lgbm with a calibrator or test prior"
