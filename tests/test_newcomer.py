@@ -147,6 +147,6 @@ def test_a_one_run_submission_is_not_titled_stacked():
     sidecar.recipe.blender = {"run": 1}
     sidecar.recipe.calibrators = [CalibrationNote.from_dict({"calibrator": "none", "label": "fake", "params": {}}, "test")]
     assert _made_of(sidecar) == "run lgbm alone"
-    sidecar.recipe.calibrators = [{"calibrator": "platt", "label": "fake", "params": {}}]
+    sidecar.recipe.calibrators = [CalibrationNote.from_dict({"calibrator": "platt", "label": "fake", "params": {}}, "test")]
     assert _made_of(sidecar) == "run lgbm with a calibrator or test prior"
     assert _made_of(hand_sidecar("m", "logit")) == "stacked: logit"
