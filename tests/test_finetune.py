@@ -186,3 +186,16 @@ def test_resume_with_other_options_is_refused(competition, tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith(" ")]
     assert result.exit_code == 1 and lines[-1].startswith("Error: ") and "epochs" in lines[-1], result.output
     assert all(line.startswith("task: ") for line in lines[:-1]), result.output
+
+
+def test_force_refuses_a_run_folder_ens_did_not_write(competition, tmp_path):
+    """`--force` used to rmtree whatever `models/NAME/` held."""
+    ws = Workspace(tmp_path / "ws")
+    mine = ws.models_dir / "cnn"
+    mine.mkdir(parents=True)
+    (mine / "thesis.txt").write_text("my own work")
+    result = runner.invoke(app, ["finetune", "logmel-cnn", "--name", "cnn", "--folds", "3", "--epochs", "1",
+                                 "--batch-size", "8", "--max-seconds", "1", "--testlike-per-fold", "6", "--force",
+                                 "-w", str(ws.root), "--data", str(competition)])
+    assert result.exit_code == 1 and "was not written by ens" in result.output.splitlines()[-1], result.output
+    assert (mine / "thesis.txt").read_text() == "my own work"

@@ -18,7 +18,7 @@ import shlex
 import numpy as np
 import pandas as pd
 
-from ensemble.errors import ConfigError, ContractError, DataError
+from ensemble.errors import ConfigError, ContractError, DataError, ExistsError
 from ensemble.artifacts.io import file_sha256, read_json, read_parquet, write_json, write_parquet
 from ensemble.artifacts.records import RunManifest
 from ensemble.artifacts.workspace import Workspace
@@ -97,6 +97,16 @@ def partial_run(folder: Path) -> PartialRun | None:
     done = sorted(int(p.name[4:]) for p in folds if (p / "fold.json").is_file())
     n = saved.get("folds")
     return PartialRun(folder.name, saved.get("model"), done, int(n) if isinstance(n, int) else None, saved)
+
+
+def check_replaceable_run(run_dir: Path, force: bool) -> None:
+    """An existing run is replaced only with `force`, and only when it is a run (or a partial run) ens made."""
+    if not (run_dir.exists() or run_dir.is_symlink()):
+        return
+    if not force:
+        raise ExistsError(f"run {run_dir} exists; pass --force to overwrite it")
+    if run_dir.is_symlink() or not ((run_dir / RUN_MANIFEST_FILE).is_file() or partial_run(run_dir) is not None):
+        raise ExistsError(f"{run_dir} was not written by ens (no {RUN_MANIFEST_FILE}); refusing to replace it")
 
 
 def partial_runs(ws: Workspace) -> list[PartialRun]:

@@ -34,7 +34,7 @@ from ensemble.artifacts.io import read_json, sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
 from ensemble.artifacts.records import RunManifest
-from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run, write_manifest, write_run_file
+from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_replaceable_run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
 from ensemble.metrics.dacon import MetricError, competition_score
 from ensemble.metrics.frames import cv_metrics, score_frame
@@ -58,9 +58,10 @@ def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
     saved = run_dir / OPTIONS_FILE
     if (run_dir / RUN_MANIFEST_FILE).is_file() and not force and not opts.only_folds:
         raise ExistsError(f"run {run_dir} exists; pass --force to overwrite it, or another --name")
-    if force and run_dir.exists():
+    if force and (run_dir.exists() or run_dir.is_symlink()):
         import shutil
 
+        check_replaceable_run(run_dir, force)  # --force replaces a run ens made, never a foreign folder
         shutil.rmtree(run_dir)
     if saved.is_file():
         before = {k: v for k, v in read_json(saved).items() if not (k in LEGACY_KEYS and v == LEGACY_KEYS[k])}

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 
 from ensemble.artifacts.competition import Competition, check_same_ids
-from ensemble.errors import DataError, ExistsError
+from ensemble.errors import DataError
 from ensemble.artifacts.folds import FOLDS_FILE, ensure_folds, folds_fingerprint, load_folds
 from ensemble.artifacts.io import file_sha256, read_csv, recover_dir, replace_dir, staged_dir, write_parquet
 from ensemble.artifacts.locking import name_lock, run_lock
 from ensemble.artifacts.provenance import now_iso, package_versions
 from ensemble.artifacts.records import RunManifest
-from ensemble.artifacts.runs import (OOF_FILE, RUN_MANIFEST_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run,
-                           partial_run, validate_oof, validate_test, write_manifest, write_run_file)
+from ensemble.artifacts.runs import (OOF_FILE, check_replaceable_run, RUN_MANIFEST_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run,
+                           validate_oof, validate_test, write_manifest, write_run_file)
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE, load_testlike, testlike_fingerprint
 from ensemble.artifacts.submission import check_submission_table, read_submission_csv
@@ -80,16 +80,6 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
 
 def _is_run(folder: Path) -> bool:
     return (folder / RUN_MANIFEST_FILE).is_file()
-
-
-def check_replaceable_run(run_dir: Path, force: bool) -> None:
-    """An existing run is replaced only with `force`, and only when it is a run (or a partial run) ens made."""
-    if not (run_dir.exists() or run_dir.is_symlink()):
-        return
-    if not force:
-        raise ExistsError(f"run {run_dir} exists; pass --force to overwrite it")
-    if run_dir.is_symlink() or not ((run_dir / RUN_MANIFEST_FILE).is_file() or partial_run(run_dir) is not None):
-        raise ExistsError(f"{run_dir} was not written by ens (no {RUN_MANIFEST_FILE}); refusing to replace it")
 
 
 def _multiclass_scorer(ws: Workspace, comp: Competition):
