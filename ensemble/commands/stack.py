@@ -71,7 +71,7 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
     written = None
     if request.write:
         rows = _trusted_rows(ws, inputs, result)
-        sidecar.metrics["rows_sha256"] = None if rows is None else rows[1]
+        sidecar.metrics.rows_sha256 = None if rows is None else rows[1]
         written = write_submission(ws, submission_frame(result.test, comp), comp, sidecar, force=request.force)
         if rows is not None:  # after the pair: a submission refused leaves nothing behind
             from ensemble.leaderboard.noise import write_rows
