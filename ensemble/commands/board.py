@@ -82,7 +82,7 @@ def trusted_testlike(ws: Workspace, names: list[str], scorer=None) -> tuple[dict
     out = {}
     for name in names:
         run = load_run(ws, name)
-        if not run.has_testlike:
+        if not run.has_testlike_oof:
             continue
         frame = run.oof_testlike()
         frame = frame.assign(id=frame["id"].astype(str))

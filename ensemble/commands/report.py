@@ -98,7 +98,7 @@ def _run_series(ws: Workspace, runs: list[Run]) -> tuple[np.ndarray, dict[str, l
     series: dict[str, list[Series]] = {}
     for i, run in enumerate(runs):
         series[run.name] = [Series("OOF (clean train clips)", "OOF", y, oof[:, i, :])]
-        if run.has_testlike and clips is not None:
+        if run.has_testlike_oof and clips is not None:
             p = _aligned(run.oof_testlike(), clips["id"], labels)
             series[run.name].append(Series("test-like OOF", "test-like", clips[labels].to_numpy(dtype=np.float64), p))
     return oof, series

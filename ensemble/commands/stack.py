@@ -166,7 +166,7 @@ def _check_options(runs: list[Run], inputs: StackInputs, request: StackRequest) 
         raise ConfigError(f"{wants_oof[0]} needs OOF predictions for every run; runs without: {lacking} "
                           "(import them with --oof, or leave the option out)")
     if fit_on in ("testlike", "both") and inputs.testlike is None:
-        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike) or "every run"
+        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike_oof) or "every run"
         raise ConfigError(f"--fit-on {fit_on} needs test-like OOF (oof_testlike.parquet, made by `ens finetune`) "
                           f"for every run; runs without: {lacking} (use --fit-on auto or clean)")
 
