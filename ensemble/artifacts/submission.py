@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.artifacts.competition import Competition, check_ids, check_rows_sum_to_one, check_same_ids, require_columns
+from ensemble.artifacts.competition import Competition, check_ids, check_same_ids, check_task_rows, require_columns
 from ensemble.errors import DataError, ExistsError
 from ensemble.artifacts.io import (csv_to, file_sha256, fsync_dir, fsync_file, json_text, pid_alive, read_csv,
                                    read_json, staged_file, sweep_tmp)
@@ -42,8 +42,7 @@ def validate_submission(df: pd.DataFrame, comp: Competition, source: Path | str)
         i = int(np.flatnonzero(order)[0])
         raise DataError(f"{source}: row {i + 2} holds id {df['id'].iloc[i]!r}; {sample_path} has {comp.test_ids.iloc[i]!r} there")
     check_probabilities(df, comp.labels, source)
-    if comp.task.exclusive:
-        check_rows_sum_to_one(df, comp.labels, source)
+    check_task_rows(df, comp.labels, comp.task, source)
 
 
 def submission_paths(ws: Workspace, name: str) -> tuple[Path, Path]:
@@ -217,6 +216,5 @@ def check_submission_table(df: pd.DataFrame, comp: Competition, path: Path | str
         raise DataError(f"{path}: unknown column {extra[0]!r}; expected id, {', '.join(comp.labels)}")
     check_ids(df["id"], path)
     check_probabilities(df, comp.labels, path)
-    if comp.task.exclusive:
-        check_rows_sum_to_one(df, comp.labels, path)
+    check_task_rows(df, comp.labels, comp.task, path)
     return df
