@@ -16,7 +16,7 @@ from ensemble.artifacts.io import (csv_to, file_sha256, fsync_dir, fsync_file, j
                                    read_json, staged_file, sweep_tmp)
 from ensemble.artifacts.locking import exclusive
 from ensemble.artifacts.provenance import now_iso, package_versions
-from ensemble.artifacts.records import Recipe, Sidecar
+from ensemble.artifacts.records import CVScores, Recipe, Sidecar
 from ensemble.artifacts.runs import check_probabilities
 from ensemble.artifacts.workspace import Workspace, check_name
 
@@ -198,8 +198,9 @@ def read_sidecar(ws: Workspace, name: str) -> Sidecar:
     return Sidecar.from_dict(read_json(meta), meta)
 
 
-def new_sidecar(name: str, recipe: Recipe, metrics: dict, **more) -> Sidecar:
-    """A sidecar for a submission about to be written: named, dated, with the package versions."""
+def new_sidecar(name: str, recipe: Recipe, metrics: dict | CVScores, **more) -> Sidecar:
+    """A sidecar for a submission about to be written: named, dated, with the package versions (`metrics`: its
+    on-disk dict or the record)."""
     return Sidecar(name=name, created=now_iso(), versions=package_versions(), recipe=recipe, metrics=metrics, **more)
 
 
