@@ -229,8 +229,8 @@ RECORD_DICT_FIELDS = {"data", "versions", "source", "files", "metrics", "testlik
 # Measured 2026-12-07 (issue 31): 61 string-key reads of record fields outside ensemble/artifacts/ on
 # e356ccc, 50 after the sidecar's state, decision and calibration notes became records. The count may fall,
 # never rise: a reader that needs a key gets a typed record with an attribute.
-MAX_RECORD_KEY_READS = 34  # 50 on i31 alone; 72 with the merged main's board and probe code; 34 once
-# the CV scores became records (`CVScores`, `ScoreRecord`, `GainRecord`)
+MAX_RECORD_KEY_READS = 28  # 50 on i31 alone; 72 with the merged main's board and probe code; 34 once
+# the CV scores became records (`CVScores`, `ScoreRecord`, `GainRecord`); 28 with the prior's (`PriorRecord`)
 
 
 def _key_read(node: ast.AST) -> ast.AST | None:

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ensemble.artifacts.records import (BlendState, CalibratorState, CVScores, DecisionRecord, GainRecord, Recipe,
-                                        RunManifest, ScoreRecord, Sidecar)
+from ensemble.artifacts.records import (BlendState, CalibratorState, CVScores, DecisionRecord, GainRecord, PriorRecord,
+                                        Recipe, RunManifest, ScoreRecord, Sidecar)
 from ensemble.errors import DataError
 from stacking import stack
 from ensemble.stack.synthetic import make_runs
@@ -142,3 +142,23 @@ def test_malformed_cv_scores_are_one_line_naming_the_file(raw, message):
     with pytest.raises(DataError, match=message) as err:
         CVScores.from_dict(raw, "sub.json")
     assert "sub.json" in str(err.value) and "\n" not in str(err.value)
+
+
+OLD_PRIOR = {"mode": "em", "prior_train": [0.5, 0.4], "prior_em": [0.3, None], "prior_bbse": [0.31, 0.2],
+             "prior_used": [0.3, 0.4], "ks": [0.1, 0.02]}  # before labels could fall back (no "fallback")
+
+
+@pytest.mark.parametrize("raw", [OLD_PRIOR, {**OLD_PRIOR, "fallback": {"real": "no credible gain"}},
+                                 {**OLD_PRIOR, "mode": "lb", "fallback": {}, "joint": {"probed": {"shares": [0.3, 0.7]}}}])
+def test_a_recorded_prior_reads_as_its_record(raw):
+    prior = Recipe.from_dict({**OLD_RECIPE, "prior": raw}, "x.json").prior_record
+    assert isinstance(prior, PriorRecord) and prior.adapted and prior.prior_used == raw["prior_used"]
+    assert prior.probed == (raw.get("joint") or {}).get("probed", {})
+    assert prior.to_dict() == {"fallback": {}, **raw}
+
+
+def test_no_prior_is_no_record_and_an_unknown_prior_key_is_one_line():
+    assert Recipe.from_dict(OLD_RECIPE, "x.json").prior_record is None
+    assert PriorRecord.from_dict({}, "x.json") is None
+    with pytest.raises(DataError, match="unknown key 'prior_x'"):
+        PriorRecord.from_dict({**OLD_PRIOR, "prior_x": 1}, "x.json")

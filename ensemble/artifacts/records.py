@@ -283,6 +283,42 @@ class CVScores:
 
 
 @dataclass
+class PriorRecord:
+    """`recipe.prior`: what `--test-prior` estimated and applied per label (`PriorResult.recipe()`): the mode,
+    the train, EM, BBSE and used priors, the KS statistics, the labels kept at their train prior and why,
+    and, when the labels were read jointly (or probed), that estimate."""
+
+    mode: str = "none"
+    prior_train: list[float] = field(default_factory=list)
+    prior_em: list[float] = field(default_factory=list)
+    prior_bbse: list[float] = field(default_factory=list)
+    prior_used: list[float] = field(default_factory=list)
+    ks: list[float] = field(default_factory=list)
+    fallback: dict[str, str] = field(default_factory=dict)
+    joint: dict[str, Any] | None = None
+
+    @property
+    def adapted(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def probed(self) -> dict[str, Any]:
+        """The leaderboard probes' record (`--test-prior lb`), else {}."""
+        return (self.joint or {}).get("probed") or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return out if self.joint else {k: v for k, v in out.items() if k != "joint"}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> PriorRecord | None:
+        """The record, or None where no prior was recorded (`null` or `{}`)."""
+        if raw is None or raw == {}:
+            return None
+        return _checked(cls, raw, source)
+
+
+@dataclass
 class RunManifest:
     """`models/<run>/run.json`: what made a run and how good it is (DESIGN.md, Contracts)."""
 
@@ -383,6 +419,12 @@ class Recipe:
     @property
     def run_names(self) -> list[str]:
         return [entry["run"] for entry in self.runs]
+
+    @property
+    def prior_record(self) -> PriorRecord | None:
+        """`prior` as its record (None: none recorded). The field stays the on-disk dict until its writer
+        (`ensemble.stack.prior`) builds the record."""
+        return PriorRecord.from_dict(self.prior, "recipe.prior")
 
     @property
     def meta_columns(self) -> list[str]:

@@ -55,7 +55,7 @@ def single_run_of(recipe) -> str | None:
         return None
     if any(c.calibrator != "none" for c in recipe.calibrators):
         return None
-    if (recipe.prior or {}).get("mode", "none") != "none":
+    if recipe.prior_record is not None and recipe.prior_record.adapted:
         return None
     names = recipe.run_names
     k = int(recipe.blender["run"])
