@@ -20,7 +20,14 @@ from ensemble.probability import LOGIT_EPS, logit, sigmoid
 
 @dataclass(frozen=True)
 class Task:
-    """One kind of contest: its name, its link between probabilities and scores, and its defaults."""
+    """One kind of contest: its name, its link between probabilities and scores, and its defaults.
+
+    `label_by_label` (column-by-column methods apply) and `has_testlike` (a test-like set can be built)
+    both follow from `exclusive` today, but answer different questions: ask the one you mean, so that a
+    third kind of task changes one answer without auditing every `not exclusive`. A difference that
+    needs code (checks, fits) is a method here, in `ensemble.artifacts.competition` (`check_task_rows`,
+    `check_task_targets`) or on the blender base (`_fit_joint`), not a branch at the call site.
+    """
 
     name: str            # as files and the command line spell it
     exclusive: bool      # classes exclude each other: one per clip, rows of probabilities sum to 1

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ensemble.artifacts.records import BlendState, CalibratorState, DecisionRecord, Recipe, Sidecar
+from ensemble.artifacts.records import (BlendState, CalibratorState, CVScores, DecisionRecord, GainRecord, PriorRecord,
+                                        Recipe, RunManifest, ScoreRecord, Sidecar)
 from ensemble.errors import DataError
 from stacking import stack
 from ensemble.stack.synthetic import make_runs
@@ -90,3 +91,74 @@ def test_export_of_a_hand_made_submission_says_it_has_no_fitted_blend(workspace)
     result = CliRunner().invoke(app, ["export", "hand"])
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and "holds no fitted blend" in lines[0], result.output
+
+
+OLD_SIDECAR_METRICS = {  # as `ens stack` writes them: no OOF clean rows (null), a multiclass cv with its report
+    "cv": {"score": 0.41, "auc": float("nan"), "brier": 0.2, "ece": 0.03, "metric": "logloss", "logloss": 0.41,
+           "accuracy": 0.8, "macro_f1": 0.79},
+    "cv_testlike": None, "in_sample": {"score": 0.39, "auc": 0.9, "brier": 0.1, "ece": 0.02}, "optimism": 0.02,
+    "gain": {"gain": 0.01, "lo": -0.002, "hi": 0.03, "n_boot": 200, "alpha": 0.05, "best_run": 1,
+             "best_run_score": 0.42, "on": "clean", "challengers": 3},
+    "cv_report": {"logloss": 0.41, "per_class": {"a": {"f1": 0.8}}}, "rows_sha256": None}
+OLD_RUN_METRICS = {"cv": {"score": 0.3, "auc": 0.9, "brier": 0.1, "ece": 0.05},
+                   "per_fold": [{"fold": 0, "score": 0.31, "auc": 0.9, "brier": 0.1, "ece": 0.05}, {"fold": 1}]}
+
+
+@pytest.mark.parametrize("raw", [OLD_SIDECAR_METRICS, OLD_RUN_METRICS, {}, {"cv": None, "gain": None},
+                                 {k: v for k, v in OLD_SIDECAR_METRICS.items() if k != "rows_sha256"}])
+def test_cv_scores_read_typed_and_write_back_exactly_the_keys_they_had(raw):
+    scores = CVScores.from_dict(json.loads(json.dumps(raw)), "m.json")
+    assert json.dumps(scores.to_dict(), sort_keys=True) == json.dumps(raw, sort_keys=True)
+
+
+def test_cv_scores_are_attributes_and_a_field_set_later_is_written():
+    scores = CVScores.from_dict(OLD_SIDECAR_METRICS, "m.json")
+    assert isinstance(scores.cv, ScoreRecord) and scores.cv.logloss == 0.41 and scores.cv_testlike is None
+    assert isinstance(scores.gain, GainRecord) and scores.gain.level == pytest.approx(0.95)
+    run = CVScores.from_dict(OLD_RUN_METRICS, "run.json")
+    assert [f.score for f in run.per_fold] == [0.31, None] and "cv_testlike" not in run.to_dict()
+    run.cv_testlike = {"score": 0.5, "auc": 0.8, "brier": 0.2, "ece": 0.1}
+    assert run.cv_testlike.auc == 0.8 and run.to_dict()["cv_testlike"]["score"] == 0.5
+    run.rows_sha256 = None  # set to null: written as null
+    assert run.to_dict()["rows_sha256"] is None
+
+
+def test_a_manifest_given_its_metrics_as_a_dict_holds_the_record():
+    manifest = RunManifest(name="r", kind="import", created="t", labels=["fake"], data={}, versions={}, source={},
+                           files={}, metrics=OLD_RUN_METRICS)
+    assert manifest.cv.score == 0.3
+    manifest.metrics = {}
+    assert manifest.cv is None and manifest.to_dict()["metrics"] == {}
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"cv": {"score": 0.3, "auk": 0.9}}, "unknown key 'auk'"),
+    ({"cvv": {}}, "unknown key 'cvv'"),
+    ({"gain": {"lo": 0.0, "hi": 0.1}}, "missing key 'gain'"),
+    ({"per_fold": {"fold": 0}}, "'per_fold' must be a list"),
+    ([1], "must be an object"),
+])
+def test_malformed_cv_scores_are_one_line_naming_the_file(raw, message):
+    with pytest.raises(DataError, match=message) as err:
+        CVScores.from_dict(raw, "sub.json")
+    assert "sub.json" in str(err.value) and "\n" not in str(err.value)
+
+
+OLD_PRIOR = {"mode": "em", "prior_train": [0.5, 0.4], "prior_em": [0.3, None], "prior_bbse": [0.31, 0.2],
+             "prior_used": [0.3, 0.4], "ks": [0.1, 0.02]}  # before labels could fall back (no "fallback")
+
+
+@pytest.mark.parametrize("raw", [OLD_PRIOR, {**OLD_PRIOR, "fallback": {"real": "no credible gain"}},
+                                 {**OLD_PRIOR, "mode": "lb", "fallback": {}, "joint": {"probed": {"shares": [0.3, 0.7]}}}])
+def test_a_recorded_prior_reads_as_its_record(raw):
+    prior = Recipe.from_dict({**OLD_RECIPE, "prior": raw}, "x.json").prior_record
+    assert isinstance(prior, PriorRecord) and prior.adapted and prior.prior_used == raw["prior_used"]
+    assert prior.probed == (raw.get("joint") or {}).get("probed", {})
+    assert prior.to_dict() == {"fallback": {}, **raw}
+
+
+def test_no_prior_is_no_record_and_an_unknown_prior_key_is_one_line():
+    assert Recipe.from_dict(OLD_RECIPE, "x.json").prior_record is None
+    assert PriorRecord.from_dict({}, "x.json") is None
+    with pytest.raises(DataError, match="unknown key 'prior_x'"):
+        PriorRecord.from_dict({**OLD_PRIOR, "prior_x": 1}, "x.json")

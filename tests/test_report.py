@@ -138,7 +138,7 @@ def test_report_data_matches_numpy(built: Workspace):
     z = np.log(oof) - np.log1p(-oof)
     for j in range(len(LABELS)):
         np.testing.assert_allclose(corr[j], np.corrcoef(z[:, :, j].T), atol=1e-12)
-    assert fold_scores(runs[0]) == [f["score"] for f in runs[0].manifest.metrics["per_fold"]]
+    assert fold_scores(runs[0]) == [f.score for f in runs[0].manifest.metrics.per_fold]
     assert len(fold_scores(runs[0])) == N_FOLDS
 
 

@@ -31,6 +31,18 @@ def check_rows_sum_to_one(df: pd.DataFrame, labels: list[str], source: Path | st
                         f"a multiclass row must sum to 1 (within {SUM_TOL:g})")
 
 
+def check_task_rows(df: pd.DataFrame, labels: list[str], task: Task, source: Path | str) -> None:
+    """What `task` asks of a table of probabilities beyond each lying in [0, 1]: a multiclass row sums to 1."""
+    if task.exclusive:
+        check_rows_sum_to_one(df, labels, source)
+
+
+def check_task_targets(df: pd.DataFrame, y: np.ndarray, labels: list[str], task: Task, source: Path | str) -> None:
+    """What `task` asks of 0/1 targets beyond their values: a multiclass row holds exactly one class."""
+    if task.exclusive:
+        check_one_class(df, y, labels, source)
+
+
 def require_columns(df: pd.DataFrame, columns: list[str], source: Path | str) -> None:
     """A missing column is a DataError naming the file and the column."""
     for col in columns:
@@ -188,8 +200,7 @@ class Competition:
     def targets(self) -> np.ndarray:
         """Multi-hot targets `(train rows, labels)` as float64 0/1, aligned with `train`."""
         y = targets_from_frame(self.train, self.labels, self.root / "train.csv")
-        if self.task.exclusive:
-            check_one_class(self.train, y, self.labels, self.root / "train.csv")
+        check_task_targets(self.train, y, self.labels, self.task, self.root / "train.csv")
         check_every_label_seen(self.train, y, self.labels, self.root / "train.csv", self.root / "sample_submission.csv")
         return y
 

@@ -151,6 +151,174 @@ class DecisionRecord:
 
 
 @dataclass
+class ScoreRecord:
+    """One cross-validated score and its parts, as `metrics.cv`, `cv_testlike`, `in_sample` and each
+    `per_fold` entry hold it: competition — `score`, `auc`, `brier`, `ece`; multiclass — `score` (of `metric`),
+    `logloss`, `accuracy`, `macro_f1`, `brier` (a stacked blend also its competition parts); a fold's entry
+    its `fold` (a fold that could not be scored: only that). A part a score lacks is None and not written."""
+
+    score: float | None = None
+    auc: float | None = None
+    brier: float | None = None
+    ece: float | None = None
+    metric: str | None = None
+    logloss: float | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    fold: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _set(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> ScoreRecord:
+        return _checked(cls, raw, source)
+
+
+@dataclass
+class GainRecord:
+    """`metrics.gain`: the blend's gain over the best single run (positive: better) with its bootstrap
+    interval [`lo`, `hi`] at level 1 − `alpha`, and which run, on which rows, against how many challengers."""
+
+    gain: float
+    lo: float
+    hi: float
+    n_boot: int | None = None
+    alpha: float | None = None
+    best_run: int | None = None
+    best_run_score: float | None = None
+    on: str | None = None
+    challengers: int | None = None
+
+    @property
+    def level(self) -> float | None:
+        """The interval's confidence level (None: not recorded)."""
+        return None if self.alpha is None else 1 - self.alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        return _set(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> GainRecord:
+        return _checked(cls, raw, source)
+
+
+_SCORE_KEYS = ("cv", "cv_testlike", "in_sample")
+
+
+@dataclass
+class CVScores:
+    """`metrics` of a run's manifest (`cv`, `per_fold`, `cv_testlike`; no OOF: none) or of a submission's
+    sidecar (`cv`, `cv_testlike`, `in_sample`, `optimism`, `gain`, multiclass `cv_report`, `rows_sha256`).
+
+    A file keeps exactly the keys it had: a key written as null (a sidecar's `cv` with no OOF) stays null,
+    one never written stays absent — `written` holds the keys given, and setting a field adds its key."""
+
+    cv: ScoreRecord | None = None
+    cv_testlike: ScoreRecord | None = None
+    per_fold: list[ScoreRecord] | None = None
+    in_sample: ScoreRecord | None = None
+    optimism: float | None = None
+    gain: GainRecord | None = None
+    cv_report: dict[str, Any] | None = None  # multiclass: `class_report` of the nested OOF
+    rows_sha256: str | None = None           # the trusted rows' hash, set when the submission is written
+    written: set[str] = field(default_factory=set, compare=False, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SCORE_KEYS and isinstance(value, dict):
+            value = ScoreRecord.from_dict(value, f"metrics.{name}")
+        elif name == "gain" and isinstance(value, dict):
+            value = GainRecord.from_dict(value, "metrics.gain")
+        elif name == "per_fold" and isinstance(value, list):
+            value = [ScoreRecord.from_dict(r, f"metrics.per_fold[{j}]") if isinstance(r, dict) else r
+                     for j, r in enumerate(value)]
+        super().__setattr__(name, value)
+        if name != "written" and "written" in self.__dict__:
+            self.written.add(name)
+
+    def __post_init__(self) -> None:
+        self.written = set(self.written) | {k for k in self._keys() if getattr(self, k) is not None}  # a copy: `replace` shares it
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """`metrics[key] = value` (for callers not yet on attributes): the field `key`, checked."""
+        if key not in self._keys():
+            raise KeyError(key)
+        setattr(self, key, value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """`metrics.get(key)` (for callers not yet on attributes): the field's value, None unset."""
+        value = getattr(self, key, None) if key in self._keys() else None
+        return default if value is None else value
+
+    @classmethod
+    def _keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name != "written"]
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, list):
+                return [plain(v) for v in value]
+            return value.to_dict() if hasattr(value, "to_dict") else value
+        return {k: plain(getattr(self, k)) for k in self._keys() if k in self.written}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> CVScores:
+        if isinstance(raw, CVScores):
+            return raw
+        if not isinstance(raw, dict):
+            raise DataError(f"{source}: 'metrics' must be an object; got {type(raw).__name__}")
+        unknown = sorted(set(raw) - set(cls._keys()))
+        if unknown:
+            raise DataError(f"{source}: unknown key {unknown[0]!r} in metrics; they hold {', '.join(cls._keys())}")
+        nested = {k: ScoreRecord.from_dict(raw[k], f"{source}.{k}") for k in _SCORE_KEYS if raw.get(k) is not None}
+        if raw.get("gain") is not None:
+            nested["gain"] = GainRecord.from_dict(raw["gain"], f"{source}.gain")
+        if raw.get("per_fold") is not None:
+            if not isinstance(raw["per_fold"], list):
+                raise DataError(f"{source}: 'per_fold' must be a list")
+            nested["per_fold"] = [ScoreRecord.from_dict(r, f"{source}.per_fold[{j}]") for j, r in enumerate(raw["per_fold"])]
+        scores = cls(**{**raw, **nested})
+        scores.written |= set(raw)
+        return scores
+
+
+@dataclass
+class PriorRecord:
+    """`recipe.prior`: what `--test-prior` estimated and applied per label (`PriorResult.recipe()`): the mode,
+    the train, EM, BBSE and used priors, the KS statistics, the labels kept at their train prior and why,
+    and, when the labels were read jointly (or probed), that estimate."""
+
+    mode: str = "none"
+    prior_train: list[float] = field(default_factory=list)
+    prior_em: list[float] = field(default_factory=list)
+    prior_bbse: list[float] = field(default_factory=list)
+    prior_used: list[float] = field(default_factory=list)
+    ks: list[float] = field(default_factory=list)
+    fallback: dict[str, str] = field(default_factory=dict)
+    joint: dict[str, Any] | None = None
+
+    @property
+    def adapted(self) -> bool:
+        return self.mode != "none"
+
+    @property
+    def probed(self) -> dict[str, Any]:
+        """The leaderboard probes' record (`--test-prior lb`), else {}."""
+        return (self.joint or {}).get("probed") or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return out if self.joint else {k: v for k, v in out.items() if k != "joint"}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> PriorRecord | None:
+        """The record, or None where no prior was recorded (`null` or `{}`)."""
+        if raw is None or raw == {}:
+            return None
+        return _checked(cls, raw, source)
+
+
+@dataclass
 class RunManifest:
     """`models/<run>/run.json`: what made a run and how good it is (DESIGN.md, Contracts)."""
 
@@ -162,7 +330,7 @@ class RunManifest:
     versions: dict[str, str]
     source: dict[str, Any]               # finetune: model_ref and model; import: the CSVs and their hashes
     files: dict[str, str]                # prediction file name → SHA-256
-    metrics: dict[str, Any] = field(default_factory=dict)  # cv, cv_testlike, per_fold (no OOF: empty)
+    metrics: CVScores = field(default_factory=CVScores)  # cv, cv_testlike, per_fold (no OOF: none)
     task: str | None = None              # None: written before runs recorded their task (multi-label)
     folds_fingerprint: str | None = None
     testlike_fingerprint: str | None = None
@@ -177,10 +345,16 @@ class RunManifest:
     transform: str | None = None
     schema: int = SCHEMA
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`metrics` given as its on-disk dict (by a writer, or `from_dict`) is held as its record."""
+        if name == "metrics" and not isinstance(value, CVScores):
+            value = CVScores.from_dict(value, "run.json metrics")
+        super().__setattr__(name, value)
+
     @property
-    def cv(self) -> dict[str, Any] | None:
+    def cv(self) -> ScoreRecord | None:
         """The OOF score and its parts (None: no OOF)."""
-        return self.metrics.get("cv")
+        return self.metrics.cv
 
     @property
     def task_type(self) -> Task:
@@ -191,10 +365,12 @@ class RunManifest:
         return self.source.get("model_ref")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(dataclasses.replace(self, metrics=CVScores())) | {"metrics": self.metrics.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> RunManifest:
+        if isinstance(raw, dict) and "metrics" in raw:
+            raw = {**raw, "metrics": CVScores.from_dict(raw["metrics"], f"{source}.metrics")}
         manifest = _checked(cls, raw, source)
         labels = manifest.labels
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
@@ -245,6 +421,12 @@ class Recipe:
         return [entry["run"] for entry in self.runs]
 
     @property
+    def prior_record(self) -> PriorRecord | None:
+        """`prior` as its record (None: none recorded). The field stays the on-disk dict until its writer
+        (`ensemble.stack.prior`) builds the record."""
+        return PriorRecord.from_dict(self.prior, "recipe.prior")
+
+    @property
     def meta_columns(self) -> list[str]:
         """The per-clip meta-feature columns the blend reads beside the logits (none: [])."""
         return list((self.meta_features or {}).get("columns", []))
@@ -290,7 +472,7 @@ class Sidecar:
     created: str
     versions: dict[str, str]
     recipe: Recipe
-    metrics: dict[str, Any]              # cv, cv_testlike, in_sample, optimism, gain (multiclass: cv_report)
+    metrics: CVScores                    # cv, cv_testlike, in_sample, optimism, gain (multiclass: cv_report)
     leaderboard: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     prior_sensitivity: list[dict[str, Any]] = field(default_factory=list)
@@ -301,14 +483,22 @@ class Sidecar:
     recipe_sha256: str | None = None     # set when written: the recipe's canonical JSON (checked by export)
     schema: int = SCHEMA
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`metrics` given as its on-disk dict (by a writer, or `from_dict`) is held as its record."""
+        if name == "metrics" and not isinstance(value, CVScores):
+            value = CVScores.from_dict(value, "sidecar metrics")
+        super().__setattr__(name, value)
+
     @property
-    def cv(self) -> dict[str, Any] | None:
-        return self.metrics.get("cv")
+    def cv(self) -> ScoreRecord | None:
+        return self.metrics.cv
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(dataclasses.replace(self, recipe=None)) | {"recipe": self.recipe.to_dict()}
+        return dataclasses.asdict(dataclasses.replace(self, recipe=None, metrics=CVScores())) | {
+            "recipe": self.recipe.to_dict(), "metrics": self.metrics.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> Sidecar:
         recipe = Recipe.from_dict(raw.get("recipe") if isinstance(raw, dict) else None, f"{source} (recipe)")
-        return _checked(cls, raw, source, recipe=recipe)
+        metrics = {"metrics": CVScores.from_dict(raw["metrics"], f"{source}.metrics")} if isinstance(raw, dict) and "metrics" in raw else {}
+        return _checked(cls, raw, source, recipe=recipe, **metrics)

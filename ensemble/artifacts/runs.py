@@ -195,8 +195,12 @@ class Run:
         return (self.dir / OOF_FILE).is_file()
 
     @property
-    def has_testlike(self) -> bool:
+    def has_testlike_oof(self) -> bool:
+        """Whether the run holds predictions for the test-like clips (not `Task.has_testlike`: whether the
+        task can have a test-like set at all)."""
         return (self.dir / TESTLIKE_OOF_FILE).is_file()
+
+    has_testlike = has_testlike_oof  # the old name, for callers not yet renamed (leaderboard.noise)
 
     def oof(self) -> pd.DataFrame:
         return self._read(OOF_FILE)

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.artifacts.competition import Competition, check_ids, check_rows_sum_to_one, check_same_ids, require_columns
+from ensemble.artifacts.competition import Competition, check_ids, check_same_ids, check_task_rows, require_columns
 from ensemble.errors import DataError, ExistsError
 from ensemble.artifacts.io import (csv_to, file_sha256, fsync_dir, fsync_file, json_text, pid_alive, read_csv,
                                    read_json, staged_file, sweep_tmp)
 from ensemble.artifacts.locking import exclusive
 from ensemble.artifacts.provenance import now_iso, package_versions
-from ensemble.artifacts.records import Recipe, Sidecar
+from ensemble.artifacts.records import CVScores, Recipe, Sidecar
 from ensemble.artifacts.runs import check_probabilities
 from ensemble.artifacts.workspace import Workspace, check_name
 
@@ -42,8 +42,7 @@ def validate_submission(df: pd.DataFrame, comp: Competition, source: Path | str)
         i = int(np.flatnonzero(order)[0])
         raise DataError(f"{source}: row {i + 2} holds id {df['id'].iloc[i]!r}; {sample_path} has {comp.test_ids.iloc[i]!r} there")
     check_probabilities(df, comp.labels, source)
-    if comp.task.exclusive:
-        check_rows_sum_to_one(df, comp.labels, source)
+    check_task_rows(df, comp.labels, comp.task, source)
 
 
 def submission_paths(ws: Workspace, name: str) -> tuple[Path, Path]:
@@ -199,8 +198,9 @@ def read_sidecar(ws: Workspace, name: str) -> Sidecar:
     return Sidecar.from_dict(read_json(meta), meta)
 
 
-def new_sidecar(name: str, recipe: Recipe, metrics: dict, **more) -> Sidecar:
-    """A sidecar for a submission about to be written: named, dated, with the package versions."""
+def new_sidecar(name: str, recipe: Recipe, metrics: dict | CVScores, **more) -> Sidecar:
+    """A sidecar for a submission about to be written: named, dated, with the package versions (`metrics`: its
+    on-disk dict or the record)."""
     return Sidecar(name=name, created=now_iso(), versions=package_versions(), recipe=recipe, metrics=metrics, **more)
 
 
@@ -217,6 +217,5 @@ def check_submission_table(df: pd.DataFrame, comp: Competition, path: Path | str
         raise DataError(f"{path}: unknown column {extra[0]!r}; expected id, {', '.join(comp.labels)}")
     check_ids(df["id"], path)
     check_probabilities(df, comp.labels, path)
-    if comp.task.exclusive:
-        check_rows_sum_to_one(df, comp.labels, path)
+    check_task_rows(df, comp.labels, comp.task, path)
     return df

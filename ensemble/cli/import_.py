@@ -27,7 +27,7 @@ def import_cmd(
     ws, comp = workspace_and_competition(workspace, data, task=task)
     run = import_run(ws, comp, name, test, oof, force=force, testlike_csv=testlike)
     cv = run.manifest.cv
-    tail = f" (CV {cv['score']:.5f})" if cv else " (no OOF: can be averaged, not learned from)"
+    tail = f" (CV {cv.score:.5f})" if cv else " (no OOF: can be averaged, not learned from)"
     typer.echo(f"imported run {name} into {run.dir}{tail}")
     say(comp.task_note())
     if cv:

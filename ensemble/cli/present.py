@@ -230,16 +230,16 @@ def stack_summary(path, result, recipe: Recipe, width: int = 80) -> str:
 
 def prior_table(result) -> Table | None:
     """Estimated test priors per label and the OOF score at each assumed prior (`--test-prior`)."""
-    prior = result.recipe.prior or {}
-    if not result.sensitivity or not prior:
+    prior = result.recipe.prior_record
+    if not result.sensitivity or prior is None:
         return None
     frame = pd.DataFrame(result.sensitivity).pivot(index="prior", columns="label", values="score").reset_index()
     from rich.console import Group
     from rich.text import Text
 
     labels = result.recipe.labels
-    lines = [f"test prior of {label}: train {prior['prior_train'][j]:.3f}, EM {fmt(prior['prior_em'][j], 3)}, "
-             f"BBSE {fmt(prior['prior_bbse'][j], 3)}, used {fmt(prior['prior_used'][j], 3) if prior.get('prior_used') else '–'}"
+    lines = [f"test prior of {label}: train {prior.prior_train[j]:.3f}, EM {fmt(prior.prior_em[j], 3)}, "
+             f"BBSE {fmt(prior.prior_bbse[j], 3)}, used {fmt(prior.prior_used[j], 3) if prior.prior_used else '–'}"
              for j, label in enumerate(labels)]
     return Group(Text("\n".join(lines)), frame_table(frame, title="OOF score vs prior", digits=4))
 

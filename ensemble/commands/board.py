@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from ensemble.artifacts.records import CVScores, ScoreRecord
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, partial_runs, read_manifest
 from ensemble.artifacts.submission import read_sidecar
 from ensemble.artifacts.workspace import Workspace
@@ -24,23 +26,21 @@ COLUMN_HEADERS = {"rank": "#", "cv_testlike": "t-like", "public": "pub", "privat
                   "s": "sec"}
 
 
-def _row(name: str, kind: str, method: str, metrics: dict, board: dict) -> dict:
-    cv = metrics.get("cv") or {}
-    testlike = metrics.get("cv_testlike") or {}
-    gain = metrics.get("gain") or {}
+def _row(name: str, kind: str, method: str, metrics: CVScores, board: dict) -> dict:
+    cv, testlike, gain = metrics.cv or ScoreRecord(), metrics.cv_testlike or ScoreRecord(), metrics.gain
     return {
         "name": name, "kind": kind, "method": method,
-        "cv": cv.get("score"), "auc": cv.get("auc"), "brier": cv.get("brier"), "ece": cv.get("ece"),
-        "cv_testlike": testlike.get("score"),
+        "cv": cv.score, "auc": cv.auc, "brier": cv.brier, "ece": cv.ece,
+        "cv_testlike": testlike.score,
         "public": board.get("public"), "private": board.get("private"),
-        "in_sample": (metrics.get("in_sample") or {}).get("score"), "gap": metrics.get("optimism"),
-        "gain": gain.get("gain"), "gain_lo": gain.get("lo"), "gain_hi": gain.get("hi"),
-        "gain_level": None if gain.get("alpha") is None else 1 - gain["alpha"],
+        "in_sample": metrics.in_sample.score if metrics.in_sample else None, "gap": metrics.optimism,
+        "gain": gain.gain if gain else None, "gain_lo": gain.lo if gain else None, "gain_hi": gain.hi if gain else None,
+        "gain_level": gain.level if gain else None,
         "written_as": None, "pick": None,
     }
 
 
-def _submission_row(name: str, sidecar, metrics: dict) -> dict:
+def _submission_row(name: str, sidecar, metrics: CVScores) -> dict:
     """A submission's row, with the decision rule's reason where the rule chose what it holds."""
     row = _row(name, "submission", sidecar.recipe.method, metrics, sidecar.leaderboard)
     decision = sidecar.recipe.decision
@@ -55,7 +55,7 @@ def single_run_of(recipe) -> str | None:
         return None
     if any(c.calibrator != "none" for c in recipe.calibrators):
         return None
-    if (recipe.prior or {}).get("mode", "none") != "none":
+    if recipe.prior_record is not None and recipe.prior_record.adapted:
         return None
     names = recipe.run_names
     k = int(recipe.blender["run"])
@@ -82,7 +82,7 @@ def trusted_testlike(ws: Workspace, names: list[str], scorer=None) -> tuple[dict
     out = {}
     for name in names:
         run = load_run(ws, name)
-        if not run.has_testlike:
+        if not run.has_testlike_oof:
             continue
         frame = run.oof_testlike()
         frame = frame.assign(id=frame["id"].astype(str))
@@ -192,15 +192,15 @@ def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> 
     trusted, weighting = trusted_testlike(ws, ws.run_names())
     for name in ws.run_names():
         manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
-        metrics = dict(manifest.metrics)
+        metrics = manifest.metrics
         if name in trusted:  # scored as the decision rule scores it, beside the submissions' nested scores
-            metrics["cv_testlike"] = {"score": trusted[name]}
+            metrics = replace(metrics, cv_testlike=ScoreRecord(score=trusted[name]))
         rows.append(_row(name, "run", manifest.model_ref or manifest.kind, metrics, {}))
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
         rows.append(_submission_row(name, sidecar, sidecar.metrics))
     for partial in partial_runs(ws):  # unranked: no scores until every fold is done
-        rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
+        rows.append(_row(partial.name, "partial", partial.model or "?", CVScores(), {}))
     rows = _fold_single_runs(ws, rows) if fold else rows
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("rank", "delta")])
     if frame.empty:
@@ -223,15 +223,15 @@ def _metric_frame(ws: Workspace, scorer, fold: bool = True) -> pd.DataFrame:
     for name in ws.run_names():
         manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
         cv = _rescore(ws, name, scorer, truth)
-        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, {"cv": cv} if cv else {}, {})
+        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, CVScores(cv=cv), {})
                     | {k: (cv or {}).get(k) for k in parts})
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
         same = (sidecar.recipe.metric or "competition") in (scorer.name, *(["dacon-fakevoice"] if scorer.name == "competition" else []))
-        cv = (sidecar.cv or {}) if same else {}
-        rows.append(_submission_row(name, sidecar, sidecar.metrics if same else {}) | {k: cv.get(k) for k in parts})
+        rows.append(_submission_row(name, sidecar, sidecar.metrics if same else CVScores())
+                    | {k: getattr(sidecar.cv, k, None) if same else None for k in parts})
     for partial in partial_runs(ws):
-        rows.append(_row(partial.name, "partial", partial.model or "?", {}, {}))
+        rows.append(_row(partial.name, "partial", partial.model or "?", CVScores(), {}))
     columns = [c for c in COLUMNS if c not in ("rank", "delta")] + parts
     frame = pd.DataFrame(_fold_single_runs(ws, rows) if fold else rows, columns=columns)
     if frame.empty:

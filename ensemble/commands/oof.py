@@ -79,7 +79,7 @@ def run_scorer(manifest: RunManifest, comp: Competition):
 
     if not comp.task.exclusive:
         return None
-    return get_scorer((manifest.cv or {}).get("metric") or comp.task.default_metric, comp.task)
+    return get_scorer((manifest.cv.metric if manifest.cv else None) or comp.task.default_metric, comp.task)
 
 
 def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, provider: str) -> dict[str, float]:
@@ -106,9 +106,10 @@ def _write(run, comp: Competition, folds: pd.DataFrame, clips, frames: dict, pro
             diffs[split] = float(max(np.abs(merged[f"{c}_old"] - merged[c]).max() for c in comp.labels))
         manifest.files[filename[split]] = write_run_file(new, run.dir, filename[split])
         if split == "train":
-            manifest.metrics.update(cv_metrics(new, folds, comp.labels, run_scorer(manifest, comp)))
+            scores = cv_metrics(new, folds, comp.labels, run_scorer(manifest, comp))
+            manifest.metrics.cv, manifest.metrics.per_fold = scores["cv"], scores["per_fold"]
         if split == "testlike":
-            manifest.metrics["cv_testlike"] = score_frame(new, clips, comp.labels).as_dict()
+            manifest.metrics.cv_testlike = score_frame(new, clips, comp.labels).as_dict()
     manifest.onnxruntime = {"provider": provider, "predicted": now_iso(), "max_abs_diff_to_previous": diffs}
     write_manifest(run.dir, manifest)
     return diffs

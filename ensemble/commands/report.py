@@ -64,8 +64,7 @@ def logit_correlation(oof: np.ndarray) -> np.ndarray:
 
 def fold_scores(run: Run) -> list[float]:
     """The competition score of each scorable fold, from run.json `metrics.per_fold`."""
-    rows = run.manifest.metrics.get("per_fold") or []
-    return [float(r["score"]) for r in rows if r.get("score") is not None]
+    return [float(r.score) for r in run.manifest.metrics.per_fold or [] if r.score is not None]
 
 
 def _select_runs(ws: Workspace, names: list[str] | None) -> list[Run]:
@@ -99,7 +98,7 @@ def _run_series(ws: Workspace, runs: list[Run]) -> tuple[np.ndarray, dict[str, l
     series: dict[str, list[Series]] = {}
     for i, run in enumerate(runs):
         series[run.name] = [Series("OOF (clean train clips)", "OOF", y, oof[:, i, :])]
-        if run.has_testlike and clips is not None:
+        if run.has_testlike_oof and clips is not None:
             p = _aligned(run.oof_testlike(), clips["id"], labels)
             series[run.name].append(Series("test-like OOF", "test-like", clips[labels].to_numpy(dtype=np.float64), p))
     return oof, series
@@ -237,18 +236,17 @@ def _board_section(ws: Workspace) -> Section:
 def _scores_text(sidecar: Sidecar) -> str:
     metrics = sidecar.metrics
     parts = []
-    for key, what in (("cv", "nested CV"), ("cv_testlike", "test-like nested CV")):
-        m = metrics.get(key)
-        if m and "logloss" in m:  # multiclass: the metric, then the usual numbers
-            parts.append(f"{what} {m.get('metric', '')} {m['score']:.4f} (log loss {m['logloss']:.3f}, accuracy "
-                         f"{m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f})")
-        elif m and m.get("auc") == m.get("auc"):
-            parts.append(f"{what} {m['score']:.4f} (AUC {m['auc']:.3f}, Brier {m['brier']:.3f}, ECE {m['ece']:.3f})")
+    for m, what in ((metrics.cv, "nested CV"), (metrics.cv_testlike, "test-like nested CV")):
+        if m and m.logloss is not None:  # multiclass: the metric, then the usual numbers
+            parts.append(f"{what} {m.metric or ''} {m.score:.4f} (log loss {m.logloss:.3f}, accuracy "
+                         f"{m.accuracy:.3f}, macro-F1 {m.macro_f1:.3f})")
+        elif m and m.auc == m.auc:
+            parts.append(f"{what} {m.score:.4f} (AUC {m.auc:.3f}, Brier {m.brier:.3f}, ECE {m.ece:.3f})")
         elif m:  # another metric than the competition's: no parts
-            parts.append(f"{what} {sidecar.recipe.metric or ''} {m['score']:.4f}")
-    gain = metrics.get("gain")
+            parts.append(f"{what} {sidecar.recipe.metric or ''} {m.score:.4f}")
+    gain = metrics.gain
     if gain:
-        parts.append(f"gain over the best single run {gain['gain']:+.4f} [{gain['lo']:+.4f}, {gain['hi']:+.4f}] "
+        parts.append(f"gain over the best single run {gain.gain:+.4f} [{gain.lo:+.4f}, {gain.hi:+.4f}] "
                      "(positive = better)")
     board = sidecar.leaderboard
     parts += [f"{key} leaderboard {board[key]:g}" for key in ("public", "private") if board.get(key) is not None]
@@ -299,7 +297,7 @@ def _run_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Section]
     scores = {r.name: fold_scores(r) for r in runs}
     scores = {k: v for k, v in scores.items() if v}
     if scores:
-        cv = {r.name: (r.manifest.cv or {}).get("score") for r in runs}
+        cv = {r.name: r.manifest.cv.score if r.manifest.cv else None for r in runs}
         plot_fold_scores(folder / "fold-scores.png", scores, cv)
         skipped = [r.name for r in runs if r.name not in scores]
         sections.append(Section("Per-fold score spread", "Each run's competition score on each fold's held-out rows "

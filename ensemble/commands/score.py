@@ -39,7 +39,7 @@ def score_file(path: Path, answers_path: Path, metric: str | None = None,
     """Score a submission CSV against an answer key with `metric` (default: the task's); validated like a
     submission first. Multi-label: per label AUC, Brier, ECE. Multiclass (`task`, or detected from the
     key): rows must sum to 1; per class precision, recall, F1, and the whole class report in `per_label['*']`."""
-    from ensemble.artifacts.competition import check_one_class, check_rows_sum_to_one
+    from ensemble.artifacts.competition import check_task_rows, check_task_targets
     from ensemble.metrics.scorer import class_report, get_scorer
 
     answers, labels = read_answers(answers_path)
@@ -54,9 +54,8 @@ def score_file(path: Path, answers_path: Path, metric: str | None = None,
     check_same_ids(pred["id"], answers["id"], path, answers_path)
     check_probabilities(pred, labels, path)
     y = answers[labels].to_numpy(dtype=np.float64)
-    if kind.exclusive:
-        check_one_class(answers, y, labels, answers_path)
-        check_rows_sum_to_one(pred, labels, path)
+    check_task_targets(answers, y, labels, kind, answers_path)
+    check_task_rows(pred, labels, kind, path)
     p = pred.set_index("id").loc[answers["id"], labels].to_numpy(dtype=np.float64)
     if kind.exclusive:
         report = class_report(y, p, labels)

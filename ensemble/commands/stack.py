@@ -71,7 +71,7 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
     written = None
     if request.write:
         rows = _trusted_rows(ws, inputs, result)
-        sidecar.metrics["rows_sha256"] = None if rows is None else rows[1]
+        sidecar.metrics.rows_sha256 = None if rows is None else rows[1]
         written = write_submission(ws, submission_frame(result.test, comp), comp, sidecar, force=request.force)
         if rows is not None:  # after the pair: a submission refused leaves nothing behind
             from ensemble.leaderboard.noise import write_rows
@@ -166,7 +166,7 @@ def _check_options(runs: list[Run], inputs: StackInputs, request: StackRequest) 
         raise ConfigError(f"{wants_oof[0]} needs OOF predictions for every run; runs without: {lacking} "
                           "(import them with --oof, or leave the option out)")
     if fit_on in ("testlike", "both") and inputs.testlike is None:
-        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike) or "every run"
+        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike_oof) or "every run"
         raise ConfigError(f"--fit-on {fit_on} needs test-like OOF (oof_testlike.parquet, made by `ens finetune`) "
                           f"for every run; runs without: {lacking} (use --fit-on auto or clean)")
 

@@ -64,7 +64,7 @@ def check_predictions(ws: Workspace, comp: Competition, run_names: list[str], se
     runs = load_runs(ws, run_names)
     inputs = gather(ws, comp, runs)
     if inputs.testlike is None:
-        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike) or "every run"
+        lacking = ", ".join(repr(r.name) for r in runs if not r.has_testlike_oof) or "every run"
         raise ConfigError(f"the prediction check needs test-like predictions for every run; runs without: {lacking}")
     rng = np.random.default_rng(seed)
     real = np.empty(inputs.test.shape)

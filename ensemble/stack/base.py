@@ -73,6 +73,9 @@ class Blender:
     (`describe`, `summary`) and the runs an export needs (`select_runs`). Nothing outside the class
     branches on a method's name. Blends happen in the task's link space (`_link` / `_unlink`: logits
     and the sigmoid, or log-probabilities and the softmax), so one code path serves both kinds of task.
+    A method whose fit differs when the classes exclude each other (one model over all classes instead
+    of one per label) defines `_fit_joint` / `_predict_joint` beside `_fit` / `_predict`, with the same
+    arguments; the base calls them for an exclusive task, so the method itself never asks the task.
     """
 
     name: str = "blender"
@@ -139,8 +142,14 @@ class Blender:
         meta = None if meta is None else check_meta(meta, P.shape[0])
         self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
         self.n_meta_ = 0 if meta is None else meta.shape[1]
-        self._fit(P, y, folds, meta) if self.uses_meta else self._fit(P, y, folds)
+        fit = self._fit_joint if self._joint("_fit_joint") else self._fit
+        fit(P, y, folds, meta) if self.uses_meta else fit(P, y, folds)
         return self
+
+    def _joint(self, method: str) -> bool:
+        """Whether to call the method's joint form `method`: the task's classes exclude each other and the
+        method defines one."""
+        return self.task.exclusive and hasattr(self, method)
 
     def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         """Blend `P` `(rows, runs, labels)` (and `meta`, when fitted with it) into `(rows, labels)` probabilities."""
@@ -156,7 +165,8 @@ class Blender:
         n_meta = 0 if meta is None else meta.shape[1]
         if n_meta != self.n_meta_:
             raise DataError(f"meta has {n_meta} feature columns; the blender was fitted on {self.n_meta_}")
-        return np.clip(self._predict(P, meta) if self.uses_meta else self._predict(P), 0.0, 1.0)
+        predict = self._predict_joint if self._joint("_predict_joint") else self._predict
+        return np.clip(predict(P, meta) if self.uses_meta else predict(P), 0.0, 1.0)
 
     def recipe(self) -> dict[str, Any]:
         """Learned state worth storing in a submission's sidecar (JSON-serialisable)."""

@@ -70,14 +70,12 @@ def calibrator_lines(recipe: Recipe) -> list[str]:
 
 def prior_lines(recipe: Recipe) -> list[str]:
     """What `--test-prior` did per label: not asked, adapted, or kept (and why)."""
-    prior, labels = recipe.prior or {}, list(recipe.labels)
-    mode = prior.get("mode", "none")
-    if not prior or mode == "none":
+    prior, labels = recipe.prior_record, list(recipe.labels)
+    if prior is None or not prior.adapted:
         return ["test prior: not adapted (--test-prior none)"]
-    out = []
-    used, train = prior.get("prior_used") or [], prior.get("prior_train") or []
-    fallback = prior.get("fallback") or {}
-    probed = (prior.get("joint") or {}).get("probed") or {}
+    out, mode = [], prior.mode
+    used, train = prior.prior_used or [], prior.prior_train or []
+    fallback, probed = prior.fallback or {}, prior.probed
     for j, label in enumerate(labels):
         if label in fallback:
             out.append(f"test prior, {label}: kept the train prior {train[j]:.3f} ({fallback[label]})")

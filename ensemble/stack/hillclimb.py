@@ -95,16 +95,21 @@ class HillClimbBlender(WeightsBlender):
         if self.n_iter < 1 or self.n_bags < 1:
             raise ConfigError(f"hillclimb: n_iter and n_bags must be ≥ 1; got {self.n_iter}, {self.n_bags}")
 
-    def _fit(self, P, y, folds) -> None:
+    def _draw(self, P: np.ndarray) -> tuple[Scorer, np.random.Generator, np.ndarray]:
+        """The checked parameters' scorer, the seeded generator and the rows it draws (at most `max_rows`)."""
         self._check_params()
         scorer = get_scorer(self.metric, self.task)
         rng = np.random.default_rng(self.seed)
+        return scorer, rng, np.sort(rng.permutation(P.shape[0])[: self.max_rows])
+
+    def _fit_joint(self, P, y, folds) -> None:
+        scorer, rng, rows = self._draw(P)
+        self.space_ = "logit"  # log-probabilities: a weighted sum of them is softmaxed
+        self._fit_multiclass(P[rows], y[rows], scorer, rng)
+
+    def _fit(self, P, y, folds) -> None:
+        scorer, rng, rows = self._draw(P)
         n_rows, n_runs, n_labels = P.shape
-        rows = np.sort(rng.permutation(n_rows)[: self.max_rows])
-        if self.task.exclusive:
-            self.space_ = "logit"  # log-probabilities: a weighted sum of them is softmaxed
-            self._fit_multiclass(P[rows], y[rows], scorer, rng)
-            return
         self.space_ = self.space
         X = logit(P[rows]) if self.space == "logit" else P[rows]
         per_bag = max(1, math.ceil(self.bag_fraction * n_runs))

@@ -88,7 +88,7 @@ def gather(ws: Workspace, comp: Competition, runs: list[Run], meta: Sequence[str
     inputs.y = folds[comp.labels].to_numpy(dtype=np.float64)
     inputs.folds = folds["fold"].to_numpy()
     clips = load_testlike(ws)
-    if all(r.has_testlike for r in runs) and clips is not None:
+    if all(r.has_testlike_oof for r in runs) and clips is not None:
         frames = [r.oof_testlike() for r in runs]
         current = testlike_fingerprint(clips)
         for run, frame in zip(runs, frames):

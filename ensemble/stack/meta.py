@@ -84,11 +84,6 @@ class LogRegBlender(_MetaLearner):
             self.meta_scale_ = np.where(meta.std(axis=0) > 0, meta.std(axis=0), 1.0)
             meta = self._scaled(meta)
         self.models_ = []
-        if self.task.exclusive:
-            t = y.argmax(axis=1)
-            self.models_.append(y.mean(axis=0) if len(np.unique(t)) < 2 else
-                                LogisticRegression(C=self.C, max_iter=self.max_iter).fit(_log_features(P), t))
-            return
         for j in range(P.shape[2]):
             if y[:, j].min() == y[:, j].max():
                 self.models_.append(float(y[0, j]))
@@ -99,12 +94,21 @@ class LogRegBlender(_MetaLearner):
     def _scaled(self, meta: np.ndarray | None) -> np.ndarray | None:
         return None if meta is None else (meta - self.meta_mean_) / self.meta_scale_
 
+    def _fit_joint(self, P, y, folds, meta=None) -> None:
+        """Multiclass: one multinomial regression on every run's log-probabilities (one class seen: its shares)."""
+        from sklearn.linear_model import LogisticRegression
+
+        t = y.argmax(axis=1)
+        self.models_ = [y.mean(axis=0) if len(np.unique(t)) < 2 else
+                        LogisticRegression(C=self.C, max_iter=self.max_iter).fit(_log_features(P), t)]
+
+    def _predict_joint(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        model = self.models_[0]
+        if isinstance(model, np.ndarray):  # one class in the fit data: its shares
+            return np.broadcast_to(model, (P.shape[0], P.shape[2])).copy()
+        return _class_columns(model.classes_, model.predict_proba(_log_features(P)), P.shape[2])
+
     def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
-        if self.task.exclusive:
-            model = self.models_[0]
-            if isinstance(model, np.ndarray):  # one class in the fit data: its shares
-                return np.broadcast_to(model, (P.shape[0], P.shape[2])).copy()
-            return _class_columns(model.classes_, model.predict_proba(_log_features(P)), P.shape[2])
         return _per_label(self.models_, P, lambda j, model, X: model.predict_proba(X)[:, 1], self.all_labels,
                           self._scaled(meta))
 
@@ -239,20 +243,6 @@ class LGBMBlender(_MetaLearner):
 
         valid = _validation_rows(y, folds, self.seed)
         self.models_, self.best_iterations_ = [], []
-        if self.task.exclusive:
-            X, t = _log_features(P), y.argmax(axis=1)
-            if len(np.unique(t[~valid])) < 2:  # one class to learn from: its shares
-                self.models_.append(y.mean(axis=0))
-                self.best_iterations_.append(0)
-                return
-            params = {**self._params(int((~valid).sum())), "objective": "multiclass", "num_class": P.shape[2]}
-            train_set = lgb.Dataset(X[~valid], t[~valid], free_raw_data=True)
-            valid_set = lgb.Dataset(X[valid], t[valid], reference=train_set)
-            booster = lgb.train(params, train_set, num_boost_round=self.n_estimators, valid_sets=[valid_set],
-                                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
-            self.models_.append(booster)
-            self.best_iterations_.append(int(booster.best_iteration or self.n_estimators))
-            return
         sets = None  # with all labels' features, every label bins the same X: built once, relabelled
         for j in range(P.shape[2]):
             t = y[:, j]
@@ -275,13 +265,29 @@ class LGBMBlender(_MetaLearner):
             self.models_.append(booster)
             self.best_iterations_.append(int(booster.best_iteration or self.n_estimators))
 
-    def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
-        if self.task.exclusive:
-            if isinstance(self.models_[0], np.ndarray):
-                return np.broadcast_to(self.models_[0], (P.shape[0], P.shape[2])).copy()
-            return self.models_[0].predict(_log_features(P), num_iteration=self.best_iterations_[0],
-                                           num_threads=self.num_threads)
+    def _fit_joint(self, P, y, folds, meta=None) -> None:
+        """Multiclass: one multiclass booster on every run's log-probabilities (one class seen: its shares)."""
+        import lightgbm as lgb
 
+        valid = _validation_rows(y, folds, self.seed)
+        X, t = _log_features(P), y.argmax(axis=1)
+        if len(np.unique(t[~valid])) < 2:  # one class to learn from: its shares
+            self.models_, self.best_iterations_ = [y.mean(axis=0)], [0]
+            return
+        params = {**self._params(int((~valid).sum())), "objective": "multiclass", "num_class": P.shape[2]}
+        train_set = lgb.Dataset(X[~valid], t[~valid], free_raw_data=True)
+        valid_set = lgb.Dataset(X[valid], t[valid], reference=train_set)
+        booster = lgb.train(params, train_set, num_boost_round=self.n_estimators, valid_sets=[valid_set],
+                            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
+        self.models_, self.best_iterations_ = [booster], [int(booster.best_iteration or self.n_estimators)]
+
+    def _predict_joint(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        if isinstance(self.models_[0], np.ndarray):
+            return np.broadcast_to(self.models_[0], (P.shape[0], P.shape[2])).copy()
+        return self.models_[0].predict(_log_features(P), num_iteration=self.best_iterations_[0],
+                                       num_threads=self.num_threads)
+
+    def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         def predict(j, booster, X):
             return booster.predict(X, num_iteration=self.best_iterations_[j], num_threads=self.num_threads)
 

@@ -31,6 +31,7 @@ from ensemble.stack.nested import EvalSet, FitCache, GuardSet, StackPipeline, be
 from ensemble.stack.metafeatures import MetaFeatures, check_no_label_copy
 from ensemble.stack.prior import adapt_prior, sensitivity_table
 from ensemble.stack.request import FIT_ON, StackInputs, StackRequest
+from ensemble.task import Task
 from ensemble.stack.state import pipeline_state
 
 
@@ -122,8 +123,7 @@ def _check_data(inputs: StackInputs, metric: str | Scorer | None) -> _Data:
         raise ConfigError("w_tl weighs test-like rows; none given")
     w = None if w_tl is None else _check_weights(w_tl, tl.P.shape[0])
     scorer = get_scorer(metric if metric is not None else inputs.task.default_metric, inputs.task)
-    if scorer.task.exclusive:
-        _check_multiclass(P, y, "P_oof")
+    _check_task_rows(scorer.task, P, y, "P_oof")
     return _Data(P, y, folds, tl, w, scorer)
 
 
@@ -167,10 +167,12 @@ def _adapt_probed(p_test: np.ndarray, ev: _Evaluation, data: _Data, record: dict
     return result
 
 
-def _check_multiclass(P: np.ndarray, y: np.ndarray | None, name: str) -> None:
-    """Multiclass inputs: each run's rows sum to 1, each target row holds one class."""
+def _check_task_rows(task: Task, P: np.ndarray, y: np.ndarray | None, name: str) -> None:
+    """What `task` asks of the inputs: multiclass — each run's rows sum to 1, each target row holds one class."""
     from ensemble.artifacts.competition import SUM_TOL
 
+    if not task.exclusive:
+        return
     if y is not None and (y.sum(axis=1) != 1).any():
         row = int(np.flatnonzero(y.sum(axis=1) != 1)[0])
         raise DataError(f"multiclass targets need exactly one class per row; row {row} has {int(y[row].sum())}")
@@ -363,8 +365,7 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
             raise ConfigError("meta-features need OOF predictions for every run; without them leave them out")
         return _test_only(P_test, request, inputs, start)
     _check_task_options(inputs, request)
-    if inputs.task.exclusive:
-        _check_multiclass(P_test, None, "P_test")
+    _check_task_rows(inputs.task, P_test, None, "P_test")
     data = _check_data(inputs, request.metric)
     if P_test.shape[1:] != data.P.shape[1:]:
         raise DataError(f"P_test has runs × labels {P_test.shape[1:]}; the OOF tensor has {data.P.shape[1:]}")

@@ -197,15 +197,20 @@ class WeightedBlender(WeightsBlender):
         self.max_rows = max_rows
         self.seed = seed
 
-    def _fit(self, P, y, folds) -> None:
+    def _check_objective(self) -> None:
         if self.objective not in ("logloss", "competition"):
             raise ConfigError(f"weighted: objective must be 'logloss' or 'competition'; got {self.objective!r}")
         self.space_ = "logit"
-        if self.task.exclusive:
-            if self.objective != "logloss":
-                raise ConfigError("weighted: a multiclass task fits objective='logloss' only")
-            self.weights_ = np.repeat(fit_logloss_weights(P, y)[:, None], P.shape[2], axis=1)
-            return
+
+    def _fit_joint(self, P, y, folds) -> None:
+        """Multiclass: one weight per run, shared by the classes (log-probabilities, then the softmax)."""
+        self._check_objective()
+        if self.objective != "logloss":
+            raise ConfigError("weighted: a multiclass task fits objective='logloss' only")
+        self.weights_ = np.repeat(fit_logloss_weights(P, y)[:, None], P.shape[2], axis=1)
+
+    def _fit(self, P, y, folds) -> None:
+        self._check_objective()
         Z = logit(P)
         weights = []
         for j in range(P.shape[2]):
