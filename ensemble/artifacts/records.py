@@ -45,8 +45,19 @@ def _set(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+class _FlatRecord:
+    """A record of plain fields: written without its unset optional ones, read back checked."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _set(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls: type[Record], raw: Any, source: Path | str) -> Record:
+        return _checked(cls, raw, source)
+
+
 @dataclass
-class CalibratorState:
+class CalibratorState(_FlatRecord):
     """One label's fitted calibrator, exactly (`ensemble.stack.state.calibrator_state`): its `kind` and the
     parameters that kind has — temperature/platt `a`, `b`; beta `coef`; isotonic `x`, `y`, `mix`; none nothing."""
 
@@ -57,13 +68,6 @@ class CalibratorState:
     x: list[float] | None = None
     y: list[float] | None = None
     mix: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _set(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, raw: Any, source: Path | str) -> CalibratorState:
-        return _checked(cls, raw, source)
 
 
 @dataclass
@@ -151,7 +155,7 @@ class DecisionRecord:
 
 
 @dataclass
-class ScoreRecord:
+class ScoreRecord(_FlatRecord):
     """One cross-validated score and its parts, as `metrics.cv`, `cv_testlike`, `in_sample` and each
     `per_fold` entry hold it: competition — `score`, `auc`, `brier`, `ece`; multiclass — `score` (of `metric`),
     `logloss`, `accuracy`, `macro_f1`, `brier` (a stacked blend also its competition parts); a fold's entry
@@ -167,16 +171,9 @@ class ScoreRecord:
     macro_f1: float | None = None
     fold: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return _set(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, raw: Any, source: Path | str) -> ScoreRecord:
-        return _checked(cls, raw, source)
-
 
 @dataclass
-class GainRecord:
+class GainRecord(_FlatRecord):
     """`metrics.gain`: the blend's gain over the best single run (positive: better) with its bootstrap
     interval [`lo`, `hi`] at level 1 − `alpha`, and which run, on which rows, against how many challengers."""
 
@@ -194,13 +191,6 @@ class GainRecord:
     def level(self) -> float | None:
         """The interval's confidence level (None: not recorded)."""
         return None if self.alpha is None else 1 - self.alpha
-
-    def to_dict(self) -> dict[str, Any]:
-        return _set(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, raw: Any, source: Path | str) -> GainRecord:
-        return _checked(cls, raw, source)
 
 
 _SCORE_KEYS = ("cv", "cv_testlike", "in_sample")
