@@ -8,28 +8,11 @@ scores both written files against the planted labels. Usage: `python bench/plant
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from ensemble.stack.planted import planted_runs, write_competition
-from ensemble.metrics.dacon import competition_score
-
-LABELS = ["fake", "real"]
-
-
-def _ens(*args, cwd: Path) -> str:
-    done = subprocess.run([str(Path(sys.executable).with_name("ens")), *map(str, args)], cwd=cwd, text=True,
-                          capture_output=True, env={**os.environ, "ENS_WORKSPACE": str(cwd)})
-    if done.returncode:
-        raise SystemExit(f"ens {' '.join(map(str, args))} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
+from prior_shift import _ens, em_against_none  # bench/ is the script's folder, so on sys.path
 
 
 def case(n_oof: int, n_test: int, seed: int, root: Path) -> dict:
@@ -39,15 +22,7 @@ def case(n_oof: int, n_test: int, seed: int, root: Path) -> dict:
     ws.mkdir()
     for name in runs.names:
         _ens("import", name, "--oof", paths[f"{name}_oof"], "--test", paths[f"{name}_test"], "--data", paths["comp"], cwd=ws)
-    out = {}
-    for prior in ("em", "none"):
-        _ens("stack", *runs.names, "--compare", "--write", "--test-prior", prior, "--name", prior, cwd=ws)
-        sub = pd.read_csv(ws / "submissions" / f"{prior}.csv")
-        out[prior] = competition_score(runs.y_test, sub[LABELS].to_numpy()).score
-    recipe = json.loads((ws / "submissions" / "em.json").read_text())["recipe"]
-    out.update(true=runs.y_test.mean(axis=0).round(3).tolist(), used=np.round(recipe["prior"]["prior_used"], 3).tolist(),
-               method=recipe["method"], fallback=recipe["prior"]["fallback"])
-    return out
+    return em_against_none(ws, list(runs.names), runs.y_test)
 
 
 def main() -> None:

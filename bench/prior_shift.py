@@ -60,13 +60,19 @@ def case(n_test: int, n_runs: int, weakest: float, strongest: float, seed: int, 
         oof, test = _write(root / f"oof{r}.csv", train_ids, d.P[:, r]), _write(root / f"test{r}.csv", test_ids, d.P_test[:, r])
         _ens("import", f"r{r}", "--oof", oof, "--test", test, "--data", comp, cwd=ws)
         runs.append(f"r{r}")
+    return em_against_none(ws, runs, d.y_test)
+
+
+def em_against_none(ws: Path, runs: list[str], y_test: np.ndarray) -> dict:
+    """`--compare --write` with `--test-prior em` and `none`: each written pick's score on the answers, the
+    true test prior, the prior EM used, the method and any fallback."""
     out = {}
     for prior in ("em", "none"):
         _ens("stack", *runs, "--compare", "--write", "--test-prior", prior, "--name", prior, cwd=ws)
         sub = pd.read_csv(ws / "submissions" / f"{prior}.csv")
-        out[prior] = competition_score(d.y_test, sub[LABELS].to_numpy()).score
+        out[prior] = competition_score(y_test, sub[LABELS].to_numpy()).score
     recipe = json.loads((ws / "submissions" / "em.json").read_text())["recipe"]
-    out.update(true=d.y_test.mean(axis=0).round(3).tolist(), used=np.round(recipe["prior"]["prior_used"], 3).tolist(),
+    out.update(true=y_test.mean(axis=0).round(3).tolist(), used=np.round(recipe["prior"]["prior_used"], 3).tolist(),
                method=recipe["method"], fallback=recipe["prior"]["fallback"])
     return out
 
