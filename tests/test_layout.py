@@ -195,9 +195,10 @@ TASK_HOMES = {"ensemble/task.py", "ensemble/stack/base.py"}  # the task itself, 
 # Measured 2026-12-07 (issue 31): 54 reads of a task property outside its homes on e356ccc. The count may
 # fall, never rise: a new difference between the kinds of task is a property or method of `Task` (or of
 # the blender base), not one more `if task.exclusive` in a command.
-MAX_TASK_BRANCHES = 39  # 47 on i31 alone; 53 with the merged main's new commands; 42 once the meta-learners,
+MAX_TASK_BRANCHES = 38  # 47 on i31 alone; 53 with the merged main's new commands; 42 once the meta-learners,
 # weighted and hillclimb fit jointly through the blender base (`_fit_joint`) and a run's `has_testlike_oof` got its own name;
-# 39 once a task's row and target checks have one home each (`check_task_rows`, `check_task_targets`, `_check_task_rows`)
+# 39 once a task's row and target checks have one home each (`check_task_rows`, `check_task_targets`, `_check_task_rows`);
+# 38 once leaderboard.noise asks a run `has_testlike_oof`
 
 
 def task_branches(paths: list[Path], root: Path = PACKAGE.parent) -> dict[str, int]:
@@ -229,8 +230,9 @@ RECORD_DICT_FIELDS = {"data", "versions", "source", "files", "metrics", "testlik
 # Measured 2026-12-07 (issue 31): 61 string-key reads of record fields outside ensemble/artifacts/ on
 # e356ccc, 50 after the sidecar's state, decision and calibration notes became records. The count may fall,
 # never rise: a reader that needs a key gets a typed record with an attribute.
-MAX_RECORD_KEY_READS = 28  # 50 on i31 alone; 72 with the merged main's board and probe code; 34 once
-# the CV scores became records (`CVScores`, `ScoreRecord`, `GainRecord`); 28 with the prior's (`PriorRecord`)
+MAX_RECORD_KEY_READS = 27  # 50 on i31 alone; 72 with the merged main's board and probe code; 34 once
+# the CV scores became records (`CVScores`, `ScoreRecord`, `GainRecord`); 28 with the prior's (`PriorRecord`);
+# 27 once leaderboard.noise reads `metrics.rows_sha256`
 
 
 def _key_read(node: ast.AST) -> ast.AST | None:

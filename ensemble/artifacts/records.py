@@ -235,11 +235,6 @@ class CVScores:
             raise KeyError(key)
         setattr(self, key, value)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """`metrics.get(key)` (for callers not yet on attributes): the field's value, None unset."""
-        value = getattr(self, key, None) if key in self._keys() else None
-        return default if value is None else value
-
     @classmethod
     def _keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls) if f.name != "written"]

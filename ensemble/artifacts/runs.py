@@ -200,8 +200,6 @@ class Run:
         task can have a test-like set at all)."""
         return (self.dir / TESTLIKE_OOF_FILE).is_file()
 
-    has_testlike = has_testlike_oof  # the old name, for callers not yet renamed (leaderboard.noise)
-
     def oof(self) -> pd.DataFrame:
         return self._read(OOF_FILE)
 

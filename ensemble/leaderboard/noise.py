@@ -121,7 +121,7 @@ def row_predictions(ws: Workspace, name: str, kind: str, rows: TrustedRows, labe
         from ensemble.artifacts.runs import load_run
 
         run = load_run(ws, name)
-        has = run.has_testlike if rows.set == "testlike" else run.has_oof
+        has = run.has_testlike_oof if rows.set == "testlike" else run.has_oof
         if not has:
             return None
         return _aligned(run.oof_testlike() if rows.set == "testlike" else run.oof(), rows, labels)
@@ -130,7 +130,7 @@ def row_predictions(ws: Workspace, name: str, kind: str, rows: TrustedRows, labe
     from ensemble.artifacts.submission import read_sidecar
 
     path = rows_path(ws, name)
-    recorded = read_sidecar(ws, name).metrics.get("rows_sha256")
+    recorded = read_sidecar(ws, name).metrics.rows_sha256
     if not path.is_file() or recorded is None or file_sha256(path) != recorded:
         return None
     frame = read_parquet(path)
