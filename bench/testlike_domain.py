@@ -26,6 +26,7 @@ def main() -> None:
     from ensemble.audio.testlike_fit import (analyse_real, fit_generator, pool_renderer, pool_size, ratio_generator,
                                        recipe_renderer)
     from ensemble.artifacts.testlike_set import background_loader, real_clips
+    from ensemble.audio.testlike_render import SourceRows
 
     parser = argparse.ArgumentParser()
     parser.add_argument("data")
@@ -38,9 +39,10 @@ def main() -> None:
     ids = comp.train["id"].astype(str).tolist()
     files = [comp.audio_path(p) for p in comp.train["path"]]
     store, row = WaveStore(files, ANALYSIS_SR), {i: k for k, i in enumerate(ids)}
-    source = dict(ids=ids, targets=comp.targets, folds=np.arange(len(ids)) % 5, labels=comp.labels,
-                  durations=[audio_duration(f) for f in files], load=lambda i: store[row[i]],
-                  load_background=background_loader(comp, ANALYSIS_SR))
+    rows = SourceRows(ids=ids, targets=comp.targets, folds=np.arange(len(ids)) % 5, labels=comp.labels,
+                      durations=[audio_duration(f) for f in files])
+    renderer_args = dict(source=rows, load=lambda i: store[row[i]],
+                         load_background=background_loader(comp, ANALYSIS_SR))
     paths, ok = real_clips(comp)
     perm = np.random.default_rng(args.seed + 123).permutation(len(paths))
     halves = [perm[: len(perm) // 2], perm[len(perm) // 2 :]]
@@ -48,18 +50,18 @@ def main() -> None:
                                    root=comp.root)
                       for h in halves)
     started = time.perf_counter()
-    pool = pool_renderer(**source, n_clips=pool_size(len(real_a.stats)), seed=args.seed)
+    pool = pool_renderer(**renderer_args, n_clips=pool_size(len(real_a.stats)), seed=args.seed)
     ratio = ratio_generator(pool, real_a, seed=args.seed, fit_voices=args.fit_voices)
     print(f"ratio fit: {time.perf_counter() - started:.0f} s on this machine")
     candidates = [("default", GeneratorParams()), ("ratio", ratio)]
     if args.coordinate:
         started = time.perf_counter()
-        fit = fit_generator(recipe_renderer(**source, seed=args.seed), real_a, seed=args.seed)
+        fit = fit_generator(recipe_renderer(**renderer_args, seed=args.seed), real_a, seed=args.seed)
         print(f"coordinate fit: {time.perf_counter() - started:.0f} s; trajectory (fit half, {len(real_a.stats)} real clips):")
         for step in fit.history:
             print(f"  {step['step']:<60} AUC {step['auc']:.3f}")
         candidates.append(("coord", fit.params))
-    judge = recipe_renderer(**source, n_clips=args.clips, seed=args.seed + 7)
+    judge = recipe_renderer(**renderer_args, n_clips=args.clips, seed=args.seed + 7)
     for name, params in candidates:
         check = domain_check(judge(params, real_a.backgrounds), real_b.stats, seed=args.seed)
         low, high = check.auc_interval

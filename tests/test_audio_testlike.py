@@ -11,7 +11,7 @@ import pytest
 
 from ensemble.audio import dsp
 from ensemble.audio.generator import GeneratorParams
-from ensemble.audio.testlike_render import (build_testlike_recipes, n_tracks, render_testlike, render_testlike_set,
+from ensemble.audio.testlike_render import (SourceRows, build_testlike_recipes, n_tracks, render_testlike, render_testlike_set,
                                             render_testlike_waves, rendered_stats)
 from ensemble.errors import ConfigError, DataError
 
@@ -33,7 +33,7 @@ def data():
 @pytest.fixture(scope="module")
 def frame(data):
     ids, y, folds, durations = data
-    return build_testlike_recipes(ids, y, folds, LABELS, durations, per_fold=60, seed=11)
+    return build_testlike_recipes(SourceRows(ids, y, folds, LABELS, durations), per_fold=60, seed=11)
 
 
 def make_loader(data, sr):
@@ -75,7 +75,7 @@ def test_a_voice_is_a_track_of_same_label_utterances_filling_its_share(data):
     spans = {}
     for fill in (0.1, 0.9):
         params = GeneratorParams(voice_fill=(fill, fill), voice_probs=(0.0, 1.0, 0.0))
-        frame = build_testlike_recipes(ids, y, folds, LABELS, durations, per_fold=20, seed=3, params=params)
+        frame = build_testlike_recipes(SourceRows(ids, y, folds, LABELS, durations), per_fold=20, seed=3, params=params)
         covered = []
         for recipe in map(json.loads, frame["recipe"]):
             voices = recipe["voices"]
@@ -102,9 +102,9 @@ def test_labels_are_the_max_over_the_sources(frame, data):
 
 def test_recipes_are_seeded(data, frame):
     ids, y, folds, durations = data
-    again = build_testlike_recipes(ids, y, folds, LABELS, durations, per_fold=60, seed=11)
+    again = build_testlike_recipes(SourceRows(ids, y, folds, LABELS, durations), per_fold=60, seed=11)
     pd.testing.assert_frame_equal(frame, again)
-    other = build_testlike_recipes(ids, y, folds, LABELS, durations, per_fold=60, seed=12)
+    other = build_testlike_recipes(SourceRows(ids, y, folds, LABELS, durations), per_fold=60, seed=12)
     assert not frame["recipe"].equals(other["recipe"])
 
 
@@ -180,7 +180,7 @@ def test_small_folds_still_work(data):
     ids, y, _, durations = data
     folds = np.zeros(N_ROWS, int)
     folds[0] = 1  # a fold with one held-out row cannot hold two voices
-    out = build_testlike_recipes(ids, y, folds, LABELS, durations, per_fold=30, seed=0)
+    out = build_testlike_recipes(SourceRows(ids, y, folds, LABELS, durations), per_fold=30, seed=0)
     lone = out[out.fold == 1]
     assert lone.n_voices.max() <= 1 and set(lone["sources"]) <= {"[]", json.dumps([ids[0]])}
 
@@ -198,7 +198,9 @@ def test_small_folds_still_work(data):
 )
 def test_bad_inputs(data, change, error, message):
     ids, y, folds, durations = data
-    kwargs = dict(ids=ids, targets=y, folds=folds, labels=LABELS, durations=durations, per_fold=5, seed=0)
-    kwargs.update(change)
+    fields = dict(ids=ids, targets=y, folds=folds, labels=LABELS, durations=durations)
+    options = dict(per_fold=5, seed=0)
+    fields.update((k, v) for k, v in change.items() if k in fields)
+    options.update((k, v) for k, v in change.items() if k not in fields)
     with pytest.raises(error, match=message):
-        build_testlike_recipes(**kwargs)
+        build_testlike_recipes(SourceRows(**fields), **options)

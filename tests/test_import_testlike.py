@@ -22,12 +22,12 @@ def ens(*args):
 
 def _testlike_clips(workspace) -> pd.DataFrame:
     """The workspace's test-like recipes, made from its shared folds as `ens finetune` makes them."""
-    from ensemble.audio.testlike_render import build_testlike_recipes
+    from ensemble.audio.testlike_render import SourceRows, build_testlike_recipes
 
     folds = pd.read_parquet(workspace / "models" / "folds.parquet")
-    clips = build_testlike_recipes(
+    clips = build_testlike_recipes(SourceRows(
         ids=folds["id"].tolist(), targets=folds[LABELS].to_numpy(dtype=float), folds=folds["fold"].to_numpy(),
-        labels=LABELS, durations=np.full(len(folds), 3.0), per_fold=8, seed=0)
+        labels=LABELS, durations=np.full(len(folds), 3.0)), per_fold=8, seed=0)
     write_parquet(clips, workspace / "models" / "testlike.parquet")
     return clips
 

@@ -169,11 +169,6 @@ def _typer_commands(tree: ast.AST) -> set[str]:
 # Measured 2026-12-07 (issue 31): the functions of ensemble/ wider than MAX_PARAMETERS, typer commands aside.
 # The list may shrink, never grow: a new wide function takes a record (a dataclass of its options) instead.
 WIDE_FUNCTIONS = {
-    "ensemble/audio/testlike_fit.py: recipe_renderer takes 9",
-    "ensemble/audio/testlike_fit.py: pool_renderer takes 9",
-    "ensemble/audio/testlike_render.py: _check_inputs takes 9",
-    "ensemble/audio/testlike_render.py: _recipe takes 10",
-    "ensemble/audio/testlike_render.py: build_testlike_recipes takes 11",
     "ensemble/backbones/distributed.py: _rank_main takes 9",
     "ensemble/backbones/predict.py: predict_fold_splits takes 9",
     "ensemble/backbones/predict.py: fold_splits takes 9",

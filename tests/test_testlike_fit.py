@@ -17,7 +17,7 @@ from ensemble.audio import testlike_fit
 from ensemble.audio import nuisance
 from ensemble.audio.generator import GeneratorParams
 from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats, stats_matrix
-from ensemble.audio.testlike_render import build_testlike_recipes, render_testlike
+from ensemble.audio.testlike_render import SourceRows, build_testlike_recipes, render_testlike
 from ensemble.cli import app
 from ensemble.audio.domain import density_ratio_weights, domain_check
 from ensemble.errors import ConfigError
@@ -38,7 +38,7 @@ def voices():
         t = np.arange(int(durations[i] * ANALYSIS_SR)) / ANALYSIS_SR
         return (0.3 * np.sin(2 * np.pi * (140 + 15 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
 
-    return dict(ids=ids, targets=y, folds=np.arange(N) % 3, labels=LABELS, durations=durations), load
+    return SourceRows(ids=ids, targets=y, folds=np.arange(N) % 3, labels=LABELS, durations=durations), load
 
 
 FAST = dict(p_codec=0.0, p_reverb=0.0)  # the slow blocks (Vorbis, room) add nothing to what these tests pin
@@ -46,7 +46,7 @@ FAST = dict(p_codec=0.0, p_reverb=0.0)  # the slow blocks (Vorbis, room) add not
 
 def render_stats(params, seed, n=60, backgrounds=()):
     source, load = voices()
-    frame = build_testlike_recipes(**source, per_fold=n // 3, seed=seed, params=params.with_(**FAST),
+    frame = build_testlike_recipes(source, per_fold=n // 3, seed=seed, params=params.with_(**FAST),
                                    backgrounds=backgrounds, seconds=2.0)
     return frame, stats_matrix(render_testlike(r, load, ANALYSIS_SR) for r in frame["recipe"])
 
@@ -120,10 +120,10 @@ def test_fitted_generator_is_deterministic(tmp_path, monkeypatch):
     results = []
     for _ in range(2):
         real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0, root=tmp_path)
-        fit = testlike_fit.fit_generator(testlike_fit.recipe_renderer(**source, load=load, n_clips=30,
+        fit = testlike_fit.fit_generator(testlike_fit.recipe_renderer(source, load=load, n_clips=30,
                                                                       load_background=folder_loader(tmp_path)),
                                          real, start=GeneratorParams(**FAST))
-        recipes = build_testlike_recipes(**source, per_fold=5, seed=0, params=fit.params, backgrounds=real.backgrounds)
+        recipes = build_testlike_recipes(source, per_fold=5, seed=0, params=fit.params, backgrounds=real.backgrounds)
         results.append((fit, recipes))
     (fit, recipes), (again, recipes_again) = results
     assert fit.params == again.params and fit.history == again.history
@@ -143,14 +143,14 @@ def test_ratio_fit_moves_towards_the_real_clips_and_is_deterministic(tmp_path, m
         sf.write(paths[-1], render_testlike(recipe, load, ANALYSIS_SR), ANALYSIS_SR)
     source, load = voices()
     real = testlike_fit.analyse_real(paths, [True] * len(paths), seed=0, root=tmp_path)
-    fits = [testlike_fit.ratio_generator(testlike_fit.pool_renderer(**source, load=load, n_clips=60,
+    fits = [testlike_fit.ratio_generator(testlike_fit.pool_renderer(source, load=load, n_clips=60,
                                                                     load_background=folder_loader(tmp_path)),
                                          real, start=GeneratorParams(**FAST), rounds=2) for _ in range(2)]
     assert fits[0] == fits[1]
     fit = fits[0]
     assert len(fit.snr_quantiles) == testlike_fit.MATCH_QUANTILES and np.median(fit.snr_quantiles) > 15.0
     assert math.isclose(sum(fit.voice_probs), 1.0) and fit.band_limit_hz == ANALYSIS_SR / 2
-    recipes = [json.loads(r) for r in build_testlike_recipes(**source, per_fold=10, seed=0, params=fit)["recipe"]]
+    recipes = [json.loads(r) for r in build_testlike_recipes(source, per_fold=10, seed=0, params=fit)["recipe"]]
     train = nuisance.training_nuisances()
     cutoffs = [r["lowpass_hz"] for r in recipes if r["lowpass_hz"]]
     assert all(abs(c - b) >= nuisance.CUTOFF_GAP * b - 0.1 for c in cutoffs for b in train["lowpass_hz"])
@@ -170,8 +170,8 @@ def test_profiles_draw_every_nuisance_of_a_clip_together_and_keep_the_voice_mix(
     profiles = (_profile(0, 1.0, 3.0), _profile(1, 1.0, 30.0, fill=0.2), _profile(1, 9.0, -5.0, 3000.0, fill=0.8),
                 _profile(2, 1.0, 10.0, 6000.0, fill=0.6))
     source, _ = voices()
-    plain = build_testlike_recipes(**source, per_fold=120, seed=3)
-    frame = build_testlike_recipes(**source, per_fold=120, seed=3, params=GeneratorParams(profiles=profiles))
+    plain = build_testlike_recipes(source, per_fold=120, seed=3)
+    frame = build_testlike_recipes(source, per_fold=120, seed=3, params=GeneratorParams(profiles=profiles))
     pd.testing.assert_series_equal(frame["n_voices"], plain["n_voices"])  # voice_probs, not the weights, set the mix
     by_snr = {p["nuisance"]["noise"]["snr_db"]: p for p in profiles}
     picked = []
@@ -203,8 +203,8 @@ def test_bad_profiles_are_refused(change, message):
 
 def test_default_recipes_are_unchanged_by_the_quantile_options():
     source, _ = voices()
-    base = build_testlike_recipes(**source, per_fold=5, seed=1)
-    same = build_testlike_recipes(**source, per_fold=5, seed=1, params=GeneratorParams(min_visible_s=1.0))
+    base = build_testlike_recipes(source, per_fold=5, seed=1)
+    same = build_testlike_recipes(source, per_fold=5, seed=1, params=GeneratorParams(min_visible_s=1.0))
     pd.testing.assert_frame_equal(base, same)
 
 
@@ -213,7 +213,7 @@ def test_test_like_nuisances_are_disjoint_from_training():
     recipes = []
     for params in [GeneratorParams()] + [GeneratorParams().with_(**{k: v}) for k, grid in testlike_fit.GRID.items()
                                          for v in grid]:
-        frame = build_testlike_recipes(**voices()[0], per_fold=20, seed=5, params=params,
+        frame = build_testlike_recipes(voices()[0], per_fold=20, seed=5, params=params,
                                        backgrounds=[{"source": "x.ogg", "envelope": [0.0] * len(nuisance.ENVELOPE_HZ)}])
         recipes += [json.loads(r) for r in frame["recipe"]]
     alphas = [r["noise"]["alpha"] for r in recipes if r["noise"]["kind"] == "tilt"]
@@ -368,7 +368,7 @@ def test_backgrounds_are_voice_free_stretches_of_real_clips(tmp_path):
 
     source, load = voices()
     params = GeneratorParams(p_background=1.0, **FAST)
-    frame = build_testlike_recipes(**source, per_fold=3, seed=1, params=params, backgrounds=real.backgrounds,
+    frame = build_testlike_recipes(source, per_fold=3, seed=1, params=params, backgrounds=real.backgrounds,
                                    seconds=2.0)
     recipe = json.loads(frame["recipe"].iloc[0])
     assert recipe["noise"]["kind"] == "real" and recipe["noise"]["source"] == "test/a.wav"
@@ -401,7 +401,7 @@ def test_voiceless_clips_take_real_noise_and_the_voice_free_clips_levels():
     assert testlike_fit.matched_levels(few)["silent_level_quantiles"] == ()  # too few to fit apart
     params = GeneratorParams(p_background=0.0, **levels, **FAST)
     background = [{"source": "test/x.wav", "start_s": 0.0, "seconds": 2.0}]
-    frame = build_testlike_recipes(**voices()[0], per_fold=30, seed=2, params=params, backgrounds=background)
+    frame = build_testlike_recipes(voices()[0], per_fold=30, seed=2, params=params, backgrounds=background)
     recipes = [json.loads(r) for r in frame["recipe"]]
     silent = [r for r in recipes if not r["voices"]]
     voiced = [r for r in recipes if r["voices"]]

@@ -30,6 +30,7 @@ from ensemble.progress import emit
 
 if TYPE_CHECKING:
     from ensemble.audio.cache import DecodeCache
+    from ensemble.audio.testlike_render import SourceRows
 
 TESTLIKE_FILE = "testlike.parquet"
 META_FILE = "testlike.json"
@@ -78,16 +79,18 @@ def background_loader(comp: Competition, sr: int, decoded: DecodeCache | None = 
     return load
 
 
-def _sources(comp: Competition, folds: pd.DataFrame) -> tuple[dict, Callable[[str], np.ndarray]]:
-    """Recipe-builder arguments for the shared folds, and a loader of train waves at the analysis rate."""
+def _sources(comp: Competition, folds: pd.DataFrame) -> tuple[SourceRows, Callable[[str], np.ndarray]]:
+    """The rows the shared folds hold out, and a loader of train waves at the analysis rate."""
     from ensemble.audio.load import audio_duration
     from ensemble.audio.stats import ANALYSIS_SR
+    from ensemble.audio.testlike_render import SourceRows
 
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
     files = [comp.audio_path(paths[i]) for i in folds["id"].astype(str)]
-    args = dict(ids=folds["id"].astype(str).tolist(), targets=folds[comp.labels].to_numpy(dtype=np.float64),
-                folds=folds["fold"].to_numpy(), labels=comp.labels, durations=[audio_duration(f) for f in files])
-    return args, train_loader(comp, folds, ANALYSIS_SR)
+    source = SourceRows(ids=folds["id"].astype(str).tolist(),
+                        targets=folds[comp.labels].to_numpy(dtype=np.float64), folds=folds["fold"].to_numpy(),
+                        labels=comp.labels, durations=[audio_duration(f) for f in files])
+    return source, train_loader(comp, folds, ANALYSIS_SR)
 
 
 def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_fold: int | None = None,
@@ -111,7 +114,7 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
         if unknown:
             raise ContractError(f"{ws.models_dir / TESTLIKE_FILE}: made for other folds (fold {sorted(unknown)[0]} is unknown)")
         return clips
-    args, load = _sources(comp, folds)
+    source, load = _sources(comp, folds)
     n_folds = int(folds["fold"].nunique())
     paths, background_ok = real_clips(comp)
     meta: dict = {"recipe_version": RECIPE_VERSION, "seed": int(seed), "n_real": len(paths), "fitted": False}
@@ -123,8 +126,8 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     else:
         emit(progress, "test-like set", step=f"fitting its generator to {len(paths)} real clips (test and unlabeled "
                                              "audio; once per workspace)")
-        params, backgrounds, real = _fit(args, load, paths, background_ok, seed, meta, comp, progress)
-    clips = build_testlike_recipes(**args, per_fold=per_fold or default_per_fold(len(folds), n_folds), seed=seed,
+        params, backgrounds, real = _fit(source, load, paths, background_ok, seed, meta, comp, progress)
+    clips = build_testlike_recipes(source, per_fold=per_fold or default_per_fold(len(folds), n_folds), seed=seed,
                                    seconds=seconds, params=params, backgrounds=backgrounds)
     clips["weight"] = 1.0
     if real is not None:
@@ -145,7 +148,7 @@ def _min_real() -> int:
     return MIN_REAL
 
 
-def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Competition, progress=None):
+def _fit(source: SourceRows, load, paths, background_ok, seed: int, meta: dict, comp: Competition, progress=None):
     from ensemble.audio.stats import ANALYSIS_SR
     from ensemble.audio.testlike_fit import RATIO_ROUNDS, analyse_real, pool_renderer, pool_size, ratio_generator
 
@@ -155,7 +158,7 @@ def _fit(args: dict, load, paths, background_ok, seed: int, meta: dict, comp: Co
     emit(progress, "test-like set", step=f"analysed {len(real.stats)} real clips ({len(real.backgrounds)} "
                                          f"voice-free backgrounds); rendering a {pool}-clip pool to fit "
                                          f"{RATIO_ROUNDS} rounds of density-ratio reweighting")
-    params = ratio_generator(pool_renderer(**args, load=load, n_clips=pool, seed=seed,
+    params = ratio_generator(pool_renderer(source, load=load, n_clips=pool, seed=seed,
                                            load_background=background_loader(comp, ANALYSIS_SR)), real, seed=seed)
     meta.update(fitted=True, reason=f"fitted to {len(real.stats)} real clips", n_backgrounds=len(real.backgrounds),
                 fit={"method": f"density-ratio reweighting of a {pool}-clip pool, {RATIO_ROUNDS} rounds",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from ensemble.audio.generator import PROFILE_KEYS, GeneratorParams
 from ensemble.audio.stats import ANALYSIS_SR, STAT_NAMES, clip_stats
 from ensemble.errors import DataError
 from ensemble.progress import Progress, emit
+
+if TYPE_CHECKING:
+    from ensemble.audio.testlike_render import SourceRows
 
 MIN_REAL = 50
 MAX_REAL = 400
@@ -194,18 +197,16 @@ def fit_generator(render_stats: Render, real: RealAudio, seed: int = 0, passes: 
                      seconds=time.perf_counter() - started)
 
 
-def recipe_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, labels: list[str],
-                    durations: Sequence[float], load: Callable[[str], np.ndarray], n_clips: int = FIT_CLIPS,
+def recipe_renderer(source: SourceRows, load: Callable[[str], np.ndarray], n_clips: int = FIT_CLIPS,
                     seed: int = 0, load_background: Callable[[str], np.ndarray] | None = None) -> Render:
     """A `render_stats` for `fit_generator`: about `n_clips` recipes (same seeds for every candidate),
     rendered at ANALYSIS_SR with `load(train_id)`, reduced to their statistics."""
     from ensemble.audio.testlike_render import build_testlike_recipes, rendered_stats
 
-    per_fold = max(1, -(-int(n_clips) // len(np.unique(folds))))
+    per_fold = max(1, -(-int(n_clips) // len(np.unique(source.folds))))
 
     def render_stats(params: GeneratorParams, backgrounds: list[dict]) -> np.ndarray:
-        frame = build_testlike_recipes(ids, targets, folds, labels, durations, per_fold, seed,
-                                       params=params, backgrounds=backgrounds)
+        frame = build_testlike_recipes(source, per_fold, seed, params=params, backgrounds=backgrounds)
         return rendered_stats(frame["recipe"], load, load_background)
 
     return render_stats
@@ -227,19 +228,17 @@ RATIO_PRIOR = dict(snr_db=(-10.0, 40.0), p_lowpass=0.5, lowpass_hz=(2500.0, 7800
 PoolRender = Callable[[GeneratorParams, list[dict]], tuple[list[dict], np.ndarray]]
 
 
-def pool_renderer(ids: Sequence[str], targets: np.ndarray, folds: np.ndarray, labels: list[str],
-                  durations: Sequence[float], load: Callable[[str], np.ndarray], n_clips: int = RATIO_POOL,
+def pool_renderer(source: SourceRows, load: Callable[[str], np.ndarray], n_clips: int = RATIO_POOL,
                   seed: int = 0, load_background: Callable[[str], np.ndarray] | None = None) -> PoolRender:
     """Like `recipe_renderer`, but also returns each clip's recipe (to read its drawn nuisances)."""
     import json
 
     from ensemble.audio.testlike_render import build_testlike_recipes, rendered_stats
 
-    per_fold = max(1, -(-int(n_clips) // len(np.unique(folds))))
+    per_fold = max(1, -(-int(n_clips) // len(np.unique(source.folds))))
 
     def render(params: GeneratorParams, backgrounds: list[dict]):
-        frame = build_testlike_recipes(ids, targets, folds, labels, durations, per_fold, seed,
-                                       params=params, backgrounds=backgrounds)
+        frame = build_testlike_recipes(source, per_fold, seed, params=params, backgrounds=backgrounds)
         recipes = [json.loads(r) for r in frame["recipe"]]
         return recipes, rendered_stats(recipes, load, load_background)
 

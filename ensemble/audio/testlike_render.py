@@ -16,6 +16,7 @@ saw their sources. Version-1 recipes (one simulator shared with training) still 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -33,10 +34,25 @@ VOICE_PROBS = GeneratorParams().voice_probs  # 0, 1, 2 voices (voices-dev test: 
 SECOND_VOICE_DB = GeneratorParams().second_voice_db
 
 
-def _check_inputs(ids, targets, folds, labels, durations, per_fold, seed, seconds, voice_probs):
-    targets = np.asarray(targets)
-    folds = np.asarray(folds)
-    durations = np.asarray(durations, dtype=np.float64)
+@dataclass(frozen=True)
+class SourceRows:
+    """The labelled train rows test-like clips are mixed from, and the fold holding each one out.
+
+    `targets` is `(len(ids), len(labels))` multi-hot, `folds` the fold holding each id out, `durations`
+    each id's length in seconds (to place voices)."""
+
+    ids: Sequence[str]
+    targets: np.ndarray
+    folds: np.ndarray
+    labels: list[str]
+    durations: Sequence[float]
+
+
+def _check_inputs(source: SourceRows, per_fold, seed, seconds, voice_probs):
+    ids, labels = [str(i) for i in source.ids], source.labels
+    targets = np.asarray(source.targets)
+    folds = np.asarray(source.folds)
+    durations = np.asarray(source.durations, dtype=np.float64)
     n = len(ids)
     if targets.ndim != 2 or targets.shape != (n, len(labels)):
         raise DataError(f"targets shape {targets.shape} does not match {n} ids × {len(labels)} labels {labels}")
@@ -55,7 +71,8 @@ def _check_inputs(ids, targets, folds, labels, durations, per_fold, seed, second
         raise ConfigError(f"seed={seed!r} is invalid; accepted: a non-negative integer")
     if not (seconds > 0):
         raise ConfigError(f"seconds={seconds!r} is invalid; accepted: > 0")
-    return targets.astype(np.float32), folds.astype(np.int64), durations, _check_probs(voice_probs)
+    checked = SourceRows(ids, targets.astype(np.float32), folds.astype(np.int64), labels, durations)
+    return checked, _check_probs(voice_probs)
 
 
 def _check_probs(voice_probs) -> np.ndarray:
@@ -78,17 +95,28 @@ def _pick_rows(rows: np.ndarray, patterns: np.ndarray, k: int, rng: np.random.Ge
     return chosen
 
 
-def _track(first: int, rows: np.ndarray, patterns: np.ndarray, durations: np.ndarray, used: set[int],
-           span_s: float, gap_s: tuple[float, float], rng: np.random.Generator) -> list[tuple[int, float]]:
+@dataclass(frozen=True)
+class _FoldRows:
+    """One fold's held-out `rows`, with each source row's id, length (s) and label pattern ("01", …)."""
+
+    rows: np.ndarray
+    ids: list[str]
+    durations: np.ndarray
+    patterns: np.ndarray
+
+
+def _track(first: int, pool: _FoldRows, used: set[int], span_s: float, gap_s: tuple[float, float],
+           rng: np.random.Generator) -> list[tuple[int, float]]:
     """One voice: `first`, then more unused rows of the same label pattern (so the voice's label holds)
     until the utterances and pauses span `span_s`. Returns (row, start within the track in s)."""
+    rows, patterns, durations = pool.rows, pool.patterns, pool.durations
     track, end = [(first, 0.0)], float(durations[first])
     used.add(first)
     while end < span_s:
-        pool = rows[(patterns[rows] == patterns[first]) & ~np.isin(rows, list(used))]
-        if pool.size == 0:
+        pool_rows = rows[(patterns[rows] == patterns[first]) & ~np.isin(rows, list(used))]
+        if pool_rows.size == 0:
             break
-        row = int(pool[rng.integers(pool.size)])
+        row = int(pool_rows[rng.integers(pool_rows.size)])
         start = end + float(rng.uniform(*gap_s))
         track.append((row, start))
         used.add(row)
@@ -96,19 +124,20 @@ def _track(first: int, rows: np.ndarray, patterns: np.ndarray, durations: np.nda
     return track
 
 
-def _recipe(ids, durations, chosen, seconds, rng, nuis, params: GeneratorParams, rows: np.ndarray,
-            patterns: np.ndarray, fills: Sequence[float]) -> dict[str, Any]:
+def _recipe(pool: _FoldRows, chosen: list[int], fills: Sequence[float], nuis: dict, seconds: float,
+            params: GeneratorParams, rng: np.random.Generator) -> dict[str, Any]:
     """Voices as tracks of same-label utterances filling a drawn share of the clip, placed at random.
 
     A track longer than the clip shows a random window of it; utterances entirely outside are dropped.
     A track of one utterance keeps at least `min_visible_s` of it inside (it may hang over an edge).
     """
+    ids, durations = pool.ids, pool.durations
     voices, spans = [], []
     used = set(chosen)
     for k, row in enumerate(chosen):
         level = SPEECH_DB + (rng.uniform(*params.second_voice_db) if k else 0.0)
         span = float(fills[k]) * seconds
-        track = _track(row, rows, patterns, durations, used, span, params.gap_s, rng)
+        track = _track(row, pool, used, span, params.gap_s, rng)
         length = track[-1][1] + float(durations[track[-1][0]])
         if len(track) == 1:
             visible = min(length, params.min_visible_s, seconds)
@@ -128,11 +157,7 @@ def n_tracks(recipe: dict) -> int:
 
 
 def build_testlike_recipes(
-    ids: Sequence[str],
-    targets: np.ndarray,
-    folds: np.ndarray,
-    labels: list[str],
-    durations: Sequence[float],
+    source: SourceRows,
     per_fold: int,
     seed: int,
     seconds: float = 5.0,
@@ -142,10 +167,9 @@ def build_testlike_recipes(
 ) -> pd.DataFrame:
     """Recipes for `per_fold` test-like clips per fold, each made only from that fold's held-out rows.
 
-    `targets` is `(len(ids), len(labels))` multi-hot, `folds` the fold holding each id out,
-    `durations` each id's length in seconds (to place voices). Columns: `id` (TL_00000, …), `fold`,
-    the label columns (max over the sources), `n_voices`, `sources` (JSON list of train ids) and
-    `recipe` (JSON: everything `render_testlike` needs, in seconds and dB, with per-clip seeds).
+    Columns: `id` (TL_00000, …), `fold`, the label columns (max over the sources), `n_voices`,
+    `sources` (JSON list of train ids) and `recipe` (JSON: everything `render_testlike` needs, in
+    seconds and dB, with per-clip seeds).
     `params` are the generator's distributions (default `GeneratorParams()`; `voice_probs` overrides
     theirs); `backgrounds` are real background envelopes (`{"source", "envelope"}`) for noise. With
     fitted `params.profiles`, a clip's nuisances and voice fills come jointly from one profile with its
@@ -155,10 +179,8 @@ def build_testlike_recipes(
     if voice_probs is not None:
         _check_probs(voice_probs)
         params = params.with_(voice_probs=tuple(voice_probs))
-    ids = [str(i) for i in ids]
-    targets, folds, durations, probs = _check_inputs(
-        ids, targets, folds, labels, durations, per_fold, seed, seconds, params.voice_probs
-    )
+    source, probs = _check_inputs(source, per_fold, seed, seconds, params.voice_probs)
+    ids, targets, folds, labels = source.ids, source.targets, source.folds, source.labels
     patterns = np.array(["".join(str(int(v)) for v in row) for row in targets > 0.5])
     tables = profile_tables(params)
     row_of = {rid: k for k, rid in enumerate(ids)}
@@ -166,6 +188,7 @@ def build_testlike_recipes(
     for fold in np.unique(folds):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(fold)]))
         rows = np.flatnonzero(folds == fold)
+        pool = _FoldRows(rows, ids, source.durations, patterns)
         for i in range(per_fold):
             stream = clip_rng(seed, fold, i)
             k = min(n_voices(params, stream.random()), rows.size)
@@ -174,7 +197,7 @@ def build_testlike_recipes(
             fills = [voice_fill(params, u) for u in stream.random(2)]
             if tables:
                 nuis, fills = from_profile(tables, len(chosen), stream) or (nuis, fills)
-            recipe = _recipe(ids, durations, chosen, seconds, rng, nuis, params, rows, patterns, fills)
+            recipe = _recipe(pool, chosen, fills, nuis, seconds, params, rng)
             sources = [v["id"] for v in recipe["voices"]]
             y = targets[[row_of[s] for s in sources]].max(axis=0) if sources else np.zeros(len(labels), np.float32)
             records.append(
