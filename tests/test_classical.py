@@ -15,7 +15,7 @@ from ensemble.artifacts.competition import Competition
 from ensemble.artifacts.workspace import Workspace
 from ensemble.cli import app
 from ensemble.commands.finetune import FinetuneOptions, finetune
-from ensemble.demo import generate_competition
+from ensemble.demo import DemoSpec, generate_competition
 
 runner = CliRunner()
 FAST = dict(folds=3, epochs=2, batch_size=8, max_seconds=1.0, testlike_per_fold=6)
@@ -23,7 +23,8 @@ FAST = dict(folds=3, epochs=2, batch_size=8, max_seconds=1.0, testlike_per_fold=
 
 @pytest.fixture(scope="module")
 def competition(tmp_path_factory) -> Path:
-    return generate_competition(tmp_path_factory.mktemp("comp") / "data", n_train=48, n_test=9, n_unlabeled=3, seed=5)
+    return generate_competition(tmp_path_factory.mktemp("comp") / "data",
+                                DemoSpec(n_train=48, n_test=9, n_unlabeled=3, seed=5))
 
 
 def _waves(n: int, seconds: float, seed: int) -> np.ndarray:

@@ -81,9 +81,10 @@ def test_finetune_config_values_yield_to_the_command_line(tmp_path, monkeypatch)
     """The real `finetune --config` wiring: file values fill what the command line left out, and a value
     typed on the command line wins even when it equals the default."""
     import ensemble.commands.finetune
-    from ensemble.demo.synth import generate_competition
+    from ensemble.demo import DemoSpec, generate_competition
 
-    competition = generate_competition(tmp_path / "comp", n_train=12, n_test=3, n_unlabeled=0, seed=1)  # audio is checked
+    competition = generate_competition(tmp_path / "comp",
+                                       DemoSpec(n_train=12, n_test=3, n_unlabeled=0, seed=1))  # audio is checked
 
     seen = []
     monkeypatch.setattr(ensemble.commands.finetune, "finetune", lambda ws, comp, opts, **kw: seen.append(opts))  # stop before training

@@ -258,9 +258,9 @@ def test_the_finish_hint_repeats_every_option_the_resume_check_compares(tmp_path
 
     import ensemble.commands.finetune as ft
     from ensemble.artifacts.runs import PartialRun
-    from ensemble.demo.synth import generate_competition
+    from ensemble.demo import DemoSpec, generate_competition
 
-    competition = generate_competition(tmp_path / "comp", n_train=12, n_test=3, n_unlabeled=0, seed=1)
+    competition = generate_competition(tmp_path / "comp", DemoSpec(n_train=12, n_test=3, n_unlabeled=0, seed=1))
     started = ft.FinetuneOptions(model="tiny-hubert", name="tty", folds=3, epochs=2, lr=0.01, batch_size=8,
                                  grad_accum=2, max_seconds=3.0, augment="none", seed=4, testlike_per_fold=50,
                                  freeze="first:1", model_config={"layerdrop": 0.05, "conv_dim": [32, 32, 32]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +16,17 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ensemble.demo import draw_speaker, generate_competition, synth_voice
+from ensemble.demo import DemoSpec, draw_speaker, generate_competition, synth_voice
 from ensemble.demo.plan import plan_competition
 from ensemble.errors import ConfigError, ExistsError
 
 SR = 16000
-SIZES = dict(n_train=160, n_test=24, n_unlabeled=4, sr=SR, seed=3)
+SIZES = DemoSpec(n_train=160, n_test=24, n_unlabeled=4, sr=SR, seed=3)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    return generate_competition(tmp_path_factory.mktemp("demo") / "data", **SIZES, with_group=True)
+    return generate_competition(tmp_path_factory.mktemp("demo") / "data", SIZES, with_group=True)
 
 
 def _csv(path: Path) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def test_audio_lengths_and_format(demo: Path) -> None:
 
 
 def test_answers_match_the_voices_placed(demo: Path) -> None:
-    plan = plan_competition(**SIZES)
+    plan = plan_competition(SIZES)
     answers = _csv(demo / "test_answers.csv").set_index("id")
     counts = set()
     for clip in plan.test:
@@ -87,7 +88,7 @@ def test_answers_match_the_voices_placed(demo: Path) -> None:
 
 def test_voices_are_where_the_plan_puts_them(demo: Path) -> None:
     """With speech well above the noise, a clip is louder inside its voices' spans than outside."""
-    plan = plan_competition(**SIZES)
+    plan = plan_competition(SIZES)
     checked = 0
     for clip in plan.test:
         if not clip.voices or clip.snr_db < 10:
@@ -104,12 +105,12 @@ def test_voices_are_where_the_plan_puts_them(demo: Path) -> None:
 
 
 def test_same_seed_same_dataset(tmp_path: Path) -> None:
-    small = dict(n_train=8, n_test=6, n_unlabeled=2, seed=11, test_seconds=2.0)
+    small = DemoSpec(n_train=8, n_test=6, n_unlabeled=2, seed=11, test_seconds=2.0)
     calls: list[tuple[int, int]] = []
-    a = generate_competition(tmp_path / "a", **small, workers=1, progress=lambda e: calls.append((e["done"], e["total"])))
-    b = generate_competition(tmp_path / "b", **small, workers=2)
+    a = generate_competition(tmp_path / "a", small, workers=1, progress=lambda e: calls.append((e["done"], e["total"])))
+    b = generate_competition(tmp_path / "b", small, workers=2)
     assert calls == [(i, 16) for i in range(1, 17)]
-    c = generate_competition(tmp_path / "c", **{**small, "seed": 12})
+    c = generate_competition(tmp_path / "c", replace(small, seed=12))
     for name in ("train.csv", "test.csv", "sample_submission.csv", "test_answers.csv", "README.md"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
     audio = sorted(p.relative_to(a) for p in a.rglob("*.ogg"))
@@ -121,11 +122,11 @@ def test_same_seed_same_dataset(tmp_path: Path) -> None:
 
 
 def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
-    out = generate_competition(tmp_path / "d", n_train=4, n_test=5, n_unlabeled=1, test_seconds=1.0)
+    out = generate_competition(tmp_path / "d", DemoSpec(n_train=4, n_test=5, n_unlabeled=1, test_seconds=1.0))
     assert list(_csv(out / "train.csv").columns) == ["id", "path", "label"]  # no group unless asked
     with pytest.raises(ExistsError, match="train.csv"):
-        generate_competition(out, n_train=4, n_test=2, n_unlabeled=0)
-    generate_competition(out, n_train=4, n_test=2, n_unlabeled=0, test_seconds=1.0, overwrite=True)
+        generate_competition(out, DemoSpec(n_train=4, n_test=2, n_unlabeled=0))
+    generate_competition(out, DemoSpec(n_train=4, n_test=2, n_unlabeled=0, test_seconds=1.0), overwrite=True)
     assert sorted(p.name for p in (out / "test").iterdir()) == ["TEST_00000.ogg", "TEST_00001.ogg"]
     assert list((out / "unlabeled_data").iterdir()) == []
 
@@ -141,7 +142,7 @@ def test_falls_back_to_flac_when_ogg_cannot_be_written(tmp_path: Path, monkeypat
     monkeypatch.setattr(sf, "write", no_ogg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = generate_competition(tmp_path / "f", n_train=4, n_test=1, n_unlabeled=0, test_seconds=1.0)
+        out = generate_competition(tmp_path / "f", DemoSpec(n_train=4, n_test=1, n_unlabeled=0, test_seconds=1.0))
     assert any("FLAC" in str(w.message) or ".flac" in str(w.message) for w in caught)
     train = _csv(out / "train.csv")
     assert all(p.endswith(".flac") for p in train.path) and all((out / p).exists() for p in train.path)
@@ -162,7 +163,7 @@ def test_synth_voice_rejects_bad_input() -> None:
     with pytest.raises(ConfigError, match="speaker.kind"):
         synth_voice("real", 1.0, SR, rng, speaker=draw_speaker("fake", rng))
     with pytest.raises(ConfigError, match="n_train"):
-        plan_competition(n_train=1)
+        plan_competition(DemoSpec(n_train=1))
 
 
 def _features(y: np.ndarray, sr: int) -> np.ndarray:

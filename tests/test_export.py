@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
-from ensemble.demo import generate_competition
+from ensemble.demo import DemoSpec, generate_competition
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -37,7 +37,7 @@ def ens(*args):
 def built(tmp_path_factory):
     """A competition and a workspace with two finetuned runs (tiny-wav2vec2, logmel-cnn; 2 folds, 1 s windows)."""
     base = tmp_path_factory.mktemp("export")
-    data = generate_competition(base / "data", n_train=40, n_test=7, n_unlabeled=2, seed=5)
+    data = generate_competition(base / "data", DemoSpec(n_train=40, n_test=7, n_unlabeled=2, seed=5))
     ws = base / "ws"
     for model, name in (("tiny-wav2vec2", "w2v"), ("logmel-cnn", "cnn")):
         result = ens("finetune", model, "--data", data, "-w", ws, "--folds", 2, "--epochs", 1, "--batch-size", 8,

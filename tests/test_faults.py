@@ -287,10 +287,10 @@ KILL_POINTS = range(1, FINETUNE_RENAMES + 1) if os.environ.get("ENS_FAULTS") == 
 @pytest.fixture(scope="module")
 def finetune_template(tmp_path_factory) -> Path:
     """A workspace whose run `cnn` has fold 1 done, so `--fold 0` trains one fold and then assembles the run."""
-    from ensemble.demo import generate_competition
+    from ensemble.demo import DemoSpec, generate_competition
 
     root = tmp_path_factory.mktemp("ftfaults")
-    data = generate_competition(root / "data", n_train=24, n_test=6, n_unlabeled=0, seed=5)
+    data = generate_competition(root / "data", DemoSpec(n_train=24, n_test=6, n_unlabeled=0, seed=5))
     done = run([*FINETUNE, "--fold", "1", "--data", data, "-w", root / "ws"])
     assert done.returncode == 0, done.stderr
     return root / "ws"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import write_predictions
 from ensemble.cli import app
-from ensemble.demo import generate_competition
+from ensemble.demo import DemoSpec, generate_competition
 
 runner = CliRunner()
 
@@ -25,7 +25,8 @@ def ens(*args):
 
 @pytest.fixture(scope="module")
 def competition(tmp_path_factory) -> Path:
-    return generate_competition(tmp_path_factory.mktemp("comp") / "data", n_train=30, n_test=8, n_unlabeled=2, seed=3)
+    return generate_competition(tmp_path_factory.mktemp("comp") / "data",
+                                DemoSpec(n_train=30, n_test=8, n_unlabeled=2, seed=3))
 
 
 @pytest.fixture(scope="module")

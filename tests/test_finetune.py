@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.artifacts.competition import Competition
-from ensemble.demo import generate_competition
+from ensemble.demo import DemoSpec, generate_competition
 from ensemble.commands.finetune import FinetuneOptions, finetune
 from ensemble.artifacts.workspace import Workspace
 
@@ -24,7 +24,8 @@ FAST = dict(folds=3, epochs=1, batch_size=8, max_seconds=1.0, testlike_per_fold=
 
 @pytest.fixture(scope="module")
 def competition(tmp_path_factory) -> Path:
-    return generate_competition(tmp_path_factory.mktemp("comp") / "data", n_train=48, n_test=9, n_unlabeled=3, seed=5)
+    return generate_competition(tmp_path_factory.mktemp("comp") / "data",
+                                DemoSpec(n_train=48, n_test=9, n_unlabeled=3, seed=5))
 
 
 @pytest.fixture(scope="module")

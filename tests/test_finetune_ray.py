@@ -19,7 +19,7 @@ from ensemble.artifacts.workspace import Workspace  # noqa: E402
 from ensemble.commands.board import board_frame  # noqa: E402
 from ensemble.commands.finetune import FinetuneOptions, finetune  # noqa: E402
 from ensemble.commands.finetune_ray import connect, finetune_on_ray  # noqa: E402
-from ensemble.demo import generate_competition  # noqa: E402
+from ensemble.demo import DemoSpec, generate_competition  # noqa: E402
 
 pytestmark = pytest.mark.slow
 FAST = dict(model="logmel-cnn", folds=3, epochs=2, batch_size=8, max_seconds=1.0, testlike_per_fold=3)
@@ -29,7 +29,8 @@ FILES = ("oof.parquet", "test.parquet", "oof_testlike.parquet")
 
 @pytest.fixture(scope="module")
 def competition(tmp_path_factory) -> Path:
-    return generate_competition(tmp_path_factory.mktemp("comp") / "data", n_train=24, n_test=4, n_unlabeled=3, seed=3)
+    return generate_competition(tmp_path_factory.mktemp("comp") / "data",
+                                DemoSpec(n_train=24, n_test=4, n_unlabeled=3, seed=3))
 
 
 @pytest.fixture(scope="module")

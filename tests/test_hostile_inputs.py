@@ -56,9 +56,10 @@ def files_in(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def audio_comp(tmp_path_factory) -> Path:
     """A tiny competition with real audio (40 train clips, 7 test, 2 unlabeled)."""
-    from ensemble.demo import generate_competition
+    from ensemble.demo import DemoSpec, generate_competition
 
-    return generate_competition(tmp_path_factory.mktemp("hostile") / "data", n_train=40, n_test=7, n_unlabeled=2, seed=3)
+    return generate_competition(tmp_path_factory.mktemp("hostile") / "data",
+                                DemoSpec(n_train=40, n_test=7, n_unlabeled=2, seed=3))
 
 
 @pytest.fixture(scope="module")

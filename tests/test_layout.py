@@ -172,8 +172,6 @@ WIDE_FUNCTIONS = {
     "ensemble/backbones/distributed.py: _rank_main takes 9",
     "ensemble/backbones/predict.py: predict_fold_splits takes 9",
     "ensemble/backbones/predict.py: fold_splits takes 9",
-    "ensemble/demo/synth.py: generate_competition takes 11",
-    "ensemble/demo/voices.py: _shape takes 9",
 }
 
 

@@ -15,7 +15,7 @@ from ensemble.artifacts.workspace import Workspace
 from ensemble.backbones.classical import PseudoLabels, build_classical, fit_on_examples, pseudo_targets
 from ensemble.cli import app
 from ensemble.commands.finetune import FinetuneOptions, check_pseudo_label, finetune
-from ensemble.demo import generate_competition
+from ensemble.demo import DemoSpec, generate_competition
 from ensemble.errors import ConfigError
 
 runner = CliRunner()
@@ -78,7 +78,7 @@ def test_the_second_round_is_labelled_by_this_fit_alone():
 
 @pytest.mark.slow
 def test_finetune_pseudo_labels_each_fold_from_the_test_clips(tmp_path):
-    data = generate_competition(tmp_path / "data", n_train=48, n_test=9, n_unlabeled=3, seed=5)
+    data = generate_competition(tmp_path / "data", DemoSpec(n_train=48, n_test=9, n_unlabeled=3, seed=5))
     ws, comp = Workspace(tmp_path / "ws"), Competition.load(data)
     run = finetune(ws, comp, FinetuneOptions(model="features-lgbm", name="pl", pseudo_label=0.6, **FAST))
     plain = finetune(ws, comp, FinetuneOptions(model="features-lgbm", name="plain", **FAST))

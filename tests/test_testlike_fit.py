@@ -252,10 +252,10 @@ def test_old_recipes_still_render_and_unknown_versions_fail():
 
 @pytest.fixture(scope="module")
 def tiny_comp(tmp_path_factory):
-    from ensemble.demo import generate_competition
+    from ensemble.demo import DemoSpec, generate_competition
 
-    return generate_competition(tmp_path_factory.mktemp("tl") / "data", n_train=24, n_test=12, n_unlabeled=4,
-                                sr=8000, seed=3, workers=1)
+    return generate_competition(tmp_path_factory.mktemp("tl") / "data",
+                                DemoSpec(n_train=24, n_test=12, n_unlabeled=4, sr=8000, seed=3), workers=1)
 
 
 def test_cli_check_prints_the_auc_and_records_it(tiny_comp, workspace):
@@ -418,9 +418,10 @@ def test_the_built_set_is_judged_on_real_clips_the_fit_never_saw(tmp_path, monke
                                                  load_testlike_meta, real_clips)
     from ensemble.artifacts.workspace import Workspace
     from ensemble.audio.domain import shown_faithful
-    from ensemble.demo import generate_competition
+    from ensemble.demo import DemoSpec, generate_competition
 
-    data = generate_competition(tmp_path / "data", n_train=24, n_test=100, n_unlabeled=20, sr=8000, seed=3, workers=1)
+    data = generate_competition(tmp_path / "data",
+                                DemoSpec(n_train=24, n_test=100, n_unlabeled=20, sr=8000, seed=3), workers=1)
     comp, ws = Competition.load(data), Workspace(tmp_path / "ws")
     folds = ensure_folds(ws, comp, 3, 0)
     paths, _ = real_clips(comp)

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.artifacts.competition import Competition
-from ensemble.demo.synth import generate_competition
+from ensemble.demo import DemoSpec, generate_competition
 from ensemble.artifacts.folds import load_folds
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE, ensure_testlike
 from ensemble.artifacts.workspace import Workspace
@@ -17,7 +17,7 @@ runner = CliRunner()
 
 
 def test_stack_refuses_predictions_of_other_testlike_clips_until_repredicted(tmp_path):
-    data = generate_competition(tmp_path / "data", n_train=36, n_test=6, n_unlabeled=2, seed=3)
+    data = generate_competition(tmp_path / "data", DemoSpec(n_train=36, n_test=6, n_unlabeled=2, seed=3))
     ws = tmp_path / "ws"
     args = ["-w", str(ws), "--data", str(data)]
     made = runner.invoke(app, ["finetune", "logmel-cnn", "--folds", "2", "--epochs", "1", "--batch-size", "8",

@@ -18,7 +18,7 @@ from ensemble.cli import app
 from ensemble.commands.finetune import FinetuneOptions
 from ensemble.commands.tune import TuneOptions, tune
 from ensemble.commands.tune.space import freeze_choices, suggest
-from ensemble.demo import generate_competition
+from ensemble.demo import DemoSpec, generate_competition
 from ensemble.errors import ConfigError
 
 runner = CliRunner()
@@ -27,7 +27,8 @@ BASE = dict(model="logmel-cnn", folds=3, epochs=2, batch_size=8, max_seconds=1.0
 
 @pytest.fixture(scope="module")
 def competition(tmp_path_factory) -> Path:
-    return generate_competition(tmp_path_factory.mktemp("comp") / "data", n_train=36, n_test=3, n_unlabeled=0, seed=7)
+    return generate_competition(tmp_path_factory.mktemp("comp") / "data",
+                                DemoSpec(n_train=36, n_test=3, n_unlabeled=0, seed=7))
 
 
 def test_the_space_is_seeded_and_fits_the_family() -> None:

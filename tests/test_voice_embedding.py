@@ -94,9 +94,9 @@ def test_features_dvec_lgbm_keeps_the_run_contract(tmp_path):
     from ensemble.artifacts.competition import Competition
     from ensemble.artifacts.workspace import Workspace
     from ensemble.commands.finetune import FinetuneOptions, finetune
-    from ensemble.demo import generate_competition
+    from ensemble.demo import DemoSpec, generate_competition
 
-    data = generate_competition(tmp_path / "data", n_train=36, n_test=6, n_unlabeled=3, seed=5)
+    data = generate_competition(tmp_path / "data", DemoSpec(n_train=36, n_test=6, n_unlabeled=3, seed=5))
     ws, comp = Workspace(tmp_path / "ws"), Competition.load(data)
     opts = dict(folds=3, epochs=1, batch_size=8, testlike_per_fold=4)
     with pytest.raises(ConfigError, match="--max-seconds 1"):

@@ -130,13 +130,13 @@ def _build_demo(out: Path, seed: int, emit: Progress) -> DemoResult:
     """The demo's competition, runs and submission, all under `out`."""
     from ensemble.commands.stack import run_stack
     from ensemble.stack.request import StackRequest
-    from ensemble.demo.synth import generate_competition
+    from ensemble.demo import DemoSpec, generate_competition
     from ensemble.commands.finetune import FinetuneOptions, finetune
     from ensemble.commands.oof import run_oof
 
     data = out / "competition"
     emit({"stage": "generating demo audio", "folder": str(data)})
-    generate_competition(data, seed=seed, progress=emit)
+    generate_competition(data, DemoSpec(seed=seed), progress=emit)
     ws = Workspace((out / "workspace").resolve())
     comp = Competition.load(ws.data_dir(data))
     for name, model, options in DEMO_MODELS:

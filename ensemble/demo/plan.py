@@ -76,17 +76,23 @@ class CompetitionPlan:
     unlabeled: tuple[TestClip, ...]
 
 
-def plan_competition(
-    n_train: int = 240,
-    n_test: int = 120,
-    n_unlabeled: int = 20,
-    sr: int = 16000,
-    seed: int = 0,
-    test_seconds: float = 5.0,
-) -> CompetitionPlan:
-    """Draw speakers and every clip's recipe from `seed`."""
-    _validate(n_train, n_test, n_unlabeled, sr, test_seconds)
-    rng = np.random.default_rng(seed)
+@dataclass(frozen=True)
+class DemoSpec:
+    """What `generate_competition` is asked for: clip counts, sample rate, seed and test clip length (s)."""
+
+    n_train: int = 240
+    n_test: int = 120
+    n_unlabeled: int = 20
+    sr: int = 16000
+    seed: int = 0
+    test_seconds: float = 5.0
+
+
+def plan_competition(spec: DemoSpec = DemoSpec()) -> CompetitionPlan:
+    """Draw speakers and every clip's recipe from `spec.seed`."""
+    _validate(spec)
+    n_train, sr, test_seconds = spec.n_train, spec.sr, spec.test_seconds
+    rng = np.random.default_rng(spec.seed)
     n_real, n_fake = max(3, round(n_train / 24)), max(3, round(n_train / 40))
     extra = 2  # speakers of each kind heard only in test-like clips, as in the contest
     # alternate sexes within each kind so a handful of speakers cannot make pitch a label cue
@@ -98,21 +104,22 @@ def plan_competition(
     train_pool = {k: [i for i, j in enumerate(order) if drawn[j][0] == k and j < n_real + n_fake] for k in VOICE_KINDS}
     all_pool = {k: [i for i, s in enumerate(speakers) if s.kind == k] for k in VOICE_KINDS}
     train = tuple(_train_clip(i, kind, train_pool, sr, rng) for i, kind in enumerate(_train_kinds(n_train, rng)))
-    test = tuple(_test_clip(f"TEST_{i:05d}", all_pool, sr, test_seconds, rng) for i in range(n_test))
-    unlabeled = tuple(_test_clip(f"UNLABEL_{i:05d}", all_pool, sr, test_seconds, rng) for i in range(n_unlabeled))
+    test = tuple(_test_clip(f"TEST_{i:05d}", all_pool, sr, test_seconds, rng) for i in range(spec.n_test))
+    unlabeled = tuple(_test_clip(f"UNLABEL_{i:05d}", all_pool, sr, test_seconds, rng)
+                      for i in range(spec.n_unlabeled))
     return CompetitionPlan(sr, test_seconds, speakers, ids, train, test, unlabeled)
 
 
-def _validate(n_train: int, n_test: int, n_unlabeled: int, sr: int, test_seconds: float) -> None:
-    if n_train < 4:
-        raise ConfigError(f"n_train: {n_train} is too small; accepted: ≥ 4 (two of each class)")
-    for name, value in (("n_test", n_test), ("n_unlabeled", n_unlabeled)):
+def _validate(spec: DemoSpec) -> None:
+    if spec.n_train < 4:
+        raise ConfigError(f"n_train: {spec.n_train} is too small; accepted: ≥ 4 (two of each class)")
+    for name, value in (("n_test", spec.n_test), ("n_unlabeled", spec.n_unlabeled)):
         if value < 0:
             raise ConfigError(f"{name}: {value} is negative; accepted: ≥ 0")
-    if sr < 4000:
-        raise ConfigError(f"sr: {sr} is too low; accepted: ≥ 4000 Hz")
-    if not test_seconds > 0.05:
-        raise ConfigError(f"test_seconds: {test_seconds} is too short; accepted: > 0.05")
+    if spec.sr < 4000:
+        raise ConfigError(f"sr: {spec.sr} is too low; accepted: ≥ 4000 Hz")
+    if not spec.test_seconds > 0.05:
+        raise ConfigError(f"test_seconds: {spec.test_seconds} is too short; accepted: > 0.05")
 
 
 def _train_kinds(n: int, rng: np.random.Generator) -> list[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ensemble.demo.plan import LABELS, CompetitionPlan, TestClip, TrainClip, plan_competition
+from ensemble.demo.plan import LABELS, CompetitionPlan, DemoSpec, TestClip, TrainClip, plan_competition
 from ensemble.demo.spectral import coloured_noise, lowpass, reverb, rms
 from ensemble.demo.voices import synth_voice
 from ensemble.errors import EnsError, ExistsError
@@ -40,19 +40,14 @@ FORMATS = (("ogg", "OGG", "VORBIS"), ("flac", "FLAC", "PCM_16"), ("wav", "WAV", 
 
 def generate_competition(
     out_dir: Path,
-    n_train: int = 240,
-    n_test: int = 120,
-    n_unlabeled: int = 20,
-    sr: int = 16000,
-    seed: int = 0,
-    test_seconds: float = 5.0,
+    spec: DemoSpec = DemoSpec(),
     *,
     with_group: bool = False,
     overwrite: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """Render the seeded demo dataset into `out_dir` and return it.
+    """Render the seeded demo dataset `spec` asks for into `out_dir` and return it.
 
     `with_group` adds a `group` column (speaker id) to train.csv for grouped folds. An existing dataset
     in `out_dir` is replaced only with `overwrite`. Progress: one "audio" event per file.
@@ -60,7 +55,8 @@ def generate_competition(
     out = Path(out_dir)
     if (out / "train.csv").exists() and not overwrite:
         raise ExistsError(f"{out / 'train.csv'}: a dataset already exists there; pass overwrite=True (--force)")
-    plan = plan_competition(n_train, n_test, n_unlabeled, sr, seed, test_seconds)
+    plan = plan_competition(spec)
+    sr = spec.sr
     ext, fmt, subtype = _audio_format(sr)
     for folder, prefix in FOLDERS.items():
         (out / folder).mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,16 @@ class Speaker:
     regularity: float = 0.2  # 0..1: uniformity of syllable durations and stresses
 
 
+@dataclass(frozen=True)
+class ControlTracks:
+    """Frame-rate control tracks of one voice: voiced and fricative amplitude, vowel index, pitch accent."""
+
+    voiced: np.ndarray
+    fric: np.ndarray
+    vowel: np.ndarray
+    accent: np.ndarray
+
+
 def draw_speaker(kind: str, rng: np.random.Generator, female: bool | None = None) -> Speaker:
     """A random speaker of `kind` ("real" or "fake"): pitch range, formant scaling, artefacts.
 
@@ -124,12 +134,12 @@ def synth_voice(
     n = max(1, int(round(seconds * sr)))
     n_fft, hop = frame_params(sr)
     count = n_frames(n, hop)
-    voiced, fric, vowel, accent = _segments(count, sr / hop, spk, rng)
-    f0 = _pitch(n, sr, hop, accent, spk, rng)
+    tracks = _segments(count, sr / hop, spk, rng)
+    f0 = _pitch(n, sr, hop, tracks.accent, spk, rng)
     excitation = _excitation(f0, sr, spk, rng)
-    spec = _shape(excitation, voiced, fric, vowel, sr, n_fft, hop, spk, rng)
+    spec = _shape(excitation, tracks, sr, n_fft, hop, spk, rng)
     y = istft(spec, n_fft, hop, n)
-    active = float(np.mean((voiced + fric) > 0.05))
+    active = float(np.mean((tracks.voiced + tracks.fric) > 0.05))
     level = float(np.sqrt(np.mean(y**2) / max(active, 1e-3)))
     return (y * (0.1 / max(level, 1e-9))).astype(np.float32)
 
@@ -139,7 +149,7 @@ def _check_kind(kind: str) -> None:
         raise ConfigError(f"kind: {kind!r} is not a voice kind; accepted: {', '.join(VOICE_KINDS)}")
 
 
-def _segments(count: int, rate: float, spk: Speaker, rng: np.random.Generator):
+def _segments(count: int, rate: float, spk: Speaker, rng: np.random.Generator) -> ControlTracks:
     """Frame-rate control tracks: voiced amplitude, fricative amplitude, vowel index, pitch accent."""
     voiced, fric = np.zeros(count), np.zeros(count)
     vowel, accent = np.zeros(count, dtype=int), np.zeros(count)
@@ -162,7 +172,7 @@ def _segments(count: int, rate: float, spk: Speaker, rng: np.random.Generator):
             t += int(rng.uniform(0.05, 0.25) * rate)
     for track in (voiced, fric, accent):
         track[max(end, 0) :] = 0.0
-    return smooth(voiced, 3), smooth(fric, 3), vowel, smooth(accent, 5)
+    return ControlTracks(smooth(voiced, 3), smooth(fric, 3), vowel, smooth(accent, 5))
 
 
 def _bump(length: int, power: float) -> np.ndarray:
@@ -232,8 +242,10 @@ def _buzz(phi: np.ndarray, f0: np.ndarray, sr: int, f0_ref: float) -> np.ndarray
     return pulse / _rms(pulse)
 
 
-def _shape(exc, voiced, fric, vowel, sr, n_fft, hop, spk: Speaker, rng: np.random.Generator) -> np.ndarray:
+def _shape(exc: np.ndarray, tracks: ControlTracks, sr: int, n_fft: int, hop: int, spk: Speaker,
+           rng: np.random.Generator) -> np.ndarray:
     """Filter the source through moving formants in the STFT domain and add fricatives and artefacts."""
+    voiced, fric, vowel = tracks.voiced, tracks.fric, tracks.vowel
     count = len(voiced)
     nyq = sr / 2
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr).astype(np.float32)
