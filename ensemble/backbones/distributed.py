@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import traceback
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,8 +50,9 @@ def fit_fold_parallel(classifier: Classifier, batches: Batches, validate: Callab
     context = mp.get_context("fork")
     events = context.Queue()
     port = _free_port()
-    args = (classifier, batches, validate, config, Path(checkpoint_dir), micro_batches_per_epoch, port, events)
-    procs = [context.Process(target=_rank_main, args=(Shard(r, devices), *args), daemon=True) for r in range(devices)]
+    job = _FoldJob(classifier, batches, validate, config, Path(checkpoint_dir), micro_batches_per_epoch)
+    procs = [context.Process(target=_rank_main, args=(Shard(r, devices), job, port, events), daemon=True)
+             for r in range(devices)]
     for p in procs:
         p.start()
     result: dict[str, Any] | None = None
@@ -81,13 +82,24 @@ def fit_fold_parallel(classifier: Classifier, batches: Batches, validate: Callab
     return FitResult(**{**result, "best_dir": Path(result["best_dir"])})
 
 
-def _rank_main(shard: Shard, classifier: Classifier, batches: Batches, validate, config: TrainConfig,
-               checkpoint_dir: Path, micro: int | None, port: int, events) -> None:
+@dataclass(frozen=True)
+class _FoldJob:
+    """What every process of the group trains: `fit_fold`'s arguments, the same in each (forked, not pickled)."""
+
+    classifier: Classifier
+    batches: Batches
+    validate: Callable[[Classifier], float]
+    config: TrainConfig
+    checkpoint_dir: Path
+    micro_batches_per_epoch: int | None
+
+
+def _rank_main(shard: Shard, job: _FoldJob, port: int, events) -> None:
     """One process of the group: join it, train this process's share, report (rank 0)."""
     import torch
     import torch.distributed as dist
 
-    device = resolve_device(config.device)
+    device = resolve_device(job.config.device)
     if device == "cuda":
         torch.cuda.set_device(shard.rank)
     else:
@@ -96,8 +108,9 @@ def _rank_main(shard: Shard, classifier: Classifier, batches: Batches, validate,
     dist.init_process_group("nccl" if device == "cuda" else "gloo", rank=shard.rank, world_size=shard.world)
     try:
         progress = (lambda event: events.put(("event", event))) if shard.rank == 0 else None
-        result = fit_fold(classifier, batches, validate, replace(config, device=device), checkpoint_dir,
-                          progress=progress, micro_batches_per_epoch=micro, shard=shard)
+        result = fit_fold(job.classifier, job.batches, job.validate, replace(job.config, device=device),
+                          job.checkpoint_dir, progress=progress, micro_batches_per_epoch=job.micro_batches_per_epoch,
+                          shard=shard)
         if shard.rank == 0:
             events.put(("result", {**asdict(result), "best_dir": str(result.best_dir)}))
     except Exception as err:  # the message travels back; the traceback stays here

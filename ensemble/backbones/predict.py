@@ -9,7 +9,7 @@ so rows sum to 1). Clips are streamed, so a 50k-clip test set never sits in memo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ensemble.audio.clip import windows
 from ensemble.probability import WINDOW_EPS
 from ensemble.progress import Progress, emit, tagged
 from ensemble.task import MULTILABEL, Task
+
+if TYPE_CHECKING:
+    from ensemble.artifacts.competition import Competition
 
 BatchPredict = Callable[[np.ndarray], np.ndarray]  # (batch, n) waves -> (batch, labels) probabilities
 HOP_FRACTION = 0.5  # windows overlap by half
@@ -102,42 +105,54 @@ def predict_split(predict: BatchPredict, waves: Iterable[np.ndarray], count: int
     return predict_clips(waves, count, n, max(1, int(n * HOP_FRACTION)), predict, batch_size, progress, task)
 
 
-def predict_fold_splits(predict: BatchPredict, splits: dict[str, Split], fold: int, labels: list[str], sr: int,
-                        max_seconds: float, batch_size: int, progress: Progress | None = None,
-                        task: Task = MULTILABEL) -> dict[str, pd.DataFrame]:
-    """Each split's prediction frame from fold `fold`'s model, in the order given."""
+def predict_fold_splits(predict: BatchPredict, splits: dict[str, Split], fold: int, comp: Competition, sr: int,
+                        max_seconds: float, batch_size: int,
+                        progress: Progress | None = None) -> dict[str, pd.DataFrame]:
+    """Each split's prediction frame (`comp`'s labels, pooled in its task's link) from fold `fold`'s model,
+    in the order given."""
     return {name: prediction_frame(s.ids, fold, predict_split(predict, s.waves, s.count, sr, max_seconds, batch_size,
                                                                tagged(progress, stage=f"predict {name}", fold=fold),
-                                                               task),
-                                   labels)
+                                                               comp.task),
+                                   comp.labels)
             for name, s in splits.items()}
 
 
-def fold_splits(comp, folds: pd.DataFrame, fold: int, load_row: Callable[[str], np.ndarray], sr: int,
-                testlike: pd.DataFrame | None, which: Sequence[str] = PREDICTION_SPLITS,
-                load_background: Callable[[str], np.ndarray] | None = None,
-                test_store=None) -> dict[str, Split]:
-    """The clips fold `fold`'s model predicts: its held-out train rows (OOF; `load_row(id)` decodes one),
-    the test set (from `test_store`, a `WaveStore` over `comp.test_ids`' files at `sr`, kept across folds
-    so each clip is decoded once per run), and its own test-like clips (rendered from held-out rows only,
-    over real backgrounds that `load_background` decodes)."""
+@dataclass(frozen=True)
+class WaveSources:
+    """Where a fold model's clips are decoded from, at `sr` Hz: `load_row(id)` gives a train row (the
+    held-out rows, and the voices of test-like clips), `test_store` the test clips in `comp.test_ids`
+    order (a `WaveStore` kept across folds, so each clip is decoded once per run; None: one is opened),
+    `load_background(source)` a real clip that test-like recipes use as background."""
+
+    sr: int
+    load_row: Callable[[str], np.ndarray]
+    test_store: Any = None
+    load_background: Callable[[str], np.ndarray] | None = None
+
+
+def fold_splits(comp: Competition, folds: pd.DataFrame, fold: int, waves: WaveSources, testlike: pd.DataFrame | None,
+                which: Sequence[str] = PREDICTION_SPLITS) -> dict[str, Split]:
+    """The clips fold `fold`'s model predicts: its held-out train rows (OOF), the test set, and its own
+    test-like clips (rendered from held-out rows only, over real backgrounds)."""
     from ensemble.audio.testlike_render import render_testlike_waves
 
     out: dict[str, Split] = {}
+    load_row, sr = waves.load_row, waves.sr
     if "train" in which:
         held = folds.loc[folds["fold"] == fold, "id"].tolist()
         out["train"] = Split(held, (load_row(i) for i in held), len(held))
     if "test" in which:
-        store = test_store if test_store is not None else test_wave_store(comp, sr, cache=False)
+        store = waves.test_store if waves.test_store is not None else test_wave_store(comp, sr, cache=False)
         out["test"] = Split(comp.test_ids, (store[i] for i in range(len(store))), len(comp.test_ids))
     if "testlike" in which:
         own = testlike[testlike["fold"] == fold]
-        out["testlike"] = Split(own["id"], render_testlike_waves(own["recipe"], load_row, sr, load_background), len(own))
+        out["testlike"] = Split(own["id"], render_testlike_waves(own["recipe"], load_row, sr, waves.load_background),
+                                len(own))
     return out
 
 
 def test_wave_store(comp, sr: int, decoded=None, cache: bool = True):
-    """A `WaveStore` over the test clips in `comp.test_ids` order, at `sr` Hz (see `fold_splits`)."""
+    """A `WaveStore` over the test clips in `comp.test_ids` order, at `sr` Hz (see `WaveSources`)."""
     from ensemble.audio.load import WaveStore
 
     paths = comp.test.set_index(comp.test["id"].astype(str))["path"]

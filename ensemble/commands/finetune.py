@@ -374,15 +374,16 @@ def _train(ctx: FoldContext, data: FoldData, classifier):
 
 def _predict(ctx: FoldContext, data: FoldData, predict, sr: int) -> dict[str, pd.DataFrame]:
     """OOF (the held-out rows), test and the fold's own test-like clips, by the trained fold model."""
-    from ensemble.backbones.predict import fold_splits, predict_fold_splits, test_wave_store
+    from ensemble.backbones.predict import WaveSources, fold_splits, predict_fold_splits, test_wave_store
 
     row_of = {rid: i for i, rid in enumerate(ctx.folds["id"])}
     which = ("train", "test") if ctx.testlike is None else ("train", "test", "testlike")
-    splits = fold_splits(ctx.comp, ctx.folds, data.fold, lambda rid: data.train_store[row_of[rid]], sr, ctx.testlike,
-                         which, load_background=background_loader(ctx.comp, sr, ctx.decoded),
-                         test_store=test_wave_store(ctx.comp, sr, ctx.decoded, cache=False))
-    return predict_fold_splits(predict, splits, data.fold, ctx.comp.labels, sr, ctx.opts.max_seconds,
-                               max(1, ctx.opts.batch_size), ctx.emit, ctx.comp.task)
+    sources = WaveSources(sr, lambda rid: data.train_store[row_of[rid]],
+                          test_store=test_wave_store(ctx.comp, sr, ctx.decoded, cache=False),
+                          load_background=background_loader(ctx.comp, sr, ctx.decoded))
+    splits = fold_splits(ctx.comp, ctx.folds, data.fold, sources, ctx.testlike, which)
+    return predict_fold_splits(predict, splits, data.fold, ctx.comp, sr, ctx.opts.max_seconds,
+                               max(1, ctx.opts.batch_size), ctx.emit)
 
 
 @dataclass

@@ -32,7 +32,8 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     """Re-predict `splits` with ONNX Runtime; returns the max |Δp| against the files replaced."""
     from ensemble.audio.load import WaveStore
     from ensemble.backbones.ort import OnnxClassifier
-    from ensemble.backbones.predict import fold_splits, onnx_predictor, predict_fold_splits, test_wave_store
+    from ensemble.backbones.predict import (WaveSources, fold_splits, onnx_predictor, predict_fold_splits,
+                                           test_wave_store)
 
     emit = progress or (lambda event: None)
     if not comp.task.has_testlike:
@@ -48,7 +49,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
 
     check_competition_audio(ws, comp, audio_splits(splits), progress=emit)
     folds = load_folds(ws)
-    labels, max_seconds = comp.labels, float(manifest.options["max_seconds"])
+    max_seconds = float(manifest.options["max_seconds"])
     clips = load_testlike(ws) if "testlike" in splits else None
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
     frames: dict[str, list[pd.DataFrame]] = {s: [] for s in splits}
@@ -62,10 +63,10 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
             stores[sr] = (WaveStore([comp.audio_path(paths[i]) for i in folds["id"]], sr, decoded=decoded),
                           test_wave_store(comp, sr, decoded), background_loader(comp, sr, decoded))
         store, test_store, load_background = stores[sr]
-        waves = fold_splits(comp, folds, k, lambda rid: store[row_of[rid]], sr, clips, splits, load_background,
-                            test_store)
-        predicted = predict_fold_splits(onnx_predictor(model, model.preprocess), waves, k, labels, sr, max_seconds,
-                                        batch_size, emit, comp.task)
+        sources = WaveSources(sr, lambda rid: store[row_of[rid]], test_store, load_background)
+        waves = fold_splits(comp, folds, k, sources, clips, splits)
+        predicted = predict_fold_splits(onnx_predictor(model, model.preprocess), waves, k, comp, sr, max_seconds,
+                                        batch_size, emit)
         for split, frame in predicted.items():
             frames[split].append(frame)
     with exclusive(run_lock(ws.models_dir, run.name)):
