@@ -229,12 +229,6 @@ class CVScores:
     def __post_init__(self) -> None:
         self.written = set(self.written) | {k for k in self._keys() if getattr(self, k) is not None}  # a copy: `replace` shares it
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        """`metrics[key] = value` (for callers not yet on attributes): the field `key`, checked."""
-        if key not in self._keys():
-            raise KeyError(key)
-        setattr(self, key, value)
-
     @classmethod
     def _keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls) if f.name != "written"]
@@ -304,6 +298,59 @@ class PriorRecord:
 
 
 @dataclass
+class OnnxFile(_FlatRecord):
+    """A fold's `onnx` entry: the graph's path inside the run folder, its SHA-256, and the parity measured at
+    export (max |p_onnx − p_native| on clips of `parity_clip_seconds`, the bar it must meet, against what)."""
+
+    path: str
+    sha256: str | None = None
+    parity_max_abs_diff: float | None = None
+    parity_clip_seconds: float | None = None
+    parity_bar: float | None = None
+    parity_reference: str | None = None
+
+
+_FOLD_TYPED = ("fold", "model", "onnx", "cv")
+
+
+@dataclass
+class FoldRecord:
+    """`fold<k>/fold.json`, and `run.json`'s `folds[k]`: one fold of a fine-tuned run — its number, the
+    model it trained (`describe()`), its ONNX graph and parity, its held-out score (None: not scorable),
+    and what its trainer recorded beside them (`fields`: rows, best epoch and history or examples,
+    augmentation, file hashes, seconds — written and shown, not interpreted). `order` keeps the keys in
+    the order they were written, so a file reads and writes back unchanged."""
+
+    fold: int
+    model: dict[str, Any] = field(default_factory=dict)
+    onnx: OnnxFile | None = None
+    cv: ScoreRecord | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    order: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        typed = {"fold": self.fold, "model": self.model, "onnx": None if self.onnx is None else self.onnx.to_dict(),
+                 "cv": None if self.cv is None else self.cv.to_dict()}
+        keys = dict.fromkeys([*self.order, "fold", *(k for k in _FOLD_TYPED if typed[k]), *self.fields])
+        return {k: typed[k] if k in typed else self.fields[k] for k in keys if k in typed or k in self.fields}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> FoldRecord:
+        if not isinstance(raw, dict):
+            raise DataError(f"{source}: expected a JSON object; got {type(raw).__name__}")
+        if not isinstance(raw.get("fold"), int) or isinstance(raw.get("fold"), bool):
+            raise DataError(f"{source}: 'fold' must be the fold's number; got {raw.get('fold')!r}")
+        model = raw.get("model", {})
+        if not isinstance(model, dict):
+            raise DataError(f"{source}: 'model' must be an object")
+        onnx = None if raw.get("onnx") is None else OnnxFile.from_dict(raw["onnx"], f"{source}.onnx")
+        cv = None if raw.get("cv") is None else ScoreRecord.from_dict(raw["cv"], f"{source}.cv")
+        if onnx is not None and not isinstance(onnx.path, str):
+            raise DataError(f"{source}: 'onnx.path' must be the graph's path inside the run folder")
+        return cls(raw["fold"], model, onnx, cv, {k: v for k, v in raw.items() if k not in _FOLD_TYPED}, tuple(raw))
+
+
+@dataclass
 class RunManifest:
     """`models/<run>/run.json`: what made a run and how good it is (DESIGN.md, Contracts)."""
 
@@ -322,7 +369,7 @@ class RunManifest:
     testlike_domain: dict[str, Any] | None = None
     n_folds: int | None = None
     options: dict[str, Any] | None = None    # finetune's options
-    folds: list[dict[str, Any]] | None = None  # finetune: each fold's record (fold.json)
+    folds: list[FoldRecord] | None = None  # finetune: each fold's record (fold.json)
     machine: dict[str, Any] | None = None
     seconds: dict[str, Any] | None = None
     onnxruntime: dict[str, Any] | None = None  # the last `ens oof`: provider, when, largest change
@@ -349,13 +396,32 @@ class RunManifest:
     def model_ref(self) -> str | None:
         return self.source.get("model_ref")
 
+    @property
+    def max_seconds(self) -> float | None:
+        """The clip length (seconds) the run's models were trained and exported for (`options.max_seconds`;
+        None: not a fine-tuned run, or not a number)."""
+        value = (self.options or {}).get("max_seconds")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def weights(self) -> tuple[int, int] | None:
+        """(trained, total) weights of a neural run's model (`source.model`); None where not recorded."""
+        model = self.source.get("model") or {}
+        return (model["n_trainable"], model["n_params"]) if "n_trainable" in model and "n_params" in model else None
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(dataclasses.replace(self, metrics=CVScores())) | {"metrics": self.metrics.to_dict()}
+        folds = None if self.folds is None else [f.to_dict() for f in self.folds]
+        return dataclasses.asdict(dataclasses.replace(self, metrics=CVScores(), folds=None)) | {
+            "metrics": self.metrics.to_dict(), "folds": folds}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> RunManifest:
         if isinstance(raw, dict) and "metrics" in raw:
             raw = {**raw, "metrics": CVScores.from_dict(raw["metrics"], f"{source}.metrics")}
+        if isinstance(raw, dict) and raw.get("folds") is not None:
+            if not isinstance(raw["folds"], list):
+                raise DataError(f"{source}: 'folds' must be a list of the folds' records")
+            raw = {**raw, "folds": [FoldRecord.from_dict(f, f"{source}.folds[{j}]") for j, f in enumerate(raw["folds"])]}
         manifest = _checked(cls, raw, source)
         labels = manifest.labels
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
