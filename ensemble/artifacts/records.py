@@ -430,6 +430,43 @@ class RunManifest:
 
 
 @dataclass
+class RunEntry(_FlatRecord):
+    """`recipe.runs[k]`: a run the submission was stacked from, the SHA-256 of its run.json then (checked
+    before a restack or an export) and its prediction files' hashes."""
+
+    run: str
+    manifest_sha256: str | None = None
+    files: dict[str, str] | None = None
+
+
+@dataclass
+class LeaderboardRecord:
+    """`sidecar.leaderboard`: the public and private scores recorded with `ens lb`, and when. A file keeps its
+    keys in the order they were recorded (`order`); a score recorded later goes after them."""
+
+    public: float | None = None
+    private: float | None = None
+    recorded: str | None = None
+    order: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def scores(self) -> dict[str, float]:
+        """The recorded scores by name (`public`, `private`), those set only."""
+        return {k: v for k, v in (("public", self.public), ("private", self.private)) if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {k: getattr(self, k) for k in ("public", "private", "recorded")}
+        keys = dict.fromkeys([*self.order, *(k for k, v in values.items() if v is not None)])
+        return {k: values[k] for k in keys}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> LeaderboardRecord:
+        record = _checked(cls, raw, source)
+        if "order" in raw:
+            raise DataError(f"{source}: unknown key 'order'")
+        return dataclasses.replace(record, order=tuple(raw))
+
+
+@dataclass
 class Recipe:
     """How a submission was stacked: enough to re-run it (`StackRequest.from_recipe`) or export it."""
 
@@ -442,12 +479,12 @@ class Recipe:
     calibrators: list[CalibrationNote]
     decisions: list[Any]
     state: BlendState | None             # the exact fitted blend and calibrators, for `ens export` (None: bare)
-    runs: list[dict[str, Any]] = field(default_factory=list)  # run, manifest_sha256, files
+    runs: list[RunEntry] = field(default_factory=list)
     seed: int = 0
     metric: str | None = None
     task: str | None = None
     test_prior: str | float = "none"
-    prior: dict[str, Any] | None = None
+    prior: PriorRecord | None = None     # what --test-prior estimated and applied (None: not recorded)
     meta_features: dict[str, Any] | None = None
     meta_offered: list[str] | None = None
     testlike_weighting: str | None = None
@@ -459,6 +496,11 @@ class Recipe:
             self.state = BlendState.from_dict(self.state, "recipe.state")
         if isinstance(self.decision, dict):
             self.decision = DecisionRecord.from_dict(self.decision, "recipe.decision")
+        if isinstance(self.prior, dict):
+            self.prior = PriorRecord.from_dict(self.prior, "recipe.prior")
+        if any(isinstance(e, dict) for e in self.runs):
+            self.runs = [RunEntry.from_dict(e, f"recipe.runs[{j}]") if isinstance(e, dict) else e
+                         for j, e in enumerate(self.runs)]
         if isinstance(self.calibrators, list) and any(isinstance(c, dict) for c in self.calibrators):
             self.calibrators = [CalibrationNote.from_dict(c, f"recipe.calibrators[{j}]") if isinstance(c, dict) else c
                                 for j, c in enumerate(self.calibrators)]
@@ -469,13 +511,13 @@ class Recipe:
 
     @property
     def run_names(self) -> list[str]:
-        return [entry["run"] for entry in self.runs]
+        return [entry.run for entry in self.runs]
 
     @property
-    def prior_record(self) -> PriorRecord | None:
-        """`prior` as its record (None: none recorded). The field stays the on-disk dict until its writer
-        (`ensemble.stack.prior`) builds the record."""
-        return PriorRecord.from_dict(self.prior, "recipe.prior")
+    def chosen_run(self) -> int | None:
+        """The run a `single` blend kept (its index in `runs`); None for every other blend."""
+        run = self.blender.get("run") if self.method == "single" else None
+        return int(run) if isinstance(run, (int, float)) and not isinstance(run, bool) else None
 
     @property
     def meta_columns(self) -> list[str]:
@@ -488,7 +530,9 @@ class Recipe:
         return [s["name"] for s in (self.meta_features or {}).get("sets", [])]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(dataclasses.replace(self, state=None, decision=None, calibrators=[])) | {
+        plain = dataclasses.replace(self, state=None, decision=None, calibrators=[], prior=None, runs=[])
+        return dataclasses.asdict(plain) | {
+            "runs": [e.to_dict() for e in self.runs], "prior": None if self.prior is None else self.prior.to_dict(),
             "state": {} if self.state is None else self.state.to_dict(),
             "decision": None if self.decision is None else self.decision.to_dict(),
             "calibrators": [c.to_dict() for c in self.calibrators]}
@@ -501,18 +545,21 @@ class Recipe:
                 raw["state"] = BlendState.from_dict(raw["state"], f"{source}.state")
             if raw.get("decision") is not None:
                 raw["decision"] = DecisionRecord.from_dict(raw["decision"], f"{source}.decision")
+            if raw.get("prior") is not None:
+                raw["prior"] = PriorRecord.from_dict(raw["prior"], f"{source}.prior")
             if "calibrators" in raw:
                 notes = raw["calibrators"]
                 if not isinstance(notes, list):
                     raise DataError(f"{source}: 'calibrators' must be a list")
                 raw["calibrators"] = [CalibrationNote.from_dict(c, f"{source}.calibrators[{j}]")
                                       for j, c in enumerate(notes)]
-        recipe = _checked(cls, raw, source)
-        runs = recipe.runs  # every reader indexes entry["run"]: a hand-edited list fails here, in one line
+        runs = raw.get("runs", []) if isinstance(raw, dict) else []  # a hand-edited list fails here, in one line
         if not isinstance(runs, list) or not all(isinstance(e, dict) and isinstance(e.get("run"), str) for e in runs):
             raise DataError(f"{source}: recipe.runs must be a list of {{'run': NAME, 'manifest_sha256': …}}; "
                             f"got {json.dumps(runs, default=str)[:120]}")
-        return recipe
+        if isinstance(raw, dict) and "runs" in raw:
+            raw["runs"] = [RunEntry.from_dict(e, f"{source}.runs[{j}]") for j, e in enumerate(runs)]
+        return _checked(cls, raw, source)
 
 
 @dataclass
@@ -524,7 +571,7 @@ class Sidecar:
     versions: dict[str, str]
     recipe: Recipe
     metrics: CVScores                    # cv, cv_testlike, in_sample, optimism, gain (multiclass: cv_report)
-    leaderboard: dict[str, Any] = field(default_factory=dict)
+    leaderboard: LeaderboardRecord = field(default_factory=LeaderboardRecord)
     warnings: list[str] = field(default_factory=list)
     prior_sensitivity: list[dict[str, Any]] = field(default_factory=list)
     seconds: float | None = None
@@ -545,11 +592,16 @@ class Sidecar:
         return self.metrics.cv
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(dataclasses.replace(self, recipe=None, metrics=CVScores())) | {
-            "recipe": self.recipe.to_dict(), "metrics": self.metrics.to_dict()}
+        plain = dataclasses.replace(self, recipe=None, metrics=CVScores(), leaderboard=LeaderboardRecord())
+        return dataclasses.asdict(plain) | {"recipe": self.recipe.to_dict(), "metrics": self.metrics.to_dict(),
+                                            "leaderboard": self.leaderboard.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> Sidecar:
         recipe = Recipe.from_dict(raw.get("recipe") if isinstance(raw, dict) else None, f"{source} (recipe)")
-        metrics = {"metrics": CVScores.from_dict(raw["metrics"], f"{source}.metrics")} if isinstance(raw, dict) and "metrics" in raw else {}
-        return _checked(cls, raw, source, recipe=recipe, **metrics)
+        nested: dict[str, Any] = {"recipe": recipe}
+        if isinstance(raw, dict) and "metrics" in raw:
+            nested["metrics"] = CVScores.from_dict(raw["metrics"], f"{source}.metrics")
+        if isinstance(raw, dict) and "leaderboard" in raw:
+            nested["leaderboard"] = LeaderboardRecord.from_dict(raw["leaderboard"], f"{source}.leaderboard")
+        return _checked(cls, raw, source, **nested)

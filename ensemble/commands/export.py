@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ensemble.artifacts.records import BlendState, FoldRecord, Recipe, Sidecar
+from ensemble.artifacts.records import BlendState, FoldRecord, Recipe, RunEntry, Sidecar
 from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.export.graph import OUTPUT, RunGraphs, build_model, metadata_json, preprocessing
 from ensemble.progress import Progress
@@ -84,7 +84,7 @@ def _fold_graph(run, info: FoldRecord, manifest_path: Path, quantize: str, tmp: 
     return model, normalize, mask, int(pre.get("sampling_rate", 0))
 
 
-def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: str,
+def _load_runs(ws, entries: list[RunEntry], sidecar_path: Path, quantize: str,
                tmp: Path) -> tuple[list[RunGraphs], int, dict]:
     """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
     from ensemble.backbones.predict import HOP_FRACTION
@@ -93,11 +93,9 @@ def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: 
 
     runs, rates, hashes = [], set(), {}
     for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("run"), str):
-            raise ContractError(f"{sidecar_path}: recipe.runs holds {entry!r}; expected {{'run': NAME, 'manifest_sha256': …}}")
-        run = load_run(ws, str(entry.get("run")))
+        run = load_run(ws, entry.run)
         manifest_path = run.dir / RUN_MANIFEST_FILE
-        if file_sha256(manifest_path) != entry.get("manifest_sha256"):
+        if file_sha256(manifest_path) != entry.manifest_sha256:
             raise ContractError(f"{manifest_path} changed since submission {sidecar_path.stem!r} was stacked "
                                 "(re-predicted or re-trained?); stack again, then export")
         if run.manifest.kind != "finetune" or not isinstance(run.manifest.folds, list) or not run.manifest.folds:
@@ -109,7 +107,7 @@ def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: 
             rates.add(rate)
             folds.append(model)
             fold_ids.append(info.fold)
-        hashes[f"{run.name}/{RUN_MANIFEST_FILE}"] = entry["manifest_sha256"]
+        hashes[f"{run.name}/{RUN_MANIFEST_FILE}"] = entry.manifest_sha256
         if run.manifest.max_seconds is None:
             raise ContractError(f"{manifest_path}: options.max_seconds missing or not a number")
         n = int(round(run.manifest.max_seconds * rate))
@@ -183,8 +181,6 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
     csv, sidecar_path, sidecar = exportable_recipe(ws, name, quantize)
     recipe = sidecar.recipe
     labels, entries = list(recipe.labels), recipe.runs
-    if not isinstance(entries, list):
-        raise ContractError(f"{sidecar_path}: recipe.runs is {type(entries).__name__}; expected a list of runs")
     keep, state = used_runs(len(entries), recipe.state)  # a run the blend ignores need not be exportable
     with tempfile.TemporaryDirectory(prefix="ens-export-") as tmp:
         runs, rate, hashes = _load_runs(ws, [entries[r] for r in keep], sidecar_path, quantize, Path(tmp))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ensemble.artifacts.competition import Competition
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, Run, load_runs
-from ensemble.artifacts.records import CVScores, ScoreRecord, Sidecar
+from ensemble.artifacts.records import CVScores, RunEntry, ScoreRecord, Sidecar
 from ensemble.artifacts.submission import Written, new_sidecar
 from ensemble.artifacts.testlike_set import load_domain_check
 from ensemble.artifacts.workspace import Workspace
@@ -172,8 +172,7 @@ def _check_options(runs: list[Run], inputs: StackInputs, request: StackRequest) 
                           f"for every run; runs without: {lacking} (use --fit-on auto or clean)")
 
 
-def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
+def _run_hashes(runs: list[Run]) -> list[RunEntry]:
     from ensemble.artifacts.io import file_sha256
 
-    return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / RUN_MANIFEST_FILE),
-             "files": run.manifest.files} for run in runs]
+    return [RunEntry(run.name, file_sha256(run.dir / RUN_MANIFEST_FILE), run.manifest.files) for run in runs]
