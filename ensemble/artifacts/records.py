@@ -316,23 +316,20 @@ _FOLD_TYPED = ("fold", "model", "onnx", "cv")
 @dataclass
 class FoldRecord:
     """`fold<k>/fold.json`, and `run.json`'s `folds[k]`: one fold of a fine-tuned run — its number, the
-    model it trained (`describe()`), its ONNX graph and parity, its held-out score (None: not scorable),
-    and what its trainer recorded beside them (`fields`: rows, best epoch and history or examples,
-    augmentation, file hashes, seconds — written and shown, not interpreted). `order` keeps the keys in
-    the order they were written, so a file reads and writes back unchanged."""
+    model it trained (`describe()`, whose keys depend on the family), its ONNX graph and parity, its held-out
+    score (None: not scorable), and what its trainer recorded beside them (`fields`: rows, best epoch and
+    history or examples, augmentation, file hashes, seconds — written and shown, not interpreted)."""
 
     fold: int
     model: dict[str, Any] = field(default_factory=dict)
     onnx: OnnxFile | None = None
     cv: ScoreRecord | None = None
     fields: dict[str, Any] = field(default_factory=dict)
-    order: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        typed = {"fold": self.fold, "model": self.model, "onnx": None if self.onnx is None else self.onnx.to_dict(),
-                 "cv": None if self.cv is None else self.cv.to_dict()}
-        keys = dict.fromkeys([*self.order, "fold", *(k for k in _FOLD_TYPED if typed[k]), *self.fields])
-        return {k: typed[k] if k in typed else self.fields[k] for k in keys if k in typed or k in self.fields}
+        onnx = {} if self.onnx is None else {"onnx": self.onnx.to_dict()}
+        return {"fold": self.fold, "model": self.model, **self.fields, **onnx,
+                "cv": None if self.cv is None else self.cv.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> FoldRecord:
@@ -344,10 +341,10 @@ class FoldRecord:
         if not isinstance(model, dict):
             raise DataError(f"{source}: 'model' must be an object")
         onnx = None if raw.get("onnx") is None else OnnxFile.from_dict(raw["onnx"], f"{source}.onnx")
-        cv = None if raw.get("cv") is None else ScoreRecord.from_dict(raw["cv"], f"{source}.cv")
         if onnx is not None and not isinstance(onnx.path, str):
             raise DataError(f"{source}: 'onnx.path' must be the graph's path inside the run folder")
-        return cls(raw["fold"], model, onnx, cv, {k: v for k, v in raw.items() if k not in _FOLD_TYPED}, tuple(raw))
+        cv = None if raw.get("cv") is None else ScoreRecord.from_dict(raw["cv"], f"{source}.cv")
+        return cls(raw["fold"], model, onnx, cv, {k: v for k, v in raw.items() if k not in _FOLD_TYPED})
 
 
 @dataclass
@@ -440,30 +437,16 @@ class RunEntry(_FlatRecord):
 
 
 @dataclass
-class LeaderboardRecord:
-    """`sidecar.leaderboard`: the public and private scores recorded with `ens lb`, and when. A file keeps its
-    keys in the order they were recorded (`order`); a score recorded later goes after them."""
+class LeaderboardRecord(_FlatRecord):
+    """`sidecar.leaderboard`: the public and private scores recorded with `ens lb`, and when (unset: not written)."""
 
     public: float | None = None
     private: float | None = None
     recorded: str | None = None
-    order: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def scores(self) -> dict[str, float]:
         """The recorded scores by name (`public`, `private`), those set only."""
         return {k: v for k, v in (("public", self.public), ("private", self.private)) if v is not None}
-
-    def to_dict(self) -> dict[str, Any]:
-        values = {k: getattr(self, k) for k in ("public", "private", "recorded")}
-        keys = dict.fromkeys([*self.order, *(k for k, v in values.items() if v is not None)])
-        return {k: values[k] for k in keys}
-
-    @classmethod
-    def from_dict(cls, raw: Any, source: Path | str) -> LeaderboardRecord:
-        record = _checked(cls, raw, source)
-        if "order" in raw:
-            raise DataError(f"{source}: unknown key 'order'")
-        return dataclasses.replace(record, order=tuple(raw))
 
 
 @dataclass
@@ -602,6 +585,6 @@ class Sidecar:
         nested: dict[str, Any] = {"recipe": recipe}
         if isinstance(raw, dict) and "metrics" in raw:
             nested["metrics"] = CVScores.from_dict(raw["metrics"], f"{source}.metrics")
-        if isinstance(raw, dict) and "leaderboard" in raw:
+        if isinstance(raw, dict) and raw.get("leaderboard") is not None:
             nested["leaderboard"] = LeaderboardRecord.from_dict(raw["leaderboard"], f"{source}.leaderboard")
         return _checked(cls, raw, source, **nested)

@@ -8,8 +8,7 @@ missing required one is a one-line `DataError` naming the file.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,19 @@ from ensemble.errors import DataError
 
 
 @dataclass
-class TestlikeMeta:
+class TestlikeMeta(_FlatRecord):
     """`models/testlike.json`: how the test-like set was made — the recipe version and seed, how many real
     clips there were, whether the generator was fitted to them and why (not), its backgrounds and the fit's
     cost, the density-ratio weights' summary, the generator's parameters — and the latest domain checks of
     the set (`domain_check`, `DomainCheck.to_dict()`) and of the runs' predictions on it (`prediction_check`).
+    A key not set is not written."""
 
-    A file keeps its keys in the order they were written: a key set later (a check recorded by `ens testlike
-    check` after the set was made) goes after the others, as it did when the record was a dict."""
-
-    __test__ = False  # not a pytest class, whatever its name
+    __test__ = False  # a record, not a pytest class, whatever its name
 
     recipe_version: int | None = None
     seed: int | None = None
     n_real: int | None = None
-    fitted: bool = False
+    fitted: bool | None = None
     reason: str | None = None
     n_backgrounds: int | None = None
     fit: dict[str, Any] | None = None
@@ -40,32 +37,11 @@ class TestlikeMeta:
     weights: dict[str, float] | None = None
     params: dict[str, Any] | None = None
     prediction_check: dict[str, Any] | None = None
-    order: list[str] = field(default_factory=list, compare=False, repr=False)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name != "order" and "order" in self.__dict__ and value is not None and name not in self.order:
-            self.order.append(name)
-
-    def __post_init__(self) -> None:
-        given = [f.name for f in dataclasses.fields(self) if f.name != "order" and getattr(self, f.name) is not None]
-        self.order = list(dict.fromkeys([*self.order, *given]))  # a copy: `replace` would share it
 
     @property
     def domain_auc(self) -> float | None:
         """The set's domain-check AUC (None: not checked)."""
         return (self.domain_check or {}).get("auc")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.order}
-
-    @classmethod
-    def from_dict(cls, raw: Any, source: Path | str) -> TestlikeMeta:
-        if isinstance(raw, dict) and "order" in raw:
-            raise DataError(f"{source}: unknown key 'order'")
-        meta = _checked(cls, raw, source)
-        meta.order = list(raw)
-        return meta
 
 
 @dataclass
