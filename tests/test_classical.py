@@ -95,9 +95,9 @@ def test_finetune_and_oof_contract_without_leakage(competition, tmp_path, sample
     oof = run.oof()
     assert sorted(oof["id"]) == sorted(comp.train["id"])
     for fold in manifest.folds:
-        assert fold["onnx"]["parity_max_abs_diff"] <= 1e-4
-        assert fold["examples"] == 2 * fold["train_rows"]
-        assert fold["model"]["config"]["features"]["version"]
+        assert fold.onnx.parity_max_abs_diff <= 1e-4
+        assert fold.fields["examples"] == 2 * fold.fields["train_rows"]
+        assert fold.model["config"]["features"]["version"]
     before = {f: pd.read_parquet(run.dir / f) for f in ("oof.parquet", "test.parquet", "oof_testlike.parquet")}
     result = runner.invoke(app, ["oof", "feat", "--provider", "cpu", "-w", str(ws.root), "--data", str(competition)])
     assert result.exit_code == 0, result.output

@@ -67,10 +67,11 @@ def test_written_submission_shows_its_recipe_in_words(two_runs, workspace):  # n
 
 
 def test_a_blend_with_all_weight_on_one_run_says_so():
+    from ensemble.artifacts.records import RunEntry
     from ensemble.stack.explain import blender_lines
 
     recipe = hand_sidecar("hc", "hillclimb").recipe
-    recipe.runs = [{"run": "a"}, {"run": "b"}, {"run": "c"}]
+    recipe.runs = [RunEntry("a"), RunEntry("b"), RunEntry("c")]
     recipe.blender = {"weights": [[1.0, 0.0, 0.0], [0.97, 0.03, 0.0]]}
     lines = blender_lines(recipe)
     assert lines[:2] == ["weights, fake: a 1.00, b 0.00, c 0.00", "weights, real: a 0.97, b 0.03, c 0.00"]

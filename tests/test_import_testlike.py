@@ -117,7 +117,7 @@ def test_prediction_check_tells_squashed_test_predictions_from_testlike_ones(tmp
         check = check_predictions(ws, comp, [name])
         aucs[name] = check.auc
     assert aucs["squashed"] > 0.9 and aucs["alike"] < aucs["squashed"] - 0.2
-    assert load_testlike_meta(ws)["prediction_check"]["runs"] == ["squashed"]
+    assert load_testlike_meta(ws).prediction_check["runs"] == ["squashed"]
     assert check.top(1)[0][0] in ("|squashed:fake|", "|squashed:real|")  # less confident on the test
 
 

@@ -183,10 +183,10 @@ def test_lb_reweights_the_testlike_rows_and_moves_the_test_predictions_to_the_pr
     kw = dict(method="logreg", calibrate="auto", n_boot=5, P_tl=tl.P, y_tl=tl.y, folds_tl=tl.folds)
     lb = _stack_lb(d.P, d.y, d.folds, d.P_test, probed, test_prior="lb", **kw)
     none = _stack_lb(d.P, d.y, d.folds, d.P_test, None, test_prior="none", **kw)
-    reweighting = lb.recipe.prior["joint"]["probed"]["reweighting"]
+    reweighting = lb.recipe.prior.joint["probed"]["reweighting"]
     assert reweighting["marginal_gap"] < 1e-6 and reweighting["after"] != reweighting["before"]
     assert lb.nested_testlike.score != none.nested_testlike.score  # scored at the probed mix
-    np.testing.assert_allclose(lb.recipe.prior["prior_used"], [0.7, 0.35])
+    np.testing.assert_allclose(lb.recipe.prior.prior_used, [0.7, 0.35])
     score = get_scorer("competition")
     assert score(d.y_test, lb.test) < 0.9 * score(d.y_test, none.test)
     assert abs(lb.test[:, 0].mean() - 0.7) < abs(none.test[:, 0].mean() - 0.7)
@@ -211,4 +211,4 @@ def test_lb_gives_a_multiclass_stack_the_probed_class_mix():
     assert np.abs(lb.test.sum(axis=1) - 1).max() < 1e-9
     logloss = get_scorer("logloss", MULTICLASS)
     assert logloss(y_test, lb.test) < logloss(y_test, none.test)
-    assert lb.recipe.prior["mode"] == "lb" and lb.recipe.prior["prior_used"] == [0.6, 0.3, 0.1]
+    assert lb.recipe.prior.mode == "lb" and lb.recipe.prior.prior_used == [0.6, 0.3, 0.1]

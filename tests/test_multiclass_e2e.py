@@ -98,10 +98,10 @@ def test_metric_auc_picks_another_best_epoch_and_softmax_rows_sum_to_one_in_onnx
         runs[metric] = run = finetune(Workspace(tmp_path / f"ws-{metric}"), comp,
                        FinetuneOptions(model="logmel-cnn", name="cnn", folds=2, epochs=2, batch_size=8,
                                        max_seconds=1.0, metric=metric))
-        best[metric] = [f["best_epoch"] for f in run.manifest.folds]
+        best[metric] = [f.fields["best_epoch"] for f in run.manifest.folds]
     assert best == {None: [1, 1], "auc": [0, 0]}
     run = runs["auc"]
-    assert max(f["onnx"]["parity_max_abs_diff"] for f in run.manifest.folds) <= 1e-4
+    assert max(f.onnx.parity_max_abs_diff for f in run.manifest.folds) <= 1e-4
     session = ort.InferenceSession(str(run.dir / "fold0" / "model.onnx"), providers=["CPUExecutionProvider"])
     waves = np.random.default_rng(0).normal(0, 0.1, (3, 16000)).astype(np.float32)
     probs = session.run(None, {session.get_inputs()[0].name: waves})[0]

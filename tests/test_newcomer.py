@@ -111,13 +111,14 @@ def test_stack_in_an_empty_workspace_says_how_to_make_runs_and_writes_nothing(wo
 
 
 def test_fold_parity_is_printed_with_the_bar_it_must_meet():
+    from ensemble.artifacts.records import OnnxFile
     from ensemble.backbones.classical import ESTIMATORS
     from ensemble.commands.finetune import PARITY_BAR, parity_words
 
     lgbm = ESTIMATORS.get("lgbm").parity_bar
-    assert parity_words({"parity_max_abs_diff": 0.0055, "parity_bar": lgbm}) == \
+    assert parity_words(OnnxFile("m.onnx", parity_max_abs_diff=0.0055, parity_bar=lgbm)) == \
         "max |p_onnx − p_native| 5.5e-03 ≤ bar 2e-02"
-    assert parity_words({"parity_max_abs_diff": 3e-4}).endswith(f"ABOVE bar {PARITY_BAR:.0e}")  # neural bar
+    assert parity_words(OnnxFile("m.onnx", parity_max_abs_diff=3e-4)).endswith(f"ABOVE bar {PARITY_BAR:.0e}")  # neural bar
     assert ESTIMATORS.get("logreg").parity_bar == PARITY_BAR  # float rounding only: the neural bar
 
 
@@ -139,11 +140,11 @@ def test_what_the_readme_examples_write_at_the_repository_root_is_ignored_by_git
 
 def test_a_one_run_submission_is_not_titled_stacked():
     from conftest import hand_sidecar
-    from ensemble.artifacts.records import CalibrationNote
+    from ensemble.artifacts.records import CalibrationNote, RunEntry
     from ensemble.commands.report import _made_of
 
     sidecar = hand_sidecar("au", "single")
-    sidecar.recipe.runs = [{"run": "cnn"}, {"run": "lgbm"}]
+    sidecar.recipe.runs = [RunEntry("cnn"), RunEntry("lgbm")]
     sidecar.recipe.blender = {"run": 1}
     sidecar.recipe.calibrators = [CalibrationNote.from_dict({"calibrator": "none", "label": "fake", "params": {}}, "test")]
     assert _made_of(sidecar) == "run lgbm alone"

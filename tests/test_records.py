@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from ensemble.artifacts.records import (BlendState, CalibratorState, CVScores, DecisionRecord, GainRecord, PriorRecord,
-                                        Recipe, RunManifest, ScoreRecord, Sidecar)
+from ensemble.artifacts.records import (BlendState, CalibratorState, CVScores, DecisionRecord, FoldRecord, GainRecord,
+                                        LeaderboardRecord, PriorRecord, Recipe, RunManifest, ScoreRecord, Sidecar)
+from ensemble.artifacts.set_records import FeatureManifest, TestlikeMeta
 from ensemble.errors import DataError
 from stacking import stack
 from ensemble.stack.synthetic import make_runs
@@ -151,14 +153,76 @@ OLD_PRIOR = {"mode": "em", "prior_train": [0.5, 0.4], "prior_em": [0.3, None], "
 @pytest.mark.parametrize("raw", [OLD_PRIOR, {**OLD_PRIOR, "fallback": {"real": "no credible gain"}},
                                  {**OLD_PRIOR, "mode": "lb", "fallback": {}, "joint": {"probed": {"shares": [0.3, 0.7]}}}])
 def test_a_recorded_prior_reads_as_its_record(raw):
-    prior = Recipe.from_dict({**OLD_RECIPE, "prior": raw}, "x.json").prior_record
+    prior = Recipe.from_dict({**OLD_RECIPE, "prior": raw}, "x.json").prior
     assert isinstance(prior, PriorRecord) and prior.adapted and prior.prior_used == raw["prior_used"]
     assert prior.probed == (raw.get("joint") or {}).get("probed", {})
     assert prior.to_dict() == {"fallback": {}, **raw}
 
 
 def test_no_prior_is_no_record_and_an_unknown_prior_key_is_one_line():
-    assert Recipe.from_dict(OLD_RECIPE, "x.json").prior_record is None
+    assert Recipe.from_dict(OLD_RECIPE, "x.json").prior is None
     assert PriorRecord.from_dict({}, "x.json") is None
     with pytest.raises(DataError, match="unknown key 'prior_x'"):
         PriorRecord.from_dict({**OLD_PRIOR, "prior_x": 1}, "x.json")
+
+
+# A fold.json as a neural fold writes it (trainer fields between the rows and the augmentation; cv null).
+OLD_FOLD = {"fold": 1, "model": {"model_ref": "tiny", "n_params": 10, "n_trainable": 4}, "train_rows": 8,
+            "held_out_rows": 4, "testlike_clips": 0, "best_epoch": 2, "history": [{"epoch": 1}], "augment": {},
+            "onnx": {"path": "fold1/model.onnx", "sha256": "ab", "parity_max_abs_diff": 1e-6,
+                     "parity_clip_seconds": 1.5, "parity_bar": 1e-4},
+            "files": {"oof.parquet": "cd"}, "seconds": {"train": 1.0}, "cv": None}
+
+
+def test_a_fold_record_reads_typed_and_writes_back_the_same_json():
+    fold = FoldRecord.from_dict(json.loads(json.dumps(OLD_FOLD)), "fold.json")
+    assert fold.fold == 1 and fold.onnx.path == "fold1/model.onnx" and fold.onnx.parity_bar == 1e-4 and fold.cv is None
+    assert fold.fields["best_epoch"] == 2
+    assert fold.to_dict() == OLD_FOLD  # `cv: null` kept
+    manifest = RunManifest(name="r", kind="finetune", created="t", labels=["fake"], data={}, versions={},
+                           source={"model": OLD_FOLD["model"]}, files={}, folds=[fold], options={"max_seconds": 2})
+    again = RunManifest.from_dict(json.loads(json.dumps(manifest.to_dict())), "run.json")
+    assert again.to_dict() == manifest.to_dict() and again.folds[0].onnx.sha256 == "ab"
+    assert again.max_seconds == 2.0 and again.weights == (4, 10)
+
+
+@pytest.mark.parametrize("raw, message", [({**OLD_FOLD, "fold": "1"}, "'fold' must be the fold's number"),
+                                          ({**OLD_FOLD, "onnx": {"path": "x", "hash": 1}}, "unknown key 'hash'")])
+def test_a_malformed_fold_record_is_one_line(raw, message):
+    with pytest.raises(DataError, match=message):
+        FoldRecord.from_dict(raw, "fold.json")
+
+
+def test_runs_and_leaderboard_read_typed_and_write_back_what_they_had():
+    raw = {**OLD_RECIPE, "runs": [{"run": "a", "manifest_sha256": "0" * 64, "files": {"test.parquet": "x"}}]}
+    recipe = Recipe.from_dict(raw, "x.json")
+    assert recipe.runs[0].run == "a" and recipe.runs[0].files == {"test.parquet": "x"} and recipe.run_names == ["a"]
+    assert recipe.to_dict()["runs"] == raw["runs"]
+    board = LeaderboardRecord.from_dict({"private": 0.3, "recorded": "t"}, "lb")
+    later = dataclasses.replace(board, public=0.2, recorded="u")  # as `ens lb` records a public score later
+    assert later.to_dict() == {"public": 0.2, "private": 0.3, "recorded": "u"}
+    assert later.scores() == {"public": 0.2, "private": 0.3} and LeaderboardRecord().to_dict() == {}
+    with pytest.raises(DataError, match="unknown key 'top'"):
+        LeaderboardRecord.from_dict({"top": 1}, "lb")
+
+
+def test_testlike_meta_writes_back_exactly_the_keys_it_had():
+    for raw in ({}, {"domain_check": {"auc": 0.6}},
+                {"recipe_version": 3, "seed": 0, "n_real": 16, "fitted": False, "reason": "too few", "params": {}}):
+        meta = TestlikeMeta.from_dict(json.loads(json.dumps(raw)), "testlike.json")
+        assert meta.to_dict() == raw
+    assert meta.fitted is False and meta.domain_auc is None
+    with pytest.raises(DataError, match="unknown key 'fitted_to'"):
+        TestlikeMeta.from_dict({"fitted_to": 1}, "testlike.json")
+
+
+def test_a_feature_manifest_round_trips_and_an_unknown_key_is_one_line():
+    raw = {"kind": "vad", "name": "vad", "columns": ["a"], "features_version": 1, "speech_prob": 0.5,
+           "labels_used": False, "model": {"file": "m.onnx", "sha256": "ab", "package": "silero-vad"},
+           "data_fingerprint": "d", "folds_fingerprint": "f", "testlike_fingerprint": "t", "rows": {"train": 3},
+           "versions": {"silero-vad": None}, "machine": {}, "created": "now", "seconds": 1.0}
+    manifest = FeatureManifest.from_dict(raw, "features.json")
+    assert manifest.model.sha256 == "ab" and manifest.fingerprints["folds_fingerprint"] == "f"
+    assert manifest.to_dict() == raw
+    with pytest.raises(DataError, match="unknown key 'colums'"):
+        FeatureManifest.from_dict({"colums": []}, "features.json")

@@ -178,8 +178,8 @@ def test_em_prior_adapts_a_true_label_shift_on_a_few_hundred_test_rows():
     kw = dict(method="single", labels=LABELS, n_boot=5)
     em = stack(d.P, d.y, d.folds, d.P_test, test_prior="em", **kw)
     none = stack(d.P, d.y, d.folds, d.P_test, test_prior="none", **kw)
-    assert not em.recipe.prior["fallback"]
-    np.testing.assert_allclose(em.recipe.prior["prior_used"], d.y_test.mean(axis=0), atol=0.03)
+    assert not em.recipe.prior.fallback
+    np.testing.assert_allclose(em.recipe.prior.prior_used, d.y_test.mean(axis=0), atol=0.03)
     assert competition_score(d.y_test, em.test).score < 0.9 * competition_score(d.y_test, none.test).score
 
 
@@ -243,7 +243,7 @@ def test_stack_with_em_never_moves_predictions_it_cannot_trust():
     kw = dict(method="logit", labels=LABELS, calibrate="none", n_boot=5)
     em = stack(d.P, d.y, d.folds, squeezed, test_prior="em", **kw)
     none = stack(d.P, d.y, d.folds, squeezed, test_prior="none", **kw)
-    assert set(em.recipe.prior["fallback"]) == set(LABELS)
+    assert set(em.recipe.prior.fallback) == set(LABELS)
     np.testing.assert_array_equal(em.test, none.test)
 
 

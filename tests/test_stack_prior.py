@@ -65,6 +65,6 @@ def test_stack_with_em_prior_improves_the_test_score():
     kw = dict(method="logreg", labels=["fake", "real"], n_boot=5)
     em = stack(d.P, d.y, d.folds, d.P_test, test_prior="em", **kw)
     none = stack(d.P, d.y, d.folds, d.P_test, test_prior="none", **kw)
-    assert np.allclose(em.recipe.prior["prior_used"], d.y_test.mean(axis=0), atol=0.03)
+    assert np.allclose(em.recipe.prior.prior_used, d.y_test.mean(axis=0), atol=0.03)
     assert competition_score(d.y_test, em.test).score < competition_score(d.y_test, none.test).score
     np.testing.assert_allclose(auc_per_column(d.y_test, em.test), auc_per_column(d.y_test, none.test), atol=1e-12)

@@ -269,7 +269,7 @@ def test_cli_check_prints_the_auc_and_records_it(tiny_comp, workspace):
     check = load_domain_check(ws)
     assert 0.0 <= check["auc"] <= 1.0 and check["n_real"] == 12
     meta = load_testlike_meta(ws)
-    assert meta["fitted"] is False and meta["reason"].startswith("16 real unlabeled clips")  # too few to fit
+    assert meta.fitted is False and meta.reason.startswith("16 real unlabeled clips")  # too few to fit
     assert (load_testlike(ws)["weight"] == 1.0).all()
 
 
@@ -427,7 +427,7 @@ def test_the_built_set_is_judged_on_real_clips_the_fit_never_saw(tmp_path, monke
     paths, _ = real_clips(comp)
     monkeypatch.setattr(testlike_fit, "MAX_REAL", 60)  # the fit analyses 60 of the 120 real clips
     ensure_testlike(ws, comp, folds, per_fold=10, seed=0)
-    check = load_testlike_meta(ws)["domain_check"]
+    check = load_testlike_meta(ws).domain_check
     fitted = {paths[i] for i in testlike_fit.fit_sample(len(paths), 0)}
     held = held_out_real(paths, 0)
     assert len(fitted) == 60 and len(held) == 60 and fitted.isdisjoint(held)
@@ -436,6 +436,6 @@ def test_the_built_set_is_judged_on_real_clips_the_fit_never_saw(tmp_path, monke
     for name in (TESTLIKE_FILE, META_FILE):
         (ws.models_dir / name).unlink()
     ensure_testlike(ws, comp, folds, per_fold=10, seed=0)
-    check = load_testlike_meta(ws)["domain_check"]
+    check = load_testlike_meta(ws).domain_check
     assert check["extra"]["held_out"] is False and check["n_real"] == 120
     assert not shown_faithful({**check, "auc_interval": [0.5, 0.5]})  # in-sample never counts as shown

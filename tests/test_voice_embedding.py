@@ -105,6 +105,6 @@ def test_features_dvec_lgbm_keeps_the_run_contract(tmp_path):
     run = finetune(ws, comp, FinetuneOptions(model="features-dvec-lgbm", name="dvec", max_seconds=2.0, **opts))
     assert sorted(run.oof()["id"]) == sorted(comp.train["id"])
     for fold in run.manifest.folds:
-        assert fold["onnx"]["parity_max_abs_diff"] <= 1e-4
-        assert fold["model"]["config"]["features"]["embedding"] == "dvector"
-        assert fold["model"]["n_features"] == 281 + 256
+        assert fold.onnx.parity_max_abs_diff <= 1e-4
+        assert fold.model["config"]["features"]["embedding"] == "dvector"
+        assert fold.model["n_features"] == 281 + 256

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.artifacts.io import read_json, read_parquet, write_json, write_parquet
+from ensemble.artifacts.set_records import FeatureManifest
 from ensemble.artifacts.workspace import Workspace, check_name
 from ensemble.errors import ConfigError, ContractError, DataError
 
@@ -31,16 +32,16 @@ class FeatureSet:
 
     name: str
     dir: Path
-    manifest: dict
+    manifest: FeatureManifest
 
     @property
     def columns(self) -> list[str]:
-        return list(self.manifest["columns"])
+        return list(self.manifest.columns)
 
     def frame(self, split: str) -> pd.DataFrame:
         path = self.dir / f"{split}.parquet"
         if not path.is_file():
-            raise ContractError(f"{path}: missing; make the feature set again (`ens features {self.manifest['kind']}`)")
+            raise ContractError(f"{path}: missing; make the feature set again (`ens features {self.manifest.kind}`)")
         frame = read_parquet(path)
         _check_frame(frame, self.columns, path)
         return frame
@@ -73,16 +74,16 @@ def _check_frame(frame: pd.DataFrame, columns: list[str], source: Path) -> None:
         raise DataError(f"{source}: id {bad!r} holds NaN or infinite feature values")
 
 
-def write_feature_set(ws: Workspace, name: str, frames: dict[str, pd.DataFrame], manifest: dict) -> Path:
+def write_feature_set(ws: Workspace, name: str, frames: dict[str, pd.DataFrame], manifest: FeatureManifest) -> Path:
     """Write every split's frame, then the manifest last (a set without it is not a set)."""
     folder = features_dir(ws, name)
     for split, frame in frames.items():
-        _check_frame(frame, manifest["columns"], folder / f"{split}.parquet")
+        _check_frame(frame, manifest.columns or [], folder / f"{split}.parquet")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FEATURES_MANIFEST_FILE).unlink(missing_ok=True)
     for split, frame in frames.items():
         write_parquet(frame, folder / f"{split}.parquet")
-    write_json(manifest, folder / FEATURES_MANIFEST_FILE)
+    write_json(manifest.to_dict(), folder / FEATURES_MANIFEST_FILE)
     return folder
 
 
@@ -91,11 +92,11 @@ def load_feature_set(ws: Workspace, name: str) -> FeatureSet:
     if not (folder / FEATURES_MANIFEST_FILE).is_file():
         known = ", ".join(feature_set_names(ws)) or "none (make one with `ens features vad`)"
         raise ConfigError(f"feature set {name!r} not found in {folder.parent}; known: {known}")
-    manifest = read_json(folder / FEATURES_MANIFEST_FILE)
-    if manifest.get("labels_used", True):
+    manifest = FeatureManifest.from_dict(read_json(folder / FEATURES_MANIFEST_FILE), folder / FEATURES_MANIFEST_FILE)
+    if manifest.labels_used is not False:
         raise ContractError(f"{folder / FEATURES_MANIFEST_FILE}: the features were made with labels (or do not say "
                             "`labels_used: false`); the stacker takes only label-free meta-features")
-    if not isinstance(manifest.get("columns"), list) or not manifest["columns"]:
+    if not isinstance(manifest.columns, list) or not manifest.columns:
         raise ContractError(f"{folder / FEATURES_MANIFEST_FILE}: 'columns' must list the feature columns")
     return FeatureSet(name, folder, manifest)
 

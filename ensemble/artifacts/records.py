@@ -229,12 +229,6 @@ class CVScores:
     def __post_init__(self) -> None:
         self.written = set(self.written) | {k for k in self._keys() if getattr(self, k) is not None}  # a copy: `replace` shares it
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        """`metrics[key] = value` (for callers not yet on attributes): the field `key`, checked."""
-        if key not in self._keys():
-            raise KeyError(key)
-        setattr(self, key, value)
-
     @classmethod
     def _keys(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls) if f.name != "written"]
@@ -304,6 +298,56 @@ class PriorRecord:
 
 
 @dataclass
+class OnnxFile(_FlatRecord):
+    """A fold's `onnx` entry: the graph's path inside the run folder, its SHA-256, and the parity measured at
+    export (max |p_onnx − p_native| on clips of `parity_clip_seconds`, the bar it must meet, against what)."""
+
+    path: str
+    sha256: str | None = None
+    parity_max_abs_diff: float | None = None
+    parity_clip_seconds: float | None = None
+    parity_bar: float | None = None
+    parity_reference: str | None = None
+
+
+_FOLD_TYPED = ("fold", "model", "onnx", "cv")
+
+
+@dataclass
+class FoldRecord:
+    """`fold<k>/fold.json`, and `run.json`'s `folds[k]`: one fold of a fine-tuned run — its number, the
+    model it trained (`describe()`, whose keys depend on the family), its ONNX graph and parity, its held-out
+    score (None: not scorable), and what its trainer recorded beside them (`fields`: rows, best epoch and
+    history or examples, augmentation, file hashes, seconds — written and shown, not interpreted)."""
+
+    fold: int
+    model: dict[str, Any] = field(default_factory=dict)
+    onnx: OnnxFile | None = None
+    cv: ScoreRecord | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        onnx = {} if self.onnx is None else {"onnx": self.onnx.to_dict()}
+        return {"fold": self.fold, "model": self.model, **self.fields, **onnx,
+                "cv": None if self.cv is None else self.cv.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: Path | str) -> FoldRecord:
+        if not isinstance(raw, dict):
+            raise DataError(f"{source}: expected a JSON object; got {type(raw).__name__}")
+        if not isinstance(raw.get("fold"), int) or isinstance(raw.get("fold"), bool):
+            raise DataError(f"{source}: 'fold' must be the fold's number; got {raw.get('fold')!r}")
+        model = raw.get("model", {})
+        if not isinstance(model, dict):
+            raise DataError(f"{source}: 'model' must be an object")
+        onnx = None if raw.get("onnx") is None else OnnxFile.from_dict(raw["onnx"], f"{source}.onnx")
+        if onnx is not None and not isinstance(onnx.path, str):
+            raise DataError(f"{source}: 'onnx.path' must be the graph's path inside the run folder")
+        cv = None if raw.get("cv") is None else ScoreRecord.from_dict(raw["cv"], f"{source}.cv")
+        return cls(raw["fold"], model, onnx, cv, {k: v for k, v in raw.items() if k not in _FOLD_TYPED})
+
+
+@dataclass
 class RunManifest:
     """`models/<run>/run.json`: what made a run and how good it is (DESIGN.md, Contracts)."""
 
@@ -322,7 +366,7 @@ class RunManifest:
     testlike_domain: dict[str, Any] | None = None
     n_folds: int | None = None
     options: dict[str, Any] | None = None    # finetune's options
-    folds: list[dict[str, Any]] | None = None  # finetune: each fold's record (fold.json)
+    folds: list[FoldRecord] | None = None  # finetune: each fold's record (fold.json)
     machine: dict[str, Any] | None = None
     seconds: dict[str, Any] | None = None
     onnxruntime: dict[str, Any] | None = None  # the last `ens oof`: provider, when, largest change
@@ -349,18 +393,60 @@ class RunManifest:
     def model_ref(self) -> str | None:
         return self.source.get("model_ref")
 
+    @property
+    def max_seconds(self) -> float | None:
+        """The clip length (seconds) the run's models were trained and exported for (`options.max_seconds`;
+        None: not a fine-tuned run, or not a number)."""
+        value = (self.options or {}).get("max_seconds")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def weights(self) -> tuple[int, int] | None:
+        """(trained, total) weights of a neural run's model (`source.model`); None where not recorded."""
+        model = self.source.get("model") or {}
+        return (model["n_trainable"], model["n_params"]) if "n_trainable" in model and "n_params" in model else None
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(dataclasses.replace(self, metrics=CVScores())) | {"metrics": self.metrics.to_dict()}
+        folds = None if self.folds is None else [f.to_dict() for f in self.folds]
+        return dataclasses.asdict(dataclasses.replace(self, metrics=CVScores(), folds=None)) | {
+            "metrics": self.metrics.to_dict(), "folds": folds}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> RunManifest:
         if isinstance(raw, dict) and "metrics" in raw:
             raw = {**raw, "metrics": CVScores.from_dict(raw["metrics"], f"{source}.metrics")}
+        if isinstance(raw, dict) and raw.get("folds") is not None:
+            if not isinstance(raw["folds"], list):
+                raise DataError(f"{source}: 'folds' must be a list of the folds' records")
+            raw = {**raw, "folds": [FoldRecord.from_dict(f, f"{source}.folds[{j}]") for j, f in enumerate(raw["folds"])]}
         manifest = _checked(cls, raw, source)
         labels = manifest.labels
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
             raise DataError(f"{source}: 'labels' must be a list of label column names; got {labels!r}")
         return manifest
+
+
+@dataclass
+class RunEntry(_FlatRecord):
+    """`recipe.runs[k]`: a run the submission was stacked from, the SHA-256 of its run.json then (checked
+    before a restack or an export) and its prediction files' hashes."""
+
+    run: str
+    manifest_sha256: str | None = None
+    files: dict[str, str] | None = None
+
+
+@dataclass
+class LeaderboardRecord(_FlatRecord):
+    """`sidecar.leaderboard`: the public and private scores recorded with `ens lb`, and when (unset: not written)."""
+
+    public: float | None = None
+    private: float | None = None
+    recorded: str | None = None
+
+    def scores(self) -> dict[str, float]:
+        """The recorded scores by name (`public`, `private`), those set only."""
+        return {k: v for k, v in (("public", self.public), ("private", self.private)) if v is not None}
 
 
 @dataclass
@@ -376,12 +462,12 @@ class Recipe:
     calibrators: list[CalibrationNote]
     decisions: list[Any]
     state: BlendState | None             # the exact fitted blend and calibrators, for `ens export` (None: bare)
-    runs: list[dict[str, Any]] = field(default_factory=list)  # run, manifest_sha256, files
+    runs: list[RunEntry] = field(default_factory=list)
     seed: int = 0
     metric: str | None = None
     task: str | None = None
     test_prior: str | float = "none"
-    prior: dict[str, Any] | None = None
+    prior: PriorRecord | None = None     # what --test-prior estimated and applied (None: not recorded)
     meta_features: dict[str, Any] | None = None
     meta_offered: list[str] | None = None
     testlike_weighting: str | None = None
@@ -393,6 +479,11 @@ class Recipe:
             self.state = BlendState.from_dict(self.state, "recipe.state")
         if isinstance(self.decision, dict):
             self.decision = DecisionRecord.from_dict(self.decision, "recipe.decision")
+        if isinstance(self.prior, dict):
+            self.prior = PriorRecord.from_dict(self.prior, "recipe.prior")
+        if any(isinstance(e, dict) for e in self.runs):
+            self.runs = [RunEntry.from_dict(e, f"recipe.runs[{j}]") if isinstance(e, dict) else e
+                         for j, e in enumerate(self.runs)]
         if isinstance(self.calibrators, list) and any(isinstance(c, dict) for c in self.calibrators):
             self.calibrators = [CalibrationNote.from_dict(c, f"recipe.calibrators[{j}]") if isinstance(c, dict) else c
                                 for j, c in enumerate(self.calibrators)]
@@ -403,13 +494,13 @@ class Recipe:
 
     @property
     def run_names(self) -> list[str]:
-        return [entry["run"] for entry in self.runs]
+        return [entry.run for entry in self.runs]
 
     @property
-    def prior_record(self) -> PriorRecord | None:
-        """`prior` as its record (None: none recorded). The field stays the on-disk dict until its writer
-        (`ensemble.stack.prior`) builds the record."""
-        return PriorRecord.from_dict(self.prior, "recipe.prior")
+    def chosen_run(self) -> int | None:
+        """The run a `single` blend kept (its index in `runs`); None for every other blend."""
+        run = self.blender.get("run") if self.method == "single" else None
+        return int(run) if isinstance(run, (int, float)) and not isinstance(run, bool) else None
 
     @property
     def meta_columns(self) -> list[str]:
@@ -422,7 +513,9 @@ class Recipe:
         return [s["name"] for s in (self.meta_features or {}).get("sets", [])]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(dataclasses.replace(self, state=None, decision=None, calibrators=[])) | {
+        plain = dataclasses.replace(self, state=None, decision=None, calibrators=[], prior=None, runs=[])
+        return dataclasses.asdict(plain) | {
+            "runs": [e.to_dict() for e in self.runs], "prior": None if self.prior is None else self.prior.to_dict(),
             "state": {} if self.state is None else self.state.to_dict(),
             "decision": None if self.decision is None else self.decision.to_dict(),
             "calibrators": [c.to_dict() for c in self.calibrators]}
@@ -435,18 +528,21 @@ class Recipe:
                 raw["state"] = BlendState.from_dict(raw["state"], f"{source}.state")
             if raw.get("decision") is not None:
                 raw["decision"] = DecisionRecord.from_dict(raw["decision"], f"{source}.decision")
+            if raw.get("prior") is not None:
+                raw["prior"] = PriorRecord.from_dict(raw["prior"], f"{source}.prior")
             if "calibrators" in raw:
                 notes = raw["calibrators"]
                 if not isinstance(notes, list):
                     raise DataError(f"{source}: 'calibrators' must be a list")
                 raw["calibrators"] = [CalibrationNote.from_dict(c, f"{source}.calibrators[{j}]")
                                       for j, c in enumerate(notes)]
-        recipe = _checked(cls, raw, source)
-        runs = recipe.runs  # every reader indexes entry["run"]: a hand-edited list fails here, in one line
+        runs = raw.get("runs", []) if isinstance(raw, dict) else []  # a hand-edited list fails here, in one line
         if not isinstance(runs, list) or not all(isinstance(e, dict) and isinstance(e.get("run"), str) for e in runs):
             raise DataError(f"{source}: recipe.runs must be a list of {{'run': NAME, 'manifest_sha256': …}}; "
                             f"got {json.dumps(runs, default=str)[:120]}")
-        return recipe
+        if isinstance(raw, dict) and "runs" in raw:
+            raw["runs"] = [RunEntry.from_dict(e, f"{source}.runs[{j}]") for j, e in enumerate(runs)]
+        return _checked(cls, raw, source)
 
 
 @dataclass
@@ -458,7 +554,7 @@ class Sidecar:
     versions: dict[str, str]
     recipe: Recipe
     metrics: CVScores                    # cv, cv_testlike, in_sample, optimism, gain (multiclass: cv_report)
-    leaderboard: dict[str, Any] = field(default_factory=dict)
+    leaderboard: LeaderboardRecord = field(default_factory=LeaderboardRecord)
     warnings: list[str] = field(default_factory=list)
     prior_sensitivity: list[dict[str, Any]] = field(default_factory=list)
     seconds: float | None = None
@@ -479,11 +575,16 @@ class Sidecar:
         return self.metrics.cv
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(dataclasses.replace(self, recipe=None, metrics=CVScores())) | {
-            "recipe": self.recipe.to_dict(), "metrics": self.metrics.to_dict()}
+        plain = dataclasses.replace(self, recipe=None, metrics=CVScores(), leaderboard=LeaderboardRecord())
+        return dataclasses.asdict(plain) | {"recipe": self.recipe.to_dict(), "metrics": self.metrics.to_dict(),
+                                            "leaderboard": self.leaderboard.to_dict()}
 
     @classmethod
     def from_dict(cls, raw: Any, source: Path | str) -> Sidecar:
         recipe = Recipe.from_dict(raw.get("recipe") if isinstance(raw, dict) else None, f"{source} (recipe)")
-        metrics = {"metrics": CVScores.from_dict(raw["metrics"], f"{source}.metrics")} if isinstance(raw, dict) and "metrics" in raw else {}
-        return _checked(cls, raw, source, recipe=recipe, **metrics)
+        nested: dict[str, Any] = {"recipe": recipe}
+        if isinstance(raw, dict) and "metrics" in raw:
+            nested["metrics"] = CVScores.from_dict(raw["metrics"], f"{source}.metrics")
+        if isinstance(raw, dict) and raw.get("leaderboard") is not None:
+            nested["leaderboard"] = LeaderboardRecord.from_dict(raw["leaderboard"], f"{source}.leaderboard")
+        return _checked(cls, raw, source, **nested)

@@ -26,6 +26,7 @@ from ensemble.artifacts.competition import Competition
 from ensemble.errors import ContractError, DataError
 from ensemble.artifacts.io import frame_sha256, read_json, read_parquet, write_json, write_parquet
 from ensemble.artifacts.workspace import Workspace
+from ensemble.artifacts.set_records import TestlikeMeta
 from ensemble.progress import emit
 
 if TYPE_CHECKING:
@@ -117,12 +118,12 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
     source, load = _sources(comp, folds)
     n_folds = int(folds["fold"].nunique())
     paths, background_ok = real_clips(comp)
-    meta: dict = {"recipe_version": RECIPE_VERSION, "seed": int(seed), "n_real": len(paths), "fitted": False}
+    meta = TestlikeMeta(recipe_version=RECIPE_VERSION, seed=int(seed), n_real=len(paths), fitted=False)
     params, backgrounds, real = GeneratorParams(), [], None
     if not fit:
-        meta["reason"] = "fit switched off"
+        meta.reason = "fit switched off"
     elif len(paths) < _min_real():
-        meta["reason"] = f"{len(paths)} real unlabeled clips (test + unlabeled_data/); the fit needs at least {_min_real()}"
+        meta.reason = f"{len(paths)} real unlabeled clips (test + unlabeled_data/); the fit needs at least {_min_real()}"
     else:
         emit(progress, "test-like set", step=f"fitting its generator to {len(paths)} real clips (test and unlabeled "
                                              "audio; once per workspace)")
@@ -134,11 +135,10 @@ def ensure_testlike(ws: Workspace, comp: Competition, folds: pd.DataFrame, per_f
         emit(progress, "test-like set", step=f"weighing {len(clips)} clips and checking them against held-out real ones")
         _weigh_and_check(clips, load, background_loader(comp, ANALYSIS_SR), real, seed, meta,
                          held_out_real(paths, seed))
-        check = meta.get("domain_check") or {}
-        emit(progress, "test-like set", step="done", clips=len(clips), domain_auc=check.get("auc"))
-    meta["params"] = params.to_dict()
+        emit(progress, "test-like set", step="done", clips=len(clips), domain_auc=meta.domain_auc)
+    meta.params = params.to_dict()
     write_parquet(clips, ws.models_dir / TESTLIKE_FILE)
-    write_json(meta, ws.models_dir / META_FILE)
+    write_testlike_meta(ws, meta)
     return clips
 
 
@@ -148,7 +148,7 @@ def _min_real() -> int:
     return MIN_REAL
 
 
-def _fit(source: SourceRows, load, paths, background_ok, seed: int, meta: dict, comp: Competition, progress=None):
+def _fit(source: SourceRows, load, paths, background_ok, seed: int, meta: TestlikeMeta, comp: Competition, progress=None):
     from ensemble.audio.stats import ANALYSIS_SR
     from ensemble.audio.testlike_fit import RATIO_ROUNDS, analyse_real, pool_renderer, pool_size, ratio_generator
 
@@ -160,9 +160,9 @@ def _fit(source: SourceRows, load, paths, background_ok, seed: int, meta: dict, 
                                          f"{RATIO_ROUNDS} rounds of density-ratio reweighting")
     params = ratio_generator(pool_renderer(source, load=load, n_clips=pool, seed=seed,
                                            load_background=background_loader(comp, ANALYSIS_SR)), real, seed=seed)
-    meta.update(fitted=True, reason=f"fitted to {len(real.stats)} real clips", n_backgrounds=len(real.backgrounds),
-                fit={"method": f"density-ratio reweighting of a {pool}-clip pool, {RATIO_ROUNDS} rounds",
-                     "seconds": round(time.perf_counter() - started, 2)})
+    meta.fitted, meta.reason, meta.n_backgrounds = True, f"fitted to {len(real.stats)} real clips", len(real.backgrounds)
+    meta.fit = {"method": f"density-ratio reweighting of a {pool}-clip pool, {RATIO_ROUNDS} rounds",
+                "seconds": round(time.perf_counter() - started, 2)}
     return params, real.backgrounds, real
 
 
@@ -182,7 +182,7 @@ def judged_real(held_out: Sequence[Path], n_clips: int, seed: int) -> list[Path]
     return [held_out[i] for i in np.sort(np.random.default_rng(seed).permutation(len(held_out))[:n_clips])]
 
 
-def _weigh_and_check(clips: pd.DataFrame, load, load_background, real, seed: int, meta: dict,
+def _weigh_and_check(clips: pd.DataFrame, load, load_background, real, seed: int, meta: TestlikeMeta,
                      held_out: Sequence[Path]) -> None:
     """Density-ratio weights for every recipe row and the domain check of a sample, in place / in meta.
     The check judges the set on real clips the fit never saw when enough are left (`held_out`)."""
@@ -197,9 +197,9 @@ def _weigh_and_check(clips: pd.DataFrame, load, load_background, real, seed: int
     judged = judged_real(held_out, CHECK_CLIPS, seed)
     reference = stats_matrix(load_audio(p, ANALYSIS_SR) for p in judged) if judged else real.stats
     check = replace(domain_check(stats[sample], reference, seed=seed), extra={"held_out": bool(judged)})
-    meta["domain_check"] = check.to_dict()
+    meta.domain_check = check.to_dict()
     w = clips["weight"].to_numpy()
-    meta["weights"] = {"min": float(w.min()), "max": float(w.max()), "ess": float(w.sum() ** 2 / (w**2).sum())}
+    meta.weights = {"min": float(w.min()), "max": float(w.max()), "ess": float(w.sum() ** 2 / (w**2).sum())}
 
 
 def load_testlike(ws: Workspace) -> pd.DataFrame | None:
@@ -218,16 +218,20 @@ def testlike_weights(clips: pd.DataFrame) -> np.ndarray:
     return w
 
 
-def load_testlike_meta(ws: Workspace) -> dict | None:
+def load_testlike_meta(ws: Workspace) -> TestlikeMeta | None:
     """`models/testlike.json`: generator parameters, fit, weights summary and domain check, or None."""
     path = ws.models_dir / META_FILE
-    return read_json(path) if path.is_file() else None
+    return TestlikeMeta.from_dict(read_json(path), path) if path.is_file() else None
+
+
+def write_testlike_meta(ws: Workspace, meta: TestlikeMeta) -> None:
+    write_json(meta.to_dict(), ws.models_dir / META_FILE)
 
 
 def load_domain_check(ws: Workspace) -> dict | None:
     """The latest domain check of the workspace's test-like set (`DomainCheck.to_dict()`), or None."""
     meta = load_testlike_meta(ws)
-    return (meta or {}).get("domain_check")
+    return None if meta is None else meta.domain_check
 
 
 def testlike_fingerprint(clips: pd.DataFrame) -> str:

@@ -26,6 +26,6 @@ def features_cmd(
     ws, comp = workspace_and_competition(workspace, data, audio=("train", "test", "unlabeled"))
     with event_printer(console()) as show:
         manifest = make_features(ws, comp, kind, name, seed=seed, force=force, progress=show, n_folds=folds)
-    rows = ", ".join(f"{n} {split}" for split, n in manifest["rows"].items())
-    typer.echo(f"feature set {manifest['name']}: {len(manifest['columns'])} columns for {rows} clips in "
-               f"{manifest['seconds']:.0f} s → {ws.models_dir / 'features' / manifest['name']}")
+    rows = ", ".join(f"{n} {split}" for split, n in manifest.rows.items())
+    typer.echo(f"feature set {manifest.name}: {len(manifest.columns)} columns for {rows} clips in "
+               f"{manifest.seconds:.0f} s → {ws.models_dir / 'features' / manifest.name}")

@@ -74,16 +74,15 @@ def finetune_cmd(
     metrics = run.manifest.metrics
     from ensemble.commands.finetune import parity_words
 
-    worst = max((f["onnx"] for f in run.manifest.folds), key=lambda o: o["parity_max_abs_diff"])
+    worst = max((f.onnx for f in run.manifest.folds), key=lambda o: o.parity_max_abs_diff)
     cv = metrics.cv
     if cv.metric is not None:  # multiclass: the chosen metric beside the usual numbers
         scores = (f"CV {cv.metric} {cv.score:.5f} (log loss {cv.logloss:.4f}, accuracy {cv.accuracy:.4f}, "
                   f"macro-F1 {cv.macro_f1:.4f})")
     else:
         scores = f"CV {cv.score:.5f}, test-like CV {metrics.cv_testlike.score:.5f}"
-    model_info = run.manifest.source["model"]
-    trainable = (f", {model_info['n_trainable']:,} of {model_info['n_params']:,} weights trained"
-                 if "n_trainable" in model_info else "")
+    weights = run.manifest.weights
+    trainable = f", {weights[0]:,} of {weights[1]:,} weights trained" if weights else ""
     typer.echo(f"run {run.name}: {scores}, ONNX parity {parity_words(worst)}{trainable} → {run.dir}")
 
 

@@ -40,8 +40,7 @@ def lb_cmd(
         return probe_cmd(workspace, data, digits, remembered_share(ws), force)
     if submission is not None:
         sidecar = record_leaderboard(ws, Path(submission).stem, public, private)
-        board = sidecar.leaderboard
-        scores = ", ".join(f"{key} {board[key]:g}" for key in ("public", "private") if board.get(key) is not None)
+        scores = ", ".join(f"{key} {value:g}" for key, value in sidecar.leaderboard.scores().items())
         typer.echo(f"recorded {sidecar.name}: {scores}")
     if share is not None:
         _remember_share(ws, share)

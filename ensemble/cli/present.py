@@ -230,7 +230,7 @@ def stack_summary(path, result, recipe: Recipe, width: int = 80) -> str:
 
 def prior_table(result) -> Table | None:
     """Estimated test priors per label and the OOF score at each assumed prior (`--test-prior`)."""
-    prior = result.recipe.prior_record
+    prior = result.recipe.prior
     if not result.sensitivity or prior is None:
         return None
     frame = pd.DataFrame(result.sensitivity).pivot(index="prior", columns="label", values="score").reset_index()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ensemble.artifacts.records import CVScores, ScoreRecord
+from ensemble.artifacts.records import CVScores, LeaderboardRecord, ScoreRecord
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, partial_runs, read_manifest
 from ensemble.artifacts.submission import read_sidecar
 from ensemble.artifacts.workspace import Workspace
@@ -26,13 +26,13 @@ COLUMN_HEADERS = {"rank": "#", "cv_testlike": "t-like", "public": "pub", "privat
                   "s": "sec"}
 
 
-def _row(name: str, kind: str, method: str, metrics: CVScores, board: dict) -> dict:
+def _row(name: str, kind: str, method: str, metrics: CVScores, board: LeaderboardRecord) -> dict:
     cv, testlike, gain = metrics.cv or ScoreRecord(), metrics.cv_testlike or ScoreRecord(), metrics.gain
     return {
         "name": name, "kind": kind, "method": method,
         "cv": cv.score, "auc": cv.auc, "brier": cv.brier, "ece": cv.ece,
         "cv_testlike": testlike.score,
-        "public": board.get("public"), "private": board.get("private"),
+        "public": board.public, "private": board.private,
         "in_sample": metrics.in_sample.score if metrics.in_sample else None, "gap": metrics.optimism,
         "gain": gain.gain if gain else None, "gain_lo": gain.lo if gain else None, "gain_hi": gain.hi if gain else None,
         "gain_level": gain.level if gain else None,
@@ -51,14 +51,14 @@ def _submission_row(name: str, sidecar, metrics: CVScores) -> dict:
 
 def single_run_of(recipe) -> str | None:
     """The run a submission is, unchanged (method single, no calibrator, no prior): None for anything else."""
-    if recipe.method != "single" or "run" not in recipe.blender or recipe.meta_features:
+    k = recipe.chosen_run
+    if k is None or recipe.meta_features:
         return None
     if any(c.calibrator != "none" for c in recipe.calibrators):
         return None
-    if recipe.prior_record is not None and recipe.prior_record.adapted:
+    if recipe.prior is not None and recipe.prior.adapted:
         return None
     names = recipe.run_names
-    k = int(recipe.blender["run"])
     return names[k] if 0 <= k < len(names) else None
 
 
@@ -195,12 +195,12 @@ def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> 
         metrics = manifest.metrics
         if name in trusted:  # scored as the decision rule scores it, beside the submissions' nested scores
             metrics = replace(metrics, cv_testlike=ScoreRecord(score=trusted[name]))
-        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, metrics, {}))
+        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, metrics, LeaderboardRecord()))
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
         rows.append(_submission_row(name, sidecar, sidecar.metrics))
     for partial in partial_runs(ws):  # unranked: no scores until every fold is done
-        rows.append(_row(partial.name, "partial", partial.model or "?", CVScores(), {}))
+        rows.append(_row(partial.name, "partial", partial.model or "?", CVScores(), LeaderboardRecord()))
     rows = _fold_single_runs(ws, rows) if fold else rows
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("rank", "delta")])
     if frame.empty:
@@ -223,7 +223,7 @@ def _metric_frame(ws: Workspace, scorer, fold: bool = True) -> pd.DataFrame:
     for name in ws.run_names():
         manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
         cv = _rescore(ws, name, scorer, truth)
-        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, CVScores(cv=cv), {})
+        rows.append(_row(name, "run", manifest.model_ref or manifest.kind, CVScores(cv=cv), LeaderboardRecord())
                     | {k: (cv or {}).get(k) for k in parts})
     for name in ws.submission_names():
         sidecar = read_sidecar(ws, name)
@@ -231,7 +231,7 @@ def _metric_frame(ws: Workspace, scorer, fold: bool = True) -> pd.DataFrame:
         rows.append(_submission_row(name, sidecar, sidecar.metrics if same else CVScores())
                     | {k: getattr(sidecar.cv, k, None) if same else None for k in parts})
     for partial in partial_runs(ws):
-        rows.append(_row(partial.name, "partial", partial.model or "?", CVScores(), {}))
+        rows.append(_row(partial.name, "partial", partial.model or "?", CVScores(), LeaderboardRecord()))
     columns = [c for c in COLUMNS if c not in ("rank", "delta")] + parts
     frame = pd.DataFrame(_fold_single_runs(ws, rows) if fold else rows, columns=columns)
     if frame.empty:

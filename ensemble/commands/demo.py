@@ -66,14 +66,15 @@ def add_flipped_run(ws: Workspace, comp: Competition, source: str, name: str) ->
 
     from ensemble.artifacts.folds import load_folds
     from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE, read_manifest, write_manifest, write_run_file
+    from ensemble.artifacts.records import CVScores
     from ensemble.metrics.frames import cv_metrics, score_frame
     from ensemble.artifacts.testlike_set import load_testlike
 
     src, dst = ws.run_dir(source), ws.run_dir(name)
     dst.mkdir(parents=True, exist_ok=True)
     frames = {f: _swap_columns(pd.read_parquet(src / f), comp.labels) for f in (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE)}
-    metrics = cv_metrics(frames[OOF_FILE], load_folds(ws), comp.labels)
-    metrics["cv_testlike"] = score_frame(frames[TESTLIKE_OOF_FILE], load_testlike(ws), comp.labels).as_dict()
+    metrics = CVScores.from_dict(cv_metrics(frames[OOF_FILE], load_folds(ws), comp.labels), dst / RUN_MANIFEST_FILE)
+    metrics.cv_testlike = score_frame(frames[TESTLIKE_OOF_FILE], load_testlike(ws), comp.labels).as_dict()
     manifest = replace(read_manifest(src / RUN_MANIFEST_FILE), name=name, kind="derived", derived_from=source,
                        transform="label columns swapped", metrics=metrics, folds=None,
                        files={f: write_run_file(frame, dst, f) for f, frame in frames.items()})

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ensemble.artifacts.records import BlendState, Recipe, Sidecar
+from ensemble.artifacts.records import BlendState, FoldRecord, Recipe, RunEntry, Sidecar
 from ensemble.errors import ConfigError, ContractError, DataError
 from ensemble.export.graph import OUTPUT, RunGraphs, build_model, metadata_json, preprocessing
 from ensemble.progress import Progress
@@ -54,23 +54,23 @@ def _inside(base: Path, relative: str, what: str) -> Path:
     return path
 
 
-def _fold_graph(run, info: Any, manifest_path: Path, quantize: str, tmp: Path, k: int,
+def _fold_graph(run, info: FoldRecord, manifest_path: Path, quantize: str, tmp: Path, k: int,
                 hashes: dict[str, str]) -> tuple[Any, bool, bool, int]:
     """One fold's graph, hashed and parsed from the same bytes and checked against run.json (int8 weights
     with `quantize`), with its normalisation, mask and rate; its hash goes into `hashes`."""
     import onnx
 
-    onnx_info = info.get("onnx") if isinstance(info, dict) else None
-    if not isinstance(onnx_info, dict) or not isinstance(onnx_info.get("path"), str):
+    onnx_info = info.onnx
+    if onnx_info is None:
         raise ContractError(f"{manifest_path}: a fold entry has no onnx.path")
-    path = _inside(run.dir, onnx_info["path"], str(manifest_path))
+    path = _inside(run.dir, onnx_info.path, str(manifest_path))
     if not path.is_file():
         raise DataError(f"{path}: fold ONNX file missing")
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    if digest != onnx_info.get("sha256"):
+    if digest != onnx_info.sha256:
         raise ContractError(f"{path}: SHA-256 differs from the one {manifest_path} records")
-    hashes[f"{run.name}/{onnx_info['path']}"] = digest
+    hashes[f"{run.name}/{onnx_info.path}"] = digest
     try:
         model = onnx.load_from_string(data)
         pre = json.loads({p.key: p.value for p in model.metadata_props}.get("preprocessor", "{}"))
@@ -84,7 +84,7 @@ def _fold_graph(run, info: Any, manifest_path: Path, quantize: str, tmp: Path, k
     return model, normalize, mask, int(pre.get("sampling_rate", 0))
 
 
-def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: str,
+def _load_runs(ws, entries: list[RunEntry], sidecar_path: Path, quantize: str,
                tmp: Path) -> tuple[list[RunGraphs], int, dict]:
     """Each run's fold graphs (checked against the hashes recorded at stacking and in run.json)."""
     from ensemble.backbones.predict import HOP_FRACTION
@@ -93,11 +93,9 @@ def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: 
 
     runs, rates, hashes = [], set(), {}
     for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("run"), str):
-            raise ContractError(f"{sidecar_path}: recipe.runs holds {entry!r}; expected {{'run': NAME, 'manifest_sha256': …}}")
-        run = load_run(ws, str(entry.get("run")))
+        run = load_run(ws, entry.run)
         manifest_path = run.dir / RUN_MANIFEST_FILE
-        if file_sha256(manifest_path) != entry.get("manifest_sha256"):
+        if file_sha256(manifest_path) != entry.manifest_sha256:
             raise ContractError(f"{manifest_path} changed since submission {sidecar_path.stem!r} was stacked "
                                 "(re-predicted or re-trained?); stack again, then export")
         if run.manifest.kind != "finetune" or not isinstance(run.manifest.folds, list) or not run.manifest.folds:
@@ -108,12 +106,11 @@ def _load_runs(ws, entries: list[dict[str, Any]], sidecar_path: Path, quantize: 
             model, normalize, mask, rate = _fold_graph(run, info, manifest_path, quantize, tmp, len(folds), hashes)
             rates.add(rate)
             folds.append(model)
-            fold_ids.append(int(info.get("fold", len(fold_ids))))
-        hashes[f"{run.name}/{RUN_MANIFEST_FILE}"] = entry["manifest_sha256"]
-        try:
-            n = int(round(float(run.manifest.options["max_seconds"]) * rate))
-        except (KeyError, TypeError, ValueError) as err:
-            raise ContractError(f"{manifest_path}: options.max_seconds missing or not a number") from err
+            fold_ids.append(info.fold)
+        hashes[f"{run.name}/{RUN_MANIFEST_FILE}"] = entry.manifest_sha256
+        if run.manifest.max_seconds is None:
+            raise ContractError(f"{manifest_path}: options.max_seconds missing or not a number")
+        n = int(round(run.manifest.max_seconds * rate))
         runs.append(RunGraphs(run.name, folds, n, max(1, int(n * HOP_FRACTION)), normalize, mask,
                               list(run.manifest.labels), fold_ids, rate))
     if not runs:
@@ -184,8 +181,6 @@ def build_submission_model(ws, name: str, quantize: str = "none") -> tuple[Any, 
     csv, sidecar_path, sidecar = exportable_recipe(ws, name, quantize)
     recipe = sidecar.recipe
     labels, entries = list(recipe.labels), recipe.runs
-    if not isinstance(entries, list):
-        raise ContractError(f"{sidecar_path}: recipe.runs is {type(entries).__name__}; expected a list of runs")
     keep, state = used_runs(len(entries), recipe.state)  # a run the blend ignores need not be exportable
     with tempfile.TemporaryDirectory(prefix="ens-export-") as tmp:
         runs, rate, hashes = _load_runs(ws, [entries[r] for r in keep], sidecar_path, quantize, Path(tmp))

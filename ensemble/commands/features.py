@@ -20,6 +20,7 @@ from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
 from ensemble.artifacts.io import file_sha256
 from ensemble.artifacts.locking import exclusive
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
+from ensemble.artifacts.set_records import FeatureManifest, FeatureModel
 from ensemble.artifacts.testlike_set import background_loader, ensure_testlike, testlike_fingerprint, train_loader
 from ensemble.artifacts.workspace import Workspace, check_overwrite
 from ensemble.errors import ConfigError
@@ -77,7 +78,7 @@ def _splits(comp: Competition, folds: pd.DataFrame, clips: pd.DataFrame) -> dict
 
 
 def make_features(ws: Workspace, comp: Competition, kind: str = "vad", name: str | None = None, seed: int = 0,
-                  force: bool = False, progress: Progress | None = None, n_folds: int | None = None) -> dict:
+                  force: bool = False, progress: Progress | None = None, n_folds: int | None = None) -> FeatureManifest:
     """Compute a feature set for train, test and test-like clips; returns its manifest.
 
     The shared folds and test-like set are made first when the workspace has none (as `ens finetune`
@@ -99,15 +100,15 @@ def make_features(ws: Workspace, comp: Competition, kind: str = "vad", name: str
     frames = {}
     for split, (ids, waves) in _splits(comp, folds, clips).items():
         frames[split] = _frame(ids, _features(waves(), len(ids), split, progress))
-    manifest = {
-        "kind": kind, "name": name, "columns": list(FEATURES), "features_version": VAD_FEATURES_VERSION,
-        "speech_prob": SPEECH_PROB, "labels_used": False,
-        "model": {"file": weights.name, "sha256": file_sha256(weights), "package": "silero-vad"},
-        "data_fingerprint": comp.fingerprint(), "folds_fingerprint": folds_fingerprint(folds),
-        "testlike_fingerprint": testlike_fingerprint(clips), "rows": {s: len(f) for s, f in frames.items()},
-        "versions": {**package_versions(), "silero-vad": _version("silero-vad")}, "machine": machine(),
-        "created": now_iso(), "seconds": round(time.perf_counter() - started, 2),
-    }
+    manifest = FeatureManifest(
+        kind=kind, name=name, columns=list(FEATURES), features_version=VAD_FEATURES_VERSION,
+        speech_prob=SPEECH_PROB, labels_used=False,
+        model=FeatureModel(file=weights.name, sha256=file_sha256(weights), package="silero-vad"),
+        data_fingerprint=comp.fingerprint(), folds_fingerprint=folds_fingerprint(folds),
+        testlike_fingerprint=testlike_fingerprint(clips), rows={s: len(f) for s, f in frames.items()},
+        versions={**package_versions(), "silero-vad": _version("silero-vad")}, machine=machine(),
+        created=now_iso(), seconds=round(time.perf_counter() - started, 2),
+    )
     write_feature_set(ws, name, frames, manifest)
     return manifest
 

@@ -33,7 +33,7 @@ from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
 from ensemble.artifacts.io import read_json, sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
-from ensemble.artifacts.records import RunManifest
+from ensemble.artifacts.records import CVScores, FoldRecord, OnnxFile, RunManifest
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_replaceable_run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
 from ensemble.metrics.dacon import MetricError, competition_score
@@ -199,19 +199,20 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
     from ensemble.artifacts.runs import validate_oof, validate_test
 
     n_folds = int(folds["fold"].nunique())
-    fold_info = [read_json(run_dir / f"fold{k}" / "fold.json") for k in range(n_folds)]
+    fold_info = [FoldRecord.from_dict(read_json(run_dir / f"fold{k}" / "fold.json"), run_dir / f"fold{k}" / "fold.json")
+                 for k in range(n_folds)]
     _check_same_model(fold_info, run_dir)
     names = (OOF_FILE, TEST_FILE) if clips is None else (OOF_FILE, TEST_FILE, TESTLIKE_OOF_FILE)
     frames = {name: _concat(run_dir, n_folds, name) for name in names}
     oof, test = frames[OOF_FILE], frames[TEST_FILE]
     validate_oof(oof, comp.labels, folds, run_dir / OOF_FILE)
     validate_test(test, comp.labels, comp.test_ids, run_dir / TEST_FILE)
-    metrics = cv_metrics(oof, folds, comp.labels, _scorer(comp, opts))
+    metrics = CVScores.from_dict(cv_metrics(oof, folds, comp.labels, _scorer(comp, opts)), run_dir / "run.json")
     if clips is not None:
-        metrics["cv_testlike"] = score_frame(frames[TESTLIKE_OOF_FILE], clips, comp.labels).as_dict()
+        metrics.cv_testlike = score_frame(frames[TESTLIKE_OOF_FILE], clips, comp.labels).as_dict()
     manifest = RunManifest(
         name=run_dir.name, kind="finetune", created=now_iso(), labels=comp.labels,
-        source={"model_ref": opts.model, "model": fold_info[0].get("model", {})},
+        source={"model_ref": opts.model, "model": fold_info[0].model},
         options=asdict(opts), folds_fingerprint=folds_fingerprint(folds), n_folds=n_folds,
         testlike_fingerprint=None if clips is None else testlike_fingerprint(clips),
         testlike_domain=load_domain_check(ws), task=comp.task.name, data=comp.fingerprint(),
@@ -223,12 +224,12 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
     return load_run(ws, run_dir.name)
 
 
-def _check_same_model(fold_info: list[dict], run_dir: Path) -> None:
+def _check_same_model(fold_info: list[FoldRecord], run_dir: Path) -> None:
     """Every fold describes the same model: a run resumed across an ens upgrade that changed the model or
     its features (`CLIP_FEATURES_VERSION`) would otherwise mix two definitions in one run."""
-    first = fold_info[0].get("model", {})
+    first = fold_info[0].model
     for k, info in enumerate(fold_info[1:], start=1):
-        other = info.get("model", {})
+        other = info.model
         if other != first:
             key = next(key for key in sorted(set(first) | set(other)) if first.get(key) != other.get(key))
             raise ContractError(f"{run_dir / f'fold{k}' / 'fold.json'}: fold {k} was made with another model than "
@@ -467,9 +468,9 @@ def _fit_classical(ctx: FoldContext, fold: int, fold_dir: Path) -> Trained:
     return Trained(data, sr, onnx_predictor(model, model.preprocess), classifier.describe(), fit, lambda: onnx_info)
 
 
-def parity_words(onnx_info: dict) -> str:
+def parity_words(onnx: OnnxFile) -> str:
     """`max |p_onnx − p_native| 5.5e-03 ≤ bar 2e-02`: the measured parity beside the bar it must meet."""
-    parity, bar = onnx_info["parity_max_abs_diff"], onnx_info.get("parity_bar", PARITY_BAR)
+    parity, bar = onnx.parity_max_abs_diff, PARITY_BAR if onnx.parity_bar is None else onnx.parity_bar
     verdict = "≤" if parity <= bar else "ABOVE"
     return f"max |p_onnx − p_native| {parity:.1e} {verdict} bar {bar:.0e}"
 
@@ -524,7 +525,7 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
         info["cv"] = None
     write_json(info, fold_dir / "fold.json")
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
-    ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": parity_words(onnx_info)})
+    ctx.emit({"stage": "fold_done", "fold": fold, "cv": info["cv"], "parity": parity_words(OnnxFile.from_dict(onnx_info, fold_dir / "fold.json"))})
     return info
 
 

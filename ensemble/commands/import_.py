@@ -51,26 +51,27 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
 
     manifest = RunManifest(
         name=name, kind="import", created=now_iso(), labels=comp.labels, task=comp.task.name,
-        data=comp.fingerprint(), versions=package_versions(),
-        source={"test": {"path": str(test_csv), "sha256": file_sha256(test_csv)}}, files={},
+        data=comp.fingerprint(), versions=package_versions(), source={}, files={},
     )
+    source = {"test": {"path": str(test_csv), "sha256": file_sha256(test_csv)}}
     ws.models_dir.mkdir(parents=True, exist_ok=True)
     with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):
         recover_dir(run_dir, _is_run)
         check_replaceable_run(run_dir, force)  # again, under the lock: a writer may have finished meanwhile
         staging = staged_dir(run_dir)
         try:
-            manifest.files[TEST_FILE] = write_run_file(test, staging, TEST_FILE)
+            files = {TEST_FILE: write_run_file(test, staging, TEST_FILE)}
             if oof is not None:
-                manifest.source["oof"] = {"path": str(oof_csv), "sha256": file_sha256(oof_csv)}
-                manifest.files[OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
+                source["oof"] = {"path": str(oof_csv), "sha256": file_sha256(oof_csv)}
+                files[OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
                 manifest.folds_fingerprint = folds_fingerprint(folds)
                 manifest.metrics = cv_metrics(oof, folds, comp.labels, _multiclass_scorer(ws, comp))
             if testlike is not None:
-                manifest.source["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
-                manifest.files[TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
+                source["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
+                files[TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
                 manifest.testlike_fingerprint = testlike_fingerprint(clips)
-                manifest.metrics["cv_testlike"] = score_frame(testlike, clips, comp.labels).as_dict()
+                manifest.metrics.cv_testlike = score_frame(testlike, clips, comp.labels).as_dict()
+            manifest.source, manifest.files = source, files
             write_manifest(staging, manifest)
             replace_dir(staging, run_dir)  # the old run stays whole until the new one is in place
         finally:

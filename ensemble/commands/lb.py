@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,6 @@ def record_leaderboard(ws: Workspace, name: str, public: float | None, private: 
     read_sidecar(ws, name)  # an unknown name fails before the lock file is made
     with exclusive(submission_lock(ws)):
         sidecar = read_sidecar(ws, name)
-        sidecar.leaderboard = {**sidecar.leaderboard, **scores, "recorded": now_iso()}
+        sidecar.leaderboard = replace(sidecar.leaderboard, **scores, recorded=now_iso())
         write_json(sidecar.to_dict(), submission_paths(ws, name)[1])
     return sidecar

@@ -45,19 +45,21 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
     if manifest.kind != "finetune":
         raise ContractError(f"run {name!r} has no ONNX folds to run (its kind is {manifest.kind!r}; "
                             "only runs made by `ens finetune` have them)")
+    if manifest.max_seconds is None or not manifest.folds or any(f.onnx is None for f in manifest.folds):
+        raise ContractError(f"{run.dir / 'run.json'}: options.max_seconds or a fold's onnx entry is missing")
     from ensemble.artifacts.audio_check import audio_splits, check_competition_audio
 
     check_competition_audio(ws, comp, audio_splits(splits), progress=emit)
     folds = load_folds(ws)
-    max_seconds = float(manifest.options["max_seconds"])
+    max_seconds = manifest.max_seconds
     clips = load_testlike(ws) if "testlike" in splits else None
     paths = comp.train.set_index(comp.train["id"].astype(str))["path"]
     frames: dict[str, list[pd.DataFrame]] = {s: [] for s in splits}
     used_provider, stores, decoded = None, {}, ws.audio_cache()
     row_of = {rid: i for i, rid in enumerate(folds["id"])}
     for info in manifest.folds:
-        k = int(info["fold"])
-        model = OnnxClassifier(run.dir / info["onnx"]["path"], provider=provider)
+        k = info.fold
+        model = OnnxClassifier(run.dir / info.onnx.path, provider=provider)
         used_provider, sr = model.provider, model.sampling_rate
         if sr not in stores:  # one store per rate, kept across folds: each clip is decoded once per run
             stores[sr] = (WaveStore([comp.audio_path(paths[i]) for i in folds["id"]], sr, decoded=decoded),

@@ -120,9 +120,9 @@ def stacked_series(ws: Workspace, name: str, sidecar: Sidecar) -> list[Series]:
     if not recipe.runs:
         raise EnsError(f"submission {name!r}: its recipe names no runs")
     for entry in recipe.runs:
-        path = ws.run_dir(entry["run"]) / "run.json"
-        if not path.is_file() or file_sha256(path) != entry.get("manifest_sha256"):
-            raise EnsError(f"submission {name!r}: run {entry['run']!r} changed or is gone since it was stacked")
+        path = ws.run_dir(entry.run) / "run.json"
+        if not path.is_file() or file_sha256(path) != entry.manifest_sha256:
+            raise EnsError(f"submission {name!r}: run {entry.run!r} changed or is gone since it was stacked")
     comp = Competition.load(ws.data_dir())
     try:
         result = run_stack(ws, comp, StackRequest.from_recipe(recipe)).result
@@ -248,8 +248,7 @@ def _scores_text(sidecar: Sidecar) -> str:
     if gain:
         parts.append(f"gain over the best single run {gain.gain:+.4f} [{gain.lo:+.4f}, {gain.hi:+.4f}] "
                      "(positive = better)")
-    board = sidecar.leaderboard
-    parts += [f"{key} leaderboard {board[key]:g}" for key in ("public", "private") if board.get(key) is not None]
+    parts += [f"{key} leaderboard {value:g}" for key, value in sidecar.leaderboard.scores().items()]
     return "; ".join(parts) + "." if parts else "No scores recorded."
 
 
@@ -319,7 +318,7 @@ def _made_of(sidecar: Sidecar) -> str:
     run = single_run_of(recipe)
     if run is not None:
         return f"run {run} alone"
-    k, names = int(recipe.blender.get("run", 0)), recipe.run_names
+    k, names = recipe.chosen_run or 0, recipe.run_names
     return f"run {names[k] if 0 <= k < len(names) else '?'} with a calibrator or test prior"
 
 

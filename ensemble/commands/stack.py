@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ensemble.artifacts.competition import Competition
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, Run, load_runs
-from ensemble.artifacts.records import Sidecar
+from ensemble.artifacts.records import CVScores, RunEntry, ScoreRecord, Sidecar
 from ensemble.artifacts.submission import Written, new_sidecar
 from ensemble.artifacts.testlike_set import load_domain_check
 from ensemble.artifacts.workspace import Workspace
@@ -122,15 +122,16 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInput
                      task=comp.task.name, calibrate=request.calibrate, test_prior=request.test_prior,
                      fit_on=request.fit_on, testlike_weighting=inputs.weighting, decision=decision,
                      meta_offered=None if inputs.meta is None else inputs.meta.record()["columns"])
-    metrics = {"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
-               "in_sample": _scores(result.in_sample), "optimism": result.optimism, "gain": result.gain}
+    metrics = CVScores.from_dict({"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
+                                  "in_sample": _scores(result.in_sample), "optimism": result.optimism,
+                                  "gain": result.gain}, "metrics")
     if comp.task.exclusive and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
         from ensemble.metrics.scorer import class_report
 
         report = class_report(inputs.y, result.oof, comp.labels)
-        metrics["cv"] = {**(metrics["cv"] or {}), "metric": metric,
-                         **{k: report[k] for k in ("logloss", "accuracy", "macro_f1")}}
-        metrics["cv_report"] = report
+        metrics.cv = replace(metrics.cv or ScoreRecord(), metric=metric, logloss=report["logloss"],
+                             accuracy=report["accuracy"], macro_f1=report["macro_f1"])
+        metrics.cv_report = report
     compared = None
     if decision is not None:  # what the decision compared, for `ens report`'s table
         from ensemble.stack.explain import COMPARE_KEYS
@@ -171,8 +172,7 @@ def _check_options(runs: list[Run], inputs: StackInputs, request: StackRequest) 
                           f"for every run; runs without: {lacking} (use --fit-on auto or clean)")
 
 
-def _run_hashes(runs: list[Run]) -> list[dict[str, Any]]:
+def _run_hashes(runs: list[Run]) -> list[RunEntry]:
     from ensemble.artifacts.io import file_sha256
 
-    return [{"run": run.name, "manifest_sha256": file_sha256(run.dir / RUN_MANIFEST_FILE),
-             "files": run.manifest.files} for run in runs]
+    return [RunEntry(run.name, file_sha256(run.dir / RUN_MANIFEST_FILE), run.manifest.files) for run in runs]

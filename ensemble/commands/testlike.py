@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ensemble.artifacts.competition import Competition
-from ensemble.artifacts.io import write_json
 from ensemble.artifacts.runs import load_runs
-from ensemble.artifacts.testlike_set import (CHECK_CLIPS, META_FILE, TESTLIKE_FILE, background_loader, ensure_testlike,
+from ensemble.artifacts.set_records import TestlikeMeta
+from ensemble.artifacts.testlike_set import (CHECK_CLIPS, TESTLIKE_FILE, background_loader, ensure_testlike,
                                              held_out_real, judged_real, load_testlike, load_testlike_meta, real_clips,
-                                             train_loader)
+                                             train_loader, write_testlike_meta)
 from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import DataError
 
@@ -37,18 +37,18 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     paths, _ = real_clips(comp)
     folds = ensure_folds(ws, comp, None, seed)
     clips = ensure_testlike(ws, comp, folds, seed=seed)
-    meta = load_testlike_meta(ws) or {}
+    meta = load_testlike_meta(ws) or TestlikeMeta()
     rng = np.random.default_rng(seed)
     rows = clips.iloc[np.sort(rng.permutation(len(clips))[:n_clips])]
     load = train_loader(comp, folds, ANALYSIS_SR)
     sim = rendered_stats(rows["recipe"], load, background_loader(comp, ANALYSIS_SR))
     # real clips the generator's fit never saw, when enough are left: a check the fit cannot flatter
-    held = judged_real(held_out_real(paths, int(meta.get("seed", 0))), n_clips, seed) if meta.get("fitted") else []
+    held = judged_real(held_out_real(paths, int(meta.seed or 0)), n_clips, seed) if meta.fitted else []
     judged = held or [paths[i] for i in np.sort(rng.permutation(len(paths))[:n_clips])]
     check = replace(domain_check(sim, stats_matrix(load_audio(p, ANALYSIS_SR) for p in judged), seed=seed),
                     extra={"held_out": bool(held)})
-    meta["domain_check"] = check.to_dict()
-    write_json(meta, ws.models_dir / META_FILE)
+    meta.domain_check = check.to_dict()
+    write_testlike_meta(ws, meta)
     return check
 
 
@@ -82,9 +82,9 @@ def check_predictions(ws: Workspace, comp: Competition, run_names: list[str], se
         return np.hstack([z, np.abs(z)])
 
     check = domain_check(features(inputs.testlike), features(real), seed=seed, names=names)
-    meta = load_testlike_meta(ws) or {}
-    meta["prediction_check"] = {**check.to_dict(), "runs": list(run_names)}
-    write_json(meta, ws.models_dir / META_FILE)
+    meta = load_testlike_meta(ws) or TestlikeMeta()
+    meta.prediction_check = {**check.to_dict(), "runs": list(run_names)}
+    write_testlike_meta(ws, meta)
     return check
 
 

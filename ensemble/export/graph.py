@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ensemble.artifacts.records import PriorRecord
 from ensemble.errors import ContractError
 from ensemble.export.ops import DOUBLE, FLOAT, INT64, Graph, prior_shift
 from ensemble.probability import LOGIT_EPS, WINDOW_EPS
@@ -171,7 +172,7 @@ def _opset(runs: list[RunGraphs]) -> int:
     return target
 
 
-def _tail(g: Graph, P: str, blend: BlendOps, prior: dict[str, Any] | None, opset: int, subgraphs: list) -> str:
+def _tail(g: Graph, P: str, blend: BlendOps, prior: PriorRecord | None, opset: int, subgraphs: list) -> str:
     """Blend, calibrators and prior shift on `P` `(batch, runs, labels)` float64."""
     return prior_shift(g, blend(g, P, opset, subgraphs), prior)
 
@@ -212,7 +213,7 @@ def _waves_input() -> Any:
     return helper.make_tensor_value_info(INPUT, FLOAT, ["batch", "time"])
 
 
-def build_model(runs: list[RunGraphs], blend: BlendOps, prior: dict[str, Any] | None, labels: list[str],
+def build_model(runs: list[RunGraphs], blend: BlendOps, prior: PriorRecord | None, labels: list[str],
                 metadata: dict[str, str]) -> Any:
     """The whole chain as one `onnx.ModelProto` (checked), with `metadata` as metadata_props."""
     opset = _opset(runs)
@@ -233,7 +234,7 @@ def build_run_model(run: RunGraphs) -> Any:
     return _finish(g, subgraphs, out, [_waves_input()], len(run.labels), opset, ir, {})
 
 
-def build_blend_model(blend: BlendOps, prior: dict[str, Any] | None, n_runs: int, n_labels: int,
+def build_blend_model(blend: BlendOps, prior: PriorRecord | None, n_runs: int, n_labels: int,
                       opset: int, ir_version: int) -> Any:
     """The blend, calibrators and prior alone: `P` `(batch, runs, labels)` float64 → probabilities."""
     from onnx import helper

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ensemble.artifacts.records import PriorRecord
 from ensemble.probability import CALIBRATION_EPS, logit
 
 DOUBLE = 11  # onnx.TensorProto.DOUBLE
@@ -69,11 +70,11 @@ class Graph:
         return self.op("Concat", *[self.op("Unsqueeze", c, self.axes(1)) for c in columns], axis=1)
 
 
-def prior_shift(g: Graph, S: str, prior: dict[str, Any] | None) -> str:
+def prior_shift(g: Graph, S: str, prior: PriorRecord | None) -> str:
     """`ensemble.stack.prior.adapt_prior`'s applied shift: logit(p) + logit(q) − logit(π) where adapted."""
-    if not prior or prior.get("mode", "none") == "none":
+    if prior is None or not prior.adapted:
         return S
-    train, used, mode = prior["prior_train"], prior["prior_used"], prior["mode"]
+    train, used, mode = prior.prior_train, prior.prior_used, prior.mode
     cols = []
     for j, (pi, q) in enumerate(zip(train, used)):
         col = g.column(S, j)

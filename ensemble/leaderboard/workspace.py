@@ -59,7 +59,7 @@ def read_probes(ws: Workspace, comp: Competition | None = None) -> Probes:
     against the workspace's metric when `comp` is given)."""
     names = probe_names(ws)
     sidecars = [read_sidecar(ws, n) for n in names]
-    missing = [s.name for s in sidecars if s.leaderboard.get("public") is None]
+    missing = [s.name for s in sidecars if s.leaderboard.public is None]
     if not names or missing:
         return Probes(names, missing, None)
     params = [s.recipe.params for s in sidecars]
@@ -67,7 +67,7 @@ def read_probes(ws: Workspace, comp: Competition | None = None) -> Probes:
     if comp is not None and metric != ws.metric(comp.task):
         raise DataError(f"the probes were written for metric {metric!r}; the workspace now scores "
                         f"{ws.metric(comp.task)!r} (write them again with --force)")
-    result = solve(metric, [p["constants"] for p in params], [s.leaderboard["public"] for s in sidecars],
+    result = solve(metric, [p["constants"] for p in params], [s.leaderboard.public for s in sidecars],
                    int(params[0]["digits"]), float(params[0]["public_share"]), int(params[0]["n_test"]),
                    list(recipe.labels), recipe.task_type.exclusive)
     return Probes(names, missing, result)

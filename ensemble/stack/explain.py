@@ -70,7 +70,7 @@ def calibrator_lines(recipe: Recipe) -> list[str]:
 
 def prior_lines(recipe: Recipe) -> list[str]:
     """What `--test-prior` did per label: not asked, adapted, or kept (and why)."""
-    prior, labels = recipe.prior_record, list(recipe.labels)
+    prior, labels = recipe.prior, list(recipe.labels)
     if prior is None or not prior.adapted:
         return ["test prior: not adapted (--test-prior none)"]
     out, mode = [], prior.mode

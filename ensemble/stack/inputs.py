@@ -126,9 +126,9 @@ def gather_meta(ws: Workspace, comp: Competition, names: list[str], folds: pd.Da
     columns, sources = [], []
     for name in dict.fromkeys(names):
         fs = load_feature_set(ws, name)
-        stale = [k for k, v in current.items() if fs.manifest.get(k) != v]
+        stale = [k for k, v in current.items() if fs.manifest.fingerprints[k] != v]
         if stale:
-            remake = f"ens features {fs.manifest.get('kind', 'vad')} --name {name} --force"
+            remake = f"ens features {fs.manifest.kind or 'vad'} --name {name} --force"
             raise ContractError(f"feature set {name!r} was made for other {stale[0].split('_')[0]} than the workspace "
                                 f"holds now; make it again with `{remake}`")
         parts["train"].append(_meta_part(fs, "train", folds["id"].astype(str), "models/folds.parquet"))
@@ -136,9 +136,9 @@ def gather_meta(ws: Workspace, comp: Competition, names: list[str], folds: pd.Da
         if clips is not None:
             parts["testlike"].append(_meta_part(fs, "testlike", clips["id"].astype(str), "models/testlike.parquet"))
         columns += [f"{name}:{c}" for c in fs.columns]
-        sources.append({"name": name, "kind": fs.manifest.get("kind"), "columns": fs.columns,
+        sources.append({"name": name, "kind": fs.manifest.kind, "columns": fs.columns,
                         "manifest_sha256": file_sha256(fs.dir / FEATURES_MANIFEST_FILE),
-                        "model_sha256": (fs.manifest.get("model") or {}).get("sha256")})
+                        "model_sha256": None if fs.manifest.model is None else fs.manifest.model.sha256})
     return MetaFeatures(columns, np.hstack(parts["train"]), np.hstack(parts["test"]),
                         np.hstack(parts["testlike"]) if clips is not None else None, sources)
 

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ensemble.artifacts.records import PriorRecord
 from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.scorer import COMPETITION, Scorer
@@ -121,9 +122,10 @@ class PriorResult:
     fallback: dict[str, str] = field(default_factory=dict)  # label → why its EM estimate was not applied
     joint: dict | None = None  # the joint-label estimate (classes, shares), when the labels were read jointly
 
-    def recipe(self) -> dict:
-        keys = ("mode", "prior_train", "prior_em", "prior_bbse", "prior_used", "ks", "fallback")
-        return {k: getattr(self, k) for k in keys} | ({"joint": self.joint} if self.joint else {})
+    def recipe(self) -> PriorRecord:
+        """What the recipe records of it (`recipe.prior`)."""
+        return PriorRecord(self.mode, self.prior_train, self.prior_em, self.prior_bbse, self.prior_used, self.ks,
+                           self.fallback, self.joint or None)
 
 
 def _parse_mode(mode: str | float | Sequence[float], n_labels: int) -> tuple[str, list[float] | None]:
