@@ -29,7 +29,7 @@ from ensemble.backbones.preprocess import RAW, Preprocessor
 from ensemble.errors import ConfigError
 from ensemble.progress import Progress, emit
 from ensemble.registry import Registry
-from ensemble.task import MULTILABEL
+from ensemble.task import MULTILABEL, Task
 
 OPSET = 15  # the highest default-domain opset onnxmltools' LightGBM converter emits
 FEATURES_NAME = "features"
@@ -167,22 +167,8 @@ class FeatureClassifier:
         # slower with 2 threads under load), and the data is small.
         threads = threads or 1
         y = np.asarray(y, dtype=np.float64)
-        if self.task.exclusive:
-            known = ~np.isnan(y).any(axis=1)
-            target = y[known].argmax(axis=1)
-            missing = [label for k, label in enumerate(self.labels) if not (target == k).any()]
-            if missing:
-                raise ConfigError(f"class {missing[0]!r} has no training examples in this fold; cannot fit")
-            self.models = [self.estimator.fit(x[known], target, self.params, seed, threads)]
-            return self
-        models = []
-        for j, label in enumerate(self.labels):
-            known = ~np.isnan(y[:, j])
-            target = (y[known, j] > 0.5).astype(np.int64)
-            if target.min() == target.max():
-                raise ConfigError(f"label {label!r} has one class in the training examples; cannot fit")
-            models.append(self.estimator.fit(x[known], target, self.params, seed, threads))
-        self.models = models
+        self.models = [self.estimator.fit(x[known], target, self.params, seed, threads)
+                       for known, target in self.task.class_targets(y, self.labels)]
         return self
 
     def predict_proba_native(self, x: np.ndarray) -> np.ndarray:
@@ -323,16 +309,11 @@ class PseudoLabels:
     features: Callable[[], np.ndarray]
 
 
-def pseudo_targets(p: np.ndarray, confidence: float, exclusive: bool = False) -> np.ndarray:
+def pseudo_targets(p: np.ndarray, confidence: float, task: Task = MULTILABEL) -> np.ndarray:
     """Targets from predictions `(n, labels)`: 1 / 0 where a label's probability is at least `confidence`
     / at most 1 − `confidence`, NaN (unknown) between; multiclass: the one-hot argmax of rows whose top
-    class reaches `confidence`, NaN rows elsewhere."""
-    if exclusive:
-        y = np.full(p.shape, np.nan)
-        sure = p.max(axis=1) >= confidence
-        y[sure] = np.eye(p.shape[1])[p[sure].argmax(axis=1)]
-        return y
-    return np.where(p >= confidence, 1.0, np.where(p <= 1.0 - confidence, 0.0, np.nan))
+    class reaches `confidence`, NaN rows elsewhere (`Task.confident_targets`)."""
+    return task.confident_targets(p, confidence)
 
 
 def fit_on_examples(classifier: FeatureClassifier, batches: Iterable[tuple[np.ndarray, np.ndarray]], total: int,
@@ -353,7 +334,7 @@ def fit_on_examples(classifier: FeatureClassifier, batches: Iterable[tuple[np.nd
     if pseudo is None:
         return info
     xu = pseudo.features()
-    yu = pseudo_targets(classifier.predict_proba_native(xu), pseudo.confidence, classifier.task.exclusive)
+    yu = pseudo_targets(classifier.predict_proba_native(xu), pseudo.confidence, classifier.task)
     emit(progress, "pseudo-label fit", examples=int(len(x)), unlabeled=int(len(xu)))
     classifier.fit(np.concatenate([x, xu]), np.concatenate([y, yu]), seed)
     info["pseudo_labels"] = {"confidence": pseudo.confidence, "clips": int(len(xu)),

@@ -547,11 +547,10 @@ def validation_loss(scorer: Scorer, y: np.ndarray, probs: np.ndarray, fallbacks:
 
 
 def _class_weights(ctx: FoldContext, data: FoldData) -> tuple[float, ...] | None:
-    """`balanced`: weights n / (classes · count) from the fold's training rows (as scikit-learn's)."""
-    if ctx.opts.class_weight != "balanced" or not ctx.comp.task.exclusive:
+    """`balanced`: the task's class weights from the fold's training rows (`Task.class_weights`; none for sigmoids)."""
+    if ctx.opts.class_weight != "balanced":
         return None
-    counts = data.targets[data.train_idx].sum(axis=0)
-    return tuple(float(len(data.train_idx) / (len(counts) * max(c, 1.0))) for c in counts)
+    return ctx.comp.task.class_weights(data.targets[data.train_idx])
 
 
 def fit_held_out(ws: Workspace, comp: Competition, opts: FinetuneOptions, work_dir: Path, folds: list[int],

@@ -62,7 +62,7 @@ class Scorer:
         """This metric's form for `task`, or None where it has none."""
         if task is self.task:
             return self
-        return self.multiclass if task.exclusive else None
+        return {MULTICLASS: self.multiclass}.get(task)
 
     def for_task(self, task: Task) -> "Scorer":
         """This metric's form for `task`; a one-line error where it has none."""
