@@ -89,17 +89,19 @@ class Task:
         least `confidence` / at most 1 − `confidence`, NaN (unknown) between."""
         return np.where(p >= confidence, 1.0, np.where(p <= 1.0 - confidence, 0.0, np.nan))
 
-    def class_targets(self, y: np.ndarray, labels: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def class_targets(self, y: np.ndarray, labels: list[str]) -> list[tuple[np.ndarray, np.ndarray, slice]]:
         """What estimators of integer classes fit from 0/1 targets `(rows, labels)` (NaN: unknown), one
-        `(known rows, class of each)` per estimator: one per label, its known rows' 0/1; an estimator
-        missing a class is a one-line error, before any is fitted."""
+        `(known rows, class of each, columns)` per estimator, `columns` being the columns of its class
+        probabilities that are label columns (in order; `slice(None)`: all of them). Here one estimator per
+        label, on its known rows' 0/1, whose class 1 is the label. An estimator missing a class is a
+        one-line error, before any is fitted."""
         out = []
         for j, label in enumerate(labels):
             known = ~np.isnan(y[:, j])
             target = (y[known, j] > 0.5).astype(np.int64)
             if target.min() == target.max():
                 raise ConfigError(f"label {label!r} has one class in the training examples; cannot fit")
-            out.append((known, target))
+            out.append((known, target, slice(1, 2)))
         return out
 
     def __str__(self) -> str:
@@ -154,14 +156,15 @@ class _MultiClass(Task):
         y[sure] = np.eye(p.shape[1])[p[sure].argmax(axis=1)]
         return y
 
-    def class_targets(self, y: np.ndarray, labels: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One estimator over all classes: the rows with every label known, and the class each holds."""
+    def class_targets(self, y: np.ndarray, labels: list[str]) -> list[tuple[np.ndarray, np.ndarray, slice]]:
+        """One estimator over all classes: the rows with every label known, the class each holds; its every
+        class is a label."""
         known = ~np.isnan(y).any(axis=1)
         target = y[known].argmax(axis=1)
         missing = [label for k, label in enumerate(labels) if not (target == k).any()]
         if missing:
             raise ConfigError(f"class {missing[0]!r} has no training examples in this fold; cannot fit")
-        return [(known, target)]
+        return [(known, target, slice(None))]
 
     def training_loss(self, logits: Any, y: Any, class_weight: Any = None, share: float | None = None) -> Any:
         """Cross-entropy of the softmax over the classes, each class weighed by `class_weight`."""

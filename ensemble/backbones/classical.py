@@ -37,10 +37,11 @@ FEATURES_NAME = "features"
 
 @dataclass(frozen=True)
 class Estimator:
-    """How one estimator kind fits a label, predicts P(label) and becomes an ONNX graph.
+    """How one estimator kind fits integer classes (a label's 0/1, or all classes), predicts their
+    probabilities `(n, classes)` and becomes an ONNX graph.
 
     `to_onnx(fitted, n_features)` returns a model whose input is `features (batch, n_features)` float
-    and whose output named `probabilities` is `(batch, 2)` (column 1 = the positive class)."""
+    and whose output named `probabilities` is `(batch, classes)` (a label's: column 1 = the positive class)."""
 
     fit: Callable[[np.ndarray, np.ndarray, dict, int, int], Any]
     predict: Callable[[Any, np.ndarray], np.ndarray]
@@ -105,7 +106,7 @@ def _sklearn_onnx(fitted: Any, n_features: int) -> Any:
 
 
 def _proba(fitted: Any, x: np.ndarray) -> np.ndarray:
-    return np.asarray(fitted.predict_proba(x)[:, 1], dtype=np.float64)
+    return np.asarray(fitted.predict_proba(x), dtype=np.float64)
 
 
 ESTIMATORS: Registry[Estimator] = Registry("classical estimator")
@@ -146,6 +147,7 @@ class FeatureClassifier:
         self.frontend = ClipFeatures(config.spec).eval()
         self.preprocessor = Preprocessor(RAW, config.spec.sampling_rate, False)
         self.models: list[Any] = []
+        self.columns: list[slice] = []  # per estimator, the columns of its class probabilities that are labels
         self.task = MULTILABEL  # MULTICLASS: one multiclass estimator over the labels (rows sum to 1)
 
     @property
@@ -167,15 +169,15 @@ class FeatureClassifier:
         # slower with 2 threads under load), and the data is small.
         threads = threads or 1
         y = np.asarray(y, dtype=np.float64)
-        self.models = [self.estimator.fit(x[known], target, self.params, seed, threads)
-                       for known, target in self.task.class_targets(y, self.labels)]
+        problems = self.task.class_targets(y, self.labels)
+        self.models = [self.estimator.fit(x[known], target, self.params, seed, threads) for known, target, _ in problems]
+        self.columns = [columns for _, _, columns in problems]
         return self
 
     def predict_proba_native(self, x: np.ndarray) -> np.ndarray:
         """`(n, labels)` probabilities by the estimators themselves (the parity reference for ONNX)."""
-        if self.task.exclusive:
-            return np.asarray(self.models[0].predict_proba(x), dtype=np.float64)
-        return np.stack([self.estimator.predict(m, x) for m in self.models], axis=1)
+        return np.concatenate([self.estimator.predict(m, x)[:, columns] for m, columns in zip(self.models, self.columns)],
+                              axis=1)
 
     def describe(self) -> dict[str, Any]:
         return {"model_ref": self.model_ref, "model_type": self.family, "labels": self.labels,
@@ -189,7 +191,7 @@ class FeatureClassifier:
             raise ConfigError("the classifier is not fitted; call fit first")
         front = _export_frontend(self.frontend)
         heads = [self.estimator.to_onnx(m, len(self.feature_names)) for m in self.models]
-        return _splice(front, heads, self.labels, whole=self.task.exclusive)
+        return _splice(front, heads, self.labels, self.columns)
 
     def export_onnx(self, path: Path, metadata: dict[str, str]) -> None:
         """Write the ONNX file atomically, with the neural families' metadata keys plus the features'."""
@@ -232,16 +234,16 @@ def _export_frontend(frontend: ClipFeatures) -> Any:
     return onnx.load_from_string(buf.getvalue())
 
 
-def _splice(front: Any, heads: list[Any], labels: list[str], whole: bool = False) -> Any:
-    """One graph: front end → `features` → each head's positive-class column → `probabilities` (`whole`:
-    one multiclass head whose every column is a label)."""
+def _splice(front: Any, heads: list[Any], labels: list[str], columns: list[slice]) -> Any:
+    """One graph: front end → `features` → each head's label `columns` (the positive class of a label's head;
+    `slice(None)`: one multiclass head whose every column is a label) → `probabilities`."""
     import onnx
     from onnx import TensorProto, compose, helper, numpy_helper
 
     nodes, inits = list(front.graph.node), list(front.graph.initializer)
-    columns = []
+    outputs = []
     opsets = {o.domain: o.version for o in front.opset_import}
-    for j, head in enumerate(heads):
+    for j, (head, taken) in enumerate(zip(heads, columns)):
         prefix = f"label{j}_"
         head = compose.add_prefix(head, prefix)
         for node in head.graph.node:
@@ -250,20 +252,20 @@ def _splice(front: Any, heads: list[Any], labels: list[str], whole: bool = False
         inits += head.graph.initializer
         for o in head.opset_import:
             opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
-        if whole:
-            columns.append(f"{prefix}{OUTPUT_NAME}")
+        if taken == slice(None):
+            outputs.append(f"{prefix}{OUTPUT_NAME}")
             continue
         column = f"{prefix}positive"
         starts, ends, axes = (numpy_helper.from_array(np.array([v], dtype=np.int64), f"{prefix}slice_{n}")
-                              for n, v in (("starts", 1), ("ends", 2), ("axes", 1)))
+                              for n, v in (("starts", taken.start), ("ends", taken.stop), ("axes", 1)))
         inits += [starts, ends, axes]
         nodes.append(helper.make_node("Slice", [f"{prefix}{OUTPUT_NAME}", starts.name, ends.name, axes.name],
                                       [column], name=f"{prefix}slice"))
-        columns.append(column)
-    if whole:
-        nodes.append(helper.make_node("Identity", columns, [OUTPUT_NAME], name="class_probabilities"))
+        outputs.append(column)
+    if columns == [slice(None)]:
+        nodes.append(helper.make_node("Identity", outputs, [OUTPUT_NAME], name="class_probabilities"))
     else:
-        nodes.append(helper.make_node("Concat", columns, [OUTPUT_NAME], axis=1, name="concat_labels"))
+        nodes.append(helper.make_node("Concat", outputs, [OUTPUT_NAME], axis=1, name="concat_labels"))
     output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", len(labels)])
     graph = helper.make_graph(nodes, "ens-classical", list(front.graph.input), [output], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
