@@ -17,6 +17,7 @@ from ensemble.cli import app
 from ensemble.commands.finetune import FinetuneOptions, check_pseudo_label, finetune
 from ensemble.demo import DemoSpec, generate_competition
 from ensemble.errors import ConfigError
+from ensemble.task import MULTICLASS
 
 runner = CliRunner()
 FAST = dict(folds=3, epochs=2, batch_size=8, max_seconds=1.0, testlike_per_fold=6)
@@ -36,7 +37,7 @@ def test_pseudo_targets_keep_only_confident_labels():
     y = pseudo_targets(p, 0.9)
     assert np.array_equal(np.isnan(y), [[False, True], [False, False], [True, False]])
     assert y[0, 0] == 1 and y[1, 0] == 0 and y[1, 1] == 1 and y[2, 1] == 0
-    classes = pseudo_targets(np.array([[0.92, 0.05, 0.03], [0.5, 0.3, 0.2]]), 0.9, exclusive=True)
+    classes = pseudo_targets(np.array([[0.92, 0.05, 0.03], [0.5, 0.3, 0.2]]), 0.9, MULTICLASS)
     assert np.array_equal(classes[0], [1, 0, 0]) and np.isnan(classes[1]).all()
 
 

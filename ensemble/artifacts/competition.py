@@ -33,13 +33,13 @@ def check_rows_sum_to_one(df: pd.DataFrame, labels: list[str], source: Path | st
 
 def check_task_rows(df: pd.DataFrame, labels: list[str], task: Task, source: Path | str) -> None:
     """What `task` asks of a table of probabilities beyond each lying in [0, 1]: a multiclass row sums to 1."""
-    if task.exclusive:
+    if task.bad_rows(df[labels].to_numpy(dtype=np.float64), SUM_TOL).any():
         check_rows_sum_to_one(df, labels, source)
 
 
 def check_task_targets(df: pd.DataFrame, y: np.ndarray, labels: list[str], task: Task, source: Path | str) -> None:
     """What `task` asks of 0/1 targets beyond their values: a multiclass row holds exactly one class."""
-    if task.exclusive:
+    if task.bad_targets(y).any():
         check_one_class(df, y, labels, source)
 
 

@@ -29,7 +29,7 @@ from ensemble.backbones.preprocess import RAW, Preprocessor
 from ensemble.errors import ConfigError
 from ensemble.progress import Progress, emit
 from ensemble.registry import Registry
-from ensemble.task import MULTILABEL
+from ensemble.task import MULTILABEL, Task
 
 OPSET = 15  # the highest default-domain opset onnxmltools' LightGBM converter emits
 FEATURES_NAME = "features"
@@ -37,10 +37,11 @@ FEATURES_NAME = "features"
 
 @dataclass(frozen=True)
 class Estimator:
-    """How one estimator kind fits a label, predicts P(label) and becomes an ONNX graph.
+    """How one estimator kind fits integer classes (a label's 0/1, or all classes), predicts their
+    probabilities `(n, classes)` and becomes an ONNX graph.
 
     `to_onnx(fitted, n_features)` returns a model whose input is `features (batch, n_features)` float
-    and whose output named `probabilities` is `(batch, 2)` (column 1 = the positive class)."""
+    and whose output named `probabilities` is `(batch, classes)` (a label's: column 1 = the positive class)."""
 
     fit: Callable[[np.ndarray, np.ndarray, dict, int, int], Any]
     predict: Callable[[Any, np.ndarray], np.ndarray]
@@ -105,7 +106,7 @@ def _sklearn_onnx(fitted: Any, n_features: int) -> Any:
 
 
 def _proba(fitted: Any, x: np.ndarray) -> np.ndarray:
-    return np.asarray(fitted.predict_proba(x)[:, 1], dtype=np.float64)
+    return np.asarray(fitted.predict_proba(x), dtype=np.float64)
 
 
 ESTIMATORS: Registry[Estimator] = Registry("classical estimator")
@@ -146,6 +147,7 @@ class FeatureClassifier:
         self.frontend = ClipFeatures(config.spec).eval()
         self.preprocessor = Preprocessor(RAW, config.spec.sampling_rate, False)
         self.models: list[Any] = []
+        self.columns: list[slice] = []  # per estimator, the columns of its class probabilities that are labels
         self.task = MULTILABEL  # MULTICLASS: one multiclass estimator over the labels (rows sum to 1)
 
     @property
@@ -167,29 +169,15 @@ class FeatureClassifier:
         # slower with 2 threads under load), and the data is small.
         threads = threads or 1
         y = np.asarray(y, dtype=np.float64)
-        if self.task.exclusive:
-            known = ~np.isnan(y).any(axis=1)
-            target = y[known].argmax(axis=1)
-            missing = [label for k, label in enumerate(self.labels) if not (target == k).any()]
-            if missing:
-                raise ConfigError(f"class {missing[0]!r} has no training examples in this fold; cannot fit")
-            self.models = [self.estimator.fit(x[known], target, self.params, seed, threads)]
-            return self
-        models = []
-        for j, label in enumerate(self.labels):
-            known = ~np.isnan(y[:, j])
-            target = (y[known, j] > 0.5).astype(np.int64)
-            if target.min() == target.max():
-                raise ConfigError(f"label {label!r} has one class in the training examples; cannot fit")
-            models.append(self.estimator.fit(x[known], target, self.params, seed, threads))
-        self.models = models
+        problems = self.task.class_targets(y, self.labels)
+        self.models = [self.estimator.fit(x[known], target, self.params, seed, threads) for known, target, _ in problems]
+        self.columns = [columns for _, _, columns in problems]
         return self
 
     def predict_proba_native(self, x: np.ndarray) -> np.ndarray:
         """`(n, labels)` probabilities by the estimators themselves (the parity reference for ONNX)."""
-        if self.task.exclusive:
-            return np.asarray(self.models[0].predict_proba(x), dtype=np.float64)
-        return np.stack([self.estimator.predict(m, x) for m in self.models], axis=1)
+        return np.concatenate([self.estimator.predict(m, x)[:, columns] for m, columns in zip(self.models, self.columns)],
+                              axis=1)
 
     def describe(self) -> dict[str, Any]:
         return {"model_ref": self.model_ref, "model_type": self.family, "labels": self.labels,
@@ -203,7 +191,7 @@ class FeatureClassifier:
             raise ConfigError("the classifier is not fitted; call fit first")
         front = _export_frontend(self.frontend)
         heads = [self.estimator.to_onnx(m, len(self.feature_names)) for m in self.models]
-        return _splice(front, heads, self.labels, whole=self.task.exclusive)
+        return _splice(front, heads, self.labels, self.columns)
 
     def export_onnx(self, path: Path, metadata: dict[str, str]) -> None:
         """Write the ONNX file atomically, with the neural families' metadata keys plus the features'."""
@@ -246,16 +234,16 @@ def _export_frontend(frontend: ClipFeatures) -> Any:
     return onnx.load_from_string(buf.getvalue())
 
 
-def _splice(front: Any, heads: list[Any], labels: list[str], whole: bool = False) -> Any:
-    """One graph: front end → `features` → each head's positive-class column → `probabilities` (`whole`:
-    one multiclass head whose every column is a label)."""
+def _splice(front: Any, heads: list[Any], labels: list[str], columns: list[slice]) -> Any:
+    """One graph: front end → `features` → each head's label `columns` (the positive class of a label's head;
+    `slice(None)`: one multiclass head whose every column is a label) → `probabilities`."""
     import onnx
     from onnx import TensorProto, compose, helper, numpy_helper
 
     nodes, inits = list(front.graph.node), list(front.graph.initializer)
-    columns = []
+    outputs = []
     opsets = {o.domain: o.version for o in front.opset_import}
-    for j, head in enumerate(heads):
+    for j, (head, taken) in enumerate(zip(heads, columns)):
         prefix = f"label{j}_"
         head = compose.add_prefix(head, prefix)
         for node in head.graph.node:
@@ -264,20 +252,20 @@ def _splice(front: Any, heads: list[Any], labels: list[str], whole: bool = False
         inits += head.graph.initializer
         for o in head.opset_import:
             opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
-        if whole:
-            columns.append(f"{prefix}{OUTPUT_NAME}")
+        if taken == slice(None):
+            outputs.append(f"{prefix}{OUTPUT_NAME}")
             continue
         column = f"{prefix}positive"
         starts, ends, axes = (numpy_helper.from_array(np.array([v], dtype=np.int64), f"{prefix}slice_{n}")
-                              for n, v in (("starts", 1), ("ends", 2), ("axes", 1)))
+                              for n, v in (("starts", taken.start), ("ends", taken.stop), ("axes", 1)))
         inits += [starts, ends, axes]
         nodes.append(helper.make_node("Slice", [f"{prefix}{OUTPUT_NAME}", starts.name, ends.name, axes.name],
                                       [column], name=f"{prefix}slice"))
-        columns.append(column)
-    if whole:
-        nodes.append(helper.make_node("Identity", columns, [OUTPUT_NAME], name="class_probabilities"))
+        outputs.append(column)
+    if columns == [slice(None)]:
+        nodes.append(helper.make_node("Identity", outputs, [OUTPUT_NAME], name="class_probabilities"))
     else:
-        nodes.append(helper.make_node("Concat", columns, [OUTPUT_NAME], axis=1, name="concat_labels"))
+        nodes.append(helper.make_node("Concat", outputs, [OUTPUT_NAME], axis=1, name="concat_labels"))
     output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", len(labels)])
     graph = helper.make_graph(nodes, "ens-classical", list(front.graph.input), [output], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
@@ -323,16 +311,11 @@ class PseudoLabels:
     features: Callable[[], np.ndarray]
 
 
-def pseudo_targets(p: np.ndarray, confidence: float, exclusive: bool = False) -> np.ndarray:
+def pseudo_targets(p: np.ndarray, confidence: float, task: Task = MULTILABEL) -> np.ndarray:
     """Targets from predictions `(n, labels)`: 1 / 0 where a label's probability is at least `confidence`
     / at most 1 − `confidence`, NaN (unknown) between; multiclass: the one-hot argmax of rows whose top
-    class reaches `confidence`, NaN rows elsewhere."""
-    if exclusive:
-        y = np.full(p.shape, np.nan)
-        sure = p.max(axis=1) >= confidence
-        y[sure] = np.eye(p.shape[1])[p[sure].argmax(axis=1)]
-        return y
-    return np.where(p >= confidence, 1.0, np.where(p <= 1.0 - confidence, 0.0, np.nan))
+    class reaches `confidence`, NaN rows elsewhere (`Task.confident_targets`)."""
+    return task.confident_targets(p, confidence)
 
 
 def fit_on_examples(classifier: FeatureClassifier, batches: Iterable[tuple[np.ndarray, np.ndarray]], total: int,
@@ -353,7 +336,7 @@ def fit_on_examples(classifier: FeatureClassifier, batches: Iterable[tuple[np.nd
     if pseudo is None:
         return info
     xu = pseudo.features()
-    yu = pseudo_targets(classifier.predict_proba_native(xu), pseudo.confidence, classifier.task.exclusive)
+    yu = pseudo_targets(classifier.predict_proba_native(xu), pseudo.confidence, classifier.task)
     emit(progress, "pseudo-label fit", examples=int(len(x)), unlabeled=int(len(xu)))
     classifier.fit(np.concatenate([x, xu]), np.concatenate([y, yu]), seed)
     info["pseudo_labels"] = {"confidence": pseudo.confidence, "clips": int(len(xu)),

@@ -197,7 +197,6 @@ class _Trainer:
     def train_epoch(self, batches: Iterable[tuple[np.ndarray, np.ndarray]],
                     progress: Callable[[dict], None] | None, epoch: int) -> tuple[float, int]:
         import torch
-        import torch.nn.functional as F
 
         module, accum = self.clf.module, self.config.accumulation()
         module.train()
@@ -214,14 +213,9 @@ class _Trainer:
             y = torch.as_tensor(np.asarray(targets), dtype=torch.float32, device=self.device)
             with torch.autocast(self.device, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = self.forward(**inputs)
-            if self.shard is None:
-                loss = (F.cross_entropy(logits.float(), y, weight=self.class_weight) if self.clf.task.exclusive
-                        else F.binary_cross_entropy_with_logits(logits.float(), y))
-            else:  # this share's part of the whole batch's mean, times world (DDP divides by it)
-                share = weight * self.shard.world / n_batch
-                loss = (F.cross_entropy(logits.float(), y, weight=self.class_weight, reduction="sum") * share
-                        if self.clf.task.exclusive else
-                        F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum") * (share / y.shape[1]))
+            # sharded: this share's part of the whole batch's mean, times world (DDP divides by it)
+            share = None if self.shard is None else weight * self.shard.world / n_batch
+            loss = self.clf.task.training_loss(logits.float(), y, self.class_weight, share)
             self.scaler.scale(loss / accum).backward()
             rows_loss = loss.item() * (len(y) if self.shard is None else n_batch / self.shard.world)
             loss_sum, samples, pending = loss_sum + rows_loss, samples + int(weight) * len(y), pending + 1

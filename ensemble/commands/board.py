@@ -139,19 +139,25 @@ def _rank(frame: pd.DataFrame, sign: float = 1.0) -> pd.DataFrame:
 
 
 def _metric(ws: Workspace, metric: str | None) -> Scorer:
-    """The board's scorer: `metric` (remembered), else the workspace's, else the competition metric of a
-    multi-label workspace (also when its folder moved: runs and submissions recorded their scores in it)."""
+    """The board's scorer: `metric` (remembered), else the workspace's, else its task's default; where that
+    default is what runs and submissions recorded their scores in (`recorded_in`), it is used without the
+    competition folder (a multi-label workspace whose folder moved, or that names none, ranks by it)."""
     from ensemble.artifacts.competition import Competition
     from ensemble.errors import EnsError
-    from ensemble.metrics.scorer import COMPETITION, get_scorer
+    from ensemble.metrics.scorer import get_scorer
+    from ensemble.task import MULTILABEL
 
     stored_task = ws.settings().get("task")
-    if metric is None and "metric" not in ws.settings() and not (stored_task and task_named(stored_task).exclusive):
+    if metric is None and "metric" not in ws.settings():
+        task = task_named(stored_task) if stored_task else MULTILABEL
         try:
-            if "data" not in ws.settings() or not Competition.load(ws.data_dir()).task.exclusive:
-                return COMPETITION
+            if not stored_task and "data" in ws.settings():
+                task = Competition.load(ws.data_dir()).task
         except (EnsError, OSError):  # the folder moved: rank by what runs and submissions recorded
-            return COMPETITION
+            pass
+        default = get_scorer(task.default_metric, task)
+        if recorded_in(default):
+            return default
     comp = Competition.load(ws.data_dir(), ws.settings().get("task"))
     return get_scorer(ws.metric(comp.task, metric), comp.task)
 

@@ -36,8 +36,8 @@ from ensemble.artifacts.provenance import machine, now_iso, package_versions
 from ensemble.artifacts.records import CVScores, FoldRecord, OnnxFile, RunManifest
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_replaceable_run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
-from ensemble.metrics.dacon import MetricError, competition_score
-from ensemble.metrics.frames import cv_metrics, score_frame
+from ensemble.metrics.dacon import MetricError
+from ensemble.metrics.frames import cv_metrics, frame_scores, score_frame
 from ensemble.metrics.scorer import Scorer
 from ensemble.progress import Progress, tagged
 from ensemble.artifacts.testlike_set import background_loader, ensure_testlike, load_domain_check, testlike_fingerprint
@@ -513,14 +513,8 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
         "seconds": {"train": round(train_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     }
     try:
-        scorer = _scorer(ctx.comp, ctx.opts)
-        if scorer.task.exclusive:
-            from ensemble.metrics.frames import multiclass_scores
-
-            info["cv"] = multiclass_scores(frames["train"], ctx.folds.iloc[data.held_idx], ctx.comp.labels, scorer)
-        else:
-            oof = frames["train"][ctx.comp.labels].to_numpy()
-            info["cv"] = competition_score(data.targets[data.held_idx], oof, ctx.comp.labels).as_dict()
+        info["cv"] = frame_scores(frames["train"], ctx.folds.iloc[data.held_idx], ctx.comp.labels,
+                                  _scorer(ctx.comp, ctx.opts))
     except MetricError:
         info["cv"] = None
     write_json(info, fold_dir / "fold.json")
@@ -549,11 +543,10 @@ def validation_loss(scorer: Scorer, y: np.ndarray, probs: np.ndarray, fallbacks:
 
 
 def _class_weights(ctx: FoldContext, data: FoldData) -> tuple[float, ...] | None:
-    """`balanced`: weights n / (classes · count) from the fold's training rows (as scikit-learn's)."""
-    if ctx.opts.class_weight != "balanced" or not ctx.comp.task.exclusive:
+    """`balanced`: the task's class weights from the fold's training rows (`Task.class_weights`; none for sigmoids)."""
+    if ctx.opts.class_weight != "balanced":
         return None
-    counts = data.targets[data.train_idx].sum(axis=0)
-    return tuple(float(len(data.train_idx) / (len(counts) * max(c, 1.0))) for c in counts)
+    return ctx.comp.task.class_weights(data.targets[data.train_idx])
 
 
 def fit_held_out(ws: Workspace, comp: Competition, opts: FinetuneOptions, work_dir: Path, folds: list[int],

@@ -65,7 +65,7 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
                 source["oof"] = {"path": str(oof_csv), "sha256": file_sha256(oof_csv)}
                 files[OOF_FILE] = write_run_file(oof, staging, OOF_FILE)
                 manifest.folds_fingerprint = folds_fingerprint(folds)
-                manifest.metrics = cv_metrics(oof, folds, comp.labels, _multiclass_scorer(ws, comp))
+                manifest.metrics = cv_metrics(oof, folds, comp.labels, _cv_scorer(ws, comp))
             if testlike is not None:
                 source["testlike"] = {"path": str(testlike_csv), "sha256": file_sha256(testlike_csv)}
                 files[TESTLIKE_OOF_FILE] = write_run_file(testlike, staging, TESTLIKE_OOF_FILE)
@@ -83,11 +83,11 @@ def _is_run(folder: Path) -> bool:
     return (folder / RUN_MANIFEST_FILE).is_file()
 
 
-def _multiclass_scorer(ws: Workspace, comp: Competition):
-    """A multiclass run's CV is recorded with the workspace's metric (None: multi-label, the competition's)."""
+def _cv_scorer(ws: Workspace, comp: Competition):
+    """The workspace's metric, which a run's CV is recorded with (`cv_metrics`: multi-label, the competition's parts)."""
     from ensemble.metrics.scorer import get_scorer
 
-    return get_scorer(ws.metric(comp.task), comp.task) if comp.task.exclusive else None
+    return get_scorer(ws.metric(comp.task), comp.task)
 
 
 def _read_oof(ws: Workspace, comp: Competition, oof_csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -77,11 +77,9 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
 
 
 def run_scorer(manifest: RunManifest, comp: Competition):
-    """The scorer a multiclass run's CV was recorded with (None: multi-label, the competition's parts)."""
+    """The scorer a run's CV was recorded with (`cv_metrics` records a multi-label run's competition parts)."""
     from ensemble.metrics.scorer import get_scorer
 
-    if not comp.task.exclusive:
-        return None
     return get_scorer((manifest.cv.metric if manifest.cv else None) or comp.task.default_metric, comp.task)
 
 

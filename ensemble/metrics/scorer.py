@@ -46,6 +46,7 @@ class Scorer:
     parts: Callable[[np.ndarray, np.ndarray, np.ndarray | None], ScoreParts] | None = None
     matrix: Matrix | None = None          # set: a multiclass form, scored on whole (rows, classes) matrices
     multiclass: "Scorer | None" = None    # the multiclass form of a multi-label scorer, where one exists
+    task: Task = MULTILABEL               # the task this form scores (MULTICLASS: the `matrix` form)
 
     def __call__(self, y: np.ndarray, p: np.ndarray) -> float:
         """The score (mean over label columns; multiclass: of the whole matrix) in the metric's own direction."""
@@ -53,16 +54,11 @@ class Scorer:
             return float(self.matrix(np.asarray(y, float), np.asarray(p, float), None))
         return float(np.mean(self.per_label(np.asarray(y, float), np.asarray(p, float))))
 
-    @property
-    def task(self) -> Task:
-        """The task this form scores: MULTICLASS for a whole-matrix form, else MULTILABEL."""
-        return MULTICLASS if self.matrix is not None else MULTILABEL
-
     def form(self, task: Task) -> "Scorer | None":
         """This metric's form for `task`, or None where it has none."""
         if task is self.task:
             return self
-        return self.multiclass if task.exclusive else None
+        return {MULTICLASS: self.multiclass}.get(task)
 
     def for_task(self, task: Task) -> "Scorer":
         """This metric's form for `task`; a one-line error where it has none."""
@@ -286,7 +282,7 @@ SCORERS: Registry[Scorer] = Registry("metric")
 
 def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = None) -> Scorer:
     if multiclass is not None:
-        mc = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, matrix=multiclass)
+        mc = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, matrix=multiclass, task=MULTICLASS)
         scorer = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, scorer.columns, scorer.replicates,
                         scorer.parts, multiclass=mc)
     for name in names:

@@ -75,7 +75,8 @@ class Blender:
     and the sigmoid, or log-probabilities and the softmax), so one code path serves both kinds of task.
     A method whose fit differs when the classes exclude each other (one model over all classes instead
     of one per label) defines `_fit_joint` / `_predict_joint` beside `_fit` / `_predict`, with the same
-    arguments; the base calls them for an exclusive task, so the method itself never asks the task.
+    arguments; the base calls them for an exclusive task, so the method itself never asks the task. Any
+    other method that differs the same way (a saved model, a recipe) is reached through `_form` likewise.
     """
 
     name: str = "blender"
@@ -142,7 +143,7 @@ class Blender:
         meta = None if meta is None else check_meta(meta, P.shape[0])
         self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
         self.n_meta_ = 0 if meta is None else meta.shape[1]
-        fit = self._fit_joint if self._joint("_fit_joint") else self._fit
+        fit = self._form("_fit")
         fit(P, y, folds, meta) if self.uses_meta else fit(P, y, folds)
         return self
 
@@ -150,6 +151,11 @@ class Blender:
         """Whether to call the method's joint form `method`: the task's classes exclude each other and the
         method defines one."""
         return self.task.exclusive and hasattr(self, method)
+
+    def _form(self, method: str) -> Any:
+        """The bound method `method`, or its joint form `<method>_joint` where `_joint` says to call it
+        (fitting, predicting, saving or describing: whatever differs when the classes exclude each other)."""
+        return getattr(self, f"{method}_joint" if self._joint(f"{method}_joint") else method)
 
     def predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         """Blend `P` `(rows, runs, labels)` (and `meta`, when fitted with it) into `(rows, labels)` probabilities."""
@@ -165,7 +171,7 @@ class Blender:
         n_meta = 0 if meta is None else meta.shape[1]
         if n_meta != self.n_meta_:
             raise DataError(f"meta has {n_meta} feature columns; the blender was fitted on {self.n_meta_}")
-        predict = self._predict_joint if self._joint("_predict_joint") else self._predict
+        predict = self._form("_predict")
         return np.clip(predict(P, meta) if self.uses_meta else predict(P), 0.0, 1.0)
 
     def recipe(self) -> dict[str, Any]:

@@ -32,20 +32,15 @@ def mean_of_logits(probs: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def test_tensor(runs: list[Run], comp: Competition) -> np.ndarray:
-    """Each run's test predictions, folds aggregated by the mean of logits, in submission order."""
+    """Each run's test predictions, folds aggregated in the task's blending space (`Task.pool`: the mean of
+    logits, or of log-probabilities renormalised to sum to 1), in submission order."""
     out = np.empty((len(comp.test_ids), len(runs), len(comp.labels)))
     for r, run in enumerate(runs):
         frame = run.test()
         validate_test(frame, comp.labels, comp.test_ids, run.dir / TEST_FILE)
-        for j, label in enumerate(comp.labels):
-            wide = frame.pivot(index="id", columns="fold", values=label).loc[comp.test_ids]
-            out[:, r, j] = mean_of_logits(wide.to_numpy(dtype=np.float64), axis=1)
-        if comp.task.exclusive:  # folds by the mean of log-probabilities, rows renormalised to sum to 1
-            from ensemble.stack.multiclass import log_probs, softmax_rows
-
-            stacked = np.stack([frame.pivot(index="id", columns="fold", values=label).loc[comp.test_ids]
-                                .to_numpy(dtype=np.float64) for label in comp.labels], axis=2)  # (rows, folds, classes)
-            out[:, r, :] = stacked[:, 0, :] if stacked.shape[1] == 1 else softmax_rows(log_probs(stacked).mean(axis=1))
+        folds = np.stack([frame.pivot(index="id", columns="fold", values=label).loc[comp.test_ids]
+                          .to_numpy(dtype=np.float64) for label in comp.labels], axis=1)  # (rows, labels, folds)
+        out[:, r, :] = comp.task.pool(folds)
     return out
 
 

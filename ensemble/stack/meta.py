@@ -54,7 +54,7 @@ class _MetaLearner(Blender):
             elif isinstance(model, np.ndarray):  # multiclass fitted on one class: its shares
                 models.append({"constant": model.astype(float).tolist()})
             else:
-                models.append(self._model_state(j, model))
+                models.append(self._form("_model_state")(j, model))
         # meta: meta-feature columns after the logits
         return {"all_labels": bool(self.all_labels), "models": models, "meta": int(getattr(self, "n_meta_", 0))}
 
@@ -113,22 +113,27 @@ class LogRegBlender(_MetaLearner):
                           self._scaled(meta))
 
     def recipe(self) -> dict:
-        if self.task.exclusive:
-            m = self.models_[0]
-            if isinstance(m, np.ndarray):
-                return {"constant": m.round(6).tolist()}
-            return {"coef": m.coef_.round(6).tolist(), "intercept": m.intercept_.round(6).tolist(),
-                    "classes": m.classes_.tolist()}
+        return self._form("_recipe")()
+
+    def _recipe(self) -> dict:
         return {
             "coef": [m if isinstance(m, float) else m.coef_[0].round(6).tolist() for m in self.models_],
             "intercept": [m if isinstance(m, float) else float(m.intercept_[0]) for m in self.models_],
         }
 
+    def _recipe_joint(self) -> dict:
+        m = self.models_[0]
+        if isinstance(m, np.ndarray):
+            return {"constant": m.round(6).tolist()}
+        return {"coef": m.coef_.round(6).tolist(), "intercept": m.intercept_.round(6).tolist(),
+                "classes": m.classes_.tolist()}
+
     def _model_state(self, j: int, model: Any) -> dict[str, Any]:
-        if self.task.exclusive:
-            return {"coef": model.coef_.astype(float).tolist(), "intercept": model.intercept_.astype(float).tolist(),
-                    "classes": model.classes_.astype(int).tolist()}
         return {"coef": model.coef_[0].astype(float).tolist(), "intercept": float(model.intercept_[0])}
+
+    def _model_state_joint(self, j: int, model: Any) -> dict[str, Any]:
+        return {"coef": model.coef_.astype(float).tolist(), "intercept": model.intercept_.astype(float).tolist(),
+                "classes": model.classes_.astype(int).tolist()}
 
     def to_state(self) -> dict[str, Any]:
         state = super().to_state()

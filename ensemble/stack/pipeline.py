@@ -171,12 +171,11 @@ def _check_task_rows(task: Task, P: np.ndarray, y: np.ndarray | None, name: str)
     """What `task` asks of the inputs: multiclass — each run's rows sum to 1, each target row holds one class."""
     from ensemble.artifacts.competition import SUM_TOL
 
-    if not task.exclusive:
-        return
-    if y is not None and (y.sum(axis=1) != 1).any():
-        row = int(np.flatnonzero(y.sum(axis=1) != 1)[0])
+    wrong = np.zeros(0, dtype=bool) if y is None else task.bad_targets(y)
+    if wrong.any():
+        row = int(np.flatnonzero(wrong)[0])
         raise DataError(f"multiclass targets need exactly one class per row; row {row} has {int(y[row].sum())}")
-    bad = np.abs(P.sum(axis=2) - 1.0) > SUM_TOL
+    bad = task.bad_rows(P, SUM_TOL)
     if bad.any():
         row, run = (int(v) for v in np.argwhere(bad)[0])
         raise DataError(f"{name}: run {run}'s probabilities in row {row} sum to {P[row, run].sum():.6g}; "
