@@ -353,3 +353,7 @@ def test_auto_keeps_no_temperature_for_a_calibrated_multiclass_run():
     sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)
     cal, note = fit_temperature(sharp, y, folds, "auto", None, scorer)
     assert cal.name == "temperature" and note["gain"]["lo"] > 0
+    # the reason it is kept is printed with the numbers that decided it: the gain, its interval and the metric
+    g = note["gain"]
+    assert note["rule"] == (f"temperature: gain over none {g['gain']:+.4f} [{g['lo']:+.4f}, {g['hi']:+.4f}] by "
+                            f"cross-validated {scorer.name}, interval above zero")

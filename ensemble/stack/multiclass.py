@@ -104,5 +104,9 @@ def fit_temperature(S: np.ndarray, y: np.ndarray, folds: np.ndarray, method: str
                               scorer=scorer)
             note["gain"] = {k: round(g[k], 6) for k in ("gain", "lo", "hi")}
             method = "temperature" if g["lo"] > 0 else "none"
-        note["rule"] = f"{method}: cross-validated gain interval {'above' if method != 'none' else 'not above'} zero"
+            shown = f"gain over none {g['gain']:+.4f} [{g['lo']:+.4f}, {g['hi']:+.4f}] by cross-validated {scorer.name}"
+            note["rule"] = (f"temperature: {shown}, interval above zero" if method != "none"
+                            else f"none: temperature's {shown} reaches zero")
+        else:
+            note["rule"] = "none: too few folds, so no temperature can be shown to help"
     return TemperatureScaling(method).fit(S, y, sample_weight), note
