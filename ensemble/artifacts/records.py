@@ -310,6 +310,19 @@ class OnnxFile(_FlatRecord):
     parity_reference: str | None = None
 
 
+@dataclass
+class ClassifierManifest(_FlatRecord):
+    """`ens_classifier.json` beside a saved classifier's weights and config (`Classifier.save`): the model it
+    was made from, its labels, family, preprocessing (`Preprocessor.to_dict()`) and pooling (None: written
+    before pooling was a choice — mean)."""
+
+    model_ref: str
+    labels: list[str]
+    model_type: str
+    preprocessor: dict[str, Any]
+    pooling: str | None = None
+
+
 _FOLD_TYPED = ("fold", "model", "onnx", "cv", "seconds")
 
 
