@@ -360,7 +360,8 @@ class FoldRecord:
         if onnx is not None and not isinstance(onnx.path, str):
             raise DataError(f"{source}: 'onnx.path' must be the graph's path inside the run folder")
         cv = None if raw.get("cv") is None else ScoreRecord.from_dict(raw["cv"], f"{source}.cv")
-        return cls(raw["fold"], model, onnx, cv, raw.get("seconds"), {k: v for k, v in raw.items() if k not in _FOLD_TYPED})
+        rest = {k: v for k, v in raw.items() if k not in _FOLD_TYPED}
+        return cls(raw["fold"], model, onnx, cv, raw.get("seconds"), rest)
 
 
 @dataclass
@@ -613,6 +614,6 @@ class Sidecar:
         nested: dict[str, Any] = {"recipe": recipe}
         if isinstance(raw, dict) and "metrics" in raw:
             nested["metrics"] = CVScores.from_dict(raw["metrics"], f"{source}.metrics")
-        if isinstance(raw, dict) and raw.get("leaderboard") is not None:
-            nested["leaderboard"] = LeaderboardRecord.from_dict(raw["leaderboard"], f"{source}.leaderboard")
+        if isinstance(raw, dict) and "leaderboard" in raw:  # null (hand-written): no score recorded
+            nested["leaderboard"] = LeaderboardRecord.from_dict(raw["leaderboard"] or {}, f"{source}.leaderboard")
         return _checked(cls, raw, source, **nested)
