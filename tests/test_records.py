@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from ensemble.artifacts.records import (BlendState, CalibratorState, CVScores, DecisionRecord, FoldRecord, GainRecord,
-                                        LeaderboardRecord, PriorRecord, Recipe, RunManifest, ScoreRecord, Sidecar)
+from ensemble.artifacts.records import (BlendState, CalibratorState, ClassifierManifest, CVScores, DecisionRecord,
+                                        FoldRecord, GainRecord, LeaderboardRecord, PriorRecord, Recipe, RunManifest,
+                                        ScoreRecord, Sidecar)
 from ensemble.artifacts.set_records import FeatureManifest, TestlikeMeta
 from ensemble.errors import DataError
 from stacking import stack
@@ -226,3 +227,13 @@ def test_a_feature_manifest_round_trips_and_an_unknown_key_is_one_line():
     assert manifest.to_dict() == raw
     with pytest.raises(DataError, match="unknown key 'colums'"):
         FeatureManifest.from_dict({"colums": []}, "features.json")
+
+
+def test_a_classifier_manifest_reads_an_old_one_without_pooling_and_writes_the_same_keys_in_order():
+    old = {"model_ref": "tiny", "labels": ["fake", "real"], "model_type": "wav2vec2", "preprocessor": {"kind": "raw"}}
+    manifest = ClassifierManifest.from_dict(old, "ens_classifier.json")
+    assert manifest.pooling is None and manifest.to_dict() == old
+    new = {**old, "pooling": "attention"}
+    assert json.dumps(ClassifierManifest.from_dict(new, "x").to_dict()) == json.dumps(new)  # order kept: unsorted file
+    with pytest.raises(DataError, match="missing key 'model_type'"):
+        ClassifierManifest.from_dict({"model_ref": "m", "labels": [], "preprocessor": {}}, "ens_classifier.json")

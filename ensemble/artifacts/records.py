@@ -310,25 +310,41 @@ class OnnxFile(_FlatRecord):
     parity_reference: str | None = None
 
 
-_FOLD_TYPED = ("fold", "model", "onnx", "cv")
+@dataclass
+class ClassifierManifest(_FlatRecord):
+    """`ens_classifier.json` beside a saved classifier's weights and config (`Classifier.save`): the model it
+    was made from, its labels, family, preprocessing (`Preprocessor.to_dict()`) and pooling (None: written
+    before pooling was a choice — mean)."""
+
+    model_ref: str
+    labels: list[str]
+    model_type: str
+    preprocessor: dict[str, Any]
+    pooling: str | None = None
+
+
+_FOLD_TYPED = ("fold", "model", "onnx", "cv", "seconds")
 
 
 @dataclass
 class FoldRecord:
     """`fold<k>/fold.json`, and `run.json`'s `folds[k]`: one fold of a fine-tuned run — its number, the
     model it trained (`describe()`, whose keys depend on the family), its ONNX graph and parity, its held-out
-    score (None: not scorable), and what its trainer recorded beside them (`fields`: rows, best epoch and
-    history or examples, augmentation, file hashes, seconds — written and shown, not interpreted)."""
+    score (None: not scorable), its seconds (`train`, `total`), and what its trainer recorded beside them
+    (`fields`: rows, best epoch and history or examples, augmentation, file hashes — written and shown, not
+    interpreted)."""
 
     fold: int
     model: dict[str, Any] = field(default_factory=dict)
     onnx: OnnxFile | None = None
     cv: ScoreRecord | None = None
+    seconds: dict[str, float] | None = None
     fields: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         onnx = {} if self.onnx is None else {"onnx": self.onnx.to_dict()}
-        return {"fold": self.fold, "model": self.model, **self.fields, **onnx,
+        seconds = {} if self.seconds is None else {"seconds": self.seconds}
+        return {"fold": self.fold, "model": self.model, **self.fields, **onnx, **seconds,
                 "cv": None if self.cv is None else self.cv.to_dict()}
 
     @classmethod
@@ -344,7 +360,8 @@ class FoldRecord:
         if onnx is not None and not isinstance(onnx.path, str):
             raise DataError(f"{source}: 'onnx.path' must be the graph's path inside the run folder")
         cv = None if raw.get("cv") is None else ScoreRecord.from_dict(raw["cv"], f"{source}.cv")
-        return cls(raw["fold"], model, onnx, cv, {k: v for k, v in raw.items() if k not in _FOLD_TYPED})
+        rest = {k: v for k, v in raw.items() if k not in _FOLD_TYPED}
+        return cls(raw["fold"], model, onnx, cv, raw.get("seconds"), rest)
 
 
 @dataclass
@@ -447,6 +464,18 @@ class LeaderboardRecord(_FlatRecord):
     def scores(self) -> dict[str, float]:
         """The recorded scores by name (`public`, `private`), those set only."""
         return {k: v for k, v in (("public", self.public), ("private", self.private)) if v is not None}
+
+
+@dataclass
+class ProbeParams(_FlatRecord):
+    """`recipe.params` of a leaderboard probe (`ens lb probe`): the constant row it submits, the digits the
+    public score is shown with, the public share of the test, the metric and the test's size."""
+
+    constants: list[float]
+    digits: int
+    public_share: float
+    metric: str
+    n_test: int
 
 
 @dataclass
@@ -585,6 +614,6 @@ class Sidecar:
         nested: dict[str, Any] = {"recipe": recipe}
         if isinstance(raw, dict) and "metrics" in raw:
             nested["metrics"] = CVScores.from_dict(raw["metrics"], f"{source}.metrics")
-        if isinstance(raw, dict) and raw.get("leaderboard") is not None:
-            nested["leaderboard"] = LeaderboardRecord.from_dict(raw["leaderboard"], f"{source}.leaderboard")
+        if isinstance(raw, dict) and "leaderboard" in raw:  # null (hand-written): no score recorded
+            nested["leaderboard"] = LeaderboardRecord.from_dict(raw["leaderboard"] or {}, f"{source}.leaderboard")
         return _checked(cls, raw, source, **nested)

@@ -22,7 +22,8 @@ import numpy as np
 from ensemble.backbones.families import NAMED_CONFIGS, Family, get_family, named_config
 from ensemble.backbones.preprocess import RAW, Preprocessor, from_extractor
 from ensemble.errors import ConfigError, DataError
-from ensemble.artifacts.io import umask_mode
+from ensemble.artifacts.io import read_json, umask_mode
+from ensemble.artifacts.records import ClassifierManifest
 from ensemble.task import MULTILABEL
 
 CLASSIFIER_MANIFEST_FILE = "ens_classifier.json"
@@ -125,9 +126,9 @@ class Classifier:
         state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(self.config, indent=1, sort_keys=True))
-        manifest = {"model_ref": self.model_ref, "labels": self.labels, "model_type": self.family,
-                    "preprocessor": self.preprocessor.to_dict(), "pooling": self.pooling}
-        (tmp / CLASSIFIER_MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        manifest = ClassifierManifest(self.model_ref, self.labels, self.family, self.preprocessor.to_dict(),
+                                      self.pooling)
+        (tmp / CLASSIFIER_MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=1))
         _replace_dir(tmp, directory)
 
     @classmethod
@@ -137,16 +138,15 @@ class Classifier:
         if not (directory / CLASSIFIER_MANIFEST_FILE).is_file():
             raise ConfigError(f"{directory} holds no {CLASSIFIER_MANIFEST_FILE}; "
                               "expected a folder written by Classifier.save")
-        manifest = json.loads((directory / CLASSIFIER_MANIFEST_FILE).read_text())
+        manifest = read_classifier_manifest(directory)
         config = json.loads((directory / "config.json").read_text())
-        preprocessor = Preprocessor.from_dict(manifest["preprocessor"])
-        pooling = manifest.get("pooling", "mean")
-        module = _module_from_config(manifest["model_type"], config, preprocessor.takes_attention_mask, pooling)
+        preprocessor = Preprocessor.from_dict(manifest.preprocessor)
+        pooling = manifest.pooling or "mean"
+        module = _module_from_config(manifest.model_type, config, preprocessor.takes_attention_mask, pooling)
         load_weights(module, directory / "model.safetensors")
         if hasattr(module, "model"):
             config = module.model.config.to_dict()
-        return cls(module, manifest["model_ref"], manifest["labels"], manifest["model_type"], preprocessor, config,
-                   pooling)
+        return cls(module, manifest.model_ref, manifest.labels, manifest.model_type, preprocessor, config, pooling)
 
 
 def load_weights(module: Any, path: Path, device: str | None = None, hint: str = "") -> None:
@@ -264,8 +264,7 @@ def load_config(model_ref: str) -> Any:
         return named_config(model_ref)
     path = Path(model_ref)
     if path.is_dir() and (path / CLASSIFIER_MANIFEST_FILE).is_file():
-        manifest = json.loads((path / CLASSIFIER_MANIFEST_FILE).read_text())
-        return _config_object(manifest["model_type"], json.loads((path / "config.json").read_text()))
+        return _config_object(read_classifier_manifest(path).model_type, json.loads((path / "config.json").read_text()))
     from transformers import AutoConfig
 
     _quiet_hub()
@@ -280,10 +279,16 @@ def default_freeze(model_ref: str) -> str:
     (random weights) or a saved log-mel CNN (its front end has no weights)."""
     if model_ref in NAMED_CONFIGS:
         return "none"
-    manifest = Path(model_ref) / CLASSIFIER_MANIFEST_FILE
-    if manifest.is_file() and json.loads(manifest.read_text()).get("model_type") == "logmel-cnn":
+    saved = Path(model_ref)
+    if (saved / CLASSIFIER_MANIFEST_FILE).is_file() and read_classifier_manifest(saved).model_type == "logmel-cnn":
         return "none"
     return "feature-encoder"
+
+
+def read_classifier_manifest(directory: Path) -> ClassifierManifest:
+    """A saved classifier's `ens_classifier.json`, checked (a broken or hand-edited one is one line naming it)."""
+    path = Path(directory) / CLASSIFIER_MANIFEST_FILE
+    return ClassifierManifest.from_dict(read_json(path), path)
 
 
 def _config_object(model_type: str, config: dict[str, Any]) -> Any:

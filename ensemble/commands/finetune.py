@@ -217,7 +217,7 @@ def assemble(ws: Workspace, comp: Competition, folds: pd.DataFrame, clips: pd.Da
         testlike_fingerprint=None if clips is None else testlike_fingerprint(clips),
         testlike_domain=load_domain_check(ws), task=comp.task.name, data=comp.fingerprint(),
         metrics=metrics, folds=fold_info, versions=package_versions(), machine=machine(),
-        seconds={"total_this_call": round(seconds, 2), "folds": [f.get("seconds") for f in fold_info]},
+        seconds={"total_this_call": round(seconds, 2), "folds": [f.seconds for f in fold_info]},
         files={name: write_run_file(frame, run_dir, name) for name, frame in frames.items()},
     )
     write_manifest(run_dir, manifest)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ensemble.artifacts.competition import Competition
-from ensemble.artifacts.records import Recipe
+from ensemble.artifacts.records import ProbeParams, Recipe
 from ensemble.artifacts.submission import new_sidecar, read_sidecar, submission_frame, write_submission
 from ensemble.artifacts.workspace import Workspace
 from ensemble.errors import ConfigError, DataError
@@ -44,8 +44,8 @@ def write_probes(ws: Workspace, comp: Competition, digits: int, public_share: fl
     names = []
     for k, row in enumerate(constants, start=1):
         name = f"probe-{k}"
-        recipe = Recipe(method=PROBE_METHOD, params={"constants": row, "digits": digits, "public_share": public_share,
-                                                     "metric": metric, "n_test": n_test},
+        params = ProbeParams(constants=row, digits=digits, public_share=public_share, metric=metric, n_test=n_test)
+        recipe = Recipe(method=PROBE_METHOD, params=params.to_dict(),
                         labels=list(comp.labels), fit_on="test", calibrate="none", blender={}, calibrators=[],
                         decisions=[], state={}, metric=metric, task=comp.task.name)
         frame = submission_frame(np.tile(np.asarray(row, dtype=float), (n_test, 1)), comp)
@@ -62,13 +62,13 @@ def read_probes(ws: Workspace, comp: Competition | None = None) -> Probes:
     missing = [s.name for s in sidecars if s.leaderboard.public is None]
     if not names or missing:
         return Probes(names, missing, None)
-    params = [s.recipe.params for s in sidecars]
-    metric, recipe = params[0]["metric"], sidecars[0].recipe
+    params = [ProbeParams.from_dict(s.recipe.params, f"submission {s.name!r}: recipe.params") for s in sidecars]
+    metric, recipe = params[0].metric, sidecars[0].recipe
     if comp is not None and metric != ws.metric(comp.task):
         raise DataError(f"the probes were written for metric {metric!r}; the workspace now scores "
                         f"{ws.metric(comp.task)!r} (write them again with --force)")
-    result = solve(metric, [p["constants"] for p in params], [s.leaderboard.public for s in sidecars],
-                   int(params[0]["digits"]), float(params[0]["public_share"]), int(params[0]["n_test"]),
+    result = solve(metric, [p.constants for p in params], [s.leaderboard.public for s in sidecars],
+                   int(params[0].digits), float(params[0].public_share), int(params[0].n_test),
                    list(recipe.labels), recipe.task_type.exclusive)
     return Probes(names, missing, result)
 
