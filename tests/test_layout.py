@@ -189,8 +189,8 @@ MAX_TASK_BRANCHES = 19  # 47 on i31 alone; 53 with the merged main's new command
 # 39 once a task's row and target checks have one home each (`check_task_rows`, `check_task_targets`, `_check_task_rows`);
 # 38 once leaderboard.noise asks a run `has_testlike_oof`; 22 once the task owns its row and target checks, training
 # loss, class weights, fold pooling and estimator targets, the meta-learners' saved forms go through `_form`, and
-# the board and CV scorers are the task's metric for both kinds; 19 once a fold's CV is `frame_scores`' and a
-# classical estimator's label columns come with its targets (`Task.class_targets`)
+# the board and CV scorers are the task's metric for both kinds; 19 once a classical estimator's label columns
+# come with its targets (`Task.class_targets`) and the meta-feature check has one home (`stack.base.check_meta_task`)
 
 
 def task_branches(paths: list[Path], root: Path = PACKAGE.parent) -> dict[str, int]:

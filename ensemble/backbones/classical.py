@@ -170,14 +170,15 @@ class FeatureClassifier:
         threads = threads or 1
         y = np.asarray(y, dtype=np.float64)
         problems = self.task.class_targets(y, self.labels)
-        self.models = [self.estimator.fit(x[known], target, self.params, seed, threads) for known, target, _ in problems]
+        self.models = [self.estimator.fit(x[known], target, self.params, seed, threads)
+                       for known, target, _ in problems]
         self.columns = [columns for _, _, columns in problems]
         return self
 
     def predict_proba_native(self, x: np.ndarray) -> np.ndarray:
         """`(n, labels)` probabilities by the estimators themselves (the parity reference for ONNX)."""
-        return np.concatenate([self.estimator.predict(m, x)[:, columns] for m, columns in zip(self.models, self.columns)],
-                              axis=1)
+        return np.concatenate([self.estimator.predict(m, x)[:, columns]
+                               for m, columns in zip(self.models, self.columns)], axis=1)
 
     def describe(self) -> dict[str, Any]:
         return {"model_ref": self.model_ref, "model_type": self.family, "labels": self.labels,

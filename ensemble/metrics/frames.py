@@ -25,18 +25,13 @@ def multiclass_scores(pred: pd.DataFrame, truth: pd.DataFrame, labels: list[str]
             **{k: report[k] for k in ("logloss", "accuracy", "macro_f1", "brier")}}
 
 
-def frame_scores(pred: pd.DataFrame, truth: pd.DataFrame, labels: list[str], scorer: Scorer | None = None) -> dict:
-    """What a run records as the CV of `pred` against `truth` (matched by id): the competition's parts, or for
-    a multiclass `scorer` its `multiclass_scores`."""
-    if scorer is not None and scorer.task.exclusive:
-        return multiclass_scores(pred, truth, labels, scorer)
-    return score_frame(pred, truth, labels).as_dict()
-
-
 def cv_metrics(oof: pd.DataFrame, truth: pd.DataFrame, labels: list[str], scorer: Scorer | None = None) -> dict:
-    """CV score of an OOF frame overall and per fold (None where a fold is not scorable), as `frame_scores`."""
+    """CV score of an OOF frame overall and per fold (None where a fold is not scorable); a multiclass
+    `scorer` gives `multiclass_scores` instead of the competition's parts."""
     def score(pred: pd.DataFrame, part: pd.DataFrame) -> dict:
-        return frame_scores(pred, part, labels, scorer)
+        if scorer is not None and scorer.task.exclusive:
+            return multiclass_scores(pred, part, labels, scorer)
+        return score_frame(pred, part, labels).as_dict()
 
     per_fold = []
     for fold, part in oof.groupby("fold", sort=True):

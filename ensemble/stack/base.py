@@ -65,6 +65,13 @@ def check_meta(meta: Any, n_rows: int, name: str = "meta") -> np.ndarray:
     return meta
 
 
+def check_meta_task(task: Task) -> None:
+    """Meta-features feed label-by-label models (one per column): a task whose classes exclude each other
+    takes none. The stacker asks before any compute, a blender's `fit` again."""
+    if not task.label_by_label:
+        raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
+
+
 class Blender:
     """Base class: combine `(rows, runs, labels)` probabilities into `(rows, labels)` probabilities.
 
@@ -138,8 +145,8 @@ class Blender:
         if meta is not None and not self.uses_meta:
             raise ConfigError(f"method {self.name!r} takes no meta-features; "
                               f"these do: {', '.join(n for n, c in BLENDERS.items() if c.uses_meta)}")
-        if meta is not None and not self.task.label_by_label:
-            raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
+        if meta is not None:
+            check_meta_task(self.task)
         meta = None if meta is None else check_meta(meta, P.shape[0])
         self.n_runs_, self.n_labels_ = P.shape[1], P.shape[2]
         self.n_meta_ = 0 if meta is None else meta.shape[1]

@@ -21,7 +21,7 @@ from ensemble.audio.domain import shown_faithful
 from ensemble.errors import ConfigError, DataError, EnsError
 from ensemble.metrics.dacon import MetricError, ScoreParts
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
-from ensemble.stack.base import BLENDERS, check_folds, check_targets, check_tensor, make_blender
+from ensemble.stack.base import BLENDERS, check_folds, check_meta_task, check_targets, check_tensor, make_blender
 from ensemble.stack.calibration import check_calibrate
 from ensemble.metrics.bootstrap import DECISION_BOOT
 from ensemble.stack.decide import ALPHA, Candidate, Decision, Evidence, candidates, decide, family_alpha
@@ -89,8 +89,7 @@ def _check_meta(meta: MetaFeatures | None, data: _Data, n_test: int, labels: Seq
     """Meta-features shaped like the stacker's rows, none of them a copy of a label."""
     if meta is None:
         return None
-    if not data.scorer.task.label_by_label:
-        raise ConfigError("meta-features are for fake/real (multi-label) stacks; a multiclass stack takes none")
+    check_meta_task(data.scorer.task)
     meta.check(len(data.y), n_test, None if data.tl is None else len(data.tl.y))
     check_no_label_copy(meta.oof, data.y, meta.names, labels, "OOF")
     if data.tl is not None:
