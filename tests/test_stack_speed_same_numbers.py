@@ -259,3 +259,29 @@ def test_validate_oof_names_an_id_not_in_the_folds():
     validate_oof(oof.assign(id=["t2", "t0", "t1"], fold=[0, 0, 1]), ["fake"], folds, "oof.csv")  # any order
     with pytest.raises(DataError, match="id 't9' is not a train id"):  # duplicate fold ids: the long way
         validate_oof(oof, ["fake"], pd.concat([folds, folds]), "oof.csv")
+
+
+def test_isotonic_by_counts_is_scikit_learns_fit():
+    """The isotonic calibrator's unweighted 0/1 fit (counts from two sorts) has scikit-learn's thresholds,
+    bounds and predictions bit for bit: exact ties, near-ties (within 1e-15), saturated probabilities."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from ensemble.stack.calibration import IsotonicCalibrator, cal_logit
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    y = (rng.random(n) < 0.4).astype(float)
+    base = 1 / (1 + np.exp(-(2 * y - 1) - rng.normal(size=n)))
+    near = base.copy()
+    near[:300] = 0.3 + rng.integers(0, 3, 300) * 1e-17 + rng.integers(0, 2, 300) * 5.6e-17  # a chain of near-ties
+    cases = [(base, y), (np.round(base, 2), y), (near, y),
+             (np.where(rng.random(n) < 0.05, 1.0, np.where(rng.random(n) < 0.05, 0.0, base)), y)]
+    ulps = np.array([0.5 + k * np.spacing(0.5) for k in range(6)])  # logits 0, 4.4e-16, 8.9e-16, 1.3e-15, …
+    cases.append((np.r_[0.2, ulps, 0.9], np.array([0, 1, 0, 0, 1, 1, 0, 1], dtype=float)))  # one chain, then another
+    q = np.concatenate([base, rng.random(500), ulps, [0.0, 1.0]])
+    for p, y in cases:
+        ours = IsotonicCalibrator().fit(p, y).iso_
+        theirs = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(cal_logit(p), y)
+        for attr in ("X_thresholds_", "y_thresholds_", "X_min_", "X_max_"):
+            np.testing.assert_array_equal(getattr(ours, attr), getattr(theirs, attr))
+        np.testing.assert_array_equal(ours.predict(cal_logit(q)), theirs.predict(cal_logit(q)))
