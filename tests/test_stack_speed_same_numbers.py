@@ -46,8 +46,11 @@ def test_resamples_are_the_chunked_draws():
     r = resamples(500, 45, 9)
     rng = np.random.default_rng(9)
     fresh = [multinomial_counts(500, k, rng) for k in (20, 20, 5)]
-    assert all(np.array_equal(a, b) for a, b in zip(r.chunks, fresh))
+    chunks = list(r.chunks)
+    assert [len(c) for c in chunks] == r.sizes == [20, 20, 5]
+    assert all(np.array_equal(a, b) and a.dtype == np.float64 and a.flags.c_contiguous for a, b in zip(chunks, fresh))
     assert np.array_equal(r.counts_t.T, np.concatenate(fresh))
+    assert r.counts_t.dtype == r.counts_b.dtype == np.uint8  # kept small; the floats are made per chunk
     assert resamples(500, 45, 9) is r
 
 
