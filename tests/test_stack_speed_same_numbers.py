@@ -4,6 +4,7 @@ once, calibrators fitted once per distinct rows, a folder's real path resolved o
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 
@@ -45,8 +46,11 @@ def test_resamples_are_the_chunked_draws():
     r = resamples(500, 45, 9)
     rng = np.random.default_rng(9)
     fresh = [multinomial_counts(500, k, rng) for k in (20, 20, 5)]
-    assert all(np.array_equal(a, b) for a, b in zip(r.chunks, fresh))
+    chunks = list(r.chunks)
+    assert [len(c) for c in chunks] == r.sizes == [20, 20, 5]
+    assert all(np.array_equal(a, b) and a.dtype == np.float64 and a.flags.c_contiguous for a, b in zip(chunks, fresh))
     assert np.array_equal(r.counts_t.T, np.concatenate(fresh))
+    assert r.counts_t.dtype == r.counts_b.dtype == np.uint8  # kept small; the floats are made per chunk
     assert resamples(500, 45, 9) is r
 
 
@@ -183,3 +187,104 @@ def test_lgbm_relabelled_datasets_give_the_fresh_datasets_models():
         assert b.best_iterations_[j] == int(booster.best_iteration or 40)
         np.testing.assert_array_equal(b.models_[j].predict(X, num_iteration=b.best_iterations_[j]),
                                       booster.predict(X, num_iteration=b.best_iterations_[j]))
+
+
+def test_stack_reusing_the_comparisons_fits_is_the_fresh_stack():
+    """`ens stack --compare --write` stacks the chosen candidate with the fits the comparison made: the
+    written predictions, scores, gain and recipe are those of stacking it afresh."""
+    import json
+    from dataclasses import asdict
+
+    from ensemble.stack.pipeline import compare, stack
+    from ensemble.stack.request import StackRequest
+    from ensemble.stack.synthetic import make_runs
+    from tests.stacking import arrays
+
+    d = make_runs(n_rows=1200, n_test=300, n_runs=3, seed=4, inverted=[2])
+    inputs = arrays(d.P, d.y, d.folds, d.P_test)
+    request = StackRequest(runs=tuple(inputs.runs), compare=True, n_boot=40)
+    comparison = compare(inputs, request, methods=["mean", "logreg"], n_boot=40)
+    for cand in comparison.candidates[-3:]:  # with and without a calibrator, a blend that learns
+        asked = replace(request, compare=False).with_candidate(cand)
+        reused, fresh = stack(inputs, asked, comparison=comparison), stack(inputs, asked)
+        assert comparison.fitted_for(asked, False) is not None
+        np.testing.assert_array_equal(reused.test, fresh.test)
+        np.testing.assert_array_equal(reused.oof, fresh.oof)
+        assert (reused.nested, reused.in_sample, reused.optimism) == (fresh.nested, fresh.in_sample, fresh.optimism)
+        assert reused.gain == fresh.gain
+        assert json.dumps(asdict(reused.recipe), default=str) == json.dumps(asdict(fresh.recipe), default=str)  # NaN too
+    other = replace(request, compare=False, seed=1).with_candidate(comparison.candidates[-1])
+    assert comparison.fitted_for(other, False) is None  # another seed: fitted afresh
+    assert comparison.fitted_for(replace(request, compare=False).with_candidate(comparison.candidates[-1]),
+                                 True) is None  # with meta-features: fitted afresh
+
+
+def test_check_paths_decides_each_path_as_realpath_and_commonpath(tmp_path):
+    """A clip in a folder known to lie inside the competition folder skips `commonpath`: every path is
+    accepted or refused as the long way (realpath, then commonpath) decides, symlinks and `..` included."""
+    import pandas as pd
+    import pytest
+
+    from ensemble.artifacts.competition import check_paths
+    from ensemble.errors import DataError
+
+    root = tmp_path / "comp"
+    (root / "a").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x.wav").write_bytes(b"")
+    (root / "a" / "link.wav").symlink_to(tmp_path / "out" / "x.wav")
+    (root / "a" / "ok.wav").write_bytes(b"")
+    (root / "up").symlink_to(tmp_path)
+    inside = os.path.realpath(root)
+    paths = ["a/ok.wav", "a/link.wav", "a/new.wav", "../comp", "../comp/a/ok.wav", "a/../../out/x.wav",
+             "up/comp", "up/out/x.wav", "a/./ok.wav", "a/..", "../comp/../out/x.wav"]
+    for rel in paths:
+        real = os.path.realpath(os.path.join(inside, rel))
+        frame = pd.DataFrame({"id": ["a0", "a1"], "path": ["a/ok.wav", rel]})  # the folder seen first, then rel
+        if os.path.commonpath([inside, real]) == inside:
+            check_paths(frame, root, "t.csv")
+        else:
+            with pytest.raises(DataError, match="outside the competition folder"):
+                check_paths(frame, root, "t.csv")
+
+
+def test_validate_oof_names_an_id_not_in_the_folds():
+    import pandas as pd
+    import pytest
+
+    from ensemble.artifacts.runs import validate_oof
+    from ensemble.errors import DataError
+
+    folds = pd.DataFrame({"id": ["t0", "t1", "t2"], "fold": [0, 1, 0]})
+    oof = pd.DataFrame({"id": ["t0", "t9", "t2"], "fold": [0, 1, 0], "fake": [0.1, 0.2, 0.3]})
+    with pytest.raises(DataError, match="id 't9' is not a train id"):
+        validate_oof(oof, ["fake"], folds, "oof.csv")
+    validate_oof(oof.assign(id=["t2", "t0", "t1"], fold=[0, 0, 1]), ["fake"], folds, "oof.csv")  # any order
+    with pytest.raises(DataError, match="id 't9' is not a train id"):  # duplicate fold ids: the long way
+        validate_oof(oof, ["fake"], pd.concat([folds, folds]), "oof.csv")
+
+
+def test_isotonic_by_counts_is_scikit_learns_fit():
+    """The isotonic calibrator's unweighted 0/1 fit (counts from two sorts) has scikit-learn's thresholds,
+    bounds and predictions bit for bit: exact ties, near-ties (within 1e-15), saturated probabilities."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from ensemble.stack.calibration import IsotonicCalibrator, cal_logit
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    y = (rng.random(n) < 0.4).astype(float)
+    base = 1 / (1 + np.exp(-(2 * y - 1) - rng.normal(size=n)))
+    near = base.copy()
+    near[:300] = 0.3 + rng.integers(0, 3, 300) * 1e-17 + rng.integers(0, 2, 300) * 5.6e-17  # a chain of near-ties
+    cases = [(base, y), (np.round(base, 2), y), (near, y),
+             (np.where(rng.random(n) < 0.05, 1.0, np.where(rng.random(n) < 0.05, 0.0, base)), y)]
+    ulps = np.array([0.5 + k * np.spacing(0.5) for k in range(6)])  # logits 0, 4.4e-16, 8.9e-16, 1.3e-15, …
+    cases.append((np.r_[0.2, ulps, 0.9], np.array([0, 1, 0, 0, 1, 1, 0, 1], dtype=float)))  # one chain, then another
+    q = np.concatenate([base, rng.random(500), ulps, [0.0, 1.0]])
+    for p, y in cases:
+        ours = IsotonicCalibrator().fit(p, y).iso_
+        theirs = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(cal_logit(p), y)
+        for attr in ("X_thresholds_", "y_thresholds_", "X_min_", "X_max_"):
+            np.testing.assert_array_equal(getattr(ours, attr), getattr(theirs, attr))
+        np.testing.assert_array_equal(ours.predict(cal_logit(q)), theirs.predict(cal_logit(q)))

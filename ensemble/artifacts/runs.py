@@ -151,7 +151,10 @@ def validate_oof(df: pd.DataFrame, labels: list[str], folds: pd.DataFrame, sourc
     if len(dup):
         raise DataError(f"{source}: duplicate id {dup.iloc[0]!r}")
     expected = folds.set_index("id")["fold"]
-    unknown = ~df["id"].isin(expected.index)
+    if expected.index.is_unique:  # one hash of the folds' ids (pandas' `isin` converts arrow strings per call)
+        unknown = pd.Series(expected.index.get_indexer(df["id"]) < 0, index=df.index)
+    else:
+        unknown = ~df["id"].isin(expected.index)
     if unknown.any():
         raise DataError(f"{source}: id {df['id'][unknown].iloc[0]!r} is not a train id")
     if len(df) != len(expected):

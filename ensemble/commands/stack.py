@@ -116,7 +116,7 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInput
         stacked = inputs if chosen.meta else replace(inputs, meta=None)
     else:
         stacked = inputs
-    result = stack(stacked, request, progress)
+    result = stack(stacked, request, progress, comparison)
     metric = request.metric
     recipe = replace(result.recipe, method=request.method, runs=_run_hashes(runs), seed=request.seed, metric=metric,
                      task=comp.task.name, calibrate=request.calibrate, test_prior=request.test_prior,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 
@@ -34,11 +35,15 @@ def row_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Resamples:
-    """`n_boot` bootstrap replicates of `rows` rows: float counts in chunks `(≤ CHUNK, rows)` (what the
-    weighted Brier and ECE multiply), and the same counts as one integer matrix `(rows, n_boot)` (what the
-    exact rank-sum AUC accumulates). Read-only: shared by every caller with the same size and seed."""
+    """`n_boot` bootstrap replicates of `rows` rows as small integer counts, kept once in both layouts:
+    `counts_b` `(n_boot, rows)`, whose chunks of ≤ `CHUNK` replicates become the float counts the weighted
+    Brier and ECE multiply (made per chunk, as they were drawn: the same floats, not all kept at once), and
+    `counts_t` `(rows, n_boot)`, what the exact rank-sum AUC accumulates. A row's count in one replicate
+    is small (about Poisson(1)), so `uint8` holds it where it fits: 200 replicates of 55,438 rows take
+    22 MB instead of 133 MB of float and int32 copies. Read-only: shared by every caller with the same
+    size and seed."""
 
-    chunks: tuple[np.ndarray, ...]
+    counts_b: np.ndarray
     counts_t: np.ndarray
 
     @property
@@ -49,21 +54,30 @@ class Resamples:
     def rows(self) -> int:
         return self.counts_t.shape[0]
 
+    @property
+    def sizes(self) -> list[int]:
+        """Replicates per chunk, in the order they were drawn (and their scores are paired)."""
+        return [min(CHUNK, self.n_boot - start) for start in range(0, self.n_boot, CHUNK)]
+
+    @property
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The float counts `(≤ CHUNK, rows)` chunk by chunk, each made when it is reached."""
+        return (self.counts_b[start:start + CHUNK].astype(np.float64) for start in range(0, self.n_boot, CHUNK))
+
     def counts(self) -> np.ndarray:
         """`(n_boot, rows)` float counts."""
-        return np.concatenate(self.chunks) if self.chunks else np.zeros((0, self.rows))
+        return self.counts_b.astype(np.float64)
 
 
 @lru_cache(maxsize=4)
 def resamples(n: int, n_boot: int, seed: int) -> Resamples:
     """The replicates the stacker draws for `n` rows with `seed` (the same numbers on every call)."""
     rng = np.random.default_rng(seed)
-    chunks = []
-    for start in range(0, n_boot, CHUNK):
-        c = multinomial_counts(n, min(CHUNK, n_boot - start), rng)
-        c.setflags(write=False)
-        chunks.append(c)
-    counts_t = (np.concatenate(chunks).T.astype(np.int32) if chunks else np.zeros((n, 0), np.int32))
-    counts_t = np.ascontiguousarray(counts_t)
+    drawn = [row_counts(n, min(CHUNK, n_boot - start), rng) for start in range(0, n_boot, CHUNK)]
+    counts = np.concatenate(drawn) if drawn else np.zeros((0, n), np.int64)
+    small = np.uint8 if counts.size == 0 or counts.max() <= np.iinfo(np.uint8).max else np.int32
+    counts_b = counts.astype(small)
+    counts_t = np.ascontiguousarray(counts_b.T)
+    counts_b.setflags(write=False)
     counts_t.setflags(write=False)
-    return Resamples(tuple(chunks), counts_t)
+    return Resamples(counts_b, counts_t)

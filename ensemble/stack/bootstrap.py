@@ -36,15 +36,15 @@ class PairedBootstrap:
         y, scorer = self.y, self.scorer
         loss = scorer.loss(y, p, self.weights)
         reps = self._replicates()
-        chunked = reps if isinstance(reps, list) else list(reps.chunks)
+        chunked = reps if isinstance(reps, list) else reps.chunks  # float chunks, each made when reached
         if scorer.matrix is not None:  # multiclass: the whole matrix per replicate
             per = [scorer.matrix_replicate_losses(p, y, c) for c in chunked]
         elif isinstance(reps, list) or scorer.replicates is None:
             per = [[scorer.replicate_losses(p[:, j], y[:, j], c) for j in range(y.shape[1])] for c in chunked]
         else:  # integer replicates: every replicate at once, then cut in the chunks the sums are paired by
             whole = [scorer.replicate_losses(p[:, j], y[:, j], reps) for j in range(y.shape[1])]
-            edges = np.cumsum([len(c) for c in chunked])[:-1]
-            per = [list(parts) for parts in zip(*[np.split(w, edges) for w in whole])] if chunked else []
+            edges = np.cumsum(reps.sizes)[:-1]
+            per = [list(parts) for parts in zip(*[np.split(w, edges) for w in whole])] if reps.sizes else []
         self._memo[key] = (p, loss, per)
         return loss, per
 

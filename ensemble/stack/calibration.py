@@ -180,7 +180,12 @@ class IsotonicCalibrator(Calibrator):
         from sklearn.isotonic import IsotonicRegression
 
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        self.iso_ = iso.fit(cal_logit(p), y, sample_weight=sample_weight)
+        z = cal_logit(p)
+        y = np.asarray(y, dtype=np.float64)
+        if sample_weight is None and len(z) and ((y == 0) | (y == 1)).all():
+            self.iso_ = _isotonic_counts(iso, z, y)
+        else:
+            self.iso_ = iso.fit(z, y, sample_weight=sample_weight)
         return self
 
     def predict(self, p: np.ndarray) -> np.ndarray:
@@ -193,6 +198,35 @@ class IsotonicCalibrator(Calibrator):
             "values": self.iso_.y_thresholds_.round(6).tolist(),
             "mix": ISO_MIX,
         }
+
+
+def _isotonic_counts(iso: Any, z: np.ndarray, y: np.ndarray) -> Any:
+    """`iso.fit(z, y)` for 0/1 `y` and no weights, the same thresholds without scikit-learn's input checks
+    and `lexsort`: it merges ties (values within 1e-15 of a group's first) into their mean target, which
+    here is positives / rows, both whole numbers whatever the order, so one plain sort of `z` and one of
+    the positives' `z` give every group's counts (the float division is the one scikit-learn makes)."""
+    from sklearn._isotonic import _make_unique
+    from sklearn.isotonic import isotonic_regression
+
+    xs = np.sort(z)
+    d = np.diff(xs)
+    eps = np.finfo(np.float64).resolution  # scikit-learn's tie tolerance
+    if ((d == 0) | (d >= eps)).all():  # ties are exact: groups are runs of equal values
+        starts = np.flatnonzero(np.concatenate([[True], d != 0]))
+        ux = xs[starts]
+        uw = np.diff(np.append(starts, len(xs))).astype(np.float64)
+    else:  # near-ties chain from each group's first value: scikit-learn's own walk
+        ux, _, uw = _make_unique(xs, np.zeros_like(xs), np.ones_like(xs))
+    xp = np.sort(z[y == 1])
+    pos = np.diff(np.append(np.searchsorted(xp, ux, "left"), len(xp)))  # positives in [ux[i], ux[i + 1])
+    uy = isotonic_regression(pos / uw, sample_weight=uw, y_min=iso.y_min, y_max=iso.y_max, increasing=True)
+    iso.increasing_ = True
+    iso.X_min_, iso.X_max_ = np.min(ux), np.max(ux)
+    keep = np.ones(len(uy), dtype=bool)  # scikit-learn's trim: drop points inside a flat run
+    keep[1:-1] = np.logical_or(np.not_equal(uy[1:-1], uy[:-2]), np.not_equal(uy[1:-1], uy[2:]))
+    iso.X_thresholds_, iso.y_thresholds_ = ux[keep], uy[keep]
+    iso._build_f(iso.X_thresholds_, iso.y_thresholds_)
+    return iso
 
 
 CALIBRATOR_CLASSES: Registry[type[Calibrator]] = Registry("calibrator", also=("auto",))

@@ -255,11 +255,16 @@ class _Evaluation:
 
 
 def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
-              use_meta: bool = False, alpha: float = ALPHA) -> tuple[StackPipeline, _Evaluation]:
+              use_meta: bool = False, alpha: float = ALPHA,
+              fitted: tuple[StackPipeline, _Evaluation] | None = None) -> tuple[StackPipeline, _Evaluation]:
     """Nested and in-sample scores of the request's method (with the meta-features when `use_meta`), and
-    the pipeline fitted on the whole fit set."""
+    the pipeline fitted on the whole fit set; `fitted`: both made already for this request (a comparison's
+    candidate), so only the gain is bootstrapped again (at `request.n_boot` and `alpha`)."""
+    if fitted is not None:
+        final, ev = fitted
+        return final, replace(ev, gain=_gain(data, ev.oof, request, alpha), warnings=list(ev.warnings))
     factory = _factory(request.method, request.params, request.seed, data.scorer)
-    calibrate, seed, n_boot = request.calibrate, request.seed, request.n_boot
+    calibrate = request.calibrate
     fit_on, (Pf, yf, ff), wf = _fit_set(data, request.fit_on)
     meta = data.meta if use_meta else None
     evals = {"clean": EvalSet(data.P, data.folds, None if meta is None else meta.oof)}
@@ -281,16 +286,22 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     p_fit = fit_oof[fit_on] if fit_on != "both" else np.concatenate([oof["clean"], oof["testlike"]])
     in_sample = _score(yf, final.predict(Pf, Mf), warnings, "in-sample score", data.scorer, wf)
     nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", data.scorer, wf)
+    gain = _gain(data, oof, request, alpha)
+    optimism = None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score
+    return final, _Evaluation(fit_on, oof, nested, in_sample, Pf, p_fit, yf, optimism, gain, warnings)
+
+
+def _gain(data: _Data, oof: dict[str, np.ndarray], request: StackRequest, alpha: float) -> dict[str, Any]:
+    """The gain of nested predictions `oof` over the best single run on the trusted rows, with its interval."""
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
     if data.best_single is None:  # the same for every candidate of a comparison
         data.best_single = best_single_run(Pt, yt, wt, data.scorer)
     best, singles = data.best_single
-    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=n_boot, alpha=alpha, seed=seed, weights=wt,
-                         scorer=data.scorer)
+    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=request.n_boot, alpha=alpha, seed=request.seed,
+                         weights=wt, scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
-    optimism = None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score
-    return final, _Evaluation(fit_on, oof, nested, in_sample, Pf, p_fit, yf, optimism, gain, warnings)
+    return gain
 
 
 def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labels: Sequence[str]) -> Recipe:
@@ -342,10 +353,12 @@ def single_threaded_blas(func: Callable) -> Callable:
 
 
 @single_threaded_blas
-def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None = None) -> StackResult:
+def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None = None,
+          comparison: "Comparison | None" = None) -> StackResult:
     """Blend, calibrate and prior-adapt the test predictions with the request's method; score it by nested CV.
 
-    `inputs.meta`: per-clip meta-features for OOF, test-like and test rows, for a method that takes them."""
+    `inputs.meta`: per-clip meta-features for OOF, test-like and test rows, for a method that takes them.
+    `comparison`: one made of these inputs; a candidate it fitted for this request is not fitted again."""
     start = time.perf_counter()
     request.check()
     method, meta, test_prior = request.method, inputs.meta, request.prior
@@ -371,7 +384,9 @@ def stack(inputs: StackInputs, request: StackRequest, progress: Progress | None 
     probed = _probed(data, inputs, request)
     family = _candidates(list(inputs.runs), request.calibrate, data.scorer, with_meta=meta is not None)
     n_challengers = len(family) - 1
-    final, ev = _evaluate(data, request, progress, use_meta=meta is not None, alpha=family_alpha(n_challengers))
+    fitted = None if comparison is None else comparison.fitted_for(request, meta is not None)
+    final, ev = _evaluate(data, request, progress, use_meta=meta is not None, alpha=family_alpha(n_challengers),
+                          fitted=fitted)
     ev.gain["challengers"] = n_challengers
     p_test = final.predict(P_test, None if meta is None else meta.test)
     prior = (_adapt_probed(p_test, ev, data, probed, labels, P_test, final) if probed is not None else
@@ -396,6 +411,15 @@ class Comparison:
     rows: list[dict[str, Any]]        # one per candidate, in candidate order
     decision: Decision
     scorer: Scorer = COMPETITION
+    # each candidate's request, whether it took the meta-features, final pipeline and evaluation: `stack`
+    # reuses the chosen one's fits
+    fitted: list[tuple[StackRequest, bool, StackPipeline, _Evaluation]] = field(default_factory=list, repr=False)
+
+    def fitted_for(self, request: StackRequest, meta: bool) -> tuple[StackPipeline, _Evaluation] | None:
+        """The final pipeline and evaluation this comparison made for `request` (n_boot aside) with or
+        without the meta-features, or None."""
+        key = replace(request, n_boot=0)
+        return next(((final, ev) for r, m, final, ev in self.fitted if r == key and m == meta), None)
 
     @property
     def chosen(self) -> Candidate:
@@ -441,7 +465,7 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
     _probed(data, inputs, request)
     cands = _candidates(names, request.calibrate, data.scorer, methods, with_meta=meta is not None)
     trust = "testlike" if data.tl is not None else "clean"
-    rows, trusted, clean = [], [], []
+    rows, trusted, clean, fitted = [], [], [], []
     n_folds = len(np.unique(np.concatenate([data.folds] + ([data.tl.folds] if data.tl is not None else []))))
     for i, cand in enumerate(cands):
         start = time.perf_counter()
@@ -449,7 +473,9 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
         bar = None if progress is None else (lambda e, i=i, name=cand.name: progress(
             {"stage": "compare", "candidate": name, "done": i * n_folds + e["done"], "total": len(cands) * n_folds}))
         # n_boot=0: the gain intervals are the decision's (below), not bootstrapped twice
-        _, ev = _evaluate(data, replace(request.with_candidate(cand), n_boot=0), bar, cand.meta)
+        asked = replace(request.with_candidate(cand), n_boot=0)
+        final, ev = _evaluate(data, asked, bar, cand.meta)
+        fitted.append((asked, cand.meta, final, ev))
         trusted.append(ev.oof[trust])
         clean.append(ev.oof["clean"])
         rows.append(_compare_row(cand, ev, data) | {"seconds": time.perf_counter() - start})
@@ -466,7 +492,7 @@ def compare(inputs: StackInputs, request: StackRequest, progress: Progress | Non
                       scorer=data.scorer, note=note)
     for i, row in enumerate(rows):
         row["chosen"] = i == decision.chosen
-    return Comparison(cands, rows, decision, data.scorer)
+    return Comparison(cands, rows, decision, data.scorer, fitted)
 
 
 def _compare_row(cand: Candidate, ev: _Evaluation, data: _Data) -> dict[str, Any]:
