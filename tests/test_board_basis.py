@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -69,3 +70,17 @@ def test_one_method_states_its_gain_at_the_level_the_comparison_uses(two_runs, w
     assert (gain["lo"], gain["hi"]) == pytest.approx((test["lo"], test["hi"]))  # one interval for one candidate
     said = " ".join(result.output.split())
     assert f"({100 * (1 - gain['alpha']):.1f} % interval, the level --compare uses for its " in said
+
+
+def test_a_run_whose_files_changed_is_named_apart_never_ranked(two_runs, workspace):  # noqa: F811
+    oof = workspace / "models" / "r1" / "oof.parquet"
+    frame = pd.read_parquet(oof)
+    frame["fake"] = 1.0 - frame["fake"]  # edited after import: run.json's scores no longer describe it
+    write_parquet(frame, oof)
+    result = ens("board", "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [r["name"] for r in out["rows"]] == ["r0"]
+    assert any(n.startswith("warning: run r1 is not listed:") and "oof.parquet" in n for n in out["notes"])
+    said = " ".join(ens("board").output.split())
+    assert "warning: run r1 is not listed:" in said and "SHA-256 differs" in said

@@ -215,6 +215,14 @@ class Run:
     def _read(self, filename: str) -> pd.DataFrame:
         return _read_predictions(self.dir / filename, self.labels, self.manifest.files.get(filename))
 
+    def check_files(self) -> None:
+        """Every prediction file run.json records is still there with its recorded SHA-256 (one line naming
+        the first that is not)."""
+        for filename, recorded in self.manifest.files.items():
+            if not (self.dir / filename).is_file():
+                raise ContractError(f"{self.dir / filename}: missing; {self.dir / RUN_MANIFEST_FILE} records it")
+            check_recorded_hash(self.dir / filename, recorded)
+
 
 def check_recorded_hash(path: Path, recorded: str | None) -> None:
     """A run file must still be the one run.json recorded: another run's file copied over it, or an edit,

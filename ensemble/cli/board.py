@@ -27,7 +27,7 @@ def board_cmd(
         fail(f"--final must be 1 or more submissions; got {final}")
     ws = Workspace.resolve(workspace)
     frame = board_frame(ws, metric)
-    notes = noise_lines(ws, frame, metric) if not frame.empty else []
+    notes = list(frame.attrs.get("changed", [])) + (noise_lines(ws, frame, metric) if not frame.empty else [])
     if final is not None and not frame.empty:
         notes += final_lines(ws, frame, final, metric)
     out = console()

@@ -131,7 +131,8 @@ def board_output(frame: pd.DataFrame, correlation: dict | None, fmt_name: str, w
     from rich.text import Text
 
     if frame.empty:
-        return Text("no runs or submissions yet: `ens import`, `ens finetune` or `ens stack` make them")
+        return Group(Text("no runs or submissions yet: `ens import`, `ens finetune` or `ens stack` make them"),
+                     *(Text(hang(line, width), style="bold") for line in notes))
     from ensemble.commands.board import board_legend, board_view, correlation_sentence
 
     shown = board_view(frame)

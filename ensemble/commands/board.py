@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.artifacts.records import CVScores, LeaderboardRecord, ScoreRecord
-from ensemble.artifacts.runs import RUN_MANIFEST_FILE, partial_runs, read_manifest
+from ensemble.artifacts.runs import RUN_MANIFEST_FILE, load_run, partial_runs, read_manifest
 from ensemble.artifacts.submission import read_sidecar
 from ensemble.artifacts.workspace import Workspace
 from ensemble.task import task_named
@@ -185,18 +185,39 @@ def _rescore(ws: Workspace, name: str, scorer, truth: pd.DataFrame | None) -> di
     return {"score": scorer(truth[labels].to_numpy(dtype=np.float64), p)}
 
 
+def changed_runs(ws: Workspace) -> dict[str, str]:
+    """Runs whose files no longer match their run.json (edited, replaced, missing, unreadable), each with its
+    one-line reason: listed under the board, never ranked on scores their files no longer back."""
+    from ensemble.errors import EnsError
+
+    out = {}
+    for name in ws.run_names():
+        try:
+            load_run(ws, name).check_files()
+        except EnsError as err:
+            out[name] = str(err)
+    return out
+
+
+def _changed_lines(changed: dict[str, str]) -> list[str]:
+    return [f"warning: run {name} is not listed: {why}" for name, why in changed.items()]
+
+
 def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> pd.DataFrame:
     """One row per run and submission, ranked on one basis (`trusted_basis`), with delta to best. Ranked by
     the workspace's metric (`metric`, else ens.toml's; lower is better unless the metric says otherwise):
     runs are rescored from their OOF, submissions show the nested score they were stacked with when
     that was the same metric (else none: restack them with `--metric`). With `fold`, a submission that is
-    one run unchanged is that run's row (`written_as`)."""
+    one run unchanged is that run's row (`written_as`). Runs whose files changed since their run.json are
+    left out and named in `attrs["changed"]`."""
     scorer = _metric(ws, metric)
+    changed = changed_runs(ws)
     if not recorded_in(scorer):
-        return _metric_frame(ws, scorer, fold)
+        return _metric_frame(ws, scorer, changed, fold)
     rows = []
-    trusted, weighting = trusted_testlike(ws, ws.run_names())
-    for name in ws.run_names():
+    names = [n for n in ws.run_names() if n not in changed]
+    trusted, weighting = trusted_testlike(ws, names)
+    for name in names:
         manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
         metrics = manifest.metrics
         if name in trusted:  # scored as the decision rule scores it, beside the submissions' nested scores
@@ -210,23 +231,26 @@ def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> 
     rows = _fold_single_runs(ws, rows) if fold else rows
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("rank", "delta")])
     if frame.empty:
-        return frame.reindex(columns=COLUMNS)
+        frame = frame.reindex(columns=COLUMNS)
+        frame.attrs["changed"] = _changed_lines(changed)
+        return frame
     frame = _rank(frame)
     attrs = dict(frame.attrs, weighting=weighting)
     frame = frame.reindex(columns=COLUMNS).reset_index(drop=True)
     frame.attrs.update(attrs)
     frame.attrs["partial"] = [f"partial run {p.name}: {p.progress()}; finish: {p.finish_hint()}" for p in partial_runs(ws)]
+    frame.attrs["changed"] = _changed_lines(changed)
     return frame
 
 
-def _metric_frame(ws: Workspace, scorer, fold: bool = True) -> pd.DataFrame:
+def _metric_frame(ws: Workspace, scorer, changed: dict[str, str], fold: bool = True) -> pd.DataFrame:
     """`board_frame` ranked by another metric than the competition's (multiclass: with its usual numbers)."""
     from ensemble.artifacts.folds import load_folds
 
     truth = load_folds(ws) if (ws.models_dir / "folds.parquet").is_file() else None
     parts = list(scorer.task.usual_scores)
     rows = []
-    for name in ws.run_names():
+    for name in [n for n in ws.run_names() if n not in changed]:
         manifest = read_manifest(ws.run_dir(name) / RUN_MANIFEST_FILE)
         cv = _rescore(ws, name, scorer, truth)
         rows.append(_row(name, "run", manifest.model_ref or manifest.kind, CVScores(cv=cv), LeaderboardRecord())
@@ -241,12 +265,15 @@ def _metric_frame(ws: Workspace, scorer, fold: bool = True) -> pd.DataFrame:
     columns = [c for c in COLUMNS if c not in ("rank", "delta")] + parts
     frame = pd.DataFrame(_fold_single_runs(ws, rows) if fold else rows, columns=columns)
     if frame.empty:
-        return frame.reindex(columns=COLUMNS + parts)
+        frame = frame.reindex(columns=COLUMNS + parts)
+        frame.attrs["changed"] = _changed_lines(changed)
+        return frame
     frame = _rank(frame, scorer.sign)
     attrs = dict(frame.attrs)
     frame = frame.reindex(columns=COLUMNS + parts).reset_index(drop=True)
     frame.attrs.update(attrs)
     frame.attrs["partial"] = [f"partial run {p.name}: {p.progress()}; finish: {p.finish_hint()}" for p in partial_runs(ws)]
+    frame.attrs["changed"] = _changed_lines(changed)
     frame.attrs["metric_key"] = scorer.name.replace("-", "_")  # the usual score it is, shown once (as cv)
     frame.attrs["metric"] = f"{scorer.name} ({'higher' if scorer.greater_is_better else 'lower'} is better)"
     return frame
