@@ -265,7 +265,7 @@ def test_lone_files_and_temp_litter_are_removed_with_a_warning(ws):
     assert result.exit_code == 0, result.output
     assert f"warning: removed {subs / 'sub.csv'}: it had no sidecar (left by a killed or failed writer)" in result.output
     assert f"warning: removed 1 temp file(s) killed writers left in {subs}" in result.output
-    assert sorted(p.name for p in subs.iterdir()) == [".lock", "notes.tmp", "sub.csv", "sub.json", "sub.rows.parquet"]
+    assert sorted(p.name for p in subs.iterdir()) == [".lock", ".sub.lock", "notes.tmp", "sub.csv", "sub.json", "sub.rows.parquet"]
     (subs / "sub.csv").unlink()  # now a lone sidecar
     result = CliRunner().invoke(app, [str(a) for a in stack_args(ws)])
     assert result.exit_code == 0, result.output

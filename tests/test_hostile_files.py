@@ -161,6 +161,21 @@ def imported_runs(tmp_path: Path, comp: Path) -> None:
         assert result.exit_code == 0, result.output
 
 
+def test_a_submission_name_being_stacked_is_refused_at_once_with_the_holders_pid(tmp_path, csv_competition, workspace):
+    """A second stack of one name used to stack for as long as the first, then lose with "already exists"."""
+    from ensemble.artifacts.locking import name_lock
+    from ensemble.artifacts.submission import submission_name_lock
+    from ensemble.artifacts.workspace import Workspace
+
+    imported_runs(tmp_path, csv_competition)
+    with name_lock(submission_name_lock(Workspace.resolve(workspace), "s"), "submission 's'"):
+        one_error_line(ens("stack", "r0", "r1", "--method", "mean", "--name", "s"),
+                       f"Error: submission 's' is being written by another ens process (pid {os.getpid()})")
+        assert ens("stack", "r0", "r1", "--method", "mean", "--name", "s", "--compare").exit_code == 0  # writes nothing
+    assert not list((workspace / "submissions").glob("s.*"))
+    assert ens("stack", "r0", "r1", "--method", "mean", "--name", "s").exit_code == 0
+
+
 def test_forced_stack_on_a_full_disk_keeps_the_old_submission(tmp_path, csv_competition, workspace, monkeypatch):
     """The old CSV used to be removed before the new one was written."""
     import ensemble.artifacts.submission as submission
@@ -201,7 +216,7 @@ def test_forced_stack_killed_mid_swap_is_put_back_by_the_next_command(tmp_path, 
         again = run(args)  # the same unforced stack: puts the old pair back, then refuses
         assert again.returncode == 1 and "already exists" in again.stderr, again.stderr
         assert (subs / "s.csv").read_bytes() == old_csv and (subs / "s.json").read_bytes() == old_meta
-        assert sorted(p.name for p in subs.iterdir()) == [".lock", "s.csv", "s.json", "s.rows.parquet"]  # old rows kept
+        assert sorted(p.name for p in subs.iterdir()) == [".lock", ".s.lock", "s.csv", "s.json", "s.rows.parquet"]  # old rows kept
 
 
 # ------------------------------------------------------------------------------- folders ens replaces

@@ -61,7 +61,15 @@ class Written:
 
 
 def submission_lock(ws: Workspace) -> Path:
+    """The folder's lock: held for the moments a writer swaps files in (waited for, never refused)."""
     return ws.submissions_dir / ".lock"
+
+
+def submission_name_lock(ws: Workspace, name: str) -> Path:
+    """The lock one submission's writer holds from its name check to its last file: a second writer of the
+    name is refused at once ("being written"), not left to stack for minutes and lose."""
+    submission_paths(ws, name)  # the name checked before it names a file
+    return ws.submissions_dir / f".{name}.lock"
 
 
 def _exists_error(ws: Workspace, name: str) -> ExistsError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ensemble.artifacts.competition import Competition
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, Run, load_runs
@@ -45,12 +45,23 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
     Every option and the submission's name are checked before any data is read. A `comparison` already
     made for these runs is reused instead of comparing again.
     """
-    from ensemble.artifacts.submission import check_free, submission_frame, write_submission
+    from ensemble.artifacts.locking import name_lock
+    from ensemble.artifacts.submission import check_free, submission_name_lock
 
     request.check()
     request = replace(request, name=request.out_name)  # one name, fixed before the method is resolved
-    if request.write:
-        check_free(ws, request.out_name, request.force)  # before seconds of stacking
+    if not request.write:
+        return _run_stack(ws, comp, request, progress, comparison)
+    check_free(ws, request.out_name, request.force)  # before seconds of stacking
+    with name_lock(submission_name_lock(ws, request.out_name), f"submission {request.out_name!r}"):
+        return _run_stack(ws, comp, request, progress, comparison)
+
+
+def _run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress: Progress | None,
+               comparison: Comparison | None) -> StackOutcome:
+    """`run_stack` once the request and its name are checked (and, when it writes, the name is held)."""
+    from ensemble.artifacts.submission import submission_frame, write_submission
+
     request = replace(request, metric=ws.metric(comp.task, request.metric))
     probed = None
     if request.test_prior == "lb":  # before any data is read: the probes and their scores must be there
