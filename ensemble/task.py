@@ -26,8 +26,9 @@ class Task:
     `label_by_label` (column-by-column methods apply) and `has_testlike` (a test-like set can be built)
     both follow from `exclusive` today, but answer different questions: ask the one you mean, so that a
     third kind of task changes one answer without auditing every `not exclusive`. A difference that
-    needs code (checks, fits, losses, fold pooling) is a method here (`bad_rows`, `bad_targets`,
-    `training_loss`, `class_weights`, `pool`) or on the blender base (`_fit_joint`), not a branch at the call site.
+    needs code (checks, targets, losses, fold pooling) is a method here (`bad_rows`, `bad_targets`,
+    `class_targets`, `confident_targets`, `training_loss`, `class_weights`, `pool`) or on the blender base
+    (`_fit_joint`, `_form`), not a branch at the call site.
     """
 
     name: str            # as files and the command line spell it
