@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from ensemble.artifacts.records import _checked, _FlatRecord
-from ensemble.errors import DataError
 
 
 @dataclass
