@@ -200,3 +200,49 @@ def test_force_refuses_a_run_folder_ens_did_not_write(competition, tmp_path):
                                  "-w", str(ws.root), "--data", str(competition)])
     assert result.exit_code == 1 and "was not written by ens" in result.output.splitlines()[-1], result.output
     assert (mine / "thesis.txt").read_text() == "my own work"
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+W2V_AGAIN = ["finetune", "tiny-wav2vec2", "--folds", "3", "--epochs", "1", "--batch-size", "8", "--max-seconds", "1",
+             "--testlike-per-fold", "6", "--name", "w2v"]
+
+
+def test_a_forced_finetune_that_fails_puts_the_old_run_back(finished, competition, tmp_path, monkeypatch):
+    """`--force` used to delete the old run before training the new one: a failure lost both."""
+    import ensemble.commands.finetune as finetune_module
+
+    ws = tmp_path / "copied"
+    shutil.copytree(finished, ws)
+    before = _tree(ws / "models" / "w2v")
+
+    def fails(ctx, k):
+        (ctx.run_dir / f"fold{k}").mkdir(parents=True, exist_ok=True)  # the new run has begun
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(finetune_module, "run_fold", fails)
+    result = runner.invoke(app, [*W2V_AGAIN, "--force", "-w", str(ws), "--data", str(competition)])
+    assert result.exit_code != 0
+    assert _tree(ws / "models" / "w2v") == before
+    assert list((ws / "models").glob(".w2v.old-*")) == []
+
+
+def test_the_run_a_killed_forced_finetune_had_moved_aside_is_put_back(finished, competition, tmp_path):
+    import subprocess
+
+    ws = tmp_path / "copied"
+    shutil.copytree(finished, ws)
+    models = ws / "models"
+    before = _tree(models / "w2v")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (models / "w2v").rename(models / f".w2v.old-{dead.pid}")  # what `--force` leaves when killed mid-training
+    (models / "w2v" / "fold0").mkdir(parents=True)
+    shutil.copy(models / f".w2v.old-{dead.pid}" / "options.json", models / "w2v" / "options.json")
+    result = runner.invoke(app, [*W2V_AGAIN, "-w", str(ws), "--data", str(competition)])
+    assert result.exit_code == 1 and "exists; pass --force" in result.output, result.output
+    assert "restored" in result.output
+    assert _tree(models / "w2v") == before
+    assert list(models.glob(".w2v.old-*")) == []

@@ -17,11 +17,13 @@ voices, which would give a clip two classes or none.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,7 @@ from ensemble.artifacts.audio_check import check_competition_audio
 from ensemble.artifacts.competition import Competition
 from ensemble.errors import ConfigError, ContractError, ExistsError
 from ensemble.artifacts.folds import ensure_folds, folds_fingerprint
-from ensemble.artifacts.io import read_json, sweep_tmp
+from ensemble.artifacts.io import aside_path, fsync_dir, read_json, recover_dir, sweep_tmp
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
 from ensemble.artifacts.records import CVScores, FoldRecord, OnnxFile, RunManifest
@@ -53,24 +55,48 @@ SCRATCH_LR = 1e-3  # named configs start from random weights: 3e-5 is a fine-tun
 LEGACY_KEYS = {"freeze_feature_encoder": None}  # options.json keys of older versions, at their default
 
 
-def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> None:
-    """A new run, a resumable one with the same options, or an overwrite with --force."""
+def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> Path | None:
+    """A new run, a resumable one with the same options, or an overwrite with --force: then the old run is
+    moved aside (`.NAME.old-PID`) and its path returned, kept until the new one is in (`keeping_old`)."""
     saved = run_dir / OPTIONS_FILE
     if (run_dir / RUN_MANIFEST_FILE).is_file() and not force and not opts.only_folds:
         raise ExistsError(f"run {run_dir} exists; pass --force to overwrite it, or another --name")
+    aside = None
     if force and (run_dir.exists() or run_dir.is_symlink()):
-        import shutil
-
         check_replaceable_run(run_dir, force)  # --force replaces a run ens made, never a foreign folder
-        shutil.rmtree(run_dir)
+        aside = aside_path(run_dir)
+        os.rename(run_dir, aside)
+        fsync_dir(run_dir.parent)
     if saved.is_file():
         before = {k: v for k, v in read_json(saved).items() if not (k in LEGACY_KEYS and v == LEGACY_KEYS[k])}
         if before != opts.identity():
             changed = sorted(k for k in set(before) | set(opts.identity()) if before.get(k) != opts.identity().get(k))
             raise ConfigError(f"run {run_dir.name!r} was started with other options ({', '.join(changed)}); "
                               "pass --force to start over or another --name")
-        return
+        return aside
     write_json(opts.identity(), saved)
+    return aside
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / RUN_MANIFEST_FILE).is_file()
+
+
+@contextmanager
+def keeping_old(ctx: FoldContext) -> Iterator[None]:
+    """The run `--force` replaced stays aside while the new one trains: put back if this call fails, removed
+    once it ends (a run, or the folds it was asked for). A kill leaves it for the next call's `recover_dir`,
+    which puts it back in place of the unfinished run."""
+    try:
+        yield
+    except BaseException:
+        if ctx.replaced is not None and ctx.replaced.exists():
+            shutil.rmtree(ctx.run_dir, ignore_errors=True)
+            os.rename(ctx.replaced, ctx.run_dir)
+            fsync_dir(ctx.run_dir.parent)
+        raise
+    if ctx.replaced is not None:
+        shutil.rmtree(ctx.replaced, ignore_errors=True)
 
 
 def check_model_ref(model: str) -> str:
@@ -85,9 +111,10 @@ def finetune(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: boo
     """Run (or resume) the requested folds; returns the run once every fold is done, else None."""
     ctx, todo = prepare(ws, comp, opts, force, progress)
     started = time.perf_counter()
-    for k in todo:
-        run_pending_fold(ctx, k)
-    return finish(ctx, time.perf_counter() - started)
+    with keeping_old(ctx):
+        for k in todo:
+            run_pending_fold(ctx, k)
+        return finish(ctx, time.perf_counter() - started)
 
 
 def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool = False,
@@ -121,10 +148,12 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
         raise ConfigError(f"--class-weight must be none or balanced; got {opts.class_weight!r}")
     opts = replace(opts, metric=ws.metric(comp.task, opts.metric))
     with exclusive(run_lock(ws.models_dir, run_dir.name)):
-        _check_options(run_dir, opts, force)
+        for note in recover_dir(run_dir, _is_run):  # a killed forced finetune: its old run goes back
+            emit({"stage": "tidied", "note": note})
+        replaced = _check_options(run_dir, opts, force)
         sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these
     context = FoldContext(ws=ws, comp=comp, folds=folds, testlike=clips, opts=opts, run_dir=run_dir, emit=emit,
-                          decoded=ws.audio_cache())
+                          decoded=ws.audio_cache(), replaced=replaced)
     return context, todo
 
 
@@ -253,6 +282,7 @@ class FoldContext:
     decoded: Any = None  # the workspace's DecodeCache (None: decode every time)
     stores: dict = field(default_factory=dict)  # sampling rate → decoded train audio, shared by calls
     test_features: np.ndarray | None = None  # the test clips' feature rows, once made (pseudo-labelling)
+    replaced: Path | None = None  # the old run `--force` moved aside, until this call ends (`keeping_old`)
 
 
 @dataclass

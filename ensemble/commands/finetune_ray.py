@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 import socket
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 from ensemble.artifacts.competition import Competition
 from ensemble.artifacts.runs import Run
 from ensemble.artifacts.workspace import Workspace
-from ensemble.commands.finetune import FinetuneOptions, FoldContext, finish, prepare, run_pending_fold
+from ensemble.commands.finetune import FinetuneOptions, FoldContext, finish, keeping_old, prepare, run_pending_fold
 from ensemble.errors import ConfigError
 from ensemble.progress import POLL_SECONDS, Progress
 
@@ -83,23 +84,27 @@ def finetune_on_ray(ws: Workspace, comp: Competition, runs: list[FinetuneOptions
     names = [o.run_name for o in runs]
     if len(set(names)) != len(names):
         raise ConfigError(f"run names must differ; {sorted(n for n in names if names.count(n) > 1)[0]!r} is given twice")
-    contexts = [prepare(ws, comp, o, force, _tagged(emit, o.run_name)) for o in runs]
-    connect(None)
-    events = Queue()
-    cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
-    started = time.perf_counter()
-    pending: dict[Any, tuple[str, int]] = {}
-    for ctx, todo in contexts:
-        task = ray.remote(_fold_task).options(max_retries=max_retries, retry_exceptions=False,
-                                              **resources.resolve(ctx.opts.device, ctx.opts.devices, cluster_gpus))
-        for k in todo:
-            pending[task.remote(_portable(ctx), k, events)] = (ctx.run_dir.name, k)
-    try:
-        _wait(pending, events, emit)
-    finally:
-        _drain(events, emit)
-    seconds = time.perf_counter() - started
-    return [finish(ctx, seconds) for ctx, _ in contexts]
+    with ExitStack() as held:  # each replaced run stays aside until its new one is in (put back on a failure)
+        contexts = []
+        for o in runs:
+            contexts.append(prepare(ws, comp, o, force, _tagged(emit, o.run_name)))
+            held.enter_context(keeping_old(contexts[-1][0]))
+        connect(None)
+        events = Queue()
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+        started = time.perf_counter()
+        pending: dict[Any, tuple[str, int]] = {}
+        for ctx, todo in contexts:
+            task = ray.remote(_fold_task).options(max_retries=max_retries, retry_exceptions=False,
+                                                  **resources.resolve(ctx.opts.device, ctx.opts.devices, cluster_gpus))
+            for k in todo:
+                pending[task.remote(_portable(ctx), k, events)] = (ctx.run_dir.name, k)
+        try:
+            _wait(pending, events, emit)
+        finally:
+            _drain(events, emit)
+        seconds = time.perf_counter() - started
+        return [finish(ctx, seconds) for ctx, _ in contexts]
 
 
 def _wait(pending: dict, events, emit: Progress) -> None:
