@@ -288,3 +288,29 @@ def test_isotonic_by_counts_is_scikit_learns_fit():
         for attr in ("X_thresholds_", "y_thresholds_", "X_min_", "X_max_"):
             np.testing.assert_array_equal(getattr(ours, attr), getattr(theirs, attr))
         np.testing.assert_array_equal(ours.predict(cal_logit(q)), theirs.predict(cal_logit(q)))
+
+
+def test_flip_looks_up_the_reoriented_aucs_it_computed_before():
+    """`flip` reads the AUCs of its re-ordered columns from the matrix of the runs as given: each is the
+    one `auc_matrix` of the re-ordered runs gives, exactly, and the inverted run is still found."""
+    from ensemble.stack.flip import FlipBlender, auc_matrix, bootstrap_auc_ci
+
+    rng = np.random.default_rng(2)
+    n = 2000
+    fake = (rng.random(n) < 0.5).astype(float)
+    real = np.where(rng.random(n) < 0.8, 1 - fake, rng.random(n) < 0.5).astype(float)  # mostly the other label
+    y = np.column_stack([fake, real])
+    P = 1 / (1 + np.exp(-(2 * y[:, None, :] - 1) * 1.5 - rng.normal(size=(n, 4, 2))))
+    P[:, 1] = P[:, 1, ::-1].copy()  # run 1: columns swapped (its fake column scores below 0.5 against fake)
+    P[:, 2] = 1 - P[:, 2]           # run 2: inverted
+    b = FlipBlender(n_boot=50).fit(P, y, rng.integers(0, 3, n))
+    assert (b.perm_[1] == [1, 0]).all() and b.invert_[2].all() and not b.invert_[[0, 1, 3]].any()
+    A_P, A_Q = auc_matrix(P, y), auc_matrix(np.take_along_axis(P, b.perm_[None], axis=2), y)
+    rng, Q, expected = np.random.default_rng(0), np.take_along_axis(P, b.perm_[None], axis=2), []
+    for r in range(4):
+        for j in range(2):
+            assert A_P[r, b.perm_[r, j], j] == A_Q[r, j, j]
+            if A_Q[r, j, j] < 0.5:  # the long way: a bootstrap for each column the re-ordered AUCs flag
+                lo, hi = bootstrap_auc_ci(Q[:, r, j], y[:, j], 50, 0.05, rng, 10000)
+                expected.append([round(lo, 4), round(hi, 4)])
+    assert [d["ci"] for d in b.decisions_ if d["kind"] == "invert"] == expected

@@ -73,10 +73,11 @@ class Resamples:
 def resamples(n: int, n_boot: int, seed: int) -> Resamples:
     """The replicates the stacker draws for `n` rows with `seed` (the same numbers on every call)."""
     rng = np.random.default_rng(seed)
-    drawn = [row_counts(n, min(CHUNK, n_boot - start), rng) for start in range(0, n_boot, CHUNK)]
-    counts = np.concatenate(drawn) if drawn else np.zeros((0, n), np.int64)
-    small = np.uint8 if counts.size == 0 or counts.max() <= np.iinfo(np.uint8).max else np.int32
-    counts_b = counts.astype(small)
+    drawn = []
+    for start in range(0, n_boot, CHUNK):  # each chunk made small as it is drawn: no int64 copy of them all
+        c = row_counts(n, min(CHUNK, n_boot - start), rng)
+        drawn.append(c.astype(np.uint8) if c.max() <= np.iinfo(np.uint8).max else c.astype(np.int32))
+    counts_b = np.concatenate(drawn) if drawn else np.zeros((0, n), np.uint8)  # int32 if any chunk needed it
     counts_t = np.ascontiguousarray(counts_b.T)
     counts_b.setflags(write=False)
     counts_t.setflags(write=False)

@@ -117,13 +117,14 @@ class FlipBlender(Blender):
                     "auc_swapped": {int(j): round(float(A[r, j, k]), 4) for j, k in moved},
                 })
 
-    def _find_inversions(self, Q: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> None:
+    def _find_inversions(self, Q: np.ndarray, y: np.ndarray, rng: np.random.Generator, A_P: np.ndarray) -> None:
+        """`A_P`: `auc_matrix` of the runs before `perm_` reordered their columns into `Q`; its entries are
+        `Q`'s AUCs (the same columns, the same exact rank sums), so they are looked up, not recomputed."""
         runs, labels = Q.shape[1:]
         self.invert_ = np.zeros((runs, labels), dtype=bool)
-        A = auc_matrix(Q, y)
         for r in range(runs):
             for j in range(labels):
-                auc = A[r, j, j]
+                auc = A_P[r, self.perm_[r, j], j]
                 if not auc < 0.5:
                     continue
                 try:
@@ -143,10 +144,11 @@ class FlipBlender(Blender):
         self._check_params()
         rng = np.random.default_rng(self.seed)
         self.decisions_: list[dict] = []
-        self._find_swaps(auc_matrix(P, y))
+        A_P = auc_matrix(P, y)
+        self._find_swaps(A_P)
         self.invert_ = np.zeros(self.perm_.shape, dtype=bool)
         Q = self._orient(P)
-        self._find_inversions(Q, y, rng)
+        self._find_inversions(Q, y, rng, A_P)
         Q = self._orient(P)
         runs, labels = Q.shape[1:]
         self.cals_ = [[None] * labels for _ in range(runs)]
