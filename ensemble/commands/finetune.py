@@ -36,7 +36,7 @@ from ensemble.artifacts.provenance import machine, now_iso, package_versions
 from ensemble.artifacts.records import CVScores, FoldRecord, OnnxFile, RunManifest
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_replaceable_run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
-from ensemble.metrics.dacon import MetricError, competition_score
+from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.metrics.scorer import Scorer
 from ensemble.progress import Progress, tagged
@@ -513,14 +513,9 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
         "seconds": {"train": round(train_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     }
     try:
-        scorer = _scorer(ctx.comp, ctx.opts)
-        if scorer.task.exclusive:
-            from ensemble.metrics.frames import multiclass_scores
-
-            info["cv"] = multiclass_scores(frames["train"], ctx.folds.iloc[data.held_idx], ctx.comp.labels, scorer)
-        else:  # in the arrays' own dtypes, as recorded (`score_frame`'s float64 differs in the last digits)
-            oof = frames["train"][ctx.comp.labels].to_numpy()
-            info["cv"] = competition_score(data.targets[data.held_idx], oof, ctx.comp.labels).as_dict()
+        # in the arrays' own dtypes, as recorded (`score_frame`'s float64 differs in the last digits)
+        oof = frames["train"][ctx.comp.labels].to_numpy()
+        info["cv"] = _scorer(ctx.comp, ctx.opts).recorder().scores(data.targets[data.held_idx], oof, ctx.comp.labels)
     except MetricError:
         info["cv"] = None
     write_json(info, fold_dir / "fold.json")
