@@ -306,7 +306,7 @@ def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Progress:
 def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     """The fold's stores and its augmenting sampler (background noise: one half of the unlabeled clips;
     the other half is the test-like set's)."""
-    from ensemble.audio.augment import AugmentConfig, ExampleSampler
+    from ensemble.audio.augment import AugmentConfig, ExampleSampler, for_task
     from ensemble.audio.load import WaveStore
     from ensemble.audio.nuisance import stable_half
 
@@ -321,11 +321,7 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     in_fold = ctx.folds["fold"].to_numpy() == fold
     train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)
     targets = ctx.folds[comp.labels].to_numpy(dtype=np.float32)
-    augment = AugmentConfig.from_spec(opts.augment)
-    if comp.task.exclusive:
-        from ensemble.audio.augment import single_label
-
-        augment = single_label(augment, opts.augment)
+    augment = for_task(AugmentConfig.from_spec(opts.augment), opts.augment, comp.task)
     sampler = ExampleSampler(train_store, train_idx, targets, n, augment, seed=opts.seed * 1000 + fold,
                              background=background)
     return FoldData(fold, train_store, train_idx, held_idx, targets, sampler, augment)
