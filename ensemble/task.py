@@ -37,6 +37,7 @@ class Task:
     activation: str      # a network head's output activation ('sigmoid' per label or 'softmax' per row)
     usual_scores: tuple[str, ...] = ()  # shown beside the metric on the board (keys of a class report)
     blend_eps: float = LOGIT_EPS        # the clip of `link` where blenders average runs
+    fixed_augment: tuple[tuple[str, float], ...] = ()  # training augmentation settings the task fixes (`for_task`)
 
     @property
     def label_by_label(self) -> bool:
@@ -49,6 +50,16 @@ class Task:
         """Whether a test-like set can be built: its clips mix voices (two classes or none), so only
         independent labels can name them."""
         return not self.exclusive
+
+    def splits(self, asked: tuple[str, ...], what: str) -> tuple[str, ...]:
+        """The prediction splits of `asked` a run of this task has: `testlike` only where a test-like set can
+        be built (`has_testlike`), dropped elsewhere; asking for it alone there is a one-line error naming
+        `what` (the option or the run)."""
+        if self.has_testlike:
+            return tuple(asked)
+        if tuple(asked) == ("testlike",):
+            raise ConfigError(f"{what}: a {self.name} task has no test-like set (its clips mix voices)")
+        return tuple(s for s in asked if s != "testlike")
 
     def link(self, p: np.ndarray, eps: float = LOGIT_EPS) -> np.ndarray:
         """Probabilities → the space where runs and windows are averaged (any shape; 0 and 1 stay finite)."""
@@ -183,7 +194,8 @@ class _MultiClass(Task):
 
 MULTILABEL: Task = _MultiLabel("multilabel", exclusive=False, default_metric="competition", activation="sigmoid")
 MULTICLASS: Task = _MultiClass("multiclass", exclusive=True, default_metric="logloss", activation="softmax",
-                               usual_scores=("logloss", "accuracy", "macro_f1"), blend_eps=1e-7)
+                               usual_scores=("logloss", "accuracy", "macro_f1"), blend_eps=1e-7,
+                               fixed_augment=(("p_mix", 0.0), ("p_empty", 0.0)))  # one class per example
 TASKS: dict[str, Task] = {t.name: t for t in (MULTILABEL, MULTICLASS)}
 
 

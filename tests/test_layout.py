@@ -123,7 +123,7 @@ def test_the_check_catches_a_wrong_import(module, statement, why) -> None:
 
 MAX_PARAMETERS = 8
 # scikit-learn's estimator contract: every hyper-parameter is its own `__init__` keyword (`get_params`)
-ESTIMATOR_INITS = {("ensemble/stack/meta.py", "LGBMBlender.__init__")}
+ESTIMATOR_INITS = {("ensemble/stack/meta.py", "LGBMBlender.__init__"), ("ensemble/stack/flip.py", "FlipBlender.__init__")}
 
 
 def wide_functions(paths: list[Path], root: Path = PACKAGE.parent) -> list[str]:

@@ -293,13 +293,14 @@ def test_meta_learners_fitted_on_one_class_predict_its_shares():
 
 
 def test_augmentation_keeps_one_class_per_example():
-    from ensemble.audio.augment import AugmentConfig, single_label
+    from ensemble.audio.augment import AugmentConfig, for_task
 
-    kept = single_label(AugmentConfig.from_spec("default"), "default")
+    kept = for_task(AugmentConfig.from_spec("default"), "default", MULTICLASS)
     assert kept.p_mix == 0 and kept.p_empty == 0 and kept.p_noise == AugmentConfig().p_noise
-    for spec in ("none,mix", "default,p_mix=0.5", "none,p_empty=0.2"):
+    for spec in ("none,mix", "default,p_mix=0.5", "none,p_empty=0.2", "none,empty"):
         with pytest.raises(ConfigError, match="one class per clip"):
-            single_label(AugmentConfig.from_spec(spec), spec)
+            for_task(AugmentConfig.from_spec(spec), spec, MULTICLASS)
+    assert for_task(AugmentConfig.from_spec("none,mix"), "none,mix", MULTILABEL) == AugmentConfig.from_spec("none,mix")
 
 
 def test_a_submission_whose_rows_do_not_sum_to_one_is_not_written(tmp_path, workspace):

@@ -40,6 +40,20 @@ def test_get_params_round_trip(name):
     assert make_blender(name, MULTILABEL, **params).get_params() == params
 
 
+def test_the_task_is_a_constructor_parameter_that_clone_keeps(name):
+    """scikit-learn's contract: the task is an `__init__` keyword, so `get_params` and `clone` carry it."""
+    from sklearn.base import clone
+
+    from ensemble.task import MULTICLASS
+
+    blender = make_blender(name, MULTICLASS)
+    assert blender.get_params()["task"] is MULTICLASS
+    assert clone(blender).task is MULTICLASS
+    assert "task" not in blender.hyper_params()
+    with pytest.raises(ConfigError, match="no parameter 'task'"):
+        make_blender(name, MULTILABEL, task=MULTICLASS)
+
+
 def test_init_stores_params_only(name):
     blender = make_blender(name, MULTILABEL)
     assert not [k for k in vars(blender) if k.endswith("_")]
@@ -88,7 +102,7 @@ def test_recipe_is_json_serialisable(name):
     import json
 
     blender = make_blender(name, MULTILABEL).fit(DATA.P, DATA.y, folds=DATA.folds)
-    json.dumps({"params": blender.get_params(), "recipe": blender.recipe()})
+    json.dumps({"params": blender.hyper_params(), "recipe": blender.recipe()})
 
 
 def test_importing_the_stacker_stays_light():

@@ -28,9 +28,6 @@ class MetaSpy(Blender):
     uses_meta = True
     log: list = []
 
-    def __init__(self) -> None:
-        pass
-
     def _fit(self, P, y, folds, meta) -> None:
         assert np.array_equal(meta[:, 1], P[:, 0, 0]), "meta rows were split apart from their P rows"
         self.seen_ = set(meta[:, 0].astype(int).tolist())

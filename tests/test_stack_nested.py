@@ -18,9 +18,6 @@ class Spy(Blender):
 
     log: list = []
 
-    def __init__(self) -> None:
-        pass
-
     def _fit(self, P, y, folds) -> None:
         self.seen_ = set(np.round(P[:, -1, 0] * 1e6).astype(int).tolist())
         self.inner_ = LogitBlender().fit(P, y)

@@ -111,3 +111,11 @@ def test_a_shards_loss_times_its_share_of_the_batch_is_the_batch_mean():
     assert not torch.allclose(weighted, MULTICLASS.training_loss(logits, onehot))
     assert torch.allclose(MULTILABEL.training_loss(logits, onehot),
                           torch.nn.functional.binary_cross_entropy_with_logits(logits, onehot))
+
+
+def test_a_task_without_a_testlike_set_drops_or_refuses_the_testlike_split():
+    both = ("train", "test", "testlike")
+    assert MULTILABEL.splits(both, "run 'a'") == both
+    assert MULTICLASS.splits(both, "run 'a'") == ("train", "test")
+    with pytest.raises(ConfigError, match="--testlike: a multiclass task has no test-like set"):
+        MULTICLASS.splits(("testlike",), "--testlike")

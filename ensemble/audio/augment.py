@@ -19,6 +19,7 @@ from ensemble.audio import dsp
 from ensemble.audio.clip import fit_length
 from ensemble.audio.load import WaveStore
 from ensemble.errors import ConfigError, ContractError
+from ensemble.task import Task
 
 # CLI item -> the probability field it switches on (unlisted items get probability 0).
 ITEMS = {
@@ -129,16 +130,17 @@ class AugmentConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-def single_label(config: AugmentConfig, spec: str) -> AugmentConfig:
-    """The augmentation of a multiclass task: every example keeps exactly one class, so no second voice
-    (`mix`) and no voiceless example (`p_empty`). `default` switches them off; a spec that asks for
-    them is refused."""
+def for_task(config: AugmentConfig, spec: str, task: Task) -> AugmentConfig:
+    """`config` with the settings `task` fixes (`Task.fixed_augment`; multiclass: every example keeps exactly
+    one class, so no second voice, `mix`, and no voiceless example, `p_empty`). `default` switches them
+    off; a spec that asks for one of them is refused."""
+    fixed = dict(task.fixed_augment)
     asked = [p.strip() for p in str(spec).split(",")]
-    wanted = [p for p in asked if p == "mix" or p.split("=")[0].strip() in ("p_mix", "p_empty")]
-    if wanted and (config.p_mix > 0 or config.p_empty > 0):
+    wanted = [p for p in asked if ITEMS.get(p, p.split("=")[0].strip()) in fixed]
+    if wanted and any(getattr(config, k) != v for k, v in fixed.items()):
         raise ConfigError(f"--augment {wanted[0]}: mixing two clips or voiceless examples gives a clip two classes "
-                          "or none; a multiclass task keeps one class per clip (leave it out)")
-    return replace(config, p_mix=0.0, p_empty=0.0)
+                          f"or none; a {task} task keeps one class per clip (leave it out)")
+    return replace(config, **fixed)
 
 
 def _valid() -> str:

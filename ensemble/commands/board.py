@@ -173,16 +173,12 @@ def recorded_in(scorer: Scorer) -> bool:
 def _rescore(ws: Workspace, name: str, scorer, truth: pd.DataFrame | None) -> dict | None:
     """A run's CV on `scorer`, from its OOF file and the folds' targets (None: no OOF)."""
     from ensemble.artifacts.runs import load_run
-    from ensemble.metrics.frames import multiclass_scores
+    from ensemble.metrics.frames import frame_scores
 
     run = load_run(ws, name)
     if not run.has_oof or truth is None:
         return None
-    labels = run.labels
-    if scorer.task.exclusive:
-        return multiclass_scores(run.oof(), truth, labels, scorer)
-    p = run.oof().set_index("id").loc[truth["id"], labels].to_numpy(dtype=np.float64)
-    return {"score": scorer(truth[labels].to_numpy(dtype=np.float64), p)}
+    return frame_scores(run.oof(), truth, run.labels, scorer)
 
 
 def changed_runs(ws: Workspace) -> dict[str, str]:

@@ -38,7 +38,7 @@ from ensemble.artifacts.provenance import machine, now_iso, package_versions
 from ensemble.artifacts.records import CVScores, FoldRecord, OnnxFile, RunManifest
 from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_replaceable_run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
-from ensemble.metrics.dacon import MetricError, competition_score
+from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.metrics.scorer import Scorer
 from ensemble.progress import Progress, tagged
@@ -336,7 +336,7 @@ def _relay(ctx: FoldContext, fold: int, rows_per_epoch: int) -> Progress:
 def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     """The fold's stores and its augmenting sampler (background noise: one half of the unlabeled clips;
     the other half is the test-like set's)."""
-    from ensemble.audio.augment import AugmentConfig, ExampleSampler
+    from ensemble.audio.augment import AugmentConfig, ExampleSampler, for_task
     from ensemble.audio.load import WaveStore
     from ensemble.audio.nuisance import stable_half
 
@@ -351,11 +351,7 @@ def _fold_data(ctx: FoldContext, fold: int, sr: int) -> FoldData:
     in_fold = ctx.folds["fold"].to_numpy() == fold
     train_idx, held_idx = np.flatnonzero(~in_fold), np.flatnonzero(in_fold)
     targets = ctx.folds[comp.labels].to_numpy(dtype=np.float32)
-    augment = AugmentConfig.from_spec(opts.augment)
-    if comp.task.exclusive:
-        from ensemble.audio.augment import single_label
-
-        augment = single_label(augment, opts.augment)
+    augment = for_task(AugmentConfig.from_spec(opts.augment), opts.augment, comp.task)
     sampler = ExampleSampler(train_store, train_idx, targets, n, augment, seed=opts.seed * 1000 + fold,
                              background=background)
     return FoldData(fold, train_store, train_idx, held_idx, targets, sampler, augment)
@@ -543,14 +539,9 @@ def run_fold(ctx: FoldContext, fold: int) -> dict:
         "seconds": {"train": round(train_seconds, 2), "total": round(time.perf_counter() - started, 2)},
     }
     try:
-        scorer = _scorer(ctx.comp, ctx.opts)
-        if scorer.task.exclusive:
-            from ensemble.metrics.frames import multiclass_scores
-
-            info["cv"] = multiclass_scores(frames["train"], ctx.folds.iloc[data.held_idx], ctx.comp.labels, scorer)
-        else:  # in the arrays' own dtypes, as recorded (`score_frame`'s float64 differs in the last digits)
-            oof = frames["train"][ctx.comp.labels].to_numpy()
-            info["cv"] = competition_score(data.targets[data.held_idx], oof, ctx.comp.labels).as_dict()
+        # in the arrays' own dtypes, as recorded (`score_frame`'s float64 differs in the last digits)
+        oof = frames["train"][ctx.comp.labels].to_numpy()
+        info["cv"] = _scorer(ctx.comp, ctx.opts).recorder().scores(data.targets[data.held_idx], oof, ctx.comp.labels)
     except MetricError:
         info["cv"] = None
     write_json(info, fold_dir / "fold.json")

@@ -37,8 +37,8 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
         with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):  # before any compute: tidy, then check
             recover_dir(run_dir, _is_run)
             check_replaceable_run(run_dir, force)
-    if testlike_csv is not None and not comp.task.has_testlike:
-        raise DataError("--testlike: a multiclass task has no test-like set (its clips mix voices)")
+    if testlike_csv is not None:
+        comp.task.splits(("testlike",), "--testlike")  # refused where the task has no test-like set
     if testlike_csv is not None and oof_csv is None:
         raise DataError("--testlike needs --oof too: test-like predictions are used only beside OOF ones")
     test = read_submission_csv(test_csv, comp)

@@ -36,10 +36,7 @@ def run_oof(ws: Workspace, comp: Competition, name: str, splits: tuple[str, ...]
                                            test_wave_store)
 
     emit = progress or (lambda event: None)
-    if not comp.task.has_testlike:
-        if splits == ("testlike",):
-            raise ContractError(f"run {name!r}: a multiclass task has no test-like clips to predict")
-        splits = tuple(s for s in splits if s != "testlike")
+    splits = comp.task.splits(splits, f"run {name!r}")
     run = load_run(ws, name)
     manifest = run.manifest
     if manifest.kind != "finetune":

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.metrics.dacon import MetricError, ScoreParts, competition_score
-from ensemble.metrics.scorer import Scorer, class_report
+from ensemble.metrics.scorer import COMPETITION, Scorer
 
 
 def score_frame(pred: pd.DataFrame, truth: pd.DataFrame, labels: list[str]) -> ScoreParts:
@@ -15,23 +15,20 @@ def score_frame(pred: pd.DataFrame, truth: pd.DataFrame, labels: list[str]) -> S
     return competition_score(truth[labels].to_numpy(dtype=np.float64), aligned, labels)
 
 
-def multiclass_scores(pred: pd.DataFrame, truth: pd.DataFrame, labels: list[str], scorer: Scorer) -> dict:
-    """Multiclass: the chosen metric as `score` (named in `metric`) beside log loss, accuracy, macro-F1 and
-    Brier, of `pred` against `truth` matched by id."""
+def frame_scores(pred: pd.DataFrame, truth: pd.DataFrame, labels: list[str], scorer: Scorer) -> dict:
+    """`scorer.scores` of `pred` against `truth` matched by id: the score with the numbers usually beside it
+    (multiclass: the metric named, log loss, accuracy, macro-F1, Brier)."""
     p = pred.set_index("id").loc[truth["id"], labels].to_numpy(dtype=np.float64)
-    y = truth[labels].to_numpy(dtype=np.float64)
-    report = class_report(y, p, labels)
-    return {"score": scorer(y, p), "metric": scorer.name,
-            **{k: report[k] for k in ("logloss", "accuracy", "macro_f1", "brier")}}
+    return scorer.scores(truth[labels].to_numpy(dtype=np.float64), p, labels)
 
 
-def cv_metrics(oof: pd.DataFrame, truth: pd.DataFrame, labels: list[str], scorer: Scorer | None = None) -> dict:
-    """CV score of an OOF frame overall and per fold (None where a fold is not scorable); a multiclass
-    `scorer` gives `multiclass_scores` instead of the competition's parts."""
+def cv_metrics(oof: pd.DataFrame, truth: pd.DataFrame, labels: list[str], scorer: Scorer = COMPETITION) -> dict:
+    """CV score of an OOF frame overall and per fold (None where a fold is not scorable), in what a run
+    records when `scorer` is chosen (`Scorer.recorder`: multi-label, the competition's parts)."""
+    recorder = scorer.recorder()
+
     def score(pred: pd.DataFrame, part: pd.DataFrame) -> dict:
-        if scorer is not None and scorer.task.exclusive:
-            return multiclass_scores(pred, part, labels, scorer)
-        return score_frame(pred, part, labels).as_dict()
+        return frame_scores(pred, part, labels, recorder)
 
     per_fold = []
     for fold, part in oof.groupby("fold", sort=True):

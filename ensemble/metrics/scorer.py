@@ -17,7 +17,7 @@ are skipped, as BirdCLEF does), `logloss`, `brier`, `accuracy` (multiclass: of t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -32,6 +32,11 @@ PerLabel = Callable[[np.ndarray, np.ndarray], np.ndarray]       # (y, p) (rows, 
 Columns = Callable[[np.ndarray, np.ndarray], np.ndarray]        # (y 1-D, C (rows, cands)) -> (cands,)
 Replicates = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (p 1-D, y 1-D, counts (B, rows)) -> (B,)
 Matrix = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], float]  # (Y, P, row weights | None) -> score
+Usual = Callable[["Scorer", np.ndarray, np.ndarray, list[str]], dict]  # (scorer, y, p, labels) -> `Scorer.scores`
+
+
+def _score_only(scorer: "Scorer", y: np.ndarray, p: np.ndarray, labels: list[str]) -> dict:
+    return {"score": scorer(y, p)}
 
 
 @dataclass(frozen=True)
@@ -47,12 +52,26 @@ class Scorer:
     matrix: Matrix | None = None          # set: a multiclass form, scored on whole (rows, classes) matrices
     multiclass: "Scorer | None" = None    # the multiclass form of a multi-label scorer, where one exists
     task: Task = MULTILABEL               # the task this form scores (MULTICLASS: the `matrix` form)
+    usual: Usual = _score_only            # `scores`: the score and the numbers shown beside it
+    records_as: str = "competition"       # the metric a run's CV is recorded in when this one is chosen (`recorder`)
 
     def __call__(self, y: np.ndarray, p: np.ndarray) -> float:
         """The score (mean over label columns; multiclass: of the whole matrix) in the metric's own direction."""
         if self.matrix is not None:
             return float(self.matrix(np.asarray(y, float), np.asarray(p, float), None))
         return float(np.mean(self.per_label(np.asarray(y, float), np.asarray(p, float))))
+
+    def scores(self, y: np.ndarray, p: np.ndarray, labels: list[str]) -> dict:
+        """The score of `(rows, labels)` predictions with the numbers usually shown beside it: the competition
+        metric's parts; a multiclass form's metric name, log loss, accuracy, macro-F1 and Brier; else the score
+        alone. Arrays are scored in their own dtypes (multiclass: float64)."""
+        return self.usual(self, y, p, labels)
+
+    def recorder(self) -> "Scorer":
+        """The scorer a run's CV is recorded in (`Scorer.scores`) when this metric is chosen: a multiclass run
+        records the chosen metric with its usual numbers; a multi-label run the competition's parts whatever
+        the metric (the board rescores its OOF by another)."""
+        return get_scorer(self.records_as, self.task)
 
     def form(self, task: Task) -> "Scorer | None":
         """This metric's form for `task`, or None where it has none."""
@@ -129,6 +148,19 @@ class Scorer:
     def loss(self, y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> float:
         """The loss (lower is better) of `(rows, labels)` predictions, rows weighted by `weights`."""
         return self.sign * self.score_parts(y, p, weights).score
+
+
+def _contest_parts(scorer: Scorer, y: np.ndarray, p: np.ndarray, labels: list[str]) -> dict:
+    """The competition's score with its parts (AUC, Brier, ECE)."""
+    return dacon.competition_score(y, p, labels).as_dict()
+
+
+def _class_scores(scorer: Scorer, y: np.ndarray, p: np.ndarray, labels: list[str]) -> dict:
+    """A multiclass metric's score (named) beside the class report's log loss, accuracy, macro-F1 and Brier."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    report = class_report(y, p, labels)
+    return {"score": scorer(y, p), "metric": scorer.name,
+            **{k: report[k] for k in ("logloss", "accuracy", "macro_f1", "brier")}}
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-15) -> np.ndarray:
@@ -282,9 +314,9 @@ SCORERS: Registry[Scorer] = Registry("metric")
 
 def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = None) -> Scorer:
     if multiclass is not None:
-        mc = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, matrix=multiclass, task=MULTICLASS)
-        scorer = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, scorer.columns, scorer.replicates,
-                        scorer.parts, multiclass=mc)
+        mc = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, matrix=multiclass, task=MULTICLASS,
+                    usual=_class_scores, records_as=scorer.name)
+        scorer = replace(scorer, multiclass=mc)
     for name in names:
         SCORERS.add(name, scorer)
     return scorer
@@ -292,7 +324,7 @@ def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = Non
 
 COMPETITION = _add(("competition", "dacon-fakevoice"), Scorer(
     "competition", dacon.label_scores, columns=dacon.column_scores, replicates=dacon.weighted_label_score,
-    parts=dacon.weighted_score))
+    parts=dacon.weighted_score, usual=_contest_parts))
 _add(("auc",), Scorer("auc", lambda y, p: dacon.auc_per_column(y, p), greater_is_better=True, replicates=rep_auc),
      mc_micro_auc)
 _add(("macro-auc",), Scorer("macro-auc", _macro_auc, greater_is_better=True, replicates=rep_auc), mc_macro_auc)

@@ -93,7 +93,11 @@ class Blender:
     uses_meta: bool = False  # True: `_fit(P, y, folds, meta)` and `_predict(P, meta)` take meta-features
     exclusive: bool = False         # also blends a task whose classes exclude each other (rows sum to 1)
     candidate: bool = True          # one of `--compare`'s (and so `--method auto`'s) blend candidates
-    task: Task = MULTILABEL         # what `make_blender(name, task)` builds it for (not a hyper-parameter)
+
+    def __init__(self, task: Task = MULTILABEL) -> None:
+        """`task`: what the blender blends (its link space, its joint forms). Every method's `__init__` takes
+        it as a keyword beside its hyper-parameters, so `get_params` / scikit-learn's `clone` keep it."""
+        self.task = task
 
     @classmethod
     def blends(cls, task: Task) -> bool:
@@ -117,6 +121,10 @@ class Blender:
         """The constructor's parameters and their current values."""
         sig = inspect.signature(type(self).__init__)
         return {k: getattr(self, k) for k in sig.parameters if k != "self"}
+
+    def hyper_params(self) -> dict[str, Any]:
+        """`get_params` less the task: what a recipe stores as the method's parameters (it names its task)."""
+        return {k: v for k, v in self.get_params().items() if k != "task"}
 
     def set_params(self, **params: Any) -> "Blender":
         valid = self.get_params()
@@ -240,15 +248,14 @@ BLENDERS: Registry[type[Blender]] = Registry("stacking method")
 register = BLENDERS.register
 
 
-def make_blender(name: str, task: Task, **params: Any) -> Blender:
-    """A new blender registered under `name`, for `task`; an unknown name or parameter lists the valid ones."""
+def make_blender(name: str, task: Task, /, **params: Any) -> Blender:
+    """A new blender registered under `name`, for `task`; an unknown name or parameter lists the valid ones.
+    `params` may hold `get_params`'s `task` too, when it is `task`."""
     cls = BLENDERS.get(name)
-    valid = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
-    unknown = [k for k in params if k not in valid]
+    valid = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "task")]
+    unknown = [k for k in params if k not in valid and not (k == "task" and params[k] is task)]
     if unknown:
         raise ConfigError(
             f"method {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(valid) or 'none'}"
         )
-    blender = cls(**params)
-    blender.task = task
-    return blender
+    return cls(**{**params, "task": task})

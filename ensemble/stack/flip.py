@@ -33,6 +33,7 @@ from ensemble.probability import LOGIT_EPS
 from ensemble.stack.explain import weight_lines
 from ensemble.stack.onnx_ops import calibrator_ops, weighted_sum
 from ensemble.stack.simple import _fit_weights_logloss
+from ensemble.task import MULTILABEL, Task
 
 
 def auc_matrix(P: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -83,7 +84,9 @@ class FlipBlender(Blender):
         bias_tol: float = 0.05,
         max_boot_rows: int = 10000,
         seed: int = 0,
+        task: Task = MULTILABEL,
     ) -> None:
+        self.task = task
         self.recalibrate = recalibrate
         self.blend = blend
         self.n_boot = n_boot

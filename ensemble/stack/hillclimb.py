@@ -20,6 +20,7 @@ from ensemble.errors import ConfigError
 from ensemble.metrics.scorer import COMPETITION, Scorer, get_scorer
 from ensemble.stack.base import logit, register, sigmoid
 from ensemble.stack.simple import WeightsBlender
+from ensemble.task import MULTILABEL, Task
 
 
 def greedy_select(y: np.ndarray, X: np.ndarray, n_iter: int, space: str, scorer: Scorer = COMPETITION) -> np.ndarray:
@@ -78,7 +79,9 @@ class HillClimbBlender(WeightsBlender):
         max_rows: int = 6000,
         seed: int = 0,
         metric: str = "competition",
+        task: Task = MULTILABEL,
     ) -> None:
+        self.task = task
         self.n_iter = n_iter
         self.n_bags = n_bags
         self.bag_fraction = bag_fraction

@@ -26,9 +26,6 @@ class MedianBlender(Blender):
     exclusive = True
     candidate = False
 
-    def __init__(self) -> None:
-        pass
-
     def _fit(self, P: np.ndarray, y: np.ndarray | None, folds: np.ndarray | None) -> None:
         pass
 

@@ -17,6 +17,7 @@ from ensemble.probability import LOGIT_EPS
 from ensemble.stack.base import Blender, logit, register
 from ensemble.stack.explain import coefficient_lines
 from ensemble.stack.onnx_ops import DOUBLE, FLOAT, feed, features, per_label
+from ensemble.task import MULTILABEL, Task
 
 
 def _features(P: np.ndarray, j: int, all_labels: bool, meta: np.ndarray | None = None) -> np.ndarray:
@@ -71,7 +72,8 @@ class LogRegBlender(_MetaLearner):
 
     summary = "a logistic regression on the runs' logits"
 
-    def __init__(self, C: float = 1.0, all_labels: bool = True, max_iter: int = 200) -> None:
+    def __init__(self, C: float = 1.0, all_labels: bool = True, max_iter: int = 200, task: Task = MULTILABEL) -> None:
+        self.task = task
         self.C = C
         self.all_labels = all_labels
         self.max_iter = max_iter
@@ -220,7 +222,9 @@ class LGBMBlender(_MetaLearner):
         all_labels: bool = True,
         num_threads: int = 1,
         seed: int = 0,
+        task: Task = MULTILABEL,
     ) -> None:
+        self.task = task
         self.num_leaves = num_leaves
         self.max_depth = max_depth
         self.learning_rate = learning_rate

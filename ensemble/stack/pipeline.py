@@ -307,7 +307,7 @@ def _gain(data: _Data, oof: dict[str, np.ndarray], request: StackRequest, alpha:
 def _recipe(method: str, final: StackPipeline, fit_on: str, calibrate: str, labels: Sequence[str]) -> Recipe:
     blender = final.blender_
     return Recipe(
-        method=method, params=blender.get_params(), labels=list(labels), fit_on=fit_on, calibrate=calibrate,
+        method=method, params=blender.hyper_params(), labels=list(labels), fit_on=fit_on, calibrate=calibrate,
         blender=blender.recipe(),
         calibrators=[CalibrationNote.from_dict({**c, "label": labels[c["label"]] if isinstance(c["label"], int)
                                                 else c["label"]}, "the stacker's calibration")
@@ -331,7 +331,7 @@ def _test_only(P_test: np.ndarray, request: StackRequest, inputs: StackInputs, s
     if str(test_prior) != "none":
         raise ConfigError(f"test_prior={test_prior!r} needs OOF predictions; without them use 'none'")
     blender.fit(P_test, None)
-    recipe = Recipe(method=method, params=blender.get_params(), labels=list(labels), fit_on="test", calibrate="none",
+    recipe = Recipe(method=method, params=blender.hyper_params(), labels=list(labels), fit_on="test", calibrate="none",
                     blender=blender.recipe(), calibrators=[], decisions=[], state=pipeline_state(blender, []))
     warnings = ["no OOF predictions: fitted on the test tensor, not calibrated, no CV score"]
     return StackResult(blender.predict(P_test), None, None, None, None, None, None, None, recipe, warnings,

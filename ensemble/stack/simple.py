@@ -12,15 +12,13 @@ from ensemble.stack.base import Blender, logit, register, sigmoid
 from ensemble.stack.explain import weight_lines
 from ensemble.stack.multiclass import fit_logloss_weights
 from ensemble.stack.onnx_ops import weighted_sum
+from ensemble.task import MULTILABEL, Task
 
 
 class _FixedBlend(Blender):
     """A blend with nothing to learn: fitting only marks it fitted."""
 
     needs_targets = False
-
-    def __init__(self) -> None:
-        pass
 
     def _fit(self, P, y, folds) -> None:
         pass
@@ -75,9 +73,6 @@ class RankBlender(Blender):
     summary = "equal-weight average of the ranks"
     words = "the mean of the runs' ranks"
     needs_targets = False
-
-    def __init__(self) -> None:
-        pass
 
     def _fit(self, P, y, folds) -> None:
         self.sorted_ = np.sort(P, axis=0)
@@ -192,7 +187,9 @@ class WeightedBlender(WeightsBlender):
 
     summary = "weights fitted to the OOF"
 
-    def __init__(self, objective: str = "logloss", max_rows: int = 20000, seed: int = 0) -> None:
+    def __init__(self, objective: str = "logloss", max_rows: int = 20000, seed: int = 0,
+                 task: Task = MULTILABEL) -> None:
+        self.task = task
         self.objective = objective
         self.max_rows = max_rows
         self.seed = seed
@@ -235,7 +232,8 @@ class SingleRunBlender(Blender):
     needs_targets = False
     exclusive = True
 
-    def __init__(self, run: int = 0) -> None:
+    def __init__(self, run: int = 0, task: Task = MULTILABEL) -> None:
+        self.task = task
         self.run = run
 
     def _fit(self, P, y, folds) -> None:
