@@ -50,18 +50,8 @@ def run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress:
 
     request.check()
     request = replace(request, name=request.out_name)  # one name, fixed before the method is resolved
-    if not request.write:
-        return _run_stack(ws, comp, request, progress, comparison)
-    check_free(ws, request.out_name, request.force)  # before seconds of stacking
-    with name_lock(submission_name_lock(ws, request.out_name), f"submission {request.out_name!r}"):
-        return _run_stack(ws, comp, request, progress, comparison)
-
-
-def _run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress: Progress | None,
-               comparison: Comparison | None) -> StackOutcome:
-    """`run_stack` once the request and its name are checked (and, when it writes, the name is held)."""
-    from ensemble.artifacts.submission import submission_frame, write_submission
-
+    if request.write:
+        check_free(ws, request.out_name, request.force)  # before seconds of stacking
     request = replace(request, metric=ws.metric(comp.task, request.metric))
     probed = None
     if request.test_prior == "lb":  # before any data is read: the probes and their scores must be there
@@ -74,6 +64,18 @@ def _run_stack(ws: Workspace, comp: Competition, request: StackRequest, progress
     if probed is not None:
         inputs = replace(inputs, probed=probed)
     _check_options(runs, inputs, request)
+    if not request.write:
+        return _compute(ws, comp, runs, inputs, request, progress, comparison)
+    # every input checked: the name is held from here to its last file, so a second writer is told at once
+    with name_lock(submission_name_lock(ws, request.out_name), f"submission {request.out_name!r}"):
+        return _compute(ws, comp, runs, inputs, request, progress, comparison)
+
+
+def _compute(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInputs, request: StackRequest,
+             progress: Progress | None, comparison: Comparison | None) -> StackOutcome:
+    """`run_stack` once its inputs are checked: compare (when asked), stack, and write when `request.write`."""
+    from ensemble.artifacts.submission import submission_frame, write_submission
+
     if comparison is None and request.method == "auto":
         comparison = _compare(inputs, request, progress)
     if request.compare and not request.write:

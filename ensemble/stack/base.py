@@ -251,11 +251,13 @@ register = BLENDERS.register
 def make_blender(name: str, task: Task, /, **params: Any) -> Blender:
     """A new blender registered under `name`, for `task`; an unknown name or parameter lists the valid ones.
     `params` may hold `get_params`'s `task` too, when it is `task`."""
-    cls = BLENDERS.get(name)
-    valid = [k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "task")]
-    unknown = [k for k in params if k not in valid and not (k == "task" and params[k] is task)]
+    check_params(name, [k for k in params if not (k == "task" and params[k] is task)])
+    return BLENDERS.get(name)(**{**params, "task": task})
+
+
+def check_params(name: str, keys: Any) -> None:
+    """Every key a parameter of method `name` (checked before any data is read); else one line listing them."""
+    valid = [k for k in inspect.signature(BLENDERS.get(name).__init__).parameters if k not in ("self", "task")]
+    unknown = [k for k in keys if k not in valid]
     if unknown:
-        raise ConfigError(
-            f"method {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(valid) or 'none'}"
-        )
-    return cls(**{**params, "task": task})
+        raise ConfigError(f"method {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(valid) or 'none'}")

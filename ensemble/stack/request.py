@@ -112,13 +112,15 @@ class StackRequest:
     def check(self) -> None:
         """Every option valid, so a bad one fails before any data is read or model fitted."""
         from ensemble.artifacts.workspace import check_name
-        from ensemble.stack.base import BLENDERS
+        from ensemble.stack.base import BLENDERS, check_params
         from ensemble.stack.calibration import check_calibrate
 
         if self.name is not None:
             check_name(self.name, "submission")
         if self.method != "auto" and self.method not in BLENDERS:
             raise ConfigError(f"unknown stacking method {self.method!r}; choose one of: auto, {', '.join(BLENDERS)}")
+        if self.method != "auto":
+            check_params(self.method, self.params)
         if self.fit_on not in FIT_ON:
             raise ConfigError(f"--fit-on must be one of {', '.join(FIT_ON)}; got {self.fit_on!r}")
         check_calibrate(self.calibrate)
