@@ -148,3 +148,29 @@ def test_the_scorer_decides_the_best_run_hill_climbing_calibration_and_the_gain(
     assert choose_calibrator(P[:, 0, 0], y[:, 0], folds, scorer=auc)[0] == "none"
     g = gain_interval(y, P[:, 0, :], P[:, 1, :], n_boot=40, scorer=auc)
     assert g["gain"] == pytest.approx(auc(y, P[:, 0, :]) - auc(y, P[:, 1, :])) and g["lo"] > 0
+
+
+def test_each_form_brings_its_usual_numbers_and_the_scorer_a_run_records_in():
+    """A multi-label run records the competition's parts whatever the metric; a multiclass run the chosen
+    metric, named, beside the class report's numbers; a scored file's breakdown follows the same forms."""
+    from ensemble.metrics.dacon import competition_score
+    from ensemble.metrics.scorer import COMPETITION, class_report, get_scorer
+    from ensemble.task import MULTICLASS
+
+    rng = np.random.default_rng(1)
+    y2, p2 = rng.integers(0, 2, (80, 2)).astype(float), rng.random((80, 2))
+    auc = get_scorer("auc")
+    assert auc.recorder() is COMPETITION and COMPETITION.recorder() is COMPETITION
+    assert COMPETITION.scores(y2, p2, ["fake", "real"]) == competition_score(y2, p2, ["fake", "real"]).as_dict()
+    assert auc.scores(y2, p2, ["fake", "real"]) == {"score": auc(y2, p2)}
+    assert set(COMPETITION.detail(y2, p2, ["fake", "real"])[1]["real"]) == {"auc", "brier", "ece"}
+    assert auc.detail(y2, p2, ["fake", "real"])[1]["fake"] == {"auc": pytest.approx(auc(y2[:, :1], p2[:, :1]))}
+
+    y3, p3 = np.eye(3)[rng.integers(0, 3, 90)], rng.dirichlet(np.ones(3), 90)
+    brier = get_scorer("brier", MULTICLASS)
+    report = class_report(y3, p3, ["a", "b", "c"])
+    assert brier.recorder() is brier
+    assert brier.scores(y3, p3, ["a", "b", "c"]) == {"score": brier(y3, p3), "metric": "brier",
+                                                     **{k: report[k] for k in ("logloss", "accuracy", "macro_f1", "brier")}}
+    parts, per_label = brier.detail(y3, p3, ["a", "b", "c"])
+    assert parts.score == brier(y3, p3) and per_label["*"] == report and set(per_label["a"]) == {"precision", "recall", "f1"}

@@ -11,8 +11,7 @@ from ensemble.artifacts.competition import check_ids, check_same_ids, require_co
 from ensemble.artifacts.io import read_csv
 from ensemble.artifacts.runs import check_probabilities
 from ensemble.errors import DataError
-from ensemble.metrics.dacon import ScoreParts, auc_per_column, brier_per_column, ece_per_column
-from ensemble.metrics.frames import score_frame
+from ensemble.metrics.dacon import ScoreParts
 from ensemble.task import MULTICLASS, MULTILABEL, Task, task_named
 
 
@@ -40,7 +39,7 @@ def score_file(path: Path, answers_path: Path, metric: str | None = None,
     submission first. Multi-label: per label AUC, Brier, ECE. Multiclass (`task`, or detected from the
     key): rows must sum to 1; per class precision, recall, F1, and the whole class report in `per_label['*']`."""
     from ensemble.artifacts.competition import check_task_rows, check_task_targets
-    from ensemble.metrics.scorer import class_report, get_scorer
+    from ensemble.metrics.scorer import get_scorer
 
     answers, labels = read_answers(answers_path)
     kind = task_named(task) if task is not None else answers_task(answers, labels)
@@ -57,20 +56,7 @@ def score_file(path: Path, answers_path: Path, metric: str | None = None,
     check_task_targets(answers, y, labels, kind, answers_path)
     check_task_rows(pred, labels, kind, path)
     p = pred.set_index("id").loc[answers["id"], labels].to_numpy(dtype=np.float64)
-    if kind.exclusive:
-        report = class_report(y, p, labels)
-        parts = scorer.score_parts(y, p)
-        per_label = {label: {k: v[k] for k in ("precision", "recall", "f1")} for label, v in report["per_class"].items()}
-        per_label["*"] = report
-    elif scorer is get_scorer("competition"):
-        parts = score_frame(pred, answers, labels)
-        per_label = {
-            label: {"auc": float(a), "brier": float(b), "ece": float(e)}
-            for label, a, b, e in zip(labels, auc_per_column(y, p, labels), brier_per_column(y, p), ece_per_column(y, p, labels))
-        }
-    else:
-        parts = scorer.score_parts(y, p)
-        per_label = {label: {scorer.name: float(v)} for label, v in zip(labels, scorer.per_label(y, p))}
+    parts, per_label = scorer.detail(y, p, labels)
     if not np.isfinite(parts.score):
         raise DataError(f"{path}: score is not finite")
     return parts, per_label

@@ -33,10 +33,16 @@ Columns = Callable[[np.ndarray, np.ndarray], np.ndarray]        # (y 1-D, C (row
 Replicates = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (p 1-D, y 1-D, counts (B, rows)) -> (B,)
 Matrix = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], float]  # (Y, P, row weights | None) -> score
 Usual = Callable[["Scorer", np.ndarray, np.ndarray, list[str]], dict]  # (scorer, y, p, labels) -> `Scorer.scores`
+Detail = Callable[["Scorer", np.ndarray, np.ndarray, list[str]], "tuple[ScoreParts, dict]"]  # -> `Scorer.detail`
 
 
 def _score_only(scorer: "Scorer", y: np.ndarray, p: np.ndarray, labels: list[str]) -> dict:
     return {"score": scorer(y, p)}
+
+
+def _per_label_detail(scorer: "Scorer", y: np.ndarray, p: np.ndarray, labels: list[str]) -> tuple[ScoreParts, dict]:
+    """The score, and each label's score in the metric."""
+    return scorer.score_parts(y, p), {label: {scorer.name: float(v)} for label, v in zip(labels, scorer.per_label(y, p))}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Scorer:
     task: Task = MULTILABEL               # the task this form scores (MULTICLASS: the `matrix` form)
     usual: Usual = _score_only            # `scores`: the score and the numbers shown beside it
     records_as: str = "competition"       # the metric a run's CV is recorded in when this one is chosen (`recorder`)
+    detail_of: Detail = _per_label_detail  # `detail`: a scored file's score and its breakdown per label
 
     def __call__(self, y: np.ndarray, p: np.ndarray) -> float:
         """The score (mean over label columns; multiclass: of the whole matrix) in the metric's own direction."""
@@ -66,6 +73,12 @@ class Scorer:
         metric's parts; a multiclass form's metric name, log loss, accuracy, macro-F1 and Brier; else the score
         alone. Arrays are scored in their own dtypes (multiclass: float64)."""
         return self.usual(self, y, p, labels)
+
+    def detail(self, y: np.ndarray, p: np.ndarray, labels: list[str]) -> tuple[ScoreParts, dict[str, dict]]:
+        """A scored file's score (with the competition's parts where the metric has them) and its breakdown per
+        label: the competition's AUC, Brier and ECE of each label; a multiclass form's precision, recall and F1
+        of each class, with the whole class report under '*'; else each label's score in the metric."""
+        return self.detail_of(self, y, p, labels)
 
     def recorder(self) -> "Scorer":
         """The scorer a run's CV is recorded in (`Scorer.scores`) when this metric is chosen: a multiclass run
@@ -153,6 +166,22 @@ class Scorer:
 def _contest_parts(scorer: Scorer, y: np.ndarray, p: np.ndarray, labels: list[str]) -> dict:
     """The competition's score with its parts (AUC, Brier, ECE)."""
     return dacon.competition_score(y, p, labels).as_dict()
+
+
+def _contest_detail(scorer: Scorer, y: np.ndarray, p: np.ndarray, labels: list[str]) -> tuple[ScoreParts, dict]:
+    """The competition's parts, and each label's AUC, Brier and ECE."""
+    per_label = {label: {"auc": float(a), "brier": float(b), "ece": float(e)} for label, a, b, e in
+                 zip(labels, dacon.auc_per_column(y, p, labels), dacon.brier_per_column(y, p),
+                     dacon.ece_per_column(y, p, labels))}
+    return dacon.competition_score(y, p, labels), per_label
+
+
+def _class_detail(scorer: Scorer, y: np.ndarray, p: np.ndarray, labels: list[str]) -> tuple[ScoreParts, dict]:
+    """The metric's score, and each class's precision, recall and F1 with the whole class report under '*'."""
+    report = class_report(y, p, labels)
+    per_label = {label: {k: v[k] for k in ("precision", "recall", "f1")} for label, v in report["per_class"].items()}
+    per_label["*"] = report
+    return scorer.score_parts(y, p), per_label
 
 
 def _class_scores(scorer: Scorer, y: np.ndarray, p: np.ndarray, labels: list[str]) -> dict:
@@ -315,7 +344,7 @@ SCORERS: Registry[Scorer] = Registry("metric")
 def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = None) -> Scorer:
     if multiclass is not None:
         mc = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, matrix=multiclass, task=MULTICLASS,
-                    usual=_class_scores, records_as=scorer.name)
+                    usual=_class_scores, records_as=scorer.name, detail_of=_class_detail)
         scorer = replace(scorer, multiclass=mc)
     for name in names:
         SCORERS.add(name, scorer)
@@ -324,7 +353,7 @@ def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = Non
 
 COMPETITION = _add(("competition", "dacon-fakevoice"), Scorer(
     "competition", dacon.label_scores, columns=dacon.column_scores, replicates=dacon.weighted_label_score,
-    parts=dacon.weighted_score, usual=_contest_parts))
+    parts=dacon.weighted_score, usual=_contest_parts, detail_of=_contest_detail))
 _add(("auc",), Scorer("auc", lambda y, p: dacon.auc_per_column(y, p), greater_is_better=True, replicates=rep_auc),
      mc_micro_auc)
 _add(("macro-auc",), Scorer("macro-auc", _macro_auc, greater_is_better=True, replicates=rep_auc), mc_macro_auc)
