@@ -184,7 +184,7 @@ TASK_HOMES = {"ensemble/task.py", "ensemble/stack/base.py"}  # the task itself, 
 # Measured 2026-12-07 (issue 31): 54 reads of a task property outside its homes on e356ccc. The count may
 # fall, never rise: a new difference between the kinds of task is a property or method of `Task` (or of
 # the blender base), not one more `if task.exclusive` in a command.
-MAX_TASK_BRANCHES = 12  # 47 on i31 alone; 53 with the merged main's new commands; 42 once the meta-learners,
+MAX_TASK_BRANCHES = 9  # 47 on i31 alone; 53 with the merged main's new commands; 42 once the meta-learners,
 # weighted and hillclimb fit jointly through the blender base (`_fit_joint`) and a run's `has_testlike_oof` got its own name;
 # 39 once a task's row and target checks have one home each (`check_task_rows`, `check_task_targets`, `_check_task_rows`);
 # 38 once leaderboard.noise asks a run `has_testlike_oof`; 22 once the task owns its row and target checks, training
@@ -192,7 +192,8 @@ MAX_TASK_BRANCHES = 12  # 47 on i31 alone; 53 with the merged main's new command
 # the board and CV scorers are the task's metric for both kinds; 19 once a classical estimator's label columns
 # come with its targets (`Task.class_targets`) and the meta-feature check has one home (`stack.base.check_meta_task`)
 # 12 once a scorer brings its usual numbers, the scorer a run records in and a scored file's breakdown (`Scorer.scores`,
-# `.recorder`, `.detail`), and the task its test-like split (`Task.splits`) and fixed augmentation (`fixed_augment`)
+# `.recorder`, `.detail`), and the task its test-like split (`Task.splits`) and fixed augmentation (`fixed_augment`);
+# 9 once the task says whether predictions have a class report (`Task.class_report`: stack's usual numbers, the report's class sections)
 
 
 def task_branches(paths: list[Path], root: Path = PACKAGE.parent) -> dict[str, int]:

@@ -174,3 +174,15 @@ def test_each_form_brings_its_usual_numbers_and_the_scorer_a_run_records_in():
                                                      **{k: report[k] for k in ("logloss", "accuracy", "macro_f1", "brier")}}
     parts, per_label = brier.detail(y3, p3, ["a", "b", "c"])
     assert parts.score == brier(y3, p3) and per_label["*"] == report and set(per_label["a"]) == {"precision", "recall", "f1"}
+
+
+def test_only_a_multiclass_form_has_a_class_report():
+    from ensemble.task import MULTICLASS
+
+    y = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=float)
+    p = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.6, 0.1, 0.3], [0.4, 0.4, 0.2]])
+    report = get_scorer("logloss", MULTICLASS).class_report(y, p, ["a", "b", "c"])
+    assert report["accuracy"] == 0.75 and report["logloss"] == pytest.approx(-np.mean(np.log([0.7, 0.5, 0.3, 0.4])))
+    assert np.asarray(report["confusion"])[2].tolist() == [1, 0, 0]  # the true c read as an a
+    assert get_scorer("logloss").class_report(y, p, ["a", "b", "c"]) is None
+    assert get_scorer("competition").class_report(y[:, :2], p[:, :2], ["a", "b"]) is None

@@ -29,6 +29,7 @@ from ensemble.artifacts.runs import Run, check_compatible, load_run
 from ensemble.plots import Series, plot_correlation, plot_cv_vs_leaderboard, plot_fold_scores, plot_reliability
 from ensemble.probability import logit
 from ensemble.artifacts.testlike_set import load_testlike
+from ensemble.task import MULTILABEL, Task
 from ensemble.artifacts.workspace import Workspace
 from ensemble.commands.board import COLUMN_HEADERS
 
@@ -377,16 +378,21 @@ def _class_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Sectio
     """Multiclass runs: per-class precision, recall and F1 of each run's OOF arg-max, and their confusion
     matrices (nothing for a multi-label workspace)."""
     from ensemble.artifacts.folds import load_folds
-    from ensemble.metrics.scorer import class_report
     from ensemble.plots import plot_confusion
 
-    if not runs or not (runs[0].manifest.task_type.exclusive or _multiclass_workspace(ws)):
+    if not runs:
         return []
+    from ensemble.metrics.scorer import get_scorer
+
+    task = runs[0].manifest.task_type if runs[0].manifest.task is not None else _workspace_task(ws)
+    scorer = get_scorer(task.default_metric, task)
     labels, folds = runs[0].labels, load_folds(ws)
     y = folds[labels].to_numpy(dtype=np.float64)
     rows, matrices = [], {}
     for run in runs:
-        report = class_report(y, _aligned(run.oof(), folds["id"], labels), labels)
+        report = scorer.class_report(y, _aligned(run.oof(), folds["id"], labels), labels)
+        if report is None:
+            return []
         matrices[run.name] = np.asarray(report["confusion"])
         for label, v in report["per_class"].items():
             rows.append({"run": run.name, "class": label, **{k: round(v[k], 4) for k in ("precision", "recall", "f1")},
@@ -401,15 +407,15 @@ def _class_sections(ws: Workspace, runs: list[Run], folder: Path) -> list[Sectio
                     "first.", ["confusion.png"])]
 
 
-def _multiclass_workspace(ws: Workspace) -> bool:
-    """Whether the workspace's competition is multiclass (imported runs do not record it)."""
+def _workspace_task(ws: Workspace) -> Task:
+    """The workspace competition's task, for runs written before runs recorded theirs."""
     from ensemble.artifacts.competition import Competition
     from ensemble.errors import EnsError
 
     try:
-        return Competition.load(ws.data_dir(), ws.settings().get("task")).task.exclusive
+        return Competition.load(ws.data_dir(), ws.settings().get("task")).task
     except (EnsError, OSError):  # a report without its competition folder shows what the runs record
-        return False
+        return MULTILABEL
 
 
 def write_report(ws: Workspace, out: Path | None = None, runs: list[str] | None = None, *,

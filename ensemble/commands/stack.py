@@ -138,10 +138,10 @@ def _stack(ws: Workspace, comp: Competition, runs: list[Run], inputs: StackInput
     metrics = CVScores.from_dict({"cv": _scores(result.nested), "cv_testlike": _scores(result.nested_testlike),
                                   "in_sample": _scores(result.in_sample), "optimism": result.optimism,
                                   "gain": result.gain}, "metrics")
-    if comp.task.exclusive and result.oof is not None:  # the usual numbers beside the metric, on the nested OOF
-        from ensemble.metrics.scorer import class_report
+    from ensemble.metrics.scorer import get_scorer
 
-        report = class_report(inputs.y, result.oof, comp.labels)
+    report = None if result.oof is None else get_scorer(metric, comp.task).class_report(inputs.y, result.oof, comp.labels)
+    if report is not None:  # the usual numbers beside the metric, on the nested OOF
         metrics.cv = replace(metrics.cv or ScoreRecord(), metric=metric, logloss=report["logloss"],
                              accuracy=report["accuracy"], macro_f1=report["macro_f1"])
         metrics.cv_report = report

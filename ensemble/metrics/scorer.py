@@ -61,6 +61,7 @@ class Scorer:
     usual: Usual = _score_only            # `scores`: the score and the numbers shown beside it
     records_as: str = "competition"       # the metric a run's CV is recorded in when this one is chosen (`recorder`)
     detail_of: Detail = _per_label_detail  # `detail`: a scored file's score and its breakdown per label
+    class_report_of: "Callable[[np.ndarray, np.ndarray, list[str]], dict] | None" = None  # set: the classes' report
 
     def __call__(self, y: np.ndarray, p: np.ndarray) -> float:
         """The score (mean over label columns; multiclass: of the whole matrix) in the metric's own direction."""
@@ -79,6 +80,12 @@ class Scorer:
         label: the competition's AUC, Brier and ECE of each label; a multiclass form's precision, recall and F1
         of each class, with the whole class report under '*'; else each label's score in the metric."""
         return self.detail_of(self, y, p, labels)
+
+    def class_report(self, y: np.ndarray, p: np.ndarray, labels: list[str]) -> dict | None:
+        """Per-class numbers of `(rows, classes)` predictions beside the metric (`class_report`: log loss,
+        accuracy, macro-F1, Brier, precision / recall / F1 per class, the confusion matrix); None where the
+        labels are no classes of one choice (a multi-label form)."""
+        return None if self.class_report_of is None else self.class_report_of(y, p, labels)
 
     def recorder(self) -> "Scorer":
         """The scorer a run's CV is recorded in (`Scorer.scores`) when this metric is chosen: a multiclass run
@@ -338,13 +345,26 @@ def mc_micro_auc(Y: np.ndarray, P: np.ndarray, w: np.ndarray | None = None) -> f
     return float(auc)
 
 
+def class_report(Y: np.ndarray, P: np.ndarray, labels: list[str]) -> dict:
+    """A multiclass prediction's usual numbers: log loss, accuracy, macro-F1, Brier, per-class precision /
+    recall / F1 / support, and the confusion matrix (rows: true class, columns: predicted)."""
+    prf = per_class_prf(Y, P)
+    return {"logloss": mc_logloss(Y, P), "accuracy": mc_accuracy(Y, P), "macro_f1": mc_macro_f1(Y, P),
+            "brier": mc_brier(Y, P),
+            "per_class": {label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                          for label, (p, r, f), s in zip(labels, prf, Y.sum(axis=0))},
+            "confusion": confusion(Y, P).astype(int).tolist(), "labels": list(labels)}
+
+
+
 SCORERS: Registry[Scorer] = Registry("metric")
 
 
 def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = None) -> Scorer:
     if multiclass is not None:
         mc = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, matrix=multiclass, task=MULTICLASS,
-                    usual=_class_scores, records_as=scorer.name, detail_of=_class_detail)
+                    usual=_class_scores, records_as=scorer.name, detail_of=_class_detail,
+                    class_report_of=class_report)
         scorer = replace(scorer, multiclass=mc)
     for name in names:
         SCORERS.add(name, scorer)
@@ -368,14 +388,3 @@ def get_scorer(name: str | Scorer, task: Task = MULTILABEL) -> Scorer:
     """The scorer registered under `name` in its form for `task` (a Scorer passes through); an unknown name
     lists the valid ones."""
     return (name if isinstance(name, Scorer) else SCORERS.get(name)).for_task(task)
-
-
-def class_report(Y: np.ndarray, P: np.ndarray, labels: list[str]) -> dict:
-    """A multiclass prediction's usual numbers: log loss, accuracy, macro-F1, Brier, per-class precision /
-    recall / F1 / support, and the confusion matrix (rows: true class, columns: predicted)."""
-    prf = per_class_prf(Y, P)
-    return {"logloss": mc_logloss(Y, P), "accuracy": mc_accuracy(Y, P), "macro_f1": mc_macro_f1(Y, P),
-            "brier": mc_brier(Y, P),
-            "per_class": {label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                          for label, (p, r, f), s in zip(labels, prf, Y.sum(axis=0))},
-            "confusion": confusion(Y, P).astype(int).tolist(), "labels": list(labels)}
