@@ -119,4 +119,3 @@ def test_a_task_without_a_testlike_set_drops_or_refuses_the_testlike_split():
     assert MULTICLASS.splits(both, "run 'a'") == ("train", "test")
     with pytest.raises(ConfigError, match="--testlike: a multiclass task has no test-like set"):
         MULTICLASS.splits(("testlike",), "--testlike")
-
