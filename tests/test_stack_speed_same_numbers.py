@@ -1,5 +1,7 @@
-"""The stacker's shortcuts give the numbers of the long way: replicates drawn once, the baseline scored
-once, calibrators fitted once per distinct rows, a folder's real path resolved once."""
+"""The stacker's shortcuts give the numbers of the long way: replicates drawn once (kept as small integer
+counts), the baseline scored once, calibrators fitted once per distinct rows, isotonic fits by counts, the
+written candidate's fits reused from the comparison, flip's AUCs looked up, a folder's real path resolved
+once and its clips' inside-ness decided as realpath + commonpath would."""
 
 from __future__ import annotations
 
