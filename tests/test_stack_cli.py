@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -127,3 +128,12 @@ def test_numeric_test_prior_shifts_every_logit_by_hand(two_runs, workspace):
     np.testing.assert_allclose(shifted, odds / (1 + odds), rtol=0, atol=1e-12)
     sidecar = json.loads((workspace / "submissions" / "shifted.json").read_text())
     assert sidecar["recipe"]["test_prior"] == "0.3" and sidecar["recipe"]["prior"]["prior_used"] == [0.3, 0.3]
+
+
+def test_a_missing_run_fails_before_the_data_folder_is_remembered(two_runs, workspace, csv_competition, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(csv_competition, other)
+    before = (workspace / "ens.toml").read_bytes()
+    result = ens("stack", "r0", "nope", "--data", other)
+    assert result.exit_code == 1 and "nope" in result.output, result.output
+    assert (workspace / "ens.toml").read_bytes() == before

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -328,12 +329,15 @@ def check_same_ids(ids: pd.Series, expected: pd.Series, source: Path | str, refe
 
 
 def open_competition(ws, data: Path | str | None = None, audio: tuple[str, ...] = (),
-                     task: str | None = None) -> Competition:
+                     task: str | None = None, then: Callable[[Competition], None] | None = None) -> Competition:
     """The workspace's competition folder (`data` overrides it), validated: its CSVs, and the audio of
     the `audio` splits (train, test, unlabeled) for commands that read it. `data` and `task` are
-    remembered in `ens.toml` only once the folder validated, so a bad folder is never remembered."""
+    remembered in `ens.toml` only once the folder validated, and `then` (a command's own checks of its
+    inputs against it) passed, so a bad folder is never remembered."""
     task = task if task is not None else ws.settings().get("task")
     comp = Competition.load(ws.data_dir(data, remember=False), task).validate()
+    if then is not None:
+        then(comp)
     if audio:
         from ensemble.artifacts.audio_check import check_competition_audio
 

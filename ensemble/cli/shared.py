@@ -132,14 +132,15 @@ def command(*args, **kwargs) -> Callable:
 
 
 def workspace_and_competition(workspace: Path | None, data: Path | None, audio: tuple[str, ...] = (),
-                              task: str | None = None, metric: str | None = None):
+                              task: str | None = None, metric: str | None = None, then=None):
     """The workspace and its validated competition folder (with the audio of `audio` splits checked); a
-    `--metric` given is remembered in the workspace's ens.toml."""
+    `--metric` given is remembered in the workspace's ens.toml. `then(ws, comp)`: the command's own checks,
+    before anything is remembered."""
     from ensemble.artifacts.competition import open_competition
     from ensemble.artifacts.workspace import Workspace
 
     ws = Workspace.resolve(workspace)
-    comp = open_competition(ws, data, audio, task)
+    comp = open_competition(ws, data, audio, task, None if then is None else (lambda comp: then(ws, comp)))
     if metric is not None:
         ws.remember_metric(comp.task, metric)
     return ws, comp

@@ -47,17 +47,15 @@ def stack_cmd(
                            test_prior=test_prior, fit_on=fit_on, seed=seed, meta=meta, metric=metric, name=name,
                            compare=compare, write=write or not compare, force=force)
     request.check()  # before any data is read
-    from ensemble.artifacts.competition import Competition
     from ensemble.artifacts.runs import load_runs
     from ensemble.artifacts.submission import check_free
     from ensemble.artifacts.workspace import Workspace
 
-    here = Workspace.resolve(workspace)
     if request.write:
-        check_free(here, request.out_name, force)  # a taken name is the first thing to hear
-    Competition.load(here.data_dir(data, remember=False), task or here.settings().get("task")).validate()
-    load_runs(here, list(runs))  # runs that are not there fail before ens.toml remembers the folder
-    ws, comp = workspace_and_competition(workspace, data, task=task, metric=metric)
+        check_free(Workspace.resolve(workspace), request.out_name, force)  # a taken name is the first thing to hear
+    # runs that are not there fail before ens.toml remembers the folder
+    ws, comp = workspace_and_competition(workspace, data, task=task, metric=metric,
+                                         then=lambda ws, comp: load_runs(ws, list(runs)))
     with event_printer(console()) as show:
         done = run_stack(ws, comp, request, progress=show)
     out = console()
