@@ -105,10 +105,8 @@ MUTATIONS = [
              "    swept = sweep_tmp(ws.submissions_dir)", "    swept = []",
              ("tests/test_faults.py::test_lone_files_and_temp_litter_are_removed_with_a_warning",)),
     Mutation("sidecar written after the CSV (CSV no longer the commit point)", "ensemble/artifacts/submission.py",
-             "        with atomic_path(csv) as tmp:\n            csv_to(frame, tmp)\n"
-             "            write_json(replace(sidecar, csv_sha256=file_sha256(tmp)).to_dict(), meta)",
-             "        with atomic_path(csv) as tmp:\n            csv_to(frame, tmp)\n            digest = file_sha256(tmp)\n"
-             "        write_json(replace(sidecar, csv_sha256=digest).to_dict(), meta)",
+             "            os.replace(meta_tmp, meta)\n            os.replace(csv_tmp, csv)  # the commit point\n",
+             "            os.replace(csv_tmp, csv)  # the commit point\n            os.replace(meta_tmp, meta)\n",
              ("tests/test_faults.py::test_stack_killed_at_every_rename",
               "tests/test_faults.py::test_forced_replace_killed_at_every_rename_leaves_old_new_or_nothing")),
     Mutation("readers accept a lone sidecar", "ensemble/artifacts/submission.py",
