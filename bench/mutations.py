@@ -188,7 +188,7 @@ MUTATIONS = [
              "            held = trained.data.held_idx", "            held = trained.data.train_idx",
              ("tests/test_tune.py", "-k", "trains_on_fold_rows")),
     Mutation("the decision rule tests each challenger at 95 % (no Bonferroni)", "ensemble/stack/decide.py",
-             "    level = alpha / max(1, len(challengers))", "    level = alpha",
+             "    return ALPHA / max(1, n_challengers)", "    return ALPHA",
              ("tests/test_stack_decide.py", "-k", "corrected_for_the_number")),
     Mutation("the decision rule writes the worst challenger that passes", "ensemble/stack/decide.py",
              "    chosen = min(winners, key=lambda i: score[i]) if winners else base",
