@@ -202,6 +202,21 @@ def test_compare_write_refuses_a_taken_name_before_comparing(two_runs, workspace
         assert result.exit_code == 1 and result.output.startswith("Error: submission 'taken' already exists")
 
 
+def test_run_stack_refuses_a_taken_name_before_reading_the_runs(two_runs, workspace):  # noqa: F811
+    """The command layer checks the name itself (the demo and the report call it, not the CLI): a taken
+    name is refused before any run is read, so a missing run is not what it says."""
+    from ensemble.artifacts.competition import open_competition
+    from ensemble.artifacts.workspace import Workspace
+    from ensemble.commands.stack import run_stack
+    from ensemble.errors import ExistsError
+    from ensemble.stack.request import StackRequest
+
+    assert ens("stack", "r0", "r1", "--name", "taken").exit_code == 0
+    ws = Workspace.resolve(workspace)
+    with pytest.raises(ExistsError, match="submission 'taken' already exists"):
+        run_stack(ws, open_competition(ws), StackRequest(runs=("r0", "gone"), method="mean", name="taken"))
+
+
 def test_help_lists_commands_in_pipeline_order_and_cuts_nothing():
     top = ens("--help").output
     assert_fits(top)

@@ -244,13 +244,58 @@ def test_two_writers_of_one_name_exactly_one_wins(ws, tmp_path, reference):
         assert len(winners) == 1, results
         loser = "logit" if winners[0] == "mean" else "mean"
         rc, err = results[loser]
-        assert rc == 1 and err.strip().splitlines()[-1] == (
+        # refused at once while the winner holds the name, or by the exists check once it has committed
+        assert rc == 1 and err.strip().splitlines()[-1] in (
+            f"Error: submission 'sub' is being written by another ens process (pid {procs[winners[0]].pid})",
             f"Error: submission 'sub' already exists in {fresh / 'submissions'}; pass --force to replace it")
         csv, meta = fresh / "submissions" / "sub.csv", fresh / "submissions" / "sub.json"
         sidecar = json.loads(meta.read_text())
         assert sidecar["recipe"]["method"] == winners[0] and sidecar["csv_sha256"] == sha256(csv)
         assert csv.read_bytes() == reference[winners[0]]
         assert not tmp_litter(fresh / "submissions")
+
+
+def test_two_writers_of_one_submission_in_one_process_exactly_one_wins(ws, monkeypatch):
+    """`write_submission` holds the submissions lock itself (callers other than `ens stack` hold no name
+    lock): two threads writing one name, each pausing inside its critical section, give one pair and
+    one 'already exists'."""
+    import threading
+    from dataclasses import replace
+
+    from ensemble.artifacts.competition import open_competition
+    from ensemble.artifacts.submission import read_sidecar, write_submission
+    from ensemble.artifacts.workspace import Workspace
+    from ensemble.errors import ExistsError
+
+    assert run(stack_args(ws, "mean")).returncode == 0
+    w = Workspace.resolve(ws)
+    comp, frame = open_competition(w), pd.read_csv(ws / "submissions" / "sub.csv")
+    sidecar = replace(read_sidecar(w, "sub"), name="twin")
+    real_replace, paused = os.replace, threading.local()
+
+    def slow_replace(*args, **kwargs):  # the first rename of each writer waits: both inside at once
+        if not getattr(paused, "done", False):
+            paused.done = True
+            time.sleep(1.0)
+        return real_replace(*args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", slow_replace)
+    outcomes: list[str] = []
+
+    def writer() -> None:
+        try:
+            write_submission(w, frame, comp, sidecar)
+            outcomes.append("written")
+        except ExistsError as err:
+            outcomes.append(str(err))
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes)[1:] == ["written"] and "submission 'twin' already exists" in sorted(outcomes)[0]
+    assert not tmp_litter(ws / "submissions")
 
 
 def test_lone_files_and_temp_litter_are_removed_with_a_warning(ws):

@@ -358,3 +358,33 @@ def test_auto_keeps_no_temperature_for_a_calibrated_multiclass_run():
     g = note["gain"]
     assert note["rule"] == (f"temperature: gain over none {g['gain']:+.4f} [{g['lo']:+.4f}, {g['hi']:+.4f}] by "
                             f"cross-validated {scorer.name}, interval above zero")
+
+
+def _conditions(n: int, share_noisy: float, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of a clean condition (softmax of half the exact logits: under-confident) and a noisy one
+    (twice the exact logits: over-confident); they want temperatures far apart."""
+    y = np.eye(3)[rng.integers(0, 3, n)]
+    noisy = rng.random(n) < share_noisy
+    z = 2 * y + rng.standard_normal(y.shape)
+    z = np.where(noisy[:, None], 4 * z, z)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return y, e / e.sum(axis=1, keepdims=True), noisy
+
+
+def test_density_ratio_weights_reach_the_multiclass_temperature():
+    """Test-like rows 10 % noisy, the test 90 %: weighted by the density ratio, the temperature is the
+    noisy condition's (above 1), and the test score is better than the unweighted fit's."""
+    rng = np.random.default_rng(10)
+    y_tl, p_tl, noisy = _conditions(3000, 0.1, rng)
+    w = np.where(noisy, 0.9 / 0.1, 0.1 / 0.9)
+    y_test, p_test, _ = _conditions(3000, 0.9, rng)
+    y_oof, p_oof, _ = _conditions(600, 0.1, rng)
+    kw = dict(method="single", calibrate="temperature", labels=["a", "b", "c"], n_boot=5, task=MULTICLASS,
+              metric="logloss", P_tl=p_tl[:, None, :], y_tl=y_tl, folds_tl=np.arange(3000) % 4)
+    args = (p_oof[:, None, :], y_oof, np.arange(600) % 4, p_test[:, None, :])
+    plain, weighted = stack(*args, **kw), stack(*args, w_tl=w, **kw)
+    t_plain = plain.recipe.calibrators[0].params["temperature"]
+    t_weighted = weighted.recipe.calibrators[0].params["temperature"]
+    assert t_plain < 1.0 < 1.5 < t_weighted
+    scorer = get_scorer("logloss", MULTICLASS)
+    assert scorer(y_test, weighted.test) < scorer(y_test, plain.test) - 0.05

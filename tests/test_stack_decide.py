@@ -183,6 +183,15 @@ def test_em_prior_adapts_a_true_label_shift_on_a_few_hundred_test_rows():
     assert competition_score(d.y_test, em.test).score < 0.9 * competition_score(d.y_test, none.test).score
 
 
+def test_em_and_bbse_disagree_only_beyond_bbse_noise():
+    """EM 0.60 and BBSE 0.52: a disagreement when BBSE is precise (standard error 0.01), not when its own
+    sampling noise (0.04, as on a few hundred test rows) puts it that far from EM by chance."""
+    mixture = (0.01, 0.05)  # the test predictions are a mixture: that test passes
+    precise = untrusted_reason(0.60, 0.52, 0.3, mixture, bbse_error=0.01)
+    assert precise is not None and "disagree" in precise
+    assert untrusted_reason(0.60, 0.52, 0.3, mixture, bbse_error=0.04) is None
+
+
 def test_a_run_is_asked_whether_any_label_shift_fits_it_not_the_blends_prior():
     rng = np.random.default_rng(17)
     c = np.log(0.3 / 0.7)
