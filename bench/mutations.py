@@ -118,7 +118,7 @@ MUTATIONS = [
              "    if not (meta.is_file() and csv.is_file()):", "    if not meta.is_file():",
              ("tests/test_faults.py::test_stack_killed_at_every_rename",)),
     Mutation("ens stack checks the name only after reading the runs", "ensemble/cli/stack.py",
-             "        check_free(here, request.out_name, force)", "        pass",
+             "        check_free(Workspace.resolve(workspace), request.out_name, force)", "        pass",
              ("tests/test_bad_inputs_stack.py", "-k", "refused-before")),
     Mutation("run_stack checks the name only after stacking", "ensemble/commands/stack.py",
              "        check_free(ws, request.out_name, request.force)", "        pass",
