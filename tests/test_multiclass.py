@@ -388,3 +388,15 @@ def test_density_ratio_weights_reach_the_multiclass_temperature():
     assert t_plain < 1.0 < 1.5 < t_weighted
     scorer = get_scorer("logloss", MULTICLASS)
     assert scorer(y_test, weighted.test) < scorer(y_test, plain.test) - 0.05
+
+
+def test_a_multiclass_workspace_builds_no_feature_set_and_no_test_like_set(tmp_path):
+    """`ens features` and `ens testlike check` used to build a test-like set for a multiclass task (whose
+    clips cannot mix voices), and a feature set no multiclass stack can take."""
+    data = Path(__file__).resolve().parents[1] / "examples" / "voices-src-sample"
+    ws = tmp_path / "ws"
+    line = one_line_error(ens("features", "vad", "--data", data, "-w", ws))
+    assert "a multiclass stack takes none" in line
+    line = one_line_error(ens("testlike", "check", "--data", data, "-w", ws))
+    assert "ens testlike check: a multiclass task has no test-like set" in line
+    assert not (ws / "models" / "testlike.parquet").exists() and not (ws / "models" / "features").exists()

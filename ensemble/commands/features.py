@@ -25,6 +25,7 @@ from ensemble.artifacts.testlike_set import background_loader, ensure_testlike, 
 from ensemble.artifacts.workspace import Workspace, check_overwrite
 from ensemble.errors import ConfigError
 from ensemble.progress import Progress, emit
+from ensemble.stack.base import check_meta_task
 
 FEATURE_KINDS = ("vad",)
 BATCH = 256  # clips per detector pass: the recurrent model runs them side by side
@@ -88,6 +89,7 @@ def make_features(ws: Workspace, comp: Competition, kind: str = "vad", name: str
 
     if kind not in FEATURE_KINDS:
         raise ConfigError(f"unknown feature kind {kind!r}; choose one of: {', '.join(FEATURE_KINDS)}")
+    check_meta_task(comp.task)  # a set no stack of this task could take is not worth its test-like set
     name = name or kind
     folder = features_dir(ws, name)  # a bad name is refused before any compute
     check_overwrite(folder / FEATURES_MANIFEST_FILE, force, "feature set")

@@ -25,6 +25,7 @@ def check_testlike(ws: Workspace, comp: Competition, n_clips: int = CHECK_CLIPS,
     Builds the shared folds and test-like set first when the workspace has none (as `ens finetune`
     would). Returns the `DomainCheck`.
     """
+    comp.task.splits(("testlike",), "ens testlike check")  # refused where the task has no test-like set
     from ensemble.audio.load import load_audio
     from ensemble.audio.stats import ANALYSIS_SR, stats_matrix
     from ensemble.audio.testlike_render import rendered_stats
