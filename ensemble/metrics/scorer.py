@@ -61,7 +61,6 @@ class Scorer:
     usual: Usual = _score_only            # `scores`: the score and the numbers shown beside it
     records_as: str = "competition"       # the metric a run's CV is recorded in when this one is chosen (`recorder`)
     detail_of: Detail = _per_label_detail  # `detail`: a scored file's score and its breakdown per label
-    class_report_of: "Callable[[np.ndarray, np.ndarray, list[str]], dict] | None" = None  # set: the classes' report
 
     def __call__(self, y: np.ndarray, p: np.ndarray) -> float:
         """The score (mean over label columns; multiclass: of the whole matrix) in the metric's own direction."""
@@ -85,7 +84,7 @@ class Scorer:
         """Per-class numbers of `(rows, classes)` predictions beside the metric (`class_report`: log loss,
         accuracy, macro-F1, Brier, precision / recall / F1 per class, the confusion matrix); None where the
         labels are no classes of one choice (a multi-label form)."""
-        return None if self.class_report_of is None else self.class_report_of(y, p, labels)
+        return None if self.matrix is None else class_report(y, p, labels)
 
     def recorder(self) -> "Scorer":
         """The scorer a run's CV is recorded in (`Scorer.scores`) when this metric is chosen: a multiclass run
@@ -363,8 +362,7 @@ SCORERS: Registry[Scorer] = Registry("metric")
 def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = None) -> Scorer:
     if multiclass is not None:
         mc = Scorer(scorer.name, scorer.per_label, scorer.greater_is_better, matrix=multiclass, task=MULTICLASS,
-                    usual=_class_scores, records_as=scorer.name, detail_of=_class_detail,
-                    class_report_of=class_report)
+                    usual=_class_scores, records_as=scorer.name, detail_of=_class_detail)
         scorer = replace(scorer, multiclass=mc)
     for name in names:
         SCORERS.add(name, scorer)
