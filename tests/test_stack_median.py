@@ -57,11 +57,8 @@ def test_median_is_listed_in_help_but_is_no_compare_candidate():
 
 @pytest.mark.parametrize("runs", [3, 4])
 def test_median_onnx_ops_match_predict(runs):
-    import onnxruntime as ort
-    from onnx import helper
-
-    from ensemble.export.ops import DOUBLE, Graph
     from ensemble.stack.onnx_ops import blend_ops
+    from test_export import _run_ops
 
     rng = np.random.default_rng(runs)
     P = rng.random((40, runs, 2))
@@ -69,12 +66,5 @@ def test_median_onnx_ops_match_predict(runs):
     P[1] = 1.0
     P[2, :, 0] = 0.5  # ties
     blender = make_blender("median", MULTILABEL).fit(P, None)
-    g = Graph()
-    out = blend_ops(g, "x", blender.state(), 20, [])
-    g.nodes.append(helper.make_node("Identity", [out], ["y"]))
-    graph = helper.make_graph(g.nodes, "t", [helper.make_tensor_value_info("x", DOUBLE, list(P.shape))],
-                              [helper.make_tensor_value_info("y", DOUBLE, None)], initializer=g.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    model.ir_version = 10
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(["y"], {"x": P})[0], blender.predict(P), rtol=0, atol=1e-12)
+    got = _run_ops(lambda g, x: blend_ops(g, x, blender.state(), 20, []), P)
+    np.testing.assert_allclose(got, blender.predict(P), rtol=0, atol=1e-12)
