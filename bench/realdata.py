@@ -70,24 +70,9 @@ def main() -> None:
     comp = Competition.load(ws.data_dir(args.data))
     if args.rebuild_testlike:
         rebuild_testlike(ws, comp, fit=args.rebuild_testlike == "fit")
-    seconds = {}
     runs = args.runs.split(",") if args.runs else list(FAMILIES)
     load_before = os.getloadavg()
-    for name, (model, options) in FAMILIES.items():
-        if name in ws.run_names() or name not in runs:
-            continue
-        options = {**options, "epochs": 1} if args.quick else options
-        t0 = time.perf_counter()
-        finetune(ws, comp, FinetuneOptions(model=model, name=name, folds=args.folds, **options))
-        seconds[name] = time.perf_counter() - t0
-        print(f"{name}: {seconds[name]:.0f} s", flush=True)
-    from ensemble.artifacts.features import feature_set_names
-
-    for name, kind in FEATURE_SETS.items():
-        if name not in feature_set_names(ws):
-            t0 = time.perf_counter()
-            make_features(ws, comp, kind, name)
-            print(f"feature set {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    train_missing(ws, comp, FAMILIES, runs, args.folds, FEATURE_SETS, quick=args.quick)
     t0 = time.perf_counter()
     asked = StackRequest(runs=tuple(runs), compare=True, write=False)
     comparison = run_stack(ws, comp, asked).comparison
@@ -105,6 +90,26 @@ def main() -> None:
         rows.append(_row(f"written (auto, prior {prior})", {}, result.test, comp, truth, labels))
     print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} (1 min)")
     print_tables(pd.DataFrame(rows), comparison, time.perf_counter() - started)
+
+
+def train_missing(ws: Workspace, comp: Competition, families: dict, runs: list[str], folds: int,
+                  sets: dict[str, str], quick: bool = False) -> None:
+    """Train the runs of `families` named in `runs` that the workspace lacks (`quick`: one epoch), then the
+    feature sets of `sets` it lacks, printing the seconds each took."""
+    from ensemble.artifacts.features import feature_set_names
+
+    for name, (model, options) in families.items():
+        if name in ws.run_names() or name not in runs:
+            continue
+        options = {**options, "epochs": 1} if quick else options
+        t0 = time.perf_counter()
+        finetune(ws, comp, FinetuneOptions(model=model, name=name, folds=folds, **options))
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    for name, kind in sets.items():
+        if name not in feature_set_names(ws):
+            t0 = time.perf_counter()
+            make_features(ws, comp, kind, name)
+            print(f"feature set {name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def rebuild_testlike(ws: Workspace, comp: Competition, fit: bool) -> None:

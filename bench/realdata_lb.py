@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from ensemble.artifacts.competition import Competition  # noqa: E402
 from ensemble.artifacts.workspace import Workspace  # noqa: E402
-from ensemble.commands.finetune import FinetuneOptions, finetune  # noqa: E402
 from ensemble.commands.lb import record_leaderboard  # noqa: E402
 from ensemble.leaderboard.workspace import probed_mix, write_probes  # noqa: E402
 from ensemble.commands.score import read_answers  # noqa: E402
@@ -47,25 +46,17 @@ def _ece(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def train(ws: Workspace, comp: Competition, runs: list[str], folds: int) -> None:
+    from realdata import train_missing
+
     if comp.task.exclusive:
         from realdata_multiclass import FAMILIES
         sets = {}
     else:
         from realdata import FAMILIES, FEATURE_SETS as sets
-    for name in runs:
-        if name not in ws.run_names():
-            model, options = FAMILIES[name]
-            t0 = time.perf_counter()
-            finetune(ws, comp, FinetuneOptions(model=model, name=name, folds=folds, **options))
-            print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    from ensemble.artifacts.features import feature_set_names
-    from ensemble.commands.features import make_features
-
-    for name, kind in sets.items():
-        if name not in feature_set_names(ws):
-            t0 = time.perf_counter()
-            make_features(ws, comp, kind, name)
-            print(f"feature set {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    unknown = [name for name in runs if name not in FAMILIES]
+    if unknown:
+        raise SystemExit(f"--runs: {unknown[0]!r} is no family of this task's; choose from {', '.join(FAMILIES)}")
+    train_missing(ws, comp, FAMILIES, runs, folds, sets)
 
 
 def probe(ws: Workspace, comp: Competition, y: np.ndarray, share: float, digits: int, seed: int) -> np.ndarray:
