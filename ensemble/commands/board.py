@@ -43,6 +43,7 @@ def _row(name: str, kind: str, method: str, metrics: CVScores, board: Leaderboar
 def _submission_row(name: str, sidecar, metrics: CVScores) -> dict:
     """A submission's row, with the decision rule's reason where the rule chose what it holds."""
     row = _row(name, "submission", sidecar.recipe.method, metrics, sidecar.leaderboard)
+    row["_run"] = single_run_of(sidecar.recipe)  # for `_fold_single_runs`; not a column
     decision = sidecar.recipe.decision
     if decision:
         row["pick"] = f"chosen by the decision rule: {decision.rule or decision.chosen}"
@@ -68,7 +69,6 @@ def trusted_testlike(ws: Workspace, names: list[str], scorer=None) -> tuple[dict
 
     A run's recorded test-like score is unweighted; beside nested scores of submissions (weighted) it would
     rank one prediction two ways. Runs whose test-like predictions do not match the clips get none."""
-    from ensemble.artifacts.runs import load_run
     from ensemble.artifacts.testlike_set import load_testlike, testlike_weights
     from ensemble.metrics.scorer import COMPETITION
     from ensemble.stack.inputs import usable_weights
@@ -94,13 +94,13 @@ def trusted_testlike(ws: Workspace, names: list[str], scorer=None) -> tuple[dict
     return out, weighting
 
 
-def _fold_single_runs(ws: Workspace, rows: list[dict]) -> list[dict]:
+def _fold_single_runs(rows: list[dict]) -> list[dict]:
     """A submission that is one run unchanged is shown as that run (one row, its name beside the run's):
     the same predictions ranked twice, on two bases, read as two results."""
     runs = {r["name"]: r for r in rows if r["kind"] == "run"}
     out = []
     for row in rows:
-        run = single_run_of(read_sidecar(ws, row["name"]).recipe) if row["kind"] == "submission" else None
+        run = row.get("_run")
         target = runs.get(run) if run is not None else None
         if target is None:
             out.append(row)
@@ -224,7 +224,7 @@ def board_frame(ws: Workspace, metric: str | None = None, fold: bool = True) -> 
         rows.append(_submission_row(name, sidecar, sidecar.metrics))
     for partial in partial_runs(ws):  # unranked: no scores until every fold is done
         rows.append(_row(partial.name, "partial", partial.model or "?", CVScores(), LeaderboardRecord()))
-    rows = _fold_single_runs(ws, rows) if fold else rows
+    rows = _fold_single_runs(rows) if fold else rows
     frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("rank", "delta")])
     if frame.empty:
         frame = frame.reindex(columns=COLUMNS)
@@ -259,7 +259,7 @@ def _metric_frame(ws: Workspace, scorer, changed: dict[str, str], fold: bool = T
     for partial in partial_runs(ws):
         rows.append(_row(partial.name, "partial", partial.model or "?", CVScores(), LeaderboardRecord()))
     columns = [c for c in COLUMNS if c not in ("rank", "delta")] + parts
-    frame = pd.DataFrame(_fold_single_runs(ws, rows) if fold else rows, columns=columns)
+    frame = pd.DataFrame(_fold_single_runs(rows) if fold else rows, columns=columns)
     if frame.empty:
         frame = frame.reindex(columns=COLUMNS + parts)
         frame.attrs["changed"] = _changed_lines(changed)
