@@ -99,13 +99,18 @@ def partial_run(folder: Path) -> PartialRun | None:
     return PartialRun(folder.name, saved.get("model"), done, int(n) if isinstance(n, int) else None, saved)
 
 
+def is_run(folder: Path) -> bool:
+    """Whether `folder` holds a finished run (its run.json is written last)."""
+    return (Path(folder) / RUN_MANIFEST_FILE).is_file()
+
+
 def check_replaceable_run(run_dir: Path, force: bool) -> None:
     """An existing run is replaced only with `force`, and only when it is a run (or a partial run) ens made."""
     if not (run_dir.exists() or run_dir.is_symlink()):
         return
     if not force:
         raise ExistsError(f"run {run_dir} exists; pass --force to overwrite it")
-    if run_dir.is_symlink() or not ((run_dir / RUN_MANIFEST_FILE).is_file() or partial_run(run_dir) is not None):
+    if run_dir.is_symlink() or not (is_run(run_dir) or partial_run(run_dir) is not None):
         raise ExistsError(f"{run_dir} was not written by ens (no {RUN_MANIFEST_FILE}); refusing to replace it")
 
 

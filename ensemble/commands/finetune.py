@@ -36,7 +36,7 @@ from ensemble.artifacts.io import aside_path, fsync_dir, read_json, recover_dir,
 from ensemble.artifacts.locking import exclusive, run_lock
 from ensemble.artifacts.provenance import machine, now_iso, package_versions
 from ensemble.artifacts.records import CVScores, FoldRecord, OnnxFile, RunManifest
-from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_replaceable_run, load_run, write_manifest, write_run_file
+from ensemble.artifacts.runs import RUN_MANIFEST_FILE, OOF_FILE, OPTIONS_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, check_replaceable_run, is_run, load_run, write_manifest, write_run_file
 from ensemble.artifacts.io import file_sha256, write_json
 from ensemble.metrics.dacon import MetricError
 from ensemble.metrics.frames import cv_metrics, score_frame
@@ -76,10 +76,6 @@ def _check_options(run_dir: Path, opts: FinetuneOptions, force: bool) -> Path | 
         return aside
     write_json(opts.identity(), saved)
     return aside
-
-
-def _is_run(folder: Path) -> bool:
-    return (folder / RUN_MANIFEST_FILE).is_file()
 
 
 @contextmanager
@@ -148,7 +144,7 @@ def prepare(ws: Workspace, comp: Competition, opts: FinetuneOptions, force: bool
         raise ConfigError(f"--class-weight must be none or balanced; got {opts.class_weight!r}")
     opts = replace(opts, metric=ws.metric(comp.task, opts.metric))
     with exclusive(run_lock(ws.models_dir, run_dir.name)):
-        for note in recover_dir(run_dir, _is_run):  # a killed forced finetune: its old run goes back
+        for note in recover_dir(run_dir, is_run):  # a killed forced finetune: its old run goes back
             emit({"stage": "tidied", "note": note})
         replaced = _check_options(run_dir, opts, force)
         sweep_tmp(run_dir)  # a killed `ens finetune` or `ens oof` left these

@@ -15,7 +15,7 @@ from ensemble.artifacts.io import file_sha256, read_csv, recover_dir, replace_di
 from ensemble.artifacts.locking import name_lock, run_lock
 from ensemble.artifacts.provenance import now_iso, package_versions
 from ensemble.artifacts.records import RunManifest
-from ensemble.artifacts.runs import (OOF_FILE, check_replaceable_run, RUN_MANIFEST_FILE, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run,
+from ensemble.artifacts.runs import (OOF_FILE, check_replaceable_run, is_run, TEST_FILE, TESTLIKE_OOF_FILE, Run, load_run,
                            validate_oof, validate_test, write_manifest, write_run_file)
 from ensemble.metrics.frames import cv_metrics, score_frame
 from ensemble.artifacts.testlike_set import TESTLIKE_FILE, load_testlike, testlike_fingerprint
@@ -35,7 +35,7 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     run_dir = ws.run_dir(name)
     if run_dir.exists() or run_dir.is_symlink() or any(ws.models_dir.glob(f".{name}.*")):
         with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):  # before any compute: tidy, then check
-            recover_dir(run_dir, _is_run)
+            recover_dir(run_dir, is_run)
             check_replaceable_run(run_dir, force)
     if testlike_csv is not None:
         comp.task.splits(("testlike",), "--testlike")  # refused where the task has no test-like set
@@ -56,7 +56,7 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
     source = {"test": {"path": str(test_csv), "sha256": file_sha256(test_csv)}}
     ws.models_dir.mkdir(parents=True, exist_ok=True)
     with name_lock(run_lock(ws.models_dir, name), f"run {name!r}"):
-        recover_dir(run_dir, _is_run)
+        recover_dir(run_dir, is_run)
         check_replaceable_run(run_dir, force)  # again, under the lock: a writer may have finished meanwhile
         staging = staged_dir(run_dir)
         try:
@@ -77,10 +77,6 @@ def import_run(ws: Workspace, comp: Competition, name: str, test_csv: Path, oof_
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return load_run(ws, name)
-
-
-def _is_run(folder: Path) -> bool:
-    return (folder / RUN_MANIFEST_FILE).is_file()
 
 
 def _cv_scorer(ws: Workspace, comp: Competition):
