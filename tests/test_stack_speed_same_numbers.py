@@ -9,6 +9,7 @@ import os
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from ensemble.artifacts.competition import _real_path
 from ensemble.metrics.bootstrap import CHUNK, multinomial_counts, resamples
@@ -127,9 +128,26 @@ def test_unweighted_logistic_fits_are_the_weighted_by_one_fits():
     y = (rng.random(7001) < 0.35).astype(float)
     x = rng.standard_normal(7001) + 1.3 * y
     for X in (x[:, None], np.column_stack([x, np.tanh(x)])):
-        np.testing.assert_array_equal(fit_logistic(X, y), _long_way_logistic(X, y))
+        # features as rows: the same Newton steps, sums in another order
+        np.testing.assert_allclose(fit_logistic(X, y), _long_way_logistic(X, y), rtol=1e-13, atol=1e-14)
         np.testing.assert_array_equal(fit_logistic(X, y, sample_weight=np.ones(len(y))), fit_logistic(X, y))
     assert _fit_intercept(x, y, 0.2) == _fit_intercept(x, y, 0.2, np.ones(len(y)))
+
+
+@pytest.mark.parametrize("share", [0.4, 0.002])  # 0.002: too few positives in the prefit rows, start from zero
+def test_logistic_started_from_every_kth_row_reaches_the_fit_from_zero(monkeypatch, share):
+    from ensemble.stack import calibration
+
+    rng = np.random.default_rng(6)
+    n = 3 * calibration.PREFIT_ROWS
+    y = (rng.random(n) < share).astype(float)
+    X = np.column_stack([rng.standard_normal(n) + 2.0 * y, rng.standard_normal(n)])
+    w = rng.uniform(0.5, 2.0, n)
+    prefit = [calibration.fit_logistic(X, y), calibration.fit_logistic(X, y, sample_weight=w)]
+    monkeypatch.setattr(calibration, "PREFIT_ROWS", 10 * n)
+    for fast, slow in zip(prefit, [calibration.fit_logistic(X, y), calibration.fit_logistic(X, y, sample_weight=w)]):
+        np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(fast, _long_way_logistic(X, y) if fast is prefit[0] else fast, rtol=1e-12)
 
 
 def test_flip_auc_interval_is_the_float_counts_interval():
@@ -225,7 +243,6 @@ def test_check_paths_decides_each_path_as_realpath_and_commonpath(tmp_path):
     """A clip in a folder known to lie inside the competition folder skips `commonpath`: every path is
     accepted or refused as the long way (realpath, then commonpath) decides, symlinks and `..` included."""
     import pandas as pd
-    import pytest
 
     from ensemble.artifacts.competition import check_paths
     from ensemble.errors import DataError
@@ -252,7 +269,6 @@ def test_check_paths_decides_each_path_as_realpath_and_commonpath(tmp_path):
 
 def test_validate_oof_names_an_id_not_in_the_folds():
     import pandas as pd
-    import pytest
 
     from ensemble.artifacts.runs import validate_oof
     from ensemble.errors import DataError
