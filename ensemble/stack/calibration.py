@@ -303,17 +303,19 @@ def _cross_fitted(names: Sequence[str], p: np.ndarray, y: np.ndarray, folds: np.
                   sample_weight: np.ndarray | None, p_eval: np.ndarray, folds_eval: np.ndarray) -> np.ndarray:
     """`(rows of p_eval, names)`: each calibrator's predictions for the rows `p_eval`, each by a calibrator
     fitted on the rows of `p` outside its fold (left as they are where those rows hold one class)."""
-    out = np.repeat(np.asarray(p_eval, dtype=np.float64)[:, None], len(names), axis=1)
+    p_eval = np.asarray(p_eval, dtype=np.float64)
+    out = np.repeat(p_eval[:, None], len(names), axis=1)
     for k in np.unique(folds_eval):
-        train, rows = folds != k, folds_eval == k
-        if y[train].min() == y[train].max():
+        train = folds != k
+        yt = y[train]
+        if yt.min() == yt.max():
             continue
-        pt, yt = p[train], y[train]
+        pt = p[train]
         w = None if sample_weight is None else sample_weight[train]
         digest = _rows_digest(pt, yt, w)
+        rows = np.flatnonzero(folds_eval == k)
         pe = p_eval[rows]
-        for c, name in enumerate(names):
-            out[rows, c] = fitted_calibrator(name, pt, yt, w, digest).predict(pe)
+        out[rows] = np.column_stack([fitted_calibrator(name, pt, yt, w, digest).predict(pe) for name in names])
     return out
 
 
