@@ -332,3 +332,27 @@ def test_flip_looks_up_the_reoriented_aucs_it_computed_before():
                 lo, hi = bootstrap_auc_ci(Q[:, r, j], y[:, j], 50, 0.05, rng, 10000)
                 expected.append([round(lo, 4), round(hi, 4)])
     assert [d["ci"] for d in b.decisions_ if d["kind"] == "invert"] == expected
+
+
+@pytest.mark.parametrize("method", ["logreg", "hillclimb"])
+def test_nested_predictions_sharing_fold_blends_are_each_fold_fitted_alone(method):
+    """The nested run takes each fold's blend of the fit rows from one cache (the final pipeline's inner
+    blend of fold f is outer fold f's prediction): the numbers of fitting every outer fold's pipeline alone."""
+    from ensemble.stack.base import make_blender
+    from ensemble.stack.nested import EvalSet, FitCache, StackPipeline, nested_predict
+    from ensemble.stack.synthetic import make_runs
+    from ensemble.task import MULTILABEL
+
+    d = make_runs(n_rows=1500, n_test=10, n_runs=3, seed=8, swapped=[1])
+    params = {"n_bags": 3} if method == "hillclimb" else {}
+    factory = lambda: make_blender(method, MULTILABEL, **params)  # noqa: E731
+    cache = FitCache(factory, d.P, d.y, d.folds)
+    shared = nested_predict(factory, (d.P, d.y, d.folds), {"oof": EvalSet(d.P, d.folds)}, "auto", cache=cache)["oof"]
+    final = StackPipeline(factory, "auto").fit_cached(cache, frozenset())
+    for k in np.unique(d.folds):
+        train, rows = d.folds != k, d.folds == k
+        alone = StackPipeline(factory, "auto").fit(d.P[train], d.y[train], d.folds[train])
+        np.testing.assert_array_equal(shared[rows], alone.predict(d.P[rows]))
+    alone = StackPipeline(factory, "auto").fit(d.P, d.y, d.folds)
+    assert final.calibration_ == alone.calibration_
+    np.testing.assert_array_equal(final.predict(d.P), alone.predict(d.P))

@@ -54,6 +54,7 @@ class FitCache:
         self.meta = meta  # (rows, features) or None
         self.guard = guard  # rows outside the fit set that `auto` must not hurt
         self.fits: dict[frozenset, Blender] = {}
+        self.blends: dict[tuple[frozenset, int], np.ndarray] = {}
 
     def rows(self, excluded: frozenset) -> np.ndarray:
         return ~np.isin(self.folds, list(excluded)) if excluded else np.ones(len(self.folds), dtype=bool)
@@ -64,6 +65,15 @@ class FitCache:
             meta = None if self.meta is None else self.meta[keep]
             self.fits[excluded] = self.factory().fit(self.P[keep], self.y[keep], folds=self.folds[keep], meta=meta)
         return self.fits[excluded]
+
+    def fold_blend(self, excluded: frozenset, fold: int) -> np.ndarray:
+        """The blend of the fit set's rows of `fold` by the blender fitted without `excluded`, made once: the
+        final pipeline's inner blend of fold f is what outer fold f predicted (before calibration)."""
+        key = (excluded, fold)
+        if key not in self.blends:
+            rows = self.folds == fold
+            self.blends[key] = self.get(excluded).predict(self.P[rows], None if self.meta is None else self.meta[rows])
+        return self.blends[key]
 
 
 class PerLabel:
@@ -97,7 +107,7 @@ class StackPipeline:
         if self.scorer.task.exclusive:  # one temperature over the classes: rows keep summing to 1
             from ensemble.stack.multiclass import fit_temperature
 
-            S = self._inner_blend(cache, excluded, P, folds, meta)
+            S = self._fit_rows_blend(cache, excluded, P, folds, meta)
             w = None if cache.weights is None else cache.weights[train]
             cal, note = fit_temperature(S, y, folds, self.calibrate, w, self.scorer)
             self.calibrators_, self.calibrator_ = [], cal
@@ -108,7 +118,7 @@ class StackPipeline:
             self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
             self.calibrator_ = PerLabel(self.calibrators_)
             return self
-        S = self._inner_blend(cache, excluded, P, folds, meta)
+        S = self._fit_rows_blend(cache, excluded, P, folds, meta)
         w = None if cache.weights is None else cache.weights[train]
         guard = None
         if cache.guard is not None and self.calibrate == "auto":
@@ -119,6 +129,18 @@ class StackPipeline:
         self.calibrators_, self.calibration_ = fit_calibrators(S, y, folds, self.calibrate, w, self.scorer, guard)
         self.calibrator_ = PerLabel(self.calibrators_)
         return self
+
+    def _fit_rows_blend(self, cache: FitCache, excluded: frozenset, P: np.ndarray, folds: np.ndarray,
+                        meta: np.ndarray | None) -> np.ndarray:
+        """`_inner_blend` of the cache's own rows outside `excluded` (`P`, `folds`, `meta`), each fold's blend
+        taken from the cache."""
+        inner = np.unique(folds)
+        if not (self.blender_.needs_targets and len(inner) >= 2):
+            return self.blender_.predict(P, meta)
+        S = np.empty((P.shape[0], P.shape[2]))
+        for f in inner:
+            S[folds == f] = cache.fold_blend(excluded | {f}, f)
+        return S
 
     def _inner_blend(self, cache: FitCache, excluded: frozenset, P: np.ndarray, folds: np.ndarray,
                      meta: np.ndarray | None) -> np.ndarray:
@@ -155,7 +177,11 @@ def nested_predict(
         pipe = StackPipeline(factory, calibrate, scorer).fit_cached(cache, frozenset({k}))
         for name, e in eval_sets.items():
             rows = e.folds == k
-            if rows.any():
+            if not rows.any():
+                continue
+            if e.P is cache.P and e.meta is cache.meta:  # the fit set's own rows: their blend is the cache's
+                out[name][rows] = pipe.calibrator_.predict(cache.fold_blend(frozenset({k}), k))
+            else:
                 out[name][rows] = pipe.predict(e.P[rows], None if e.meta is None else e.meta[rows])
         emit(progress, "nested_cv", done=i + 1, total=len(all_folds))
     return out
