@@ -356,3 +356,22 @@ def test_nested_predictions_sharing_fold_blends_are_each_fold_fitted_alone(metho
     alone = StackPipeline(factory, "auto").fit(d.P, d.y, d.folds)
     assert final.calibration_ == alone.calibration_
     np.testing.assert_array_equal(final.predict(d.P), alone.predict(d.P))
+
+
+def test_a_comparisons_gain_and_gap_are_those_the_long_way_scores():
+    """A comparison's row takes its gain over the best single run and its fit-set score from the nested
+    score it made (no second scoring of the same predictions): the long way's numbers."""
+    from ensemble.stack.bootstrap import gain_interval
+    from ensemble.stack.nested import best_single_run
+    from ensemble.stack.pipeline import compare
+    from ensemble.stack.request import StackRequest
+    from ensemble.stack.synthetic import make_runs
+    from tests.stacking import arrays
+
+    d = make_runs(n_rows=1200, n_test=300, n_runs=3, seed=5, inverted=[2])
+    c = compare(arrays(d.P, d.y, d.folds, d.P_test), StackRequest(method="auto"), methods=["mean", "logreg"])
+    best = best_single_run(d.P, d.y)[0]
+    for _, _, final, ev in c.fitted:
+        long = gain_interval(d.y, ev.oof["clean"], d.P[:, best, :], n_boot=0, seed=0)
+        assert ev.gain["gain"] == long["gain"] and ev.gain["n_boot"] == 0
+        assert ev.optimism == COMPETITION.loss(d.y, ev.oof["clean"]) - COMPETITION.loss(d.y, final.predict(d.P))

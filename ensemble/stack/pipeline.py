@@ -285,21 +285,29 @@ def _evaluate(data: _Data, request: StackRequest, progress: Progress | None,
     fit_oof = {"clean": oof["clean"], "testlike": oof.get("testlike")}
     p_fit = fit_oof[fit_on] if fit_on != "both" else np.concatenate([oof["clean"], oof["testlike"]])
     in_sample = _score(yf, final.predict(Pf, Mf), warnings, "in-sample score", data.scorer, wf)
-    nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", data.scorer, wf)
-    gain = _gain(data, oof, request, alpha)
+    nested_fit = nested.get(fit_on)  # the fit set is the clean or the test-like rows: scored just above
+    if nested_fit is None:
+        nested_fit = _score(yf, p_fit, warnings, "nested score on the fit set", data.scorer, wf)
+    gain = _gain(data, oof, request, alpha, nested["testlike" if data.tl is not None else "clean"])
     optimism = None if nested_fit is None or in_sample is None else nested_fit.score - in_sample.score
     return final, _Evaluation(fit_on, oof, nested, in_sample, Pf, p_fit, yf, optimism, gain, warnings)
 
 
-def _gain(data: _Data, oof: dict[str, np.ndarray], request: StackRequest, alpha: float) -> dict[str, Any]:
-    """The gain of nested predictions `oof` over the best single run on the trusted rows, with its interval."""
+def _gain(data: _Data, oof: dict[str, np.ndarray], request: StackRequest, alpha: float,
+          trusted: ScoreParts | None = None) -> dict[str, Any]:
+    """The gain of nested predictions `oof` over the best single run on the trusted rows, with its interval
+    (`trusted`: their score, when made already; with no replicates, the gain is the two losses' difference)."""
     trust = "testlike" if data.tl is not None else "clean"
     Pt, yt, wt = data.trusted
     if data.best_single is None:  # the same for every candidate of a comparison
         data.best_single = best_single_run(Pt, yt, wt, data.scorer)
     best, singles = data.best_single
-    gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=request.n_boot, alpha=alpha, seed=request.seed,
-                         weights=wt, scorer=data.scorer)
+    if request.n_boot == 0 and trusted is not None:  # a comparison's row: its interval is the decision's
+        gain = {"gain": float(singles[best] - data.scorer.sign * trusted.score), "lo": float("nan"),
+                "hi": float("nan"), "n_boot": 0, "alpha": alpha}
+    else:
+        gain = gain_interval(yt, oof[trust], Pt[:, best, :], n_boot=request.n_boot, alpha=alpha,
+                             seed=request.seed, weights=wt, scorer=data.scorer)
     gain.update(best_run=best, best_run_score=float(data.scorer.sign * singles[best]), on=trust)
     return gain
 
