@@ -315,6 +315,21 @@ def test_blend_ops_match_the_fitted_blender(method):
     np.testing.assert_allclose(got, blender.predict(probe), rtol=0, atol=1e-6 if method == "lgbm" else 1e-12)
 
 
+
+def test_lgbm_complementary_label_exports_its_negated_trees():
+    """real = 1 − fake: the real model is the fake trees with negated leaves; its ONNX graph predicts it."""
+    from ensemble.stack.base import make_blender
+
+    rng = np.random.default_rng(5)
+    fake = rng.integers(0, 2, 600).astype(float)
+    y = np.stack([fake, 1.0 - fake], axis=1)
+    P = np.clip(0.35 * y[:, None, :] + 0.65 * rng.random((600, 3, 2)), 0, 1)
+    blender = make_blender("lgbm", MULTILABEL).fit(P, y, folds=np.arange(600) % 3)
+    probe = np.concatenate([P[:50], rng.random((50, 3, 2))])
+    got = _run_lgbm(blender, probe)
+    np.testing.assert_allclose(got, blender.predict(probe), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got[:, 1], 1.0 - got[:, 0], rtol=0, atol=1e-6)
+
 def _run_lgbm(blender, probe: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
     from onnx import helper

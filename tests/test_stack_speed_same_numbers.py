@@ -375,3 +375,37 @@ def test_a_comparisons_gain_and_gap_are_those_the_long_way_scores():
         long = gain_interval(d.y, ev.oof["clean"], d.P[:, best, :], n_boot=0, seed=0)
         assert ev.gain["gain"] == long["gain"] and ev.gain["n_boot"] == 0
         assert ev.optimism == COMPETITION.loss(d.y, ev.oof["clean"]) - COMPETITION.loss(d.y, final.predict(d.P))
+
+
+def test_lgbm_complementary_label_is_one_fit_whose_trees_are_negated(monkeypatch):
+    """fake/real with real = 1 − fake: one boosting fit; the real model predicts what fitting real afresh
+    predicts (to rounding), the same inputs give the same predictions, and its saved state predicts them."""
+    import lightgbm as lgb
+
+    from ensemble.stack.base import Blender
+    from ensemble.stack.meta import LGBMBlender, _features, _validation_rows
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    fake = (rng.random(n) < 0.45).astype(float)
+    y = np.column_stack([fake, 1.0 - fake])
+    P = np.clip(0.35 * y[:, None, :] + 0.65 * rng.random((n, 3, 2)), 0.001, 0.999)
+    folds = rng.integers(0, 3, n)
+    fits = []
+    train = lgb.train
+    monkeypatch.setattr(lgb, "train", lambda *a, **k: fits.append(1) or train(*a, **k))
+    b = LGBMBlender(n_estimators=60, min_child_samples=20).fit(P, y, folds)
+    assert len(fits) == 1
+    monkeypatch.setattr(lgb, "train", train)
+    valid = _validation_rows(y, folds, 0)
+    X, t = _features(P, 1, True), y[:, 1]  # the long way: the real label boosted on its own
+    first = lgb.Dataset(X[~valid], t[~valid], free_raw_data=True)
+    booster = lgb.train(b._params(int((~valid).sum())), first, num_boost_round=60,
+                        valid_sets=[lgb.Dataset(X[valid], t[valid], reference=first)],
+                        callbacks=[lgb.early_stopping(20, verbose=False)])
+    assert b.best_iterations_[1] == b.best_iterations_[0] == int(booster.best_iteration or 60)
+    np.testing.assert_allclose(b.predict(P)[:, 1], booster.predict(X, num_iteration=b.best_iterations_[1]),
+                               rtol=0, atol=1e-14)
+    again = LGBMBlender(n_estimators=60, min_child_samples=20).fit(P, y, folds)
+    np.testing.assert_array_equal(again.predict(P), b.predict(P))
+    np.testing.assert_array_equal(Blender.from_state(b.state()).predict(P), b.predict(P))

@@ -198,13 +198,41 @@ def _validation_rows(y: np.ndarray, folds: np.ndarray | None, seed: int) -> np.n
     return rng.random(len(y)) < 0.2
 
 
+def _complement_of(y: np.ndarray, j: int, models: list) -> int | None:
+    """An earlier label fitted as a booster whose targets are exactly 1 − label `j`'s (fake/real), else None."""
+    for i in range(j):
+        if not isinstance(models[i], (float, np.ndarray)) and np.array_equal(y[:, j], 1.0 - y[:, i]):
+            return i
+    return None
+
+
+def _negated(booster: Any) -> Any:
+    """`booster` with every leaf value negated: raw scores exactly −booster's, so probabilities 1 − its.
+
+    Boosting the complementary labels on the same rows and features is this model: logloss gradients
+    flip sign, hessians and split gains stay, so every split is the same and every leaf the negative (up
+    to rounding in the starting score, ~1e-16). One fit instead of two for fake/real contests.
+    """
+    import lightgbm as lgb
+
+    text = booster.model_to_string()
+    mirror = lgb.Booster(model_str=text)
+    leaves = [int(line.split("=")[1]) for line in text.splitlines() if line.startswith("num_leaves=")]
+    for tree, n in enumerate(leaves):
+        for leaf in range(n):
+            mirror.set_leaf_output(tree, leaf, -mirror.get_leaf_output(tree, leaf))
+    return mirror
+
+
 @register("lgbm")
 class LGBMBlender(_MetaLearner):
     """Shallow, regularised LightGBM per label; early stopping on an inner fold; deterministic.
 
     One thread by default: on a few thousand rows × 20 features LightGBM's threads cost more than
-    they save, and on shared cores they spin (10–40× slower measured on 2 busy cores). Multiclass: one
-    `multiclass` booster on every run's log-probabilities.
+    they save, and on shared cores they spin (10–40× slower measured on 2 busy cores). A label whose
+    targets are 1 − an earlier label's (fake/real) with the same features gets that label's trees
+    negated instead of a second fit (`_negated`): half the boosting at contest size, predictions equal
+    to ~1e-16. Multiclass: one `multiclass` booster on every run's log-probabilities.
     """
 
     summary = "LightGBM on the runs' logits"
@@ -258,6 +286,11 @@ class LGBMBlender(_MetaLearner):
             if t.min() == t.max() or t[valid].min() == t[valid].max():
                 self.models_.append(float(t.mean()))
                 self.best_iterations_.append(0)
+                continue
+            twin = _complement_of(y, j, self.models_) if self.all_labels else None
+            if twin is not None:  # same features, labels 1 − t: the twin's trees with every leaf negated
+                self.models_.append(_negated(self.models_[twin]))
+                self.best_iterations_.append(self.best_iterations_[twin])
                 continue
             if sets is None or not self.all_labels:
                 X = _features(P, j, self.all_labels, meta)
