@@ -370,3 +370,17 @@ def test_challengers_scored_together_are_scored_as_one_at_a_time():
     weighted.prepare(challengers[:3] + [base])
     for p in challengers[:3]:
         assert weighted.gain(p, base) == PairedBootstrap(y, 50, 3, w).gain(p, base)
+
+
+def test_ece_bins_by_comparisons_are_searchsorted():
+    """The ECE bin of a probability counted by comparisons with the inner edges is `searchsorted`'s: on
+    the edges, one step either side of them, at 0 and 1, NaN, and random values, 1-D and 2-D."""
+    from ensemble.metrics.dacon import EDGES, ece_bins
+
+    rng = np.random.default_rng(13)
+    edgy = np.concatenate([EDGES, np.nextafter(EDGES, 2.0), np.nextafter(EDGES, -1.0), np.round(rng.random(500), 1),
+                           rng.random(500), [np.nan, -np.inf, np.inf]])
+    for p in (edgy, edgy[:-3], rng.random((300, 4))):
+        got = ece_bins(p)
+        assert got.dtype == np.intp
+        np.testing.assert_array_equal(got, np.searchsorted(EDGES[1:-1], p))

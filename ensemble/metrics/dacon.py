@@ -53,8 +53,16 @@ def combine(auc, brier, ece):
 
 
 def ece_bins(p: np.ndarray) -> np.ndarray:
-    """calibration_curve's bin (0 … N_BINS−1) of each probability: an inner-edge value goes to the lower bin."""
-    return np.searchsorted(EDGES[1:-1], p)
+    """calibration_curve's bin (0 … N_BINS−1) of each probability: an inner-edge value goes to the lower bin.
+    That is `searchsorted(EDGES[1:-1], p)`, the number of inner edges below `p`, counted by comparisons
+    (a binary search per unordered value is several times slower); NaN keeps searchsorted's answer."""
+    p = np.asarray(p)
+    if np.isnan(p).any():
+        return np.searchsorted(EDGES[1:-1], p)
+    below = np.zeros(p.shape, dtype=np.int8)
+    for edge in EDGES[1:-1]:
+        below += p > edge
+    return below.astype(np.intp)
 
 
 def _as_2d(a: np.ndarray) -> np.ndarray:
@@ -269,23 +277,24 @@ def plan_auc(plan: RankPlan, counts: np.ndarray) -> np.ndarray:
     negative), so the one division is the only rounding (the float formula of `weighted_auc` sums
     integers and halves exactly: the same numbers). A block of `PLAN_BLOCK` replicates at a time, each
     replicate's counts contiguous (the running count runs along memory)."""
-    n_boot = counts.shape[0]
-    if n_boot > PLAN_BLOCK:  # replicates are independent: a block at a time bounds the working arrays
-        return np.concatenate([plan_auc(plan, counts[b:b + PLAN_BLOCK]) for b in range(0, n_boot, PLAN_BLOCK)])
-    C = np.zeros((n_boot, len(plan.neg) + 1), dtype=np.int32)
-    np.cumsum(counts[:, plan.neg], axis=1, dtype=np.int32, out=C[:, 1:])
-    W = counts[:, plan.pos]
-    G = C[:, plan.lo]
-    if plan.tied:
-        G += C[:, plan.hi]
-    else:
-        G *= 2
-    wide = W.size and int(W.max()) * (2 * int(C[:, -1].max()) + 1) >= np.iinfo(np.int32).max
-    num2 = (W.astype(np.int64) * G if wide else W * G).sum(axis=1, dtype=np.int64)
-    n_pos = W.sum(axis=1, dtype=np.int64).astype(np.float64)
-    n_neg = C[:, -1].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (num2.astype(np.float64) / 2) / (n_pos * n_neg)
+    n_neg, columns = len(plan.neg), np.concatenate([plan.neg, plan.pos])
+    out = np.empty(counts.shape[0])
+    for b in range(0, counts.shape[0], PLAN_BLOCK):  # replicates are independent: blocks bound the work arrays
+        T = np.take(counts[b:b + PLAN_BLOCK], columns, axis=1)  # the negatives in score order, then the positives
+        C = np.zeros((T.shape[0], n_neg + 1), dtype=np.int32)
+        np.cumsum(T[:, :n_neg], axis=1, dtype=np.int32, out=C[:, 1:])
+        W = T[:, n_neg:]
+        G = np.take(C, plan.lo, axis=1)
+        if plan.tied:
+            G += np.take(C, plan.hi, axis=1)
+        else:
+            G *= 2
+        wide = W.size and int(W.max()) * (2 * int(C[:, -1].max()) + 1) >= np.iinfo(np.int32).max
+        num2 = (W.astype(np.int64) * G if wide else W * G).sum(axis=1, dtype=np.int64)
+        n_pos = W.sum(axis=1, dtype=np.int64).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[b:b + PLAN_BLOCK] = (num2.astype(np.float64) / 2) / (n_pos * C[:, -1].astype(np.float64))
+    return out
 
 
 def weighted_label_parts(p: np.ndarray, y: np.ndarray, counts) -> tuple[np.ndarray, ...]:
