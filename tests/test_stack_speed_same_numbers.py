@@ -384,3 +384,17 @@ def test_ece_bins_by_comparisons_are_searchsorted():
         got = ece_bins(p)
         assert got.dtype == np.intp
         np.testing.assert_array_equal(got, np.searchsorted(EDGES[1:-1], p))
+
+
+def test_histogram_counts_by_comparisons_are_numpys():
+    """The exact ECE's histogram weights counted by comparisons are `numpy.histogram`'s: edge values go
+    to the upper bin but 1.0 to the last, values outside [0, 1] are left out, NaN as numpy has it."""
+    from ensemble.metrics.dacon import EDGES, histogram_counts
+
+    rng = np.random.default_rng(14)
+    edgy = np.concatenate([EDGES, np.nextafter(EDGES, 2.0), np.nextafter(EDGES, -1.0), np.round(rng.random(500), 1),
+                           rng.random(500), [-0.5, 1.5]])
+    for p in (edgy, edgy[:-2], np.r_[edgy, np.nan], rng.random(1000)):
+        got, want = histogram_counts(p), np.histogram(p, bins=EDGES)[0]
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
