@@ -52,8 +52,8 @@ def test_resamples_are_the_chunked_draws():
     chunks = list(r.chunks)
     assert [len(c) for c in chunks] == r.sizes == [20, 20, 5]
     assert all(np.array_equal(a, b) and a.dtype == np.float64 and a.flags.c_contiguous for a, b in zip(chunks, fresh))
-    assert np.array_equal(r.counts_t.T, np.concatenate(fresh))
-    assert r.counts_t.dtype == r.counts_b.dtype == np.uint8  # kept small; the floats are made per chunk
+    assert np.array_equal(r.counts_b, np.concatenate(fresh))
+    assert r.counts_b.dtype == np.uint8 and (r.n_boot, r.rows) == (45, 500)  # kept small; floats made per chunk
     assert resamples(500, 45, 9) is r
 
 
@@ -181,8 +181,40 @@ def test_rank_plan_of_split_sorts_is_the_one_sort_plan():
     np.testing.assert_array_equal(plan.neg, order[~positive])
     np.testing.assert_array_equal(plan.pos, order[positive])
     counts = multinomial_counts(4000, 30, rng)
-    np.testing.assert_array_equal(plan_auc(plan, np.ascontiguousarray(counts.T.astype(np.int32))),
-                                  weighted_auc(s, y, counts))
+    np.testing.assert_array_equal(plan_auc(plan, counts.astype(np.int32)), _float_weighted_auc(s, y, counts))
+
+
+def _float_weighted_auc(s, y, counts):
+    """The AUC of integer-weighted replicates by the float formula (`weighted_auc`'s path for real weights):
+    Σ over tied groups of positive weight × (negative weight below + half the tied negative weight)."""
+    order = np.argsort(s, kind="stable")
+    s, y, w = s[order], y[order], counts[:, order].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos, neg = np.add.reduceat(w * y, starts, axis=1), np.add.reduceat(w * (1 - y), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def test_plan_auc_by_replicate_rows_is_the_float_formula():
+    """`plan_auc` on replicate-major counts, block by block, with and without ties between the classes,
+    uint8 (`Resamples`) and int64 (`row_counts`) counts: the float formula's numbers exactly."""
+    from ensemble.metrics.bootstrap import row_counts
+    from ensemble.metrics.dacon import PLAN_BLOCK, plan_auc, rank_plan
+
+    rng = np.random.default_rng(11)
+    y = (rng.random(5000) < 0.35).astype(float)
+    n_boot = 2 * PLAN_BLOCK + 7  # crosses the blocks
+    for s in (np.round(0.3 * y + rng.random(5000), 2), 0.3 * y + rng.random(5000)):  # tied, untied
+        plan = rank_plan(s, y)
+        assert plan.tied == bool(len(np.intersect1d(s[y == 1], s[y == 0])))
+        counts = row_counts(5000, n_boot, np.random.default_rng(3))
+        want = _float_weighted_auc(s, y, counts)
+        np.testing.assert_array_equal(plan_auc(plan, counts), want)
+        np.testing.assert_array_equal(plan_auc(plan, counts.astype(np.uint8)), want)
+    r = resamples(5000, n_boot, 4)
+    from ensemble.metrics.dacon import weighted_label_parts
+    np.testing.assert_array_equal(weighted_label_parts(s, y, r)[0], _float_weighted_auc(s, y, r.counts_b))
 
 
 def test_lgbm_relabelled_datasets_give_the_fresh_datasets_models():
@@ -409,3 +441,53 @@ def test_lgbm_complementary_label_is_one_fit_whose_trees_are_negated(monkeypatch
     again = LGBMBlender(n_estimators=60, min_child_samples=20).fit(P, y, folds)
     np.testing.assert_array_equal(again.predict(P), b.predict(P))
     np.testing.assert_array_equal(Blender.from_state(b.state()).predict(P), b.predict(P))
+
+
+def test_challengers_scored_together_are_scored_as_one_at_a_time():
+    """`PairedBootstrap.prepare` scores many predictions on shared float chunks (groups of `PARTS_GROUP`
+    label columns): each gain is the long way's, bit for bit, with and without density-ratio weights."""
+    from ensemble.metrics.dacon import PARTS_GROUP
+
+    rng = np.random.default_rng(12)
+    y = (rng.random((2500, 2)) < 0.4).astype(float)
+    base = np.clip(np.round(0.3 * y + 0.7 * rng.random((2500, 2)), 3), 0, 1)
+    challengers = [np.clip(0.4 * y + 0.6 * rng.random((2500, 2)), 0, 1) for _ in range(PARTS_GROUP)]
+    together = PairedBootstrap(y, 50, 3)
+    together.prepare([base] + challengers)
+    for p in challengers:
+        g = together.gain(p, base, alpha=0.05)
+        assert (g["lo"], g["hi"]) == tuple(_long_way_gain(y, p, base, 50, 0.05, 3))
+        assert g == PairedBootstrap(y, 50, 3).gain(p, base, alpha=0.05)
+    w = rng.random(2500) + 0.5
+    weighted = PairedBootstrap(y, 50, 3, w)
+    weighted.prepare(challengers[:3] + [base])
+    for p in challengers[:3]:
+        assert weighted.gain(p, base) == PairedBootstrap(y, 50, 3, w).gain(p, base)
+
+
+def test_ece_bins_by_comparisons_are_searchsorted():
+    """The ECE bin of a probability counted by comparisons with the inner edges is `searchsorted`'s: on
+    the edges, one step either side of them, at 0 and 1, NaN, and random values, 1-D and 2-D."""
+    from ensemble.metrics.dacon import EDGES, ece_bins
+
+    rng = np.random.default_rng(13)
+    edgy = np.concatenate([EDGES, np.nextafter(EDGES, 2.0), np.nextafter(EDGES, -1.0), np.round(rng.random(500), 1),
+                           rng.random(500), [np.nan, -np.inf, np.inf]])
+    for p in (edgy, edgy[:-3], rng.random((300, 4))):
+        got = ece_bins(p)
+        assert got.dtype == np.intp
+        np.testing.assert_array_equal(got, np.searchsorted(EDGES[1:-1], p))
+
+
+def test_histogram_counts_by_comparisons_are_numpys():
+    """The exact ECE's histogram weights counted by comparisons are `numpy.histogram`'s: edge values go
+    to the upper bin but 1.0 to the last, values outside [0, 1] are left out, NaN as numpy has it."""
+    from ensemble.metrics.dacon import EDGES, histogram_counts
+
+    rng = np.random.default_rng(14)
+    edgy = np.concatenate([EDGES, np.nextafter(EDGES, 2.0), np.nextafter(EDGES, -1.0), np.round(rng.random(500), 1),
+                           rng.random(500), [-0.5, 1.5]])
+    for p in (edgy, edgy[:-2], np.r_[edgy, np.nan], rng.random(1000)):
+        got, want = histogram_counts(p), np.histogram(p, bins=EDGES)[0]
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

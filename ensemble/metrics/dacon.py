@@ -25,7 +25,8 @@ import numpy as np
 from ensemble.errors import EnsError
 
 N_BINS = 10
-PLAN_BLOCK = 64  # replicates per block of the rank-sum AUC (its working arrays: rows × block int32)
+PARTS_GROUP = 8  # label columns sharing each float chunk of the replicates (their ECE one-hots: 8 × rows × 10 floats)
+PLAN_BLOCK = 32  # replicates per block of the rank-sum AUC (its working arrays: block × rows int32)
 EDGES = np.linspace(0.0, 1.0, N_BINS + 1)
 
 
@@ -52,8 +53,16 @@ def combine(auc, brier, ece):
 
 
 def ece_bins(p: np.ndarray) -> np.ndarray:
-    """calibration_curve's bin (0 … N_BINS−1) of each probability: an inner-edge value goes to the lower bin."""
-    return np.searchsorted(EDGES[1:-1], p)
+    """calibration_curve's bin (0 … N_BINS−1) of each probability: an inner-edge value goes to the lower bin.
+    That is `searchsorted(EDGES[1:-1], p)`, the number of inner edges below `p`, counted by comparisons
+    (a binary search per unordered value is several times slower); NaN keeps searchsorted's answer."""
+    p = np.asarray(p)
+    if np.isnan(p).any():
+        return np.searchsorted(EDGES[1:-1], p)
+    below = np.zeros(p.shape, dtype=np.int8)
+    for edge in EDGES[1:-1]:
+        below += p > edge
+    return below.astype(np.intp)
 
 
 def _as_2d(a: np.ndarray) -> np.ndarray:
@@ -152,10 +161,22 @@ def calibration_bins(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return prob_pred, prob_true, total[nonempty]
 
 
+def histogram_counts(p: np.ndarray) -> np.ndarray:
+    """`numpy.histogram(p, bins=EDGES)[0]` (half-open bins, the last one closed, values outside [0, 1]
+    left out) by comparisons with the edges: the same integer counts without histogram's sort of `p`."""
+    if np.isnan(p).any():
+        return np.histogram(p, bins=EDGES)[0]
+    upper = np.zeros(p.shape, dtype=np.int8)
+    for edge in EDGES[1:-1]:
+        upper += p >= edge
+    inside = (p >= EDGES[0]) & (p <= EDGES[-1])
+    return np.bincount(upper[inside] if not inside.all() else upper, minlength=N_BINS)
+
+
 def _ece_one(y: np.ndarray, p: np.ndarray, name: str) -> float:
     prob_pred, prob_true, _ = calibration_bins(y, p)
     # numpy.histogram: half-open bins, the last one closed (edge value -> upper bin)
-    hist = np.histogram(p, bins=EDGES)[0]
+    hist = histogram_counts(p)
     weights = hist[hist > 0] / p.shape[0]
     gaps = np.abs(prob_true - prob_pred)
     if weights.shape != gaps.shape and 1 not in (weights.shape[0], gaps.shape[0]):
@@ -223,7 +244,7 @@ def weighted_auc(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray
     bootstrap's) take the rank-sum path (`plan_auc`), which gives the same numbers."""
     counts = np.asarray(counts)
     if counts.size and counts.max() <= np.iinfo(np.int32).max // 4 and np.array_equal(counts, np.floor(counts)):
-        return plan_auc(rank_plan(s, y), np.ascontiguousarray(counts.T.astype(np.int32)))
+        return plan_auc(rank_plan(s, y), counts.astype(np.int32) if counts.dtype.kind == "f" else counts)
     order = np.argsort(s, kind="stable")
     s, y, w = s[order], y[order], counts[:, order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
@@ -239,12 +260,14 @@ def weighted_auc(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray
 class RankPlan:
     """One score column sorted once, for the AUC of any number of integer-weighted replicates: the
     positives' rows, the negatives' rows in score order, and for each positive the number of negatives
-    scored strictly below it (`lo`) and at or below it (`hi`)."""
+    scored strictly below it (`lo`) and at or below it (`hi`); `tied`: whether any positive ties a
+    negative (`lo` ≠ `hi` somewhere)."""
 
     pos: np.ndarray
     neg: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    tied: bool = True
 
 
 def rank_plan(s: np.ndarray, y: np.ndarray) -> RankPlan:
@@ -255,47 +278,74 @@ def rank_plan(s: np.ndarray, y: np.ndarray) -> RankPlan:
     pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
     pos, neg = pos[np.argsort(s[pos], kind="stable")], neg[np.argsort(s[neg], kind="stable")]
     s_neg, s_pos = s[neg], s[pos]
-    return RankPlan(pos, neg, np.searchsorted(s_neg, s_pos, "left"), np.searchsorted(s_neg, s_pos, "right"))
+    lo, hi = np.searchsorted(s_neg, s_pos, "left"), np.searchsorted(s_neg, s_pos, "right")
+    return RankPlan(pos, neg, lo, hi, bool((lo != hi).any()))
 
 
-def plan_auc(plan: RankPlan, counts_t: np.ndarray) -> np.ndarray:
-    """AUC in each replicate of integer row counts `counts_t` `(rows, n_boot)`; NaN where a replicate
-    holds one class. In integers: 2·Σ over positives of count × (negatives below + half the tied ones)
-    is Σ count × (C[lo] + C[hi]) with C the running count of negatives, so the one division is the only
-    rounding (the float formula of `weighted_auc` sums integers and halves exactly: the same numbers)."""
-    n_boot = counts_t.shape[1]
-    if n_boot > PLAN_BLOCK:  # replicates are independent: a block at a time bounds the working arrays
-        return np.concatenate([plan_auc(plan, counts_t[:, b:b + PLAN_BLOCK]) for b in range(0, n_boot, PLAN_BLOCK)])
-    C = np.zeros((len(plan.neg) + 1, n_boot), dtype=np.int32)
-    np.cumsum(counts_t[plan.neg], axis=0, out=C[1:])
-    W = counts_t[plan.pos]
-    G = C[plan.lo]
-    G += C[plan.hi]
-    wide = W.size and int(W.max()) * (2 * int(C[-1].max()) + 1) >= np.iinfo(np.int32).max
-    num2 = (W.astype(np.int64) * G if wide else W * G).sum(axis=0, dtype=np.int64)
-    n_pos = W.sum(axis=0, dtype=np.int64).astype(np.float64)
-    n_neg = C[-1].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (num2.astype(np.float64) / 2) / (n_pos * n_neg)
+def plan_auc(plan: RankPlan, counts: np.ndarray) -> np.ndarray:
+    """AUC in each replicate of integer row counts `counts` `(n_boot, rows)`; NaN where a replicate holds
+    one class. In integers: 2·Σ over positives of count × (negatives below + half the tied ones) is
+    Σ count × (C[lo] + C[hi]) with C the running count of negatives (2·C[lo] when no positive ties a
+    negative), so the one division is the only rounding (the float formula of `weighted_auc` sums
+    integers and halves exactly: the same numbers). A block of `PLAN_BLOCK` replicates at a time, each
+    replicate's counts contiguous (the running count runs along memory)."""
+    n_neg, columns = len(plan.neg), np.concatenate([plan.neg, plan.pos])
+    out = np.empty(counts.shape[0])
+    for b in range(0, counts.shape[0], PLAN_BLOCK):  # replicates are independent: blocks bound the work arrays
+        T = np.take(counts[b:b + PLAN_BLOCK], columns, axis=1)  # the negatives in score order, then the positives
+        C = np.zeros((T.shape[0], n_neg + 1), dtype=np.int32)
+        np.cumsum(T[:, :n_neg], axis=1, dtype=np.int32, out=C[:, 1:])
+        W = T[:, n_neg:]
+        G = np.take(C, plan.lo, axis=1)
+        if plan.tied:
+            G += np.take(C, plan.hi, axis=1)
+        else:
+            G *= 2
+        wide = W.size and int(W.max()) * (2 * int(C[:, -1].max()) + 1) >= np.iinfo(np.int32).max
+        num2 = (W.astype(np.int64) * G if wide else W * G).sum(axis=1, dtype=np.int64)
+        n_pos = W.sum(axis=1, dtype=np.int64).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[b:b + PLAN_BLOCK] = (num2.astype(np.float64) / 2) / (n_pos * C[:, -1].astype(np.float64))
+    return out
 
 
 def weighted_label_parts(p: np.ndarray, y: np.ndarray, counts) -> tuple[np.ndarray, ...]:
     """AUC, Brier and ECE of one label column in each replicate: row weights `counts` `(n_boot, rows)`, or
     `Resamples` (bootstrap replicates drawn once: one sort for every replicate's AUC)."""
     if hasattr(counts, "chunks"):
-        auc = plan_auc(rank_plan(p, y), counts.counts_t)
-        d2, onehot = (p - y) ** 2, _ece_onehot(p, y)
-        brier, ece = [], []
-        for c in counts.chunks:
-            total = c.sum(axis=1)
-            brier.append(c @ d2 / total)
-            ece.append(np.abs(c @ onehot).sum(axis=1) / total)
-        empty = np.zeros(0)
-        return auc, np.concatenate(brier) if brier else empty, np.concatenate(ece) if ece else empty
+        return resampled_parts([(p, y)], counts)[0]
     total = counts.sum(axis=1)
     brier = counts @ (p - y) ** 2 / total
     ece = np.abs(counts @ _ece_onehot(p, y)).sum(axis=1) / total
     return weighted_auc(p, y, counts), brier, ece
+
+
+def resampled_parts(columns: list[tuple[np.ndarray, np.ndarray]], counts) -> list[tuple[np.ndarray, ...]]:
+    """`weighted_label_parts` of many 1-D `(p, y)` label columns on the same bootstrap `Resamples`: each
+    chunk's float counts and their totals are made once for a group of `PARTS_GROUP` columns, and each
+    column's Brier and ECE are the same products of them (the same floats as one column at a time)."""
+    out = []
+    for g in range(0, len(columns), PARTS_GROUP):
+        group = columns[g:g + PARTS_GROUP]
+        d2 = [(p - y) ** 2 for p, y in group]
+        onehot = [_ece_onehot(p, y) for p, y in group]
+        brier: list[list[np.ndarray]] = [[] for _ in group]
+        ece: list[list[np.ndarray]] = [[] for _ in group]
+        for c in counts.chunks:
+            total = c.sum(axis=1)
+            for k in range(len(group)):
+                brier[k].append(c @ d2[k] / total)
+                ece[k].append(np.abs(c @ onehot[k]).sum(axis=1) / total)
+        empty = np.zeros(0)
+        out += [(plan_auc(rank_plan(p, y), counts.counts_b), np.concatenate(b) if b else empty,
+                 np.concatenate(e) if e else empty) for (p, y), b, e in zip(group, brier, ece)]
+    return out
+
+
+def resampled_scores(columns: list[tuple[np.ndarray, np.ndarray]], counts) -> list[np.ndarray]:
+    """The competition score of each 1-D `(p, y)` label column in each replicate of `Resamples`
+    (`weighted_label_score` of each, the chunks' float work shared: `resampled_parts`)."""
+    return [combine(*parts) for parts in resampled_parts(columns, counts)]
 
 
 def _ece_onehot(p: np.ndarray, y: np.ndarray) -> np.ndarray:

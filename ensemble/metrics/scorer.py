@@ -61,6 +61,7 @@ class Scorer:
     usual: Usual = _score_only            # `scores`: the score and the numbers shown beside it
     records_as: str = "competition"       # the metric a run's CV is recorded in when this one is chosen (`recorder`)
     detail_of: Detail = _per_label_detail  # `detail`: a scored file's score and its breakdown per label
+    replicates_many: Callable[[list, object], list] | None = None  # `replicates` of many (p, y) on `Resamples`
 
     def __call__(self, y: np.ndarray, p: np.ndarray) -> float:
         """The score (mean over label columns; multiclass: of the whole matrix) in the metric's own direction."""
@@ -149,6 +150,13 @@ class Scorer:
             except MetricError:
                 out.append(np.nan)
         return self.sign * np.array(out)
+
+    def replicate_losses_many(self, columns: list[tuple[np.ndarray, np.ndarray]], counts) -> list[np.ndarray]:
+        """`replicate_losses` of many 1-D `(p, y)` label columns on the same replicates; with bootstrap
+        `Resamples` and a batched form, their shared work is done once (the same numbers)."""
+        if self.replicates_many is not None and hasattr(counts, "chunks"):
+            return [self.sign * v for v in self.replicates_many(columns, counts)]
+        return [self.replicate_losses(p, y, counts) for p, y in columns]
 
     def score_parts(self, y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> ScoreParts:
         """The score (and the competition's parts where the metric has them), rows weighted by `weights`."""
@@ -262,7 +270,7 @@ def rep_f1(p: np.ndarray, y: np.ndarray, counts) -> np.ndarray:
 def rep_auc(p: np.ndarray, y: np.ndarray, counts) -> np.ndarray:
     """AUC in each replicate; NaN where it holds one class (the exact form raises there)."""
     if hasattr(counts, "chunks"):
-        return dacon.plan_auc(dacon.rank_plan(p, y), counts.counts_t)
+        return dacon.plan_auc(dacon.rank_plan(p, y), counts.counts_b)
     return dacon.weighted_auc(p, y, _counts(counts))
 
 
@@ -371,7 +379,8 @@ def _add(names: tuple[str, ...], scorer: Scorer, multiclass: Matrix | None = Non
 
 COMPETITION = _add(("competition", "dacon-fakevoice"), Scorer(
     "competition", dacon.label_scores, columns=dacon.column_scores, replicates=dacon.weighted_label_score,
-    parts=dacon.weighted_score, usual=_contest_parts, detail_of=_contest_detail))
+    replicates_many=dacon.resampled_scores, parts=dacon.weighted_score, usual=_contest_parts,
+    detail_of=_contest_detail))
 _add(("auc",), Scorer("auc", lambda y, p: dacon.auc_per_column(y, p), greater_is_better=True, replicates=rep_auc),
      mc_micro_auc)
 _add(("macro-auc",), Scorer("macro-auc", _macro_auc, greater_is_better=True, replicates=rep_auc), mc_macro_auc)

@@ -30,27 +30,38 @@ class PairedBootstrap:
 
     def _losses(self, p: np.ndarray) -> tuple[float, list]:
         """The loss of `p` and its replicate losses (per label, per chunk; multiclass: per chunk)."""
-        key = id(p)
-        if key in self._memo and self._memo[key][0] is p:
-            return self._memo[key][1], self._memo[key][2]
+        self.prepare([p])
+        return self._memo[id(p)][1], self._memo[id(p)][2]
+
+    def prepare(self, predictions: list[np.ndarray]) -> None:
+        """Score each of `predictions` not scored yet on the replicates, together: the replicates' shared
+        work (their float chunks, density-ratio weighted or not) is done once for them all."""
+        todo = list({id(p): p for p in predictions
+                     if not (id(p) in self._memo and self._memo[id(p)][0] is p)}.values())
+        if not todo:
+            return
         y, scorer = self.y, self.scorer
-        loss = scorer.loss(y, p, self.weights)
+        losses = [scorer.loss(y, p, self.weights) for p in todo]
         reps = self._replicates()
-        chunked = reps if isinstance(reps, list) else reps.chunks  # float chunks, each made when reached
-        if scorer.matrix is not None:  # multiclass: the whole matrix per replicate
-            per = [scorer.matrix_replicate_losses(p, y, c) for c in chunked]
-        elif isinstance(reps, list) or scorer.replicates is None:
-            per = [[scorer.replicate_losses(p[:, j], y[:, j], c) for j in range(y.shape[1])] for c in chunked]
+        if scorer.matrix is not None or isinstance(reps, list) or scorer.replicates is None:
+            per_all: list[list] = [[] for _ in todo]
+            for c in (reps if isinstance(reps, list) else reps.chunks):  # float chunks, each made once
+                for p, per in zip(todo, per_all):
+                    per.append(scorer.matrix_replicate_losses(p, y, c) if scorer.matrix is not None  # multiclass
+                               else [scorer.replicate_losses(p[:, j], y[:, j], c) for j in range(y.shape[1])])
         else:  # integer replicates: every replicate at once, then cut in the chunks the sums are paired by
-            whole = [scorer.replicate_losses(p[:, j], y[:, j], reps) for j in range(y.shape[1])]
+            labels = y.shape[1]
+            whole = scorer.replicate_losses_many([(p[:, j], y[:, j]) for p in todo for j in range(labels)], reps)
             edges = np.cumsum(reps.sizes)[:-1]
-            per = [list(parts) for parts in zip(*[np.split(w, edges) for w in whole])] if reps.sizes else []
-        self._memo[key] = (p, loss, per)
-        return loss, per
+            per_all = [[list(parts) for parts in zip(*[np.split(w, edges) for w in whole[k * labels:(k + 1) * labels]])]
+                       if reps.sizes else [] for k in range(len(todo))]
+        for p, loss, per in zip(todo, losses, per_all):
+            self._memo[id(p)] = (p, loss, per)
 
     def gain(self, p_new: np.ndarray, p_base: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
         """Loss of the baseline minus loss of the candidate `(rows, labels)` (positive: the candidate is
         better), with the percentile bootstrap interval of that paired difference."""
+        self.prepare([p_base, p_new])
         loss_base, rep_base = self._losses(p_base)
         loss_new, rep_new = self._losses(p_new)
         boots = []

@@ -120,19 +120,23 @@ def decide(cands: Sequence[Candidate], scores: Sequence[float | None], trusted: 
     tests: list[dict[str, Any]] = [{} for _ in cands]
     on_trusted = PairedBootstrap(trusted.y, n_boot, seed, trusted.weights, scorer)
     on_other = None if other is None else PairedBootstrap(other.y, n_boot, seed, None, scorer)
+    preds = trusted.predictions
+    same = {i for i in challengers if np.array_equal(preds[i], preds[base])}  # e.g. the baseline "calibrated" by `none`
+    on_trusted.prepare([preds[base]] + [preds[i] for i in challengers if i not in same])  # scored together
     for i in challengers:
-        preds = trusted.predictions
-        if np.array_equal(preds[i], preds[base]):  # e.g. the baseline "calibrated" by `none`
+        if i in same:
             tests[i] = {"same_as_baseline": True, "passed": False}
             continue
         g = on_trusted.gain(preds[i], preds[base], alpha=level)
-        test = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level}
-        passed = bool(g["lo"] > 0)
-        if other is not None and passed:
+        tests[i] = {"gain": g["gain"], "lo": g["lo"], "hi": g["hi"], "alpha": level, "passed": bool(g["lo"] > 0)}
+    if on_other is not None:  # the second opinion, for those that passed the first
+        asked = [i for i in challengers if tests[i]["passed"]]
+        on_other.prepare([other.predictions[base]] + [other.predictions[i] for i in asked])
+        for i in asked:
             h = on_other.gain(other.predictions[i], other.predictions[base], alpha=alpha)
+            test = {k: v for k, v in tests[i].items() if k != "passed"}
             test.update(other_gain=h["gain"], other_lo=h["lo"], other_hi=h["hi"])
-            passed = bool(h["hi"] >= 0)
-        tests[i] = {**test, "passed": passed}
+            tests[i] = {**test, "passed": bool(h["hi"] >= 0)}
     winners = [i for i in challengers if tests[i]["passed"]]
     chosen = min(winners, key=lambda i: score[i]) if winners else base
     rule = _rule(cands, tests, base, chosen, level, other is not None)

@@ -53,8 +53,8 @@ def bootstrap_auc_ci(s: np.ndarray, y: np.ndarray, n_boot: int, alpha: float, rn
     if len(s) > max_rows:
         keep = rng.permutation(len(s))[:max_rows]
         s, y = s[keep], y[keep]
-    counts_t = np.ascontiguousarray(row_counts(len(s), n_boot, rng).T, dtype=np.int32)  # counts <= rows
-    aucs = plan_auc(rank_plan(s, y), counts_t)  # weighted_auc's own path for integer counts, without floats
+    counts = row_counts(len(s), n_boot, rng)  # integers, each replicate's counts contiguous: `plan_auc` as is
+    aucs = plan_auc(rank_plan(s, y), counts)  # weighted_auc's own path for integer counts, without floats
     aucs = aucs[np.isfinite(aucs)]
     if not aucs.size:
         raise MetricError("bootstrap replicates hold one class only")
