@@ -29,7 +29,8 @@ def multinomial_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndar
 
 def row_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """`multinomial_counts` as integers (the same draws): what an exact rank-sum AUC takes as it is."""
-    draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    draws = rng.integers(0, n, size=(n_boot, n))
+    draws += n * np.arange(n_boot)[:, None]  # each replicate's rows apart: one bincount for all
     return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from ensemble.errors import EnsError
 
 N_BINS = 10
-PARTS_GROUP = 8  # label columns sharing each float chunk of the replicates (their ECE one-hots: 8 × rows × 10 floats)
+PARTS_GROUP = 4  # label columns sharing each float chunk of the replicates (their ECE one-hots: 4 × rows × 10 floats)
 PLAN_BLOCK = 32  # replicates per block of the rank-sum AUC (its working arrays: block × rows int32)
 EDGES = np.linspace(0.0, 1.0, N_BINS + 1)
 

@@ -54,6 +54,8 @@ def bootstrap_auc_ci(s: np.ndarray, y: np.ndarray, n_boot: int, alpha: float, rn
         keep = rng.permutation(len(s))[:max_rows]
         s, y = s[keep], y[keep]
     counts = row_counts(len(s), n_boot, rng)  # integers, each replicate's counts contiguous: `plan_auc` as is
+    if counts.size and counts.max() <= np.iinfo(np.uint8).max:  # small counts gather and add faster
+        counts = counts.astype(np.uint8)
     aucs = plan_auc(rank_plan(s, y), counts)  # weighted_auc's own path for integer counts, without floats
     aucs = aucs[np.isfinite(aucs)]
     if not aucs.size:
