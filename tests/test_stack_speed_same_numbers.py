@@ -170,7 +170,7 @@ def test_flip_auc_interval_is_the_float_counts_interval():
 
 
 def test_rank_plan_of_split_sorts_is_the_one_sort_plan():
-    from ensemble.metrics.dacon import plan_auc, rank_plan, weighted_auc
+    from ensemble.metrics.dacon import plan_auc, rank_plan
 
     rng = np.random.default_rng(6)
     y = (rng.random(4000) < 0.3).astype(float)
