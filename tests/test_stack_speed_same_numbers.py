@@ -491,3 +491,24 @@ def test_histogram_counts_by_comparisons_are_numpys():
         got, want = histogram_counts(p), np.histogram(p, bins=EDGES)[0]
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+def test_cross_fitted_isotonic_from_one_sort_is_each_folds_own_fit():
+    """`_cross_fitted` sorts the logits once and hands each fold's isotonic fit its rows' sorted logits:
+    the thresholds and predictions of sorting each fold's rows afresh (ties included)."""
+    from ensemble.stack import calibration
+
+    rng = np.random.default_rng(9)
+    n = 5000
+    y = (rng.random(n) < 0.4).astype(float)
+    p = np.round(np.clip(0.3 * y + 0.7 * rng.random(n), 0.0, 1.0), 3)  # ties, and exact 0s and 1s
+    folds = rng.integers(0, 4, n)
+    calibration._FITTED.clear()
+    got = calibration._cross_fitted(["isotonic"], p, y, folds, None, p, folds)[:, 0]
+    for k in range(4):
+        train, rows = folds != k, folds == k
+        alone = make_calibrator("isotonic").fit(p[train], y[train])
+        cached = fitted_calibrator("isotonic", p[train], y[train])
+        np.testing.assert_array_equal(cached.iso_.X_thresholds_, alone.iso_.X_thresholds_)
+        np.testing.assert_array_equal(cached.iso_.y_thresholds_, alone.iso_.y_thresholds_)
+        np.testing.assert_array_equal(got[rows], alone.predict(p[rows]))

@@ -21,7 +21,7 @@ held-out rows is not applied).
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -196,15 +196,17 @@ class IsotonicCalibrator(Calibrator):
     name = "isotonic"
 
     def fit(self, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "Calibrator":
-        from sklearn.isotonic import IsotonicRegression
-
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         z = cal_logit(p)
         y = np.asarray(y, dtype=np.float64)
-        if sample_weight is None and len(z) and ((y == 0) | (y == 1)).all():
-            self.iso_ = _isotonic_counts(iso, z, y)
-        else:
-            self.iso_ = iso.fit(z, y, sample_weight=sample_weight)
+        if sample_weight is None and len(z) and _zero_one(y):
+            return self.fit_sorted(np.sort(z), np.sort(z[y == 1]))
+        self.iso_ = _isotonic().fit(z, y, sample_weight=sample_weight)
+        return self
+
+    def fit_sorted(self, zs: np.ndarray, zs_pos: np.ndarray) -> "IsotonicCalibrator":
+        """The unweighted fit on 0/1 targets from the rows' logits sorted (`zs`) and the positives' logits
+        sorted (`zs_pos`): what `fit` does once it has sorted them (`_cross_fitted` sorts once per fold set)."""
+        self.iso_ = _isotonic_counts(_isotonic(), zs, zs_pos)
         return self
 
     def predict(self, p: np.ndarray) -> np.ndarray:
@@ -219,15 +221,25 @@ class IsotonicCalibrator(Calibrator):
         }
 
 
-def _isotonic_counts(iso: Any, z: np.ndarray, y: np.ndarray) -> Any:
-    """`iso.fit(z, y)` for 0/1 `y` and no weights, the same thresholds without scikit-learn's input checks
-    and `lexsort`: it merges ties (values within 1e-15 of a group's first) into their mean target, which
-    here is positives / rows, both whole numbers whatever the order, so one plain sort of `z` and one of
-    the positives' `z` give every group's counts (the float division is the one scikit-learn makes)."""
+def _isotonic() -> Any:
+    from sklearn.isotonic import IsotonicRegression
+
+    return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+
+
+def _zero_one(y: np.ndarray) -> bool:
+    return bool(((y == 0) | (y == 1)).all())
+
+
+def _isotonic_counts(iso: Any, xs: np.ndarray, xp: np.ndarray) -> Any:
+    """`iso.fit(z, y)` for 0/1 `y` and no weights, from `xs` (`z` sorted) and `xp` (the positives' `z`
+    sorted): the same thresholds without scikit-learn's input checks and `lexsort`. It merges ties (values
+    within 1e-15 of a group's first) into their mean target, which here is positives / rows, both whole
+    numbers whatever the order, so the two sorted arrays give every group's counts (the float division
+    is the one scikit-learn makes)."""
     from scipy.optimize import isotonic_regression
     from sklearn._isotonic import _make_unique
 
-    xs = np.sort(z)
     d = np.diff(xs)
     eps = np.finfo(np.float64).resolution  # scikit-learn's tie tolerance
     if ((d == 0) | (d >= eps)).all():  # ties are exact: groups are runs of equal values
@@ -236,7 +248,6 @@ def _isotonic_counts(iso: Any, z: np.ndarray, y: np.ndarray) -> Any:
         uw = np.diff(np.append(starts, len(xs))).astype(np.float64)
     else:  # near-ties chain from each group's first value: scikit-learn's own walk
         ux, _, uw = _make_unique(xs, np.zeros_like(xs), np.ones_like(xs))
-    xp = np.sort(z[y == 1])
     pos = np.diff(np.append(np.searchsorted(xp, ux, "left"), len(xp)))  # positives in [ux[i], ux[i + 1])
     # scipy's pool-adjacent-violators, as scikit-learn's `isotonic_regression` calls it, without its checks
     uy = np.clip(isotonic_regression(pos / uw, weights=uw, increasing=True).x, iso.y_min, iso.y_max)
@@ -282,17 +293,17 @@ def _rows_digest(p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None)
 
 
 def fitted_calibrator(name: str, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
-                      rows: "hashlib._Hash | None" = None) -> Calibrator:
+                      rows: "hashlib._Hash | None" = None, fit: Callable[[], Calibrator] | None = None) -> Calibrator:
     """Calibrator `name` fitted on `(p, y, sample_weight)`, once per distinct rows: the nested CV meets the
     same rows again (outer fold k's inner fit without fold f is outer fold f's without k, and a blend that
     learns nothing gives the same probabilities in both), so a fit is kept by a digest of its inputs
-    (`rows`: that digest, when the caller made it already)."""
+    (`rows`: that digest, when the caller made it already; `fit`: the caller's shortcut to the same fit)."""
     digest = (rows or _rows_digest(p, y, sample_weight)).copy()
     digest.update(name.encode())
     key = digest.digest()
     cal = _FITTED.get(key)
     if cal is None:
-        cal = make_calibrator(name).fit(p, y, sample_weight)
+        cal = fit() if fit is not None else make_calibrator(name).fit(p, y, sample_weight)
         if len(_FITTED) >= _FITTED_MAX:
             _FITTED.pop(next(iter(_FITTED)))
         _FITTED[key] = cal
@@ -305,6 +316,7 @@ def _cross_fitted(names: Sequence[str], p: np.ndarray, y: np.ndarray, folds: np.
     fitted on the rows of `p` outside its fold (left as they are where those rows hold one class)."""
     p_eval = np.asarray(p_eval, dtype=np.float64)
     out = np.repeat(p_eval[:, None], len(names), axis=1)
+    by_logit = _SortedLogits(p, y, folds) if sample_weight is None and len(p) and _zero_one(y) else None
     for k in np.unique(folds_eval):
         train = folds != k
         yt = y[train]
@@ -315,8 +327,32 @@ def _cross_fitted(names: Sequence[str], p: np.ndarray, y: np.ndarray, folds: np.
         digest = _rows_digest(pt, yt, w)
         rows = np.flatnonzero(folds_eval == k)
         pe = p_eval[rows]
-        out[rows] = np.column_stack([fitted_calibrator(name, pt, yt, w, digest).predict(pe) for name in names])
+        out[rows] = np.column_stack([
+            fitted_calibrator(name, pt, yt, w, digest,
+                              by_logit.isotonic_without(k) if by_logit and name == "isotonic" else None).predict(pe)
+            for name in names])
     return out
+
+
+class _SortedLogits:
+    """The rows' logits sorted once (when an isotonic fit first needs them), so each fold's isotonic fit takes
+    its rows' sorted logits by a mask instead of sorting them again: the same arrays, the same fit."""
+
+    def __init__(self, p: np.ndarray, y: np.ndarray, folds: np.ndarray) -> None:
+        self.p, self.y, self.folds = p, y, folds
+        self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def isotonic_without(self, k: int) -> Callable[[], Calibrator]:
+        def fit() -> Calibrator:
+            if self._sorted is None:
+                z = cal_logit(self.p)
+                order = np.argsort(z)
+                self._sorted = z[order], self.y[order] == 1, self.folds[order]
+            zs, positive, folds = self._sorted
+            keep = folds != k
+            return IsotonicCalibrator().fit_sorted(zs[keep], zs[keep & positive])
+
+        return fit
 
 
 def cv_calibrator_predictions(p: np.ndarray, y: np.ndarray, folds: np.ndarray,
