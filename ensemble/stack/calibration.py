@@ -54,7 +54,7 @@ def fit_logistic(X: np.ndarray, t: np.ndarray, l2: float = 1e-6, n_iter: int = 5
     Returns `(d + 1,)` coefficients, the intercept last. Small and exact: calibrators have 1–2 inputs.
     Each step costs a logistic of every row, so on many rows Newton starts from the fit on every k-th
     row (a few cheap steps) and needs about half the full ones; it stops at the same fixed point (steps
-    below `tol`), so the coefficients are those of a start from zero to rounding (≤ 1e-15 measured).
+    below `tol`), so the coefficients are those of a start from zero to rounding (≤ 1e-14 measured).
     """
     n, d = X.shape
     s = sample_weight  # None: every row weighs 1, and the products by 1.0 it would take are left out
