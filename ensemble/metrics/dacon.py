@@ -101,13 +101,13 @@ def mid_rank_sums(yT: np.ndarray, PT: np.ndarray) -> np.ndarray:
     """Σ of the positives' mid-ranks (1-based, ties share their mean rank, as `scipy.stats.rankdata`) in
     each row of `PT` `(columns, rows)` against 0/1 `yT` (same shape, or 1-D for every column): one sort per
     column. Ranks are whole or half numbers, so the sums are exact whatever their order."""
-    if PT.shape[0] and _zero_one(yT) and not np.isnan(PT).any():
+    if PT.shape[0] and zero_one(yT) and not np.isnan(PT).any():
         return _split_rank_sums(yT, PT)
     return _sorted_rank_sums(yT, PT)
 
 
-def _zero_one(y: np.ndarray) -> bool:
-    """Whether every target is 0 or 1 (what the split path of `mid_rank_sums` needs)."""
+def zero_one(y: np.ndarray) -> bool:
+    """Whether every target is 0 or 1 (what the split path of `mid_rank_sums` and counted isotonic fits need)."""
     return bool(((y == 0) | (y == 1)).all())
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ensemble.metrics.bootstrap import CALIBRATOR_BOOT
-from ensemble.metrics.dacon import MetricError
+from ensemble.metrics.dacon import MetricError, zero_one
 from ensemble.metrics.scorer import COMPETITION, Scorer
 from ensemble.probability import CALIBRATION_EPS, logit
 from ensemble.registry import Registry
@@ -198,7 +198,7 @@ class IsotonicCalibrator(Calibrator):
     def fit(self, p: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "Calibrator":
         z = cal_logit(p)
         y = np.asarray(y, dtype=np.float64)
-        if sample_weight is None and len(z) and _zero_one(y):
+        if sample_weight is None and len(z) and zero_one(y):
             return self.fit_sorted(np.sort(z), np.sort(z[y == 1]))
         self.iso_ = _isotonic().fit(z, y, sample_weight=sample_weight)
         return self
@@ -225,10 +225,6 @@ def _isotonic() -> Any:
     from sklearn.isotonic import IsotonicRegression
 
     return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-
-
-def _zero_one(y: np.ndarray) -> bool:
-    return bool(((y == 0) | (y == 1)).all())
 
 
 def _isotonic_counts(iso: Any, xs: np.ndarray, xp: np.ndarray) -> Any:
@@ -316,7 +312,7 @@ def _cross_fitted(names: Sequence[str], p: np.ndarray, y: np.ndarray, folds: np.
     fitted on the rows of `p` outside its fold (left as they are where those rows hold one class)."""
     p_eval = np.asarray(p_eval, dtype=np.float64)
     out = np.repeat(p_eval[:, None], len(names), axis=1)
-    by_logit = _SortedLogits(p, y, folds) if sample_weight is None and len(p) and _zero_one(y) else None
+    by_logit = _SortedLogits(p, y, folds) if sample_weight is None and len(p) and zero_one(y) else None
     for k in np.unique(folds_eval):
         train = folds != k
         yt = y[train]
