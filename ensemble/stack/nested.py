@@ -107,7 +107,7 @@ class StackPipeline:
         if self.scorer.task.exclusive:  # one temperature over the classes: rows keep summing to 1
             from ensemble.stack.multiclass import fit_temperature
 
-            S = self._fit_rows_blend(cache, excluded, P, folds, meta)
+            S = self._inner_blend(cache, excluded, P, folds, meta, own_rows=True)
             w = None if cache.weights is None else cache.weights[train]
             cal, note = fit_temperature(S, y, folds, self.calibrate, w, self.scorer)
             self.calibrators_, self.calibrator_ = [], cal
@@ -118,7 +118,7 @@ class StackPipeline:
             self.calibration_ = [{"label": j, "calibrator": "none", "params": {}} for j in range(P.shape[2])]
             self.calibrator_ = PerLabel(self.calibrators_)
             return self
-        S = self._fit_rows_blend(cache, excluded, P, folds, meta)
+        S = self._inner_blend(cache, excluded, P, folds, meta, own_rows=True)
         w = None if cache.weights is None else cache.weights[train]
         guard = None
         if cache.guard is not None and self.calibrate == "auto":
@@ -130,27 +130,19 @@ class StackPipeline:
         self.calibrator_ = PerLabel(self.calibrators_)
         return self
 
-    def _fit_rows_blend(self, cache: FitCache, excluded: frozenset, P: np.ndarray, folds: np.ndarray,
-                        meta: np.ndarray | None) -> np.ndarray:
-        """`_inner_blend` of the cache's own rows outside `excluded` (`P`, `folds`, `meta`), each fold's blend
-        taken from the cache."""
-        inner = np.unique(folds)
-        if not (self.blender_.needs_targets and len(inner) >= 2):
-            return self.blender_.predict(P, meta)
-        S = np.empty((P.shape[0], P.shape[2]))
-        for f in inner:
-            S[folds == f] = cache.fold_blend(excluded | {f}, f)
-        return S
-
     def _inner_blend(self, cache: FitCache, excluded: frozenset, P: np.ndarray, folds: np.ndarray,
-                     meta: np.ndarray | None) -> np.ndarray:
-        """The blend of rows `P`, each from a blender that never saw its fold (when the blender learns)."""
+                     meta: np.ndarray | None, own_rows: bool = False) -> np.ndarray:
+        """The blend of rows `P`, each from a blender that never saw its fold (when the blender learns);
+        `own_rows`: `P` are the cache's rows outside `excluded`, whose fold blends the cache keeps."""
         inner = np.unique(cache.folds[cache.rows(excluded)])
         if not (self.blender_.needs_targets and len(inner) >= 2):
             return self.blender_.predict(P, meta)
         S = np.empty((P.shape[0], P.shape[2]))
         for f in np.unique(folds):
             rows = folds == f
+            if own_rows:
+                S[rows] = cache.fold_blend(excluded | {f}, f)
+                continue
             blender = cache.get(excluded | {f}) if f in inner else self.blender_
             S[rows] = blender.predict(P[rows], None if meta is None else meta[rows])
         return S
