@@ -363,7 +363,6 @@ def class_report(Y: np.ndarray, P: np.ndarray, labels: list[str]) -> dict:
             "confusion": confusion(Y, P).astype(int).tolist(), "labels": list(labels)}
 
 
-
 SCORERS: Registry[Scorer] = Registry("metric")
 
 
