@@ -106,6 +106,60 @@ def test_a_held_run_name_is_refused_with_the_holders_pid(tmp_path, csv_competiti
     assert not (workspace / "models" / "held").exists()
 
 
+def _raw_hold(lock_file: Path, content: str) -> int:
+    """Take the lock as a writer does, with `content` in the file: a holder that has not stamped its pid yet."""
+    import fcntl
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, content.encode(), 0)
+    return fd
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("left_behind", ["", "dead"], ids=["empty", "a-killed-writers-pid"])
+def test_a_refused_writer_waits_for_the_holder_to_stamp_its_pid(tmp_path, left_behind):
+    """The holder writes its pid just after taking the lock; a refusal in between once said "pid unknown"
+    (CI, two concurrent imports) and could name a dead writer's pid."""
+    import threading
+    from ensemble.artifacts.locking import LockedError, name_lock
+
+    lock = tmp_path / ".x.lock"
+    fd = _raw_hold(lock, f"{_dead_pid()}\n" if left_behind else "")
+    stamp = threading.Timer(0.3, lambda: os.pwrite(fd, f"{os.getpid()}\n".encode(), 0))
+    stamp.start()
+    try:
+        with pytest.raises(LockedError, match=rf"^run 'x' is being written by another ens process \(pid {os.getpid()}\)$"):
+            with name_lock(lock, "run 'x'"):
+                pass
+    finally:
+        stamp.join()
+        os.close(fd)
+
+
+def test_a_released_lock_names_nobody(tmp_path):
+    """A process that released a name and lives on (a server) must not be named by the next refusal."""
+    from ensemble.artifacts.locking import LockedError, exclusive, name_lock
+
+    lock = tmp_path / ".x.lock"
+    for hold in (exclusive(lock), name_lock(lock, "run 'x'")):
+        with hold:
+            assert lock.read_text() == f"{os.getpid()}\n"
+        assert lock.read_text() == ""
+    fd = _raw_hold(lock, "")  # a holder that never stamps: the refusal says so rather than naming us
+    try:
+        with pytest.raises(LockedError, match=r"\(pid unknown\)$"):
+            with name_lock(lock, "run 'x'"):
+                pass
+    finally:
+        os.close(fd)
+
+
 def test_import_without_force_leaves_the_existing_run_byte_identical(tmp_path, csv_competition, workspace):
     test, oof = predictions(tmp_path, csv_competition, 1)
     assert ens("import", "a", "--test", test, "--oof", oof, "--data", csv_competition).exit_code == 0

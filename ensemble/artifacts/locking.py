@@ -2,8 +2,8 @@
 
 `fcntl.flock` on a lock file: the kernel releases it when the holder exits or is killed, so a killed
 writer never leaves a stale lock behind, and the next writer can tidy what it left (`io.recover_dir`,
-`io.sweep_tmp`). Lock files are hidden, hold the holder's pid, and are never deleted (deleting one would
-let two holders lock different files).
+`io.sweep_tmp`). Lock files are hidden, hold the holder's pid while held (cleared on release), and are
+never deleted (deleting one would let two holders lock different files).
 
 `exclusive` waits for the holder; `name_lock` refuses at once with `LockedError` naming the holder's pid:
 a second writer of one name (a run, an export, a folder) is told, not queued behind the first.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -30,10 +31,47 @@ def _open(lock_file: Path) -> int:
     return os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
 
 
-def _stamp(fd: int) -> None:
-    """Write this process's pid into the held lock file (for the message a refused writer gets)."""
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+HOLDER_WAIT_S = 2.0  # how long a refused writer waits for the holder to write its pid (it does so at once)
+
+
+@contextmanager
+def _held(fd: int) -> Iterator[None]:
+    """Stamp this process's pid into the lock file `fd` holds, and clear it on release.
+
+    Cleared on release, so a file that names a live process names its holder (a process that released
+    the name and lives on, such as a server, is never named)."""
+    stamp = f"{os.getpid()}\n".encode()
+    os.pwrite(fd, stamp, 0)
+    os.ftruncate(fd, len(stamp))
+    try:
+        yield
+    finally:
+        os.ftruncate(fd, 0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder(fd: int) -> str:
+    """The pid of the live process holding the lock on `fd`'s file, or "unknown".
+
+    The holder writes its pid just after taking the lock, so the file may still be empty, or hold the pid
+    of a writer killed while holding it: wait (briefly) for a live pid."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while True:
+        first = os.pread(fd, 32, 0).decode(errors="replace").split("\n", 1)[0].strip()
+        if first.isdigit() and int(first) > 0 and _alive(int(first)):
+            return first
+        if time.monotonic() >= deadline:
+            return "unknown"
+        time.sleep(0.01)
 
 
 @contextmanager
@@ -42,8 +80,8 @@ def exclusive(lock_file: Path) -> Iterator[None]:
     fd = _open(lock_file)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        _stamp(fd)
-        yield
+        with _held(fd):
+            yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 
@@ -57,10 +95,9 @@ def name_lock(lock_file: Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise LockedError(f"{what} is being written by another ens process (pid {holder})") from None
-        _stamp(fd)
-        yield
+            raise LockedError(f"{what} is being written by another ens process (pid {_holder(fd)})") from None
+        with _held(fd):
+            yield
     finally:
         os.close(fd)
 
