@@ -48,7 +48,7 @@ def sha(path: Path) -> str:
 def tree(folder: Path) -> dict[str, str]:
     """Every file under `folder` and its hash (what "byte-identical" compares)."""
     return {str(p.relative_to(folder)): sha(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.endswith("lock")}  # lock files hold their last holder's pid
+            if p.is_file() and not p.name.endswith("lock")}  # a lock file holds its holder's pid while held
 
 
 def staging_left(models: Path, name: str) -> list[str]:
