@@ -443,6 +443,32 @@ def test_lgbm_complementary_label_is_one_fit_whose_trees_are_negated(monkeypatch
     np.testing.assert_array_equal(Blender.from_state(b.state()).predict(P), b.predict(P))
 
 
+def test_lgbm_mirrored_label_is_predicted_from_its_twins_raw_scores(monkeypatch):
+    """One LightGBM prediction for a fake/real pair: the logistic of the raw scores is LightGBM's own
+    `binary` output and the negated raw scores are the mirrored booster's, so each label is what its own
+    booster predicts, bit for bit (the old path, one `predict` per label)."""
+    import lightgbm as lgb
+
+    from ensemble.stack.meta import LGBMBlender, _features
+
+    rng = np.random.default_rng(13)
+    n = 4000
+    fake = (rng.random(n) < 0.45).astype(float)
+    y = np.column_stack([fake, 1.0 - fake])
+    P = np.clip(0.35 * y[:, None, :] + 0.65 * rng.random((n, 3, 2)), 0.001, 0.999)
+    b = LGBMBlender(n_estimators=80, min_child_samples=20).fit(P, y, rng.integers(0, 3, n))
+    assert b.mirror_of_ == [None, 0]
+    P_new = np.clip(rng.random((6000, 3, 2)), 0.001, 0.999)
+    X = _features(P_new, 0, True)
+    direct = np.column_stack([m.predict(X, num_iteration=it, num_threads=1)
+                              for m, it in zip(b.models_, b.best_iterations_)])
+    calls = []
+    predict = lgb.Booster.predict
+    monkeypatch.setattr(lgb.Booster, "predict", lambda self, *a, **k: calls.append(1) or predict(self, *a, **k))
+    np.testing.assert_array_equal(b.predict(P_new), direct)
+    assert len(calls) == 1
+
+
 def test_challengers_scored_together_are_scored_as_one_at_a_time():
     """`PairedBootstrap.prepare` scores many predictions on shared float chunks (groups of `PARTS_GROUP`
     label columns): each gain is the long way's, bit for bit, with and without density-ratio weights."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from ensemble.errors import ContractError
 from ensemble.probability import LOGIT_EPS
-from ensemble.stack.base import Blender, logit, register
+from ensemble.stack.base import Blender, logit, register, sigmoid
 from ensemble.stack.explain import coefficient_lines
 from ensemble.stack.onnx_ops import DOUBLE, FLOAT, feed, features, per_label
 from ensemble.task import MULTILABEL, Task
@@ -27,10 +27,20 @@ def _features(P: np.ndarray, j: int, all_labels: bool, meta: np.ndarray | None =
 
 
 def _per_label(models: list, P: np.ndarray, predict, all_labels: bool, meta: np.ndarray | None = None) -> np.ndarray:
-    """Each label's model on its features; a float stands for a label with one class in the fit data."""
+    """Each label's model on its features; a float stands for a label with one class in the fit data.
+    Every label's features are the same with `all_labels`: made once."""
     out = np.empty((P.shape[0], P.shape[2]))
+    shared = None
     for j, model in enumerate(models):
-        out[:, j] = model if isinstance(model, float) else predict(j, model, _features(P, j, all_labels, meta))
+        if isinstance(model, float):
+            out[:, j] = model
+            continue
+        if not all_labels:
+            out[:, j] = predict(j, model, _features(P, j, False, meta))
+            continue
+        if shared is None:
+            shared = _features(P, j, True, meta)
+        out[:, j] = predict(j, model, shared)
     return out
 
 
@@ -280,6 +290,7 @@ class LGBMBlender(_MetaLearner):
 
         valid = _validation_rows(y, folds, self.seed)
         self.models_, self.best_iterations_ = [], []
+        self.mirror_of_: list[int | None] = [None] * P.shape[2]  # a label whose trees are another's negated
         sets = None  # with all labels' features, every label bins the same X: built once, relabelled
         for j in range(P.shape[2]):
             t = y[:, j]
@@ -291,6 +302,7 @@ class LGBMBlender(_MetaLearner):
             if twin is not None:  # same features, labels 1 − t: the twin's trees with every leaf negated
                 self.models_.append(_negated(self.models_[twin]))
                 self.best_iterations_.append(self.best_iterations_[twin])
+                self.mirror_of_[j] = twin
                 continue
             if sets is None or not self.all_labels:
                 X = _features(P, j, self.all_labels, meta)
@@ -330,8 +342,18 @@ class LGBMBlender(_MetaLearner):
                                        num_threads=self.num_threads)
 
     def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
+        """Raw scores through the logistic function, which is LightGBM's own `binary` output to the bit; a
+        mirrored label (`_negated`) takes its twin's raw scores negated, which are its own exactly."""
+        mirror_of = getattr(self, "mirror_of_", None) or [None] * len(self.models_)  # restored: none known
+        raw: dict[int, np.ndarray] = {}
+
         def predict(j, booster, X):
-            return booster.predict(X, num_iteration=self.best_iterations_[j], num_threads=self.num_threads)
+            twin = mirror_of[j]
+            if twin in raw:
+                return sigmoid(-raw[twin])
+            raw[j] = booster.predict(X, num_iteration=self.best_iterations_[j], raw_score=True,
+                                     num_threads=self.num_threads)
+            return sigmoid(raw[j])
 
         return _per_label(self.models_, P, predict, self.all_labels, meta)
 
