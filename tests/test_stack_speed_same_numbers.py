@@ -11,7 +11,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ensemble.artifacts.competition import _real_path
 from ensemble.metrics.bootstrap import CHUNK, multinomial_counts, resamples
 from ensemble.metrics.scorer import COMPETITION
 from ensemble.stack.bootstrap import PairedBootstrap
@@ -67,21 +66,6 @@ def test_a_cached_calibrator_is_the_fresh_fit():
         np.testing.assert_array_equal(cached.predict(p), make_calibrator(name).fit(p, y).predict(p))
     other = fitted_calibrator("platt", p[::-1].copy(), y[::-1].copy())
     assert other is not fitted_calibrator("platt", p, y)
-
-
-def test_real_path_of_a_clip_is_realpath(tmp_path):
-    (tmp_path / "comp" / "train").mkdir(parents=True)
-    (tmp_path / "outside").mkdir()
-    (tmp_path / "outside" / "secret.wav").write_bytes(b"x")
-    (tmp_path / "comp" / "train" / "a.wav").write_bytes(b"x")
-    (tmp_path / "comp" / "train" / "link.wav").symlink_to(tmp_path / "outside" / "secret.wav")
-    (tmp_path / "comp" / "linked").symlink_to(tmp_path / "outside")
-    inside = os.path.realpath(tmp_path / "comp")
-    folders: dict[str, str] = {}
-    for rel in ("train/a.wav", "train/link.wav", "linked/secret.wav", "train/../train/a.wav", "train/missing.wav",
-                "train/..", "./train/a.wav", "linked/../comp/train/a.wav"):
-        path = os.path.join(inside, rel)
-        assert _real_path(path, folders) == os.path.realpath(path), rel
 
 
 def test_split_rank_sums_are_the_one_sort_sums():
@@ -271,9 +255,11 @@ def test_stack_reusing_the_comparisons_fits_is_the_fresh_stack():
                                  True) is None  # with meta-features: fitted afresh
 
 
-def test_check_paths_decides_each_path_as_realpath_and_commonpath(tmp_path):
-    """A clip in a folder known to lie inside the competition folder skips `commonpath`: every path is
-    accepted or refused as the long way (realpath, then commonpath) decides, symlinks and `..` included."""
+@pytest.mark.parametrize("listable", [True, False], ids=["listed", "unreadable-folders"])
+def test_check_paths_decides_each_path_as_realpath_and_commonpath(tmp_path, monkeypatch, listable):
+    """A plain name in a listed folder inside the competition folder is not resolved: every path is
+    accepted or refused as the long way (realpath, then commonpath) decides, and refused with the same
+    message: symlinked files and folders, `..`, `.`, missing files and folders, a file taken for a folder."""
     import pandas as pd
 
     from ensemble.artifacts.competition import check_paths
@@ -286,17 +272,28 @@ def test_check_paths_decides_each_path_as_realpath_and_commonpath(tmp_path):
     (root / "a" / "link.wav").symlink_to(tmp_path / "out" / "x.wav")
     (root / "a" / "ok.wav").write_bytes(b"")
     (root / "up").symlink_to(tmp_path)
+    (root / "in").symlink_to(root / "a")  # a symlinked folder that stays inside
+    (root / "a" / "inner.wav").symlink_to(root / "a" / "ok.wav")
+    if not listable:  # a folder one may enter but not list (mode --x; tests run as root, who lists anything)
+        def unreadable(path):
+            raise PermissionError(13, "Permission denied", path)
+        monkeypatch.setattr(os, "scandir", unreadable)
     inside = os.path.realpath(root)
     paths = ["a/ok.wav", "a/link.wav", "a/new.wav", "../comp", "../comp/a/ok.wav", "a/../../out/x.wav",
-             "up/comp", "up/out/x.wav", "a/./ok.wav", "a/..", "../comp/../out/x.wav"]
+             "up/comp", "up/out/x.wav", "a/./ok.wav", "a/..", "../comp/../out/x.wav", "ok.wav", "a//ok.wav",
+             "a/ok.wav/x", "a/", "a/.", "missing/x.wav", "missing/../../out/x.wav", "in/ok.wav", "in/link.wav",
+             "a/inner.wav", "./a/ok.wav", "up/comp/a/ok.wav", "../comp/..", "a/../.."]
     for rel in paths:
         real = os.path.realpath(os.path.join(inside, rel))
-        frame = pd.DataFrame({"id": ["a0", "a1"], "path": ["a/ok.wav", rel]})  # the folder seen first, then rel
-        if os.path.commonpath([inside, real]) == inside:
-            check_paths(frame, root, "t.csv")
-        else:
-            with pytest.raises(DataError, match="outside the competition folder"):
+        for frame in (pd.DataFrame({"id": ["a1"], "path": [rel]}),
+                      pd.DataFrame({"id": ["a0", "a1"], "path": ["a/ok.wav", rel]})):  # a folder seen first
+            if os.path.commonpath([inside, real]) == inside:
                 check_paths(frame, root, "t.csv")
+            else:
+                with pytest.raises(DataError) as refused:
+                    check_paths(frame, root, "t.csv")
+                assert str(refused.value) == (f"t.csv: id 'a1' has path {rel!r}, which resolves to {real}, outside "
+                                              f"the competition folder {root}; paths must stay inside it"), rel
 
 
 def test_validate_oof_names_an_id_not_in_the_folds():

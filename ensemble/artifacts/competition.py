@@ -87,39 +87,53 @@ def check_paths(df: pd.DataFrame, root: Path, source: Path | str) -> None:
     """Every `path` is relative and resolves (symlinks followed) inside the competition folder `root`.
 
     A CSV is input from strangers: `../../etc/passwd`, `/home/x/a.ogg` or a symlink out of the folder
-    would have ens read (and train on) files the user never meant to hand it.
+    would have ens read (and train on) files the user never meant to hand it. Each folder is resolved and
+    listed once: a plain name that is no symlink, in a real folder inside `root`, stays inside; any other
+    path is resolved whole (`os.path.realpath`) and checked.
     """
     inside = os.path.realpath(root)
-    folders: dict[str, str] = {}  # a folder's real path, resolved once for all of its clips
-    kept: set[str] = set()  # real folders inside `root`: a plain name in one stays inside, no commonpath
+    folders: dict[str, _Folder] = {}
     for rid, rel in zip(df["id"].tolist(), df["path"].tolist()):
         if not isinstance(rel, str) or not rel.strip():
             raise DataError(f"{source}: id {rid!r} has an empty path; expected a path relative to {root}")
         if os.path.isabs(rel):
             raise DataError(f"{source}: id {rid!r} has the absolute path {rel!r}; "
                             f"expected a path relative to the competition folder {root}")
-        real = _real_path(os.path.join(inside, rel), folders)
-        head = os.path.dirname(real)
-        if head in kept and real != head:
+        folder, _, name = rel.rpartition("/")
+        seen = folders.get(folder)
+        if seen is None:
+            seen = folders[folder] = _Folder.of(inside, folder)
+        if seen.holds_plainly(name):
             continue
-        if os.path.commonpath([inside, head]) == inside:
-            kept.add(head)
+        real = os.path.realpath(os.path.join(inside, rel))
         if os.path.commonpath([inside, real]) != inside:
             raise DataError(f"{source}: id {rid!r} has path {rel!r}, which resolves to {real}, outside the "
                             f"competition folder {root}; paths must stay inside it")
 
 
-def _real_path(path: str, folders: dict[str, str]) -> str:
-    """`os.path.realpath(path)`, the folder part resolved once per folder: realpath resolves from the left,
-    so the real path of `folder/name` is the folder's real path joined with `name` unless `name` itself is a
-    symlink (or `.`/`..`), and those are resolved whole."""
-    head, tail = os.path.split(path)
-    if tail in ("", ".", ".."):
-        return os.path.realpath(path)
-    if head not in folders:
-        folders[head] = os.path.realpath(head)
-    joined = os.path.join(folders[head], tail)
-    return os.path.realpath(joined) if os.path.islink(joined) else joined
+@dataclass(frozen=True)
+class _Folder:
+    """A clip folder as `check_paths` sees it: whether its real path lies inside the competition folder, and
+    its entries that are symlinks (None: it could not be listed, so every name in it is resolved whole)."""
+
+    inside: bool
+    links: frozenset[str] | None
+
+    @classmethod
+    def of(cls, root_real: str, folder: str) -> "_Folder":
+        real = os.path.realpath(os.path.join(root_real, folder))
+        try:
+            with os.scandir(real) as entries:
+                links = frozenset(e.name for e in entries if e.is_symlink())
+        except (FileNotFoundError, NotADirectoryError):  # holds nothing, so no symlink either
+            links = frozenset()
+        except OSError:  # not readable (entered, not listed): resolve each name
+            links = None
+        return cls(os.path.commonpath([root_real, real]) == root_real, links)
+
+    def holds_plainly(self, name: str) -> bool:
+        """`name` in this folder resolves to the folder's real path joined with it, inside the root."""
+        return self.inside and self.links is not None and name not in ("", ".", "..") and name not in self.links
 
 
 @dataclass
