@@ -34,6 +34,13 @@ def row_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n)
 
 
+def compact_counts(counts: np.ndarray) -> np.ndarray:
+    """Integer row counts in the smallest type that holds them (`uint8`, else `int32`): a row's count in a
+    replicate is about Poisson(1), and small counts take less memory and gather and add faster."""
+    fits = not counts.size or counts.max() <= np.iinfo(np.uint8).max
+    return counts.astype(np.uint8 if fits else np.int32)
+
+
 @dataclass(frozen=True)
 class Resamples:
     """`n_boot` bootstrap replicates of `rows` rows as small integer counts `counts_b` `(n_boot, rows)`,
@@ -75,7 +82,7 @@ def resamples(n: int, n_boot: int, seed: int) -> Resamples:
     drawn = []
     for start in range(0, n_boot, CHUNK):  # each chunk made small as it is drawn: no int64 copy of them all
         c = row_counts(n, min(CHUNK, n_boot - start), rng)
-        drawn.append(c.astype(np.uint8) if c.max() <= np.iinfo(np.uint8).max else c.astype(np.int32))
+        drawn.append(compact_counts(c))
     counts_b = np.concatenate(drawn) if drawn else np.zeros((0, n), np.uint8)  # int32 if any chunk needed it
     counts_b.setflags(write=False)
     return Resamples(counts_b)

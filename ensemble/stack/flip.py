@@ -27,7 +27,7 @@ from ensemble.errors import ConfigError
 from ensemble.metrics.dacon import MetricError
 from ensemble.stack.base import Blender, logit, register, sigmoid
 from ensemble.metrics.dacon import fast_auc, plan_auc, rank_plan
-from ensemble.metrics.bootstrap import FLIP_BOOT, row_counts
+from ensemble.metrics.bootstrap import FLIP_BOOT, compact_counts, row_counts
 from ensemble.stack.calibration import MIN_SLOPE, make_calibrator
 from ensemble.probability import LOGIT_EPS
 from ensemble.stack.explain import weight_lines
@@ -53,9 +53,7 @@ def bootstrap_auc_ci(s: np.ndarray, y: np.ndarray, n_boot: int, alpha: float, rn
     if len(s) > max_rows:
         keep = rng.permutation(len(s))[:max_rows]
         s, y = s[keep], y[keep]
-    counts = row_counts(len(s), n_boot, rng)  # integers, each replicate's counts contiguous: `plan_auc` as is
-    if counts.size and counts.max() <= np.iinfo(np.uint8).max:  # small counts gather and add faster
-        counts = counts.astype(np.uint8)
+    counts = compact_counts(row_counts(len(s), n_boot, rng))  # each replicate's counts contiguous: `plan_auc` as is
     aucs = plan_auc(rank_plan(s, y), counts)  # weighted_auc's own path for integer counts, without floats
     aucs = aucs[np.isfinite(aucs)]
     if not aucs.size:
