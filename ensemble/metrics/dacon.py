@@ -59,10 +59,15 @@ def ece_bins(p: np.ndarray) -> np.ndarray:
     p = np.asarray(p)
     if np.isnan(p).any():
         return np.searchsorted(EDGES[1:-1], p)
-    below = np.zeros(p.shape, dtype=np.int8)
+    return _inner_edges_passed(p, inclusive=False).astype(np.intp)
+
+
+def _inner_edges_passed(p: np.ndarray, inclusive: bool) -> np.ndarray:
+    """How many inner bin edges lie below each value of `p` (`inclusive`: at or below), by comparisons."""
+    passed = np.zeros(p.shape, dtype=np.int8)
     for edge in EDGES[1:-1]:
-        below += p > edge
-    return below.astype(np.intp)
+        passed += (p >= edge) if inclusive else (p > edge)
+    return passed
 
 
 def _as_2d(a: np.ndarray) -> np.ndarray:
@@ -166,9 +171,7 @@ def histogram_counts(p: np.ndarray) -> np.ndarray:
     left out) by comparisons with the edges: the same integer counts without histogram's sort of `p`."""
     if np.isnan(p).any():
         return np.histogram(p, bins=EDGES)[0]
-    upper = np.zeros(p.shape, dtype=np.int8)
-    for edge in EDGES[1:-1]:
-        upper += p >= edge
+    upper = _inner_edges_passed(p, inclusive=True)
     inside = (p >= EDGES[0]) & (p <= EDGES[-1])
     return np.bincount(upper[inside] if not inside.all() else upper, minlength=N_BINS)
 
