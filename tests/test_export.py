@@ -315,7 +315,6 @@ def test_blend_ops_match_the_fitted_blender(method):
     np.testing.assert_allclose(got, blender.predict(probe), rtol=0, atol=1e-6 if method == "lgbm" else 1e-12)
 
 
-
 def test_lgbm_complementary_label_exports_its_negated_trees():
     """real = 1 − fake: the real model is the fake trees with negated leaves; its ONNX graph predicts it."""
     from ensemble.stack.base import make_blender
@@ -329,6 +328,7 @@ def test_lgbm_complementary_label_exports_its_negated_trees():
     got = _run_lgbm(blender, probe)
     np.testing.assert_allclose(got, blender.predict(probe), rtol=0, atol=1e-6)
     np.testing.assert_allclose(got[:, 1], 1.0 - got[:, 0], rtol=0, atol=1e-6)
+
 
 def _run_lgbm(blender, probe: np.ndarray) -> np.ndarray:
     import onnxruntime as ort

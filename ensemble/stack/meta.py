@@ -344,11 +344,10 @@ class LGBMBlender(_MetaLearner):
     def _predict(self, P: np.ndarray, meta: np.ndarray | None = None) -> np.ndarray:
         """Raw scores through the logistic function, which is LightGBM's own `binary` output to the bit; a
         mirrored label (`_negated`) takes its twin's raw scores negated, which are its own exactly."""
-        mirror_of = getattr(self, "mirror_of_", None) or [None] * len(self.models_)  # restored: none known
         raw: dict[int, np.ndarray] = {}
 
         def predict(j, booster, X):
-            twin = mirror_of[j]
+            twin = self.mirror_of_[j]
             if twin in raw:
                 return sigmoid(-raw[twin])
             raw[j] = booster.predict(X, num_iteration=self.best_iterations_[j], raw_score=True,
@@ -367,6 +366,7 @@ class LGBMBlender(_MetaLearner):
         super()._restore(state)
         self.best_iterations_ = [0 if "constant" in m else model.current_iteration()
                                  for m, model in zip(state["models"], self.models_)]
+        self.mirror_of_ = [None] * len(self.models_)  # the state keeps each label's trees: each predicts its own
 
     def _model_from_state(self, saved: dict[str, Any]) -> Any:
         import lightgbm as lgb
